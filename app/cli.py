@@ -1,0 +1,246 @@
+"""``flask`` commands. Each command is an edge: it commits once, at the end."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import shlex
+from typing import Any
+
+import click
+import requests
+from flask import Flask, current_app
+from flask.cli import AppGroup
+
+from app.config import INSTANCE_DIR, PROJECT_ROOT, describe_defaults
+from app.core.db import db
+from app.core.security import sign_timestamped
+
+
+def _settings() -> Any:
+    return current_app.extensions["loyalty.settings"]
+
+
+def _cli_actor() -> tuple[str, str]:
+    return ("cli", getpass.getuser())
+
+
+def _echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+
+
+# --- database -------------------------------------------------------------------------------
+
+db_cli = AppGroup("db", help="Database schema (Alembic).")
+
+
+def alembic_config() -> Any:
+    from alembic.config import Config
+
+    config = Config(str(PROJECT_ROOT / "alembic.ini"))
+    config.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))
+    config.attributes["database_url"] = _settings().DATABASE_URL
+    return config
+
+
+@db_cli.command("upgrade")
+@click.argument("revision", default="head")
+def db_upgrade(revision: str) -> None:
+    """Apply migrations (creates the embedded SQLite file when needed)."""
+    from alembic import command
+
+    if _settings().DATABASE_URL.startswith("sqlite"):
+        INSTANCE_DIR.mkdir(exist_ok=True)
+    command.upgrade(alembic_config(), revision)
+
+
+# --- demo -----------------------------------------------------------------------------------
+
+demo_cli = AppGroup("demo", help="Demo data for local runs.")
+
+
+@demo_cli.command("seed")
+def demo_seed() -> None:
+    """Create demo dealers, advisors, members and cars (skips what exists)."""
+    from app import demo
+
+    created = demo.seed()
+    db.session.commit()
+    click.echo(f"demo data: {created}")
+
+
+# --- members --------------------------------------------------------------------------------
+
+members_cli = AppGroup("members", help="Look members up (every read is audited).")
+
+
+@members_cli.command("show")
+@click.argument("query")
+@click.option("--reason", default=None, help="Why you are looking (kept in the audit log).")
+@click.option("--reveal", is_flag=True, help="Show unmasked personal data (needs --reason).")
+def members_show(query: str, reason: str | None, reveal: bool) -> None:
+    """Show a member by mobile number or member number; personal data is masked."""
+    from app.members.cards import member_card, read_member
+
+    if reveal and not reason:
+        raise click.UsageError("--reveal needs --reason")
+    member = read_member(query, actor=_cli_actor(), reason=reason, reveal=reveal)
+    db.session.commit()  # the audit row, even for a miss
+    if member is None:
+        raise click.ClickException(f"no member matches {query!r}")
+    _echo_json(member_card(member, reveal=reveal))
+
+
+# --- DMS ------------------------------------------------------------------------------------
+
+dms_cli = AppGroup("dms", help="Play the dealer system locally.")
+
+
+@dms_cli.command("send-demo")
+@click.option("--url", default="http://127.0.0.1:5000", show_default=True)
+@click.option("--phone", default="13800138000", show_default=True)
+@click.option("--event-id", default=None, help="Reuse an id to see a duplicate acknowledged.")
+def dms_send_demo(url: str, phone: str, event_id: str | None) -> None:
+    """Sign and POST a vehicle.delivered event to a running server."""
+    from app.demo import sample_delivery_body
+
+    body = sample_delivery_body(phone=phone, event_id=event_id)
+    headers = {"Content-Type": "application/json", **sign_timestamped(_settings().DMS_SECRET, body)}
+    response = requests.post(f"{url}/api/v1/dms/events", data=body, headers=headers, timeout=10)
+    click.echo(f"{response.status_code} {response.text}")
+
+
+def signed_curl_snippet(base_url: str, secret: str, body: bytes) -> str:
+    """A shell snippet that signs at paste time (signatures are only valid for 300 s)."""
+    return "\n".join(
+        [
+            f"BODY={shlex.quote(body.decode())}",
+            "TS=$(date +%s)",
+            'SIG=$(printf \'%s.%s\' "$TS" "$BODY" | openssl dgst -sha256 -hmac '
+            + shlex.quote(secret)
+            + " | sed 's/^.*= //')",
+            f"curl -sS -X POST {base_url}/api/v1/dms/events -H 'Content-Type: application/json' \\",
+            '  -H "X-Timestamp: $TS" -H "X-Signature: sha256=$SIG" --data-binary "$BODY"; echo',
+        ]
+    )
+
+
+# --- jobs -----------------------------------------------------------------------------------
+
+jobs_cli = AppGroup("jobs", help="RQ workers and the periodic schedule.")
+
+
+@jobs_cli.command("worker")
+@click.argument("queues", nargs=-1)
+@click.option("--burst", is_flag=True, help="Stop when the queues are empty.")
+def jobs_worker(queues: tuple[str, ...], burst: bool) -> None:
+    """Run an RQ worker (with RQ's scheduler for retries) on the given queues, default all."""
+    from rq import Worker
+
+    from app.jobs import QUEUES, set_worker_app
+
+    set_worker_app(current_app._get_current_object())  # type: ignore[attr-defined]
+    worker = Worker(list(queues or QUEUES), connection=current_app.extensions["loyalty.rq_redis"])
+    worker.work(with_scheduler=True, burst=burst)
+
+
+@jobs_cli.command("cron")
+def jobs_cron() -> None:
+    """Run the periodic schedule (RQ CronScheduler); one per deployment is enough."""
+    from app.jobs.schedule import start_cron_scheduler
+
+    start_cron_scheduler(current_app.extensions["loyalty.rq_redis"])
+
+
+@jobs_cli.command("periodic")
+def jobs_periodic() -> None:
+    """List the periodic jobs."""
+    from app.jobs.schedule import PERIODIC
+
+    for entry in PERIODIC:
+        click.echo(f"{entry.cron:<15} {entry.job:<55} {entry.description}")
+
+
+@jobs_cli.command("run")
+@click.argument("name")
+def jobs_run(name: str) -> None:
+    """Run one job now, in this process (e.g. a periodic job by its dotted name)."""
+    from app.jobs import run_job
+
+    click.echo(f"{name} -> {run_job(name, ())!r}")
+
+
+# --- program settings -----------------------------------------------------------------------
+
+program_cli = AppGroup("program", help="Operator-tunable program settings.")
+
+
+@program_cli.command("list")
+def program_list() -> None:
+    from app.core import program
+
+    for key in sorted(program.REGISTRY):
+        setting = program.REGISTRY[key]
+        click.echo(f"{key:<40} {json.dumps(program.get(key)):<12} {setting.description}")
+
+
+@program_cli.command("set")
+@click.argument("key")
+@click.argument("value")
+@click.option("--reason", required=True)
+def program_set(key: str, value: str, reason: str) -> None:
+    """Set KEY to VALUE (JSON, e.g. 120 or true)."""
+    from app.core import program
+
+    program.set_value(key, json.loads(value), actor=_cli_actor(), reason=reason)
+    db.session.commit()
+    click.echo(f"{key} = {value}")
+
+
+# --- dev server -----------------------------------------------------------------------------
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+def serve(host: str, port: int) -> None:
+    """Development server with in-process jobs and scheduler; prints what to try."""
+    from app.demo import sample_delivery_body
+    from app.jobs.schedule import start_embedded_scheduler
+
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    settings = _settings()
+    base = f"http://{host}:{port}"
+    wechat_mode = "sandbox" if settings.wechat_sandbox else "live"
+    click.echo(
+        describe_defaults(settings) if settings.defaulted else "All settings come from the environment."
+    )
+    click.echo(
+        f"""
+Loyalty service on {base}   (jobs: {settings.JOBS_MODE}, WeChat: {wechat_mode})
+
+  Health          {base}/healthz   {base}/readyz
+  API docs        {base}/api/docs   (OpenAPI: {base}/api/openapi.json)
+  WeChat callback {base}/wechat/callback
+
+Enroll a buyer on purchase: paste this signed DMS event (paste it twice to see the duplicate ignored):
+
+{signed_curl_snippet(base, settings.DMS_SECRET, sample_delivery_body(phone="13800138000"))}
+
+Then look the buyer up (phone masked, the read is audited):
+
+  .venv/bin/flask --app wsgi members show 13800138000
+
+Or send a fresh one:  .venv/bin/flask --app wsgi dms send-demo --phone 13800138001
+"""
+    )
+    from werkzeug.serving import run_simple
+
+    start_embedded_scheduler(app)
+    run_simple(host, port, app, threaded=True, use_reloader=False)
+
+
+def register_commands(app: Flask) -> None:
+    for group in (db_cli, demo_cli, members_cli, dms_cli, jobs_cli, program_cli):
+        app.cli.add_command(group)
+    app.cli.add_command(serve)

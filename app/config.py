@@ -1,0 +1,164 @@
+"""Settings, read from ``LOYALTY_*`` environment variables and nowhere else.
+
+Three environments:
+
+* ``development`` (the default, what ``make run`` uses): any unset value gets a development
+  default (embedded SQLite, in-process Redis, WeChat sandbox) and the defaults are printed once.
+* ``test``: like development, but the test harness injects its own URLs.
+* ``production``: refuses to start while a secret is missing.
+
+Business numbers that operators tune (tier thresholds, earn rates, protection periods) are not
+here: they are program settings in the database (``app.core.program``), changed without a deploy.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+ENV_PREFIX = "LOYALTY_"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+INSTANCE_DIR = PROJECT_ROOT / "instance"
+
+REAL_WECHAT_API_BASE = "https://api.weixin.qq.com"
+
+#: Secrets a production start cannot do without (SPEC §14).
+REQUIRED_SECRETS = (
+    "SECRET_KEY",
+    "DATA_KEY",
+    "WECHAT_APP_ID",
+    "WECHAT_APP_SECRET",
+    "WECHAT_TOKEN",
+    "MINIAPP_APP_ID",
+    "MINIAPP_APP_SECRET",
+    "WECHAT_PAY_MCH_ID",
+    "WECHAT_PAY_API_KEY",
+    "DMS_SECRET",
+    "CRM_SECRET",
+)
+
+
+class ConfigError(RuntimeError):
+    """The environment does not describe a startable service."""
+
+
+def _dev_secret(name: str) -> str:
+    """A stable, obviously-not-production value, so dev restarts keep decrypting their data."""
+    return "dev-" + hashlib.sha256(f"loyalty-dev:{name}".encode()).hexdigest()[:32]
+
+
+def _dev_fernet_key() -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(b"loyalty-dev:data-key").digest()).decode()
+
+
+def _dev_defaults() -> dict[str, str]:
+    return {
+        "DATABASE_URL": f"sqlite:///{INSTANCE_DIR / 'loyalty.db'}",
+        "REDIS_URL": "memory://",
+        "SECRET_KEY": _dev_secret("secret-key"),
+        "DATA_KEY": _dev_fernet_key(),
+        "WECHAT_APP_ID": "wx0000000000sandbox",
+        "WECHAT_APP_SECRET": _dev_secret("wechat-app-secret"),
+        "WECHAT_TOKEN": "sandboxtoken",
+        "WECHAT_AES_KEY": "",
+        "WECHAT_API_BASE": "sandbox",
+        "MINIAPP_APP_ID": "wx0000000000miniapp",
+        "MINIAPP_APP_SECRET": _dev_secret("miniapp-app-secret"),
+        "WECHAT_PAY_MCH_ID": "1900000109",
+        "WECHAT_PAY_API_KEY": _dev_secret("wechat-pay-api-key"),
+        "DMS_SECRET": "dev-dms-secret",
+        "CRM_URL": "sandbox",
+        "CRM_SECRET": _dev_secret("crm-secret"),
+    }
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting the process reads. Field names are the env names without the prefix."""
+
+    ENV: str = "development"
+    DATABASE_URL: str = ""
+    REDIS_URL: str = ""
+    SECRET_KEY: str = ""
+    DATA_KEY: str = ""  # one Fernet key, or several comma-separated (newest first) while rotating
+    WECHAT_APP_ID: str = ""
+    WECHAT_APP_SECRET: str = ""
+    WECHAT_TOKEN: str = ""
+    WECHAT_AES_KEY: str = ""
+    WECHAT_API_BASE: str = REAL_WECHAT_API_BASE
+    MINIAPP_APP_ID: str = ""
+    MINIAPP_APP_SECRET: str = ""
+    WECHAT_PAY_MCH_ID: str = ""
+    WECHAT_PAY_API_KEY: str = ""
+    DMS_SECRET: str = ""
+    CRM_URL: str = ""
+    CRM_SECRET: str = ""
+    #: "rq" queues jobs in Redis for workers; "eager" runs them in-process right after the commit.
+    JOBS_MODE: str = "rq"
+    #: Seconds a signed inbound request (DMS, WeChat) may be old or early.
+    SIGNATURE_WINDOW_SECONDS: int = 300
+    #: Largest inbound request body we read, in bytes.
+    MAX_BODY_BYTES: int = 256 * 1024
+    LOG_LEVEL: str = "INFO"
+    #: Which settings came from development defaults rather than the environment.
+    defaulted: tuple[str, ...] = field(default=())
+
+    @property
+    def is_production(self) -> bool:
+        return self.ENV == "production"
+
+    @property
+    def wechat_sandbox(self) -> bool:
+        return self.WECHAT_API_BASE == "sandbox"
+
+    @property
+    def data_keys(self) -> list[str]:
+        return [k.strip() for k in self.DATA_KEY.split(",") if k.strip()]
+
+
+_INT_FIELDS = {"SIGNATURE_WINDOW_SECONDS", "MAX_BODY_BYTES"}
+
+
+def load_settings(environ: dict[str, str] | None = None, overrides: dict | None = None) -> Settings:
+    """Build settings from the environment (plus explicit overrides from tests)."""
+    environ = dict(os.environ if environ is None else environ)
+    overrides = overrides or {}
+    env_name = overrides.get("ENV") or environ.get(ENV_PREFIX + "ENV", "development")
+    if env_name not in {"development", "test", "production"}:
+        raise ConfigError(f"{ENV_PREFIX}ENV must be development, test or production, not {env_name!r}")
+
+    values: dict[str, object] = {"ENV": env_name}
+    names = [f.name for f in fields(Settings) if f.name not in {"ENV", "defaulted"}]
+    for name in names:
+        if name in overrides:
+            values[name] = overrides[name]
+        elif ENV_PREFIX + name in environ:
+            values[name] = environ[ENV_PREFIX + name]
+    for name in _INT_FIELDS & values.keys():
+        values[name] = int(values[name])  # type: ignore[call-overload]
+
+    defaulted: list[str] = []
+    if env_name == "production":
+        missing = [
+            n for n in (*REQUIRED_SECRETS, "DATABASE_URL", "REDIS_URL", "CRM_URL") if not values.get(n)
+        ]
+        if missing:
+            raise ConfigError(
+                "refusing to start in production without: " + ", ".join(ENV_PREFIX + n for n in missing)
+            )
+    else:
+        for name, value in _dev_defaults().items():
+            if name not in values:
+                values[name] = value
+                defaulted.append(name)
+        values.setdefault("JOBS_MODE", "eager")
+    return Settings(**values, defaulted=tuple(defaulted))  # type: ignore[arg-type]
+
+
+def describe_defaults(settings: Settings) -> str:
+    """Human-readable list of the development defaults in use (printed by ``make run``)."""
+    lines = [f"  {ENV_PREFIX}{name}={getattr(settings, name)}" for name in settings.defaulted]
+    return "Development defaults in use (set the variables to override):\n" + "\n".join(lines)

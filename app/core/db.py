@@ -1,0 +1,168 @@
+"""Database plumbing: the declarative base, column types, and a session per app context.
+
+Domain code imports ``db`` and uses ``db.session``; it flushes, never commits. The edge that owns
+the unit of work (request handler, job runner, CLI command) commits once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import os
+from typing import Annotated, Any
+
+import sqlalchemy as sa
+from flask import Flask, has_app_context
+from flask.globals import app_ctx
+from sqlalchemy import event
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Session, mapped_column, scoped_session, sessionmaker
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(sa.TypeDecorator):
+    """``timestamptz`` on PostgreSQL; always hands back aware UTC datetimes, refuses naive ones."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: sa.Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column; use app.core.clock.utcnow()")
+        value = value.astimezone(dt.UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: dt.datetime | None, dialect: sa.Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+#: JSON everywhere, JSONB on PostgreSQL.
+JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
+#: 64-bit ids on PostgreSQL; SQLite only auto-increments a plain INTEGER primary key.
+BigIntType = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+BigIntPK = Annotated[int, mapped_column(BigIntType, primary_key=True)]
+
+
+class Base(DeclarativeBase):
+    """Declarative base for every model."""
+
+    metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {  # noqa: RUF012 - SQLAlchemy reads this class attribute
+        dt.datetime: UTCDateTime(),
+        dict[str, Any]: JSONType,
+        list[Any]: JSONType,
+    }
+
+
+def _app_context_id() -> int:
+    """Scope sessions to the Flask app context: a request, a job and a CLI command each get one."""
+    return id(app_ctx._get_current_object())
+
+
+class Database:
+    """Engine + scoped session, configured from settings by ``init_app``."""
+
+    def __init__(self) -> None:
+        self.engine: sa.Engine | None = None
+        self.session_factory = sessionmaker(expire_on_commit=False)
+        self.session: scoped_session[Session] = scoped_session(
+            self.session_factory, scopefunc=_app_context_id
+        )
+
+    def init_app(self, app: Flask) -> None:
+        settings = app.extensions["loyalty.settings"]
+        self.engine = create_engine(settings.DATABASE_URL)
+        self.session_factory.configure(bind=self.engine)
+        app.teardown_appcontext(self._remove_session)
+        app.extensions["loyalty.db"] = self
+
+    def _remove_session(self, _exc: BaseException | None) -> None:
+        self.session.remove()
+
+    def remove(self) -> None:
+        """Close the current app context's session, if there is an app context."""
+        if has_app_context():
+            self.session.remove()
+
+    def bind_to(self, bind: sa.Engine | sa.Connection, *, savepoints: bool = False) -> None:
+        """Point new sessions at another engine or connection (tests wrap each test in one)."""
+        self.remove()
+        mode = "create_savepoint" if savepoints else "conditional_savepoint"
+        self.session_factory.configure(bind=bind, join_transaction_mode=mode)
+
+    @property
+    def dialect(self) -> str:
+        bind = self.session.get_bind()
+        return bind.dialect.name
+
+
+def create_engine(url: str) -> sa.Engine:
+    """An engine tuned per backend: a pooled PostgreSQL, or a WAL-mode SQLite file for `make run`."""
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    return sa.create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True, pool_recycle=1800)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # pysqlite's own transaction handling defers BEGIN and breaks SAVEPOINT; we emit BEGIN ourselves.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _sqlite_begin(connection: sa.Connection) -> None:
+    # IMMEDIATE takes the write lock up front: writers queue on busy_timeout instead of deadlocking.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+db = Database()
+
+
+def _dispose_pool_after_fork() -> None:
+    """RQ forks a work horse per job: the child must not reuse the parent's connections."""
+    if db.engine is not None:
+        db.engine.dispose(close=False)
+
+
+os.register_at_fork(after_in_child=_dispose_pool_after_fork)
+
+
+def insert_if_absent(model: type[Base], values: dict[str, Any], conflict_columns: tuple[str, ...]) -> Any:
+    """INSERT … ON CONFLICT DO NOTHING RETURNING id: the new id, or None if the row existed.
+
+    The unique constraint, not a prior SELECT, decides: concurrent callers cannot both win.
+    """
+    session = db.session
+    statement = _insert_ignore_statement(session.get_bind().dialect.name, model, conflict_columns)
+    return session.execute(statement, values).scalar_one_or_none()
+
+
+@functools.cache
+def _insert_ignore_statement(dialect: str, model: type[Base], conflict_columns: tuple[str, ...]) -> sa.Insert:
+    """Built once per (dialect, model): statement construction costs more than the insert itself."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:  # pragma: no cover - we run on PostgreSQL and SQLite only
+        raise RuntimeError(f"unsupported dialect {dialect}")
+    table = model.__table__  # type: ignore[attr-defined]
+    return insert(table).on_conflict_do_nothing(index_elements=list(conflict_columns)).returning(table.c.id)

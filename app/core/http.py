@@ -1,0 +1,178 @@
+"""HTTP edge: request ids, the unit of work per request, and the one JSON error shape."""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from typing import Any
+
+import marshmallow as ma
+from flask import Flask, Response, current_app, g, has_request_context, jsonify, request
+from flask_smorest import Api
+from werkzeug.exceptions import HTTPException
+
+from app.core.db import db
+from app.core.errors import AppError
+from app.core.i18n import _l, gettext
+
+log = logging.getLogger(__name__)
+
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+_HTTP_CODES: dict[int, tuple[str, Any]] = {
+    400: ("bad_request", _l("The request could not be understood.")),
+    401: ("unauthenticated", _l("Please sign in again.")),
+    403: ("forbidden", _l("You are not allowed to do this.")),
+    404: ("not_found", _l("Not found.")),
+    405: ("method_not_allowed", _l("This method is not allowed here.")),
+    409: ("conflict", _l("This conflicts with the current state.")),
+    413: ("payload_too_large", _l("The request body is too large.")),
+    415: ("unsupported_media_type", _l("This content type is not supported.")),
+    422: ("validation_failed", _l("Some fields are invalid.")),
+    429: ("rate_limited", _l("Too many requests. Please try again later.")),
+    500: ("internal_error", _l("Something went wrong on our side. Please try again.")),
+    503: ("service_unavailable", _l("The service is temporarily unavailable.")),
+}
+
+
+class ErrorBodySchema(ma.Schema):
+    code = ma.fields.String(required=True, metadata={"description": "Stable machine-readable code"})
+    message = ma.fields.String(required=True, metadata={"description": "Localized, for people"})
+    fields = ma.fields.Dict(metadata={"description": "Field name → list of localized messages"})
+    details = ma.fields.Dict()
+
+
+class ErrorSchema(ma.Schema):
+    """The one error shape of the API."""
+
+    error = ma.fields.Nested(ErrorBodySchema, required=True)
+    request_id = ma.fields.String()
+
+
+class LoyaltyApi(Api):
+    """flask-smorest ``Api`` that renders every HTTP error in our error shape."""
+
+    ERROR_SCHEMA = ErrorSchema
+
+    def handle_http_exception(self, error: HTTPException) -> Response:
+        status = error.code or 500
+        code, default_message = _HTTP_CODES.get(status, ("error", error.description or ""))
+        data = getattr(error, "data", None) or {}
+        fields = data.get("errors") or data.get("messages")
+        if fields is not None:
+            fields = _unwrap_locations(fields)
+        headers = dict(data.get("headers") or {})
+        if status == 405 and hasattr(error, "valid_methods") and error.valid_methods:
+            headers["Allow"] = ", ".join(error.valid_methods)
+        return error_response(
+            status, code, data.get("message") or default_message, fields=fields, headers=headers
+        )
+
+
+def _unwrap_locations(messages: dict[str, Any]) -> dict[str, Any]:
+    """webargs nests errors by location ({"json": {...}}); clients only need the fields."""
+    if len(messages) == 1:
+        ((location, inner),) = messages.items()
+        if location in {"json", "query", "form", "headers", "files", "path", "view_args"} and isinstance(
+            inner, dict
+        ):
+            return inner
+    return messages
+
+
+def localize_messages(messages: Any) -> Any:
+    """Translate nested validation messages; marshmallow's fixed texts are catalog entries."""
+    if isinstance(messages, dict):
+        return {str(key): localize_messages(value) for key, value in messages.items()}
+    if isinstance(messages, list | tuple):
+        return [localize_messages(value) for value in messages]
+    return gettext(str(messages)) if messages is not None else messages
+
+
+def current_request_id() -> str | None:
+    return g.get("request_id") if has_request_context() else None
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: Any,
+    *,
+    fields: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+    details: dict[str, Any] | None = None,
+) -> Response:
+    body: dict[str, Any] = {"code": code, "message": str(message)}
+    if fields:
+        body["fields"] = localize_messages(fields)
+    if details:
+        body["details"] = details
+    response = jsonify({"error": body, "request_id": current_request_id()})
+    response.status_code = status
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def _handle_app_error(error: AppError) -> Response:
+    return error_response(
+        error.status,
+        error.code,
+        error.message,
+        fields=error.fields,
+        headers=error.headers,
+        details=error.details,
+    )
+
+
+def _handle_unexpected(error: Exception) -> Response:
+    if isinstance(error, HTTPException):
+        return current_app.extensions["loyalty.api"].handle_http_exception(error)
+    log.exception("unhandled error", exc_info=error)
+    code, message = _HTTP_CODES[500]
+    return error_response(500, code, message)
+
+
+def _assign_request_id() -> None:
+    incoming = request.headers.get("X-Request-ID", "")
+    g.request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
+
+
+def _finish_unit_of_work(response: Response) -> Response:
+    """Commit once at the edge when the handler succeeded; otherwise throw the work away."""
+    session = db.session
+    if response.status_code < 400:
+        session.commit()
+    else:
+        session.rollback()
+    response.headers["X-Request-ID"] = g.get("request_id", "")
+    return response
+
+
+class RequestIdFilter(logging.Filter):
+    """Adds ``request_id`` to every log record (``-`` outside requests)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = current_request_id() or getattr(record, "request_id", "-")
+        return True
+
+
+def configure_logging(level: str) -> None:
+    handler = logging.StreamHandler()
+    handler.addFilter(RequestIdFilter())
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s")
+    )
+    root = logging.getLogger()
+    if not any(isinstance(f, RequestIdFilter) for h in root.handlers for f in h.filters):
+        root.addHandler(handler)
+    root.setLevel(level)
+
+
+def init_app(app: Flask, api: LoyaltyApi) -> None:
+    app.extensions["loyalty.api"] = api
+    app.before_request(_assign_request_id)
+    app.after_request(_finish_unit_of_work)
+    app.register_error_handler(AppError, _handle_app_error)
+    app.register_error_handler(Exception, _handle_unexpected)

@@ -1,0 +1,97 @@
+"""Program settings: the numbers operators tune without a deploy.
+
+Each domain declares its settings next to the code that uses them::
+
+    ATTRIBUTION_DAYS = program.define("enrollment.attribution_days", 90, "Advisor protection period")
+    ...
+    days = ATTRIBUTION_DAYS.value()
+
+The default lives in code; an operator's override lives in ``program_settings`` and wins. Values
+are read once per unit of work (cached on the session), so one request sees one consistent set.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.core import audit
+from app.core.clock import utcnow
+from app.core.db import Base, JSONType, db
+
+
+class ProgramSettingRow(Base):
+    __tablename__ = "program_settings"
+
+    key: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    value: Mapped[Any] = mapped_column(JSONType)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_by: Mapped[str] = mapped_column(sa.String(64))
+
+
+@dataclass(frozen=True)
+class ProgramSetting:
+    key: str
+    default: Any
+    description: str
+
+    def value(self) -> Any:
+        return get(self.key)
+
+
+REGISTRY: dict[str, ProgramSetting] = {}
+_CACHE_KEY = "program_settings"
+
+
+def define(key: str, default: Any, description: str) -> ProgramSetting:
+    """Declare a setting (at import time of the owning module)."""
+    if key in REGISTRY and REGISTRY[key].default != default:
+        raise ValueError(f"program setting {key} declared twice with different defaults")
+    setting = ProgramSetting(key, default, description)
+    REGISTRY[key] = setting
+    return setting
+
+
+def _overrides() -> dict[str, Any]:
+    session = db.session()
+    cached = session.info.get(_CACHE_KEY)
+    if cached is None:
+        rows = session.execute(sa.select(ProgramSettingRow.key, ProgramSettingRow.value))
+        cached = {key: value for key, value in rows}
+        session.info[_CACHE_KEY] = cached
+    return cached
+
+
+def get(key: str) -> Any:
+    setting = REGISTRY[key]
+    return _overrides().get(key, setting.default)
+
+
+def set_value(key: str, value: Any, *, actor: tuple[str, str | int], reason: str | None = None) -> None:
+    """Override a setting; the type must match the default's. Audited."""
+    if key not in REGISTRY:
+        raise KeyError(key)
+    default = REGISTRY[key].default
+    if type(value) is not type(default):
+        raise TypeError(f"{key} takes {type(default).__name__}, not {type(value).__name__}")
+    session = db.session()
+    previous = get(key)
+    row = session.get(ProgramSettingRow, key)
+    if row is None:
+        session.add(ProgramSettingRow(key=key, value=value, updated_by=f"{actor[0]}:{actor[1]}"))
+    else:
+        row.value = value
+        row.updated_at = utcnow()
+        row.updated_by = f"{actor[0]}:{actor[1]}"
+    session.info.pop(_CACHE_KEY, None)
+    audit.record(
+        actor=actor,
+        action="program_setting.changed",
+        subject=("program_setting", key),
+        reason=reason,
+        details={"from": previous, "to": value},
+    )

@@ -1,0 +1,63 @@
+"""Schema base and validators whose messages are translated when they are raised.
+
+marshmallow formats validator messages at validation time, inside the request, so a lazy string
+passed as the message renders in the request's locale. Use these instead of
+``marshmallow.validate`` in our schemas.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import marshmallow as ma
+
+from app.core.i18n import _l
+
+
+class BaseSchema(ma.Schema):
+    """Rejects unknown fields (a typo in a partner payload should be loud, not silently dropped)."""
+
+    class Meta:
+        unknown = ma.RAISE
+
+
+class OneOf(ma.validate.OneOf):
+    default_message = _l("Must be one of: {choices}.")
+
+
+class Length(ma.validate.Length):
+    message_min = _l("Must be at least {min} characters.")
+    message_max = _l("Must be at most {max} characters.")
+    message_all = _l("Must be between {min} and {max} characters.")
+    message_equal = _l("Must be exactly {equal} characters.")
+
+
+class Range(ma.validate.Range):
+    def __init__(self, min: Any = None, max: Any = None, *, error: str | None = None) -> None:
+        super().__init__(min, max, error=error)
+        self.message_min = _l("Must be at least {min}.")
+        self.message_max = _l("Must be at most {max}.")
+        self.message_all = _l("Must be between {min} and {max}.")
+
+
+class Regexp(ma.validate.Regexp):
+    default_message = _l("Invalid format.")
+
+
+IDENTIFIER_RE = re.compile(r"^[A-Za-z0-9._:\-]+$")
+
+
+def identifier(max_length: int = 64) -> list[ma.validate.Validator]:
+    """An external id: 1..max_length of letters, digits and ``._:-``."""
+    return [Length(min=1, max=max_length), Regexp(IDENTIFIER_RE)]
+
+
+class Money(ma.fields.Integer):
+    """An amount in integer fen (分); never a float."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("strict", True)
+        kwargs.setdefault("validate", Range(min=0))
+        kwargs.setdefault("metadata", {"description": "Amount in fen (1/100 CNY)"})
+        super().__init__(**kwargs)

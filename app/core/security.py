@@ -1,0 +1,145 @@
+"""Signatures on inbound channels, PII encryption at rest, and blind indexes for lookups.
+
+PII (phone numbers) is encrypted with Fernet (AES-128-CBC + HMAC-SHA256). ``LOYALTY_DATA_KEY``
+holds one key, or several comma-separated while rotating: the first encrypts, all decrypt
+(``MultiFernet``), ``flask pii rotate`` re-encrypts rows under the first.
+
+Lookups use a blind index: HMAC-SHA256 of the normalized value under a key derived (HKDF) from
+the *last* key in the list, so adding a new key in front never changes the index. Retiring that
+anchor key is a re-index, done deliberately.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from typing import Any
+
+import sqlalchemy as sa
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from flask import Flask
+
+from app.core.errors import BadSignature
+
+
+class PiiCipher:
+    """Encrypts and decrypts personal data; computes blind indexes."""
+
+    def __init__(self, keys: list[str]) -> None:
+        if not keys:
+            raise ValueError("at least one data key is required")
+        try:
+            self._fernet = MultiFernet([Fernet(key.encode()) for key in keys])
+        except ValueError as exc:
+            raise ValueError("LOYALTY_DATA_KEY must be url-safe base64 Fernet keys (32 bytes)") from exc
+        anchor = keys[-1].encode()
+        self._index_key = HKDF(
+            algorithm=hashes.SHA256(), length=32, salt=b"loyalty-blind-index", info=b"v1"
+        ).derive(anchor)
+
+    def encrypt(self, plaintext: str) -> str:
+        return self._fernet.encrypt(plaintext.encode()).decode("ascii")
+
+    def decrypt(self, token: str) -> str:
+        try:
+            return self._fernet.decrypt(token.encode("ascii")).decode()
+        except InvalidToken as exc:
+            raise ValueError("ciphertext cannot be decrypted with the configured data keys") from exc
+
+    def encrypt_bytes(self, plaintext: bytes) -> bytes:
+        return self._fernet.encrypt(plaintext)
+
+    def decrypt_bytes(self, token: bytes) -> bytes:
+        return self._fernet.decrypt(token)
+
+    def rotate(self, token: str) -> str:
+        """Re-encrypt under the newest key (no-op in meaning, new ciphertext)."""
+        return self._fernet.rotate(token.encode("ascii")).decode("ascii")
+
+    def blind_index(self, normalized_value: str, purpose: str) -> str:
+        """Deterministic keyed hash for equality lookups; ``purpose`` separates index domains."""
+        message = f"{purpose}:{normalized_value}".encode()
+        return hmac.new(self._index_key, message, hashlib.sha256).hexdigest()
+
+
+_cipher: PiiCipher | None = None
+
+
+def cipher() -> PiiCipher:
+    if _cipher is None:
+        raise RuntimeError("PII cipher not configured; create the app first")
+    return _cipher
+
+
+def init_app(app: Flask) -> None:
+    global _cipher  # noqa: PLW0603 - one process-wide cipher, like the engine
+    _cipher = PiiCipher(app.extensions["loyalty.settings"].data_keys)
+
+
+class EncryptedText(sa.TypeDecorator):
+    """A text column stored as Fernet ciphertext; Python code only ever sees plaintext."""
+
+    impl = sa.Text
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: sa.Dialect) -> str | None:
+        return None if value is None else cipher().encrypt(value)
+
+    def process_result_value(self, value: str | None, dialect: sa.Dialect) -> str | None:
+        return None if value is None else cipher().decrypt(value)
+
+
+class EncryptedBytes(sa.TypeDecorator):
+    """Raw bodies (inbound events) kept encrypted at rest: they carry phone numbers."""
+
+    impl = sa.LargeBinary
+    cache_ok = True
+
+    def process_bind_param(self, value: bytes | None, dialect: sa.Dialect) -> bytes | None:
+        return None if value is None else cipher().encrypt_bytes(value)
+
+    def process_result_value(self, value: bytes | None, dialect: sa.Dialect) -> bytes | None:
+        return None if value is None else cipher().decrypt_bytes(bytes(value))
+
+
+def hmac_sha256_hex(secret: str, message: bytes) -> str:
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def verify_timestamped_signature(
+    *,
+    secret: str,
+    timestamp: str | None,
+    signature: str | None,
+    body: bytes,
+    window_seconds: int,
+    now: float | None = None,
+) -> int:
+    """Check ``X-Signature: sha256=<hex HMAC of "<timestamp>.<body>">`` and the time window.
+
+    Returns the timestamp. Raises ``BadSignature`` for anything missing, stale or wrong; the
+    comparison is constant-time.
+    """
+    if not timestamp or not signature:
+        raise BadSignature(details={"reason": "missing_headers"})
+    try:
+        sent_at = int(timestamp)
+    except ValueError:
+        raise BadSignature(details={"reason": "bad_timestamp"}) from None
+    current = time.time() if now is None else now
+    if abs(current - sent_at) > window_seconds:
+        raise BadSignature(details={"reason": "stale_timestamp"})
+    scheme, _, digest = signature.partition("=")
+    expected = hmac_sha256_hex(secret, timestamp.encode() + b"." + body)
+    if scheme != "sha256" or not hmac.compare_digest(digest.lower(), expected):
+        raise BadSignature(details={"reason": "signature_mismatch"})
+    return sent_at
+
+
+def sign_timestamped(secret: str, body: bytes, timestamp: int | None = None) -> dict[str, Any]:
+    """Headers for a signed request (used by the demo sender, tests and benchmarks)."""
+    ts = str(int(time.time()) if timestamp is None else timestamp)
+    return {"X-Timestamp": ts, "X-Signature": "sha256=" + hmac_sha256_hex(secret, ts.encode() + b"." + body)}

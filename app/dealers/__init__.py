@@ -1,0 +1,1 @@
+"""Dealers (经销商) and their staff: sales advisors, service advisors, member managers."""

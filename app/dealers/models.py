@@ -1,0 +1,49 @@
+"""Dealer and staff records (master data synced from the OEM's dealer system)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.core.clock import utcnow
+from app.core.db import Base, BigIntPK, BigIntType
+
+STAFF_ROLES = ("sales_advisor", "service_advisor", "member_manager")
+
+
+class Dealer(Base):
+    __tablename__ = "dealers"
+
+    id: Mapped[BigIntPK]
+    code: Mapped[str] = mapped_column(sa.String(16), unique=True)
+    name: Mapped[str] = mapped_column(sa.String(128))
+    region: Mapped[str] = mapped_column(sa.String(32))
+    city: Mapped[str] = mapped_column(sa.String(64))
+    address: Mapped[str | None] = mapped_column(sa.String(255))
+    phone: Mapped[str | None] = mapped_column(sa.String(32))  # the showroom's public number
+    latitude: Mapped[float | None] = mapped_column(sa.Float)
+    longitude: Mapped[float | None] = mapped_column(sa.Float)
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    staff: Mapped[list[Staff]] = relationship(back_populates="dealer")
+
+
+class Staff(Base):
+    __tablename__ = "staff"
+
+    id: Mapped[BigIntPK]
+    dealer_id: Mapped[int] = mapped_column(BigIntType, sa.ForeignKey("dealers.id"), index=True)
+    #: The advisor code the DMS sends with deliveries and repair orders.
+    staff_code: Mapped[str] = mapped_column(sa.String(32), unique=True)
+    name: Mapped[str] = mapped_column(sa.String(64))
+    role: Mapped[str] = mapped_column(sa.String(24))
+    monthly_enrollment_target: Mapped[int] = mapped_column(default=0)
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    dealer: Mapped[Dealer] = relationship(back_populates="staff")
+
+    __table_args__ = (sa.CheckConstraint(f"role IN {STAFF_ROLES}", name="role"),)

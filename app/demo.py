@@ -1,0 +1,181 @@
+"""Demo data for ``make run``: dealers, advisors, a few members and cars. Safe to run twice."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import secrets
+from typing import Any
+
+import sqlalchemy as sa
+
+from app.core.clock import business_today, utcnow
+from app.core.db import db
+from app.dealers.models import Dealer, Staff
+from app.members import services
+from app.members.identifiers import vin_with_check_digit
+from app.members.models import Vehicle
+
+DEALERS = (
+    # code, name, region, city, address, lat, lng
+    ("D0101", "长春一汽大众金达店", "north", "长春", "长春市绿园区西安大路 1688 号", 43.8868, 125.2773),
+    ("D0201", "北京一汽大众百得店", "north", "北京", "北京市朝阳区北四环东路 108 号", 39.9990, 116.4700),
+    ("D0301", "上海一汽大众申捷店", "east", "上海", "上海市闵行区沪闵路 6088 号", 31.1130, 121.3810),
+    ("D0401", "成都一汽大众蓉达店", "west", "成都", "成都市武侯区二环路南四段 18 号", 30.6220, 104.0430),
+)
+STAFF = (
+    # dealer, code, name, role, monthly target
+    ("D0101", "SA0101", "王磊", "sales_advisor", 40),
+    ("D0101", "SV0101", "赵敏", "service_advisor", 0),
+    ("D0101", "MM0101", "孙丽", "member_manager", 0),
+    ("D0201", "SA0201", "李娜", "sales_advisor", 35),
+    ("D0301", "SA0301", "陈晨", "sales_advisor", 30),
+    ("D0401", "SA0401", "刘洋", "sales_advisor", 25),
+)
+MEMBERS = (
+    # phone, name, status, dealer, advisor, vin suffix, model code, model name, price fen
+    (
+        "13900000001",
+        "张伟",
+        "active",
+        "D0101",
+        "SA0101",
+        "N3000101",
+        "MAGOTAN",
+        "迈腾 Magotan 330TSI",
+        21_990_000,
+    ),
+    (
+        "13900000002",
+        "王芳",
+        "active",
+        "D0201",
+        "SA0201",
+        "N3000102",
+        "SAGITAR",
+        "速腾 Sagitar 280TSI",
+        14_990_000,
+    ),
+    (
+        "13900000003",
+        "李强",
+        "pre_enrolled",
+        "D0301",
+        "SA0301",
+        "N3000103",
+        "TAYRON",
+        "探岳 Tayron 380TSI",
+        26_990_000,
+    ),
+)
+DEMO_POLICY_VERSION = "2026.1"
+
+
+def seed() -> dict[str, int]:
+    """Insert what is missing; returns counts of what was created."""
+    created = {"dealers": 0, "staff": 0, "members": 0}
+    dealers = {d.code: d for d in db.session.scalars(sa.select(Dealer))}
+    for code, name, region, city, address, lat, lng in DEALERS:
+        if code not in dealers:
+            dealers[code] = Dealer(
+                code=code, name=name, region=region, city=city, address=address, latitude=lat, longitude=lng
+            )
+            db.session.add(dealers[code])
+            created["dealers"] += 1
+    db.session.flush()
+    staff = {s.staff_code: s for s in db.session.scalars(sa.select(Staff))}
+    for dealer_code, code, name, role, target in STAFF:
+        if code not in staff:
+            staff[code] = Staff(
+                dealer_id=dealers[dealer_code].id,
+                staff_code=code,
+                name=name,
+                role=role,
+                monthly_enrollment_target=target,
+            )
+            db.session.add(staff[code])
+            created["staff"] += 1
+    db.session.flush()
+    for phone, name, status, dealer_code, advisor, vin_suffix, model_code, model_name, price in MEMBERS:
+        if services.find_by_phone(phone) is not None:
+            continue
+        now = utcnow()
+        dealer, advisor_row = dealers[dealer_code], staff[advisor]
+        member = services.create_member(
+            channel="purchase",
+            status=status,
+            phone=phone,
+            name=name,
+            city=dealer.city,
+            enrolling_dealer_id=dealer.id,
+            enrolling_staff_id=advisor_row.id,
+            enrolled_at=now,
+            activated_at=now if status == "active" else None,
+            attribution_until=services.attribution_deadline(now),
+        )
+        services.record_consent(
+            member, policy_version=DEMO_POLICY_VERSION, granted=["service_notifications"], channel="dms"
+        )
+        vehicle = Vehicle(
+            vin=vin_with_check_digit("LFV2A21K", vin_suffix),
+            model_code=model_code,
+            model_name=model_name,
+            model_year=2026,
+            purchase_date=business_today() - dt.timedelta(days=30),
+            price_fen=price,
+            selling_dealer_id=dealer.id,
+        )
+        db.session.add(vehicle)
+        db.session.flush()
+        services.start_ownership(
+            member,
+            vehicle,
+            started_on=vehicle.purchase_date,  # type: ignore[arg-type]
+            credited_dealer_id=dealer.id,
+            credited_staff_id=advisor_row.id,
+        )
+        if status == "pre_enrolled":
+            services.mint_order_token(
+                member, vehicle=vehicle, dealer_id=dealer.id, staff_id=advisor_row.id, source_event_id=None
+            )
+        created["members"] += 1
+    return created
+
+
+def sample_delivery(
+    *, phone: str = "13800138000", event_id: str | None = None, vin_suffix: str | None = None
+) -> dict[str, Any]:
+    """A valid ``vehicle.delivered`` event for the demo dealer D0101 and advisor SA0101."""
+    suffix = vin_suffix or f"D{secrets.randbelow(10**7):07d}"
+    now = utcnow().replace(microsecond=0)
+    return {
+        "event_id": event_id or f"demo-{secrets.token_hex(6)}",
+        "type": "vehicle.delivered",
+        "occurred_at": now.isoformat(),
+        "dealer_code": "D0101",
+        "payload": {
+            "order_no": f"SO-{secrets.token_hex(4).upper()}",
+            "vin": vin_with_check_digit("LFV2A21K", suffix),
+            "model_code": "MAGOTAN",
+            "model_name": "迈腾 Magotan 330TSI",
+            "model_year": 2026,
+            "price_fen": 21_990_000,
+            "delivered_on": business_today().isoformat(),
+            "advisor_code": "SA0101",
+            "buyer": {
+                "name": "周杰",
+                "phone": phone,
+                "gender": "male",
+                "customer_type": "private",
+                "consent": {
+                    "policy_version": DEMO_POLICY_VERSION,
+                    "accepted_at": now.isoformat(),
+                    "purposes": ["service_notifications", "dealer_sharing"],
+                },
+            },
+        },
+    }
+
+
+def sample_delivery_body(**kwargs: Any) -> bytes:
+    return json.dumps(sample_delivery(**kwargs), ensure_ascii=False, separators=(",", ":")).encode()

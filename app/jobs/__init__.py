@@ -1,0 +1,156 @@
+"""Background jobs on RQ: one decorator, named queues, enqueue after commit, one runner.
+
+    @job("events")
+    def process_inbound_event(event_id: int) -> None: ...
+
+    process_inbound_event.after_commit(event.id, job_id=f"inbox-{event.id}")
+
+Jobs take ids, reload what they need and are idempotent: the database, not the queue, is the
+source of truth. ``after_commit`` only enqueues once the current unit of work commits (and drops
+the job on rollback), so a worker never looks for a row that does not exist yet.
+
+With ``LOYALTY_JOBS_MODE=eager`` (``make run``, tests) a job runs in-process right after the
+commit, in its own app context, session and transaction — exactly as a worker would run it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from flask import Flask, current_app, has_app_context
+from rq import Queue, Retry
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from app.core.db import db
+
+log = logging.getLogger(__name__)
+
+#: Every queue, in the order a worker listens to them (first = most urgent).
+QUEUES = ("callbacks", "events", "notifications", "payments", "default", "periodic")
+
+_PENDING_KEY = "jobs_after_commit"
+_worker_app: Flask | None = None
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    name: str
+    queue: str
+    timeout: int
+    retry_intervals: tuple[int, ...]
+
+
+class JobFunction(Protocol):
+    spec: JobSpec
+
+    def __call__(self, *args: Any) -> Any: ...
+
+    def after_commit(self, *args: Any, job_id: str | None = None) -> None: ...
+
+
+def job(queue: str = "default", *, timeout: int = 300, retry: tuple[int, ...] = (10, 60, 300)) -> Callable:
+    """Declare a job. Calling the function directly runs it inline (inside the caller's session)."""
+    if queue not in QUEUES:
+        raise ValueError(f"unknown queue {queue!r}; declare it in app.jobs.QUEUES")
+
+    def decorate(fn: Callable) -> JobFunction:
+        spec = JobSpec(f"{fn.__module__}.{fn.__name__}", queue, timeout, retry)
+        fn.spec = spec  # type: ignore[attr-defined]
+        fn.after_commit = lambda *args, job_id=None: enqueue_after_commit(spec, args, job_id)  # type: ignore[attr-defined]
+        return fn  # type: ignore[return-value]
+
+    return decorate
+
+
+def enqueue_after_commit(spec: JobSpec, args: tuple[Any, ...], job_id: str | None = None) -> None:
+    session = db.session()
+    session.connection()  # join the job to a begun transaction, so a rollback can drop it
+    session.info.setdefault(_PENDING_KEY, []).append((spec, args, job_id))
+
+
+def _flush_pending(session: Session) -> None:
+    pending = session.info.pop(_PENDING_KEY, [])
+    for spec, args, job_id in pending:
+        try:
+            dispatch(spec, args, job_id)
+        except Exception:
+            # The database already holds the work (inbox rows, reminder rows); the periodic
+            # sweepers pick it up. Losing the nudge is fine, failing the request is not.
+            log.exception("could not enqueue %s%r; a sweeper will retry it", spec.name, args)
+
+
+def _drop_pending(session: Session, previous_transaction: Any = None) -> None:
+    if previous_transaction is not None and previous_transaction.parent is not None:
+        return  # a savepoint rolled back; the outer unit of work (and its jobs) goes on
+    session.info.pop(_PENDING_KEY, None)
+
+
+def dispatch(spec: JobSpec, args: tuple[Any, ...], job_id: str | None = None) -> None:
+    """Send a job to its queue now (or run it now, in eager mode)."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    if app.extensions["loyalty.settings"].JOBS_MODE == "eager":
+        try:
+            run_job(spec.name, args)
+        except Exception:
+            log.exception("eager job %s%r failed", spec.name, args)
+        return
+    queue = Queue(spec.queue, connection=app.extensions["loyalty.rq_redis"])
+    retry = (
+        Retry(max=len(spec.retry_intervals), interval=list(spec.retry_intervals))
+        if spec.retry_intervals
+        else None
+    )
+    queue.enqueue_call(
+        "app.jobs.run_job",
+        args=(spec.name, args),
+        timeout=spec.timeout,
+        job_id=job_id,
+        retry=retry,
+        description=f"{spec.name}{args!r}",
+    )
+
+
+def resolve(name: str) -> Callable:
+    module_name, _, attr = name.rpartition(".")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+def run_job(name: str, args: tuple[Any, ...]) -> Any:
+    """What a worker executes: the job in a fresh app context and session, one commit at the end."""
+    app = current_app._get_current_object() if has_app_context() else _app_for_worker()  # type: ignore[attr-defined]
+    fn = resolve(name)
+    with app.app_context():
+        session = db.session()
+        try:
+            result = fn(*args)
+            session.commit()
+            return result
+        except Exception:
+            session.rollback()
+            raise
+
+
+def _app_for_worker() -> Flask:
+    global _worker_app  # noqa: PLW0603 - one app per worker process
+    if _worker_app is None:
+        from app import create_app
+
+        _worker_app = create_app()
+    return _worker_app
+
+
+def set_worker_app(app: Flask) -> None:
+    global _worker_app  # noqa: PLW0603
+    _worker_app = app
+
+
+def init_app(app: Flask) -> None:
+    factory = app.extensions["loyalty.db"].session_factory
+    if not event.contains(factory, "after_commit", _flush_pending):
+        event.listen(factory, "after_commit", _flush_pending)
+        event.listen(factory, "after_soft_rollback", _drop_pending)

@@ -1,0 +1,1 @@
+"""Members, WeChat identities, consent, vehicles and ownership."""

@@ -1,0 +1,83 @@
+"""Identifiers people read and type: member numbers, mobile numbers, VINs, and their masks."""
+
+from __future__ import annotations
+
+import secrets
+
+import phonenumbers
+from stdnum import luhn
+from vininfo import Vin
+from vininfo.exceptions import ValidationError as VinValidationError
+
+MEMBER_NO_BODY_DIGITS = 10
+
+
+def new_member_number() -> str:
+    """Eleven digits: ten random (first non-zero) plus a Luhn check digit, e.g. ``38201947565``.
+
+    Random rather than sequential so numbers reveal nothing about volume; the unique constraint
+    on ``members.member_no`` catches the rare collision and the caller draws again.
+    """
+    body = str(secrets.randbelow(9 * 10 ** (MEMBER_NO_BODY_DIGITS - 1)) + 10 ** (MEMBER_NO_BODY_DIGITS - 1))
+    return body + luhn.calc_check_digit(body)
+
+
+def is_member_number(value: str) -> bool:
+    """Shape and check digit, so a mistyped number is caught before any lookup."""
+    return len(value) == MEMBER_NO_BODY_DIGITS + 1 and value.isdigit() and luhn.is_valid(value)
+
+
+def normalize_cn_mobile(value: str) -> str | None:
+    """``+86 138-1234-1234`` → ``13812341234``; None unless it is a valid mainland mobile number."""
+    try:
+        parsed = phonenumbers.parse(value, "CN")
+    except phonenumbers.NumberParseException:
+        return None
+    if parsed.country_code != 86 or not phonenumbers.is_valid_number(parsed):
+        return None
+    if phonenumbers.number_type(parsed) not in (
+        phonenumbers.PhoneNumberType.MOBILE,
+        phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE,
+    ):
+        return None
+    return str(parsed.national_number)
+
+
+def mask_phone(phone: str | None) -> str | None:
+    """``13812341234`` → ``138****1234``."""
+    if not phone:
+        return phone
+    return phone[:3] + "****" + phone[-4:] if len(phone) >= 8 else "****"
+
+
+def mask_name(name: str | None) -> str | None:
+    """``张三丰`` → ``张**``; ``Li Lei`` → ``L*****``."""
+    if not name:
+        return name
+    return name[0] + "*" * (len(name) - 1)
+
+
+def normalize_vin(value: str) -> str:
+    return value.strip().upper()
+
+
+def vin_problem(vin: str) -> str | None:
+    """Why ``vin`` is not a valid 17-character VIN with a correct check digit, or None."""
+    if len(vin) != 17:
+        return "length"
+    try:
+        parsed = Vin(vin)
+    except VinValidationError:
+        return "characters"
+    if not parsed.verify_checksum():
+        return "check_digit"
+    return None
+
+
+def vin_with_check_digit(prefix8: str, suffix8: str) -> str:
+    """Compose a valid VIN from positions 1–8 and 10–17 (demo data and tests)."""
+    for digit in "0123456789X":
+        candidate = prefix8 + digit + suffix8
+        if vin_problem(candidate) is None:
+            return candidate
+    raise ValueError(f"no check digit makes {prefix8}?{suffix8} a valid VIN")

@@ -1,0 +1,208 @@
+"""Member core: the member, WeChat identities, consent records, vehicles and ownership."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.core.clock import utcnow
+from app.core.db import Base, BigIntPK, BigIntType
+from app.core.security import EncryptedText
+
+MEMBER_STATUSES = ("pre_enrolled", "active", "frozen", "closed")
+CUSTOMER_TYPES = ("private", "fleet", "taxi", "driving_school", "government")
+ENROLLMENT_CHANNELS = (
+    "purchase",
+    "advisor_qr",
+    "campaign_qr",
+    "red_packet",
+    "referral",
+    "miniapp",
+    "import",
+    "cs",
+)
+LIFECYCLE_STAGES = ("new", "growing", "mature", "churn_risk", "churned")
+GENDERS = ("male", "female", "unknown")
+OWNERSHIP_ROLES = ("owner", "co_user", "family")
+CONSENT_PURPOSES = ("privacy_policy", "service_notifications", "marketing", "dealer_sharing")
+WECHAT_APP_KINDS = ("official", "miniapp")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Member(Base):
+    __tablename__ = "members"
+
+    id: Mapped[BigIntPK]
+    member_no: Mapped[str] = mapped_column(sa.String(16), unique=True)
+    status: Mapped[str] = mapped_column(sa.String(16), default="pre_enrolled")
+    name: Mapped[str | None] = mapped_column(sa.String(64))
+    gender: Mapped[str | None] = mapped_column(sa.String(8))
+    birthday: Mapped[dt.date | None]
+    #: Encrypted at rest; ``phone_index`` is the blind index used for lookups and uniqueness.
+    phone: Mapped[str | None] = mapped_column(EncryptedText)
+    phone_index: Mapped[str | None] = mapped_column(sa.String(64), unique=True)
+    city: Mapped[str | None] = mapped_column(sa.String(64))
+    locale: Mapped[str] = mapped_column(sa.String(8), default="zh_CN")
+    customer_type: Mapped[str] = mapped_column(sa.String(16), default="private")
+    enrollment_channel: Mapped[str] = mapped_column(sa.String(16))
+    enrolling_dealer_id: Mapped[int | None] = mapped_column(
+        BigIntType, sa.ForeignKey("dealers.id"), index=True
+    )
+    enrolling_staff_id: Mapped[int | None] = mapped_column(BigIntType, sa.ForeignKey("staff.id"), index=True)
+    #: End of the advisor's protection period: purchases before it are credited to that advisor.
+    attribution_until: Mapped[dt.datetime | None]
+    enrolled_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    activated_at: Mapped[dt.datetime | None]
+    lifecycle_stage: Mapped[str] = mapped_column(sa.String(16), default="new")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    identities: Mapped[list[WechatIdentity]] = relationship(back_populates="member")
+    ownerships: Mapped[list[Ownership]] = relationship(
+        back_populates="member", foreign_keys="Ownership.member_id", order_by="Ownership.started_on"
+    )
+
+    __table_args__ = (
+        sa.CheckConstraint(_in("status", MEMBER_STATUSES), name="status"),
+        sa.CheckConstraint(_in("customer_type", CUSTOMER_TYPES), name="customer_type"),
+        sa.CheckConstraint(_in("enrollment_channel", ENROLLMENT_CHANNELS), name="enrollment_channel"),
+        sa.CheckConstraint(_in("lifecycle_stage", LIFECYCLE_STAGES), name="lifecycle_stage"),
+        sa.Index("ix_members_enrolled_at", "enrolled_at"),
+    )
+
+    @property
+    def current_vehicles(self) -> list[Vehicle]:
+        return [o.vehicle for o in self.ownerships if o.ended_on is None]
+
+
+class WechatIdentity(Base):
+    """An openid of one of our WeChat apps; may exist before its person becomes a member."""
+
+    __tablename__ = "wechat_identities"
+
+    id: Mapped[BigIntPK]
+    member_id: Mapped[int | None] = mapped_column(BigIntType, sa.ForeignKey("members.id"), index=True)
+    app_kind: Mapped[str] = mapped_column(sa.String(8))
+    app_id: Mapped[str] = mapped_column(sa.String(32))
+    openid: Mapped[str] = mapped_column(sa.String(64))
+    unionid: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    following: Mapped[bool] = mapped_column(default=False)
+    followed_at: Mapped[dt.datetime | None]
+    unfollowed_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    member: Mapped[Member | None] = relationship(back_populates="identities")
+
+    __table_args__ = (
+        sa.UniqueConstraint("app_id", "openid"),
+        sa.CheckConstraint(_in("app_kind", WECHAT_APP_KINDS), name="app_kind"),
+    )
+
+
+class Consent(Base):
+    """One consent decision (PIPL). Append-only: the newest row per purpose is the current state."""
+
+    __tablename__ = "consents"
+
+    id: Mapped[BigIntPK]
+    member_id: Mapped[int] = mapped_column(BigIntType, sa.ForeignKey("members.id"))
+    purpose: Mapped[str] = mapped_column(sa.String(24))
+    granted: Mapped[bool]
+    policy_version: Mapped[str] = mapped_column(sa.String(16))
+    channel: Mapped[str] = mapped_column(sa.String(16))  # dms, miniapp, official, cs, import
+    recorded_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        sa.CheckConstraint(_in("purpose", CONSENT_PURPOSES), name="purpose"),
+        sa.Index("ix_consents_member_purpose", "member_id", "purpose", "recorded_at"),
+    )
+
+
+class Vehicle(Base):
+    __tablename__ = "vehicles"
+
+    id: Mapped[BigIntPK]
+    vin: Mapped[str] = mapped_column(sa.String(17), unique=True)
+    model_code: Mapped[str] = mapped_column(sa.String(32))
+    model_name: Mapped[str] = mapped_column(sa.String(64))
+    model_year: Mapped[int | None]
+    purchase_date: Mapped[dt.date | None]
+    price_fen: Mapped[int | None] = mapped_column(BigIntType)
+    selling_dealer_id: Mapped[int | None] = mapped_column(BigIntType, sa.ForeignKey("dealers.id"))
+    plate: Mapped[str | None] = mapped_column(sa.String(16), index=True)
+    last_mileage_km: Mapped[int | None]
+    last_service_on: Mapped[dt.date | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    ownerships: Mapped[list[Ownership]] = relationship(
+        back_populates="vehicle", order_by="Ownership.started_on"
+    )
+
+
+class Ownership(Base):
+    """Who drives which car, in which role, from when to when. A resale ends one and starts another."""
+
+    __tablename__ = "ownerships"
+
+    id: Mapped[BigIntPK]
+    member_id: Mapped[int] = mapped_column(BigIntType, sa.ForeignKey("members.id"), index=True)
+    vehicle_id: Mapped[int] = mapped_column(BigIntType, sa.ForeignKey("vehicles.id"), index=True)
+    role: Mapped[str] = mapped_column(sa.String(8), default="owner")
+    started_on: Mapped[dt.date]
+    ended_on: Mapped[dt.date | None]
+    end_reason: Mapped[str | None] = mapped_column(sa.String(32))
+    #: Who the sale is credited to (an advisor's protection period can override the seller).
+    credited_dealer_id: Mapped[int | None] = mapped_column(BigIntType, sa.ForeignKey("dealers.id"))
+    credited_staff_id: Mapped[int | None] = mapped_column(BigIntType, sa.ForeignKey("staff.id"))
+    source_event_id: Mapped[int | None] = mapped_column(BigIntType, sa.ForeignKey("inbound_events.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    member: Mapped[Member] = relationship(back_populates="ownerships", foreign_keys=[member_id])
+    vehicle: Mapped[Vehicle] = relationship(back_populates="ownerships")
+
+    __table_args__ = (
+        sa.CheckConstraint(_in("role", OWNERSHIP_ROLES), name="role"),
+        # Race guards: one current owner per car, one open link per (car, member).
+        sa.Index(
+            "uq_ownerships_current_owner",
+            "vehicle_id",
+            unique=True,
+            postgresql_where=sa.text("role = 'owner' AND ended_on IS NULL"),
+            sqlite_where=sa.text("role = 'owner' AND ended_on IS NULL"),
+        ),
+        sa.Index(
+            "uq_ownerships_open_link",
+            "vehicle_id",
+            "member_id",
+            unique=True,
+            postgresql_where=sa.text("ended_on IS NULL"),
+            sqlite_where=sa.text("ended_on IS NULL"),
+        ),
+    )
+
+
+class EnrollmentToken(Base):
+    """A one-time token an advisor shows as a QR code; scanning it binds WeChat to the member."""
+
+    __tablename__ = "enrollment_tokens"
+
+    id: Mapped[BigIntPK]
+    token: Mapped[str] = mapped_column(sa.String(32), unique=True)
+    purpose: Mapped[str] = mapped_column(sa.String(16), default="order")
+    member_id: Mapped[int] = mapped_column(BigIntType, sa.ForeignKey("members.id"), index=True)
+    vehicle_id: Mapped[int | None] = mapped_column(BigIntType, sa.ForeignKey("vehicles.id"))
+    dealer_id: Mapped[int | None] = mapped_column(BigIntType, sa.ForeignKey("dealers.id"))
+    staff_id: Mapped[int | None] = mapped_column(BigIntType, sa.ForeignKey("staff.id"))
+    source_event_id: Mapped[int | None] = mapped_column(BigIntType, sa.ForeignKey("inbound_events.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime]
+    used_at: Mapped[dt.datetime | None]
+
+    member: Mapped[Member] = relationship()
+    vehicle: Mapped[Vehicle | None] = relationship()

@@ -1,0 +1,223 @@
+"""Member services: lookup, creation, consent, vehicles and ownership. They flush, never commit."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from app.core import program
+from app.core.clock import utcnow
+from app.core.db import db
+from app.core.security import cipher
+from app.members.identifiers import is_member_number, new_member_number, normalize_cn_mobile, normalize_vin
+from app.members.models import Consent, EnrollmentToken, Member, Ownership, Vehicle
+
+ORDER_TOKEN_DAYS = program.define(
+    "enrollment.order_token_days",
+    30,
+    "Days an order enrollment QR stays valid (WeChat caps temporary QR at 30)",
+)
+ATTRIBUTION_DAYS = program.define(
+    "enrollment.attribution_days",
+    90,
+    "Advisor protection period: purchases within it credit the enrolling advisor",
+)
+
+
+def phone_index(phone: str) -> str:
+    return cipher().blind_index(phone, "phone")
+
+
+def find_by_phone(phone: str) -> Member | None:
+    normalized = normalize_cn_mobile(phone)
+    if normalized is None:
+        return None
+    return db.session.scalar(sa.select(Member).where(Member.phone_index == phone_index(normalized)))
+
+
+def find_by_member_no(member_no: str) -> Member | None:
+    return db.session.scalar(sa.select(Member).where(Member.member_no == member_no))
+
+
+def find_member(query: str) -> Member | None:
+    """A member by member number or mobile number (what an agent or advisor types)."""
+    query = query.strip().replace(" ", "")
+    if is_member_number(query):
+        return find_by_member_no(query)
+    return find_by_phone(query)
+
+
+def set_phone(member: Member, phone: str) -> None:
+    """Store a normalized mobile number encrypted, with its blind index."""
+    member.phone = phone
+    member.phone_index = phone_index(phone)
+
+
+def create_member(*, channel: str, status: str = "pre_enrolled", **fields: object) -> Member:
+    """A new member with a fresh member number; attribution fields come in ``fields``."""
+    member_no = new_member_number()
+    while db.session.scalar(sa.select(sa.exists().where(Member.member_no == member_no))):
+        member_no = new_member_number()  # pragma: no cover - one in ~10^9 per draw
+    phone = fields.pop("phone", None)
+    member = Member(member_no=member_no, status=status, enrollment_channel=channel, **fields)
+    if phone:
+        set_phone(member, str(phone))
+    db.session.add(member)
+    db.session.flush()
+    return member
+
+
+def attribution_deadline(start: dt.datetime) -> dt.datetime:
+    return start + dt.timedelta(days=ATTRIBUTION_DAYS.value())
+
+
+@dataclass(frozen=True)
+class ConsentState:
+    policy_version: str | None
+    purposes: dict[str, bool]
+
+    @property
+    def accepted_policy(self) -> bool:
+        return self.purposes.get("privacy_policy", False)
+
+
+def consent_state(member: Member) -> ConsentState:
+    """The latest decision per purpose."""
+    rows = db.session.scalars(
+        sa.select(Consent).where(Consent.member_id == member.id).order_by(Consent.recorded_at, Consent.id)
+    )
+    purposes: dict[str, bool] = {}
+    version = None
+    for row in rows:
+        purposes[row.purpose] = row.granted
+        if row.purpose == "privacy_policy" and row.granted:
+            version = row.policy_version
+    return ConsentState(policy_version=version, purposes=purposes)
+
+
+def record_consent(
+    member: Member,
+    *,
+    policy_version: str,
+    granted: Iterable[str],
+    channel: str,
+    at: dt.datetime | None = None,
+    withdrawn: Iterable[str] = (),
+) -> list[Consent]:
+    """Append the decisions that differ from the current state (acceptance implies the policy)."""
+    current = consent_state(member)
+    decisions = {"privacy_policy": True, **{p: True for p in granted}, **{p: False for p in withdrawn}}
+    rows = []
+    for purpose, value in decisions.items():
+        unchanged = current.purposes.get(purpose) == value
+        if unchanged and (purpose != "privacy_policy" or current.policy_version == policy_version):
+            continue
+        rows.append(
+            Consent(
+                member_id=member.id,
+                purpose=purpose,
+                granted=value,
+                policy_version=policy_version,
+                channel=channel,
+                recorded_at=at or utcnow(),
+            )
+        )
+    db.session.add_all(rows)
+    return rows
+
+
+def vehicle_by_vin(vin: str) -> Vehicle | None:
+    return db.session.scalar(sa.select(Vehicle).where(Vehicle.vin == normalize_vin(vin)))
+
+
+def current_owner(vehicle: Vehicle) -> Ownership | None:
+    return db.session.scalar(
+        sa.select(Ownership).where(
+            Ownership.vehicle_id == vehicle.id, Ownership.role == "owner", Ownership.ended_on.is_(None)
+        )
+    )
+
+
+def start_ownership(
+    member: Member,
+    vehicle: Vehicle,
+    *,
+    started_on: dt.date,
+    role: str = "owner",
+    credited_dealer_id: int | None = None,
+    credited_staff_id: int | None = None,
+    source_event_id: int | None = None,
+) -> tuple[Ownership, bool]:
+    """Link a member to a car; an owner link ends the previous owner's (a resale).
+
+    Returns the open ownership and whether it is new. Linking the same owner again is a no-op.
+    """
+    if role == "owner":
+        previous = current_owner(vehicle)
+        if previous is not None and previous.member_id == member.id:
+            return previous, False
+        if previous is not None:
+            previous.ended_on = started_on
+            previous.end_reason = "resale"
+    existing = db.session.scalar(
+        sa.select(Ownership).where(
+            Ownership.vehicle_id == vehicle.id, Ownership.member_id == member.id, Ownership.ended_on.is_(None)
+        )
+    )
+    if existing is not None:  # e.g. a co-user who now buys the car
+        existing.ended_on = started_on
+        existing.end_reason = "role_change"
+    db.session.flush()  # end the old rows before the partial unique indexes see the new one
+    ownership = Ownership(
+        member_id=member.id,
+        vehicle_id=vehicle.id,
+        role=role,
+        started_on=started_on,
+        credited_dealer_id=credited_dealer_id,
+        credited_staff_id=credited_staff_id,
+        source_event_id=source_event_id,
+    )
+    db.session.add(ownership)
+    db.session.flush()
+    return ownership, True
+
+
+def mint_order_token(
+    member: Member,
+    *,
+    vehicle: Vehicle | None,
+    dealer_id: int | None,
+    staff_id: int | None,
+    source_event_id: int | None,
+) -> EnrollmentToken:
+    """The order enrollment token an advisor shows as a temporary QR (reused while unexpired)."""
+    now = utcnow()
+    existing = db.session.scalar(
+        sa.select(EnrollmentToken).where(
+            EnrollmentToken.member_id == member.id,
+            EnrollmentToken.purpose == "order",
+            EnrollmentToken.used_at.is_(None),
+            EnrollmentToken.expires_at > now,
+            EnrollmentToken.vehicle_id == (vehicle.id if vehicle else None),
+        )
+    )
+    if existing is not None:
+        return existing
+    token = EnrollmentToken(
+        token=secrets.token_urlsafe(16),
+        purpose="order",
+        member_id=member.id,
+        vehicle_id=vehicle.id if vehicle else None,
+        dealer_id=dealer_id,
+        staff_id=staff_id,
+        source_event_id=source_event_id,
+        created_at=now,
+        expires_at=now + dt.timedelta(days=ORDER_TOKEN_DAYS.value()),
+    )
+    db.session.add(token)
+    db.session.flush()
+    return token

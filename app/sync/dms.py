@@ -1,0 +1,66 @@
+"""DMS intake (SPEC §11): verify, validate, store raw, enqueue. Processing happens in a job.
+
+Order matters: the signature is checked on the raw bytes first (401), then the payload is
+validated (422), then the event is stored with a unique (source, event_id) so a resend is
+acknowledged without a second effect. Nothing else is written in the request.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import marshmallow as ma
+from flask import current_app
+
+from app.core import inbox
+from app.core.errors import ValidationFailed
+from app.core.i18n import _l
+from app.core.security import verify_timestamped_signature
+from app.dealers.services import dealer_by_code
+from app.sync.dms_schemas import DmsEventSchema
+from app.sync.events import process_inbound_event
+
+_envelope_schema = DmsEventSchema()
+
+
+@dataclass(frozen=True)
+class IntakeResult:
+    event_id: str
+    duplicate: bool
+
+
+def accept_event(raw_body: bytes, timestamp: str | None, signature: str | None) -> IntakeResult:
+    settings = current_app.extensions["loyalty.settings"]
+    verify_timestamped_signature(
+        secret=settings.DMS_SECRET,
+        timestamp=timestamp,
+        signature=signature,
+        body=raw_body,
+        window_seconds=settings.SIGNATURE_WINDOW_SECONDS,
+    )
+    try:
+        document = json.loads(raw_body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ValidationFailed(fields={"body": [_l("Invalid JSON body.")]}) from None
+    if not isinstance(document, dict):
+        raise ValidationFailed(fields={"body": [_l("The body must be a JSON object.")]})
+    try:
+        event = _envelope_schema.load(document)
+    except ma.ValidationError as err:
+        raise ValidationFailed(fields=err.normalized_messages()) from None
+    if dealer_by_code(event["dealer_code"]) is None:
+        raise ValidationFailed(fields={"dealer_code": [_l("Unknown dealer code.")]})
+
+    stored_id = inbox.store_event(
+        source="dms",
+        external_id=event["event_id"],
+        type=event["type"],
+        body=raw_body,
+        occurred_at=event["occurred_at"],
+        dealer_code=event["dealer_code"],
+    )
+    if stored_id is None:
+        return IntakeResult(event["event_id"], duplicate=True)
+    process_inbound_event.after_commit(stored_id, job_id=f"inbox-{stored_id}")
+    return IntakeResult(event["event_id"], duplicate=False)

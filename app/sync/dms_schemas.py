@@ -1,0 +1,169 @@
+"""The DMS event contract (SPEC §11): an envelope plus one payload schema per event type.
+
+Validation happens at intake, before anything is stored: a bad payload gets 422 with field errors
+and leaves no trace. Amounts are integer fen; business dates are dates on the dealer's calendar.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import marshmallow as ma
+
+from app.core.i18n import _l
+from app.core.schemas import BaseSchema, Length, Money, OneOf, Range, identifier
+from app.members.identifiers import normalize_cn_mobile, normalize_vin, vin_problem
+from app.members.models import CONSENT_PURPOSES, CUSTOMER_TYPES, GENDERS
+
+VIN_MESSAGES = {
+    "length": _l("A VIN has exactly 17 characters."),
+    "characters": _l("A VIN uses digits and capital letters except I, O and Q."),
+    "check_digit": _l("The VIN check digit (9th character) does not match."),
+}
+
+
+class VinField(ma.fields.String):
+    """A 17-character VIN with a correct check digit, normalized to upper case."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        vin = normalize_vin(super()._deserialize(value, attr, data, **kwargs))
+        problem = vin_problem(vin)
+        if problem:
+            raise ma.ValidationError(str(VIN_MESSAGES[problem]))
+        return vin
+
+
+class MobileField(ma.fields.String):
+    """A mainland China mobile number, normalized to 11 digits."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        normalized = normalize_cn_mobile(super()._deserialize(value, attr, data, **kwargs))
+        if normalized is None:
+            raise ma.ValidationError(str(_l("Not a valid mainland China mobile number.")))
+        return normalized
+
+
+class ConsentSchema(BaseSchema):
+    """The consent the buyer gave at the dealer (PIPL): without it we store nothing about them."""
+
+    policy_version = ma.fields.String(required=True, validate=Length(min=1, max=16))
+    accepted_at = ma.fields.AwareDateTime(required=True)
+    purposes = ma.fields.List(
+        ma.fields.String(validate=OneOf([p for p in CONSENT_PURPOSES if p != "privacy_policy"])),
+        load_default=list,
+    )
+
+
+class BuyerSchema(BaseSchema):
+    name = ma.fields.String(required=True, validate=Length(min=1, max=64))
+    phone = MobileField(required=True)
+    gender = ma.fields.String(validate=OneOf(GENDERS))
+    birthday = ma.fields.Date()
+    city = ma.fields.String(validate=Length(max=64))
+    customer_type = ma.fields.String(load_default="private", validate=OneOf(CUSTOMER_TYPES))
+    consent = ma.fields.Nested(ConsentSchema, required=True)
+
+
+class VehicleDeliveredSchema(BaseSchema):
+    order_no = ma.fields.String(required=True, validate=identifier(64))
+    vin = VinField(required=True)
+    model_code = ma.fields.String(required=True, validate=Length(min=1, max=32))
+    model_name = ma.fields.String(required=True, validate=Length(min=1, max=64))
+    model_year = ma.fields.Integer(strict=True, validate=Range(min=1990, max=2100))
+    price_fen = Money(required=True, validate=Range(min=1))
+    delivered_on = ma.fields.Date(required=True)
+    plate = ma.fields.String(validate=Length(max=16))
+    advisor_code = ma.fields.String(validate=Length(max=32))
+    purchase_type = ma.fields.String(
+        load_default="new", validate=OneOf(("new", "add_on", "replacement", "family"))
+    )
+    buyer = ma.fields.Nested(BuyerSchema, required=True)
+
+
+class OrderCancelledSchema(BaseSchema):
+    order_no = ma.fields.String(required=True, validate=identifier(64))
+    vin = VinField(required=True)
+    cancelled_on = ma.fields.Date(required=True)
+    reason = ma.fields.String(validate=Length(max=255))
+
+
+class ServiceCompletedSchema(BaseSchema):
+    repair_order_no = ma.fields.String(required=True, validate=identifier(64))
+    vin = VinField(required=True)
+    completed_on = ma.fields.Date(required=True)
+    mileage_km = ma.fields.Integer(strict=True, required=True, validate=Range(min=0, max=2_000_000))
+    parts_fen = Money(required=True)
+    labour_fen = Money(required=True)
+    service_type = ma.fields.String(
+        load_default="maintenance", validate=OneOf(("maintenance", "repair", "accident", "warranty", "other"))
+    )
+    advisor_code = ma.fields.String(validate=Length(max=32))
+
+
+class ServiceRefundedSchema(BaseSchema):
+    repair_order_no = ma.fields.String(required=True, validate=identifier(64))
+    vin = VinField(required=True)
+    refunded_on = ma.fields.Date(required=True)
+    parts_fen = Money(required=True)
+    labour_fen = Money(required=True)
+
+
+class InsuranceRenewedSchema(BaseSchema):
+    policy_no = ma.fields.String(required=True, validate=identifier(64))
+    vin = VinField(required=True)
+    premium_fen = Money(required=True, validate=Range(min=1))
+    starts_on = ma.fields.Date(required=True)
+    ends_on = ma.fields.Date(required=True)
+    renewed_on = ma.fields.Date(required=True)
+
+    @ma.validates_schema
+    def _period(self, data: dict[str, Any], **_kwargs: Any) -> None:
+        if data["ends_on"] <= data["starts_on"]:
+            raise ma.ValidationError(str(_l("The policy must end after it starts.")), "ends_on")
+
+
+class TestDriveCompletedSchema(BaseSchema):
+    test_drive_id = ma.fields.String(required=True, validate=identifier(64))
+    phone = MobileField(required=True)
+    model_code = ma.fields.String(required=True, validate=Length(min=1, max=32))
+    driven_on = ma.fields.Date(required=True)
+    advisor_code = ma.fields.String(validate=Length(max=32))
+
+
+#: One instance per type: marshmallow schemas are reusable, and building one per request is costly.
+PAYLOAD_SCHEMAS: dict[str, BaseSchema] = {
+    "vehicle.delivered": VehicleDeliveredSchema(),
+    "order.cancelled": OrderCancelledSchema(),
+    "service.completed": ServiceCompletedSchema(),
+    "service.refunded": ServiceRefundedSchema(),
+    "insurance.renewed": InsuranceRenewedSchema(),
+    "test_drive.completed": TestDriveCompletedSchema(),
+}
+
+
+class DmsEventSchema(BaseSchema):
+    """``{event_id, type, occurred_at, dealer_code, payload}``; the payload is checked per type."""
+
+    event_id = ma.fields.String(required=True, validate=identifier(64))
+    type = ma.fields.String(required=True, validate=OneOf(sorted(PAYLOAD_SCHEMAS)))
+    occurred_at = ma.fields.AwareDateTime(required=True)
+    dealer_code = ma.fields.String(required=True, validate=Length(min=1, max=16))
+    payload = ma.fields.Dict(required=True)
+
+    @ma.post_load
+    def _load_payload(self, data: dict[str, Any], **_kwargs: Any) -> dict[str, Any]:
+        try:
+            data["payload"] = PAYLOAD_SCHEMAS[data["type"]].load(data["payload"])
+        except ma.ValidationError as err:
+            raise ma.ValidationError({"payload": err.messages}) from err
+        return data
+
+
+class DmsAcceptedSchema(ma.Schema):
+    status = ma.fields.String(metadata={"description": "accepted, or duplicate for a repeated event_id"})
+    event_id = ma.fields.String()
+
+
+def load_payload(event_type: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """Typed payload of a stored event (it was validated at intake)."""
+    return PAYLOAD_SCHEMAS[event_type].load(payload)

@@ -1,0 +1,168 @@
+"""Shared benchmark plumbing: a fresh database, a gunicorn server, a multi-process load client."""
+
+from __future__ import annotations
+
+import http.client
+import multiprocessing
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = ROOT / ".venv" / "bin"
+BENCH_DB = "loyalty_bench"
+BENCH_DB_URL = f"postgresql+psycopg://postgres@127.0.0.1:5432/{BENCH_DB}"
+BENCH_REDIS_URL = "redis://127.0.0.1:6379/12"
+
+Request = tuple[str, str, bytes, dict[str, str]]  # method, path, body, headers
+
+
+def bench_environment(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        LOYALTY_ENV="development",
+        LOYALTY_DATABASE_URL=BENCH_DB_URL,
+        LOYALTY_REDIS_URL=BENCH_REDIS_URL,
+        LOYALTY_JOBS_MODE="rq",
+        LOYALTY_LOG_LEVEL="WARNING",
+        PYTHONPATH=str(ROOT),
+    )
+    env.update(extra)
+    return env
+
+
+def fresh_database(env: dict[str, str]) -> None:
+    """Drop and recreate the bench database, then migrate it."""
+    import psycopg
+
+    with psycopg.connect("host=127.0.0.1 user=postgres dbname=postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
+    subprocess.run(
+        [str(VENV_BIN / "alembic"), "upgrade", "head"], cwd=ROOT, env=env, check=True, capture_output=True
+    )
+
+
+def flush_redis() -> None:
+    import redis
+
+    for db_number in (12, 13):
+        redis.Redis(db=db_number).flushdb()
+
+
+@contextmanager
+def gunicorn(
+    app_spec: str, env: dict[str, str], port: int, workers: int = 2, threads: int = 4
+) -> Iterator[None]:
+    """Serve ``app_spec`` with gunicorn's threaded workers (keep-alive) until the block exits."""
+    command = [
+        str(VENV_BIN / "gunicorn"),
+        app_spec,
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(workers),
+        "--worker-class",
+        "gthread",
+        "--threads",
+        str(threads),
+        "--keep-alive",
+        "30",
+        "--log-level",
+        "warning",
+    ]
+    process = subprocess.Popen(command, cwd=ROOT, env=env)
+    try:
+        _wait_until_serving(port)
+        yield
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+
+
+def _wait_until_serving(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            connection.request("GET", "/healthz")
+            if connection.getresponse().status == 200:
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"gunicorn did not come up on port {port}")
+
+
+@dataclass
+class LoadResult:
+    label: str
+    requests: int
+    seconds: float
+    latencies_ms: list[float]
+    statuses: dict[int, int]
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds
+
+    def percentile(self, p: float) -> float:
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))]
+
+    def line(self) -> str:
+        return (
+            f"{self.label:<28} {self.rate:9.1f} req/s   p50 {statistics.median(self.latencies_ms):6.2f} ms"
+            f"   p99 {self.percentile(99):6.2f} ms   statuses {self.statuses}"
+        )
+
+
+def _client(port: int, requests: list[Request], queue: multiprocessing.Queue) -> None:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    latencies, statuses = [], {}
+    for method, path, body, headers in requests:
+        started = time.perf_counter()
+        connection.request(method, path, body=body, headers=headers)
+        response = connection.getresponse()
+        response.read()
+        latencies.append((time.perf_counter() - started) * 1000)
+        statuses[response.status] = statuses.get(response.status, 0) + 1
+    queue.put((latencies, statuses))
+
+
+def run_load(label: str, port: int, requests: list[Request], concurrency: int) -> LoadResult:
+    """Send ``requests`` over ``concurrency`` keep-alive connections, as fast as the server answers."""
+    chunks = [requests[i::concurrency] for i in range(concurrency)]
+    queue: multiprocessing.Queue = multiprocessing.Queue()
+    processes = [multiprocessing.Process(target=_client, args=(port, chunk, queue)) for chunk in chunks]
+    started = time.perf_counter()
+    for process in processes:
+        process.start()
+    results = [queue.get() for _ in processes]
+    elapsed = time.perf_counter() - started
+    for process in processes:
+        process.join()
+    latencies = [value for chunk, _ in results for value in chunk]
+    statuses: dict[int, int] = {}
+    for _, chunk_statuses in results:
+        for status, n in chunk_statuses.items():
+            statuses[status] = statuses.get(status, 0) + n
+    return LoadResult(label, len(requests), elapsed, latencies, statuses)
+
+
+def report(lines: list[str], ratio_label: str, ratio: float, target: str = "") -> None:
+    print()
+    for line in lines:
+        print(line)
+    print(f"{ratio_label}: {ratio:.2f}{'   (target ' + target + ')' if target else ''}")
+    sys.stdout.flush()
+
+
+def warm(port: int, make: Callable[[int], Request], n: int = 50) -> None:
+    run_load("warm-up", port, [make(i) for i in range(n)], 2)

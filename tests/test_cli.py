@@ -1,0 +1,63 @@
+"""CLI commands: member lookup (masked, audited), demo data, program settings."""
+
+import json
+
+import sqlalchemy as sa
+
+from app.core.audit import AuditEntry
+from app.core.db import db
+from tests import factories
+
+
+def test_members_show_masks_personal_data_and_audits_the_read(app, app_ctx):
+    member = factories.member(phone="13812345678", name="王小明")
+    db.session.commit()
+    result = app.test_cli_runner().invoke(args=["members", "show", "13812345678", "--reason", "caller asked"])
+    assert result.exit_code == 0, result.output
+    card = json.loads(result.output)
+    assert (card["member_no"], card["phone"], card["name"]) == (member.member_no, "138****5678", "王**")
+    assert "13812345678" not in result.output
+    entry = db.session.scalar(sa.select(AuditEntry).where(AuditEntry.action == "member.read"))
+    assert (entry.subject_id, entry.reason, entry.actor_type) == (str(member.id), "caller asked", "cli")
+
+
+def test_members_show_by_member_number_and_reveal_needs_a_reason(app, app_ctx):
+    member = factories.member(phone="13812345678")
+    db.session.commit()
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["members", "show", member.member_no, "--reveal"]).exit_code == 2
+    revealed = runner.invoke(args=["members", "show", member.member_no, "--reveal", "--reason", "ticket 42"])
+    assert json.loads(revealed.output)["phone"] == "13812345678"
+    assert (
+        db.session.scalar(sa.select(AuditEntry.action).where(AuditEntry.reason == "ticket 42"))
+        == "member.revealed"
+    )
+
+
+def test_a_miss_is_an_error_and_still_audited(app, app_ctx):
+    result = app.test_cli_runner().invoke(args=["members", "show", "13800000000"])
+    assert result.exit_code == 1
+    assert "no member" in result.output
+    assert db.session.scalar(sa.select(AuditEntry.details)) == {"miss": True}
+
+
+def test_demo_seed_is_idempotent(app, app_ctx):
+    runner = app.test_cli_runner()
+    first = runner.invoke(args=["demo", "seed"])
+    assert "'dealers': 4" in first.output and "'members': 3" in first.output
+    second = runner.invoke(args=["demo", "seed"])
+    assert "{'dealers': 0, 'staff': 0, 'members': 0}" in second.output
+
+
+def test_program_settings_can_be_changed_with_the_right_type_only(app, app_ctx):
+    runner = app.test_cli_runner()
+    ok = runner.invoke(args=["program", "set", "enrollment.attribution_days", "120", "--reason", "Q4 push"])
+    assert ok.exit_code == 0, ok.output
+    assert "enrollment.attribution_days" in runner.invoke(args=["program", "list"]).output
+    bad = runner.invoke(args=["program", "set", "enrollment.attribution_days", '"many"', "--reason", "x"])
+    assert bad.exit_code != 0
+    from app.core import program
+
+    assert program.get("enrollment.attribution_days") == 120
+    changed = db.session.scalar(sa.select(AuditEntry).where(AuditEntry.action == "program_setting.changed"))
+    assert changed.details == {"from": 90, "to": 120}

@@ -1,0 +1,62 @@
+"""Identifiers people type: member numbers, VINs, mobile numbers, masks."""
+
+import pytest
+
+from app.members.identifiers import (
+    is_member_number,
+    mask_name,
+    mask_phone,
+    new_member_number,
+    normalize_cn_mobile,
+    vin_problem,
+    vin_with_check_digit,
+)
+
+
+def test_member_numbers_carry_a_check_digit_that_catches_typos():
+    numbers = {new_member_number() for _ in range(200)}
+    assert len(numbers) == 200
+    for number in numbers:
+        assert is_member_number(number)
+        assert number[0] != "0"
+        typo = number[:-2] + str((int(number[-2]) + 1) % 10) + number[-1]
+        assert not is_member_number(typo)
+
+
+@pytest.mark.parametrize(
+    ("vin", "problem"),
+    [
+        ("LSVAM4187C2184847", None),  # a real SAIC-VW VIN
+        ("LSVAM4187C218484", "length"),
+        ("LSVAM4I87C2184847", "characters"),  # I is not allowed
+        ("LSVAM4188C2184847", "check_digit"),
+    ],
+)
+def test_vin_validation_includes_the_check_digit(vin, problem):
+    assert vin_problem(vin) == problem
+
+
+def test_composed_vins_are_valid():
+    assert vin_problem(vin_with_check_digit("LFV2A21K", "D3000001")) is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "normalized"),
+    [
+        ("13812341234", "13812341234"),
+        ("+86 138-1234-1234", "13812341234"),
+        ("008613812341234", "13812341234"),
+        ("1381234123", None),
+        ("01012345678", None),  # Beijing landline
+        ("+1 415 555 0100", None),
+        ("not a phone", None),
+    ],
+)
+def test_mainland_mobile_numbers_are_normalized(raw, normalized):
+    assert normalize_cn_mobile(raw) == normalized
+
+
+def test_masks():
+    assert mask_phone("13812341234") == "138****1234"
+    assert mask_name("张三丰") == "张**"
+    assert mask_name(None) is None

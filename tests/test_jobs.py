@@ -1,0 +1,113 @@
+"""Jobs are enqueued only after the commit, run in their own session, and survive a Redis outage."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+import pytest
+import redis
+import sqlalchemy as sa
+from rq import Queue, SimpleWorker
+
+from app.core import inbox
+from app.core.db import db
+from app.demo import sample_delivery
+from app.jobs import job
+from app.members.models import Member
+from tests import factories
+
+CALLS: list[tuple] = []
+
+
+@job("default")
+def remember(value: str) -> str:
+    """A job that records that it ran (and in which session)."""
+    CALLS.append((value, id(db.session())))
+    return value
+
+
+@pytest.fixture(autouse=True)
+def _clear_calls():
+    CALLS.clear()
+
+
+@pytest.fixture
+def rq_mode(app, monkeypatch):
+    settings = app.extensions["loyalty.settings"]
+    monkeypatch.setitem(app.extensions, "loyalty.settings", dataclasses.replace(settings, JOBS_MODE="rq"))
+    return app.extensions["loyalty.rq_redis"]
+
+
+def test_a_job_runs_after_the_commit_in_its_own_session(app_ctx):
+    remember.after_commit("a")
+    assert CALLS == []
+    outer = id(db.session())
+    db.session.commit()
+    assert [value for value, _ in CALLS] == ["a"]
+    assert CALLS[0][1] != outer
+
+
+def test_a_rollback_drops_the_pending_job(app_ctx):
+    remember.after_commit("never")
+    db.session.rollback()
+    db.session.commit()
+    assert CALLS == []
+
+
+def test_a_savepoint_rollback_keeps_the_outer_jobs(app_ctx):
+    remember.after_commit("kept")
+    with db.session.begin_nested() as savepoint:
+        remember.after_commit("also-kept")
+        savepoint.rollback()
+    db.session.commit()
+    assert sorted(value for value, _ in CALLS) == ["also-kept", "kept"]
+
+
+def test_in_rq_mode_jobs_wait_in_redis_until_a_worker_runs_them(app_ctx, rq_mode):
+    remember.after_commit("queued", job_id="remember-queued")
+    db.session.commit()
+    queue = Queue("default", connection=rq_mode)
+    assert queue.job_ids == ["remember-queued"]
+    assert CALLS == []
+    SimpleWorker([queue], connection=rq_mode).work(burst=True)
+    assert [value for value, _ in CALLS] == ["queued"]
+
+
+def test_with_redis_down_the_dms_event_is_kept_and_the_sweeper_delivers_it_later(
+    app, app_ctx, client, post_dms, rq_mode, monkeypatch
+):
+    factories.staff(factories.dealer(code="D0101"), code="SA0101")
+    db.session.commit()
+    down = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    monkeypatch.setitem(app.extensions, "loyalty.rq_redis", down)
+
+    assert post_dms(sample_delivery(phone="13800138000")).status_code == 202
+    event = db.session.scalar(sa.select(inbox.InboundEvent))
+    assert event.status == "received"
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Member)) == 0
+
+    monkeypatch.setitem(app.extensions, "loyalty.rq_redis", rq_mode)
+    from app.sync.events import requeue_stalled_events
+
+    assert requeue_stalled_events() == 0  # too fresh to be called stalled
+    db.session.execute(
+        sa.update(inbox.InboundEvent).values(received_at=event.received_at - dt.timedelta(minutes=5))
+    )
+    assert requeue_stalled_events() == 1
+    db.session.commit()
+    SimpleWorker([Queue("events", connection=rq_mode)], connection=rq_mode).work(burst=True)
+    db.session.expire_all()
+    assert db.session.scalar(sa.select(inbox.InboundEvent.status)) == "processed"
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Member)) == 1
+
+
+def test_every_periodic_entry_names_a_declared_job():
+    from croniter import croniter
+
+    from app.jobs import QUEUES, resolve
+    from app.jobs.schedule import PERIODIC
+
+    for entry in PERIODIC:
+        assert resolve(entry.job).spec.queue in QUEUES
+        assert croniter.is_valid(entry.cron)
