@@ -58,4 +58,11 @@ def _import_domain_modules() -> None:
     import app.core.program
     import app.dealers.models
     import app.members.models
-    import app.sync.dms_handlers  # noqa: F401
+    import app.operators.models
+    import app.points.adjustments
+    import app.points.models
+    import app.points.rule_models
+    import app.points.settlement
+    import app.sync.dms_handlers
+    import app.tiers.jobs
+    import app.tiers.models  # noqa: F401

@@ -241,6 +241,9 @@ Or send a fresh one:  .venv/bin/flask --app wsgi dms send-demo --phone 138001380
 
 
 def register_commands(app: Flask) -> None:
-    for group in (db_cli, demo_cli, members_cli, dms_cli, jobs_cli, program_cli):
+    from app.operators.cli import operators_cli
+    from app.points.cli import points_cli
+
+    for group in (db_cli, demo_cli, members_cli, dms_cli, jobs_cli, program_cli, points_cli, operators_cli):
         app.cli.add_command(group)
     app.cli.add_command(serve)

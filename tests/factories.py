@@ -81,3 +81,17 @@ def vehicle(owner: Member | None = None, **fields: Any) -> Vehicle:
     if owner is not None:
         services.start_ownership(owner, row, started_on=row.purchase_date)  # type: ignore[arg-type]
     return row
+
+
+def operator(role: str = "agent", *, dealer_id: int | None = None, username: str | None = None):
+    """A back-office user and a bearer token for it."""
+    from app.operators import auth
+
+    row = auth.create_operator(
+        username or f"{role}{next(_seq)}",
+        name=f"{role} user",
+        role=role,
+        password="correct horse",
+        dealer_id=dealer_id,
+    )
+    return row, auth.issue_token(row)

@@ -241,7 +241,7 @@ def test_an_unknown_advisor_code_still_enrolls_the_buyer_for_the_dealer(shop, po
     assert post_dms(delivery(advisor_code="GONE42")).status_code == 202
     member = services.find_by_phone("13800138000")
     assert (member.enrolling_dealer_id, member.enrolling_staff_id) == (dealer.id, None)
-    assert db.session.scalar(sa.select(inbox.InboundEvent.outcome)).endswith("unknown advisor GONE42")
+    assert "unknown advisor GONE42" in db.session.scalar(sa.select(inbox.InboundEvent.outcome))
 
 
 def test_a_failing_handler_leaves_nothing_half_written_and_is_retried(shop, post_dms, monkeypatch):

@@ -8,7 +8,8 @@ from app.core.http import LoyaltyApi
 
 
 def init_app(app: Flask, api: LoyaltyApi) -> None:
-    from app.api import dms, health
+    from app.api import cs, dms, health, program
 
-    api.register_blueprint(health.blp)
-    api.register_blueprint(dms.blp)
+    api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer"})
+    for blueprint in (health.blp, dms.blp, cs.blp, program.blp):
+        api.register_blueprint(blueprint)

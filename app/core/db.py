@@ -12,8 +12,8 @@ import os
 from typing import Annotated, Any
 
 import sqlalchemy as sa
-from flask import Flask, has_app_context
-from flask.globals import app_ctx
+from flask import Flask, has_app_context, has_request_context
+from flask.globals import app_ctx, request_ctx
 from sqlalchemy import event
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Session, mapped_column, scoped_session, sessionmaker
@@ -66,9 +66,11 @@ class Base(DeclarativeBase):
     }
 
 
-def _app_context_id() -> int:
-    """Scope sessions to the Flask app context: a request, a job and a CLI command each get one."""
-    return id(app_ctx._get_current_object())
+def _unit_of_work_id() -> tuple[int, int]:
+    """One session per app context and per request: a request, a job (its own app context, even
+    when run inside a request) and a CLI command each get their own unit of work."""
+    request_id = id(request_ctx._get_current_object()) if has_request_context() else 0
+    return id(app_ctx._get_current_object()), request_id
 
 
 class Database:
@@ -78,13 +80,14 @@ class Database:
         self.engine: sa.Engine | None = None
         self.session_factory = sessionmaker(expire_on_commit=False)
         self.session: scoped_session[Session] = scoped_session(
-            self.session_factory, scopefunc=_app_context_id
+            self.session_factory, scopefunc=_unit_of_work_id
         )
 
     def init_app(self, app: Flask) -> None:
         settings = app.extensions["loyalty.settings"]
         self.engine = create_engine(settings.DATABASE_URL)
         self.session_factory.configure(bind=self.engine)
+        app.teardown_request(self._remove_session)
         app.teardown_appcontext(self._remove_session)
         app.extensions["loyalty.db"] = self
 
@@ -146,7 +149,7 @@ os.register_at_fork(after_in_child=_dispose_pool_after_fork)
 
 
 def insert_if_absent(model: type[Base], values: dict[str, Any], conflict_columns: tuple[str, ...]) -> Any:
-    """INSERT … ON CONFLICT DO NOTHING RETURNING id: the new id, or None if the row existed.
+    """INSERT … ON CONFLICT DO NOTHING RETURNING pk: the new primary key, or None if the row existed.
 
     The unique constraint, not a prior SELECT, decides: concurrent callers cannot both win.
     """
@@ -165,4 +168,5 @@ def _insert_ignore_statement(dialect: str, model: type[Base], conflict_columns: 
     else:  # pragma: no cover - we run on PostgreSQL and SQLite only
         raise RuntimeError(f"unsupported dialect {dialect}")
     table = model.__table__  # type: ignore[attr-defined]
-    return insert(table).on_conflict_do_nothing(index_elements=list(conflict_columns)).returning(table.c.id)
+    primary_key = list(table.primary_key.columns)
+    return insert(table).on_conflict_do_nothing(index_elements=list(conflict_columns)).returning(*primary_key)

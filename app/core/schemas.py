@@ -61,3 +61,14 @@ class Money(ma.fields.Integer):
         kwargs.setdefault("validate", Range(min=0))
         kwargs.setdefault("metadata", {"description": "Amount in fen (1/100 CNY)"})
         super().__init__(**kwargs)
+
+
+class PageArgs(ma.Schema):
+    """``?page=1&per_page=20`` with sane bounds; every list endpoint uses it."""
+
+    page = ma.fields.Integer(load_default=1, validate=Range(min=1, max=10_000))
+    per_page = ma.fields.Integer(load_default=20, validate=Range(min=1, max=100))
+
+
+def page_of(items: list, *, page: int, per_page: int, total: int) -> dict:
+    return {"items": items, "page": page, "per_page": per_page, "total": total}

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 QUEUES = ("callbacks", "events", "notifications", "payments", "default", "periodic")
 
 _PENDING_KEY = "jobs_after_commit"
+_READY_KEY = "jobs_committed"
 _worker_app: Flask | None = None
 
 
@@ -73,9 +74,16 @@ def enqueue_after_commit(spec: JobSpec, args: tuple[Any, ...], job_id: str | Non
     session.info.setdefault(_PENDING_KEY, []).append((spec, args, job_id))
 
 
-def _flush_pending(session: Session) -> None:
-    pending = session.info.pop(_PENDING_KEY, [])
-    for spec, args, job_id in pending:
+def _mark_ready(session: Session) -> None:
+    """The transaction committed: its jobs may go, once the connection is back in the pool."""
+    session.info.setdefault(_READY_KEY, []).extend(session.info.pop(_PENDING_KEY, []))
+
+
+def _flush_ready(session: Session, transaction: Any) -> None:
+    if transaction.parent is not None:
+        return  # a savepoint ended; the outer transaction decides
+    ready = session.info.pop(_READY_KEY, [])
+    for spec, args, job_id in ready:
         try:
             dispatch(spec, args, job_id)
         except Exception:
@@ -151,6 +159,9 @@ def set_worker_app(app: Flask) -> None:
 
 def init_app(app: Flask) -> None:
     factory = app.extensions["loyalty.db"].session_factory
-    if not event.contains(factory, "after_commit", _flush_pending):
-        event.listen(factory, "after_commit", _flush_pending)
+    if not event.contains(factory, "after_commit", _mark_ready):
+        event.listen(factory, "after_commit", _mark_ready)
+        # after_transaction_end fires after the connection is released: an eager job (or a
+        # worker picking the job up at once) never waits on the connection its caller still holds.
+        event.listen(factory, "after_transaction_end", _flush_ready)
         event.listen(factory, "after_soft_rollback", _drop_pending)

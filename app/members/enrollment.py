@@ -127,6 +127,7 @@ def enroll_on_purchase(
         credited_dealer_id=dealer.id,
         credited_staff_id=credited_staff_id,
         source_event_id=source_event_id,
+        order_no=delivery["order_no"],
     )
     token = None
     if member.status == "pre_enrolled":

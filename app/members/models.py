@@ -161,6 +161,8 @@ class Ownership(Base):
     credited_dealer_id: Mapped[int | None] = mapped_column(BigIntType, sa.ForeignKey("dealers.id"))
     credited_staff_id: Mapped[int | None] = mapped_column(BigIntType, sa.ForeignKey("staff.id"))
     source_event_id: Mapped[int | None] = mapped_column(BigIntType, sa.ForeignKey("inbound_events.id"))
+    #: The DMS sales order that started it; an order cancellation ends it.
+    order_no: Mapped[str | None] = mapped_column(sa.String(64), index=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     member: Mapped[Member] = relationship(back_populates="ownerships", foreign_keys=[member_id])

@@ -68,6 +68,9 @@ def create_member(*, channel: str, status: str = "pre_enrolled", **fields: objec
         set_phone(member, str(phone))
     db.session.add(member)
     db.session.flush()
+    from app.points.ledger import insert_account
+
+    insert_account(member.id)  # created with the member: ledger writes then only lock it
     return member
 
 
@@ -151,6 +154,7 @@ def start_ownership(
     credited_dealer_id: int | None = None,
     credited_staff_id: int | None = None,
     source_event_id: int | None = None,
+    order_no: str | None = None,
 ) -> tuple[Ownership, bool]:
     """Link a member to a car; an owner link ends the previous owner's (a resale).
 
@@ -180,6 +184,7 @@ def start_ownership(
         credited_dealer_id=credited_dealer_id,
         credited_staff_id=credited_staff_id,
         source_event_id=source_event_id,
+        order_no=order_no,
     )
     db.session.add(ownership)
     db.session.flush()

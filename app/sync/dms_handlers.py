@@ -1,21 +1,61 @@
-"""What each DMS event does: thin adapters from stored events to the domain services."""
+"""What each DMS event does: thin adapters from stored events to the domain services.
+
+Each handler returns a one-line outcome kept on the inbox row. An event about a car or person we
+do not know is *processed* with an outcome saying so (it is not an error to retry).
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
+import sqlalchemy as sa
+
+from app.core.db import db
 from app.core.inbox import InboundEvent
+from app.dealers.models import Dealer
 from app.dealers.services import dealer_by_code, staff_at_dealer
-from app.members import enrollment
+from app.members import enrollment, services
+from app.members.models import Member, Ownership
+from app.points import earning, reversal
+from app.sync.dms_facts import earning_facts, resolve_member
 from app.sync.dms_schemas import load_payload
 from app.sync.events import handles
+from app.tiers import policy as tiers
 
 
-def _dealer(event: InboundEvent) -> Any:
+def _dealer(event: InboundEvent) -> Dealer:
     dealer = dealer_by_code(event.dealer_code or "")
     if dealer is None:  # validated at intake; a dealer deleted since is an operator problem
         raise LookupError(f"dealer {event.dealer_code} no longer exists")
     return dealer
+
+
+def _occurred(event: InboundEvent) -> dt.datetime:
+    return event.occurred_at  # type: ignore[return-value]
+
+
+def _points_summary(awards: list[earning.EarnedAward]) -> str:
+    parts = [f"{a.points} {a.currency}" for a in awards if a.new]
+    return ("; earned " + ", ".join(parts)) if parts else "; no points"
+
+
+def _earn(member: Member, event: InboundEvent, payload: dict[str, Any], dealer: Dealer, **kw: Any) -> str:
+    facts = earning_facts(event.type, payload)
+    assert facts is not None
+    awards = earning.award_event(
+        member,
+        event.type,
+        facts.attributes,
+        ref=facts.ref,
+        occurred_at=_occurred(event),
+        dealer=dealer,
+        source_event_id=event.id,
+        **kw,
+    )
+    if event.type in tiers.QUALIFYING_ACTIVITIES:
+        tiers.record_qualifying_activity(member.id, _occurred(event))
+    return _points_summary(awards)
 
 
 @handles("dms", "vehicle.delivered")
@@ -24,11 +64,101 @@ def on_vehicle_delivered(event: InboundEvent, document: dict[str, Any]) -> str:
     dealer = _dealer(event)
     advisor = staff_at_dealer(delivery.get("advisor_code"), dealer)
     result = enrollment.enroll_on_purchase(
-        delivery,
-        dealer=dealer,
-        advisor=advisor,
-        occurred_at=event.occurred_at,  # type: ignore[arg-type]
+        delivery, dealer=dealer, advisor=advisor, occurred_at=_occurred(event), source_event_id=event.id
+    )
+    outcome = result.summary()
+    if delivery.get("advisor_code") and advisor is None:
+        outcome += f"; unknown advisor {delivery['advisor_code']}"
+    beneficiary = result.member
+    if delivery.get("credit_member_no"):
+        main_member = services.find_by_member_no(delivery["credit_member_no"])
+        if main_member is not None and main_member.id != result.member.id:
+            beneficiary = main_member
+            services.start_ownership(
+                main_member, result.vehicle, started_on=delivery["delivered_on"], role="family"
+            )
+            outcome += f"; points credited to main member {main_member.member_no}"
+    outcome += _earn(beneficiary, event, delivery, dealer, hold_reward=beneficiary.status == "pre_enrolled")
+    return outcome
+
+
+@handles("dms", "order.cancelled")
+def on_order_cancelled(event: InboundEvent, document: dict[str, Any]) -> str:
+    cancellation = load_payload(event.type, document["payload"])
+    order_no = cancellation["order_no"]
+    reversed_entries = reversal.reverse_in_full(
+        "vehicle.delivered",
+        order_no,
+        undo_ref=f"cancel:{order_no}",
+        source_type=event.type,
         source_event_id=event.id,
     )
-    unknown_advisor = delivery.get("advisor_code") and advisor is None
-    return result.summary() + (f"; unknown advisor {delivery['advisor_code']}" if unknown_advisor else "")
+    ended = 0
+    for ownership in db.session.scalars(
+        sa.select(Ownership).where(Ownership.order_no == order_no, Ownership.ended_on.is_(None))
+    ):
+        ownership.ended_on = cancellation["cancelled_on"]
+        ownership.end_reason = "order_cancelled"
+        ended += 1
+    total = sum(-e.points for e in reversed_entries if e.currency == "reward")
+    return (
+        f"order {order_no} cancelled: {len(reversed_entries)} earnings reversed ({total} reward), "
+        f"{ended} ownership ended"
+    )
+
+
+@handles("dms", "service.completed")
+def on_service_completed(event: InboundEvent, document: dict[str, Any]) -> str:
+    visit = load_payload(event.type, document["payload"])
+    vehicle = services.vehicle_by_vin(visit["vin"])
+    if vehicle is None:
+        return f"VIN {visit['vin']} unknown; nothing to credit"
+    if vehicle.last_service_on is None or visit["completed_on"] >= vehicle.last_service_on:
+        vehicle.last_service_on = visit["completed_on"]
+        vehicle.last_mileage_km = max(vehicle.last_mileage_km or 0, visit["mileage_km"])
+    member = resolve_member(("vin_owner", visit["vin"]))
+    if member is None:
+        return f"VIN {visit['vin']} has no current owner; service recorded"
+    return f"member {member.member_no} service {visit['repair_order_no']}" + _earn(
+        member, event, visit, _dealer(event)
+    )
+
+
+@handles("dms", "service.refunded")
+def on_service_refunded(event: InboundEvent, document: dict[str, Any]) -> str:
+    refund = load_payload(event.type, document["payload"])
+    refunded = {
+        "parts_fen": refund["parts_fen"],
+        "labour_fen": refund["labour_fen"],
+        "total_fen": refund["parts_fen"] + refund["labour_fen"],
+    }
+    reversed_entries = reversal.reverse_in_proportion(
+        "service.completed",
+        refund["repair_order_no"],
+        refunded,
+        undo_ref=f"refund:{refund['refund_no']}",
+        source_type=event.type,
+        source_event_id=event.id,
+    )
+    summary = ", ".join(f"{-e.points} {e.currency}" for e in reversed_entries) or "nothing"
+    return f"refund {refund['refund_no']} of {refund['repair_order_no']}: reversed {summary}"
+
+
+@handles("dms", "insurance.renewed")
+def on_insurance_renewed(event: InboundEvent, document: dict[str, Any]) -> str:
+    renewal = load_payload(event.type, document["payload"])
+    member = resolve_member(("vin_owner", renewal["vin"]))
+    if member is None:
+        return f"VIN {renewal['vin']} has no current owner; nothing to credit"
+    return f"member {member.member_no} policy {renewal['policy_no']}" + _earn(
+        member, event, renewal, _dealer(event)
+    )
+
+
+@handles("dms", "test_drive.completed")
+def on_test_drive_completed(event: InboundEvent, document: dict[str, Any]) -> str:
+    drive = load_payload(event.type, document["payload"])
+    member = resolve_member(("phone", drive["phone"]))
+    if member is None:
+        return f"test drive {drive['test_drive_id']} by a non-member; nothing to credit"
+    return f"member {member.member_no} test drive" + _earn(member, event, drive, _dealer(event))

@@ -77,6 +77,8 @@ class VehicleDeliveredSchema(BaseSchema):
     purchase_type = ma.fields.String(
         load_default="new", validate=OneOf(("new", "add_on", "replacement", "family"))
     )
+    #: A family member's purchase credits the main member's points (SPEC §1).
+    credit_member_no = ma.fields.String(validate=Length(min=11, max=11))
     buyer = ma.fields.Nested(BuyerSchema, required=True)
 
 
@@ -102,10 +104,11 @@ class ServiceCompletedSchema(BaseSchema):
 
 class ServiceRefundedSchema(BaseSchema):
     repair_order_no = ma.fields.String(required=True, validate=identifier(64))
+    refund_no = ma.fields.String(required=True, validate=identifier(64))
     vin = VinField(required=True)
     refunded_on = ma.fields.Date(required=True)
-    parts_fen = Money(required=True)
-    labour_fen = Money(required=True)
+    parts_fen = Money(required=True, metadata={"description": "Refunded parts amount in fen"})
+    labour_fen = Money(required=True, metadata={"description": "Refunded labour amount in fen"})
 
 
 class InsuranceRenewedSchema(BaseSchema):

@@ -1,0 +1,1 @@
+"""OEM and dealer back-office users (agents, supervisors, dealer member managers, operators)."""

@@ -1,0 +1,172 @@
+"""Manual point adjustments by customer service (SPEC §3 "Adjustments").
+
+A reason code is mandatory. Up to the threshold (default 1,000 points either way) an adjustment
+applies at once; above it, it waits for a supervisor who is not the requester. Every request,
+approval and rejection is audited; the ledger entry points back at the request.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.core import audit, program
+from app.core.clock import utcnow
+from app.core.db import Base, BigIntPK, BigIntType, db
+from app.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from app.core.i18n import _l
+from app.members.models import Member
+from app.points import ledger
+
+APPROVAL_THRESHOLD = program.define(
+    "points.adjustment_approval_threshold", 1000, "Adjustments above this many points need a second person"
+)
+REASON_CODES = program.define(
+    "points.adjustment_reason_codes",
+    [
+        "missing_points",
+        "goodwill",
+        "complaint_compensation",
+        "system_error",
+        "fraud_correction",
+        "duplicate_award",
+    ],
+    "Reason codes customer service may use for adjustments",
+)
+STATUSES = ("pending", "applied", "rejected")
+
+
+class AdjustmentRequest(Base):
+    __tablename__ = "point_adjustments"
+
+    id: Mapped[BigIntPK]
+    member_id: Mapped[int] = mapped_column(BigIntType, sa.ForeignKey("members.id"), index=True)
+    points: Mapped[int] = mapped_column(BigIntType)
+    reason_code: Mapped[str] = mapped_column(sa.String(32))
+    note: Mapped[str] = mapped_column(sa.String(255))
+    status: Mapped[str] = mapped_column(sa.String(10))
+    #: The client's request id: a double submit returns the first request.
+    request_id: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    requested_by: Mapped[str] = mapped_column(sa.String(64))
+    requested_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    decided_by: Mapped[str | None] = mapped_column(sa.String(64))
+    decided_at: Mapped[dt.datetime | None]
+    entry_id: Mapped[int | None] = mapped_column(BigIntType, sa.ForeignKey("point_entries.id"))
+
+    __table_args__ = (
+        sa.CheckConstraint(f"status IN {STATUSES}", name="status"),
+        sa.CheckConstraint("points <> 0", name="points_not_zero"),
+        sa.Index("ix_point_adjustments_status", "status", "requested_at"),
+    )
+
+
+def _apply(request: AdjustmentRequest, actor: str) -> None:
+    key = f"adjust:{request.id}"
+    if request.points > 0:
+        posting = ledger.earn(
+            ledger.Earning(
+                member_id=request.member_id,
+                currency="reward",
+                points=request.points,
+                idempotency_key=key,
+                source_type="adjustment",
+                source_ref=str(request.id),
+                kind="adjust",
+                reason_code=request.reason_code,
+                note=request.note,
+                actor=actor,
+            )
+        )
+    else:
+        posting = ledger.spend(
+            request.member_id,
+            -request.points,
+            idempotency_key=key,
+            source_type="adjustment",
+            source_ref=str(request.id),
+            kind="adjust",
+            reason_code=request.reason_code,
+            note=request.note,
+            actor=actor,
+        )
+    request.entry_id = posting.id
+    request.status = "applied"
+
+
+def request_adjustment(
+    member: Member, *, points: int, reason_code: str, note: str, requested_by: str, request_id: str
+) -> tuple[AdjustmentRequest, bool]:
+    """Apply now (within the threshold) or queue for approval. Returns (request, created)."""
+    existing = db.session.scalar(
+        sa.select(AdjustmentRequest).where(AdjustmentRequest.request_id == request_id)
+    )
+    if existing is not None:
+        if existing.member_id != member.id or existing.points != points:
+            raise Conflict(_l("This request id was already used for a different operation."))
+        return existing, False
+    if reason_code not in REASON_CODES.value():
+        raise ValidationFailed(fields={"reason_code": [_l("Unknown reason code.")]})
+    if points == 0:
+        raise ValidationFailed(fields={"points": [_l("An adjustment must change the balance.")]})
+    needs_approval = abs(points) > APPROVAL_THRESHOLD.value()
+    request = AdjustmentRequest(
+        member_id=member.id,
+        points=points,
+        reason_code=reason_code,
+        note=note,
+        status="pending",
+        request_id=request_id,
+        requested_by=requested_by,
+        requested_at=utcnow(),
+    )
+    db.session.add(request)
+    db.session.flush()
+    if not needs_approval:
+        _apply(request, requested_by)
+        request.decided_by, request.decided_at = requested_by, utcnow()
+    audit.record(
+        actor=("staff", requested_by),
+        action="points.adjustment_requested",
+        subject=("member", member.id),
+        reason=f"{reason_code}: {note}",
+        details={"points": points, "request": request.id, "status": request.status},
+    )
+    return request, True
+
+
+def decide(request_id: int, *, approve: bool, decided_by: str, decider_role: str) -> AdjustmentRequest:
+    """A supervisor other than the requester approves (applies) or rejects a pending request."""
+    request = db.session.get(AdjustmentRequest, request_id, with_for_update=True)
+    if request is None:
+        raise NotFound()
+    if request.status != "pending":
+        raise Conflict(_l("This adjustment has already been decided."), details={"status": request.status})
+    if decider_role != "supervisor":
+        raise Forbidden(_l("Only a supervisor can approve adjustments."))
+    if decided_by == request.requested_by:
+        raise Forbidden(_l("The approver must be someone other than the requester."))
+    if approve:
+        _apply(request, decided_by)
+    else:
+        request.status = "rejected"
+    request.decided_by, request.decided_at = decided_by, utcnow()
+    audit.record(
+        actor=("staff", decided_by),
+        action="points.adjustment_approved" if approve else "points.adjustment_rejected",
+        subject=("member", request.member_id),
+        details={"points": request.points, "request": request.id},
+    )
+    return request
+
+
+def pending(limit: int = 100) -> list[AdjustmentRequest]:
+    return list(
+        db.session.scalars(
+            sa.select(AdjustmentRequest)
+            .where(AdjustmentRequest.status == "pending")
+            .order_by(AdjustmentRequest.requested_at)
+            .limit(limit)
+        )
+    )

@@ -1,0 +1,140 @@
+"""Read model for the channels: balance, paged history with lots, tier progress.
+
+Chat ("积分"), the mini-app and the console all read through these functions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from app.core.clock import utcnow
+from app.core.db import db
+from app.points import expiry
+from app.points.models import PointAccount, PointEntry, PointLot
+from app.tiers import policy as tiers
+
+
+@dataclass(frozen=True)
+class Balance:
+    available: int
+    pending: int
+    debt: int
+    tier_points: int
+    expiring_30_days: int
+    expiring_90_days: int
+    next_expiry_on: dt.datetime | None
+    next_expiry_points: int
+    lifetime_earned: int
+    lifetime_spent: int
+    lifetime_expired: int
+
+
+def balance(member_id: int, *, now: dt.datetime | None = None) -> Balance:
+    now = now or utcnow()
+    account = db.session.get(PointAccount, member_id) or PointAccount(
+        member_id=member_id,
+        reward_available=0,
+        reward_pending=0,
+        reward_debt=0,
+        tier_points=0,
+        lifetime_earned=0,
+        lifetime_spent=0,
+        lifetime_expired=0,
+    )
+    next_lot = db.session.execute(
+        sa.select(PointLot.expires_at, sa.func.sum(PointLot.remaining))
+        .where(PointLot.member_id == member_id, PointLot.status == "available", PointLot.remaining > 0)
+        .group_by(PointLot.expires_at)
+        .order_by(PointLot.expires_at)
+        .limit(1)
+    ).first()
+    return Balance(
+        available=account.reward_available,
+        pending=account.reward_pending,
+        debt=account.reward_debt,
+        tier_points=account.tier_points,
+        expiring_30_days=expiry.expiring_between(member_id, now, now + dt.timedelta(days=30)),
+        expiring_90_days=expiry.expiring_between(member_id, now, now + dt.timedelta(days=90)),
+        next_expiry_on=next_lot[0] if next_lot else None,
+        next_expiry_points=int(next_lot[1]) if next_lot else 0,
+        lifetime_earned=account.lifetime_earned,
+        lifetime_spent=account.lifetime_spent,
+        lifetime_expired=account.lifetime_expired,
+    )
+
+
+def history(
+    member_id: int, *, page: int = 1, per_page: int = 20, currency: str | None = None
+) -> tuple[list[dict[str, Any]], int]:
+    """Entries newest first, each earn with its lot (remaining, status, expiry)."""
+    query = (
+        sa.select(PointEntry, PointLot)
+        .outerjoin(PointLot, PointLot.entry_id == PointEntry.id)
+        .where(PointEntry.member_id == member_id)
+    )
+    if currency:
+        query = query.where(PointEntry.currency == currency)
+    total = db.session.scalar(sa.select(sa.func.count()).select_from(query.subquery()))
+    rows = db.session.execute(
+        query.order_by(PointEntry.created_at.desc(), PointEntry.id.desc())
+        .offset((page - 1) * per_page)
+        .limit(per_page)
+    ).all()
+    items = []
+    for entry, lot in rows:
+        items.append(
+            {
+                "id": entry.id,
+                "currency": entry.currency,
+                "kind": entry.kind,
+                "points": entry.points,
+                "source_type": entry.source_type,
+                "source_ref": entry.source_ref,
+                "rule_code": entry.rule_code,
+                "reason_code": entry.reason_code,
+                "occurred_at": entry.occurred_at,
+                "created_at": entry.created_at,
+                "reverses_entry_id": entry.reverses_entry_id,
+                "lot": None
+                if lot is None
+                else {
+                    "status": lot.status,
+                    "remaining": lot.remaining,
+                    "available_at": lot.available_at,
+                    "expires_at": lot.expires_at,
+                },
+            }
+        )
+    return items, int(total or 0)
+
+
+@dataclass(frozen=True)
+class TierProgress:
+    tier: str
+    tier_points: int
+    next_tier: str | None
+    points_to_next: int | None
+    review_on: dt.date | None
+    at_risk: bool
+    keeps_tier_by: list[str]
+
+
+def tier_progress(member_id: int) -> TierProgress:
+    state = tiers.get_state(member_id)
+    account = db.session.get(PointAccount, member_id)
+    points = account.tier_points if account else 0
+    upcoming = tiers.next_tier(state.tier)
+    thresholds = tiers.THRESHOLDS.value()
+    return TierProgress(
+        tier=state.tier,
+        tier_points=points,
+        next_tier=upcoming,
+        points_to_next=max(0, thresholds[upcoming] - points) if upcoming else None,
+        review_on=state.review_on,
+        at_risk=tiers.would_drop(state),
+        keeps_tier_by=list(tiers.QUALIFYING_ACTIVITIES) if state.review_on else [],
+    )

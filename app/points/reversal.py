@@ -1,0 +1,118 @@
+"""Taking back points when the business event behind them is undone (SPEC §3 "Reversal").
+
+* an order cancellation reverses every earning of that order in full;
+* a (partial) refund reverses amount-based earnings in proportion to what was refunded of the
+  amount each was computed from, cumulatively, so several partial refunds never take back more
+  than was given.
+
+Idempotency keys name the undoing business reference (the cancelled order, the refund number),
+so a resent DMS event never reverses twice. The earn key stays taken: a resent earning event for
+the same order or repair order cannot earn again after a reversal (no refund → re-earn loop).
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from app.core.db import db
+from app.points import ledger
+from app.points.models import PointEntry
+from app.points.rule_models import EarningRule
+from app.tiers import policy as tiers
+
+
+def earnings_of(event_type: str, ref: str) -> list[PointEntry]:
+    return list(
+        db.session.scalars(
+            sa.select(PointEntry)
+            .where(
+                PointEntry.source_type == event_type, PointEntry.source_ref == ref, PointEntry.kind == "earn"
+            )
+            .order_by(PointEntry.id)
+        )
+    )
+
+
+def _after_tier_reversal(member_ids: set[int]) -> None:
+    for member_id in member_ids:
+        account = ledger.lock_account(member_id)
+        tiers.apply_reversal(member_id, account.tier_points)
+
+
+def reverse_in_full(
+    event_type: str, ref: str, *, undo_ref: str, source_type: str, source_event_id: int | None = None
+) -> list[PointEntry]:
+    """Reverse whatever is left of every earning of ``(event_type, ref)``."""
+    reversals, tier_members = [], set()
+    for original in earnings_of(event_type, ref):
+        left = original.points - ledger.reversed_points(original.id)
+        if left <= 0:
+            continue
+        entry, new = ledger.reverse(
+            original,
+            left,
+            idempotency_key=f"reverse:{original.id}:{undo_ref}",
+            source_type=source_type,
+            source_event_id=source_event_id,
+        )
+        reversals.append(entry)
+        if new and original.currency == "tier":
+            tier_members.add(original.member_id)
+    _after_tier_reversal(tier_members)
+    return reversals
+
+
+def _formula_attribute(original: PointEntry) -> str | None:
+    rule = db.session.scalar(
+        sa.select(EarningRule).where(
+            EarningRule.rule_set_id == original.rule_set_id, EarningRule.code == original.rule_code
+        )
+    )
+    return rule.formula.get("attribute") if rule is not None else None
+
+
+def _refunded_so_far(original_id: int) -> int:
+    total = db.session.scalar(
+        sa.select(sa.func.coalesce(sa.func.sum(PointEntry.basis_fen), 0)).where(
+            PointEntry.reverses_entry_id == original_id
+        )
+    )
+    return int(total)
+
+
+def reverse_in_proportion(
+    event_type: str,
+    ref: str,
+    refunded: dict[str, int],
+    *,
+    undo_ref: str,
+    source_type: str,
+    source_event_id: int | None = None,
+) -> list[PointEntry]:
+    """Reverse amount-based earnings by the refunded share of their basis (rounded half up)."""
+    reversals, tier_members = [], set()
+    for original in earnings_of(event_type, ref):
+        attribute = _formula_attribute(original)
+        if not original.basis_fen or attribute not in refunded or refunded[attribute] <= 0:
+            continue
+        key = f"reverse:{original.id}:{undo_ref}"
+        if db.session.scalar(sa.select(PointEntry.id).where(PointEntry.idempotency_key == key)):
+            continue
+        refunded_total = min(original.basis_fen, _refunded_so_far(original.id) + refunded[attribute])
+        target = (original.points * refunded_total * 2 + original.basis_fen) // (2 * original.basis_fen)
+        points = min(target, original.points) - ledger.reversed_points(original.id)
+        if points <= 0:
+            continue
+        entry, new = ledger.reverse(
+            original,
+            points,
+            idempotency_key=key,
+            source_type=source_type,
+            source_event_id=source_event_id,
+            basis_fen=refunded[attribute],  # cumulative refunds are summed from these
+        )
+        reversals.append(entry)
+        if new and original.currency == "tier":
+            tier_members.add(original.member_id)
+    _after_tier_reversal(tier_members)
+    return reversals

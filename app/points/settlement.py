@@ -1,0 +1,245 @@
+"""Monthly dealer settlement (积分结算), computed from the ledger.
+
+Per dealer and business month:
+
+* **funded**: reward points the dealer paid for (earn entries whose funder is the dealer), net of
+  their reversals;
+* **redeemed**: reward points members spent at the dealer, net of redemptions given back;
+* **net**: (redeemed − funded) × point value, in fen. Positive: the OEM pays the dealer.
+
+Statements move draft → reviewed → approved → paid; a draft is recomputed when generated again,
+later states are frozen. The approver must be someone other than the reviewer. CSV export for
+finance.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, aliased, mapped_column
+
+from app.core import audit, program
+from app.core.clock import business_day_start, utcnow
+from app.core.db import Base, BigIntPK, BigIntType, db
+from app.core.errors import Conflict, Forbidden, NotFound
+from app.core.i18n import _l
+from app.dealers.models import Dealer
+from app.jobs import job
+from app.points.models import PointEntry
+
+POINT_VALUE_FEN = program.define(
+    "points.point_value_fen", 20, "Value of one reward point in fen (5 points = ¥1)"
+)
+
+STATUSES = ("draft", "reviewed", "approved", "paid")
+_NEXT = {"draft": "reviewed", "reviewed": "approved", "approved": "paid"}
+
+
+class DealerSettlement(Base):
+    __tablename__ = "dealer_settlements"
+
+    id: Mapped[BigIntPK]
+    dealer_id: Mapped[int] = mapped_column(BigIntType, sa.ForeignKey("dealers.id"))
+    month: Mapped[dt.date]  # first day of the business month
+    status: Mapped[str] = mapped_column(sa.String(10), default="draft")
+    funded_points: Mapped[int] = mapped_column(BigIntType, default=0)
+    redeemed_points: Mapped[int] = mapped_column(BigIntType, default=0)
+    point_value_fen: Mapped[int]
+    net_fen: Mapped[int] = mapped_column(BigIntType, default=0)
+    computed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    reviewed_by: Mapped[str | None] = mapped_column(sa.String(64))
+    reviewed_at: Mapped[dt.datetime | None]
+    approved_by: Mapped[str | None] = mapped_column(sa.String(64))
+    approved_at: Mapped[dt.datetime | None]
+    paid_by: Mapped[str | None] = mapped_column(sa.String(64))
+    paid_at: Mapped[dt.datetime | None]
+    payment_ref: Mapped[str | None] = mapped_column(sa.String(64))
+
+    __table_args__ = (
+        sa.UniqueConstraint("dealer_id", "month"),
+        sa.CheckConstraint(f"status IN {STATUSES}", name="status"),
+    )
+
+
+def month_bounds(month: dt.date) -> tuple[dt.datetime, dt.datetime]:
+    first = month.replace(day=1)
+    following = (first + dt.timedelta(days=32)).replace(day=1)
+    return business_day_start(first), business_day_start(following)
+
+
+def _totals(month: dt.date) -> dict[int, dict[str, int]]:
+    """funded and redeemed points per dealer in the month (set-based)."""
+    start, end = month_bounds(month)
+    original = aliased(PointEntry)
+    in_month = sa.and_(
+        PointEntry.currency == "reward",
+        PointEntry.dealer_id.is_not(None),
+        PointEntry.created_at >= start,
+        PointEntry.created_at < end,
+    )
+    funded_signed = sa.case(
+        (sa.and_(PointEntry.kind == "earn", PointEntry.funder == "dealer"), PointEntry.points),
+        (
+            sa.and_(PointEntry.kind == "reverse", original.kind == "earn", original.funder == "dealer"),
+            PointEntry.points,
+        ),
+        else_=0,
+    )
+    redeemed_signed = sa.case(
+        (PointEntry.kind == "spend", -PointEntry.points),
+        (sa.and_(PointEntry.kind == "reverse", original.kind == "spend"), -PointEntry.points),
+        else_=0,
+    )
+    rows = db.session.execute(
+        sa.select(PointEntry.dealer_id, sa.func.sum(funded_signed), sa.func.sum(redeemed_signed))
+        .outerjoin(original, original.id == PointEntry.reverses_entry_id)
+        .where(in_month)
+        .group_by(PointEntry.dealer_id)
+    )
+    return {
+        dealer_id: {"funded": int(funded or 0), "redeemed": int(redeemed or 0)}
+        for dealer_id, funded, redeemed in rows
+    }
+
+
+def generate(month: dt.date, *, actor: str) -> list[DealerSettlement]:
+    """Create or refresh the month's draft statements for every dealer with activity."""
+    month = month.replace(day=1)
+    value = POINT_VALUE_FEN.value()
+    statements = []
+    for dealer_id, totals in _totals(month).items():
+        statement = db.session.scalar(
+            sa.select(DealerSettlement)
+            .where(DealerSettlement.dealer_id == dealer_id, DealerSettlement.month == month)
+            .with_for_update()
+        )
+        if statement is None:
+            statement = DealerSettlement(
+                dealer_id=dealer_id, month=month, status="draft", point_value_fen=value
+            )
+            db.session.add(statement)
+        elif statement.status != "draft":
+            statements.append(statement)
+            continue
+        statement.funded_points = totals["funded"]
+        statement.redeemed_points = totals["redeemed"]
+        statement.point_value_fen = value
+        statement.net_fen = (totals["redeemed"] - totals["funded"]) * value
+        statement.computed_at = utcnow()
+        statements.append(statement)
+    db.session.flush()
+    audit.record(
+        actor=("staff", actor),
+        action="settlement.generated",
+        subject=("settlement_month", month.isoformat()),
+        details={"statements": len(statements)},
+    )
+    return statements
+
+
+def advance(
+    statement_id: int, to_status: str, *, actor: str, payment_ref: str | None = None
+) -> DealerSettlement:
+    """Move one statement a step forward; the approver must differ from the reviewer."""
+    statement = db.session.get(DealerSettlement, statement_id, with_for_update=True)
+    if statement is None:
+        raise NotFound()
+    if _NEXT.get(statement.status) != to_status:
+        raise Conflict(
+            _l("A statement in this state cannot move there."), details={"status": statement.status}
+        )
+    now = utcnow()
+    if to_status == "reviewed":
+        statement.reviewed_by, statement.reviewed_at = actor, now
+    elif to_status == "approved":
+        if actor == statement.reviewed_by:
+            raise Forbidden(_l("The approver must be someone other than the reviewer."))
+        statement.approved_by, statement.approved_at = actor, now
+    else:
+        statement.paid_by, statement.paid_at, statement.payment_ref = actor, now, payment_ref
+    statement.status = to_status
+    audit.record(
+        actor=("staff", actor),
+        action=f"settlement.{to_status}",
+        subject=("settlement", statement.id),
+        details={"net_fen": statement.net_fen, "payment_ref": payment_ref},
+    )
+    return statement
+
+
+def statements_for(month: dt.date) -> list[tuple[DealerSettlement, Dealer]]:
+    return list(
+        db.session.execute(
+            sa.select(DealerSettlement, Dealer)
+            .join(Dealer, Dealer.id == DealerSettlement.dealer_id)
+            .where(DealerSettlement.month == month.replace(day=1))
+            .order_by(Dealer.code)
+        ).all()
+    )
+
+
+def to_csv(month: dt.date) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(
+        [
+            "month",
+            "dealer_code",
+            "dealer_name",
+            "funded_points",
+            "redeemed_points",
+            "point_value_fen",
+            "net_fen",
+            "net_yuan",
+            "status",
+            "reviewed_by",
+            "approved_by",
+            "paid_at",
+            "payment_ref",
+        ]
+    )
+    for statement, dealer in statements_for(month):
+        writer.writerow(
+            [
+                statement.month.isoformat(),
+                dealer.code,
+                dealer.name,
+                statement.funded_points,
+                statement.redeemed_points,
+                statement.point_value_fen,
+                statement.net_fen,
+                f"{statement.net_fen / 100:.2f}",
+                statement.status,
+                statement.reviewed_by or "",
+                statement.approved_by or "",
+                statement.paid_at.isoformat() if statement.paid_at else "",
+                statement.payment_ref or "",
+            ]
+        )
+    return out.getvalue()
+
+
+def as_dict(statement: DealerSettlement, dealer: Dealer | None = None) -> dict[str, Any]:
+    return {
+        "id": statement.id,
+        "dealer_code": dealer.code if dealer else None,
+        "month": statement.month.isoformat(),
+        "status": statement.status,
+        "funded_points": statement.funded_points,
+        "redeemed_points": statement.redeemed_points,
+        "point_value_fen": statement.point_value_fen,
+        "net_fen": statement.net_fen,
+    }
+
+
+@job("periodic", timeout=1800)
+def generate_previous_month() -> int:
+    """On the 1st: draft statements for the month that just ended."""
+    from app.core.clock import business_today
+
+    first_of_this = business_today().replace(day=1)
+    return len(generate((first_of_this - dt.timedelta(days=1)).replace(day=1), actor="system"))

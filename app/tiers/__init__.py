@@ -1,0 +1,1 @@
+"""Tiers (会员等级): policy, upgrade and yearly review."""

@@ -1,0 +1,203 @@
+"""Tier policy (SPEC §4): tier from *earned tier points* (never from the balance), immediate
+upgrade, a yearly review on the tier anniversary that drops one tier after 12 months without a
+value-contributing activity, and the "at risk" list 30 days before a review.
+
+Lock order everywhere: the member's point account first (``ledger.lock_account``), then the tier
+state. Every caller that changes a tier holds the account lock already.
+"""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from app.core import program
+from app.core.clock import business_day_start, business_today, to_business, utcnow
+from app.core.db import db
+from app.tiers.models import TIERS, TierChange, TierState
+
+THRESHOLDS = program.define(
+    "tiers.thresholds",
+    {"silver": 0, "gold": 150_000, "platinum": 300_000, "diamond": 600_000},
+    "Tier points needed for each tier",
+)
+INACTIVITY_MONTHS = program.define(
+    "tiers.inactivity_months",
+    12,
+    "Months without purchase, service, insurance or referral before a review drops a tier",
+)
+AT_RISK_DAYS = program.define("tiers.at_risk_days", 30, "Days before a review when a member at risk is told")
+
+#: Activities that keep a tier (SPEC §4); the points engine records them.
+QUALIFYING_ACTIVITIES = ("vehicle.delivered", "service.completed", "insurance.renewed", "referral.delivered")
+
+
+def tier_rank(tier: str) -> int:
+    return TIERS.index(tier)
+
+
+def tier_for_points(tier_points: int) -> str:
+    thresholds = THRESHOLDS.value()
+    qualified = [tier for tier in TIERS if tier_points >= thresholds[tier]]
+    return qualified[-1] if qualified else "silver"
+
+
+def next_tier(tier: str) -> str | None:
+    rank = tier_rank(tier)
+    return TIERS[rank + 1] if rank + 1 < len(TIERS) else None
+
+
+def _anniversary(day: dt.date, years: int = 1) -> dt.date:
+    try:
+        return day.replace(year=day.year + years)
+    except ValueError:  # 29 February
+        return day.replace(year=day.year + years, day=28)
+
+
+def get_state(member_id: int, *, lock: bool = False) -> TierState:
+    """The member's tier state (Silver until something happens), optionally locked."""
+    query = sa.select(TierState).where(TierState.member_id == member_id)
+    if lock:
+        query = query.with_for_update()
+    state = db.session.scalar(query)
+    if state is None:
+        state = TierState(member_id=member_id, tier="silver", achieved_at=utcnow(), review_on=None)
+        db.session.add(state)
+        db.session.flush()
+    return state
+
+
+def current_tier(member_id: int) -> str:
+    tier = db.session.scalar(sa.select(TierState.tier).where(TierState.member_id == member_id))
+    return tier or "silver"
+
+
+def _change(state: TierState, to_tier: str, reason: str, tier_points: int, at: dt.datetime) -> TierChange:
+    change = TierChange(
+        member_id=state.member_id,
+        from_tier=state.tier,
+        to_tier=to_tier,
+        reason=reason,
+        tier_points=tier_points,
+        changed_at=at,
+    )
+    db.session.add(change)
+    state.tier = to_tier
+    state.achieved_at = at
+    state.review_on = None if to_tier == "silver" else _anniversary(to_business(at).date())
+    return change
+
+
+def apply_tier_points(
+    member_id: int, tier_points: int, *, at: dt.datetime | None = None
+) -> TierChange | None:
+    """Upgrade at once when the threshold is crossed; a reversal may bring the tier down again."""
+    at = at or utcnow()
+    state = get_state(member_id, lock=True)
+    eligible = tier_for_points(tier_points)
+    if tier_rank(eligible) > tier_rank(state.tier):
+        return _change(state, eligible, "upgrade", tier_points, at)
+    return None
+
+
+def apply_reversal(member_id: int, tier_points: int, *, at: dt.datetime | None = None) -> TierChange | None:
+    """After tier points were reversed (a cancelled order), the tier follows them down."""
+    at = at or utcnow()
+    state = get_state(member_id, lock=True)
+    eligible = tier_for_points(tier_points)
+    if tier_rank(eligible) < tier_rank(state.tier):
+        return _change(state, eligible, "reversal", tier_points, at)
+    return None
+
+
+def record_qualifying_activity(member_id: int, at: dt.datetime) -> None:
+    state = get_state(member_id, lock=True)
+    if state.last_qualifying_at is None or at > state.last_qualifying_at:
+        state.last_qualifying_at = at
+
+
+def _inactive_since(review_on: dt.date) -> dt.datetime:
+    """The start of the activity window that a review looks at (12 months before it)."""
+    index = review_on.year * 12 + review_on.month - 1 - INACTIVITY_MONTHS.value()
+    year, month = index // 12, index % 12 + 1
+    day = min(review_on.day, calendar.monthrange(year, month)[1])
+    return business_day_start(dt.date(year, month, day))
+
+
+def would_drop(state: TierState) -> bool:
+    """No qualifying activity in the 12 months before the review date."""
+    if state.review_on is None:
+        return False
+    return state.last_qualifying_at is None or state.last_qualifying_at < _inactive_since(state.review_on)
+
+
+@dataclass(frozen=True)
+class ReviewOutcome:
+    member_id: int
+    from_tier: str
+    to_tier: str
+    frozen_points: int
+
+
+def review_member(member_id: int, *, today: dt.date | None = None) -> ReviewOutcome | None:
+    """The yearly review of one member, if due: keep the tier, or drop one and freeze the tier points
+    above the lower tier's threshold (they no longer count toward regaining the tier)."""
+    from app.points import ledger
+
+    today = today or business_today()
+    account = ledger.lock_account(member_id)
+    state = get_state(member_id, lock=True)
+    if state.review_on is None or state.review_on > today:
+        return None
+    review_on = state.review_on
+    if not would_drop(state):
+        state.review_on = _anniversary(review_on)
+        return ReviewOutcome(member_id, state.tier, state.tier, 0)
+    from_tier = state.tier
+    to_tier = TIERS[tier_rank(from_tier) - 1]
+    frozen = max(0, account.tier_points - THRESHOLDS.value()[to_tier])
+    if frozen:
+        ledger.freeze_tier_points(member_id, frozen, idempotency_key=f"tier-freeze:{member_id}:{review_on}")
+    _change(state, to_tier, "review_drop", account.tier_points, utcnow())
+    if to_tier != "silver":
+        state.review_on = _anniversary(review_on)
+    return ReviewOutcome(member_id, from_tier, to_tier, frozen)
+
+
+def due_for_review(today: dt.date, limit: int) -> list[int]:
+    return list(
+        db.session.scalars(
+            sa.select(TierState.member_id)
+            .where(TierState.review_on.is_not(None), TierState.review_on <= today)
+            .order_by(TierState.review_on, TierState.member_id)
+            .limit(limit)
+        )
+    )
+
+
+def at_risk(
+    today: dt.date | None = None, *, within_days: int | None = None, limit: int = 1000
+) -> list[TierState]:
+    """Members whose review falls within ``within_days`` and who would drop if nothing happens."""
+    today = today or business_today()
+    horizon = today + dt.timedelta(days=AT_RISK_DAYS.value() if within_days is None else within_days)
+    candidates = db.session.scalars(
+        sa.select(TierState)
+        .where(TierState.review_on.is_not(None), TierState.review_on <= horizon, TierState.review_on >= today)
+        .order_by(TierState.review_on)
+        .limit(limit)
+    )
+    return [state for state in candidates if would_drop(state)]
+
+
+def history(member_id: int) -> list[TierChange]:
+    return list(
+        db.session.scalars(
+            sa.select(TierChange)
+            .where(TierChange.member_id == member_id)
+            .order_by(TierChange.changed_at, TierChange.id)
+        )
+    )
