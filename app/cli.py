@@ -212,9 +212,7 @@ def serve(host: str, port: int) -> None:
     settings = _settings()
     base = f"http://{host}:{port}"
     wechat_mode = "sandbox" if settings.wechat_sandbox else "live"
-    click.echo(
-        describe_defaults(settings) if settings.defaulted else "All settings come from the environment."
-    )
+    click.echo(describe_defaults(settings) if settings.defaulted else "All settings come from the environment.")
     click.echo(
         f"""
 Loyalty service on {base}   (jobs: {settings.JOBS_MODE}, WeChat: {wechat_mode})

@@ -142,13 +142,9 @@ def load_settings(environ: dict[str, str] | None = None, overrides: dict | None 
 
     defaulted: list[str] = []
     if env_name == "production":
-        missing = [
-            n for n in (*REQUIRED_SECRETS, "DATABASE_URL", "REDIS_URL", "CRM_URL") if not values.get(n)
-        ]
+        missing = [n for n in (*REQUIRED_SECRETS, "DATABASE_URL", "REDIS_URL", "CRM_URL") if not values.get(n)]
         if missing:
-            raise ConfigError(
-                "refusing to start in production without: " + ", ".join(ENV_PREFIX + n for n in missing)
-            )
+            raise ConfigError("refusing to start in production without: " + ", ".join(ENV_PREFIX + n for n in missing))
     else:
         for name, value in _dev_defaults().items():
             if name not in values:

@@ -45,9 +45,7 @@ def fresh_database(env: dict[str, str]) -> None:
     with psycopg.connect("host=127.0.0.1 user=postgres dbname=postgres", autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
-    subprocess.run(
-        [str(VENV_BIN / "alembic"), "upgrade", "head"], cwd=ROOT, env=env, check=True, capture_output=True
-    )
+    subprocess.run([str(VENV_BIN / "alembic"), "upgrade", "head"], cwd=ROOT, env=env, check=True, capture_output=True)
 
 
 def flush_redis() -> None:
@@ -58,9 +56,7 @@ def flush_redis() -> None:
 
 
 @contextmanager
-def gunicorn(
-    app_spec: str, env: dict[str, str], port: int, workers: int = 2, threads: int = 4
-) -> Iterator[None]:
+def gunicorn(app_spec: str, env: dict[str, str], port: int, workers: int = 2, threads: int = 4) -> Iterator[None]:
     """Serve ``app_spec`` with gunicorn's threaded workers (keep-alive) until the block exits."""
     command = [
         str(VENV_BIN / "gunicorn"),

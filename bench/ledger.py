@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import psycopg
 
-from bench.common import BENCH_DB, ROOT, bench_environment, fresh_database
+from bench.common import BENCH_DB, bench_environment, fresh_database
 
 PG = "host=127.0.0.1 user=postgres"
 PGBENCH_DB = "loyalty_pgbench"
@@ -108,9 +108,7 @@ def _ledger_worker(seconds: float, seed: int, queue: multiprocessing.Queue) -> N
 
 def ledger_tps(clients: int, seconds: float) -> float:
     queue: multiprocessing.Queue = multiprocessing.Queue()
-    workers = [
-        multiprocessing.Process(target=_ledger_worker, args=(seconds, i, queue)) for i in range(clients)
-    ]
+    workers = [multiprocessing.Process(target=_ledger_worker, args=(seconds, i, queue)) for i in range(clients)]
     for worker in workers:
         worker.start()
     total = sum(queue.get() for _ in workers)
@@ -169,9 +167,7 @@ def expiry_seconds() -> tuple[float, str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--lots", type=int, default=1_000_000)

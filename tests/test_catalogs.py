@@ -35,6 +35,4 @@ def test_placeholders_survive_translation():
     for message in catalog:
         if message.id and message.string:
             pattern = r"\{\w+\}|%\(\w+\)s"
-            assert sorted(re.findall(pattern, message.id)) == sorted(re.findall(pattern, message.string)), (
-                message.id
-            )
+            assert sorted(re.findall(pattern, message.id)) == sorted(re.findall(pattern, message.string)), message.id

@@ -28,10 +28,7 @@ def test_members_show_by_member_number_and_reveal_needs_a_reason(app, app_ctx):
     assert runner.invoke(args=["members", "show", member.member_no, "--reveal"]).exit_code == 2
     revealed = runner.invoke(args=["members", "show", member.member_no, "--reveal", "--reason", "ticket 42"])
     assert json.loads(revealed.output)["phone"] == "13812345678"
-    assert (
-        db.session.scalar(sa.select(AuditEntry.action).where(AuditEntry.reason == "ticket 42"))
-        == "member.revealed"
-    )
+    assert db.session.scalar(sa.select(AuditEntry.action).where(AuditEntry.reason == "ticket 42")) == "member.revealed"
 
 
 def test_a_miss_is_an_error_and_still_audited(app, app_ctx):

@@ -30,9 +30,7 @@ def dealer(app_ctx):
 def member(dealer):
     row = factories.member(status="active", enrolling_dealer_id=dealer.id)
     ledger.earn(
-        ledger.Earning(
-            member_id=row.id, currency="reward", points=5_000, idempotency_key="seed", source_type="test"
-        )
+        ledger.Earning(member_id=row.id, currency="reward", points=5_000, idempotency_key="seed", source_type="test")
     )
     db.session.flush()
     return row
@@ -65,17 +63,13 @@ def test_member_points_need_a_valid_token_and_the_read_is_audited(client, member
 def test_history_is_paged_with_lots(client, member):
     _agent, token = factories.operator("agent")
     ledger.spend(member.id, 100, idempotency_key="h1", source_type="test")
-    page = client.get(
-        f"/api/v1/cs/members/{member.member_no}/points/history?per_page=1", headers=auth(token)
-    ).json
+    page = client.get(f"/api/v1/cs/members/{member.member_no}/points/history?per_page=1", headers=auth(token)).json
     assert (page["total"], len(page["items"]), page["items"][0]["kind"]) == (2, 1, "spend")
     second = client.get(
         f"/api/v1/cs/members/{member.member_no}/points/history?page=2&per_page=1", headers=auth(token)
     ).json
     assert second["items"][0]["lot"]["remaining"] == 4_900
-    bad = client.get(
-        f"/api/v1/cs/members/{member.member_no}/points/history?per_page=1000", headers=auth(token)
-    )
+    bad = client.get(f"/api/v1/cs/members/{member.member_no}/points/history?per_page=1000", headers=auth(token))
     assert bad.status_code == 422 and "per_page" in bad.json["error"]["fields"]
 
 
@@ -112,9 +106,7 @@ def test_small_adjustments_apply_at_once_and_large_ones_wait_for_another_supervi
         headers=auth(supervisor_token),
     )
     assert (
-        client.post(
-            f"/api/v1/cs/adjustments/{own.json['id']}/approve", headers=auth(supervisor_token)
-        ).status_code
+        client.post(f"/api/v1/cs/adjustments/{own.json['id']}/approve", headers=auth(supervisor_token)).status_code
         == 403
     )
     pending = client.get("/api/v1/cs/adjustments/pending", headers=auth(supervisor_token)).json
@@ -150,13 +142,9 @@ def test_adjustments_need_a_known_reason_code_and_a_resubmit_is_not_doubled(clie
 def test_deduction_at_the_dealer(client, member, dealer):
     _manager, token = factories.operator("dealer_manager", dealer_id=dealer.id)
     url = f"/api/v1/cs/members/{member.member_no}/deductions"
-    ok = client.post(
-        url, json={"points": 1_000, "request_id": "d1", "purpose": "保养工时抵扣"}, headers=auth(token)
-    )
+    ok = client.post(url, json={"points": 1_000, "request_id": "d1", "purpose": "保养工时抵扣"}, headers=auth(token))
     assert (ok.status_code, ok.json["available"], ok.json["duplicate"]) == (201, 4_000, False)
-    too_much = client.post(
-        url, json={"points": 9_999, "request_id": "d2", "purpose": "x"}, headers=auth(token)
-    )
+    too_much = client.post(url, json={"points": 9_999, "request_id": "d2", "purpose": "x"}, headers=auth(token))
     assert (too_much.status_code, too_much.json["error"]["code"]) == (409, "insufficient_points")
 
 
@@ -179,21 +167,14 @@ def test_monthly_settlement_from_funding_and_redemptions(client, member, dealer,
     assert statement["net_fen"] == (2_000 - 500) * 20  # ¥300 owed to the dealer
     sid = statement["id"]
     assert (
-        client.post(
-            f"/api/v1/program/settlements/statements/{sid}/approve", headers=auth(sup_token)
-        ).status_code
-        == 409
+        client.post(f"/api/v1/program/settlements/statements/{sid}/approve", headers=auth(sup_token)).status_code == 409
     )
     assert (
-        client.post(f"/api/v1/program/settlements/statements/{sid}/review", headers=auth(op_token)).json[
-            "status"
-        ]
+        client.post(f"/api/v1/program/settlements/statements/{sid}/review", headers=auth(op_token)).json["status"]
         == "reviewed"
     )
     assert (
-        client.post(f"/api/v1/program/settlements/statements/{sid}/approve", headers=auth(sup_token)).json[
-            "status"
-        ]
+        client.post(f"/api/v1/program/settlements/statements/{sid}/approve", headers=auth(sup_token)).json["status"]
         == "approved"
     )
     paid = client.post(
@@ -202,9 +183,7 @@ def test_monthly_settlement_from_funding_and_redemptions(client, member, dealer,
         headers=auth(op_token),
     )
     assert paid.json["status"] == "paid"
-    csv_text = client.get(f"/api/v1/program/settlements/{month}.csv", headers=auth(op_token)).get_data(
-        as_text=True
-    )
+    csv_text = client.get(f"/api/v1/program/settlements/{month}.csv", headers=auth(op_token)).get_data(as_text=True)
     assert "D0101" in csv_text and "300.00" in csv_text and "BANK-42" in csv_text
 
 
@@ -214,9 +193,7 @@ def test_rule_sets_through_the_api(client, app_ctx):
     assert draft.status_code == 201 and draft.json["status"] == "draft"
     rules = draft.json["rules"]
     rules[0]["formula"]["per_fen"] = 0
-    bad = client.put(
-        f"/api/v1/program/rule-sets/{draft.json['id']}/rules", json={"rules": rules}, headers=auth(token)
-    )
+    bad = client.put(f"/api/v1/program/rule-sets/{draft.json['id']}/rules", json={"rules": rules}, headers=auth(token))
     assert bad.status_code == 422 and "rules" in bad.json["error"]["fields"]
     rules[0]["formula"]["per_fen"] = 5_000  # double the car purchase reward
     assert (
@@ -225,20 +202,13 @@ def test_rule_sets_through_the_api(client, app_ctx):
         ).status_code
         == 200
     )
-    blocked = client.post(
-        f"/api/v1/program/rule-sets/{draft.json['id']}/publish", json={}, headers=auth(token)
-    )
+    blocked = client.post(f"/api/v1/program/rule-sets/{draft.json['id']}/publish", json={}, headers=auth(token))
     assert blocked.status_code == 409
     simulated = client.post(
         f"/api/v1/program/rule-sets/{draft.json['id']}/simulate", json={"days": 30}, headers=auth(token)
     )
     assert simulated.json["status"] == "simulated" and "difference" in simulated.json["simulation"]
-    published = client.post(
-        f"/api/v1/program/rule-sets/{draft.json['id']}/publish", json={}, headers=auth(token)
-    )
+    published = client.post(f"/api/v1/program/rule-sets/{draft.json['id']}/publish", json={}, headers=auth(token))
     assert published.json["status"] == "published"
     _agent, agent_token = factories.operator("agent")
-    assert (
-        client.post("/api/v1/program/rule-sets", json={"name": "x"}, headers=auth(agent_token)).status_code
-        == 403
-    )
+    assert client.post("/api/v1/program/rule-sets", json={"name": "x"}, headers=auth(agent_token)).status_code == 403

@@ -47,9 +47,7 @@ def test_the_same_event_from_20_threads_creates_one_member_and_one_ownership(app
 
 
 def test_two_cars_for_one_new_buyer_at_once_end_as_one_member_with_two_cars(app, committed_shop):
-    bodies = [
-        json.dumps(sample_delivery(phone="13800138777", event_id=f"pair-{i}")).encode() for i in range(2)
-    ]
+    bodies = [json.dumps(sample_delivery(phone="13800138777", event_id=f"pair-{i}")).encode() for i in range(2)]
     statuses = run_concurrently(2, lambda i: _post(app, bodies[i]))
     assert statuses == [202, 202]
     # One of them may have lost the race on the phone's unique index; the sweeper retries it.

@@ -184,9 +184,7 @@ def test_a_known_phone_links_the_car_to_the_existing_member_without_a_token(shop
     assert [v.vin for v in member.current_vehicles] == [db.session.scalar(sa.select(Vehicle.vin))]
     assert member.name == "老会员"  # the DMS fills blanks, never overwrites
     assert count(EnrollmentToken) == 0
-    assert db.session.scalar(sa.select(inbox.InboundEvent.outcome)).startswith(
-        f"member {member.member_no} matched"
-    )
+    assert db.session.scalar(sa.select(inbox.InboundEvent.outcome)).startswith(f"member {member.member_no} matched")
 
 
 def test_an_imported_owner_without_phone_is_matched_by_vin(shop, post_dms):
@@ -215,9 +213,7 @@ def test_a_resale_ends_the_previous_ownership(shop, post_dms):
 
 
 @pytest.mark.parametrize(("days_ago", "credited"), [(30, "enrolling"), (120, "selling")])
-def test_the_protection_period_keeps_the_credit_with_the_enrolling_advisor(
-    shop, post_dms, days_ago, credited
-):
+def test_the_protection_period_keeps_the_credit_with_the_enrolling_advisor(shop, post_dms, days_ago, credited):
     dealer, selling_advisor = shop
     enrolling_advisor = factories.staff(dealer)
     enrolled_at = utcnow() - dt.timedelta(days=days_ago)

@@ -64,10 +64,7 @@ def test_a_new_car_earns_reward_and_tier_points_and_upgrades_at_once(owner, post
 
 
 def test_a_pre_enrolled_buyer_gets_the_purchase_points_when_activating(shop, post_dms):
-    assert (
-        post_dms(dms_events.delivered("13800000001", factories.vin(), price_fen=15_000_000)).status_code
-        == 202
-    )
+    assert post_dms(dms_events.delivered("13800000001", factories.vin(), price_fen=15_000_000)).status_code == 202
     member = services.find_by_phone("13800000001")
     account = balance(member.id)
     assert (account.reward_available, account.reward_pending, account.tier_points) == (0, 1_500, 150_000)
@@ -80,9 +77,7 @@ def test_a_pre_enrolled_buyer_gets_the_purchase_points_when_activating(shop, pos
 def test_an_additional_car_earns_tier_points_at_half_rate_and_gold_accelerates_reward(owner, post_dms):
     member, _car = owner
     post_dms(dms_events.delivered(member.phone, factories.vin(), price_fen=20_000_000))  # → gold
-    post_dms(
-        dms_events.delivered(member.phone, factories.vin(), price_fen=10_000_000, purchase_type="add_on")
-    )
+    post_dms(dms_events.delivered(member.phone, factories.vin(), price_fen=10_000_000, purchase_type="add_on"))
     account = balance(member.id)
     assert account.tier_points == 200_000 + 50_000
     assert account.reward_available == 2_000 + 1_100  # 1,000 × 1.1 for Gold
@@ -193,9 +188,7 @@ def test_a_family_purchase_credits_the_main_member(owner, post_dms):
     assert balance(main_member.id).tier_points == 50_000
     buyer = services.find_by_phone("13800000077")
     assert entries(buyer.id) == []
-    roles = sorted(
-        o.role for o in db.session.scalars(sa.select(Ownership).where(Ownership.ended_on.is_(None)))
-    )
+    roles = sorted(o.role for o in db.session.scalars(sa.select(Ownership).where(Ownership.ended_on.is_(None))))
     assert "family" in roles
 
 

@@ -91,9 +91,7 @@ def test_with_redis_down_the_dms_event_is_kept_and_the_sweeper_delivers_it_later
     from app.sync.events import requeue_stalled_events
 
     assert requeue_stalled_events() == 0  # too fresh to be called stalled
-    db.session.execute(
-        sa.update(inbox.InboundEvent).values(received_at=event.received_at - dt.timedelta(minutes=5))
-    )
+    db.session.execute(sa.update(inbox.InboundEvent).values(received_at=event.received_at - dt.timedelta(minutes=5)))
     assert requeue_stalled_events() == 1
     db.session.commit()
     SimpleWorker([Queue("events", connection=rq_mode)], connection=rq_mode).work(burst=True)

@@ -62,15 +62,11 @@ def _invariants(member_id: int) -> None:
         assert 0 <= lot.remaining <= lot.points
 
 
-def _spend_took_soonest_first(
-    member_id: int, entry_id: int, before: list[tuple[int, dt.datetime, int]]
-) -> None:
+def _spend_took_soonest_first(member_id: int, entry_id: int, before: list[tuple[int, dt.datetime, int]]) -> None:
     """``before``: spendable (lot id, expiry, remaining) at spend time, in spending order."""
     taken = dict(
         db.session.execute(
-            sa.select(PointAllocation.lot_id, PointAllocation.points).where(
-                PointAllocation.entry_id == entry_id
-            )
+            sa.select(PointAllocation.lot_id, PointAllocation.points).where(PointAllocation.entry_id == entry_id)
         ).all()
     )
     touched = [i for i, (lot_id, _exp, _rem) in enumerate(before) if lot_id in taken]
@@ -117,14 +113,9 @@ def test_ledger_invariants_hold_for_any_sequence(app_ctx, monkeypatch, implement
                 )
             ]
             try:
-                entry = ledger.spend(
-                    member.id, step[1], idempotency_key=f"p-{next(_keys)}", source_type="prop", at=now
-                )
+                entry = ledger.spend(member.id, step[1], idempotency_key=f"p-{next(_keys)}", source_type="prop", at=now)
             except ledger.InsufficientPoints:
-                assert (
-                    sum(r for _, _, r in before) - db.session.get(PointAccount, member.id).reward_debt
-                    < step[1]
-                )
+                assert sum(r for _, _, r in before) - db.session.get(PointAccount, member.id).reward_debt < step[1]
             else:
                 _spend_took_soonest_first(member.id, entry.id, before)
         elif kind == "reverse" and earned:

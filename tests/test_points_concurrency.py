@@ -66,16 +66,9 @@ def test_200_concurrent_spends_of_10_on_1000_points_exactly_100_succeed(app, ric
     with app.app_context():
         account = db.session.get(PointAccount, member_id)
         assert (account.reward_available, account.lifetime_spent) == (0, 1_000)
-        entries = db.session.scalars(
-            sa.select(PointEntry.points).where(PointEntry.member_id == member_id)
-        ).all()
+        entries = db.session.scalars(sa.select(PointEntry.points).where(PointEntry.member_id == member_id)).all()
         assert sum(entries) == account.reward_available
-        assert (
-            db.session.scalar(
-                sa.select(sa.func.sum(PointLot.remaining)).where(PointLot.member_id == member_id)
-            )
-            == 0
-        )
+        assert db.session.scalar(sa.select(sa.func.sum(PointLot.remaining)).where(PointLot.member_id == member_id)) == 0
 
 
 def test_a_double_tapped_deduction_spends_once(app, rich_member):
@@ -93,10 +86,7 @@ def test_a_double_tapped_deduction_spends_once(app, rich_member):
         )
 
     assert sorted(run_concurrently(10, tap)) == [False] + [True] * 9
-    assert (
-        _scalar(app, sa.select(PointAccount.reward_available).where(PointAccount.member_id == member_id))
-        == 700
-    )
+    assert _scalar(app, sa.select(PointAccount.reward_available).where(PointAccount.member_id == member_id)) == 700
 
 
 @pytest.fixture
@@ -122,9 +112,7 @@ def test_the_same_service_event_delivered_50_times_at_once_awards_once(app, serv
 def test_a_repair_order_resent_under_50_new_event_ids_at_once_awards_once(app, serviced_car):
     member_id, vin = serviced_car
     documents = [
-        dms_events.service(
-            vin, parts_fen=100_000, labour_fen=50_000, repair_order_no="RO-STORM", event_id=f"e{i}"
-        )
+        dms_events.service(vin, parts_fen=100_000, labour_fen=50_000, repair_order_no="RO-STORM", event_id=f"e{i}")
         for i in range(50)
     ]
     statuses = run_concurrently(50, lambda i: _post(app, documents[i]))
@@ -155,9 +143,7 @@ def campaign(app):
     yield
     with app.app_context():  # put the migrations' default rule set back in force
         db.session.execute(sa.delete(RuleSet).where(RuleSet.id > before))
-        db.session.execute(
-            sa.update(RuleSet).where(RuleSet.id <= before).values(effective_to=None, status="published")
-        )
+        db.session.execute(sa.update(RuleSet).where(RuleSet.id <= before).values(effective_to=None, status="published"))
         db.session.commit()
 
 
@@ -167,11 +153,7 @@ def test_a_campaign_budget_holds_under_concurrent_earnings(app, campaign):
         factories.staff(dealer, code="SA0101")
         vins = [factories.vehicle(owner=factories.member(status="active")).vin for _ in range(20)]
         db.session.commit()
-    statuses = run_concurrently(
-        20, lambda i: _post(app, dms_events.service(vins[i], parts_fen=10_000, labour_fen=0))
-    )
+    statuses = run_concurrently(20, lambda i: _post(app, dms_events.service(vins[i], parts_fen=10_000, labour_fen=0)))
     assert statuses == [202] * 20
-    issued = _scalar(
-        app, sa.select(sa.func.sum(PointEntry.points)).where(PointEntry.rule_code == "burst_campaign")
-    )
+    issued = _scalar(app, sa.select(sa.func.sum(PointEntry.points)).where(PointEntry.rule_code == "burst_campaign"))
     assert issued == 200  # 6 × 30 + one last grant of 20; never more

@@ -78,9 +78,7 @@ def test_simulation_replays_real_events_and_reports_the_difference(shop, post_dm
     member = factories.member(status="active")
     car = factories.vehicle(owner=member)
     for _ in range(2):
-        post_dms(
-            dms_events.service(car.vin, parts_fen=100_000, labour_fen=0)
-        )  # 100 + 100 reward, 500 + 500 tier
+        post_dms(dms_events.service(car.vin, parts_fen=100_000, labour_fen=0))  # 100 + 100 reward, 500 + 500 tier
     draft = rulesets.draft_from_published("campaign", actor="test")
     rulesets.replace_rules(draft, [rule_to_json(r) for r in draft.rules] + [BONUS], actor="test")
     report = simulation.simulate(draft, days=30)
@@ -91,10 +89,7 @@ def test_simulation_replays_real_events_and_reports_the_difference(shop, post_dm
     assert report["difference"]["cost_fen"] == 200 * 20  # 5 points = ¥1
     assert report["proposed"]["members_affected"] == 1
     # Simulating wrote nothing.
-    assert (
-        db.session.scalar(sa.select(sa.func.count()).where(PointEntry.rule_code == "service_double_campaign"))
-        == 0
-    )
+    assert db.session.scalar(sa.select(sa.func.count()).where(PointEntry.rule_code == "service_double_campaign")) == 0
 
 
 def test_a_campaign_never_issues_more_than_its_reserve(shop, post_dms):
@@ -102,9 +97,7 @@ def test_a_campaign_never_issues_more_than_its_reserve(shop, post_dms):
     members = [factories.member(status="active") for _ in range(3)]
     for member in members:
         post_dms(dms_events.service(factories.vehicle(owner=member).vin, parts_fen=100_000, labour_fen=0))
-    bonus = db.session.scalars(
-        sa.select(PointEntry.points).where(PointEntry.rule_code == "service_double_campaign")
-    )
+    bonus = db.session.scalars(sa.select(PointEntry.points).where(PointEntry.rule_code == "service_double_campaign"))
     assert list(bonus) == [100, 100, 50]  # 250 reserve: the third member gets what is left
 
 

@@ -100,7 +100,5 @@ def test_malformed_signature_headers(timestamp, signature, reason):
     if timestamp == "NOW":
         timestamp = str(int(time.time()))
     with pytest.raises(BadSignature) as excinfo:
-        verify_timestamped_signature(
-            secret="k", timestamp=timestamp, signature=signature, body=b"", window_seconds=300
-        )
+        verify_timestamped_signature(secret="k", timestamp=timestamp, signature=signature, body=b"", window_seconds=300)
     assert excinfo.value.details == {"reason": reason}

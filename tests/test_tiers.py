@@ -55,9 +55,7 @@ def test_an_inactive_member_drops_one_tier_and_the_excess_tier_points_are_frozen
     state = db.session.get(TierState, member.id)
     assert (state.tier, state.review_on) == ("gold", dt.date(2027, 6, 1))
     assert db.session.get(PointAccount, member.id).tier_points == 150_000
-    freeze = db.session.scalar(
-        sa.select(PointEntry).where(PointEntry.kind == "expire", PointEntry.currency == "tier")
-    )
+    freeze = db.session.scalar(sa.select(PointEntry).where(PointEntry.kind == "expire", PointEntry.currency == "tier"))
     assert freeze.points == -200_000
     change = db.session.scalar(sa.select(TierChange).where(TierChange.member_id == member.id))
     assert (change.from_tier, change.to_tier, change.reason) == ("platinum", "gold", "review_drop")

@@ -36,9 +36,7 @@ from app.operators.auth import current_operator, require_operator
 from app.points import adjustments, deductions, queries
 from app.tiers import policy as tiers
 
-blp = Blueprint(
-    "cs", __name__, url_prefix="/api/v1/cs", description="Customer service and dealer back office"
-)
+blp = Blueprint("cs", __name__, url_prefix="/api/v1/cs", description="Customer service and dealer back office")
 
 READERS = ("agent", "supervisor", "dealer_manager", "operator")
 BEARER = [{"bearerAuth": []}]
@@ -131,9 +129,7 @@ def pending_adjustments() -> list[Any]:
 
 def _decide(adjustment_id: int, approve: bool) -> Any:
     operator = current_operator()
-    return adjustments.decide(
-        adjustment_id, approve=approve, decided_by=operator.actor, decider_role=operator.role
-    )
+    return adjustments.decide(adjustment_id, approve=approve, decided_by=operator.actor, decider_role=operator.role)
 
 
 @blp.route("/adjustments/<int:adjustment_id>/approve", methods=["POST"])
@@ -200,9 +196,7 @@ def tiers_at_risk(args: dict[str, Any]) -> list[dict[str, Any]]:
     """Members whose review is near and who would drop a tier without a qualifying activity."""
     states = tiers.at_risk(within_days=args["within_days"])
     member_ids = [s.member_id for s in states]
-    numbers = dict(
-        db.session.execute(sa.select(Member.id, Member.member_no).where(Member.id.in_(member_ids))).all()
-    )
+    numbers = dict(db.session.execute(sa.select(Member.id, Member.member_no).where(Member.id.in_(member_ids))).all())
     return [
         {
             "member_no": numbers.get(s.member_id),

@@ -77,9 +77,7 @@ def get_rule_set(rule_set_id: int) -> dict[str, Any]:
 @require_operator("operator")
 def put_rules(args: dict[str, Any], rule_set_id: int) -> dict[str, Any]:
     """Replace the draft's rules (validated against the indicator library)."""
-    rule_set = rulesets.replace_rules(
-        rulesets.get(rule_set_id), args["rules"], actor=current_operator().actor
-    )
+    rule_set = rulesets.replace_rules(rulesets.get(rule_set_id), args["rules"], actor=current_operator().actor)
     return _rule_set(rule_set)
 
 
@@ -147,9 +145,7 @@ def settlement_csv(month: str) -> Response:
 
 
 def _advance(statement_id: int, to_status: str, payment_ref: str | None = None) -> dict[str, Any]:
-    statement = settlement.advance(
-        statement_id, to_status, actor=current_operator().actor, payment_ref=payment_ref
-    )
+    statement = settlement.advance(statement_id, to_status, actor=current_operator().actor, payment_ref=payment_ref)
     return settlement.as_dict(statement)
 
 

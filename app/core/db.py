@@ -79,9 +79,7 @@ class Database:
     def __init__(self) -> None:
         self.engine: sa.Engine | None = None
         self.session_factory = sessionmaker(expire_on_commit=False)
-        self.session: scoped_session[Session] = scoped_session(
-            self.session_factory, scopefunc=_unit_of_work_id
-        )
+        self.session: scoped_session[Session] = scoped_session(self.session_factory, scopefunc=_unit_of_work_id)
 
     def init_app(self, app: Flask) -> None:
         settings = app.extensions["loyalty.settings"]

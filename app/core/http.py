@@ -65,18 +65,14 @@ class LoyaltyApi(Api):
         headers = dict(data.get("headers") or {})
         if status == 405 and hasattr(error, "valid_methods") and error.valid_methods:
             headers["Allow"] = ", ".join(error.valid_methods)
-        return error_response(
-            status, code, data.get("message") or default_message, fields=fields, headers=headers
-        )
+        return error_response(status, code, data.get("message") or default_message, fields=fields, headers=headers)
 
 
 def _unwrap_locations(messages: dict[str, Any]) -> dict[str, Any]:
     """webargs nests errors by location ({"json": {...}}); clients only need the fields."""
     if len(messages) == 1:
         ((location, inner),) = messages.items()
-        if location in {"json", "query", "form", "headers", "files", "path", "view_args"} and isinstance(
-            inner, dict
-        ):
+        if location in {"json", "query", "form", "headers", "files", "path", "view_args"} and isinstance(inner, dict):
             return inner
     return messages
 
@@ -161,9 +157,7 @@ class RequestIdFilter(logging.Filter):
 def configure_logging(level: str) -> None:
     handler = logging.StreamHandler()
     handler.addFilter(RequestIdFilter())
-    handler.setFormatter(
-        logging.Formatter("%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s")
-    )
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s"))
     root = logging.getLogger()
     if not any(isinstance(f, RequestIdFilter) for h in root.handlers for f in h.filters):
         root.addHandler(handler)

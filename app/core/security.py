@@ -36,9 +36,9 @@ class PiiCipher:
         except ValueError as exc:
             raise ValueError("LOYALTY_DATA_KEY must be url-safe base64 Fernet keys (32 bytes)") from exc
         anchor = keys[-1].encode()
-        self._index_key = HKDF(
-            algorithm=hashes.SHA256(), length=32, salt=b"loyalty-blind-index", info=b"v1"
-        ).derive(anchor)
+        self._index_key = HKDF(algorithm=hashes.SHA256(), length=32, salt=b"loyalty-blind-index", info=b"v1").derive(
+            anchor
+        )
 
     def encrypt(self, plaintext: str) -> str:
         return self._fernet.encrypt(plaintext.encode()).decode("ascii")

@@ -108,11 +108,7 @@ def dispatch(spec: JobSpec, args: tuple[Any, ...], job_id: str | None = None) ->
             log.exception("eager job %s%r failed", spec.name, args)
         return
     queue = Queue(spec.queue, connection=app.extensions["loyalty.rq_redis"])
-    retry = (
-        Retry(max=len(spec.retry_intervals), interval=list(spec.retry_intervals))
-        if spec.retry_intervals
-        else None
-    )
+    retry = Retry(max=len(spec.retry_intervals), interval=list(spec.retry_intervals)) if spec.retry_intervals else None
     queue.enqueue_call(
         "app.jobs.run_job",
         args=(spec.name, args),

@@ -32,14 +32,10 @@ class Periodic:
 
 PERIODIC: tuple[Periodic, ...] = (
     Periodic("app.sync.events.requeue_stalled_events", "* * * * *", "re-enqueue inbound events left waiting"),
-    Periodic(
-        "app.points.expiry.release_due_pending", "5 * * * *", "make pending points spendable after the lock"
-    ),
+    Periodic("app.points.expiry.release_due_pending", "5 * * * *", "make pending points spendable after the lock"),
     Periodic("app.points.expiry.expire_due_lots", "30 0 * * *", "expire reward points due (set-based)"),
     Periodic("app.tiers.jobs.review_due_tiers", "0 2 * * *", "yearly tier reviews that fall due today"),
-    Periodic(
-        "app.points.settlement.generate_previous_month", "0 3 1 * *", "draft last month's dealer settlements"
-    ),
+    Periodic("app.points.settlement.generate_previous_month", "0 3 1 * *", "draft last month's dealer settlements"),
 )
 
 

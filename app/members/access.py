@@ -17,9 +17,7 @@ def visible_to(operator: Operator, member: Member) -> bool:
     return bool(
         db.session.scalar(
             sa.select(
-                sa.exists().where(
-                    Ownership.member_id == member.id, Ownership.credited_dealer_id == operator.dealer_id
-                )
+                sa.exists().where(Ownership.member_id == member.id, Ownership.credited_dealer_id == operator.dealer_id)
             )
         )
     )

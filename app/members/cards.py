@@ -17,9 +17,7 @@ from app.members.identifiers import mask_name, mask_phone
 from app.members.models import EnrollmentToken, Member
 
 
-def read_member(
-    query: str, *, actor: tuple[str, str | int], reason: str | None, reveal: bool = False
-) -> Member | None:
+def read_member(query: str, *, actor: tuple[str, str | int], reason: str | None, reveal: bool = False) -> Member | None:
     """Look a member up by member or mobile number and audit the read (even a miss)."""
     member = services.find_member(query)
     audit.record(

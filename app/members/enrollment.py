@@ -64,9 +64,7 @@ def _credited_staff(member: Member, advisor: Staff | None, occurred_at: dt.datet
 def _upsert_vehicle(delivery: dict[str, Any], dealer: Dealer) -> Vehicle:
     vehicle = services.vehicle_by_vin(delivery["vin"])
     if vehicle is None:
-        vehicle = Vehicle(
-            vin=delivery["vin"], model_code=delivery["model_code"], model_name=delivery["model_name"]
-        )
+        vehicle = Vehicle(vin=delivery["vin"], model_code=delivery["model_code"], model_name=delivery["model_name"])
         db.session.add(vehicle)
     vehicle.model_code = delivery["model_code"]
     vehicle.model_name = delivery["model_name"]

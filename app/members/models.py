@@ -50,9 +50,7 @@ class Member(Base):
     locale: Mapped[str] = mapped_column(sa.String(8), default="zh_CN")
     customer_type: Mapped[str] = mapped_column(sa.String(16), default="private")
     enrollment_channel: Mapped[str] = mapped_column(sa.String(16))
-    enrolling_dealer_id: Mapped[int | None] = mapped_column(
-        BigIntType, sa.ForeignKey("dealers.id"), index=True
-    )
+    enrolling_dealer_id: Mapped[int | None] = mapped_column(BigIntType, sa.ForeignKey("dealers.id"), index=True)
     enrolling_staff_id: Mapped[int | None] = mapped_column(BigIntType, sa.ForeignKey("staff.id"), index=True)
     #: End of the advisor's protection period: purchases before it are credited to that advisor.
     attribution_until: Mapped[dt.datetime | None]
@@ -140,9 +138,7 @@ class Vehicle(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
-    ownerships: Mapped[list[Ownership]] = relationship(
-        back_populates="vehicle", order_by="Ownership.started_on"
-    )
+    ownerships: Mapped[list[Ownership]] = relationship(back_populates="vehicle", order_by="Ownership.started_on")
 
 
 class Ownership(Base):

@@ -32,9 +32,7 @@ def _serializer() -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=_SALT)
 
 
-def create_operator(
-    username: str, *, name: str, role: str, password: str, dealer_id: int | None = None
-) -> Operator:
+def create_operator(username: str, *, name: str, role: str, password: str, dealer_id: int | None = None) -> Operator:
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}")
     if role == "dealer_manager" and dealer_id is None:

@@ -24,9 +24,7 @@ def create(username: str, name: str, role: str, dealer_code: str | None, passwor
     if dealer_code and dealer is None:
         raise click.ClickException(f"unknown dealer {dealer_code}")
     try:
-        auth.create_operator(
-            username, name=name, role=role, password=password, dealer_id=dealer.id if dealer else None
-        )
+        auth.create_operator(username, name=name, role=role, password=password, dealer_id=dealer.id if dealer else None)
     except ValueError as err:
         raise click.ClickException(str(err)) from None
     db.session.commit()

@@ -99,9 +99,7 @@ def request_adjustment(
     member: Member, *, points: int, reason_code: str, note: str, requested_by: str, request_id: str
 ) -> tuple[AdjustmentRequest, bool]:
     """Apply now (within the threshold) or queue for approval. Returns (request, created)."""
-    existing = db.session.scalar(
-        sa.select(AdjustmentRequest).where(AdjustmentRequest.request_id == request_id)
-    )
+    existing = db.session.scalar(sa.select(AdjustmentRequest).where(AdjustmentRequest.request_id == request_id))
     if existing is not None:
         if existing.member_id != member.id or existing.points != points:
             raise Conflict(_l("This request id was already used for a different operation."))

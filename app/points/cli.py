@@ -53,8 +53,7 @@ def rules_list() -> None:
     for rule_set in rulesets.list_sets():
         window = f"{rule_set.effective_from or '-'} → {rule_set.effective_to or '…'}"
         click.echo(
-            f"#{rule_set.id:<4} {rule_set.status:<10} {len(rule_set.rules):>3} rules  {window}  "
-            + rule_set.name
+            f"#{rule_set.id:<4} {rule_set.status:<10} {len(rule_set.rules):>3} rules  {window}  " + rule_set.name
         )
 
 
@@ -117,9 +116,7 @@ def expire() -> None:
     """Run the nightly expiry now."""
     run = expiry.expire_due(commit_each_chunk=True)
     db.session.commit()
-    click.echo(
-        f"expired {run.points} points in {run.lots} lots of {run.members} members ({run.chunks} chunks)"
-    )
+    click.echo(f"expired {run.points} points in {run.lots} lots of {run.members} members ({run.chunks} chunks)")
 
 
 @points_cli.command("settle")

@@ -43,9 +43,7 @@ def published_rule_set(at: dt.datetime) -> RuleSet | None:
     if published is None:
         published = list(
             db.session.scalars(
-                sa.select(RuleSet)
-                .where(RuleSet.status == "published")
-                .order_by(RuleSet.effective_from.desc())
+                sa.select(RuleSet).where(RuleSet.status == "published").order_by(RuleSet.effective_from.desc())
             )
         )
         session.info["published_rule_sets"] = published
@@ -168,9 +166,7 @@ def award_event(
         key = f"earn:{event_type}:{ref}:{candidate.rule_code}"
         already = db.session.scalar(sa.select(PointEntry).where(PointEntry.idempotency_key == key))
         if already is not None:
-            results.append(
-                EarnedAward(candidate.rule_code, candidate.currency, already.points, already.id, False)
-            )
+            results.append(EarnedAward(candidate.rule_code, candidate.currency, already.points, already.id, False))
             continue
         points = _within_budget(candidate, _within_caps(member.id, candidate, occurred_at))
         if points <= 0:

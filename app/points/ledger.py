@@ -440,9 +440,7 @@ def reverse(
 def reversed_points(entry_id: int) -> int:
     """How much of an entry has been reversed so far (a positive number)."""
     total = db.session.scalar(
-        sa.select(sa.func.coalesce(sa.func.sum(PointEntry.points), 0)).where(
-            PointEntry.reverses_entry_id == entry_id
-        )
+        sa.select(sa.func.coalesce(sa.func.sum(PointEntry.points), 0)).where(PointEntry.reverses_entry_id == entry_id)
     )
     return -int(total)
 
@@ -470,9 +468,7 @@ def release_lots(member_id: int, statuses: tuple[str, ...], *, now: dt.datetime 
     return released
 
 
-def freeze_tier_points(
-    member_id: int, points: int, *, idempotency_key: str, at: dt.datetime | None = None
-) -> None:
+def freeze_tier_points(member_id: int, points: int, *, idempotency_key: str, at: dt.datetime | None = None) -> None:
     """A tier review drop: tier points above the lower tier's threshold stop counting."""
     now = at or utcnow()
     account = lock_account(member_id)

@@ -19,9 +19,7 @@ import sqlalchemy as sa
 
 from app.core.db import db
 
-_LOCK = sa.text(
-    "SELECT reward_available, reward_debt FROM point_accounts WHERE member_id = :member_id FOR UPDATE"
-)
+_LOCK = sa.text("SELECT reward_available, reward_debt FROM point_accounts WHERE member_id = :member_id FOR UPDATE")
 
 _ENTRY_COLUMNS = (
     "member_id, currency, kind, points, idempotency_key, source_type, source_ref, source_event_id, rule_code, "

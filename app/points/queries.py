@@ -80,9 +80,7 @@ def history(
         query = query.where(PointEntry.currency == currency)
     total = db.session.scalar(sa.select(sa.func.count()).select_from(query.subquery()))
     rows = db.session.execute(
-        query.order_by(PointEntry.created_at.desc(), PointEntry.id.desc())
-        .offset((page - 1) * per_page)
-        .limit(per_page)
+        query.order_by(PointEntry.created_at.desc(), PointEntry.id.desc()).offset((page - 1) * per_page).limit(per_page)
     ).all()
     items = []
     for entry, lot in rows:

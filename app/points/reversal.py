@@ -25,9 +25,7 @@ def earnings_of(event_type: str, ref: str) -> list[PointEntry]:
     return list(
         db.session.scalars(
             sa.select(PointEntry)
-            .where(
-                PointEntry.source_type == event_type, PointEntry.source_ref == ref, PointEntry.kind == "earn"
-            )
+            .where(PointEntry.source_type == event_type, PointEntry.source_ref == ref, PointEntry.kind == "earn")
             .order_by(PointEntry.id)
         )
     )

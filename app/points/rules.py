@@ -140,9 +140,7 @@ class RuleSchema(BaseSchema):
         known = set(INDICATORS.get(data["event_type"], {})) | set(CONTEXT_ATTRIBUTES)
         formula_attribute = data["formula"].get("attribute")
         if formula_attribute and formula_attribute not in known:
-            raise ma.ValidationError(
-                {"formula": {"attribute": [str(_l("Unknown attribute for this event type."))]}}
-            )
+            raise ma.ValidationError({"formula": {"attribute": [str(_l("Unknown attribute for this event type."))]}})
         for condition in data["conditions"].get("attributes", []):
             if condition["name"] not in known:
                 raise ma.ValidationError(

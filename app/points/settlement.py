@@ -31,9 +31,7 @@ from app.dealers.models import Dealer
 from app.jobs import job
 from app.points.models import PointEntry
 
-POINT_VALUE_FEN = program.define(
-    "points.point_value_fen", 20, "Value of one reward point in fen (5 points = ¥1)"
-)
+POINT_VALUE_FEN = program.define("points.point_value_fen", 20, "Value of one reward point in fen (5 points = ¥1)")
 
 STATUSES = ("draft", "reviewed", "approved", "paid")
 _NEXT = {"draft": "reviewed", "reviewed": "approved", "approved": "paid"}
@@ -101,8 +99,7 @@ def _totals(month: dt.date) -> dict[int, dict[str, int]]:
         .group_by(PointEntry.dealer_id)
     )
     return {
-        dealer_id: {"funded": int(funded or 0), "redeemed": int(redeemed or 0)}
-        for dealer_id, funded, redeemed in rows
+        dealer_id: {"funded": int(funded or 0), "redeemed": int(redeemed or 0)} for dealer_id, funded, redeemed in rows
     }
 
 
@@ -118,9 +115,7 @@ def generate(month: dt.date, *, actor: str) -> list[DealerSettlement]:
             .with_for_update()
         )
         if statement is None:
-            statement = DealerSettlement(
-                dealer_id=dealer_id, month=month, status="draft", point_value_fen=value
-            )
+            statement = DealerSettlement(dealer_id=dealer_id, month=month, status="draft", point_value_fen=value)
             db.session.add(statement)
         elif statement.status != "draft":
             statements.append(statement)
@@ -141,17 +136,13 @@ def generate(month: dt.date, *, actor: str) -> list[DealerSettlement]:
     return statements
 
 
-def advance(
-    statement_id: int, to_status: str, *, actor: str, payment_ref: str | None = None
-) -> DealerSettlement:
+def advance(statement_id: int, to_status: str, *, actor: str, payment_ref: str | None = None) -> DealerSettlement:
     """Move one statement a step forward; the approver must differ from the reviewer."""
     statement = db.session.get(DealerSettlement, statement_id, with_for_update=True)
     if statement is None:
         raise NotFound()
     if _NEXT.get(statement.status) != to_status:
-        raise Conflict(
-            _l("A statement in this state cannot move there."), details={"status": statement.status}
-        )
+        raise Conflict(_l("A statement in this state cannot move there."), details={"status": statement.status})
     now = utcnow()
     if to_status == "reviewed":
         statement.reviewed_by, statement.reviewed_at = actor, now

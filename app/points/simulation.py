@@ -52,9 +52,7 @@ class _Tally:
         if points <= 0:
             return
         for period in candidate.caps.get("per_member") or {}:
-            self._capped[
-                (member_id, candidate.rule_code, period, local.strftime(_PERIOD_FORMATS[period]))
-            ] += points
+            self._capped[(member_id, candidate.rule_code, period, local.strftime(_PERIOD_FORMATS[period]))] += points
         self._budget_used[candidate.rule_code] += points
         self.by_currency[candidate.currency] += points
         self.by_rule[candidate.rule_code] += points
@@ -98,9 +96,7 @@ def simulate(rule_set: RuleSet, *, days: int, now: dt.datetime | None = None) ->
             continue
         events += 1
         at = event.occurred_at
-        context = member_facts(
-            member, event.type, facts.attributes, at, dealer_by_code(event.dealer_code or "")
-        )
+        context = member_facts(member, event.type, facts.attributes, at, dealer_by_code(event.dealer_code or ""))
         for candidate in evaluate(list(rule_set.rules), context):
             draft.add(member.id, candidate, at)
         in_force = published_rule_set(at)

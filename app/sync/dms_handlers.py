@@ -74,9 +74,7 @@ def on_vehicle_delivered(event: InboundEvent, document: dict[str, Any]) -> str:
         main_member = services.find_by_member_no(delivery["credit_member_no"])
         if main_member is not None and main_member.id != result.member.id:
             beneficiary = main_member
-            services.start_ownership(
-                main_member, result.vehicle, started_on=delivery["delivered_on"], role="family"
-            )
+            services.start_ownership(main_member, result.vehicle, started_on=delivery["delivered_on"], role="family")
             outcome += f"; points credited to main member {main_member.member_no}"
     outcome += _earn(beneficiary, event, delivery, dealer, hold_reward=beneficiary.status == "pre_enrolled")
     return outcome
@@ -119,9 +117,7 @@ def on_service_completed(event: InboundEvent, document: dict[str, Any]) -> str:
     member = resolve_member(("vin_owner", visit["vin"]))
     if member is None:
         return f"VIN {visit['vin']} has no current owner; service recorded"
-    return f"member {member.member_no} service {visit['repair_order_no']}" + _earn(
-        member, event, visit, _dealer(event)
-    )
+    return f"member {member.member_no} service {visit['repair_order_no']}" + _earn(member, event, visit, _dealer(event))
 
 
 @handles("dms", "service.refunded")
@@ -150,9 +146,7 @@ def on_insurance_renewed(event: InboundEvent, document: dict[str, Any]) -> str:
     member = resolve_member(("vin_owner", renewal["vin"]))
     if member is None:
         return f"VIN {renewal['vin']} has no current owner; nothing to credit"
-    return f"member {member.member_no} policy {renewal['policy_no']}" + _earn(
-        member, event, renewal, _dealer(event)
-    )
+    return f"member {member.member_no} policy {renewal['policy_no']}" + _earn(member, event, renewal, _dealer(event))
 
 
 @handles("dms", "test_drive.completed")

@@ -74,9 +74,7 @@ class VehicleDeliveredSchema(BaseSchema):
     delivered_on = ma.fields.Date(required=True)
     plate = ma.fields.String(validate=Length(max=16))
     advisor_code = ma.fields.String(validate=Length(max=32))
-    purchase_type = ma.fields.String(
-        load_default="new", validate=OneOf(("new", "add_on", "replacement", "family"))
-    )
+    purchase_type = ma.fields.String(load_default="new", validate=OneOf(("new", "add_on", "replacement", "family")))
     #: A family member's purchase credits the main member's points (SPEC §1).
     credit_member_no = ma.fields.String(validate=Length(min=11, max=11))
     buyer = ma.fields.Nested(BuyerSchema, required=True)

@@ -45,8 +45,6 @@ class TierChange(Base):
     member_id: Mapped[int] = mapped_column(BigIntType, sa.ForeignKey("members.id"), index=True)
     from_tier: Mapped[str | None] = mapped_column(sa.String(10))
     to_tier: Mapped[str] = mapped_column(sa.String(10))
-    reason: Mapped[str] = mapped_column(
-        sa.String(24)
-    )  # enrolled, upgrade, review_drop, review_kept, adjustment
+    reason: Mapped[str] = mapped_column(sa.String(24))  # enrolled, upgrade, review_drop, review_kept, adjustment
     tier_points: Mapped[int] = mapped_column(BigIntType)
     changed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

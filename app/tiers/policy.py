@@ -91,9 +91,7 @@ def _change(state: TierState, to_tier: str, reason: str, tier_points: int, at: d
     return change
 
 
-def apply_tier_points(
-    member_id: int, tier_points: int, *, at: dt.datetime | None = None
-) -> TierChange | None:
+def apply_tier_points(member_id: int, tier_points: int, *, at: dt.datetime | None = None) -> TierChange | None:
     """Upgrade at once when the threshold is crossed; a reversal may bring the tier down again."""
     at = at or utcnow()
     state = get_state(member_id, lock=True)
@@ -178,9 +176,7 @@ def due_for_review(today: dt.date, limit: int) -> list[int]:
     )
 
 
-def at_risk(
-    today: dt.date | None = None, *, within_days: int | None = None, limit: int = 1000
-) -> list[TierState]:
+def at_risk(today: dt.date | None = None, *, within_days: int | None = None, limit: int = 1000) -> list[TierState]:
     """Members whose review falls within ``within_days`` and who would drop if nothing happens."""
     today = today or business_today()
     horizon = today + dt.timedelta(days=AT_RISK_DAYS.value() if within_days is None else within_days)
