@@ -30,13 +30,14 @@ _PG_EXPIRE = """
 WITH due_members AS (
     {due_members}
 ), locked AS (
-    SELECT a.member_id FROM point_accounts a JOIN due_members d ON d.member_id = a.member_id
+    SELECT a.member_id, a.ctid AS row_id FROM point_accounts a JOIN due_members d ON d.member_id = a.member_id
     ORDER BY a.member_id
     FOR UPDATE OF a SKIP LOCKED
 ), due AS (
+    -- No FOR UPDATE here: every writer of a member's lots holds that member's account lock,
+    -- which `locked` took; row-locking a million lots would write each tuple twice.
     SELECT l.id, l.member_id, l.remaining FROM point_lots l JOIN locked k ON k.member_id = l.member_id
     WHERE l.status = 'available' AND l.remaining > 0 {lot_due}
-    FOR UPDATE OF l
 ), totals AS (
     SELECT member_id, sum(remaining) AS points FROM due GROUP BY member_id
 ), entries AS (
@@ -48,17 +49,21 @@ WITH due_members AS (
     ON CONFLICT (idempotency_key) DO NOTHING
     RETURNING id, member_id, -points AS points
 ), expired_lots AS (
+    -- Found again through the member index from the new entries (same conditions as `due`):
+    -- joining `due` by lot id made the planner hash the whole lots table on every chunk.
     UPDATE point_lots l
     SET expired_points = l.remaining, remaining = 0, status = 'expired', expired_by_entry_id = e.id
-    FROM due d JOIN entries e ON e.member_id = d.member_id
-    WHERE l.id = d.id
+    FROM entries e
+    WHERE l.member_id = e.member_id AND l.status = 'available' AND l.remaining > 0 {lot_due}
     RETURNING l.id
 ), accounts AS (
+    -- By the row addresses `locked` already found (stable: those rows are locked by us).
     UPDATE point_accounts a
     SET reward_available = a.reward_available - e.points,
         lifetime_expired = a.lifetime_expired + e.points,
         updated_at = :now
-    FROM entries e WHERE a.member_id = e.member_id
+    FROM entries e JOIN locked k ON k.member_id = e.member_id
+    WHERE a.ctid = k.row_id
     RETURNING a.member_id
 )
 SELECT (SELECT max(member_id) FROM due_members) AS last_member,
@@ -110,6 +115,9 @@ def expire_due(
     statement = sa.text(_PG_EXPIRE.format(due_members=due_members, lot_due=lot_due))
     run, after = ExpiryRun(), 0
     while True:
+        # Per-member index lookups are this batch's access pattern; with the default random_page_cost
+        # (tuned for spinning disks) the planner prefers scanning all lots on every chunk instead.
+        db.session.execute(sa.text("SET LOCAL random_page_cost = 1.1"))
         row = db.session.execute(
             statement,
             {"now": now, "after": after, "chunk": chunk, "run_key": run_key, "idle_since": _idle_since(now)},

@@ -148,13 +148,14 @@ def _forget_cached(member_id: int) -> None:
             session.expire(obj)
 
 
-def _locked_account_row(member_id: int) -> sa.Row:
+def _sql_lock(member_id: int) -> int:
+    """Lock the account (creating it if needed); returns the spendable balance."""
     db.session.flush()  # ORM changes must reach the database before raw statements run
-    row = ledger_sql.lock(member_id)
-    if row is None:
+    available = ledger_sql.lock(member_id)
+    if available is None:
         insert_account(member_id)
-        row = ledger_sql.lock(member_id)
-    return row  # type: ignore[return-value]
+        available = ledger_sql.lock(member_id)
+    return available  # type: ignore[return-value]
 
 
 def _lot_plan(earning: Earning, now: dt.datetime) -> tuple[str, dt.datetime]:
@@ -195,17 +196,19 @@ def earn(earning: Earning, *, at: dt.datetime | None = None) -> Posting:
     status, available_at = _lot_plan(earning, now)
     if not _sql_path():
         return _earn_orm(earning, now, status, available_at)
-    account = _locked_account_row(earning.member_id)
+    db.session.flush()  # ORM changes must reach the database before raw statements run
     reward = earning.currency == "reward"
-    debt_paid = min(account.reward_debt, earning.points) if reward and status == "available" else 0
-    entry_id = ledger_sql.insert_earning(
-        _entry_fields(earning, now),
-        lot_status=status,
-        available_at=available_at if reward else None,
-        expires_at=lot_expiry(now) if reward else None,
-        debt_paid=debt_paid,
-        now=now,
-    )
+    fields = _entry_fields(earning, now)
+    plan = {
+        "lot_status": status,
+        "available_at": available_at if reward else None,
+        "expires_at": lot_expiry(now) if reward else None,
+        "now": now,
+    }
+    has_account, entry_id = ledger_sql.insert_earning(fields, **plan)
+    if not has_account:
+        insert_account(earning.member_id)
+        has_account, entry_id = ledger_sql.insert_earning(fields, **plan)
     _forget_cached(earning.member_id)
     if entry_id is None:
         return Posting.of(_existing(earning.idempotency_key, earning.member_id, earning.kind), new=False)  # type: ignore[arg-type]
@@ -321,16 +324,14 @@ def spend(
     }
     if not _sql_path():
         return _spend_orm(fields, now)
-    account = _locked_account_row(member_id)
-    if account.reward_available < points:
+    available = _sql_lock(member_id)
+    result = ledger_sql.insert_spending(fields, now=now) if available >= points else None
+    _forget_cached(member_id)
+    if result is None:
         existing = _existing(idempotency_key, member_id, kind)
         if existing is not None:
             return Posting.of(existing, new=False)
-        raise InsufficientPoints(details={"available": account.reward_available, "requested": points})
-    result = ledger_sql.insert_spending(fields, now=now)
-    _forget_cached(member_id)
-    if result is None:
-        return Posting.of(_existing(idempotency_key, member_id, kind), new=False)  # type: ignore[arg-type]
+        raise InsufficientPoints(details={"available": available, "requested": points})
     entry_id, taken = result
     if taken != points:  # pragma: no cover - the balance said the lots hold enough; the invariant broke
         raise RuntimeError(f"account {member_id} balance disagrees with its lots by {points - taken}")

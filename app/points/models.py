@@ -118,7 +118,10 @@ class PointLot(Base):
     available_at: Mapped[dt.datetime | None]
     expires_at: Mapped[dt.datetime]
     expired_points: Mapped[int] = mapped_column(BigIntType, default=0)
-    expired_by_entry_id: Mapped[int | None] = mapped_column(BigIntType, sa.ForeignKey("point_entries.id"))
+    #: The expire entry that took this lot. Deliberately no foreign key: the nightly batch sets it on
+    #: a million rows in the same statement that inserts the entries, and a per-row RI check
+    #: would double that batch's cost.
+    expired_by_entry_id: Mapped[int | None] = mapped_column(BigIntType)
     funder: Mapped[str] = mapped_column(sa.String(8), default="oem")
     dealer_id: Mapped[int | None] = mapped_column(BigIntType, sa.ForeignKey("dealers.id"))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -233,7 +233,6 @@ def upgrade() -> None:
     sa.CheckConstraint('remaining >= 0 AND remaining <= points', name=op.f('ck_point_lots_remaining_in_range')),
     sa.ForeignKeyConstraint(['dealer_id'], ['dealers.id'], name=op.f('fk_point_lots_dealer_id_dealers')),
     sa.ForeignKeyConstraint(['entry_id'], ['point_entries.id'], name=op.f('fk_point_lots_entry_id_point_entries')),
-    sa.ForeignKeyConstraint(['expired_by_entry_id'], ['point_entries.id'], name=op.f('fk_point_lots_expired_by_entry_id_point_entries')),
     sa.ForeignKeyConstraint(['member_id'], ['members.id'], name=op.f('fk_point_lots_member_id_members')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_point_lots')),
     sa.UniqueConstraint('entry_id', name=op.f('uq_point_lots_entry_id'))
