@@ -61,9 +61,11 @@ demo_cli = AppGroup("demo", help="Demo data for local runs.")
 
 @demo_cli.command("seed")
 def demo_seed() -> None:
-    """Create demo dealers, advisors, members and cars (skips what exists)."""
+    """Create demo dealers, advisors, members, cars, points and back-office accounts (skips what exists)."""
     from app import demo
 
+    if _settings().is_production:
+        raise click.ClickException("demo data is for local runs, not production")
     created = demo.seed()
     db.session.commit()
     click.echo(f"demo data: {created}")
@@ -230,6 +232,15 @@ Then look the buyer up (phone masked, the read is audited):
   .venv/bin/flask --app wsgi members show 13800138000
 
 Or send a fresh one:  .venv/bin/flask --app wsgi dms send-demo --phone 13800138001
+
+Back office (demo accounts agent, supervisor, operator, d0101; password demo-password):
+
+  TOKEN=$(curl -s -X POST {base}/api/v1/cs/sessions -H 'Content-Type: application/json' \\
+            -d '{{"username":"agent","password":"demo-password"}}' | sed 's/.*"token": *"\\([^"]*\\)".*/\\1/')
+  .venv/bin/flask --app wsgi members show 13900000001        # then use its member_no:
+  curl -s {base}/api/v1/cs/members/<member_no>/points -H "Authorization: Bearer $TOKEN"
+  .venv/bin/flask --app wsgi points balance 13900000001
+  .venv/bin/flask --app wsgi points rules list
 """
     )
     from werkzeug.serving import run_simple

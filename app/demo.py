@@ -14,7 +14,7 @@ from app.core.db import db
 from app.dealers.models import Dealer, Staff
 from app.members import services
 from app.members.identifiers import vin_with_check_digit
-from app.members.models import Vehicle
+from app.members.models import Member, Vehicle
 
 DEALERS = (
     # code, name, region, city, address, lat, lng
@@ -69,11 +69,19 @@ MEMBERS = (
     ),
 )
 DEMO_POLICY_VERSION = "2026.1"
+#: Back-office accounts for local runs only (``flask demo seed`` refuses to run in production).
+DEMO_OPERATORS = (
+    ("agent", "客服 小周", "agent", None),
+    ("supervisor", "客服主管 老陈", "supervisor", None),
+    ("operator", "总部运营 王敏", "operator", None),
+    ("d0101", "金达店会员经理 孙丽", "dealer_manager", "D0101"),
+)
+DEMO_PASSWORD = "demo-password"  # noqa: S105 - a published local-demo password, refused in production
 
 
 def seed() -> dict[str, int]:
     """Insert what is missing; returns counts of what was created."""
-    created = {"dealers": 0, "staff": 0, "members": 0}
+    created = {"dealers": 0, "staff": 0, "members": 0, "operators": 0}
     dealers = {d.code: d for d in db.session.scalars(sa.select(Dealer))}
     for code, name, region, city, address, lat, lng in DEALERS:
         if code not in dealers:
@@ -138,7 +146,60 @@ def seed() -> dict[str, int]:
             services.mint_order_token(
                 member, vehicle=vehicle, dealer_id=dealer.id, staff_id=advisor_row.id, source_event_id=None
             )
+        _demo_points(member, vehicle, dealer)
         created["members"] += 1
+    created["operators"] = _demo_operators(dealers)
+    return created
+
+
+def _demo_points(member: Member, vehicle: Vehicle, dealer: Dealer) -> None:
+    """Earn through the real rules: the purchase, and for active members a welcome gift and a service."""
+    from app.points import earning
+
+    bought_at = utcnow() - dt.timedelta(days=30)
+    purchase = {"price_fen": vehicle.price_fen, "model_code": vehicle.model_code, "purchase_type": "new"}
+    earning.award_event(
+        member,
+        "vehicle.delivered",
+        purchase,
+        ref=f"DEMO-{vehicle.vin}",
+        occurred_at=bought_at,
+        dealer=dealer,
+        hold_reward=member.status == "pre_enrolled",
+    )
+    if member.status == "active":
+        earning.award_event(
+            member, "enrollment.welcome", {"channel": "purchase"}, ref=f"member-{member.id}", occurred_at=bought_at
+        )
+        service = {
+            "parts_fen": 128_000,
+            "labour_fen": 46_000,
+            "total_fen": 174_000,
+            "service_type": "maintenance",
+            "mileage_km": 5_000,
+            "model_code": vehicle.model_code,
+        }
+        earning.award_event(
+            member,
+            "service.completed",
+            service,
+            ref=f"DEMO-RO-{vehicle.vin}",
+            occurred_at=utcnow() - dt.timedelta(days=2),
+            dealer=dealer,
+        )
+
+
+def _demo_operators(dealers: dict[str, Dealer]) -> int:
+    from app.operators import auth
+    from app.operators.models import Operator
+
+    existing = set(db.session.scalars(sa.select(Operator.username)))
+    created = 0
+    for username, name, role, dealer_code in DEMO_OPERATORS:
+        if username not in existing:
+            dealer_id = dealers[dealer_code].id if dealer_code else None
+            auth.create_operator(username, name=name, role=role, password=DEMO_PASSWORD, dealer_id=dealer_id)
+            created += 1
     return created
 
 

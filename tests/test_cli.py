@@ -43,7 +43,12 @@ def test_demo_seed_is_idempotent(app, app_ctx):
     first = runner.invoke(args=["demo", "seed"])
     assert "'dealers': 4" in first.output and "'members': 3" in first.output
     second = runner.invoke(args=["demo", "seed"])
-    assert "{'dealers': 0, 'staff': 0, 'members': 0}" in second.output
+    assert "{'dealers': 0, 'staff': 0, 'members': 0, 'operators': 0}" in second.output
+    from app.members.services import find_by_phone
+    from app.points.queries import balance
+
+    demo_member = find_by_phone("13900000001")
+    assert balance(demo_member.id).available == 2_699  # ¥219,900 car + welcome gift, earned by the rules
 
 
 def test_program_settings_can_be_changed_with_the_right_type_only(app, app_ctx):

@@ -199,3 +199,18 @@ def test_events_for_unknown_cars_are_processed_without_effect(shop, post_dms):
     event = db.session.scalar(sa.select(inbox.InboundEvent))
     assert event.status == "processed"
     assert "unknown" in event.outcome
+
+
+def test_activities_count_once_per_reference_and_respect_their_caps(owner):
+    from app.points.activities import record_activity
+
+    member, _car = owner
+    day = dt.datetime(2026, 5, 1, 2, 0, tzinfo=dt.UTC)
+    assert record_activity(member, "daily_sign_in", at=day) == 5
+    assert record_activity(member, "daily_sign_in", at=day + dt.timedelta(hours=3)) == 0  # same Shanghai day
+    earned = sum(record_activity(member, "daily_sign_in", at=day + dt.timedelta(days=d)) for d in range(1, 30))
+    assert earned == 95  # the monthly cap of 100 sign-in points
+    assert record_activity(member, "profile_completed") == 200
+    assert record_activity(member, "profile_completed") == 0
+    with pytest.raises(ValueError):
+        record_activity(member, "survey")  # a survey needs its id
