@@ -43,6 +43,11 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
 
     jobs.init_app(app)
     rest_api.init_app(app, api)
+
+    from app.wechat import callback, sandbox
+
+    app.register_blueprint(callback.blp)
+    sandbox.init_app(app)
     _import_domain_modules()
 
     from app.cli import register_commands
@@ -53,6 +58,9 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
 
 def _import_domain_modules() -> None:
     """Import modules that register models, event handlers and program settings at import time."""
+    import app.campaigns.models
+    import app.care.models
+    import app.care.notify
     import app.core.audit
     import app.core.inbox
     import app.core.program
@@ -65,4 +73,6 @@ def _import_domain_modules() -> None:
     import app.points.settlement
     import app.sync.dms_handlers
     import app.tiers.jobs
-    import app.tiers.models  # noqa: F401
+    import app.tiers.models
+    import app.wechat.pay
+    import app.wechat.qrcodes  # noqa: F401

@@ -245,6 +245,10 @@ Back office (demo accounts agent, supervisor, operator, d0101; password demo-pas
     )
     from werkzeug.serving import run_simple
 
+    from app.wechat.clients import forget_clients
+
+    app.config["SANDBOX_BASE_URL"] = f"{base}/sandbox"  # the fake WeChat lives on this very server
+    forget_clients(app)
     start_embedded_scheduler(app)
     run_simple(host, port, app, threaded=True, use_reloader=False)
 
@@ -252,7 +256,20 @@ Back office (demo accounts agent, supervisor, operator, d0101; password demo-pas
 def register_commands(app: Flask) -> None:
     from app.operators.cli import operators_cli
     from app.points.cli import points_cli
+    from app.wechat.cli import campaigns_cli, wechat_cli
 
-    for group in (db_cli, demo_cli, members_cli, dms_cli, jobs_cli, program_cli, points_cli, operators_cli):
+    groups = (
+        db_cli,
+        demo_cli,
+        members_cli,
+        dms_cli,
+        jobs_cli,
+        program_cli,
+        points_cli,
+        operators_cli,
+        wechat_cli,
+        campaigns_cli,
+    )
+    for group in groups:
         app.cli.add_command(group)
     app.cli.add_command(serve)

@@ -24,6 +24,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 INSTANCE_DIR = PROJECT_ROOT / "instance"
 
 REAL_WECHAT_API_BASE = "https://api.weixin.qq.com"
+REAL_WECHAT_PAY_API_BASE = "https://api.mch.weixin.qq.com"
 
 #: Secrets a production start cannot do without (SPEC §14).
 REQUIRED_SECRETS = (
@@ -69,6 +70,7 @@ def _dev_defaults() -> dict[str, str]:
         "MINIAPP_APP_SECRET": _dev_secret("miniapp-app-secret"),
         "WECHAT_PAY_MCH_ID": "1900000109",
         "WECHAT_PAY_API_KEY": _dev_secret("wechat-pay-api-key"),
+        "WECHAT_PAY_API_BASE": "sandbox",
         "DMS_SECRET": "dev-dms-secret",
         "CRM_URL": "sandbox",
         "CRM_SECRET": _dev_secret("crm-secret"),
@@ -93,6 +95,14 @@ class Settings:
     MINIAPP_APP_SECRET: str = ""
     WECHAT_PAY_MCH_ID: str = ""
     WECHAT_PAY_API_KEY: str = ""
+    #: WeChat Pay API base; "sandbox" uses the local fake. Red packets need the merchant's client
+    #: certificate and key (files) and the server's public IP in each request.
+    WECHAT_PAY_API_BASE: str = REAL_WECHAT_PAY_API_BASE
+    WECHAT_PAY_CERT_PATH: str = ""
+    WECHAT_PAY_KEY_PATH: str = ""
+    PUBLIC_IP: str = "127.0.0.1"
+    #: Seconds the service waits for WeChat's HTTP APIs.
+    WECHAT_HTTP_TIMEOUT: float = 5.0
     DMS_SECRET: str = ""
     CRM_URL: str = ""
     CRM_SECRET: str = ""
@@ -115,11 +125,16 @@ class Settings:
         return self.WECHAT_API_BASE == "sandbox"
 
     @property
+    def pay_sandbox(self) -> bool:
+        return self.WECHAT_PAY_API_BASE == "sandbox"
+
+    @property
     def data_keys(self) -> list[str]:
         return [k.strip() for k in self.DATA_KEY.split(",") if k.strip()]
 
 
 _INT_FIELDS = {"SIGNATURE_WINDOW_SECONDS", "MAX_BODY_BYTES"}
+_FLOAT_FIELDS = {"WECHAT_HTTP_TIMEOUT"}
 
 
 def load_settings(environ: dict[str, str] | None = None, overrides: dict | None = None) -> Settings:
@@ -139,6 +154,8 @@ def load_settings(environ: dict[str, str] | None = None, overrides: dict | None 
             values[name] = environ[ENV_PREFIX + name]
     for name in _INT_FIELDS & values.keys():
         values[name] = int(values[name])  # type: ignore[call-overload]
+    for name in _FLOAT_FIELDS & values.keys():
+        values[name] = float(values[name])  # type: ignore[arg-type]
 
     defaulted: list[str] = []
     if env_name == "production":

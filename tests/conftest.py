@@ -34,6 +34,17 @@ PG_URL = os.environ.get("LOYALTY_TEST_DATABASE_URL", "postgresql+psycopg://postg
 REDIS_URL = os.environ.get("LOYALTY_TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
 REQUIRE_SERVICES = os.environ.get("LOYALTY_REQUIRE_SERVICES") == "1"
 DMS_SECRET = "test-dms-secret"
+WECHAT = {
+    "WECHAT_APP_ID": "wx49f0ab532d5d035a",  # the app id of wechatpy's own AES test vector
+    "WECHAT_APP_SECRET": "test-app-secret",
+    "WECHAT_TOKEN": "123456",
+    "WECHAT_AES_KEY": "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR",
+    "WECHAT_API_BASE": "https://api.weixin.qq.com",
+    "WECHAT_PAY_API_BASE": "https://api.mch.weixin.qq.com",
+    "WECHAT_PAY_MCH_ID": "1900000109",
+    "MINIAPP_APP_ID": "wxminiapptest00001",
+    "MINIAPP_APP_SECRET": "test-miniapp-secret",
+}
 DATA_KEY = "Q1vDZ8jOTtYbsv0J6OzqzTjN2M8r7EUwI3UwBzS2rRs="
 
 #: Reference data the migrations seed (the default rule set); committed tests must not change it.
@@ -126,6 +137,7 @@ def app() -> Iterator[Flask]:
             "DMS_SECRET": DMS_SECRET,
             "DATA_KEY": DATA_KEY,
             "LOG_LEVEL": "WARNING",
+            **WECHAT,
         }
     )
     app.config["TESTING"] = True

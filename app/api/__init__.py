@@ -8,8 +8,8 @@ from app.core.http import LoyaltyApi
 
 
 def init_app(app: Flask, api: LoyaltyApi) -> None:
-    from app.api import cs, dms, health, program
+    from app.api import cs, dms, enrollment_qr, health, program
 
     api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer"})
-    for blueprint in (health.blp, dms.blp, cs.blp, program.blp):
+    for blueprint in (health.blp, dms.blp, cs.blp, enrollment_qr.blp, program.blp):
         api.register_blueprint(blueprint)

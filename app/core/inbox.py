@@ -37,6 +37,8 @@ class InboundEvent(Base):
     attempts: Mapped[int] = mapped_column(default=0)
     last_error: Mapped[str | None] = mapped_column(sa.Text)
     outcome: Mapped[str | None] = mapped_column(sa.String(255))
+    #: The reply we gave (WeChat callbacks): a retry of the same message gets the same answer.
+    response: Mapped[bytes | None] = mapped_column(EncryptedBytes)
     processed_at: Mapped[dt.datetime | None]
 
     __table_args__ = (

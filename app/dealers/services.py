@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import sqlalchemy as sa
 
 from app.core.db import db
@@ -19,3 +21,26 @@ def staff_at_dealer(staff_code: str | None, dealer: Dealer) -> Staff | None:
     return db.session.scalar(
         sa.select(Staff).where(Staff.staff_code == staff_code, Staff.dealer_id == dealer.id, Staff.active)
     )
+
+
+def distance_km(lat1: float, lng1: float, lat2: float, lng2: float) -> float:
+    """Great-circle distance (haversine)."""
+    phi1, phi2 = math.radians(lat1), math.radians(lat2)
+    d_phi, d_lambda = math.radians(lat2 - lat1), math.radians(lng2 - lng1)
+    a = math.sin(d_phi / 2) ** 2 + math.cos(phi1) * math.cos(phi2) * math.sin(d_lambda / 2) ** 2
+    return 6371.0 * 2 * math.asin(math.sqrt(a))
+
+
+def nearest_dealers(latitude: float, longitude: float, limit: int = 3) -> list[tuple[Dealer, float]]:
+    """Active dealers with a location, nearest first, with their distance in km.
+
+    A few hundred dealers: computing in Python is simpler than a geo index and fast enough.
+    """
+    dealers = db.session.scalars(
+        sa.select(Dealer).where(Dealer.active, Dealer.latitude.is_not(None), Dealer.longitude.is_not(None))
+    ).all()
+    ranked = sorted(
+        ((dealer, distance_km(latitude, longitude, dealer.latitude, dealer.longitude)) for dealer in dealers),  # type: ignore[arg-type]
+        key=lambda pair: pair[1],
+    )
+    return ranked[:limit]

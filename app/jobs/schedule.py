@@ -36,6 +36,8 @@ PERIODIC: tuple[Periodic, ...] = (
     Periodic("app.points.expiry.expire_due_lots", "30 0 * * *", "expire reward points due (set-based)"),
     Periodic("app.tiers.jobs.review_due_tiers", "0 2 * * *", "yearly tier reviews that fall due today"),
     Periodic("app.points.settlement.generate_previous_month", "0 3 1 * *", "draft last month's dealer settlements"),
+    Periodic("app.wechat.pay.reconcile_red_packets", "*/30 * * * *", "ask WeChat Pay about red packets in flight"),
+    Periodic("app.wechat.qrcodes.renew_advisor_codes", "0 4 * * *", "renew advisors' QR codes before they expire"),
 )
 
 

@@ -32,7 +32,9 @@ def activate(
         return Activation(member, False, 0, 0)
     member.status = "active"
     member.activated_at = at
-    released = ledger.release_lots(member.id, ("held",), now=at)
+    # Release as of now, not the scan's timestamp: WeChat's CreateTime has whole seconds and can be
+    # a moment before the held lot itself was written.
+    released = ledger.release_lots(member.id, ("held",), now=utcnow())
     welcome = earning.award_event(
         member,
         "enrollment.welcome",

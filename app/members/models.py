@@ -92,6 +92,10 @@ class WechatIdentity(Base):
     following: Mapped[bool] = mapped_column(default=False)
     followed_at: Mapped[dt.datetime | None]
     unfollowed_at: Mapped[dt.datetime | None]
+    #: Last location WeChat reported (only with the member's permission in WeChat).
+    latitude: Mapped[float | None] = mapped_column(sa.Float)
+    longitude: Mapped[float | None] = mapped_column(sa.Float)
+    located_at: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     member: Mapped[Member | None] = relationship(back_populates="identities")

@@ -85,9 +85,13 @@ def _change(state: TierState, to_tier: str, reason: str, tier_points: int, at: d
         changed_at=at,
     )
     db.session.add(change)
+    previous = state.tier
     state.tier = to_tier
     state.achieved_at = at
     state.review_on = None if to_tier == "silver" else _anniversary(to_business(at).date())
+    from app.care import notify  # the member is told at once (after the commit)
+
+    notify.tier_changed(state.member_id, previous, to_tier, reason, at)
     return change
 
 

@@ -1,0 +1,1 @@
+"""Campaigns: enrollment QR codes (order, advisor, campaign) and red-packet sign-up campaigns."""

@@ -1,0 +1,1 @@
+"""Member care: notifications sent to members and their delivery results."""

@@ -1,0 +1,41 @@
+"""``GET/POST /wechat/callback``: WeChat's URL verification and message push (thin handler)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, request
+
+from app.extensions import redis_client
+from app.wechat import dispatch, protocol
+
+blp = Blueprint("wechat_callback", __name__)
+
+
+def _settings():
+    return current_app.extensions["loyalty.settings"]
+
+
+@blp.get("/wechat/callback")
+def verify() -> Response:
+    """URL verification: echo ``echostr`` when the signature is right."""
+    settings = _settings()
+    protocol.verify_url(settings.WECHAT_TOKEN, request.args, window=settings.SIGNATURE_WINDOW_SECONDS)
+    return Response(request.args.get("echostr", ""), mimetype="text/plain")
+
+
+@blp.post("/wechat/callback")
+def receive() -> Response:
+    settings = _settings()
+    if (request.content_length or 0) > protocol.MAX_CALLBACK_BYTES:
+        from app.core.errors import PayloadTooLarge
+
+        raise PayloadTooLarge()
+    body = request.get_data(cache=False)
+    protocol.verify_url(settings.WECHAT_TOKEN, request.args, window=settings.SIGNATURE_WINDOW_SECONDS)
+    protocol.check_replay(redis_client(), request.args["nonce"], request.args["timestamp"], body)
+    keys = {"token": settings.WECHAT_TOKEN, "aes_key": settings.WECHAT_AES_KEY, "app_id": settings.WECHAT_APP_ID}
+    envelope = protocol.open_envelope(body, request.args, **keys)
+    message = protocol.read_message(envelope.xml)
+    reply = dispatch.handle(message, envelope.xml)
+    if reply is None:
+        return Response("success", mimetype="text/plain")
+    return Response(protocol.seal(reply, envelope, **keys), mimetype="application/xml")

@@ -1,0 +1,171 @@
+"""WeChat HTTP clients, configured from settings: the real APIs or the local sandbox fake.
+
+* ``official_client()`` — the service account (公众号): QR codes, menu, template and customer
+  messages. Its access token lives in Redis and is fetched with ``cgi-bin/stable_token`` (which
+  wechatpy 1.8.18 lacks) by one process at a time, behind a Redis lock.
+* ``miniapp_client()`` — the mini-app (小程序): ``jscode2session``, phone numbers, subscribe messages.
+* ``pay_client()`` — WeChat Pay for red packets (client certificate from the settings).
+
+All of them time out (``LOYALTY_WECHAT_HTTP_TIMEOUT``). In sandbox mode they talk HTTP to the
+fake served by this app under ``/sandbox`` (see ``app.wechat.sandbox``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+import redis
+import requests
+from flask import Flask, current_app
+from wechatpy import WeChatClient
+from wechatpy.exceptions import WeChatClientException
+from wechatpy.pay import WeChatPay
+from wechatpy.session.redisstorage import RedisStorage
+
+log = logging.getLogger(__name__)
+
+#: Refresh this long before WeChat says the token expires, so no request carries a dying token.
+TOKEN_SAFETY_SECONDS = 300
+
+
+class StableTokenClient(WeChatClient):
+    """``WeChatClient`` whose token comes from ``cgi-bin/stable_token``, refreshed by one process at a time.
+
+    Every process reads the token from Redis. When it is missing or WeChat rejects it (40001/42001,
+    which wechatpy answers by calling ``fetch_access_token``), the caller takes a Redis lock; whoever
+    waited behind it finds a token other than the one it last used and takes it instead of fetching.
+    Only a rejected token that is still the current one forces a refresh.
+    """
+
+    _token_in_use: str | None = None
+
+    @property
+    def access_token(self) -> str:
+        token = super().access_token
+        self._token_in_use = token
+        return token
+
+    def __init__(self, appid: str, secret: str, *, redis_client: redis.Redis, api_base: str, timeout: float) -> None:
+        super().__init__(appid, secret, session=RedisStorage(redis_client, prefix="wechat"), timeout=timeout)
+        self.redis = redis_client
+        self.api_base = api_base.rstrip("/")
+        self.API_BASE_URL = f"{self.api_base}/cgi-bin/"
+        self.wxa.API_BASE_URL = f"{self.api_base}/"  # type: ignore[attr-defined]
+
+    def fetch_access_token(self) -> dict[str, Any]:
+        lock = self.redis.lock(f"wechat:token-refresh:{self.appid}", timeout=15, blocking_timeout=10)
+        with lock:
+            current = self.session.get(self.access_token_key)
+            if current and current != self._token_in_use:
+                return {"access_token": current}  # another process refreshed it
+            response = self._http.post(
+                f"{self.api_base}/cgi-bin/stable_token",
+                json={
+                    "grant_type": "client_credential",
+                    "appid": self.appid,
+                    "secret": self.secret,
+                    # Force only when the current token itself was rejected (it is rate-limited).
+                    "force_refresh": bool(current),
+                },
+                timeout=self.timeout,
+            )
+            response.raise_for_status()
+            result = response.json()
+            if result.get("errcode"):
+                raise WeChatClientException(
+                    result["errcode"], result.get("errmsg"), client=self, request=response.request, response=response
+                )
+            expires_in = int(result.get("expires_in", 7200))
+            ttl = max(60, expires_in - TOKEN_SAFETY_SECONDS)
+            self.session.set(self.access_token_key, result["access_token"], ttl)
+            self._token_in_use = result["access_token"]
+            self.expires_at = int(time.time()) + ttl
+            log.info("fetched a stable access token for %s (valid %ss)", self.appid, ttl)
+            return result
+
+
+def _settings() -> Any:
+    return current_app.extensions["loyalty.settings"]
+
+
+def sandbox_base(app: Flask) -> str:
+    """Where the fake lives: the running dev server (``flask serve`` records its address)."""
+    return app.config.get("SANDBOX_BASE_URL") or f"http://127.0.0.1:{os.environ.get('PORT', '5000')}/sandbox"
+
+
+def wechat_api_base() -> str:
+    settings = _settings()
+    if settings.wechat_sandbox:
+        return sandbox_base(current_app) + "/wechat"
+    return settings.WECHAT_API_BASE.rstrip("/")
+
+
+def pay_api_base() -> str:
+    settings = _settings()
+    if settings.pay_sandbox:
+        return sandbox_base(current_app) + "/wechat-pay"
+    return settings.WECHAT_PAY_API_BASE.rstrip("/")
+
+
+def _cached(name: str, build: Any) -> Any:
+    cache = current_app.extensions.setdefault("loyalty.wechat_clients", {})
+    if name not in cache:
+        cache[name] = build()
+    return cache[name]
+
+
+def official_client() -> StableTokenClient:
+    settings = _settings()
+    return _cached(
+        "official",
+        lambda: StableTokenClient(
+            settings.WECHAT_APP_ID,
+            settings.WECHAT_APP_SECRET,
+            redis_client=current_app.extensions["loyalty.redis"],
+            api_base=wechat_api_base(),
+            timeout=settings.WECHAT_HTTP_TIMEOUT,
+        ),
+    )
+
+
+def miniapp_client() -> StableTokenClient:
+    settings = _settings()
+    return _cached(
+        "miniapp",
+        lambda: StableTokenClient(
+            settings.MINIAPP_APP_ID,
+            settings.MINIAPP_APP_SECRET,
+            redis_client=current_app.extensions["loyalty.redis"],
+            api_base=wechat_api_base(),
+            timeout=settings.WECHAT_HTTP_TIMEOUT,
+        ),
+    )
+
+
+def pay_client() -> WeChatPay:
+    settings = _settings()
+
+    def build() -> WeChatPay:
+        client = WeChatPay(
+            appid=settings.WECHAT_APP_ID,
+            api_key=settings.WECHAT_PAY_API_KEY,
+            mch_id=settings.WECHAT_PAY_MCH_ID,
+            mch_cert=settings.WECHAT_PAY_CERT_PATH or None,
+            mch_key=settings.WECHAT_PAY_KEY_PATH or None,
+            timeout=settings.WECHAT_HTTP_TIMEOUT,
+        )
+        client.API_BASE_URL = pay_api_base() + "/"
+        return client
+
+    return _cached("pay", build)
+
+
+def forget_clients(app: Flask) -> None:
+    """Drop cached clients (tests switch bases; ``flask serve`` learns its address late)."""
+    app.extensions.pop("loyalty.wechat_clients", None)
+
+
+__all__ = ["StableTokenClient", "forget_clients", "miniapp_client", "official_client", "pay_client", "requests"]

@@ -1,0 +1,144 @@
+"""From an authenticated callback message to a reply, exactly once.
+
+The raw message is stored in the inbox first (encrypted, ``source="wechat"``) under WeChat's own
+dedupe key. A retry of the same message finds the row and gets the reply stored with it. Handlers
+run in a savepoint: if one fails, the raw event is still kept (status ``failed``) and the member
+gets a polite answer instead of a timeout. Slow work (template messages, red-packet payouts) is
+registered as jobs and runs after the commit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+import sqlalchemy as sa
+from flask import current_app
+
+from app.campaigns import redpackets
+from app.core import inbox
+from app.core.clock import utcnow
+from app.core.db import db
+from app.core.i18n import _, use_member_locale
+from app.members import identities
+from app.members.models import Member, WechatIdentity
+from app.wechat import conversation, protocol, scenes
+from app.wechat.replies import Reply, Text
+
+log = logging.getLogger(__name__)
+
+
+def handle(message: Any, raw_xml: bytes) -> str | None:
+    """The passive-reply XML for this message (None: answer "success")."""
+    key = protocol.dedupe_key(message)
+    occurred_at = dt.datetime.fromtimestamp(int(message._data["CreateTime"]), dt.UTC)
+    event_id = inbox.store_event(
+        source="wechat", external_id=key, type=_kind(message), body=raw_xml, occurred_at=occurred_at
+    )
+    if event_id is None:
+        stored = db.session.scalar(
+            sa.select(inbox.InboundEvent.response).where(
+                inbox.InboundEvent.source == "wechat", inbox.InboundEvent.external_id == key
+            )
+        )
+        return stored.decode() if stored else None
+    event = db.session.get(inbox.InboundEvent, event_id)
+    assert event is not None
+    try:
+        with db.session.begin_nested():
+            reply = route(message, occurred_at)
+            rendered = protocol.render(reply, message) if reply is not None else None
+    except Exception as exc:
+        log.exception("wechat callback handler failed for %s", key)
+        event.status, event.attempts, event.last_error = inbox.FAILED, 1, f"{type(exc).__name__}: {exc}"[:2000]
+        return protocol.render(Text(_("Sorry, something went wrong. Please try again in a moment.")), message)
+    event.status, event.attempts, event.processed_at = inbox.PROCESSED, 1, utcnow()
+    event.outcome = (getattr(reply, "content", None) or type(reply).__name__)[:255] if reply else None
+    event.response = rendered.encode() if rendered else None
+    return rendered
+
+
+def _kind(message: Any) -> str:
+    return f"event.{message.event}" if message.type == "event" else f"message.{message.type}"
+
+
+def _identity(message: Any) -> WechatIdentity:
+    settings = current_app.extensions["loyalty.settings"]
+    return identities.get_or_create(settings.WECHAT_APP_ID, message.source)
+
+
+def _member(identity: WechatIdentity) -> Member | None:
+    member = db.session.get(Member, identity.member_id) if identity.member_id else None
+    if member is not None:
+        use_member_locale(member.locale)
+    return member
+
+
+def route(message: Any, at: dt.datetime) -> Reply | None:
+    if message.type == "event":
+        return _event(message, at)
+    identity = _identity(message)
+    member = _member(identity)
+    if message.type == "text":
+        return _text(message.content or "", identity, member, at)
+    if message.type == "location":
+        point = _coordinates(message.location_x, message.location_y)
+        if point is None:
+            return conversation.help_reply()
+        identities.record_location(identity, *point, at)
+        return conversation.nearest_dealer_reply(*point)
+    return conversation.help_reply()
+
+
+def _coordinates(latitude: Any, longitude: Any) -> tuple[float, float] | None:
+    """WeChat sends coordinates as text; anything that is not a place on Earth is ignored."""
+    try:
+        lat, lng = float(latitude), float(longitude)
+    except (TypeError, ValueError):
+        return None
+    return (lat, lng) if -90 <= lat <= 90 and -180 <= lng <= 180 else None
+
+
+def _text(content: str, identity: WechatIdentity, member: Member | None, at: dt.datetime) -> Reply:
+    intent = conversation.intent_of(content)
+    if intent:
+        return conversation.answer(intent, member)
+    campaign = redpackets.campaign_by_password(content)
+    if campaign is not None:
+        return scenes.red_packet_for(campaign.id, identity, at, via="password", channel="red_packet")
+    return conversation.help_reply()
+
+
+def _event(message: Any, at: dt.datetime) -> Reply | None:  # noqa: PLR0911 - one answer per event type
+    event = message.event
+    if event == "templatesendjobfinish":
+        from app.care import notify
+
+        notify.record_delivery(int(message.id), message.status)
+        return None
+    identity = _identity(message)
+    if event in ("subscribe", "subscribe_scan"):
+        identities.follow(identity, at)
+    if event == "unsubscribe":
+        identities.unfollow(identity, at)
+        return None
+    if event in ("subscribe_scan", "scan"):
+        reply = scenes.handle_scene(message.scene_id or "", identity, at)
+        if reply is not None:
+            return reply
+    member = _member(identity)
+    if event in ("subscribe", "subscribe_scan", "scan"):
+        return conversation.greeting_for_follower(member)
+    if event == "click":
+        intent = conversation.MENU_KEYS.get(message.key or "")
+        return conversation.answer(intent, member) if intent else conversation.help_reply()
+    if event == "location":
+        point = _coordinates(message.latitude, message.longitude)
+        if point is not None:
+            identities.record_location(identity, *point, at)
+        return None  # reported on every chat entry: stored for "nearest dealer", not answered
+    if event == "location_select":
+        point = _coordinates(message.location_info.get("Location_X"), message.location_info.get("Location_Y"))
+        return conversation.nearest_dealer_reply(*point) if point else conversation.help_reply()
+    return None  # VIEW and anything else: nothing to say

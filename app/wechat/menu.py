@@ -1,0 +1,47 @@
+"""The service account's menu, kept in code and pushed with ``flask wechat push-menu``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app
+
+from app.wechat.clients import official_client
+from app.wechat.conversation import H5_BASE, PAGES
+
+
+def definition() -> dict[str, Any]:
+    """Menu keys are answered by ``conversation.MENU_KEYS``; names are Chinese (WeChat shows one menu)."""
+    miniapp = current_app.extensions["loyalty.settings"].MINIAPP_APP_ID
+    return {
+        "button": [
+            {
+                "name": "会员中心",
+                "sub_button": [
+                    {"type": "click", "name": "我的积分", "key": "my_points"},
+                    {"type": "click", "name": "我的等级", "key": "my_tier"},
+                    {"type": "click", "name": "我的权益", "key": "my_benefits"},
+                    {
+                        "type": "miniprogram",
+                        "name": "会员小程序",
+                        "appid": miniapp,
+                        "pagepath": PAGES["home"],
+                        "url": f"{H5_BASE.value()}/{PAGES['home']}",
+                    },
+                ],
+            },
+            {
+                "name": "服务",
+                "sub_button": [
+                    {"type": "click", "name": "预约服务", "key": "book_service"},
+                    {"type": "click", "name": "推荐购车", "key": "refer_friend"},
+                    {"type": "location_select", "name": "附近经销商", "key": "nearest_dealer"},
+                ],
+            },
+            {"type": "click", "name": "联系客服", "key": "contact_service"},
+        ]
+    }
+
+
+def push() -> dict[str, Any]:
+    return official_client().menu.create(definition())

@@ -1,0 +1,196 @@
+"""The service-account callback protocol: signatures, freshness, replay, XML, safe mode, replies.
+
+* URL signature: sha1 of the sorted (token, timestamp, nonce) — checked on every request.
+* Safe mode (``encrypt_type=aes``): ``msg_signature`` also covers the encrypted body, which is
+  AES-decrypted with ``LOYALTY_WECHAT_AES_KEY``; replies go back encrypted.
+* Freshness: a timestamp more than 300 s away is refused; a nonce seen before with a *different*
+  body is refused (in plaintext mode the signature does not cover the body). The same nonce with
+  the same body is WeChat retrying: it passes, and the inbox dedupe answers it.
+* XML: parsed with defusedxml (no DTD, no entities, no external references), size-limited.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+from xml.etree.ElementTree import Element
+
+import redis
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import fromstring
+from wechatpy import parse_message
+from wechatpy.crypto import WeChatCrypto
+from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
+from wechatpy.replies import ArticlesReply, TextReply, TransferCustomerServiceReply
+from wechatpy.utils import check_signature
+
+from app.core.errors import AppError, PayloadTooLarge
+from app.core.i18n import _l
+from app.wechat.replies import Articles, Reply, Text, TransferToAgent
+
+log = logging.getLogger(__name__)
+
+MAX_CALLBACK_BYTES = 64 * 1024
+NONCE_TTL_SECONDS = 600
+
+
+class CallbackRejected(AppError):
+    status = 403
+    code = "callback_rejected"
+    default_message = _l("The request signature is missing or invalid.")
+
+
+class MalformedCallback(AppError):
+    status = 400
+    code = "malformed_callback"
+    default_message = _l("The message could not be read.")
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """An authenticated callback: the plaintext XML and how to answer it."""
+
+    xml: bytes
+    encrypted: bool
+    timestamp: str
+    nonce: str
+
+
+def _crypto(token: str, aes_key: str, app_id: str) -> WeChatCrypto:
+    try:
+        return WeChatCrypto(token, aes_key, app_id)
+    except Exception as exc:  # pragma: no cover - a bad key is a deployment error, found at the first request
+        raise RuntimeError("LOYALTY_WECHAT_AES_KEY is not a valid 43-character EncodingAESKey") from exc
+
+
+def verify_url(token: str, args: dict[str, str], *, window: int, now: float | None = None) -> None:
+    """The signature every callback carries in its query string, and its timestamp window."""
+    signature, timestamp, nonce = args.get("signature"), args.get("timestamp"), args.get("nonce")
+    if not (signature and timestamp and nonce):
+        raise CallbackRejected(details={"reason": "missing_signature"})
+    try:
+        check_signature(token, signature, timestamp, nonce)
+    except InvalidSignatureException:
+        raise CallbackRejected(details={"reason": "signature_mismatch"}) from None
+    try:
+        sent_at = int(timestamp)
+    except ValueError:
+        raise CallbackRejected(details={"reason": "bad_timestamp"}) from None
+    if abs((time.time() if now is None else now) - sent_at) > window:
+        raise CallbackRejected(details={"reason": "stale_timestamp"})
+
+
+def check_replay(redis_client: redis.Redis, nonce: str, timestamp: str, body: bytes) -> None:
+    """Refuse a nonce reused with another body. Without Redis the timestamp window still holds."""
+    digest = hashlib.sha256(body).hexdigest()
+    key = f"wechat:nonce:{timestamp}:{nonce}"
+    try:
+        if not redis_client.set(key, digest, nx=True, ex=NONCE_TTL_SECONDS):
+            seen = redis_client.get(key)
+            if seen is not None and seen.decode() != digest:
+                raise CallbackRejected(details={"reason": "replayed_nonce"})
+    except redis.RedisError:
+        log.warning("Redis unavailable: nonce replay check skipped for this callback")
+
+
+def parse_xml(body: bytes) -> Element:
+    """Hardened XML parsing: size limit, no DTD, no entities, one <xml> root."""
+    if len(body) > MAX_CALLBACK_BYTES:
+        raise PayloadTooLarge()
+    try:
+        root = fromstring(body, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    except (DefusedXmlException, SyntaxError, ValueError) as exc:  # ParseError is a SyntaxError
+        raise MalformedCallback(details={"reason": type(exc).__name__}) from None
+    if root.tag != "xml":
+        raise MalformedCallback(details={"reason": "root_not_xml"})
+    return root
+
+
+def open_envelope(body: bytes, args: dict[str, str], *, token: str, aes_key: str, app_id: str) -> Envelope:
+    """Check what needs checking for the mode and return the plaintext XML."""
+    timestamp, nonce = args.get("timestamp", ""), args.get("nonce", "")
+    parse_xml(body)
+    if args.get("encrypt_type", "raw").lower() != "aes":
+        return Envelope(body, False, timestamp, nonce)
+    if not aes_key:
+        raise MalformedCallback(details={"reason": "safe_mode_not_configured"})
+    msg_signature = args.get("msg_signature")
+    if not msg_signature:
+        raise CallbackRejected(details={"reason": "missing_msg_signature"})
+    try:
+        plain = _crypto(token, aes_key, app_id).decrypt_message(body, msg_signature, timestamp, nonce)
+    except InvalidSignatureException:
+        raise CallbackRejected(details={"reason": "msg_signature_mismatch"}) from None
+    except InvalidAppIdException:
+        raise CallbackRejected(details={"reason": "wrong_app_id"}) from None
+    except Exception as exc:  # corrupt base64 / padding / missing Encrypt element
+        raise MalformedCallback(details={"reason": f"undecryptable: {type(exc).__name__}"}) from None
+    plain_bytes = plain.encode() if isinstance(plain, str) else plain
+    parse_xml(plain_bytes)
+    return Envelope(plain_bytes, True, timestamp, nonce)
+
+
+#: Latest CreateTime we believe (the year 2100): beyond it a timestamp is garbage, not a date.
+_LATEST_TIMESTAMP = 4_102_444_800
+
+
+def _digits(value: str | None, *, max_length: int) -> bool:
+    return value is not None and value.isascii() and value.isdigit() and len(value) <= max_length
+
+
+def read_message(xml: bytes) -> Any:
+    """A wechatpy message or event object; malformed content becomes a 400."""
+    root = parse_xml(xml)
+    for required in ("ToUserName", "FromUserName", "CreateTime", "MsgType"):
+        if not (root.findtext(required) or "").strip():
+            raise MalformedCallback(details={"reason": f"missing_{required}"})
+    create_time = (root.findtext("CreateTime") or "").strip()
+    if not _digits(create_time, max_length=10) or int(create_time) > _LATEST_TIMESTAMP:
+        raise MalformedCallback(details={"reason": "bad_CreateTime"})
+    for id_field in ("MsgId", "MsgID"):  # wechatpy reads these as integers
+        value = root.findtext(id_field)
+        if value is not None and not _digits(value.strip(), max_length=20):
+            raise MalformedCallback(details={"reason": f"bad_{id_field}"})
+    if len(root.findtext("FromUserName") or "") > 64:
+        raise MalformedCallback(details={"reason": "bad_FromUserName"})
+    try:
+        return parse_message(xml.decode("utf-8"))
+    except Exception as exc:  # wechatpy trusts its input; anything odd is the sender's problem
+        raise MalformedCallback(details={"reason": f"unparseable: {type(exc).__name__}"}) from None
+
+
+def dedupe_key(message: Any) -> str:
+    """WeChat retries a message up to 3 times: MsgId for messages, sender+time+event for events."""
+    data = message._data  # the raw fields (validated by read_message); wechatpy converts some of them
+    if message.type != "event" and (data.get("MsgId") or "").strip():
+        return f"msg:{data['MsgId'].strip()}"
+    # WeChat's advice is sender + CreateTime; the event and its key keep two different menu taps
+    # in one second apart, while a retry (same XML) still maps to the same key.
+    key = f"evt:{message.source}:{data.get('CreateTime')}:{data.get('Event', '')}:{data.get('EventKey') or ''}"
+    return key[:128]
+
+
+def render(reply: Reply, message: Any) -> str:
+    """Our reply as WeChat's passive-reply XML."""
+    if isinstance(reply, Text):
+        return TextReply(message=message, content=reply.content).render()
+    if isinstance(reply, Articles):
+        articles = ArticlesReply(message=message)
+        for article in reply.items[:8]:
+            articles.add_article(
+                {"title": article.title, "description": article.description, "image": article.image, "url": article.url}
+            )
+        return articles.render()
+    if isinstance(reply, TransferToAgent):
+        return TransferCustomerServiceReply(message=message).render()
+    raise TypeError(f"cannot render {reply!r}")
+
+
+def seal(reply_xml: str, envelope: Envelope, *, token: str, aes_key: str, app_id: str) -> str:
+    """Encrypt the reply when the request came in safe mode."""
+    if not envelope.encrypted:
+        return reply_xml
+    return _crypto(token, aes_key, app_id).encrypt_message(reply_xml, envelope.nonce, envelope.timestamp)

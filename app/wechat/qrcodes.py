@@ -1,0 +1,120 @@
+"""Parametric QR codes of the service account: order enrollment, advisors, campaigns.
+
+WeChat allows at most 100,000 *permanent* codes per account, so only campaign codes that go on
+print can be permanent (and a guard counts them). Order and advisor codes are temporary (≤ 30
+days): an advisor's code is reused while it has more than two days left and replaced
+automatically after that; a periodic job renews codes that are about to expire.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+
+import qrcode
+import sqlalchemy as sa
+
+from app.campaigns.models import Campaign, QrCode
+from app.core import program
+from app.core.clock import utcnow
+from app.core.db import db
+from app.core.errors import Conflict
+from app.core.i18n import _l
+from app.dealers.models import Staff
+from app.jobs import job
+from app.members.models import EnrollmentToken
+from app.wechat.clients import official_client
+
+MAX_TEMPORARY_SECONDS = 30 * 24 * 3600
+PERMANENT_CAP = program.define("wechat.permanent_qr_cap", 100_000, "Permanent QR codes WeChat allows per account")
+RENEW_BEFORE = dt.timedelta(days=2)
+
+
+def _create(kind: str, scene: str, *, seconds: int | None, **links: int | None) -> QrCode:
+    """Ask WeChat for a string-scene code: temporary for ``seconds``, or permanent when None."""
+    if seconds is None:
+        body = {"action_name": "QR_LIMIT_STR_SCENE", "action_info": {"scene": {"scene_str": scene}}}
+    else:
+        body = {
+            "expire_seconds": seconds,
+            "action_name": "QR_STR_SCENE",
+            "action_info": {"scene": {"scene_str": scene}},
+        }
+    result = official_client().qrcode.create(body)
+    now = utcnow()
+    code = QrCode(
+        kind=kind,
+        scene=scene,
+        permanent=seconds is None,
+        ticket=result["ticket"],
+        url=result["url"],
+        expires_at=None if seconds is None else now + dt.timedelta(seconds=int(result.get("expire_seconds", seconds))),
+        created_at=now,
+        **links,
+    )
+    db.session.add(code)
+    db.session.flush()
+    return code
+
+
+def _current(scene: str, fresh_until: dt.datetime) -> QrCode | None:
+    return db.session.scalar(
+        sa.select(QrCode)
+        .where(QrCode.scene == scene, sa.or_(QrCode.permanent, QrCode.expires_at > fresh_until))
+        .order_by(QrCode.created_at.desc())
+        .limit(1)
+    )
+
+
+def for_order_token(token: EnrollmentToken) -> QrCode:
+    """The buyer's enrollment code, valid as long as the token (at most 30 days)."""
+    scene = f"order:{token.token}"
+    now = utcnow()
+    existing = _current(scene, now)
+    if existing is not None:
+        return existing
+    seconds = min(MAX_TEMPORARY_SECONDS, int((token.expires_at - now).total_seconds()))
+    if seconds <= 0 or token.used_at is not None:
+        raise Conflict(_l("This enrollment code has expired or was used."))
+    return _create("order", scene, seconds=seconds, enrollment_token_id=token.id)
+
+
+def for_advisor(staff: Staff) -> QrCode:
+    """The advisor's personal code; renewed automatically when fewer than two days are left."""
+    scene = f"adv:{staff.staff_code}"
+    existing = _current(scene, utcnow() + RENEW_BEFORE)
+    return existing or _create("advisor", scene, seconds=MAX_TEMPORARY_SECONDS, staff_id=staff.id)
+
+
+def for_campaign(campaign: Campaign, *, permanent: bool = False) -> QrCode:
+    scene = f"camp:{campaign.code}"
+    existing = _current(scene, utcnow() + RENEW_BEFORE)
+    if existing is not None and (existing.permanent or not permanent):
+        return existing
+    if permanent:
+        used = db.session.scalar(sa.select(sa.func.count()).where(QrCode.permanent))
+        if used >= PERMANENT_CAP.value():
+            raise Conflict(_l("The account has no permanent QR codes left; use a temporary one."))
+        return _create("campaign", scene, seconds=None, campaign_id=campaign.id)
+    seconds = min(MAX_TEMPORARY_SECONDS, max(60, int((campaign.ends_at - utcnow()).total_seconds())))
+    return _create("campaign", scene, seconds=seconds, campaign_id=campaign.id)
+
+
+def png(code: QrCode, box_size: int = 8) -> bytes:
+    """The QR image: WeChat's ``url`` is what the code must contain."""
+    image = qrcode.make(code.url, box_size=box_size, border=2)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@job("periodic", timeout=1800)
+def renew_advisor_codes() -> int:
+    """Daily: give advisors whose code is about to expire a fresh one before they need it."""
+    renewed = 0
+    for staff in db.session.scalars(sa.select(Staff).where(Staff.active, Staff.role == "sales_advisor")):
+        scene = f"adv:{staff.staff_code}"
+        if _current(scene, utcnow() + RENEW_BEFORE) is None and _current(scene, utcnow()) is not None:
+            _create("advisor", scene, seconds=MAX_TEMPORARY_SECONDS, staff_id=staff.id)
+            renewed += 1
+    return renewed

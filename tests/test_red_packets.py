@@ -1,0 +1,246 @@
+"""Red-packet sign-up: budget, caps, once per member, payout retries, reconciliation."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import random
+import threading
+
+import pytest
+import requests
+import responses
+import sqlalchemy as sa
+from defusedxml.ElementTree import fromstring
+
+from app.campaigns.models import Campaign, RedPacketGrant
+from app.core.clock import utcnow
+from app.core.db import db
+from app.jobs import run_job
+from app.wechat import clients
+from app.wechat.pay import PayoutPending
+from tests.conftest import run_concurrently
+from tests.wechat_helpers import Callback, event_xml, text_xml
+
+PAY = "https://api.mch.weixin.qq.com/mmpaymkttransfers"
+
+
+def pay_xml(**fields: str) -> str:
+    return "<xml>" + "".join(f"<{k}><![CDATA[{v}]]></{k}>" for k, v in fields.items()) + "</xml>"
+
+
+class FakeWeChatPay:
+    """WeChat Pay as the tests need it: pays a bill number at most once, can fail on purpose."""
+
+    def __init__(self, failure_rate: float = 0.0, seed: int = 7) -> None:
+        self.payments: dict[str, int] = {}  # bill number -> how many times money actually moved
+        self.requests: list[str] = []
+        self.failure_rate = failure_rate
+        self.random = random.Random(seed)
+        self.lock = threading.Lock()
+
+    def send(self, request: requests.PreparedRequest) -> tuple[int, dict, str]:
+        fields = {child.tag: child.text for child in fromstring(request.body)}
+        bill = fields["mch_billno"]
+        with self.lock:
+            self.requests.append(bill)
+            roll = self.random.random()
+            if roll < self.failure_rate / 2:
+                return (
+                    200,
+                    {},
+                    pay_xml(
+                        return_code="SUCCESS",
+                        result_code="FAIL",
+                        err_code="SYSTEMERROR",
+                        err_code_des="系统繁忙,请稍后再试.",
+                        mch_billno=bill,
+                    ),
+                )
+            if bill not in self.payments:
+                self.payments[bill] = 1  # the money moves here, at most once per bill number
+            lost_reply = roll < self.failure_rate
+        if lost_reply:  # paid, but the answer never arrives
+            raise requests.exceptions.ReadTimeout("read timed out")
+        return (
+            200,
+            {},
+            pay_xml(
+                return_code="SUCCESS",
+                result_code="SUCCESS",
+                mch_billno=bill,
+                send_listid=f"1000041701{bill[-10:]}",
+                total_amount=fields["total_amount"],
+            ),
+        )
+
+    def install(self, mock: responses.RequestsMock) -> None:
+        mock.add_callback(responses.POST, f"{PAY}/sendredpack", callback=self.send)
+
+
+@pytest.fixture(autouse=True)
+def fresh_clients(app):
+    clients.forget_clients(app)
+    yield
+    clients.forget_clients(app)
+
+
+def make_campaign(**overrides) -> Campaign:
+    now = utcnow()
+    fields = dict(
+        code="SPRING",
+        name="春季扫码领红包",
+        status="active",
+        budget_fen=10_000,
+        amount_fen=500,
+        daily_cap=None,
+        starts_at=now - dt.timedelta(hours=1),
+        ends_at=now + dt.timedelta(days=7),
+        channels=["qr", "password"],
+        password="开春红包",
+        send_name="一汽大众",
+        wishing="祝您用车愉快",
+        act_name="春季活动",
+        remark="扫码领取",
+    )
+    fields.update(overrides)
+    campaign = Campaign(**fields)
+    db.session.add(campaign)
+    db.session.flush()
+    return campaign
+
+
+def grants():
+    return db.session.scalars(sa.select(RedPacketGrant).order_by(RedPacketGrant.id)).all()
+
+
+def test_a_campaign_scan_enrolls_and_pays_a_packet_once(client, app_ctx, http_mock):
+    pay = FakeWeChatPay()
+    pay.install(http_mock)
+    make_campaign()
+    callback = Callback(client)
+    reply = callback.reply(event_xml("o-rp-1", "subscribe", EventKey="qrscene_camp:SPRING"))
+    assert "5.00" in reply["Content"] and "入会积分" in reply["Content"]
+    [grant] = grants()
+    assert (grant.status, grant.amount_fen, grant.openid) == ("sent", 500, "o-rp-1")
+    assert len(grant.bill_no) == 28 and grant.bill_no.startswith("1900000109")
+    again = callback.reply(event_xml("o-rp-1", "SCAN", EventKey="camp:SPRING"))
+    assert "已经领取过" in again["Content"]
+    assert pay.payments == {grant.bill_no: 1}
+
+
+def test_the_password_works_too_and_checks_the_channel(client, app_ctx, http_mock):
+    FakeWeChatPay().install(http_mock)
+    make_campaign(channels=["password"])
+    callback = Callback(client)
+    assert "5.00" in callback.reply(text_xml("o-pw", "开春红包"))["Content"]
+    assert "未开放" in callback.reply(event_xml("o-qr", "subscribe", EventKey="qrscene_camp:SPRING"))["Content"]
+
+
+def test_budget_daily_cap_and_window(client, app_ctx, http_mock):
+    FakeWeChatPay().install(http_mock)
+    make_campaign(budget_fen=1_000, daily_cap=5)  # two packets' worth
+    callback = Callback(client)
+    replies = [
+        callback.reply(event_xml(f"o-{i}", "subscribe", EventKey="qrscene_camp:SPRING"))["Content"] for i in range(3)
+    ]
+    assert "发完" in replies[2]
+    assert db.session.scalar(sa.select(Campaign.committed_fen)) == 1_000
+    make_campaign(code="DAILY", password=None, daily_cap=1, budget_fen=100_000)
+    callback.reply(event_xml("o-d1", "subscribe", EventKey="qrscene_camp:DAILY"))
+    assert "明天再来" in callback.reply(event_xml("o-d2", "subscribe", EventKey="qrscene_camp:DAILY"))["Content"]
+    make_campaign(code="OVER", password=None, ends_at=utcnow() - dt.timedelta(minutes=1))
+    assert "未开放" in callback.reply(event_xml("o-late", "subscribe", EventKey="qrscene_camp:OVER"))["Content"]
+
+
+def test_systemerror_is_retried_with_the_same_bill_number(client, app_ctx, http_mock):
+    make_campaign()
+    http_mock.add(
+        responses.POST,
+        f"{PAY}/sendredpack",
+        body=pay_xml(return_code="SUCCESS", result_code="FAIL", err_code="SYSTEMERROR", err_code_des="系统繁忙"),
+    )
+    Callback(client).reply(event_xml("o-se", "subscribe", EventKey="qrscene_camp:SPRING"))
+    [grant] = grants()
+    assert (grant.status, grant.attempts) == ("sending", 1)
+    assert "SYSTEMERROR" in grant.last_error
+    http_mock.replace(
+        responses.POST,
+        f"{PAY}/sendredpack",
+        body=pay_xml(return_code="SUCCESS", result_code="SUCCESS", send_listid="L1"),
+    )
+    assert run_job("app.wechat.pay.pay_out", (grant.id,)) == "sent"
+    bills = [fromstring(call.request.body).findtext("mch_billno") for call in http_mock.calls]
+    assert bills == [grant.bill_no, grant.bill_no]
+
+
+def test_a_definite_refusal_fails_the_grant_and_returns_the_money_to_the_budget(client, app_ctx, http_mock):
+    campaign = make_campaign()
+    http_mock.add(
+        responses.POST,
+        f"{PAY}/sendredpack",
+        body=pay_xml(return_code="SUCCESS", result_code="FAIL", err_code="NOTENOUGH", err_code_des="帐号余额不足"),
+    )
+    Callback(client).reply(event_xml("o-nf", "subscribe", EventKey="qrscene_camp:SPRING"))
+    [grant] = grants()
+    db.session.refresh(campaign)
+    assert (grant.status, campaign.committed_fen) == ("failed", 0)
+
+
+@pytest.mark.parametrize(
+    ("wechat_status", "grant_status"), [("RECEIVED", "received"), ("REFUND", "refunded"), ("FAILED", "failed")]
+)
+def test_reconciliation_records_what_wechat_says(client, app_ctx, http_mock, wechat_status, grant_status):
+    campaign = make_campaign()
+    FakeWeChatPay().install(http_mock)
+    Callback(client).reply(event_xml("o-rc", "subscribe", EventKey="qrscene_camp:SPRING"))
+    [grant] = grants()
+    http_mock.add(
+        responses.POST,
+        f"{PAY}/gethbinfo",
+        body=pay_xml(return_code="SUCCESS", result_code="SUCCESS", mch_billno=grant.bill_no, status=wechat_status),
+    )
+    run_job("app.wechat.pay.reconcile_red_packets", ())
+    db.session.refresh(grant)
+    db.session.refresh(campaign)
+    assert grant.status == grant_status and grant.wechat_status == wechat_status
+    assert campaign.refunded_fen == (500 if wechat_status == "REFUND" else 0)
+    assert campaign.committed_fen == (0 if wechat_status == "FAILED" else 500)
+
+
+@pytest.mark.postgres
+@pytest.mark.committed
+def test_100_concurrent_signups_with_30_percent_pay_failures_pay_exactly_40_packets_once(app, http_mock):
+    pay = FakeWeChatPay(failure_rate=0.3)
+    pay.install(http_mock)
+    with app.app_context():
+        make_campaign(budget_fen=40 * 500)
+        db.session.commit()
+
+    def sign_up(i):
+        response = Callback(app.test_client()).post(
+            event_xml(f"o-burst-{i}", "subscribe", EventKey="qrscene_camp:SPRING")
+        )
+        return response.status_code
+
+    assert run_concurrently(100, sign_up) == [200] * 100
+    with app.app_context():  # the retries RQ would make, until nothing is in flight
+        for _round in range(30):
+            open_ids = db.session.scalars(
+                sa.select(RedPacketGrant.id).where(RedPacketGrant.status.in_(("reserved", "sending")))
+            ).all()
+            db.session.commit()
+            if not open_ids:
+                break
+            for grant_id in open_ids:
+                with contextlib.suppress(PayoutPending):  # RQ would retry it later
+                    run_job("app.wechat.pay.pay_out", (grant_id,))
+        all_grants = db.session.scalars(sa.select(RedPacketGrant)).all()
+        campaign = db.session.scalar(sa.select(Campaign))
+        assert len(all_grants) == 40
+        assert len({g.member_id for g in all_grants}) == 40
+        assert {g.status for g in all_grants} == {"sent"}
+        assert campaign.committed_fen == campaign.budget_fen == 20_000
+        assert sorted(pay.payments) == sorted(g.bill_no for g in all_grants)
+        assert set(pay.payments.values()) == {1}
+        assert len(pay.requests) > 40  # failures really happened and were retried with the same bills

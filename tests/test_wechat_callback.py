@@ -1,0 +1,278 @@
+"""The service-account callback: verification, safe mode, hardening, dedupe, events, conversation."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+import sqlalchemy as sa
+
+from app.core import inbox
+from app.core.clock import utcnow
+from app.core.db import db
+from app.members.models import Member, WechatIdentity
+from app.points import ledger
+from app.wechat import protocol, simulator
+from tests import factories
+from tests.wechat_helpers import AES_KEY, APP_ID, TOKEN, Callback, event_xml, parse_reply, text_xml
+
+
+@pytest.fixture
+def wx(client):
+    return Callback(client)
+
+
+@pytest.fixture
+def member_with_wechat(app_ctx):
+    member = factories.member(status="active", name="王芳")
+    ledger.earn(
+        ledger.Earning(member_id=member.id, currency="reward", points=1_234, idempotency_key="seed", source_type="test")
+    )
+    identity = WechatIdentity(
+        app_kind="official", app_id=APP_ID, openid="o-member-1", member_id=member.id, following=True
+    )
+    db.session.add(identity)
+    db.session.flush()
+    return member
+
+
+def inbox_rows() -> int:
+    return db.session.scalar(sa.select(sa.func.count()).select_from(inbox.InboundEvent))
+
+
+# --- verification and the fixed vectors of wechatpy's own tests -----------------------------
+
+
+def test_url_verification_echoes_echostr_only_with_a_good_signature(client):
+    query = simulator.signed_query(TOKEN)
+    assert (
+        client.get("/wechat/callback", query_string={**query, "echostr": "abc123"}).get_data(as_text=True) == "abc123"
+    )
+    bad = client.get("/wechat/callback", query_string={**query, "signature": "0" * 40, "echostr": "x"})
+    assert bad.status_code == 403 and bad.json["error"]["code"] == "callback_rejected"
+    stale = simulator.signed_query(TOKEN, timestamp=str(int(utcnow().timestamp()) - 301))
+    assert client.get("/wechat/callback", query_string=stale).status_code == 403
+
+
+def test_the_plaintext_signature_vector_from_wechatpy():
+    args = {"signature": "f21891de399b4e33a1a93c9a7b8a8fffb5a443ff", "timestamp": "1410685589", "nonce": "test"}
+    protocol.verify_url("test", args, window=300, now=1410685589)
+    with pytest.raises(protocol.CallbackRejected):
+        protocol.verify_url("test", {**args, "nonce": "tesT"}, window=300, now=1410685589)
+
+
+WECHATPY_AES_VECTOR = (
+    "<xml><ToUserName><![CDATA[wx49f0ab532d5d035a]]></ToUserName>\n"
+    "<Encrypt><![CDATA[RgqEoJj5A4EMYlLvWO1F86ioRjZfaex/gePD0gOXTxpsq5Yj4GNglrBb8I2BAJVODGajiFnXBu7mCPatfjsu6IHCrsTyeDX"
+    "zF6Bv283dGymzxh6ydJRvZsryDyZbLTE7rhnus50qGPMfp2wASFlzEgMW9z1ef/RD8XzaFYgm7iTdaXpXaG4+BiYyolBug/gYNx410cvkKR2/nP"
+    "wBiT+P4hIiOAQqGp/TywZBtDh1yCF2KOd0gpiMZ5jSw3e29mTvmUHzkVQiMS6td7vXUaWOMZnYZlF3So2SjHnwh4jYFxdgpkHHqIrH/54SNdsho"
+    "QgWYEvccTKe7FS709/5t6NMxuGhcUGAPOQipvWTT4dShyqio7mlsl5noTrb++x6En749zCpQVhDpbV6GDnTbcX2e8K9QaNWHp91eBdCRxthuL0=]]>"
+    "</Encrypt>\n<AgentID><![CDATA[1]]></AgentID>\n</xml>"
+)
+
+
+def test_the_safe_mode_vector_from_wechatpy_decrypts():
+    args = {
+        "msg_signature": "74d92dfeb87ba7c714f89d98870ae5eb62dff26d",
+        "timestamp": "1411525903",
+        "nonce": "461056294",
+        "encrypt_type": "aes",
+    }
+    envelope = protocol.open_envelope(WECHATPY_AES_VECTOR.encode(), args, token=TOKEN, aes_key=AES_KEY, app_id=APP_ID)
+    message = protocol.read_message(envelope.xml)
+    assert (message.type, message.content, message.source) == ("text", "test", "messense")
+    with pytest.raises(protocol.CallbackRejected):
+        protocol.open_envelope(
+            WECHATPY_AES_VECTOR.encode(), {**args, "nonce": "461056295"}, token=TOKEN, aes_key=AES_KEY, app_id=APP_ID
+        )
+
+
+# --- conversation, plaintext and safe mode -------------------------------------------------
+
+
+def test_points_keyword_answers_with_the_balance(wx, member_with_wechat):
+    reply = wx.reply(text_xml("o-member-1", "积分"))
+    assert reply["MsgType"] == "text"
+    assert "可用积分 1234" in reply["Content"] or "1234" in reply["Content"]
+    assert reply["ToUserName"] == "o-member-1" and reply["FromUserName"] == APP_ID
+
+
+def test_safe_mode_requests_get_encrypted_replies(wx, member_with_wechat):
+    response = wx.post(text_xml("o-member-1", "等级"), aes=True)
+    assert response.status_code == 200
+    assert "<Encrypt>" in response.get_data(as_text=True)
+    reply = parse_reply(response.get_data(as_text=True), aes=True)
+    assert "银卡" in reply["Content"]
+
+
+def test_a_tampered_safe_mode_body_is_refused(wx, member_with_wechat):
+    body, query = simulator.encrypt(
+        text_xml("o-member-1", "积分"), simulator.signed_query(TOKEN), token=TOKEN, aes_key=AES_KEY, app_id=APP_ID
+    )
+    forged = body.replace("<Encrypt><![CDATA[", "<Encrypt><![CDATA[AAAA")
+    response = wx.client.post("/wechat/callback", query_string=query, data=forged.encode())
+    assert response.status_code == 403
+
+
+def test_english_members_are_answered_in_english(wx, member_with_wechat):
+    member_with_wechat.locale = "en"
+    db.session.flush()
+    assert "Your points: 1234 available" in wx.reply(text_xml("o-member-1", "points"))["Content"]
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("客服", "transfer_customer_service"),
+        ("人工", "transfer_customer_service"),
+        ("预约", "news"),
+        ("推荐", "news"),
+        ("hello?", "text"),
+    ],
+)
+def test_keywords_route_to_the_right_reply(wx, member_with_wechat, content, expected):
+    assert wx.reply(text_xml("o-member-1", content))["MsgType"] == expected
+
+
+def test_menu_clicks(wx, member_with_wechat):
+    assert "1234" in wx.reply(event_xml("o-member-1", "CLICK", EventKey="my_points"))["Content"]
+    benefits = wx.reply(event_xml("o-member-1", "CLICK", EventKey="my_benefits"))["Content"]
+    assert "道路救援" in benefits
+    assert wx.reply(event_xml("o-member-1", "CLICK", EventKey="contact_service"))["MsgType"] == (
+        "transfer_customer_service"
+    )
+
+
+def test_a_stranger_is_asked_to_join(wx, app_ctx):
+    reply = wx.reply(text_xml("o-stranger", "积分"))
+    assert "还不是会员" in reply["Content"]
+
+
+# --- hardening -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        (b"not xml at all", 400),
+        (b"<root><a>1</a></root>", 400),
+        (
+            b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;">]><xml>&lol2;</xml>',
+            400,
+        ),
+        (b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY xxe SYSTEM "file:///etc/passwd">]><xml>&xxe;</xml>', 400),
+        (b"<xml><ToUserName>a</ToUserName></xml>", 400),
+        (b"<xml>" + b"A" * (70 * 1024) + b"</xml>", 413),
+    ],
+)
+def test_hostile_or_malformed_bodies_get_a_4xx_and_store_nothing(wx, app_ctx, body, status):
+    response = wx.post(body)
+    assert response.status_code == status
+    assert inbox_rows() == 0
+
+
+def test_a_nonce_replayed_with_another_body_is_refused(wx, member_with_wechat):
+    query = simulator.signed_query(TOKEN)
+    assert wx.post(text_xml("o-member-1", "积分", msg_id=1), query=query).status_code == 200
+    assert wx.post(text_xml("o-member-1", "等级", msg_id=2), query=query).status_code == 403
+
+
+def test_a_wechat_retry_gets_the_same_reply_and_has_one_effect(wx, app_ctx):
+    factories.staff(factories.dealer(code="D0101"), code="SA0101")
+    body = event_xml("o-new-1", "subscribe", EventKey="qrscene_adv:SA0101")
+    query = simulator.signed_query(TOKEN)
+    first = wx.post(body, query=query)
+    second = wx.post(body, query=query)  # same nonce and body: WeChat retrying
+    third = wx.post(body)  # a retry with a fresh signature
+    assert first.get_data() == second.get_data() == third.get_data()
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Member)) == 1
+    assert inbox_rows() == 1
+
+
+def test_with_redis_down_the_callback_still_answers(wx, member_with_wechat, app, monkeypatch):
+    import redis
+
+    monkeypatch.setitem(app.extensions, "loyalty.redis", redis.Redis(port=1, socket_connect_timeout=0.1))
+    reply = wx.reply(text_xml("o-member-1", "积分"))
+    assert "1234" in reply["Content"]
+    assert inbox_rows() == 1
+
+
+# --- follow, scenes, location, delivery reports ---------------------------------------------
+
+
+def test_unfollow_keeps_the_member(wx, member_with_wechat):
+    assert wx.reply(event_xml("o-member-1", "unsubscribe")) == {}
+    identity = db.session.scalar(sa.select(WechatIdentity).where(WechatIdentity.openid == "o-member-1"))
+    db.session.refresh(identity)
+    assert identity.following is False and identity.unfollowed_at is not None
+    assert db.session.get(Member, member_with_wechat.id).status == "active"
+
+
+def test_scanning_the_order_code_activates_the_buyer_and_credits_points(wx, app_ctx, post_dms):
+    from tests import dms_events
+
+    factories.staff(factories.dealer(code="D0101"), code="SA0101")
+    assert post_dms(dms_events.delivered("13800000001", factories.vin(), price_fen=20_000_000)).status_code == 202
+    from app.members.models import EnrollmentToken
+
+    token = db.session.scalar(sa.select(EnrollmentToken))
+    reply = wx.reply(event_xml("o-buyer", "subscribe", EventKey=f"qrscene_order:{token.token}"))
+    assert "金卡" in reply["Content"] and "2500" in reply["Content"]  # 2,000 purchase + 500 welcome
+    db.session.expire_all()
+    member = db.session.get(Member, token.member_id)
+    assert member.status == "active" and token.used_at is not None
+    identity = db.session.scalar(sa.select(WechatIdentity).where(WechatIdentity.openid == "o-buyer"))
+    assert identity.member_id == member.id and identity.following
+    # Scanning again changes nothing and credits nothing.
+    again = wx.reply(event_xml("o-buyer", "SCAN", EventKey=f"order:{token.token}"))
+    assert "2500" not in again["Content"]
+    # Another WeChat account cannot take the used code.
+    assert "已被使用" in wx.reply(event_xml("o-someone-else", "SCAN", EventKey=f"order:{token.token}"))["Content"]
+
+
+def test_an_expired_order_code_says_so(wx, app_ctx):
+    member = factories.member(status="pre_enrolled")
+    from app.members.models import EnrollmentToken
+
+    db.session.add(
+        EnrollmentToken(token="expired-token", member_id=member.id, expires_at=utcnow() - dt.timedelta(minutes=1))
+    )
+    db.session.flush()
+    assert "已过期" in wx.reply(event_xml("o-x", "subscribe", EventKey="qrscene_order:expired-token"))["Content"]
+    assert db.session.get(Member, member.id).status == "pre_enrolled"
+
+
+def test_an_advisor_code_enrolls_a_newcomer_with_attribution(wx, app_ctx):
+    dealer = factories.dealer(code="D0101", name="长春金达店")
+    advisor = factories.staff(dealer, code="SA0101", name="王磊")
+    reply = wx.reply(event_xml("o-prospect", "subscribe", EventKey="qrscene_adv:SA0101"))
+    assert "王磊" in reply["Content"] and "500" in reply["Content"]
+    member = db.session.scalar(sa.select(Member))
+    assert (member.enrollment_channel, member.enrolling_staff_id, member.enrolling_dealer_id) == (
+        "advisor_qr",
+        advisor.id,
+        dealer.id,
+    )
+    assert member.attribution_until - member.enrolled_at == dt.timedelta(days=90)
+    assert member.phone is None and member.name is None  # nothing personal before consent
+    again = wx.reply(event_xml("o-prospect", "SCAN", EventKey="adv:SA0101"))
+    assert "已经是会员" in again["Content"]
+
+
+def test_location_is_stored_and_the_location_picker_answers_with_nearest_dealers(wx, member_with_wechat):
+    factories.dealer(code="D0101", name="长春金达店", latitude=43.8868, longitude=125.2773, address="西安大路 1688 号")
+    factories.dealer(code="D0201", name="北京百得店", latitude=39.999, longitude=116.47)
+    assert wx.reply(event_xml("o-member-1", "LOCATION", Latitude=43.88, Longitude=125.28, Precision=30)) == {}
+    identity = db.session.scalar(sa.select(WechatIdentity).where(WechatIdentity.openid == "o-member-1"))
+    db.session.refresh(identity)
+    assert (identity.latitude, identity.longitude) == (43.88, 125.28)
+    reply = wx.reply(
+        text_xml("o-member-1", "x").replace(
+            "<MsgType><![CDATA[text]]></MsgType><Content><![CDATA[x]]></Content>",
+            "<MsgType><![CDATA[location]]></MsgType><Location_X>43.88</Location_X><Location_Y>125.28</Location_Y>"
+            "<Scale>15</Scale><Label><![CDATA[here]]></Label>",
+        )
+    )
+    lines = reply["Content"].splitlines()
+    assert "长春金达店" in lines[1] and "北京百得店" in lines[2]
