@@ -74,5 +74,6 @@ def _import_domain_modules() -> None:
     import app.sync.dms_handlers
     import app.tiers.jobs
     import app.tiers.models
+    import app.wechat.deferred
     import app.wechat.pay
     import app.wechat.qrcodes  # noqa: F401

@@ -162,3 +162,49 @@ def report(lines: list[str], ratio_label: str, ratio: float, target: str = "") -
 
 def warm(port: int, make: Callable[[int], Request], n: int = 50) -> None:
     run_load("warm-up", port, [make(i) for i in range(n)], 2)
+
+
+def _paced_client(
+    port: int, requests: list[Request], interval: float, start_at: float, queue: multiprocessing.Queue
+) -> None:
+    """Send one request every ``interval`` seconds from ``start_at`` (open loop: no waiting on replies
+    to decide when to send; latency is measured from the scheduled send time)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    latencies, statuses = [], {}
+    for index, (method, path, body, headers) in enumerate(requests):
+        scheduled = start_at + index * interval
+        delay = scheduled - time.time()
+        if delay > 0:
+            time.sleep(delay)
+        connection.request(method, path, body=body, headers=headers)
+        response = connection.getresponse()
+        response.read()
+        latencies.append((time.time() - scheduled) * 1000)
+        statuses[response.status] = statuses.get(response.status, 0) + 1
+    queue.put((latencies, statuses))
+
+
+def run_paced(label: str, port: int, requests: list[Request], rate: float, clients: int = 8) -> LoadResult:
+    """Offer ``rate`` requests/s spread over ``clients`` connections; report latency percentiles."""
+    chunks = [requests[i::clients] for i in range(clients)]
+    interval = clients / rate
+    start_at = time.time() + 1.0
+    queue: multiprocessing.Queue = multiprocessing.Queue()
+    processes = [
+        multiprocessing.Process(
+            target=_paced_client, args=(port, chunk, interval, start_at + i * interval / clients, queue)
+        )
+        for i, chunk in enumerate(chunks)
+    ]
+    for process in processes:
+        process.start()
+    results = [queue.get() for _ in processes]
+    for process in processes:
+        process.join()
+    elapsed = max(len(chunk) for chunk in chunks) * interval
+    latencies = [value for chunk, _ in results for value in chunk]
+    statuses: dict[int, int] = {}
+    for _, chunk_statuses in results:
+        for status, n in chunk_statuses.items():
+            statuses[status] = statuses.get(status, 0) + n
+    return LoadResult(label, len(requests), elapsed, latencies, statuses)

@@ -20,7 +20,7 @@ from app.jobs import run_job
 from app.wechat import clients
 from app.wechat.pay import PayoutPending
 from tests.conftest import run_concurrently
-from tests.wechat_helpers import Callback, event_xml, text_xml
+from tests.wechat_helpers import Callback, SentMessages, event_xml, text_xml
 
 PAY = "https://api.mch.weixin.qq.com/mmpaymkttransfers"
 
@@ -85,6 +85,11 @@ def fresh_clients(app):
     clients.forget_clients(app)
 
 
+@pytest.fixture(autouse=True)
+def sent(http_mock):
+    return SentMessages(http_mock)
+
+
 def make_campaign(**overrides) -> Campaign:
     now = utcnow()
     fields = dict(
@@ -114,43 +119,48 @@ def grants():
     return db.session.scalars(sa.select(RedPacketGrant).order_by(RedPacketGrant.id)).all()
 
 
-def test_a_campaign_scan_enrolls_and_pays_a_packet_once(client, app_ctx, http_mock):
+def test_a_campaign_scan_enrolls_and_pays_a_packet_once(client, app_ctx, http_mock, sent):
     pay = FakeWeChatPay()
     pay.install(http_mock)
     make_campaign()
     callback = Callback(client)
-    reply = callback.reply(event_xml("o-rp-1", "subscribe", EventKey="qrscene_camp:SPRING"))
-    assert "5.00" in reply["Content"] and "入会积分" in reply["Content"]
+    assert "红包" in callback.reply(event_xml("o-rp-1", "subscribe", EventKey="qrscene_camp:SPRING"))["Content"]
+    answer = sent.last_text_to("o-rp-1")
+    assert "5.00" in answer and "入会积分" in answer
     [grant] = grants()
     assert (grant.status, grant.amount_fen, grant.openid) == ("sent", 500, "o-rp-1")
     assert len(grant.bill_no) == 28 and grant.bill_no.startswith("1900000109")
-    again = callback.reply(event_xml("o-rp-1", "SCAN", EventKey="camp:SPRING"))
-    assert "已经领取过" in again["Content"]
+    callback.reply(event_xml("o-rp-1", "SCAN", EventKey="camp:SPRING"))
+    assert "已经领取过" in sent.last_text_to("o-rp-1")
     assert pay.payments == {grant.bill_no: 1}
 
 
-def test_the_password_works_too_and_checks_the_channel(client, app_ctx, http_mock):
+def test_the_password_works_too_and_checks_the_channel(client, app_ctx, http_mock, sent):
     FakeWeChatPay().install(http_mock)
     make_campaign(channels=["password"])
     callback = Callback(client)
-    assert "5.00" in callback.reply(text_xml("o-pw", "开春红包"))["Content"]
-    assert "未开放" in callback.reply(event_xml("o-qr", "subscribe", EventKey="qrscene_camp:SPRING"))["Content"]
+    callback.reply(text_xml("o-pw", "开春红包"))
+    assert "5.00" in sent.last_text_to("o-pw")
+    callback.reply(event_xml("o-qr", "subscribe", EventKey="qrscene_camp:SPRING"))
+    assert "未开放" in sent.last_text_to("o-qr")
 
 
-def test_budget_daily_cap_and_window(client, app_ctx, http_mock):
+def test_budget_daily_cap_and_window(client, app_ctx, http_mock, sent):
     FakeWeChatPay().install(http_mock)
     make_campaign(budget_fen=1_000, daily_cap=5)  # two packets' worth
     callback = Callback(client)
-    replies = [
-        callback.reply(event_xml(f"o-{i}", "subscribe", EventKey="qrscene_camp:SPRING"))["Content"] for i in range(3)
-    ]
-    assert "发完" in replies[2]
+    for i in range(3):
+        callback.reply(event_xml(f"o-{i}", "subscribe", EventKey="qrscene_camp:SPRING"))
+    assert "5.00" in sent.last_text_to("o-1")
+    assert "发完" in sent.last_text_to("o-2")
     assert db.session.scalar(sa.select(Campaign.committed_fen)) == 1_000
     make_campaign(code="DAILY", password=None, daily_cap=1, budget_fen=100_000)
     callback.reply(event_xml("o-d1", "subscribe", EventKey="qrscene_camp:DAILY"))
-    assert "明天再来" in callback.reply(event_xml("o-d2", "subscribe", EventKey="qrscene_camp:DAILY"))["Content"]
+    callback.reply(event_xml("o-d2", "subscribe", EventKey="qrscene_camp:DAILY"))
+    assert "明天再来" in sent.last_text_to("o-d2")
     make_campaign(code="OVER", password=None, ends_at=utcnow() - dt.timedelta(minutes=1))
-    assert "未开放" in callback.reply(event_xml("o-late", "subscribe", EventKey="qrscene_camp:OVER"))["Content"]
+    callback.reply(event_xml("o-late", "subscribe", EventKey="qrscene_camp:OVER"))
+    assert "未开放" in sent.last_text_to("o-late")
 
 
 def test_systemerror_is_retried_with_the_same_bill_number(client, app_ctx, http_mock):
@@ -170,7 +180,11 @@ def test_systemerror_is_retried_with_the_same_bill_number(client, app_ctx, http_
         body=pay_xml(return_code="SUCCESS", result_code="SUCCESS", send_listid="L1"),
     )
     assert run_job("app.wechat.pay.pay_out", (grant.id,)) == "sent"
-    bills = [fromstring(call.request.body).findtext("mch_billno") for call in http_mock.calls]
+    bills = [
+        fromstring(call.request.body).findtext("mch_billno")
+        for call in http_mock.calls
+        if call.request.url.endswith("/sendredpack")
+    ]
     assert bills == [grant.bill_no, grant.bill_no]
 
 

@@ -21,7 +21,12 @@ pytestmark = [pytest.mark.postgres, pytest.mark.committed]
 MEMBERS, TEXTS, CLICKS, NEWCOMERS = 50, 8_000, 1_000, 1_000
 
 
-def test_every_effect_happens_exactly_once(app):
+def test_every_effect_happens_exactly_once(app, http_mock):
+    from app.wechat import clients
+    from tests.wechat_helpers import SentMessages
+
+    clients.forget_clients(app)
+    sent = SentMessages(http_mock)
     with app.app_context():
         factories.staff(factories.dealer(code="D0101"), code="SA0101")
         for i in range(MEMBERS):
@@ -63,3 +68,5 @@ def test_every_effect_happens_exactly_once(app):
         welcome = count(sa.select(sa.func.count()).where(PointEntry.rule_code == "welcome_gift"))
         assert welcome == NEWCOMERS
         assert count(sa.select(sa.func.count()).select_from(WechatIdentity)) == MEMBERS + NEWCOMERS
+    welcomes = [m["touser"] for m in sent.custom]
+    assert len(welcomes) == len(set(welcomes)) == NEWCOMERS  # one welcome message each

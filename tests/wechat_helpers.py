@@ -67,3 +67,44 @@ def parse_reply(text: str, *, aes: bool = False) -> dict[str, str]:
     if root.find("Articles") is not None:
         fields["Articles"] = " | ".join(item.findtext("Title") or "" for item in root.iter("item"))
     return fields
+
+
+class SentMessages:
+    """Records customer-service and template messages sent to WeChat (the API is mocked)."""
+
+    API = "https://api.weixin.qq.com/cgi-bin"
+
+    def __init__(self, mock: Any) -> None:
+        import json
+
+        import responses
+
+        self.custom: list[dict] = []
+        self.templates: list[dict] = []
+
+        def record(into: list, answer: dict) -> Any:
+            def callback(request: Any) -> tuple[int, dict, str]:
+                into.append(json.loads(request.body))
+                return 200, {}, json.dumps(answer)
+
+            return callback
+
+        mock.add(responses.POST, f"{self.API}/stable_token", json={"access_token": "T", "expires_in": 7200})
+        mock.add_callback(
+            responses.POST,
+            f"{self.API}/message/custom/send",
+            callback=record(self.custom, {"errcode": 0, "errmsg": "ok"}),
+        )
+        mock.add_callback(
+            responses.POST,
+            f"{self.API}/message/template/send",
+            callback=record(self.templates, {"errcode": 0, "errmsg": "ok", "msgid": 1001}),
+        )
+
+    def texts_to(self, openid: str) -> list[str]:
+        return [m["text"]["content"] for m in self.custom if m["touser"] == openid and m["msgtype"] == "text"]
+
+    def last_text_to(self, openid: str) -> str:
+        texts = self.texts_to(openid)
+        assert texts, f"no customer message to {openid}: {self.custom}"
+        return texts[-1]

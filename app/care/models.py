@@ -20,9 +20,10 @@ class Notification(Base):
     __tablename__ = "notifications"
 
     id: Mapped[BigIntPK]
-    member_id: Mapped[int] = mapped_column(BigIntType, sa.ForeignKey("members.id"), index=True)
-    kind: Mapped[str] = mapped_column(sa.String(32))  # tier_upgrade, welcome, points_expiring …
-    channel: Mapped[str] = mapped_column(sa.String(24))  # official_template, miniapp_subscribe, sms
+    #: None for a chat reply to someone who is not (yet) a member; ``openid`` says who then.
+    member_id: Mapped[int | None] = mapped_column(BigIntType, sa.ForeignKey("members.id"), index=True)
+    kind: Mapped[str] = mapped_column(sa.String(32))  # tier_upgrade, chat_reply, points_expiring …
+    channel: Mapped[str] = mapped_column(sa.String(24))  # official_template, official_custom, miniapp_subscribe, sms
     dedupe_key: Mapped[str] = mapped_column(sa.String(128), unique=True)
     status: Mapped[str] = mapped_column(sa.String(10), default="queued")
     payload: Mapped[dict[str, Any]]

@@ -85,6 +85,39 @@ def _template_data(notification: Notification) -> dict:
     }
 
 
+def queue_chat_reply(openid: str, member_id: int | None, reply: dict, *, for_event: int) -> int | None:
+    """A conversation answer that comes later (customer-service message, allowed for 48 hours after the
+    member wrote or scanned): one per inbound event."""
+    notification_id = insert_if_absent(
+        Notification,
+        {
+            "member_id": member_id,
+            "kind": "chat_reply",
+            "channel": "official_custom",
+            "status": "queued",
+            "dedupe_key": f"chat_reply:{for_event}",
+            "payload": reply,
+            "openid": openid,
+            "attempts": 0,
+            "created_at": utcnow(),
+        },
+        conflict_columns=("dedupe_key",),
+    )
+    if notification_id is not None:
+        send_notification.after_commit(notification_id, job_id=f"notification-{notification_id}")
+    return notification_id
+
+
+def _send_custom(notification: Notification) -> None:
+    from app.wechat.clients import official_client
+
+    client, payload = official_client(), notification.payload
+    if payload["type"] == "text":
+        client.message.send_text(notification.openid, payload["content"])
+    else:
+        client.message.send_articles(notification.openid, payload["articles"][:1])
+
+
 @job("notifications", retry=(30, 120, 600))
 def send_notification(notification_id: int) -> str:
     from wechatpy.exceptions import WeChatClientException
@@ -96,6 +129,15 @@ def send_notification(notification_id: int) -> str:
         return "done"
     settings = current_app.extensions["loyalty.settings"]
     notification.attempts += 1
+    if notification.channel == "official_custom":
+        try:
+            _send_custom(notification)
+        except WeChatClientException as exc:
+            notification.error = f"{exc.errcode}: {exc.errmsg}"[:255]
+            db.session.commit()
+            raise
+        notification.status, notification.sent_at = "sent", utcnow()
+        return notification.status
     openid = identities.official_openid(notification.member_id, settings.WECHAT_APP_ID)
     template_id = TEMPLATE_IDS.value().get(notification.kind)
     if openid is None or not template_id:

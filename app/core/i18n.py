@@ -61,15 +61,19 @@ def normalize_locale(value: str | None) -> str:
     return DEFAULT_LOCALE
 
 
-def select_locale() -> str:
+#: Parsed once: Babel's Locale.parse is slow enough to show up on the callback's hot path.
+_LOCALES = {name: Locale.parse(name) for name in SUPPORTED_LOCALES}
+
+
+def select_locale() -> Locale:
     if has_request_context():
         preferred = g.get("member_locale")
         if preferred:
-            return normalize_locale(preferred)
+            return _LOCALES[normalize_locale(preferred)]
         match = request.accept_languages.best_match(["zh_CN", "zh", "en"])
         if match:
-            return normalize_locale(match)
-    return DEFAULT_LOCALE
+            return _LOCALES[normalize_locale(match)]
+    return _LOCALES[DEFAULT_LOCALE]
 
 
 def use_member_locale(locale: str | None) -> None:

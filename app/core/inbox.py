@@ -35,6 +35,8 @@ class InboundEvent(Base):
     body: Mapped[bytes] = mapped_column(EncryptedBytes)
     status: Mapped[str] = mapped_column(sa.String(16), default=RECEIVED)
     attempts: Mapped[int] = mapped_column(default=0)
+    #: After a failed attempt: not before this (backoff). None: as soon as possible.
+    next_attempt_at: Mapped[dt.datetime | None]
     last_error: Mapped[str | None] = mapped_column(sa.Text)
     outcome: Mapped[str | None] = mapped_column(sa.String(255))
     #: The reply we gave (WeChat callbacks): a retry of the same message gets the same answer.
@@ -44,9 +46,11 @@ class InboundEvent(Base):
     __table_args__ = (
         # The race guard for redelivery: concurrent duplicates collide here, exactly one wins.
         sa.UniqueConstraint("source", "external_id"),
+        # Draining claims the oldest waiting event of a source; the sweeper looks for stale ones.
         sa.Index(
-            "ix_inbound_events_pending",
-            "received_at",
+            "ix_inbound_events_waiting",
+            "source",
+            "id",
             postgresql_where=sa.text("status IN ('received', 'failed')"),
             sqlite_where=sa.text("status IN ('received', 'failed')"),
         ),
@@ -62,6 +66,7 @@ def store_event(
     body: bytes,
     occurred_at: dt.datetime | None = None,
     dealer_code: str | None = None,
+    response: bytes | None = None,
 ) -> int | None:
     """Insert the raw event; returns its id, or None when (source, external_id) was seen before."""
     return insert_if_absent(
@@ -76,9 +81,22 @@ def store_event(
             "dealer_code": dealer_code,
             "status": RECEIVED,
             "attempts": 0,
+            "response": response,
         },
         conflict_columns=("source", "external_id"),
     )
+
+
+def _waiting(now: dt.datetime) -> sa.ColumnElement[bool]:
+    return sa.and_(
+        InboundEvent.status.in_((RECEIVED, FAILED)),
+        sa.or_(InboundEvent.next_attempt_at.is_(None), InboundEvent.next_attempt_at <= now),
+    )
+
+
+def mark(event_id: int, **values: object) -> None:
+    """Update an event's processing state by id (without loading and decrypting its body)."""
+    db.session.execute(sa.update(InboundEvent).where(InboundEvent.id == event_id).values(**values))
 
 
 def lock_for_processing(event_id: int) -> InboundEvent | None:
@@ -86,12 +104,21 @@ def lock_for_processing(event_id: int) -> InboundEvent | None:
     return db.session.get(InboundEvent, event_id, with_for_update={"skip_locked": True})
 
 
-def stalled_event_ids(older_than: dt.datetime, limit: int = 500) -> list[int]:
-    """Events still waiting since before ``older_than``: the sweeper re-enqueues these."""
-    query = (
-        sa.select(InboundEvent.id)
-        .where(InboundEvent.status.in_((RECEIVED, FAILED)), InboundEvent.received_at < older_than)
-        .order_by(InboundEvent.received_at)
-        .limit(limit)
+def claim_next(source: str, now: dt.datetime) -> InboundEvent | None:
+    """The oldest event of ``source`` that is due, locked; others draining skip it."""
+    return db.session.scalars(
+        sa.select(InboundEvent)
+        .where(InboundEvent.source == source, _waiting(now))
+        .order_by(InboundEvent.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    ).one_or_none()
+
+
+def sources_with_stalled_events(now: dt.datetime, older_than: dt.datetime) -> list[str]:
+    """Sources with due events received before ``older_than``: their nudge was lost (or failed)."""
+    return list(
+        db.session.scalars(
+            sa.select(InboundEvent.source).where(_waiting(now), InboundEvent.received_at < older_than).distinct()
+        )
     )
-    return list(db.session.scalars(query))

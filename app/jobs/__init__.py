@@ -1,9 +1,9 @@
 """Background jobs on RQ: one decorator, named queues, enqueue after commit, one runner.
 
-    @job("events")
-    def process_inbound_event(event_id: int) -> None: ...
+    @job("notifications")
+    def send_notification(notification_id: int) -> None: ...
 
-    process_inbound_event.after_commit(event.id, job_id=f"inbox-{event.id}")
+    send_notification.after_commit(notification.id, job_id=f"notification-{notification.id}")
 
 Jobs take ids, reload what they need and are idempotent: the database, not the queue, is the
 source of truth. ``after_commit`` only enqueues once the current unit of work commits (and drops
@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import redis
 from flask import Flask, current_app, has_app_context
 from rq import Queue, Retry
 from sqlalchemy import event
@@ -44,6 +45,9 @@ class JobSpec:
     queue: str
     timeout: int
     retry_intervals: tuple[int, ...]
+    #: Enqueue at most once per this many seconds for the same arguments (a "nudge"); the job
+    #: calls ``clear_coalesced`` when it starts so that later work schedules a new run.
+    coalesce_seconds: int | None = None
 
 
 class JobFunction(Protocol):
@@ -54,13 +58,19 @@ class JobFunction(Protocol):
     def after_commit(self, *args: Any, job_id: str | None = None) -> None: ...
 
 
-def job(queue: str = "default", *, timeout: int = 300, retry: tuple[int, ...] = (10, 60, 300)) -> Callable:
+def job(
+    queue: str = "default",
+    *,
+    timeout: int = 300,
+    retry: tuple[int, ...] = (10, 60, 300),
+    coalesce: int | None = None,
+) -> Callable:
     """Declare a job. Calling the function directly runs it inline (inside the caller's session)."""
     if queue not in QUEUES:
         raise ValueError(f"unknown queue {queue!r}; declare it in app.jobs.QUEUES")
 
     def decorate(fn: Callable) -> JobFunction:
-        spec = JobSpec(f"{fn.__module__}.{fn.__name__}", queue, timeout, retry)
+        spec = JobSpec(f"{fn.__module__}.{fn.__name__}", queue, timeout, retry, coalesce)
         fn.spec = spec  # type: ignore[attr-defined]
         fn.after_commit = lambda *args, job_id=None: enqueue_after_commit(spec, args, job_id)  # type: ignore[attr-defined]
         return fn  # type: ignore[return-value]
@@ -107,7 +117,10 @@ def dispatch(spec: JobSpec, args: tuple[Any, ...], job_id: str | None = None) ->
         except Exception:
             log.exception("eager job %s%r failed", spec.name, args)
         return
-    queue = Queue(spec.queue, connection=app.extensions["loyalty.rq_redis"])
+    connection = app.extensions["loyalty.rq_redis"]
+    if spec.coalesce_seconds and not connection.set(_coalesce_key(spec, args), 1, nx=True, ex=spec.coalesce_seconds):
+        return  # one is already on its way
+    queue = Queue(spec.queue, connection=connection)
     retry = Retry(max=len(spec.retry_intervals), interval=list(spec.retry_intervals)) if spec.retry_intervals else None
     queue.enqueue_call(
         "app.jobs.run_job",
@@ -117,6 +130,19 @@ def dispatch(spec: JobSpec, args: tuple[Any, ...], job_id: str | None = None) ->
         retry=retry,
         description=f"{spec.name}{args!r}",
     )
+
+
+def _coalesce_key(spec: JobSpec, args: tuple[Any, ...]) -> str:
+    return f"jobs:coalesce:{spec.name}:{args!r}"
+
+
+def clear_coalesced(fn: JobFunction, args: tuple[Any, ...]) -> None:
+    """Called by a coalesced job as it starts: work arriving from now on schedules another run."""
+    if current_app.extensions["loyalty.settings"].JOBS_MODE != "eager":
+        try:
+            current_app.extensions["loyalty.rq_redis"].delete(_coalesce_key(fn.spec, args))
+        except redis.RedisError:
+            log.warning("could not clear the coalescing key of %s%r", fn.spec.name, args)
 
 
 def resolve(name: str) -> Callable:

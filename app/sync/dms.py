@@ -19,7 +19,7 @@ from app.core.i18n import _l
 from app.core.security import verify_timestamped_signature
 from app.dealers.services import dealer_by_code
 from app.sync.dms_schemas import DmsEventSchema
-from app.sync.events import process_inbound_event
+from app.sync.events import nudge
 
 _envelope_schema = DmsEventSchema()
 
@@ -62,5 +62,5 @@ def accept_event(raw_body: bytes, timestamp: str | None, signature: str | None) 
     )
     if stored_id is None:
         return IntakeResult(event["event_id"], duplicate=True)
-    process_inbound_event.after_commit(stored_id, job_id=f"inbox-{stored_id}")
+    nudge("dms")
     return IntakeResult(event["event_id"], duplicate=False)

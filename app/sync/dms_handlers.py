@@ -7,6 +7,7 @@ do not know is *processed* with an outcome saying so (it is not an error to retr
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
 import sqlalchemy as sa
@@ -29,6 +30,11 @@ def _dealer(event: InboundEvent) -> Dealer:
     if dealer is None:  # validated at intake; a dealer deleted since is an operator problem
         raise LookupError(f"dealer {event.dealer_code} no longer exists")
     return dealer
+
+
+def dms_payload(event: InboundEvent, body: bytes) -> dict[str, Any]:
+    """The typed payload of a stored DMS event (validated at intake)."""
+    return load_payload(event.type, json.loads(body)["payload"])
 
 
 def _occurred(event: InboundEvent) -> dt.datetime:
@@ -59,8 +65,8 @@ def _earn(member: Member, event: InboundEvent, payload: dict[str, Any], dealer: 
 
 
 @handles("dms", "vehicle.delivered")
-def on_vehicle_delivered(event: InboundEvent, document: dict[str, Any]) -> str:
-    delivery = load_payload(event.type, document["payload"])
+def on_vehicle_delivered(event: InboundEvent, body: bytes) -> str:
+    delivery = dms_payload(event, body)
     dealer = _dealer(event)
     advisor = staff_at_dealer(delivery.get("advisor_code"), dealer)
     result = enrollment.enroll_on_purchase(
@@ -81,8 +87,8 @@ def on_vehicle_delivered(event: InboundEvent, document: dict[str, Any]) -> str:
 
 
 @handles("dms", "order.cancelled")
-def on_order_cancelled(event: InboundEvent, document: dict[str, Any]) -> str:
-    cancellation = load_payload(event.type, document["payload"])
+def on_order_cancelled(event: InboundEvent, body: bytes) -> str:
+    cancellation = dms_payload(event, body)
     order_no = cancellation["order_no"]
     reversed_entries = reversal.reverse_in_full(
         "vehicle.delivered",
@@ -106,8 +112,8 @@ def on_order_cancelled(event: InboundEvent, document: dict[str, Any]) -> str:
 
 
 @handles("dms", "service.completed")
-def on_service_completed(event: InboundEvent, document: dict[str, Any]) -> str:
-    visit = load_payload(event.type, document["payload"])
+def on_service_completed(event: InboundEvent, body: bytes) -> str:
+    visit = dms_payload(event, body)
     vehicle = services.vehicle_by_vin(visit["vin"])
     if vehicle is None:
         return f"VIN {visit['vin']} unknown; nothing to credit"
@@ -121,8 +127,8 @@ def on_service_completed(event: InboundEvent, document: dict[str, Any]) -> str:
 
 
 @handles("dms", "service.refunded")
-def on_service_refunded(event: InboundEvent, document: dict[str, Any]) -> str:
-    refund = load_payload(event.type, document["payload"])
+def on_service_refunded(event: InboundEvent, body: bytes) -> str:
+    refund = dms_payload(event, body)
     refunded = {
         "parts_fen": refund["parts_fen"],
         "labour_fen": refund["labour_fen"],
@@ -141,8 +147,8 @@ def on_service_refunded(event: InboundEvent, document: dict[str, Any]) -> str:
 
 
 @handles("dms", "insurance.renewed")
-def on_insurance_renewed(event: InboundEvent, document: dict[str, Any]) -> str:
-    renewal = load_payload(event.type, document["payload"])
+def on_insurance_renewed(event: InboundEvent, body: bytes) -> str:
+    renewal = dms_payload(event, body)
     member = resolve_member(("vin_owner", renewal["vin"]))
     if member is None:
         return f"VIN {renewal['vin']} has no current owner; nothing to credit"
@@ -150,8 +156,8 @@ def on_insurance_renewed(event: InboundEvent, document: dict[str, Any]) -> str:
 
 
 @handles("dms", "test_drive.completed")
-def on_test_drive_completed(event: InboundEvent, document: dict[str, Any]) -> str:
-    drive = load_payload(event.type, document["payload"])
+def on_test_drive_completed(event: InboundEvent, body: bytes) -> str:
+    drive = dms_payload(event, body)
     member = resolve_member(("phone", drive["phone"]))
     if member is None:
         return f"test drive {drive['test_drive_id']} by a non-member; nothing to credit"

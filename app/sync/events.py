@@ -1,32 +1,37 @@
-"""Processing of stored inbound events: one job per event, handlers registered per (source, type).
+"""Processing of stored inbound events: handlers registered per (source, type), run by draining.
 
-The job locks the inbox row (SKIP LOCKED), applies the handler and marks the row processed in the
-same transaction, so a retried job, a re-enqueue by the sweeper or a second worker never applies
-an event twice. A failing handler rolls back whole; the failure is recorded in its own
-transaction and RQ retries with backoff, until the attempts run out and the event is dead.
+Intake stores the raw event and *nudges* its source: ``drain_inbox(source)`` is enqueued at most
+once every few seconds (a Redis ``SET NX``), so a burst of thousands of callbacks costs one cheap
+Redis call each instead of a queued job each. A drain claims the oldest due event with
+``FOR UPDATE SKIP LOCKED`` (several workers drain side by side), applies its handler and marks it
+processed in one transaction, then takes the next. A failing handler rolls back whole; the failure
+is recorded with a backoff (``next_attempt_at``) until the attempts run out and the event is dead.
+A periodic sweeper nudges sources whose events wait too long (Redis was down, a worker died).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
+import time
 from collections.abc import Callable
-from typing import Any
 
 import sqlalchemy as sa
 
 from app.core import inbox, program
 from app.core.clock import utcnow
 from app.core.db import db
-from app.jobs import job
+from app.jobs import clear_coalesced, job
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = program.define("inbox.max_attempts", 6, "Processing attempts before an inbound event is dead")
-STALL_SECONDS = program.define("inbox.stall_seconds", 120, "Age after which a waiting event is re-enqueued")
+STALL_SECONDS = program.define("inbox.stall_seconds", 120, "Age after which a waiting event is nudged again")
+BACKOFF_SECONDS = (10, 60, 300, 900, 3600)
+DRAIN_SECONDS = 60  # a drain hands over to a fresh job after this long
 
-Handler = Callable[[inbox.InboundEvent, dict[str, Any]], str]
+#: A handler gets the stored event and its raw body (JSON for the DMS, XML for WeChat).
+Handler = Callable[[inbox.InboundEvent, bytes], str]
 _HANDLERS: dict[tuple[str, str], Handler] = {}
 
 
@@ -44,51 +49,86 @@ def handler_for(source: str, event_type: str) -> Handler | None:
     return _HANDLERS.get((source, event_type))
 
 
-@job("events", retry=(10, 60, 300, 900, 3600))
-def process_inbound_event(event_id: int) -> str | None:
-    """Apply one stored event exactly once."""
-    event = inbox.lock_for_processing(event_id)
-    if event is None or event.status in (inbox.PROCESSED, inbox.DEAD):
-        return None  # another worker has it, or it is done
+def nudge(source: str) -> None:
+    """After the commit, make sure a drain of ``source`` runs soon."""
+    drain_inbox.after_commit(source)
+
+
+def _apply(event: inbox.InboundEvent) -> str | None:
+    """Run the handler of a locked event and mark it processed (the caller commits)."""
     handler = handler_for(event.source, event.type)
     if handler is None:
         raise LookupError(f"no handler for {event.source} {event.type}")
-    try:
-        outcome = handler(event, json.loads(event.body))
-    except Exception as exc:
-        db.session.rollback()
-        _record_failure(event_id, exc)
-        raise
+    outcome = handler(event, event.body)
     event.status = inbox.PROCESSED
     event.outcome = outcome[:255] if outcome else None
     event.processed_at = utcnow()
     event.attempts += 1
     event.last_error = None
+    event.next_attempt_at = None
     return outcome
 
 
 def _record_failure(event_id: int, exc: Exception) -> None:
     """Count the attempt and keep the error. The failed work was rolled back; this small update is
-    committed on its own so it survives, then the job re-raises and RQ retries with backoff."""
+    committed on its own so it survives."""
     log.warning("inbound event %s failed: %r", event_id, exc)
     table = inbox.InboundEvent
+    attempts = (db.session.scalar(sa.select(table.attempts).where(table.id == event_id)) or 0) + 1
+    backoff = BACKOFF_SECONDS[min(attempts, len(BACKOFF_SECONDS)) - 1]
     db.session.execute(
         sa.update(table)
         .where(table.id == event_id, table.status != inbox.PROCESSED)
         .values(
-            attempts=table.attempts + 1,
-            status=sa.case((table.attempts + 1 >= MAX_ATTEMPTS.value(), inbox.DEAD), else_=inbox.FAILED),
+            attempts=attempts,
+            status=inbox.DEAD if attempts >= MAX_ATTEMPTS.value() else inbox.FAILED,
             last_error=f"{type(exc).__name__}: {exc}"[:2000],
+            next_attempt_at=utcnow() + dt.timedelta(seconds=backoff),
         )
     )
     db.session.commit()
 
 
+@job("events", retry=(10, 60, 300, 900, 3600))
+def process_inbound_event(event_id: int) -> str | None:
+    """Apply one stored event now, whatever its backoff (support tools, tests)."""
+    event = inbox.lock_for_processing(event_id)
+    if event is None or event.status in (inbox.PROCESSED, inbox.DEAD):
+        return None  # another worker has it, or it is done
+    try:
+        return _apply(event)
+    except Exception as exc:
+        db.session.rollback()
+        _record_failure(event_id, exc)
+        raise
+
+
+@job("events", coalesce=5, timeout=DRAIN_SECONDS * 2)
+def drain_inbox(source: str) -> int:
+    """Process due events of ``source`` one transaction each, until none is left (or time is up)."""
+    clear_coalesced(drain_inbox, (source,))  # events arriving from now on schedule another drain
+    deadline, processed = time.monotonic() + DRAIN_SECONDS, 0
+    while time.monotonic() < deadline:
+        event = inbox.claim_next(source, utcnow())
+        if event is None:
+            return processed
+        event_id = event.id
+        try:
+            _apply(event)
+            db.session.commit()
+        except Exception as exc:
+            db.session.rollback()
+            _record_failure(event_id, exc)
+        processed += 1
+    nudge(source)  # more may be waiting: hand over to a fresh job
+    return processed
+
+
 @job("periodic")
 def requeue_stalled_events() -> int:
-    """Nudge events whose job was lost (Redis down at intake, worker crash). Idempotent."""
-    cutoff = utcnow() - dt.timedelta(seconds=STALL_SECONDS.value())
-    ids = inbox.stalled_event_ids(cutoff)
-    for event_id in ids:
-        process_inbound_event.after_commit(event_id, job_id=f"inbox-{event_id}")
-    return len(ids)
+    """Nudge sources whose events wait too long (their nudge was lost, or a retry is due)."""
+    now = utcnow()
+    sources = inbox.sources_with_stalled_events(now, now - dt.timedelta(seconds=STALL_SECONDS.value()))
+    for source in sources:
+        nudge(source)
+    return len(sources)

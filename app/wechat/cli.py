@@ -115,11 +115,20 @@ def order_qr(query: str, out: Path | None) -> None:
 
 @wechat_cli.command("sandbox-calls")
 @click.option("--limit", default=20, show_default=True)
-def sandbox_calls(limit: int) -> None:
-    """What the service sent to the fake WeChat (newest first)."""
-    from app.wechat.sandbox import recorded_calls
+@click.option("--url", default=None, help="The running server (default http://127.0.0.1:$PORT).")
+def sandbox_calls(limit: int, url: str | None) -> None:
+    """What the running server sent to the fake WeChat (newest first).
 
-    _echo(recorded_calls(limit))
+    Asked over HTTP: under ``make run`` the server's Redis lives in its own process.
+    """
+    import os
+
+    import requests
+
+    base = url or f"http://127.0.0.1:{os.environ.get('PORT', '5000')}"
+    response = requests.get(f"{base}/sandbox/calls", params={"limit": limit}, timeout=10)
+    response.raise_for_status()
+    _echo(response.json())
 
 
 @campaigns_cli.command("create")

@@ -1,10 +1,15 @@
-"""From an authenticated callback message to a reply, exactly once.
+"""From an authenticated callback message to a reply, exactly once, within WeChat's 5 seconds.
 
 The raw message is stored in the inbox first (encrypted, ``source="wechat"``) under WeChat's own
-dedupe key. A retry of the same message finds the row and gets the reply stored with it. Handlers
-run in a savepoint: if one fails, the raw event is still kept (status ``failed``) and the member
-gets a polite answer instead of a timeout. Slow work (template messages, red-packet payouts) is
-registered as jobs and runs after the commit.
+dedupe key; a retry of the same message finds the row and gets the same reply.
+
+* Questions (积分, 等级, menu clicks, locations, unknown text) are answered at once from the
+  read models, in a savepoint: if a handler fails the raw event is still kept and the member gets
+  a polite answer.
+* Enrollment and red packets (a QR scene scanned, a campaign password sent) are *deferred*: the
+  callback acknowledges at once and the inbox drain (``app.sync.events``) does the work and sends
+  the real answer as a customer-service message. If Redis is down, the event waits in the inbox and
+  the sweeper picks it up.
 """
 
 from __future__ import annotations
@@ -33,8 +38,15 @@ def handle(message: Any, raw_xml: bytes) -> str | None:
     """The passive-reply XML for this message (None: answer "success")."""
     key = protocol.dedupe_key(message)
     occurred_at = dt.datetime.fromtimestamp(int(message._data["CreateTime"]), dt.UTC)
+    deferred = is_deferred(message)
+    acknowledgement_xml = protocol.render(acknowledgement(message), message) if deferred else None
     event_id = inbox.store_event(
-        source="wechat", external_id=key, type=_kind(message), body=raw_xml, occurred_at=occurred_at
+        source="wechat",
+        external_id=key,
+        type=_kind(message),
+        body=raw_xml,
+        occurred_at=occurred_at,
+        response=acknowledgement_xml.encode() if acknowledgement_xml else None,
     )
     if event_id is None:
         stored = db.session.scalar(
@@ -43,20 +55,49 @@ def handle(message: Any, raw_xml: bytes) -> str | None:
             )
         )
         return stored.decode() if stored else None
-    event = db.session.get(inbox.InboundEvent, event_id)
-    assert event is not None
+    if deferred:
+        from app.sync.events import nudge
+
+        nudge("wechat")  # the event stays "received" until a drain processes it
+        return acknowledgement_xml
     try:
         with db.session.begin_nested():
             reply = route(message, occurred_at)
             rendered = protocol.render(reply, message) if reply is not None else None
     except Exception as exc:
         log.exception("wechat callback handler failed for %s", key)
-        event.status, event.attempts, event.last_error = inbox.FAILED, 1, f"{type(exc).__name__}: {exc}"[:2000]
+        # Answered politely; the member can ask again. Kept for an operator, not retried.
+        inbox.mark(event_id, status=inbox.DEAD, attempts=1, last_error=f"{type(exc).__name__}: {exc}"[:2000])
         return protocol.render(Text(_("Sorry, something went wrong. Please try again in a moment.")), message)
-    event.status, event.attempts, event.processed_at = inbox.PROCESSED, 1, utcnow()
-    event.outcome = (getattr(reply, "content", None) or type(reply).__name__)[:255] if reply else None
-    event.response = rendered.encode() if rendered else None
+    inbox.mark(
+        event_id,
+        status=inbox.PROCESSED,
+        attempts=1,
+        processed_at=utcnow(),
+        outcome=(getattr(reply, "content", None) or type(reply).__name__)[:255] if reply else None,
+        response=rendered.encode() if rendered else None,
+    )
     return rendered
+
+
+def is_deferred(message: Any) -> bool:
+    """Enrollment or money: a known QR scene, or a text that is a running campaign's password."""
+    if message.type == "event":
+        scene = message._data.get("EventKey") or ""
+        scene = scene.removeprefix("qrscene_")
+        return message.event in ("subscribe_scan", "scan") and scene.startswith(scenes.PREFIXES)
+    if message.type == "text":
+        content = message.content or ""
+        return conversation.intent_of(content) is None and redpackets.campaign_by_password(content) is not None
+    return False
+
+
+def acknowledgement(message: Any) -> Reply:
+    if message.type == "text" or (message._data.get("EventKey") or "").removeprefix("qrscene_").startswith(
+        scenes.CAMPAIGN
+    ):
+        return Text(_("Checking your red packet, one moment please…"))
+    return Text(_("Welcome! We are setting up your membership and will message you in a moment."))
 
 
 def _kind(message: Any) -> str:

@@ -112,9 +112,9 @@ def parse_xml(body: bytes) -> Element:
 def open_envelope(body: bytes, args: dict[str, str], *, token: str, aes_key: str, app_id: str) -> Envelope:
     """Check what needs checking for the mode and return the plaintext XML."""
     timestamp, nonce = args.get("timestamp", ""), args.get("nonce", "")
-    parse_xml(body)
     if args.get("encrypt_type", "raw").lower() != "aes":
-        return Envelope(body, False, timestamp, nonce)
+        return Envelope(body, False, timestamp, nonce)  # read_message parses (and hardens) it
+    parse_xml(body)
     if not aes_key:
         raise MalformedCallback(details={"reason": "safe_mode_not_configured"})
     msg_signature = args.get("msg_signature")

@@ -40,7 +40,12 @@ def recorded_calls(limit: int = 50) -> list[dict[str, Any]]:
 
 
 def _json_body() -> dict[str, Any]:
-    return request.get_json(silent=True) or {}
+    """wechatpy posts JSON without a JSON content type; read the raw body."""
+    try:
+        body = json.loads(request.get_data() or b"{}")
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
 
 
 @blp.get("/calls")

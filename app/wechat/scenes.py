@@ -30,6 +30,7 @@ from app.wechat.conversation import welcome_reply
 from app.wechat.replies import Reply, Text
 
 ORDER, ADVISOR, CAMPAIGN = "order:", "adv:", "camp:"
+PREFIXES = (ORDER, ADVISOR, CAMPAIGN)
 
 
 def handle_scene(scene: str, identity: WechatIdentity, at: dt.datetime) -> Reply | None:

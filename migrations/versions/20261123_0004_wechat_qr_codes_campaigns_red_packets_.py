@@ -1,8 +1,8 @@
-"""wechat: qr codes, campaigns, red packets, notifications, identity location, inbox reply
+"""wechat: qr codes, campaigns, red packets, notifications, inbox replies and backoff
 
 Revision ID: 0004
 Revises: 0003
-Create Date: 2026-11-23 10:16:05.185327
+Create Date: 2026-11-23 10:42:02.612472
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def upgrade() -> None:
     )
     op.create_table('notifications',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
-    sa.Column('member_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('member_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
     sa.Column('kind', sa.String(length=32), nullable=False),
     sa.Column('channel', sa.String(length=24), nullable=False),
     sa.Column('dedupe_key', sa.String(length=128), nullable=False),
@@ -118,7 +118,10 @@ def upgrade() -> None:
     )
     op.create_index(op.f('ix_qr_codes_scene'), 'qr_codes', ['scene'], unique=False)
     op.create_index(op.f('ix_qr_codes_staff_id'), 'qr_codes', ['staff_id'], unique=False)
+    op.add_column('inbound_events', sa.Column('next_attempt_at', sa.DateTime(timezone=True), nullable=True))
     op.add_column('inbound_events', sa.Column('response', sa.LargeBinary(), nullable=True))
+    op.drop_index(op.f('ix_inbound_events_pending'), table_name='inbound_events', postgresql_where="((status)::text = ANY ((ARRAY['received'::character varying, 'failed'::character varying])::text[]))")
+    op.create_index('ix_inbound_events_waiting', 'inbound_events', ['source', 'id'], unique=False, postgresql_where=sa.text("status IN ('received', 'failed')"), sqlite_where=sa.text("status IN ('received', 'failed')"))
     op.add_column('wechat_identities', sa.Column('latitude', sa.Float(), nullable=True))
     op.add_column('wechat_identities', sa.Column('longitude', sa.Float(), nullable=True))
     op.add_column('wechat_identities', sa.Column('located_at', sa.DateTime(timezone=True), nullable=True))
@@ -130,7 +133,10 @@ def downgrade() -> None:
     op.drop_column('wechat_identities', 'located_at')
     op.drop_column('wechat_identities', 'longitude')
     op.drop_column('wechat_identities', 'latitude')
+    op.drop_index('ix_inbound_events_waiting', table_name='inbound_events', postgresql_where=sa.text("status IN ('received', 'failed')"), sqlite_where=sa.text("status IN ('received', 'failed')"))
+    op.create_index(op.f('ix_inbound_events_pending'), 'inbound_events', ['received_at'], unique=False, postgresql_where="((status)::text = ANY ((ARRAY['received'::character varying, 'failed'::character varying])::text[]))")
     op.drop_column('inbound_events', 'response')
+    op.drop_column('inbound_events', 'next_attempt_at')
     op.drop_index(op.f('ix_qr_codes_staff_id'), table_name='qr_codes')
     op.drop_index(op.f('ix_qr_codes_scene'), table_name='qr_codes')
     op.drop_table('qr_codes')

@@ -1,0 +1,51 @@
+"""The deferred half of the callback: enrollment and red packets, run by the inbox drain.
+
+The work is the same as an immediate answer (``dispatch.route``); the answer then goes out as a
+customer-service message (one per event, after the commit), in the member's language.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app
+
+from app.care import notify
+from app.core.db import db
+from app.core.i18n import in_locale
+from app.core.inbox import InboundEvent
+from app.members import identities
+from app.members.models import Member
+from app.sync.events import handles
+from app.wechat import dispatch, protocol
+from app.wechat.replies import Articles, Reply, Text
+
+
+def reply_payload(reply: Reply) -> dict[str, Any] | None:
+    if isinstance(reply, Text):
+        return {"type": "text", "content": reply.content}
+    if isinstance(reply, Articles):
+        return {
+            "type": "news",
+            "articles": [
+                {"title": a.title, "description": a.description, "url": a.url, "image": a.image} for a in reply.items
+            ],
+        }
+    return None  # a hand-over to an agent only makes sense as an immediate reply
+
+
+@handles("wechat", "event.subscribe_scan")
+@handles("wechat", "event.scan")
+@handles("wechat", "message.text")
+def process_deferred(event: InboundEvent, body: bytes) -> str:
+    message = protocol.read_message(body)
+    app_id = current_app.extensions["loyalty.settings"].WECHAT_APP_ID
+    known = identities.find(app_id, message.source)
+    member = db.session.get(Member, known.member_id) if known and known.member_id else None
+    with in_locale(member.locale if member else None):
+        reply = dispatch.route(message, event.occurred_at)  # type: ignore[arg-type]
+        payload = reply_payload(reply) if reply is not None else None
+    identity = identities.find(app_id, message.source)
+    if payload is not None:
+        notify.queue_chat_reply(message.source, identity.member_id if identity else None, payload, for_event=event.id)
+    return (payload or {}).get("content", "")[:200] or "processed"
