@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 FLASK  := $(BIN)/flask --app wsgi
 CATALOGS := $(patsubst %.po,%.mo,$(wildcard locales/*/LC_MESSAGES/messages.po))
 
-.PHONY: run test lint check i18n-extract catalogs bench clean
+.PHONY: run test lint check i18n-extract catalogs openapi bench clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ lint: $(STAMP)
 i18n-extract: $(STAMP)
 	$(BIN)/pybabel extract -F babel.cfg -k lazy_gettext -k _l -o locales/messages.pot --no-location --sort-output .
 	$(BIN)/pybabel update -i locales/messages.pot -d locales -D messages --no-fuzzy-matching
+
+# The published API contract (mini-app and back office); a test fails when it drifts from the code.
+openapi: $(STAMP)
+	$(FLASK) openapi write --format json docs/openapi.json
 
 bench: $(STAMP)
 	$(BIN)/python bench/dms_intake.py

@@ -27,7 +27,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
         OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/",
     )
 
-    from app.core import http, i18n, security
+    from app.core import http, i18n, ratelimit, security
     from app.extensions import db, init_redis
 
     http.configure_logging(settings.LOG_LEVEL)
@@ -35,6 +35,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     db.init_app(app)
     init_redis(app)
     i18n.init_app(app)
+    ratelimit.init_app(app)
     api = http.LoyaltyApi(app)  # one per app: flask-smorest keeps the OpenAPI spec on the Api object
     http.init_app(app, api)
 
@@ -61,11 +62,15 @@ def _import_domain_modules() -> None:
     import app.campaigns.models
     import app.care.models
     import app.care.notify
+    import app.care.subscriptions
     import app.core.audit
     import app.core.inbox
     import app.core.program
     import app.dealers.models
+    import app.dealers.staff_binding
     import app.members.models
+    import app.members.sessions
+    import app.members.vehicle_claims
     import app.operators.models
     import app.points.adjustments
     import app.points.models

@@ -209,11 +209,13 @@ def serve(host: str, port: int) -> None:
     """Development server with in-process jobs and scheduler; prints what to try."""
     from app.demo import sample_delivery_body
     from app.jobs.schedule import start_embedded_scheduler
+    from app.members import registration
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     settings = _settings()
     base = f"http://{host}:{port}"
     wechat_mode = "sandbox" if settings.wechat_sandbox else "live"
+    policy_version = registration.POLICY_VERSION.value()
     click.echo(describe_defaults(settings) if settings.defaulted else "All settings come from the environment.")
     click.echo(
         f"""
@@ -241,6 +243,16 @@ Back office (demo accounts agent, supervisor, operator, d0101; password demo-pas
   curl -s {base}/api/v1/cs/members/<member_no>/points -H "Authorization: Bearer $TOKEN"
   .venv/bin/flask --app wsgi points balance 13900000001
   .venv/bin/flask --app wsgi points rules list
+
+Mini-app (the sandbox accepts any wx.login code; a phone code ending in 11 digits shares that number):
+
+  MINI=$(curl -s -X POST {base}/api/v1/sessions -H 'Content-Type: application/json' \\
+           -d '{{"code":"demo-login-1"}}' | sed 's/.*"token": *"\\([^"]*\\)".*/\\1/')
+  curl -s -X POST {base}/api/v1/me/registration -H "Authorization: Bearer $MINI" \\
+       -H 'Content-Type: application/json' \\
+  -d '{{"policy_version":"{policy_version}","phone_code":"phone-13900000001","purposes":["service_notifications"]}}'
+  curl -s {base}/api/v1/me/points -H "Authorization: Bearer $MINI"        # balance, expiring soon
+  curl -s {base}/api/v1/me/member-code -H "Authorization: Bearer $MINI"   # the 60-second member code
 """
     )
     from werkzeug.serving import run_simple

@@ -27,6 +27,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from app import create_app
+from app.core import program
 from app.core.db import db
 from app.core.security import sign_timestamped
 
@@ -152,7 +153,7 @@ def _truncate_all() -> None:
     assert engine is not None
     from app.core.db import Base
 
-    tables = [t.name for t in Base.metadata.sorted_tables if t.name not in SEEDED_BY_MIGRATIONS]
+    tables = [name for name in Base.metadata.tables if name not in SEEDED_BY_MIGRATIONS]
     # TRUNCATE skips the row triggers that keep audit_log and the ledger append-only.
     with engine.begin() as connection:
         connection.execute(sa.text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
@@ -163,6 +164,7 @@ def _isolation(request: pytest.FixtureRequest, app: Flask) -> Iterator[None]:
     """Flush Redis; wrap the test in a rolled-back transaction unless it is marked ``committed``."""
     for key in ("loyalty.redis", "loyalty.rq_redis"):
         app.extensions[key].flushdb()
+    program.forget_shared_snapshot()  # a previous test's (rolled back) settings must not leak
     engine = db.engine
     assert engine is not None
     if request.node.get_closest_marker("committed"):

@@ -7,7 +7,6 @@ import dataclasses
 from typing import Any
 
 import sqlalchemy as sa
-from flask_smorest import Blueprint
 
 from app.api.cs_schemas import (
     AdjustmentArgs,
@@ -25,6 +24,7 @@ from app.api.cs_schemas import (
 )
 from app.core.db import db
 from app.core.errors import Forbidden, NotFound, ValidationFailed
+from app.core.http import Blueprint
 from app.core.i18n import _l
 from app.core.schemas import page_of
 from app.dealers.models import Dealer
@@ -132,7 +132,7 @@ def _decide(adjustment_id: int, approve: bool) -> Any:
     return adjustments.decide(adjustment_id, approve=approve, decided_by=operator.actor, decider_role=operator.role)
 
 
-@blp.route("/adjustments/<int:adjustment_id>/approve", methods=["POST"])
+@blp.route("/adjustments/<id:adjustment_id>/approve", methods=["POST"])
 @blp.doc(security=BEARER)
 @blp.response(200, AdjustmentSchema)
 @blp.alt_response(403, response="FORBIDDEN")
@@ -143,7 +143,7 @@ def approve_adjustment(adjustment_id: int) -> Any:
     return _decide(adjustment_id, True)
 
 
-@blp.route("/adjustments/<int:adjustment_id>/reject", methods=["POST"])
+@blp.route("/adjustments/<id:adjustment_id>/reject", methods=["POST"])
 @blp.doc(security=BEARER)
 @blp.response(200, AdjustmentSchema)
 @require_operator("supervisor")

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from flask import request
-from flask_smorest import Blueprint
 
+from app.core.http import Blueprint
 from app.sync import dms
 from app.sync.dms_schemas import DmsAcceptedSchema, DmsEventSchema
 

@@ -8,11 +8,11 @@ from typing import Any
 import marshmallow as ma
 import sqlalchemy as sa
 from flask import Response
-from flask_smorest import Blueprint
 
 from app.core.clock import utcnow
 from app.core.db import db
 from app.core.errors import Forbidden, NotFound
+from app.core.http import Blueprint
 from app.core.i18n import _l
 from app.dealers.models import Staff
 from app.members.models import EnrollmentToken
@@ -43,7 +43,7 @@ def _staff(staff_code: str) -> Staff:
     return staff
 
 
-def _as_json(code: Any) -> dict[str, Any]:
+def as_qr_json(code: Any) -> dict[str, Any]:
     image = "data:image/png;base64," + base64.b64encode(qrcodes.png(code)).decode()
     return {
         "scene": code.scene,
@@ -60,7 +60,7 @@ def _as_json(code: Any) -> dict[str, Any]:
 @require_operator(*ROLES)
 def advisor_qr(staff_code: str) -> dict[str, Any]:
     """The advisor's personal enrollment QR (30-day code, renewed automatically)."""
-    return _as_json(qrcodes.for_advisor(_staff(staff_code)))
+    return as_qr_json(qrcodes.for_advisor(_staff(staff_code)))
 
 
 @blp.route("/staff/<staff_code>/enrollment-qr.png")
@@ -92,4 +92,4 @@ def order_qr(member_no: str) -> dict[str, Any]:
     operator = current_operator()
     if operator.role == "dealer_manager" and token.dealer_id != operator.dealer_id:
         raise Forbidden()
-    return _as_json(qrcodes.for_order_token(token))
+    return as_qr_json(qrcodes.for_order_token(token))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from flask import current_app
-from flask_smorest import Blueprint
 
 from app.core.db import db
+from app.core.http import Blueprint
 from app.extensions import redis_client
 
 blp = Blueprint("health", __name__, description="Liveness and readiness probes")

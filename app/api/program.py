@@ -6,7 +6,6 @@ import datetime as dt
 from typing import Any
 
 from flask import Response
-from flask_smorest import Blueprint
 
 from app.api.cs_schemas import (
     NewRuleSetArgs,
@@ -18,7 +17,9 @@ from app.api.cs_schemas import (
     SimulateArgs,
 )
 from app.core.errors import ValidationFailed
+from app.core.http import Blueprint
 from app.core.i18n import _l
+from app.core.schemas import parse_month
 from app.operators.auth import current_operator, require_operator
 from app.points import rulesets, settlement, simulation
 from app.points.rule_models import RuleSet
@@ -61,7 +62,7 @@ def new_rule_set(args: dict[str, Any]) -> dict[str, Any]:
     return _rule_set(rulesets.draft_from_published(args["name"], actor=current_operator().actor))
 
 
-@blp.route("/rule-sets/<int:rule_set_id>")
+@blp.route("/rule-sets/<id:rule_set_id>")
 @blp.doc(security=BEARER)
 @blp.response(200, RuleSetSchema)
 @require_operator("operator", "supervisor")
@@ -69,7 +70,7 @@ def get_rule_set(rule_set_id: int) -> dict[str, Any]:
     return _rule_set(rulesets.get(rule_set_id))
 
 
-@blp.route("/rule-sets/<int:rule_set_id>/rules", methods=["PUT"])
+@blp.route("/rule-sets/<id:rule_set_id>/rules", methods=["PUT"])
 @blp.doc(security=BEARER)
 @blp.arguments(RulesArgs)
 @blp.response(200, RuleSetSchema)
@@ -81,7 +82,7 @@ def put_rules(args: dict[str, Any], rule_set_id: int) -> dict[str, Any]:
     return _rule_set(rule_set)
 
 
-@blp.route("/rule-sets/<int:rule_set_id>/simulate", methods=["POST"])
+@blp.route("/rule-sets/<id:rule_set_id>/simulate", methods=["POST"])
 @blp.doc(security=BEARER)
 @blp.arguments(SimulateArgs)
 @blp.response(200, RuleSetSchema)
@@ -94,7 +95,7 @@ def simulate_rule_set(args: dict[str, Any], rule_set_id: int) -> dict[str, Any]:
     return _rule_set(rule_set)
 
 
-@blp.route("/rule-sets/<int:rule_set_id>/publish", methods=["POST"])
+@blp.route("/rule-sets/<id:rule_set_id>/publish", methods=["POST"])
 @blp.doc(security=BEARER)
 @blp.arguments(PublishArgs)
 @blp.response(200, RuleSetSchema)
@@ -108,10 +109,10 @@ def publish_rule_set(args: dict[str, Any], rule_set_id: int) -> dict[str, Any]:
 
 
 def _month(value: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(value + "-01")
-    except ValueError:
-        raise ValidationFailed(fields={"month": [_l("Use the form YYYY-MM.")]}) from None
+    month = parse_month(value)
+    if month is None:
+        raise ValidationFailed(fields={"month": [_l("Use the form YYYY-MM.")]})
+    return month
 
 
 @blp.route("/settlements/<month>", methods=["POST"])
@@ -149,7 +150,7 @@ def _advance(statement_id: int, to_status: str, payment_ref: str | None = None) 
     return settlement.as_dict(statement)
 
 
-@blp.route("/settlements/statements/<int:statement_id>/review", methods=["POST"])
+@blp.route("/settlements/statements/<id:statement_id>/review", methods=["POST"])
 @blp.doc(security=BEARER)
 @blp.response(200, SettlementSchema)
 @require_operator("operator")
@@ -157,7 +158,7 @@ def review_statement(statement_id: int) -> dict[str, Any]:
     return _advance(statement_id, "reviewed")
 
 
-@blp.route("/settlements/statements/<int:statement_id>/approve", methods=["POST"])
+@blp.route("/settlements/statements/<id:statement_id>/approve", methods=["POST"])
 @blp.doc(security=BEARER)
 @blp.response(200, SettlementSchema)
 @require_operator("supervisor")
@@ -165,7 +166,7 @@ def approve_statement(statement_id: int) -> dict[str, Any]:
     return _advance(statement_id, "approved")
 
 
-@blp.route("/settlements/statements/<int:statement_id>/pay", methods=["POST"])
+@blp.route("/settlements/statements/<id:statement_id>/pay", methods=["POST"])
 @blp.doc(security=BEARER)
 @blp.arguments(PaymentArgs)
 @blp.response(200, SettlementSchema)

@@ -89,3 +89,10 @@ class ServiceUnavailable(AppError):
     status = 503
     code = "service_unavailable"
     default_message = _l("The service is temporarily unavailable.")
+
+
+class UpstreamUnavailable(ServiceUnavailable):
+    """A partner system (WeChat, WeChat Pay, SMS, CRM) failed while serving a request."""
+
+    code = "upstream_unavailable"
+    default_message = _l("A partner service did not answer. Please try again in a moment.")

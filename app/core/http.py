@@ -5,15 +5,20 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
+import flask_smorest
 import marshmallow as ma
+import requests
 from flask import Flask, Response, current_app, g, has_request_context, jsonify, request
 from flask_smorest import Api
+from webargs.flaskparser import FlaskParser
+from wechatpy.exceptions import WeChatException
 from werkzeug.exceptions import HTTPException
 
 from app.core.db import db
-from app.core.errors import AppError
+from app.core.errors import AppError, UpstreamUnavailable, ValidationFailed
 from app.core.i18n import _l, gettext
 
 log = logging.getLogger(__name__)
@@ -34,6 +39,40 @@ _HTTP_CODES: dict[int, tuple[str, Any]] = {
     500: ("internal_error", _l("Something went wrong on our side. Please try again.")),
     503: ("service_unavailable", _l("The service is temporarily unavailable.")),
 }
+
+
+_NUL_MESSAGE = _l("Contains a character that is not allowed.")
+
+
+def _contains_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, Mapping):
+        return any(_contains_nul(key) or _contains_nul(item) for key, item in value.items())
+    if isinstance(value, list | tuple):
+        return any(_contains_nul(item) for item in value)
+    return False
+
+
+class TextSafeParser(FlaskParser):
+    """Refuses NUL characters in any argument, field by field: PostgreSQL text cannot hold them and
+    no legitimate client sends them."""
+
+    def _load_location_data(self, *, schema: ma.Schema, req: Any, location: str) -> Any:
+        data = super()._load_location_data(schema=schema, req=req, location=location)
+        if isinstance(data, Mapping):
+            bad = {str(key): [str(_NUL_MESSAGE)] for key, value in data.items() if _contains_nul((key, value))}
+        else:
+            bad = {"_schema": [str(_NUL_MESSAGE)]} if _contains_nul(data) else {}
+        if bad:
+            raise ma.ValidationError(bad)
+        return data
+
+
+class Blueprint(flask_smorest.Blueprint):
+    """The API's blueprint: flask-smorest's, with arguments parsed by :class:`TextSafeParser`."""
+
+    ARGUMENTS_PARSER = TextSafeParser()
 
 
 class ErrorBodySchema(ma.Schema):
@@ -130,6 +169,20 @@ def _handle_unexpected(error: Exception) -> Response:
     return error_response(500, code, message)
 
 
+def _handle_upstream_failure(error: Exception) -> Response:
+    """A partner call that failed and that no service turned into a domain error: 503, retry later.
+
+    Nothing was committed (the unit of work rolls back on any error status).
+    """
+    log.warning("upstream call failed: %r", error)
+    return _handle_app_error(UpstreamUnavailable(headers={"Retry-After": "5"}))
+
+
+def _refuse_nul_in_path() -> None:
+    if "\x00" in request.path:
+        raise ValidationFailed(fields={"path": [_NUL_MESSAGE]})
+
+
 def _assign_request_id() -> None:
     incoming = request.headers.get("X-Request-ID", "")
     g.request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
@@ -167,6 +220,9 @@ def configure_logging(level: str) -> None:
 def init_app(app: Flask, api: LoyaltyApi) -> None:
     app.extensions["loyalty.api"] = api
     app.before_request(_assign_request_id)
+    app.before_request(_refuse_nul_in_path)
     app.after_request(_finish_unit_of_work)
     app.register_error_handler(AppError, _handle_app_error)
+    for upstream_error in (requests.RequestException, WeChatException):
+        app.register_error_handler(upstream_error, _handle_upstream_failure)
     app.register_error_handler(Exception, _handle_unexpected)

@@ -6,13 +6,17 @@ Each domain declares its settings next to the code that uses them::
     ...
     days = ATTRIBUTION_DAYS.value()
 
-The default lives in code; an operator's override lives in ``program_settings`` and wins. Values
-are read once per unit of work (cached on the session), so one request sees one consistent set.
+The default lives in code; an operator's override lives in ``program_settings`` and wins. Each
+unit of work takes one snapshot of the overrides (kept on its session), so one request sees one
+consistent set. Snapshots are shared by the process for ``SHARED_SECONDS``: a change made by an
+operator reaches every process within that time, and hot paths do not read the table per request.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +49,10 @@ class ProgramSetting:
 
 REGISTRY: dict[str, ProgramSetting] = {}
 _CACHE_KEY = "program_settings"
+_CHANGED_KEY = "program_settings_changed"
+SHARED_SECONDS = 10.0
+_shared: dict[str, Any] = {}  # {"at": monotonic time, "overrides": {...}}
+_shared_lock = threading.Lock()
 
 
 def define(key: str, default: Any, description: str) -> ProgramSetting:
@@ -60,10 +68,30 @@ def _overrides() -> dict[str, Any]:
     session = db.session()
     cached = session.info.get(_CACHE_KEY)
     if cached is None:
-        rows = session.execute(sa.select(ProgramSettingRow.key, ProgramSettingRow.value))
-        cached = {key: value for key, value in rows}
+        cached = _snapshot(session)
         session.info[_CACHE_KEY] = cached
     return cached
+
+
+def _snapshot(session: Any) -> dict[str, Any]:
+    """The process's recent snapshot, or a fresh read. A session that changed a setting reads its
+    own (uncommitted) rows and does not share them."""
+    changed_here = session.info.get(_CHANGED_KEY, False)
+    with _shared_lock:
+        if not changed_here and _shared and time.monotonic() - _shared["at"] < SHARED_SECONDS:
+            return _shared["overrides"]
+    rows = session.execute(sa.select(ProgramSettingRow.key, ProgramSettingRow.value))
+    overrides = {key: value for key, value in rows}
+    if not changed_here:
+        with _shared_lock:
+            _shared.update(at=time.monotonic(), overrides=overrides)
+    return overrides
+
+
+def forget_shared_snapshot() -> None:
+    """Drop the process's snapshot (after a change here; tests call it between tests)."""
+    with _shared_lock:
+        _shared.clear()
 
 
 def get(key: str) -> Any:
@@ -88,6 +116,8 @@ def set_value(key: str, value: Any, *, actor: tuple[str, str | int], reason: str
         row.updated_at = utcnow()
         row.updated_by = f"{actor[0]}:{actor[1]}"
     session.info.pop(_CACHE_KEY, None)
+    session.info[_CHANGED_KEY] = True
+    forget_shared_snapshot()
     audit.record(
         actor=actor,
         action="program_setting.changed",

@@ -7,6 +7,7 @@ passed as the message renders in the request's locale. Use these instead of
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from typing import Any
 
@@ -61,6 +62,28 @@ class Money(ma.fields.Integer):
         kwargs.setdefault("validate", Range(min=0))
         kwargs.setdefault("metadata", {"description": "Amount in fen (1/100 CNY)"})
         super().__init__(**kwargs)
+
+
+_MONTH = re.compile(r"^(20\d\d)-(0[1-9]|1[0-2])$")
+
+
+def parse_month(value: str) -> dt.date | None:
+    """``YYYY-MM`` (years 2000–2099) → the first day of that month; None when malformed."""
+    match = _MONTH.match(value or "")
+    return dt.date(int(match[1]), int(match[2]), 1) if match else None
+
+
+class Month(ma.fields.Field):
+    """A calendar month written ``YYYY-MM``; loads as the first day of the month."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> dt.date:
+        month = parse_month(value) if isinstance(value, str) else None
+        if month is None:
+            raise ma.ValidationError(str(_l("Use the form YYYY-MM.")))
+        return month
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
+        return None if value is None else f"{value.year:04d}-{value.month:02d}"
 
 
 class PageArgs(ma.Schema):

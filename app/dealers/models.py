@@ -41,6 +41,12 @@ class Staff(Base):
     name: Mapped[str] = mapped_column(sa.String(64))
     role: Mapped[str] = mapped_column(sa.String(24))
     monthly_enrollment_target: Mapped[int] = mapped_column(default=0)
+    #: The mini-app sign-in this staff member uses in staff mode (bound with a one-time invite).
+    miniapp_identity_id: Mapped[int | None] = mapped_column(
+        BigIntType,
+        sa.ForeignKey("wechat_identities.id", use_alter=True),
+        unique=True,  # members → staff → here
+    )
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 

@@ -43,6 +43,8 @@ class Member(Base):
     name: Mapped[str | None] = mapped_column(sa.String(64))
     gender: Mapped[str | None] = mapped_column(sa.String(8))
     birthday: Mapped[dt.date | None]
+    #: Changes after the first entry (at most one: the birthday month doubles service points).
+    birthday_changes: Mapped[int] = mapped_column(default=0, server_default="0")
     #: Encrypted at rest; ``phone_index`` is the blind index used for lookups and uniqueness.
     phone: Mapped[str | None] = mapped_column(EncryptedText)
     phone_index: Mapped[str | None] = mapped_column(sa.String(64), unique=True)

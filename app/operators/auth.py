@@ -96,6 +96,7 @@ def require_operator(*roles: str) -> Callable:
             g.operator = operator
             return view(*args, **kwargs)
 
+        wrapper.operator_roles = roles  # type: ignore[attr-defined]  # read by the API contract test
         return wrapper
 
     return decorate

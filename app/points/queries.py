@@ -13,7 +13,6 @@ import sqlalchemy as sa
 
 from app.core.clock import utcnow
 from app.core.db import db
-from app.points import expiry
 from app.points.models import PointAccount, PointEntry, PointLot
 from app.tiers import policy as tiers
 
@@ -33,9 +32,9 @@ class Balance:
     lifetime_expired: int
 
 
-def balance(member_id: int, *, now: dt.datetime | None = None) -> Balance:
-    now = now or utcnow()
-    account = db.session.get(PointAccount, member_id) or PointAccount(
+def _zero_account(member_id: int) -> PointAccount:
+    """The balance of a member with no posting yet (not persisted)."""
+    return PointAccount(
         member_id=member_id,
         reward_available=0,
         reward_pending=0,
@@ -45,26 +44,48 @@ def balance(member_id: int, *, now: dt.datetime | None = None) -> Balance:
         lifetime_spent=0,
         lifetime_expired=0,
     )
-    next_lot = db.session.execute(
-        sa.select(PointLot.expires_at, sa.func.sum(PointLot.remaining))
+
+
+def balance(member_id: int, *, now: dt.datetime | None = None) -> Balance:
+    return balance_and_version(member_id, now=now)[0]
+
+
+def balance_and_version(member_id: int, *, now: dt.datetime | None = None) -> tuple[Balance, str]:
+    """The balance, and a version that changes whenever the account moves (for ETags).
+
+    One query: the account row joined to the member's spendable lots grouped by expiry date (a
+    member holds a few dozen distinct expiry dates at most, so the windows are summed here).
+    """
+    now = now or utcnow()
+    lots = (
+        sa.select(PointLot.member_id, PointLot.expires_at, sa.func.sum(PointLot.remaining).label("points"))
         .where(PointLot.member_id == member_id, PointLot.status == "available", PointLot.remaining > 0)
-        .group_by(PointLot.expires_at)
-        .order_by(PointLot.expires_at)
-        .limit(1)
-    ).first()
-    return Balance(
-        available=account.reward_available,
-        pending=account.reward_pending,
-        debt=account.reward_debt,
-        tier_points=account.tier_points,
-        expiring_30_days=expiry.expiring_between(member_id, now, now + dt.timedelta(days=30)),
-        expiring_90_days=expiry.expiring_between(member_id, now, now + dt.timedelta(days=90)),
-        next_expiry_on=next_lot[0] if next_lot else None,
-        next_expiry_points=int(next_lot[1]) if next_lot else 0,
-        lifetime_earned=account.lifetime_earned,
-        lifetime_spent=account.lifetime_spent,
-        lifetime_expired=account.lifetime_expired,
+        .group_by(PointLot.member_id, PointLot.expires_at)
+        .subquery()
     )
+    rows = db.session.execute(
+        sa.select(PointAccount, lots.c.expires_at, lots.c.points)
+        .outerjoin(lots, lots.c.member_id == PointAccount.member_id)
+        .where(PointAccount.member_id == member_id)
+        .order_by(lots.c.expires_at)
+    ).all()
+    row = rows[0][0] if rows else _zero_account(member_id)
+    by_expiry = [(expires_at, int(points)) for _, expires_at, points in rows if expires_at is not None]
+    in_30, in_90 = now + dt.timedelta(days=30), now + dt.timedelta(days=90)
+    balance = Balance(
+        available=row.reward_available,
+        pending=row.reward_pending,
+        debt=row.reward_debt,
+        tier_points=row.tier_points,
+        expiring_30_days=sum(points for expires_at, points in by_expiry if now <= expires_at < in_30),
+        expiring_90_days=sum(points for expires_at, points in by_expiry if now <= expires_at < in_90),
+        next_expiry_on=by_expiry[0][0] if by_expiry else None,
+        next_expiry_points=by_expiry[0][1] if by_expiry else 0,
+        lifetime_earned=row.lifetime_earned,
+        lifetime_spent=row.lifetime_spent,
+        lifetime_expired=row.lifetime_expired,
+    )
+    return balance, f"{member_id}:{row.updated_at.isoformat() if row.updated_at else 0}"
 
 
 def history(

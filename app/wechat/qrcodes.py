@@ -100,12 +100,17 @@ def for_campaign(campaign: Campaign, *, permanent: bool = False) -> QrCode:
     return _create("campaign", scene, seconds=seconds, campaign_id=campaign.id)
 
 
-def png(code: QrCode, box_size: int = 8) -> bytes:
-    """The QR image: WeChat's ``url`` is what the code must contain."""
-    image = qrcode.make(code.url, box_size=box_size, border=2)
+def qr_png(content: str, box_size: int = 8) -> bytes:
+    """Any text as a QR code image (PNG)."""
+    image = qrcode.make(content, box_size=box_size, border=2)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def png(code: QrCode, box_size: int = 8) -> bytes:
+    """The QR image: WeChat's ``url`` is what the code must contain."""
+    return qr_png(code.url, box_size)
 
 
 @job("periodic", timeout=1800)

@@ -1,0 +1,72 @@
+"""Back office for the mini-app's side: staff invites and verifying cars members claimed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from app.api.miniapp_schemas import ClaimDecisionArgs, ClaimSchema, InviteSchema
+from app.core.db import db
+from app.core.errors import Forbidden, NotFound
+from app.core.http import Blueprint
+from app.core.i18n import _l
+from app.dealers import staff_binding
+from app.dealers.models import Staff
+from app.members import vehicle_claims
+from app.operators.auth import current_operator, require_operator
+
+blp = Blueprint("cs_members", __name__, url_prefix="/api/v1/cs", description="Staff invites and vehicle claims")
+BEARER = [{"bearerAuth": []}]
+
+
+@blp.route("/staff/<staff_code>/invites", methods=["POST"])
+@blp.doc(security=BEARER)
+@blp.response(201, InviteSchema)
+@require_operator("dealer_manager", "operator")
+def invite(staff_code: str) -> dict[str, Any]:
+    """A one-time code (valid 24 hours) the staff member enters in the mini-app to use staff mode."""
+    staff = db.session.scalar(sa.select(Staff).where(Staff.staff_code == staff_code, Staff.active))
+    if staff is None:
+        raise NotFound(_l("No active staff member has this code."))
+    operator = current_operator()
+    if operator.role == "dealer_manager" and operator.dealer_id != staff.dealer_id:
+        raise Forbidden()
+    code, expires = staff_binding.issue_invite(staff, actor=operator.actor)
+    return {"staff_code": staff.staff_code, "invite_code": code, "expires_at": expires}
+
+
+@blp.route("/vehicle-claims")
+@blp.doc(security=BEARER)
+@blp.response(200, ClaimSchema(many=True))
+@require_operator("agent", "supervisor", "dealer_manager", "operator")
+def claims() -> list[Any]:
+    """Cars members added that are waiting for verification."""
+    return vehicle_claims.pending()
+
+
+def _decide(claim_id: int, approve: bool, args: dict[str, Any]) -> Any:
+    details = {k: args[k] for k in ("model_code", "model_name", "model_year") if k in args}
+    return vehicle_claims.decide(
+        claim_id, approve=approve, actor=current_operator().actor, vehicle_details=details, note=args.get("note")
+    )
+
+
+@blp.route("/vehicle-claims/<id:claim_id>/approve", methods=["POST"])
+@blp.doc(security=BEARER)
+@blp.arguments(ClaimDecisionArgs)
+@blp.response(200, ClaimSchema)
+@blp.alt_response(409, response="CONFLICT")
+@require_operator("agent", "supervisor", "dealer_manager", "operator")
+def approve(args: dict[str, Any], claim_id: int) -> Any:
+    """The papers prove the car is the member's: link it (a resale ends the previous ownership)."""
+    return _decide(claim_id, True, args)
+
+
+@blp.route("/vehicle-claims/<id:claim_id>/reject", methods=["POST"])
+@blp.doc(security=BEARER)
+@blp.arguments(ClaimDecisionArgs)
+@blp.response(200, ClaimSchema)
+@require_operator("agent", "supervisor", "dealer_manager", "operator")
+def reject(args: dict[str, Any], claim_id: int) -> Any:
+    return _decide(claim_id, False, args)

@@ -1,0 +1,73 @@
+"""Who is calling the mini-app API: a signed-in WeChat user, a member, or a staff member."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from flask import g, request
+
+from app.core.errors import Forbidden, Unauthenticated
+from app.core.i18n import _l, use_member_locale
+from app.dealers.staff_binding import staff_of
+from app.members import sessions
+from app.members.models import Member
+
+BEARER = [{"miniappSession": []}]
+
+
+class NotAMember(Forbidden):
+    code = "not_a_member"
+    default_message = _l("Please join the membership first.")
+
+
+def _authenticate() -> None:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated(headers={"WWW-Authenticate": 'Bearer realm="miniapp"'})
+    g.mini_session, g.identity, g.member = sessions.resolve(token.strip())
+    if g.member is not None:
+        use_member_locale(g.member.locale)
+
+
+def signed_in(view: Callable) -> Callable:
+    """Any signed-in WeChat user (members and not-yet members)."""
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        _authenticate()
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def member_required(view: Callable) -> Callable:
+    """A signed-in user whose membership is active or frozen (closed memberships are gone)."""
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        _authenticate()
+        if g.member is None or g.member.status not in ("active", "frozen"):
+            raise NotAMember()
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def staff_required(view: Callable) -> Callable:
+    """A signed-in user bound to an active staff record (staff mode)."""
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        _authenticate()
+        g.staff = staff_of(g.identity)
+        if g.staff is None:
+            raise Forbidden(_l("Staff mode needs an invite from your dealer."))
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def current_member() -> Member:
+    return g.member

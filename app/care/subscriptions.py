@@ -1,0 +1,90 @@
+"""Mini-app subscribe-message grants: what a member accepted in ``wx.requestSubscribeMessage``.
+
+Each accepted template is one future send (WeChat's one-time subscription); ``use_grant`` takes
+one when a message goes out, so a grant is never used twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.core.clock import utcnow
+from app.core.db import Base, BigIntPK, BigIntType, db, insert_if_absent
+
+
+class SubscribeGrant(Base):
+    __tablename__ = "subscribe_grants"
+
+    id: Mapped[BigIntPK]
+    member_id: Mapped[int] = mapped_column(BigIntType, sa.ForeignKey("members.id"))
+    template_id: Mapped[str] = mapped_column(sa.String(64))
+    available: Mapped[int] = mapped_column(default=0)
+    accepted_total: Mapped[int] = mapped_column(default=0)
+    used_total: Mapped[int] = mapped_column(default=0)
+    last_decision: Mapped[str] = mapped_column(sa.String(12))  # accept, reject, ban, filter
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (sa.UniqueConstraint("member_id", "template_id"),)
+
+
+DECISIONS = ("accept", "reject", "ban", "filter")
+
+
+def record(member_id: int, results: dict[str, str]) -> list[SubscribeGrant]:
+    """Apply the result object of wx.requestSubscribeMessage: each 'accept' adds one send."""
+    grants = []
+    for template_id, decision in sorted(results.items()):
+        insert_if_absent(
+            SubscribeGrant,
+            {
+                "member_id": member_id,
+                "template_id": template_id,
+                "available": 0,
+                "accepted_total": 0,
+                "used_total": 0,
+                "last_decision": decision,
+                "updated_at": utcnow(),
+            },
+            conflict_columns=("member_id", "template_id"),
+        )
+        grant = db.session.scalars(
+            sa.select(SubscribeGrant)
+            .where(SubscribeGrant.member_id == member_id, SubscribeGrant.template_id == template_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        ).one()
+        grant.last_decision = decision
+        grant.updated_at = utcnow()
+        if decision == "accept":
+            grant.available += 1
+            grant.accepted_total += 1
+        elif decision == "ban":
+            grant.available = 0  # the member switched this message off in WeChat
+        grants.append(grant)
+    db.session.flush()
+    return grants
+
+
+def use_grant(member_id: int, template_id: str) -> bool:
+    """Take one send; False when the member has none left for this template."""
+    used = db.session.execute(
+        sa.update(SubscribeGrant)
+        .where(
+            SubscribeGrant.member_id == member_id,
+            SubscribeGrant.template_id == template_id,
+            SubscribeGrant.available > 0,
+        )
+        .values(available=SubscribeGrant.available - 1, used_total=SubscribeGrant.used_total + 1, updated_at=utcnow())
+    )
+    return used.rowcount == 1
+
+
+def for_member(member_id: int) -> list[SubscribeGrant]:
+    return list(
+        db.session.scalars(
+            sa.select(SubscribeGrant).where(SubscribeGrant.member_id == member_id).order_by(SubscribeGrant.template_id)
+        )
+    )

@@ -1,0 +1,31 @@
+"""Rate limits (flask-limiter) per client IP and per signed-in WeChat user, stored in Redis.
+
+Limits fail open: if Redis is unavailable, requests are served (the signature, session and
+single-use checks still protect the endpoints).
+"""
+
+from __future__ import annotations
+
+from flask import Flask, g, request
+from flask_limiter import Limiter
+
+
+def client_ip() -> str:
+    """The caller's IP (behind a proxy, configure ProxyFix so remote_addr is the real client)."""
+    return request.remote_addr or "unknown"
+
+
+def wechat_user() -> str:
+    """The signed-in mini-app user (openid's identity row), else the IP."""
+    identity = g.get("identity")
+    return f"identity:{identity.id}" if identity is not None else f"ip:{client_ip()}"
+
+
+limiter = Limiter(key_func=client_ip, headers_enabled=True, swallow_errors=True, strategy="fixed-window")
+
+
+def init_app(app: Flask) -> None:
+    url = app.extensions["loyalty.settings"].REDIS_URL
+    app.config["RATELIMIT_STORAGE_URI"] = "memory://" if url.startswith("memory://") else url
+    app.config.setdefault("RATELIMIT_KEY_PREFIX", "ratelimit")
+    limiter.init_app(app)

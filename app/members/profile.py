@@ -1,0 +1,44 @@
+"""Profile changes by the member: name, gender, birthday (set once, changed at most once), city, locale."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from app.core import audit
+from app.core.clock import business_today
+from app.core.db import db
+from app.core.errors import Conflict, ValidationFailed
+from app.core.i18n import _l
+from app.members.models import Member
+
+#: Birthday changes after the first entry (birthday-month bonus abuse is why there is a limit).
+BIRTHDAY_CHANGES_ALLOWED = 1
+
+
+def update(member: Member, changes: dict[str, Any]) -> Member:
+    birthday = changes.pop("birthday", None)
+    if birthday is not None and birthday != member.birthday:
+        _change_birthday(member, birthday)
+    for field in ("name", "gender", "city", "locale"):
+        if field in changes:
+            setattr(member, field, changes[field])
+    audit.record(
+        actor=("member", member.id),
+        action="member.profile_updated",
+        subject=("member", member.id),
+        details={"fields": sorted([*changes, *(["birthday"] if birthday is not None else [])])},
+    )
+    db.session.flush()
+    return member
+
+
+def _change_birthday(member: Member, birthday: dt.date) -> None:
+    today = business_today()
+    if not (today.replace(year=today.year - 120) <= birthday <= today):
+        raise ValidationFailed(fields={"birthday": [_l("Please enter a real date of birth.")]})
+    if member.birthday is not None:
+        if member.birthday_changes >= BIRTHDAY_CHANGES_ALLOWED:
+            raise Conflict(_l("Your birthday can only be changed once. Please contact customer service."))
+        member.birthday_changes += 1
+    member.birthday = birthday

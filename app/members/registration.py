@@ -1,0 +1,132 @@
+"""Joining through the mini-app: consent first, then the phone number, then membership.
+
+One call records the acceptance of the current privacy policy (and the optional purposes) and
+the phone number together: nothing personal is stored before consent. A phone that belongs to a
+pre-enrolled buyer from the DMS joins that member (activating it: purchase points, welcome gift)
+instead of creating a second one; a unionid-linked service-account member is reused likewise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from app.core import audit, program
+from app.core.clock import utcnow
+from app.core.db import db
+from app.core.errors import Conflict, ValidationFailed
+from app.core.i18n import _l
+from app.members import activation, identities, services
+from app.members.identifiers import normalize_cn_mobile
+from app.members.models import Member, WechatIdentity
+from app.points import earning
+
+POLICY_VERSION = program.define("privacy.policy_version", "2026.1", "Privacy policy version members must accept")
+OPTIONAL_PURPOSES = ("service_notifications", "marketing", "dealer_sharing")
+
+
+@dataclass(frozen=True)
+class Registration:
+    member: Member
+    joined_existing: bool
+    credited_points: int
+
+
+def check_policy_version(version: str) -> None:
+    if version != POLICY_VERSION.value():
+        raise ValidationFailed(
+            fields={"policy_version": [_l("Please accept the current privacy policy.")]},
+            details={"current_policy_version": POLICY_VERSION.value()},
+        )
+
+
+def needs_consent(member: Member | None) -> bool:
+    return member is None or services.consent_state(member).policy_version != POLICY_VERSION.value()
+
+
+def _lock_identity(identity: WechatIdentity) -> WechatIdentity:
+    return db.session.scalars(
+        sa.select(WechatIdentity)
+        .where(WechatIdentity.id == identity.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one()
+
+
+def _member_for_phone(phone: str, identity: WechatIdentity) -> tuple[Member, bool]:
+    """The member with this phone (joined) or a new one; a concurrent twin loses on the unique phone."""
+    member = services.find_by_phone(phone)
+    if member is not None:
+        return member, True
+    try:
+        with db.session.begin_nested():
+            return services.create_member(
+                channel="miniapp", status="active", phone=phone, enrolled_at=utcnow(), activated_at=utcnow()
+            ), False
+    except IntegrityError:
+        member = services.find_by_phone(phone)  # someone registered this number a moment ago
+        if member is None:
+            raise
+        return member, True
+
+
+def register(identity: WechatIdentity, *, policy_version: str, purposes: list[str], phone: str) -> Registration:
+    """Accept the policy, share the phone, become (or join) a member. Safe to call twice."""
+    check_policy_version(policy_version)
+    normalized = normalize_cn_mobile(phone)
+    if normalized is None:
+        raise ValidationFailed(fields={"phone_code": [_l("Not a valid mainland China mobile number.")]})
+    identity = _lock_identity(identity)
+    joined = False
+    if identity.member_id is not None:
+        member = db.session.get(Member, identity.member_id)
+        assert member is not None
+        if member.phone_index is None:
+            if services.find_by_phone(normalized) is not None:
+                raise Conflict(_l("This phone number belongs to another membership. Please contact customer service."))
+            services.set_phone(member, normalized)
+        elif member.phone != normalized:
+            raise Conflict(_l("This WeChat account is already registered with another phone number."))
+    else:
+        member, joined = _member_for_phone(normalized, identity)
+        other = db.session.scalar(
+            sa.select(WechatIdentity.openid).where(
+                WechatIdentity.member_id == member.id,
+                WechatIdentity.app_id == identity.app_id,
+                WechatIdentity.id != identity.id,
+            )
+        )
+        if other is not None:
+            raise Conflict(
+                _l("This phone number is registered with another WeChat account. Please contact customer service.")
+            )
+        identities.bind(identity, member)
+    services.record_consent(
+        member,
+        policy_version=policy_version,
+        granted=[p for p in purposes if p in OPTIONAL_PURPOSES],
+        withdrawn=[p for p in OPTIONAL_PURPOSES if p not in purposes],
+        channel="miniapp",
+    )
+    credited = 0
+    if member.status == "pre_enrolled":
+        result = activation.activate(member, actor=("member", member.id))
+        credited = result.released_points + result.welcome_points
+    else:
+        awards = earning.award_event(
+            member,
+            "enrollment.welcome",
+            {"channel": member.enrollment_channel},
+            ref=f"member-{member.id}",
+            occurred_at=utcnow(),
+        )
+        credited = sum(a.points for a in awards if a.new and a.currency == "reward")
+    audit.record(
+        actor=("member", member.id),
+        action="member.registered",
+        subject=("member", member.id),
+        details={"via": "miniapp", "joined_existing": joined},
+    )
+    return Registration(member, joined, credited)

@@ -1,0 +1,125 @@
+"""Mini-app sign-in: ``wx.login`` code → ``jscode2session`` → our own session token.
+
+The token is an ``itsdangerous`` signature over the session id, with an expiry; the session row
+holds WeChat's ``session_key`` (encrypted, never sent to the client) and can be revoked. Refreshing
+rotates: a new session replaces the old one, which stops working at once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from flask import current_app
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.core import program
+from app.core.clock import utcnow
+from app.core.db import Base, BigIntPK, BigIntType, db
+from app.core.errors import Unauthenticated
+from app.core.i18n import _l
+from app.core.security import EncryptedText
+from app.members import identities
+from app.members.models import Member, WechatIdentity
+
+SESSION_HOURS = program.define("miniapp.session_hours", 2, "Hours a mini-app sign-in lasts before it must refresh")
+_SALT = "miniapp-session"
+
+
+class MiniappSession(Base):
+    __tablename__ = "miniapp_sessions"
+
+    id: Mapped[BigIntPK]
+    identity_id: Mapped[int] = mapped_column(BigIntType, sa.ForeignKey("wechat_identities.id"), index=True)
+    #: WeChat's session key (decrypts data the mini-app sends); encrypted, never leaves the server.
+    session_key: Mapped[str | None] = mapped_column(EncryptedText)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime]
+    revoked_at: Mapped[dt.datetime | None]
+    replaced_by_id: Mapped[int | None] = mapped_column(BigIntType)
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    token: str
+    expires_at: dt.datetime
+    identity: WechatIdentity
+    session: MiniappSession
+
+
+def _serializer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=_SALT)
+
+
+def _new_session(identity: WechatIdentity, session_key: str | None) -> SignedIn:
+    now = utcnow()
+    session = MiniappSession(
+        identity_id=identity.id,
+        session_key=session_key,
+        created_at=now,
+        expires_at=now + dt.timedelta(hours=SESSION_HOURS.value()),
+    )
+    db.session.add(session)
+    db.session.flush()
+    return SignedIn(_serializer().dumps(session.id), session.expires_at, identity, session)
+
+
+def sign_in(openid: str, session_key: str, unionid: str | None) -> SignedIn:
+    """After jscode2session: the identity (created on first visit), joined to the member that owns
+    the same unionid on the service account, and a fresh session."""
+    app_id = current_app.extensions["loyalty.settings"].MINIAPP_APP_ID
+    identity = identities.get_or_create(app_id, openid, app_kind="miniapp")
+    if unionid:
+        identity.unionid = unionid
+        if identity.member_id is None:
+            twin = db.session.scalar(
+                sa.select(WechatIdentity.member_id).where(
+                    WechatIdentity.unionid == unionid, WechatIdentity.member_id.is_not(None)
+                )
+            )
+            if twin is not None:
+                identity.member_id = twin
+    return _new_session(identity, session_key)
+
+
+def resolve(token: str) -> tuple[MiniappSession, WechatIdentity, Member | None]:
+    """The live session of a bearer token with its identity and member (None before joining), or 401."""
+    try:
+        session_id = _serializer().loads(token, max_age=SESSION_HOURS.value() * 3600)
+    except SignatureExpired:
+        raise Unauthenticated(_l("Your session has expired. Please sign in again.")) from None
+    except (BadSignature, ValueError, TypeError):
+        raise Unauthenticated() from None
+    # One round trip for the session, the identity and the member.
+    row = db.session.execute(
+        sa.select(MiniappSession, WechatIdentity, Member)
+        .join(WechatIdentity, WechatIdentity.id == MiniappSession.identity_id)
+        .outerjoin(Member, Member.id == WechatIdentity.member_id)
+        .where(MiniappSession.id == session_id)
+    ).first()
+    if row is None:
+        raise Unauthenticated()
+    session, identity, member = row
+    if session.revoked_at is not None or session.expires_at <= utcnow():
+        raise Unauthenticated(_l("Your session has expired. Please sign in again."))
+    return session, identity, member
+
+
+def rotate(session: MiniappSession, identity: WechatIdentity) -> SignedIn:
+    """A new token for the same sign-in; the old one stops working now."""
+    fresh = _new_session(identity, session.session_key)
+    session.revoked_at = utcnow()
+    session.replaced_by_id = fresh.session.id
+    db.session.flush()
+    return fresh
+
+
+def revoke(session: MiniappSession) -> None:
+    session.revoked_at = utcnow()
+    db.session.flush()
+
+
+def member_of(identity: WechatIdentity) -> Member | None:
+    return db.session.get(Member, identity.member_id) if identity.member_id else None

@@ -1,0 +1,181 @@
+"""Members binding cars in the mini-app.
+
+A car the DMS delivered to the member's phone is already theirs. Any other VIN becomes a claim
+that a dealer or an agent verifies (purchase invoice, registration) before it is linked; only one
+claim per VIN can be open, so two members racing for the same car get one claim and one clear
+refusal. Approving a claim for a car someone else owns is a resale: the old ownership ends and
+car-bound benefits go with the car, points stay with each person.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.core import audit
+from app.core.clock import business_today, utcnow
+from app.core.db import Base, BigIntPK, BigIntType, db
+from app.core.errors import Conflict, NotFound, ValidationFailed
+from app.core.i18n import _l
+from app.members import services
+from app.members.identifiers import normalize_vin, vin_problem
+from app.members.models import Member, Ownership, Vehicle
+
+STATUSES = ("pending", "approved", "rejected")
+
+
+class VehicleClaim(Base):
+    __tablename__ = "vehicle_claims"
+
+    id: Mapped[BigIntPK]
+    member_id: Mapped[int] = mapped_column(BigIntType, sa.ForeignKey("members.id"), index=True)
+    vin: Mapped[str] = mapped_column(sa.String(17))
+    status: Mapped[str] = mapped_column(sa.String(10), default="pending")
+    plate: Mapped[str | None] = mapped_column(sa.String(16))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    decided_by: Mapped[str | None] = mapped_column(sa.String(64))
+    decided_at: Mapped[dt.datetime | None]
+    note: Mapped[str | None] = mapped_column(sa.String(255))
+
+    __table_args__ = (
+        sa.CheckConstraint(f"status IN {STATUSES}", name="status"),
+        # The race guard: one open claim per car.
+        sa.Index(
+            "uq_vehicle_claims_open_vin",
+            "vin",
+            unique=True,
+            postgresql_where=sa.text("status = 'pending'"),
+            sqlite_where=sa.text("status = 'pending'"),
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class Binding:
+    outcome: str  # "bound" (already theirs) or "pending" (a claim to verify)
+    vehicle: Vehicle | None
+    claim: VehicleClaim | None
+
+
+def _checked_vin(vin: str) -> str:
+    vin = normalize_vin(vin)
+    if vin_problem(vin):
+        from app.sync.dms_schemas import VIN_MESSAGES
+
+        raise ValidationFailed(fields={"vin": [VIN_MESSAGES[vin_problem(vin)]]})  # type: ignore[index]
+    return vin
+
+
+def bind(member: Member, vin: str, *, plate: str | None = None) -> Binding:
+    vin = _checked_vin(vin)
+    vehicle = services.vehicle_by_vin(vin)
+    if vehicle is not None:
+        owner = services.current_owner(vehicle)
+        if owner is not None and owner.member_id == member.id:
+            return Binding("bound", vehicle, None)
+    mine = db.session.scalar(
+        sa.select(VehicleClaim).where(
+            VehicleClaim.vin == vin, VehicleClaim.member_id == member.id, VehicleClaim.status == "pending"
+        )
+    )
+    if mine is not None:
+        return Binding("pending", vehicle, mine)
+    try:
+        with db.session.begin_nested():
+            claim = VehicleClaim(member_id=member.id, vin=vin, plate=plate.upper() if plate else None)
+            db.session.add(claim)
+            db.session.flush()
+    except IntegrityError:
+        raise Conflict(
+            _l("This car is already being verified for another member. Please contact your dealer.")
+        ) from None
+    audit.record(
+        actor=("member", member.id), action="vehicle.claimed", subject=("member", member.id), details={"vin": vin}
+    )
+    return Binding("pending", vehicle, claim)
+
+
+def decide(
+    claim_id: int, *, approve: bool, actor: str, vehicle_details: dict[str, Any] | None = None, note: str | None = None
+) -> VehicleClaim:
+    """A dealer or an agent verified the papers (approve) or not (reject)."""
+    claim = db.session.get(VehicleClaim, claim_id, with_for_update=True)
+    if claim is None:
+        raise NotFound()
+    if claim.status != "pending":
+        raise Conflict(_l("This claim has already been decided."))
+    claim.status, claim.decided_by, claim.decided_at, claim.note = (
+        "approved" if approve else "rejected",
+        actor,
+        utcnow(),
+        note,
+    )
+    if approve:
+        member = db.session.get(Member, claim.member_id)
+        assert member is not None
+        vehicle = services.vehicle_by_vin(claim.vin)
+        if vehicle is None:
+            details = vehicle_details or {}
+            if not details.get("model_code") or not details.get("model_name"):
+                raise ValidationFailed(fields={"model_code": [_l("Describe the car: it is not in our records.")]})
+            vehicle = Vehicle(
+                vin=claim.vin,
+                model_code=details["model_code"],
+                model_name=details["model_name"],
+                model_year=details.get("model_year"),
+                plate=claim.plate,
+            )
+            db.session.add(vehicle)
+            db.session.flush()
+        services.start_ownership(member, vehicle, started_on=business_today())
+    audit.record(
+        actor=("staff", actor),
+        action=f"vehicle.claim_{claim.status}",
+        subject=("member", claim.member_id),
+        details={"vin": claim.vin, "note": note},
+    )
+    db.session.flush()
+    return claim
+
+
+def unbind(member: Member, vin: str) -> None:
+    """The member no longer drives this car (sold it, a family car…). Points stay with them."""
+    vehicle = services.vehicle_by_vin(normalize_vin(vin))
+    ownership = vehicle and db.session.scalar(
+        sa.select(Ownership).where(
+            Ownership.vehicle_id == vehicle.id, Ownership.member_id == member.id, Ownership.ended_on.is_(None)
+        )
+    )
+    if not ownership:
+        raise NotFound(_l("This car is not linked to your membership."))
+    ownership.ended_on, ownership.end_reason = business_today(), "unbound_by_member"
+    audit.record(
+        actor=("member", member.id),
+        action="vehicle.unbound",
+        subject=("member", member.id),
+        details={"vin": vehicle.vin},
+    )  # type: ignore[union-attr]
+
+
+def pending(limit: int = 100) -> list[VehicleClaim]:
+    return list(
+        db.session.scalars(
+            sa.select(VehicleClaim)
+            .where(VehicleClaim.status == "pending")
+            .order_by(VehicleClaim.created_at)
+            .limit(limit)
+        )
+    )
+
+
+def for_member(member: Member) -> list[VehicleClaim]:
+    return list(
+        db.session.scalars(
+            sa.select(VehicleClaim).where(VehicleClaim.member_id == member.id).order_by(VehicleClaim.created_at.desc())
+        )
+    )

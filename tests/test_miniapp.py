@@ -1,0 +1,417 @@
+"""The mini-app API: sign-in, joining, consent, profile, vehicles, points, member code, dealers."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+import sqlalchemy as sa
+
+from app.core.audit import AuditEntry
+from app.core.db import db
+from app.members import services
+from app.members.models import Consent, Member, Ownership, WechatIdentity
+from app.members.sessions import MiniappSession
+from app.wechat import clients
+from tests import dms_events, factories
+from tests.conftest import WECHAT
+from tests.miniapp_helpers import FakeMiniappWeChat, MiniClient
+
+
+@pytest.fixture
+def wechat(app, http_mock):
+    clients.forget_clients(app)
+    return FakeMiniappWeChat(http_mock)
+
+
+@pytest.fixture
+def mini(client, wechat):
+    return MiniClient(client, wechat)
+
+
+@pytest.fixture
+def shop(app_ctx):
+    dealer = factories.dealer(code="D0101", city="长春", region="north", latitude=43.88, longitude=125.28)
+    factories.staff(dealer, code="SA0101", name="王磊")
+    return dealer
+
+
+@pytest.fixture
+def member(mini, app_ctx):
+    mini.sign_in("o-mini-1")
+    assert mini.register("13911112222").status_code == 201
+    return services.find_by_phone("13911112222")
+
+
+# --- sign-in --------------------------------------------------------------------------------
+
+
+def test_sign_in_issues_our_token_and_keeps_the_session_key(mini, app_ctx):
+    response = mini.sign_in("o-new")
+    body = response.json
+    assert body["needs_registration"] is True and body["member"] is None
+    assert body["current_policy_version"] == "2026.1"
+    assert "sk-o-new" not in response.get_data(as_text=True)
+    stored = db.session.execute(sa.text("SELECT session_key FROM miniapp_sessions")).scalar_one()
+    assert "sk-o-new" not in stored
+    assert db.session.scalar(sa.select(MiniappSession.session_key)) == "sk-o-new"
+    assert mini.get("/api/v1/me").json["needs_registration"] is True
+
+
+def test_an_invalid_login_code_is_refused(client, wechat, app_ctx):
+    response = client.post("/api/v1/sessions", json={"code": "stolen"})
+    assert response.status_code == 401
+    assert response.json["error"]["message"] == "登录凭证无效或已被使用，请重试。"
+    assert client.post("/api/v1/sessions", json={}).status_code == 422
+
+
+def test_unionid_joins_the_service_account_member(mini, app_ctx):
+    member = factories.member()
+    db.session.add(
+        WechatIdentity(
+            app_kind="official",
+            app_id=WECHAT["WECHAT_APP_ID"],
+            openid="o-official",
+            unionid="union-1",
+            member_id=member.id,
+            following=True,
+        )
+    )
+    db.session.flush()
+    body = mini.sign_in("o-mini-twin", unionid="union-1").json
+    assert body["member"]["member_no"] == member.member_no and body["needs_registration"] is False
+
+
+def test_sessions_rotate_and_sign_out(mini, app_ctx, time_machine):
+    mini.sign_in("o-rot")
+    old = mini.token
+    refreshed = mini.post("/api/v1/sessions/refresh")
+    assert refreshed.status_code == 201
+    mini.token = old
+    assert mini.get("/api/v1/me").status_code == 401
+    mini.token = refreshed.json["token"]
+    assert mini.get("/api/v1/me").status_code == 200
+    assert mini.delete("/api/v1/sessions/current").status_code == 204
+    assert mini.get("/api/v1/me").status_code == 401
+    mini.sign_in("o-rot")
+    time_machine.move_to(dt.datetime.now(dt.UTC) + dt.timedelta(hours=2, minutes=1))
+    assert mini.get("/api/v1/me").status_code == 401
+
+
+def test_sign_in_is_rate_limited_per_ip(client, wechat, app_ctx):
+    statuses = [client.post("/api/v1/sessions", json={"code": f"x{i}"}).status_code for i in range(22)]
+    assert statuses[:20] == [401] * 20 and statuses[20:] == [429, 429]
+    limited = client.post("/api/v1/sessions", json={"code": "x"})
+    assert limited.json["error"]["code"] == "rate_limited" and "Retry-After" in limited.headers
+
+
+# --- joining --------------------------------------------------------------------------------
+
+
+def test_registration_records_consent_then_phone_and_credits_the_welcome_gift(mini, app_ctx):
+    mini.sign_in("o-join")
+    response = mini.register("13911113333", purposes=["service_notifications", "marketing"])
+    assert response.status_code == 201
+    body = response.json
+    assert body["joined_existing"] is False and body["credited_points"] == 500
+    member = services.find_by_phone("13911113333")
+    assert member.enrollment_channel == "miniapp" and member.status == "active"
+    purposes = services.consent_state(member).purposes
+    assert purposes == {
+        "privacy_policy": True,
+        "service_notifications": True,
+        "marketing": True,
+        "dealer_sharing": False,
+    }
+    assert mini.get("/api/v1/me").json["needs_registration"] is False
+    assert mini.register("13911113333").status_code == 201  # a double tap changes nothing
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Member)) == 1
+
+
+def test_an_outdated_policy_version_is_refused_before_anything_personal_is_fetched(mini, wechat, app_ctx):
+    mini.sign_in("o-old-policy")
+    response = mini.register("13911114444", policy="2025.1")
+    assert response.status_code == 422
+    assert "policy_version" in response.json["error"]["fields"]
+    assert wechat.phone_calls == 0
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Member)) == 0
+
+
+def test_a_buyer_from_the_dms_is_joined_not_duplicated(mini, shop, post_dms):
+    assert post_dms(dms_events.delivered("13800000001", factories.vin(), price_fen=20_000_000)).status_code == 202
+    buyer = services.find_by_phone("13800000001")
+    mini.sign_in("o-buyer")
+    body = mini.register("13800000001").json
+    assert body["joined_existing"] is True and body["member"]["member_no"] == buyer.member_no
+    assert body["credited_points"] == 2_000 + 500  # purchase points released, welcome gift
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Member)) == 1
+    db.session.refresh(buyer)
+    assert buyer.status == "active"
+    assert len(mini.get("/api/v1/me/vehicles").json["vehicles"]) == 1
+
+
+def test_a_phone_registered_with_another_wechat_is_a_conflict(mini, member, client, wechat):
+    other = MiniClient(client, wechat)
+    other.sign_in("o-other-phone")
+    response = other.register("13911112222")
+    assert response.status_code == 409
+    assert "其他微信" in response.json["error"]["message"]
+
+
+# --- consent and profile --------------------------------------------------------------------
+
+
+def test_withdrawing_a_purpose_takes_effect_at_once_and_is_audited(mini, member):
+    response = mini.put("/api/v1/me/consents", json={"purposes": []})
+    assert response.json["purposes"] == {"service_notifications": False, "marketing": False, "dealer_sharing": False}
+    assert services.consent_state(member).purposes["service_notifications"] is False
+    audit = db.session.scalar(sa.select(AuditEntry).where(AuditEntry.action == "member.consent_changed"))
+    assert audit.details == {"service_notifications": False}
+
+
+def test_withdrawing_the_policy_erases_personal_data_and_closes_the_membership(mini, member):
+    mini.patch("/api/v1/me/profile", json={"name": "李雷", "birthday": "1990-05-01"})
+    assert mini.post("/api/v1/me/consents/withdraw", json={"confirm": False}).status_code == 422
+    assert mini.post("/api/v1/me/consents/withdraw", json={"confirm": True}).status_code == 204
+    db.session.refresh(member)
+    assert (member.status, member.name, member.phone, member.phone_index, member.birthday) == (
+        "closed",
+        None,
+        None,
+        None,
+        None,
+    )
+    assert mini.get("/api/v1/me/points").json["error"]["code"] == "not_a_member"
+    assert (
+        db.session.scalar(
+            sa.select(Consent.granted)
+            .where(Consent.member_id == member.id, Consent.purpose == "privacy_policy")
+            .order_by(Consent.id.desc())
+            .limit(1)
+        )
+        is False
+    )
+
+
+def test_profile_updates_and_the_birthday_changes_only_once(mini, member):
+    assert mini.get("/api/v1/me/profile").json["phone"] == "139****2222"
+    body = mini.patch(
+        "/api/v1/me/profile", json={"name": "李雷", "gender": "male", "birthday": "1990-05-01", "city": "长春"}
+    ).json
+    assert (body["name"], body["birthday"], body["birthday_changes_left"]) == ("李雷", "1990-05-01", 1)
+    assert mini.patch("/api/v1/me/profile", json={"birthday": "1990-06-01"}).json["birthday_changes_left"] == 0
+    refused = mini.patch("/api/v1/me/profile", json={"birthday": "1990-07-01"})
+    assert refused.status_code == 409 and "只能修改一次" in refused.json["error"]["message"]
+
+
+def test_profile_validation_is_field_by_field_and_localized(mini, member):
+    response = mini.patch(
+        "/api/v1/me/profile",
+        json={"gender": "robot", "birthday": "2999-01-01", "shoe": 42},
+        headers={"Accept-Language": "en"},
+    )
+    assert response.status_code == 422
+    fields = response.json["error"]["fields"]
+    assert fields["gender"] == ["Must be one of: male, female, unknown."]
+    assert fields["shoe"] == ["Unknown field."]
+    assert mini.patch("/api/v1/me/profile", json={"locale": "en"}).status_code == 200
+    future = mini.patch("/api/v1/me/profile", json={"birthday": "2999-01-01"})
+    assert future.json["error"]["fields"] == {"birthday": ["Please enter a real date of birth."]}
+
+
+# --- vehicles -------------------------------------------------------------------------------
+
+
+def test_an_unknown_car_becomes_a_claim_a_dealer_approves(mini, member, client):
+    vin = factories.vin()
+    response = mini.post("/api/v1/me/vehicles", json={"vin": vin.lower(), "plate": "吉a12345"})
+    assert response.status_code == 202 and response.json["outcome"] == "pending"
+    claim_id = response.json["claim"]["id"]
+    assert mini.post("/api/v1/me/vehicles", json={"vin": "LFV2A21K9D3000001"}).status_code == 422  # check digit
+    _manager, token = factories.operator("dealer_manager", dealer_id=factories.dealer().id)
+    approve = client.post(
+        f"/api/v1/cs/vehicle-claims/{claim_id}/approve",
+        json={"note": "发票已核"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert approve.status_code == 422  # the car is unknown: describe it
+    approve = client.post(
+        f"/api/v1/cs/vehicle-claims/{claim_id}/approve",
+        json={"model_code": "TAYRON", "model_name": "探岳", "model_year": 2025},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert approve.json["status"] == "approved"
+    vehicles = mini.get("/api/v1/me/vehicles").json
+    assert [v["vin"] for v in vehicles["vehicles"]] == [vin] and vehicles["vehicles"][0]["plate"] == "吉A12345"
+    assert mini.delete(f"/api/v1/me/vehicles/{vin}").status_code == 204
+    assert mini.get("/api/v1/me/vehicles").json["vehicles"] == []
+    assert mini.delete(f"/api/v1/me/vehicles/{vin}").status_code == 404
+
+
+def test_approving_a_claim_on_someone_elses_car_is_a_resale(mini, member, client):
+    seller = factories.member()
+    car = factories.vehicle(owner=seller)
+    claim_id = mini.post("/api/v1/me/vehicles", json={"vin": car.vin}).json["claim"]["id"]
+    _agent, token = factories.operator("agent")
+    client.post(f"/api/v1/cs/vehicle-claims/{claim_id}/approve", json={}, headers={"Authorization": f"Bearer {token}"})
+    ends = db.session.execute(
+        sa.select(Ownership.member_id, Ownership.end_reason)
+        .where(Ownership.vehicle_id == car.id)
+        .order_by(Ownership.id)
+    ).all()
+    assert [tuple(row) for row in ends] == [(seller.id, "resale"), (member.id, None)]
+
+
+# --- points, tier, member code, subscriptions -------------------------------------------------
+
+
+def test_points_with_etag_history_and_tier(mini, member):
+    first = mini.get("/api/v1/me/points")
+    assert first.status_code == 200 and first.json["available"] == 500
+    etag = first.headers["ETag"]
+    assert mini.get("/api/v1/me/points", headers={"If-None-Match": etag}).status_code == 304
+    from app.points import ledger
+
+    ledger.earn(
+        ledger.Earning(member_id=member.id, currency="reward", points=50, idempotency_key="more", source_type="test")
+    )
+    db.session.flush()
+    changed = mini.get("/api/v1/me/points", headers={"If-None-Match": etag})
+    assert changed.status_code == 200 and changed.json["available"] == 550
+    history = mini.get("/api/v1/me/points/history?per_page=1").json
+    assert history["total"] == 2 and history["items"][0]["points"] == 50
+    tier = mini.get("/api/v1/me/tier").json
+    assert (tier["tier"], tier["tier_name"], tier["next_tier_name"], tier["points_to_next"]) == (
+        "silver",
+        "银卡",
+        "金卡",
+        150_000,
+    )
+
+
+def test_the_member_code_is_scanned_once_within_60_seconds(mini, member, client, wechat, time_machine):
+    issued = mini.get("/api/v1/me/member-code").json
+    assert issued["expires_in"] == 60 and issued["image"].startswith("data:image/png;base64,")
+    staff = MiniClient(client, wechat)
+    staff.sign_in("o-advisor")
+    advisor = factories.staff(factories.dealer(), code="SA0900", name="陈晨")
+    from app.dealers.staff_binding import bind, issue_invite
+
+    bind(db.session.get(WechatIdentity, _identity_id("o-advisor")), issue_invite(advisor, actor="test")[0])
+    card = staff.post("/api/v1/staff/scans", json={"code": issued["code"]})
+    assert card.status_code == 200, card.json
+    assert (card.json["member_no"], card.json["phone"], card.json["tier_name"]) == (
+        member.member_no,
+        "139****2222",
+        "银卡",
+    )
+    assert db.session.scalar(sa.select(AuditEntry.actor_id).where(AuditEntry.reason.like("member code%"))) == "SA0900"
+    again = staff.post("/api/v1/staff/scans", json={"code": issued["code"]})
+    assert again.status_code == 422 and "已被扫描" in again.json["error"]["message"]
+    tampered = issued["code"][:-1] + ("0" if issued["code"][-1] != "0" else "1")
+    assert staff.post("/api/v1/staff/scans", json={"code": tampered}).status_code == 422
+    late = mini.get("/api/v1/me/member-code").json["code"]
+    time_machine.move_to(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=61))
+    staff.sign_in("o-advisor")  # a fresh session (the old one may have expired with the clock jump)
+    expired = staff.post("/api/v1/staff/scans", json={"code": late})
+    assert expired.status_code == 422 and "已过期" in expired.json["error"]["message"]
+
+
+def _identity_id(openid: str) -> int:
+    return db.session.scalar(sa.select(WechatIdentity.id).where(WechatIdentity.openid == openid))
+
+
+def test_subscription_grants_count_one_send_per_accept(mini, member):
+    from app.care.subscriptions import use_grant
+
+    mini.post("/api/v1/me/subscriptions", json={"results": {"tpl-expiry": "accept", "tpl-booking": "reject"}})
+    grants = mini.post("/api/v1/me/subscriptions", json={"results": {"tpl-expiry": "accept"}}).json
+    assert {g["template_id"]: g["available"] for g in grants} == {"tpl-booking": 0, "tpl-expiry": 2}
+    assert use_grant(member.id, "tpl-expiry") and use_grant(member.id, "tpl-expiry")
+    assert not use_grant(member.id, "tpl-expiry")
+    bad = mini.post("/api/v1/me/subscriptions", json={"results": {"tpl": "maybe"}})
+    assert bad.status_code == 422
+
+
+def test_members_only_endpoints_need_membership(mini, app_ctx):
+    mini.sign_in("o-visitor")
+    for url in ("/api/v1/me/points", "/api/v1/me/profile", "/api/v1/me/member-code", "/api/v1/me/vehicles"):
+        response = mini.get(url)
+        assert response.status_code == 403 and response.json["error"]["code"] == "not_a_member"
+
+
+# --- dealers and staff mode ------------------------------------------------------------------
+
+
+def test_dealers_list_filters_and_nearest(client, shop):
+    factories.dealer(code="D0201", city="北京", region="north", latitude=39.99, longitude=116.47)
+    listed = client.get("/api/v1/dealers?city=长春").json
+    assert [d["code"] for d in listed["items"]] == ["D0101"] and listed["total"] == 1
+    assert client.get("/api/v1/dealers?per_page=1&page=2").json["items"][0]["code"] == "D0201"
+    nearest = client.get("/api/v1/dealers/nearest?latitude=39.9&longitude=116.4&limit=2").json
+    assert [d["code"] for d in nearest] == ["D0201", "D0101"] and nearest[0]["distance_km"] < 20
+    assert client.get("/api/v1/dealers/nearest?latitude=91&longitude=0").status_code == 422
+
+
+def test_staff_mode_invite_qr_and_figures(client, wechat, shop, http_mock):
+    import responses
+
+    http_mock.add(
+        responses.POST,
+        "https://api.weixin.qq.com/cgi-bin/qrcode/create",
+        json={"ticket": "T", "expire_seconds": 2592000, "url": "http://weixin.qq.com/q/adv"},
+    )
+    _manager, token = factories.operator("dealer_manager", dealer_id=shop.id)
+    invite = client.post("/api/v1/cs/staff/SA0101/invites", headers={"Authorization": f"Bearer {token}"}).json
+    advisor = MiniClient(client, wechat)
+    advisor.sign_in("o-wanglei")
+    assert advisor.get("/api/v1/staff/me").status_code == 403
+    bound = advisor.post("/api/v1/staff/binding", json={"invite_code": invite["invite_code"].lower()})
+    assert bound.status_code == 201 and bound.json["dealer_code"] == "D0101"
+    again = advisor.post("/api/v1/staff/binding", json={"invite_code": invite["invite_code"]})
+    assert again.status_code == 422
+    assert advisor.get("/api/v1/staff/me/enrollment-qr").json["scene"] == "adv:SA0101"
+    staff_row = db.session.scalar(sa.select(factories.Staff).where(factories.Staff.staff_code == "SA0101"))
+    now = dt.datetime.now(dt.UTC)
+    for activated in (True, True, False):
+        factories.member(
+            enrolling_staff_id=staff_row.id, enrolled_at=now, status="active" if activated else "pre_enrolled"
+        )
+    staff_row.monthly_enrollment_target = 10
+    db.session.flush()
+    figures = advisor.get("/api/v1/staff/me/enrollments").json
+    assert (figures["enrolled"], figures["activated_within_30_days"], figures["activation_rate"]) == (3, 2, 0.6667)
+    assert figures["target_progress"] == 0.3
+    assert me_is_staff(advisor)
+
+
+def me_is_staff(advisor: MiniClient) -> bool:
+    return advisor.get("/api/v1/me").json["is_staff"]
+
+
+# --- the edge: hostile input and a partner that is down ------------------------------------
+
+
+def test_nul_characters_are_refused_field_by_field(mini, member):
+    response = mini.patch("/api/v1/me/profile", json={"name": "张\x00三", "city": "长春"})
+    assert response.status_code == 422
+    assert response.json["error"]["fields"] == {"name": ["包含不允许的字符。"]}
+    assert mini.get("/api/v1/me/points/history?kind=%00").status_code == 422
+    assert mini.delete("/api/v1/me/vehicles/LFV%00").status_code == 422
+    assert db.session.get(Member, member.id).name != "张\x00三"
+
+
+def test_a_wechat_outage_is_a_503_to_retry_and_nothing_is_kept(client, wechat, shop, http_mock):
+    import requests
+    import responses
+
+    from app.campaigns.models import QrCode
+
+    http_mock.add(
+        responses.POST, "https://api.weixin.qq.com/cgi-bin/qrcode/create", body=requests.ConnectionError("down")
+    )
+    _manager, token = factories.operator("dealer_manager", dealer_id=shop.id)
+    response = client.get("/api/v1/cs/staff/SA0101/enrollment-qr", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 503 and response.headers["Retry-After"] == "5"
+    assert response.json["error"]["code"] == "upstream_unavailable"
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(QrCode)) == 0
