@@ -84,6 +84,15 @@ def sign_in(openid: str, session_key: str, unionid: str | None) -> SignedIn:
     return _new_session(identity, session_key)
 
 
+#: One round trip for the session, the identity and the member; built once (every request runs it).
+_SESSION_WITH_IDENTITY_AND_MEMBER = (
+    sa.select(MiniappSession, WechatIdentity, Member)
+    .join(WechatIdentity, WechatIdentity.id == MiniappSession.identity_id)
+    .outerjoin(Member, Member.id == WechatIdentity.member_id)
+    .where(MiniappSession.id == sa.bindparam("session_id"))
+)
+
+
 def resolve(token: str) -> tuple[MiniappSession, WechatIdentity, Member | None]:
     """The live session of a bearer token with its identity and member (None before joining), or 401."""
     try:
@@ -92,13 +101,7 @@ def resolve(token: str) -> tuple[MiniappSession, WechatIdentity, Member | None]:
         raise Unauthenticated(_l("Your session has expired. Please sign in again.")) from None
     except (BadSignature, ValueError, TypeError):
         raise Unauthenticated() from None
-    # One round trip for the session, the identity and the member.
-    row = db.session.execute(
-        sa.select(MiniappSession, WechatIdentity, Member)
-        .join(WechatIdentity, WechatIdentity.id == MiniappSession.identity_id)
-        .outerjoin(Member, Member.id == WechatIdentity.member_id)
-        .where(MiniappSession.id == session_id)
-    ).first()
+    row = db.session.execute(_SESSION_WITH_IDENTITY_AND_MEMBER, {"session_id": session_id}).first()
     if row is None:
         raise Unauthenticated()
     session, identity, member = row
