@@ -105,6 +105,18 @@ def test_sign_in_is_rate_limited_per_ip(client, wechat, app_ctx):
     assert limited.json["error"]["code"] == "rate_limited" and "Retry-After" in limited.headers
 
 
+def test_member_code_is_rate_limited_per_user_not_per_shared_ip(mini, client, wechat, app_ctx):
+    """Two members behind one IP (a dealership's Wi-Fi): one exhausting its limit leaves the other free."""
+    mini.sign_in("o-rate-1")
+    assert mini.register("13911114444").status_code == 201
+    statuses = [mini.get("/api/v1/me/member-code").status_code for _ in range(31)]
+    assert statuses[:30] == [200] * 30 and statuses[30] == 429
+    other = MiniClient(client, wechat)
+    other.sign_in("o-rate-2")
+    assert other.register("13911115555").status_code == 201
+    assert other.get("/api/v1/me/member-code").status_code == 200
+
+
 # --- joining --------------------------------------------------------------------------------
 
 
