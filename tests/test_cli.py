@@ -63,3 +63,20 @@ def test_program_settings_can_be_changed_with_the_right_type_only(app, app_ctx):
     assert program.get("enrollment.attribution_days") == 120
     changed = db.session.scalar(sa.select(AuditEntry).where(AuditEntry.action == "program_setting.changed"))
     assert changed.details == {"from": 90, "to": 120}
+
+
+def test_serve_starts_the_server_with_no_transaction_left_open(app, app_ctx, monkeypatch):
+    """`make run` serves from the CLI's own app context: a transaction left open there would hold
+    SQLite's write lock (BEGIN IMMEDIATE) for as long as the server runs, and every write would fail."""
+    import werkzeug.serving
+
+    import app.jobs.schedule as schedule
+
+    sessions_open_at_start = []
+    monkeypatch.setattr(schedule, "start_embedded_scheduler", lambda _app: None)
+    monkeypatch.setattr(
+        werkzeug.serving, "run_simple", lambda *args, **kwargs: sessions_open_at_start.append(db.session.registry.has())
+    )
+    result = app.test_cli_runner().invoke(args=["serve", "--port", "5999"])
+    assert result.exit_code == 0, result.output
+    assert "policy_version" in result.output and sessions_open_at_start == [False]
