@@ -28,6 +28,8 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     )
 
     from app.core import http, i18n, ratelimit, security
+
+    http.trust_proxies(app, settings.PROXY_HOPS)
     from app.extensions import db, init_redis
 
     http.configure_logging(settings.LOG_LEVEL)

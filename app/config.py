@@ -112,6 +112,9 @@ class Settings:
     SIGNATURE_WINDOW_SECONDS: int = 300
     #: Largest inbound request body we read, in bytes.
     MAX_BODY_BYTES: int = 256 * 1024
+    #: Reverse proxies in front of the app (nginx, a load balancer) whose X-Forwarded-For and
+    #: X-Forwarded-Proto are trusted; per-IP rate limits need the real client address.
+    PROXY_HOPS: int = 0
     LOG_LEVEL: str = "INFO"
     #: Which settings came from development defaults rather than the environment.
     defaulted: tuple[str, ...] = field(default=())
@@ -133,7 +136,7 @@ class Settings:
         return [k.strip() for k in self.DATA_KEY.split(",") if k.strip()]
 
 
-_INT_FIELDS = {"SIGNATURE_WINDOW_SECONDS", "MAX_BODY_BYTES"}
+_INT_FIELDS = {"SIGNATURE_WINDOW_SECONDS", "MAX_BODY_BYTES", "PROXY_HOPS"}
 _FLOAT_FIELDS = {"WECHAT_HTTP_TIMEOUT"}
 
 

@@ -52,3 +52,22 @@ def test_unknown_environment_name_is_refused():
 def test_integer_settings_are_parsed():
     settings = load_settings({"LOYALTY_SIGNATURE_WINDOW_SECONDS": "120"})
     assert settings.SIGNATURE_WINDOW_SECONDS == 120
+
+
+def test_behind_proxies_the_client_address_comes_from_x_forwarded_for():
+    from flask import Flask
+
+    from app.core.http import trust_proxies
+    from app.core.ratelimit import client_ip
+
+    def app_seeing_ips(hops: int) -> Flask:
+        app = Flask(__name__)
+        app.add_url_rule("/ip", "ip", client_ip)
+        trust_proxies(app, hops)
+        return app
+
+    forwarded = {"X-Forwarded-For": "203.0.113.7, 10.0.0.2"}  # the client, then the load balancer
+    assert app_seeing_ips(0).test_client().get("/ip", headers=forwarded).text == "127.0.0.1"
+    assert app_seeing_ips(1).test_client().get("/ip", headers=forwarded).text == "10.0.0.2"
+    assert app_seeing_ips(2).test_client().get("/ip", headers=forwarded).text == "203.0.113.7"
+    assert load_settings({"LOYALTY_PROXY_HOPS": "2"}).PROXY_HOPS == 2

@@ -7,15 +7,19 @@ import datetime as dt
 import pytest
 import sqlalchemy as sa
 
+from app.core import program
 from app.core.audit import AuditEntry
 from app.core.db import db
 from app.members import services
 from app.members.models import Consent, Member, Ownership, WechatIdentity
 from app.members.sessions import MiniappSession
+from app.members.vehicle_claims import VehicleClaim
+from app.points.models import PointEntry
 from app.wechat import clients
 from tests import dms_events, factories
 from tests.conftest import WECHAT
 from tests.miniapp_helpers import FakeMiniappWeChat, MiniClient
+from tests.wechat_helpers import Callback, SentMessages, event_xml
 
 
 @pytest.fixture
@@ -82,6 +86,26 @@ def test_unionid_joins_the_service_account_member(mini, app_ctx):
     assert body["member"]["member_no"] == member.member_no and body["needs_registration"] is False
 
 
+def test_a_follower_from_an_advisor_qr_who_opens_the_mini_app_stays_one_member(mini, client, http_mock, app_ctx):
+    sent = SentMessages(http_mock)
+    factories.staff(factories.dealer(code="D0101"), code="SA0101")
+    Callback(client).reply(event_xml("o-qr-person", "subscribe", EventKey="qrscene_adv:SA0101"))
+    Callback(client).reply(event_xml("o-qr-person", "SCAN", EventKey="adv:SA0101"))
+    official = db.session.scalar(sa.select(WechatIdentity).where(WechatIdentity.openid == "o-qr-person"))
+    assert official.unionid == "union-o-qr-person" and sent.user_info == ["o-qr-person"]  # asked once
+    prospect = db.session.get(Member, official.member_id)
+    body = mini.sign_in("o-mini-person", unionid="union-o-qr-person").json
+    assert body["member"]["member_no"] == prospect.member_no
+    assert mini.register("13911116666").status_code == 201
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Member)) == 1
+    db.session.refresh(prospect)
+    assert prospect.phone == "13911116666" and prospect.enrolling_staff_id is not None  # attribution kept
+    welcome = sa.select(sa.func.count()).where(
+        PointEntry.member_id == prospect.id, PointEntry.rule_code == "welcome_gift"
+    )
+    assert db.session.scalar(welcome) == 1
+
+
 def test_sessions_rotate_and_sign_out(mini, app_ctx, time_machine):
     mini.sign_in("o-rot")
     old = mini.token
@@ -105,8 +129,11 @@ def test_sign_in_is_rate_limited_per_ip(client, wechat, app_ctx):
     assert limited.json["error"]["code"] == "rate_limited" and "Retry-After" in limited.headers
 
 
-def test_member_code_is_rate_limited_per_user_not_per_shared_ip(mini, client, wechat, app_ctx):
-    """Two members behind one IP (a dealership's Wi-Fi): one exhausting its limit leaves the other free."""
+def test_member_code_is_rate_limited_per_user_not_per_shared_ip(mini, client, wechat):
+    """Two members behind one IP (a dealership's Wi-Fi): one exhausting its limit leaves the other free.
+
+    No ``app_ctx`` here on purpose: with an outer app context every request would share ``g``, and
+    a limit checked before authentication would still seem to know the user."""
     mini.sign_in("o-rate-1")
     assert mini.register("13911114444").status_code == 201
     statuses = [mini.get("/api/v1/me/member-code").status_code for _ in range(31)]
@@ -181,8 +208,28 @@ def test_withdrawing_a_purpose_takes_effect_at_once_and_is_audited(mini, member)
     assert audit.details == {"service_notifications": False}
 
 
+def test_after_a_policy_change_nothing_personal_is_stored_until_the_member_accepts_it(mini, member):
+    program.set_value("privacy.policy_version", "2026.2", actor=("test", "t"))
+    db.session.flush()
+    assert mini.get("/api/v1/me").json["needs_consent"] is True
+    refused = mini.patch("/api/v1/me/profile", json={"city": "长春"})
+    assert refused.status_code == 403 and refused.json["error"]["code"] == "consent_required"
+    assert mini.post("/api/v1/me/vehicles", json={"vin": factories.vin()}).status_code == 403
+    # changing purposes is not a silent acceptance of the new policy
+    assert mini.put("/api/v1/me/consents", json={"purposes": []}).json["error"]["code"] == "consent_required"
+    wrong = mini.put("/api/v1/me/consents", json={"purposes": [], "policy_version": "2026.1"})
+    assert wrong.status_code == 422 and "policy_version" in wrong.json["error"]["fields"]
+    accepted = mini.put("/api/v1/me/consents", json={"purposes": ["marketing"], "policy_version": "2026.2"})
+    assert accepted.status_code == 200 and accepted.json["accepted_policy_version"] == "2026.2"
+    audit = db.session.scalars(sa.select(AuditEntry).where(AuditEntry.action == "member.consent_changed")).all()[-1]
+    assert audit.details["privacy_policy_version"] == "2026.2" and audit.details["marketing"] is True
+    assert mini.patch("/api/v1/me/profile", json={"city": "长春"}).status_code == 200
+
+
 def test_withdrawing_the_policy_erases_personal_data_and_closes_the_membership(mini, member):
     mini.patch("/api/v1/me/profile", json={"name": "李雷", "birthday": "1990-05-01"})
+    car = factories.vehicle(owner=member)
+    assert mini.post("/api/v1/me/vehicles", json={"vin": factories.vin(), "plate": "吉A54321"}).status_code == 202
     assert mini.post("/api/v1/me/consents/withdraw", json={"confirm": False}).status_code == 422
     assert mini.post("/api/v1/me/consents/withdraw", json={"confirm": True}).status_code == 204
     db.session.refresh(member)
@@ -194,6 +241,10 @@ def test_withdrawing_the_policy_erases_personal_data_and_closes_the_membership(m
         None,
     )
     assert mini.get("/api/v1/me/points").json["error"]["code"] == "not_a_member"
+    link = db.session.scalar(sa.select(Ownership).where(Ownership.vehicle_id == car.id))
+    assert link.ended_on is not None and link.end_reason == "consent_withdrawn"
+    claim = db.session.scalar(sa.select(VehicleClaim).where(VehicleClaim.member_id == member.id))
+    assert (claim.status, claim.plate) == ("rejected", None)
     assert (
         db.session.scalar(
             sa.select(Consent.granted)
@@ -260,18 +311,41 @@ def test_an_unknown_car_becomes_a_claim_a_dealer_approves(mini, member, client):
     assert mini.delete(f"/api/v1/me/vehicles/{vin}").status_code == 404
 
 
-def test_approving_a_claim_on_someone_elses_car_is_a_resale(mini, member, client):
+def test_a_member_can_have_only_three_cars_waiting_for_verification(mini, member):
+    for _ in range(3):
+        assert mini.post("/api/v1/me/vehicles", json={"vin": factories.vin()}).status_code == 202
+    fourth = mini.post("/api/v1/me/vehicles", json={"vin": factories.vin()})
+    assert fourth.status_code == 409 and fourth.json["error"]["code"] == "conflict"
+
+
+def test_approving_a_claim_on_someone_elses_car_is_a_resale_a_supervisor_decides(mini, member, client):
     seller = factories.member()
+    selling_dealer, other_dealer = factories.dealer(), factories.dealer()
     car = factories.vehicle(owner=seller)
+    car.selling_dealer_id = selling_dealer.id
     claim_id = mini.post("/api/v1/me/vehicles", json={"vin": car.vin}).json["claim"]["id"]
-    _agent, token = factories.operator("agent")
-    client.post(f"/api/v1/cs/vehicle-claims/{claim_id}/approve", json={}, headers={"Authorization": f"Bearer {token}"})
+
+    def approve_as(role: str, **kwargs: object) -> object:
+        _operator, token = factories.operator(role, **kwargs)
+        url = f"/api/v1/cs/vehicle-claims/{claim_id}/approve"
+        return client.post(url, json={}, headers={"Authorization": f"Bearer {token}"})
+
+    assert approve_as("dealer_manager", dealer_id=other_dealer.id).status_code == 403  # not their car
+    assert approve_as("dealer_manager", dealer_id=selling_dealer.id).status_code == 403  # it has an owner
+    assert approve_as("agent").status_code == 403
+    assert approve_as("supervisor").status_code == 200
     ends = db.session.execute(
         sa.select(Ownership.member_id, Ownership.end_reason)
         .where(Ownership.vehicle_id == car.id)
         .order_by(Ownership.id)
     ).all()
     assert [tuple(row) for row in ends] == [(seller.id, "resale"), (member.id, None)]
+    seller_audit = db.session.scalar(
+        sa.select(AuditEntry).where(
+            AuditEntry.action == "vehicle.ownership_ended", AuditEntry.subject_id == str(seller.id)
+        )
+    )
+    assert seller_audit is not None and seller_audit.details["vin"] == car.vin
 
 
 # --- points, tier, member code, subscriptions -------------------------------------------------
@@ -333,16 +407,23 @@ def _identity_id(openid: str) -> int:
     return db.session.scalar(sa.select(WechatIdentity.id).where(WechatIdentity.openid == openid))
 
 
-def test_subscription_grants_count_one_send_per_accept(mini, member):
+def test_subscription_grants_count_one_send_per_accept_and_a_resent_result_once(mini, member):
     from app.care.subscriptions import use_grant
 
-    mini.post("/api/v1/me/subscriptions", json={"results": {"tpl-expiry": "accept", "tpl-booking": "reject"}})
-    grants = mini.post("/api/v1/me/subscriptions", json={"results": {"tpl-expiry": "accept"}}).json
+    def send(request_id: str, results: dict[str, str]) -> object:
+        return mini.post("/api/v1/me/subscriptions", json={"request_id": request_id, "results": results})
+
+    send("req-00000001", {"tpl-expiry": "accept", "tpl-booking": "reject"})
+    send("req-00000002", {"tpl-expiry": "accept"})
+    grants = send("req-00000002", {"tpl-expiry": "accept"}).json  # the mini-app retried after a timeout
     assert {g["template_id"]: g["available"] for g in grants} == {"tpl-booking": 0, "tpl-expiry": 2}
     assert use_grant(member.id, "tpl-expiry") and use_grant(member.id, "tpl-expiry")
     assert not use_grant(member.id, "tpl-expiry")
-    bad = mini.post("/api/v1/me/subscriptions", json={"results": {"tpl": "maybe"}})
-    assert bad.status_code == 422
+    assert send("req-00000003", {"tpl": "maybe"}).status_code == 422
+    too_many = send("req-00000004", {f"tpl-{i}": "accept" for i in range(4)})
+    assert too_many.status_code == 422 and "results" in too_many.json["error"]["fields"]
+    missing_id = mini.post("/api/v1/me/subscriptions", json={"results": {"tpl-expiry": "accept"}})
+    assert "request_id" in missing_id.json["error"]["fields"]
 
 
 def test_members_only_endpoints_need_membership(mini, app_ctx):

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import sqlalchemy as sa
 
 from app.core.db import db
+from app.members import services
 from app.members.models import Member, WechatIdentity
 from app.members.vehicle_claims import VehicleClaim
 from app.wechat import clients
@@ -25,6 +28,18 @@ def wechat(app, http_mock):
 def count(app, model, *where) -> int:
     with app.app_context():
         return db.session.scalar(sa.select(sa.func.count()).select_from(model).where(*where))
+
+
+def two_minis(app, wechat, openid_prefix: str, phone_prefix: str | None = None) -> list[MiniClient]:
+    """Two signed-in mini-app users, each with their own client (and member, given a phone prefix)."""
+    minis = []
+    for i in range(2):
+        mini = MiniClient(app.test_client(), wechat)
+        mini.sign_in(f"{openid_prefix}-{i}")
+        if phone_prefix is not None:
+            assert mini.register(f"{phone_prefix}{i}").status_code == 201
+        minis.append(mini)
+    return minis
 
 
 def test_the_same_login_code_twice_at_once_makes_one_identity_and_one_member(app, wechat):
@@ -47,11 +62,7 @@ def test_the_same_login_code_twice_at_once_makes_one_identity_and_one_member(app
 
 def test_two_wechat_accounts_registering_one_new_phone_at_once_make_one_member(app, wechat):
     wechat.phone_code("phone-shared", "13912341111")
-    minis = []
-    for i in range(2):
-        mini = MiniClient(app.test_client(), wechat)
-        mini.sign_in(f"o-shared-{i}")
-        minis.append(mini)
+    minis = two_minis(app, wechat, "o-shared")
 
     def join(i):
         return (
@@ -68,15 +79,37 @@ def test_two_members_racing_for_one_car_get_one_claim_and_one_clear_refusal(app,
     with app.app_context():
         vin = factories.vin()
         db.session.commit()
-    minis = []
-    for i in range(2):
-        mini = MiniClient(app.test_client(), wechat)
-        mini.sign_in(f"o-racer-{i}")
-        assert mini.register(f"1391234222{i}").status_code == 201
-        minis.append(mini)
+    minis = two_minis(app, wechat, "o-racer", "1391234222")
 
     results = run_concurrently(2, lambda i: minis[i].post("/api/v1/me/vehicles", json={"vin": vin}))
     assert sorted(r.status_code for r in results) == [202, 409]
     refusal = next(r for r in results if r.status_code == 409)
     assert refusal.json["error"]["message"] == "这辆车正在为其他会员核验，请联系您的经销商。"
     assert count(app, VehicleClaim, VehicleClaim.status == "pending") == 1
+
+
+def test_one_token_refreshed_five_times_at_once_gives_one_new_session(app, wechat, monkeypatch):
+    from app.members import sessions
+
+    mini = MiniClient(app.test_client(), wechat)
+    mini.sign_in("o-refresh-race")
+    issue = sessions._new_session
+
+    def slow_issue(*args, **kwargs):  # widen the window so the refreshes overlap
+        time.sleep(0.2)
+        return issue(*args, **kwargs)
+
+    monkeypatch.setattr(sessions, "_new_session", slow_issue)
+    results = run_concurrently(5, lambda _i: mini.post("/api/v1/sessions/refresh"))
+    assert sorted(r.status_code for r in results) == [201, 401, 401, 401, 401]
+    assert count(app, sessions.MiniappSession, sessions.MiniappSession.revoked_at.is_(None)) == 1
+
+
+def test_two_members_taking_one_new_number_at_once_get_one_change_and_one_conflict(app, wechat):
+    wechat.phone_code("phone-new-number", "13912343333")
+    minis = two_minis(app, wechat, "o-phone-race", "1391234444")
+
+    results = run_concurrently(2, lambda i: minis[i].put("/api/v1/me/phone", json={"phone_code": "phone-new-number"}))
+    assert sorted(r.status_code for r in results) == [200, 409]
+    with app.app_context():
+        assert services.find_by_phone("13912343333") is not None

@@ -208,3 +208,22 @@ def test_a_member_who_does_not_follow_is_skipped_not_retried(app_ctx, http_mock,
     notification = db.session.scalar(sa.select(Notification))
     assert (notification.status, notification.error) == ("skipped", "member does not follow the account")
     assert len(http_mock.calls) == 0
+
+
+def test_a_member_who_withdrew_service_notifications_gets_no_template_message(app_ctx, http_mock, post_dms):
+    from app.members import privacy
+    from tests import dms_events
+
+    factories.staff(factories.dealer(code="D0101"), code="SA0101")
+    member = factories.member(status="active", phone="13900005678")
+    db.session.add(
+        WechatIdentity(app_kind="official", app_id=APP_ID, openid="o-quiet", member_id=member.id, following=True)
+    )
+    privacy.set_purposes(member, set())
+    delivery = dms_events.delivered("13900005678", factories.vin(), price_fen=20_000_000)
+    delivery["payload"]["buyer"]["consent"]["purposes"] = []  # no notifications at the dealer either
+    post_dms(delivery)
+    notification = db.session.scalar(sa.select(Notification))
+    assert (notification.kind, notification.status) == ("tier_upgrade", "skipped")
+    assert notification.error == "no consent to service notifications"
+    assert not [call for call in http_mock.calls if "template/send" in call.request.url]

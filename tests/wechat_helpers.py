@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from typing import Any
@@ -100,6 +101,14 @@ class SentMessages:
             f"{self.API}/message/template/send",
             callback=record(self.templates, {"errcode": 0, "errmsg": "ok", "msgid": 1001}),
         )
+        self.user_info: list[str] = []  # openids looked up; each follower's unionid is union-<openid>
+
+        def user_info(request: Any) -> tuple[int, dict, str]:
+            openid = request.params["openid"]
+            self.user_info.append(openid)
+            return 200, {}, json.dumps({"subscribe": 1, "openid": openid, "unionid": f"union-{openid}"})
+
+        mock.add_callback(responses.GET, re.compile(rf"{re.escape(self.API)}/user/info.*"), callback=user_info)
 
     def texts_to(self, openid: str) -> list[str]:
         return [m["text"]["content"] for m in self.custom if m["touser"] == openid and m["msgtype"] == "text"]

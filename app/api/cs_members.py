@@ -47,8 +47,10 @@ def claims() -> list[Any]:
 
 def _decide(claim_id: int, approve: bool, args: dict[str, Any]) -> Any:
     details = {k: args[k] for k in ("model_code", "model_name", "model_year") if k in args}
+    operator = current_operator()
+    decider = vehicle_claims.Decider(operator.actor, operator.role, operator.dealer_id)
     return vehicle_claims.decide(
-        claim_id, approve=approve, actor=current_operator().actor, vehicle_details=details, note=args.get("note")
+        claim_id, approve=approve, decider=decider, vehicle_details=details, note=args.get("note")
     )
 
 
@@ -56,6 +58,7 @@ def _decide(claim_id: int, approve: bool, args: dict[str, Any]) -> Any:
 @blp.doc(security=BEARER)
 @blp.arguments(ClaimDecisionArgs)
 @blp.response(200, ClaimSchema)
+@blp.alt_response(403, response="FORBIDDEN")
 @blp.alt_response(409, response="CONFLICT")
 @require_operator("agent", "supervisor", "dealer_manager", "operator")
 def approve(args: dict[str, Any], claim_id: int) -> Any:
@@ -67,6 +70,7 @@ def approve(args: dict[str, Any], claim_id: int) -> Any:
 @blp.doc(security=BEARER)
 @blp.arguments(ClaimDecisionArgs)
 @blp.response(200, ClaimSchema)
+@blp.alt_response(403, response="FORBIDDEN")
 @require_operator("agent", "supervisor", "dealer_manager", "operator")
 def reject(args: dict[str, Any], claim_id: int) -> Any:
     return _decide(claim_id, False, args)

@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import g
 
-from app.api.miniapp_auth import BEARER, member_required, signed_in
+from app.api.miniapp_auth import BEARER, consented_member_required, member_required, per_user_limit, signed_in
 from app.api.miniapp_schemas import (
     BindingSchema,
     BindVehicleArgs,
@@ -23,10 +23,11 @@ from app.api.miniapp_schemas import (
     VehiclesSchema,
     WithdrawArgs,
 )
-from app.core.errors import Conflict, ValidationFailed
+from app.core import audit
+from app.core.errors import ValidationFailed
 from app.core.http import Blueprint
 from app.core.i18n import _l
-from app.core.ratelimit import client_ip, limiter, wechat_user
+from app.core.ratelimit import client_ip, limiter
 from app.dealers.staff_binding import staff_of
 from app.members import privacy, profile, registration, services, sessions, vehicle_claims
 from app.members.identifiers import mask_phone, normalize_cn_mobile
@@ -114,13 +115,13 @@ def me() -> dict[str, Any]:
 
 
 @blp.route("/me/registration", methods=["POST"])
-@limiter.limit("10/minute", key_func=wechat_user)
 @blp.doc(security=BEARER)
 @blp.arguments(RegistrationArgs)
 @blp.response(201, RegistrationOutSchema)
 @blp.alt_response(409, response="CONFLICT")
 @blp.alt_response(422, response="UNPROCESSABLE_ENTITY")
 @signed_in
+@per_user_limit("10/minute")
 def register(args: dict[str, Any]) -> dict[str, Any]:
     """Accept the privacy policy and share the phone number: join (or activate) the membership."""
     registration.check_policy_version(args["policy_version"])  # before anything personal is fetched
@@ -155,10 +156,12 @@ def get_consents() -> dict[str, Any]:
 @blp.doc(security=BEARER)
 @blp.arguments(PurposesArgs)
 @blp.response(200, ConsentsSchema)
+@blp.alt_response(403, response="FORBIDDEN")
 @member_required
 def put_consents(args: dict[str, Any]) -> dict[str, Any]:
-    """Grant exactly these optional purposes; the others are withdrawn at once."""
-    privacy.set_purposes(g.member, set(args["purposes"]))
+    """Grant exactly these optional purposes; the others are withdrawn at once. After a policy
+    change, send ``policy_version`` to accept the new policy."""
+    privacy.set_purposes(g.member, set(args["purposes"]), policy_version=args.get("policy_version"))
     return get_consents.__wrapped__()  # type: ignore[attr-defined]
 
 
@@ -200,28 +203,34 @@ def get_profile() -> dict[str, Any]:
 @blp.arguments(ProfileArgs)
 @blp.response(200, ProfileSchema)
 @blp.alt_response(409, response="CONFLICT")
-@member_required
+@blp.alt_response(403, response="FORBIDDEN")
+@consented_member_required
 def patch_profile(args: dict[str, Any]) -> dict[str, Any]:
     """Change name, gender, birthday (set once, changed at most once), city or language."""
     return _profile(profile.update(g.member, dict(args)))
 
 
 @blp.route("/me/phone", methods=["PUT"])
-@limiter.limit("5/minute", key_func=wechat_user)
 @blp.doc(security=BEARER)
 @blp.arguments(PhoneArgs)
 @blp.response(200, ProfileSchema)
 @blp.alt_response(409, response="CONFLICT")
-@member_required
+@blp.alt_response(403, response="FORBIDDEN")
+@consented_member_required
+@per_user_limit("5/minute")
 def put_phone(args: dict[str, Any]) -> dict[str, Any]:
     """Change the mobile number to the one the member shares now (not one used by another member)."""
     phone = normalize_cn_mobile(wechat_miniapp.phone_number(args["phone_code"])["phone"])
     if phone is None:
         raise ValidationFailed(fields={"phone_code": [_l("Not a valid mainland China mobile number.")]})
-    holder = services.find_by_phone(phone)
-    if holder is not None and holder.id != g.member.id:
-        raise Conflict(_l("This phone number belongs to another membership. Please contact customer service."))
-    services.set_phone(g.member, phone)
+    before = mask_phone(g.member.phone)
+    services.claim_phone(g.member, phone)
+    audit.record(
+        actor=("member", g.member.id),
+        action="member.phone_changed",
+        subject=("member", g.member.id),
+        details={"from": before, "to": mask_phone(phone)},
+    )
     return _profile(g.member)
 
 
@@ -241,7 +250,10 @@ def vehicles() -> dict[str, Any]:
 @blp.response(200, BindingSchema, description="Already yours: the DMS delivered it to your phone")
 @blp.alt_response(202, schema=BindingSchema, description="A dealer will verify this car", success=True)
 @blp.alt_response(409, response="CONFLICT")
-@member_required
+@blp.alt_response(403, response="FORBIDDEN")
+@blp.alt_response(429, response="TOO_MANY_REQUESTS")
+@consented_member_required
+@per_user_limit("20/hour")
 def bind_vehicle(args: dict[str, Any]) -> tuple[dict[str, Any], int]:
     """Add a car by VIN: yours already, or a claim a dealer verifies."""
     result = vehicle_claims.bind(g.member, args["vin"], plate=args.get("plate"))

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from flask import Response, g, request
 
 from app.api.cs_schemas import HistoryPageSchema
-from app.api.miniapp_auth import BEARER, member_required
+from app.api.miniapp_auth import BEARER, consented_member_required, member_required, per_user_limit
 from app.api.miniapp_schemas import (
     DealerPageSchema,
     DealerQueryArgs,
@@ -28,7 +28,7 @@ from app.care import subscriptions
 from app.core.clock import business_today
 from app.core.db import db
 from app.core.http import Blueprint
-from app.core.ratelimit import client_ip, limiter, wechat_user
+from app.core.ratelimit import client_ip, limiter
 from app.core.schemas import page_of
 from app.dealers.models import Dealer
 from app.dealers.services import nearest_dealers
@@ -94,11 +94,11 @@ def tier() -> dict[str, Any]:
 
 
 @blp.route("/me/member-code")
-@limiter.limit("30/minute", key_func=wechat_user)
 @blp.doc(security=BEARER)
 @blp.response(200, MemberCodeSchema)
 @blp.alt_response(429, response="TOO_MANY_REQUESTS")
 @member_required
+@per_user_limit("30/minute")
 def member_code_now() -> dict[str, Any]:
     """A code valid for 60 seconds, to show at the dealer (staff scan it once)."""
     from app.wechat.qrcodes import qr_png
@@ -112,10 +112,11 @@ def member_code_now() -> dict[str, Any]:
 @blp.doc(security=BEARER)
 @blp.arguments(SubscriptionArgs)
 @blp.response(200, GrantSchema(many=True))
-@member_required
+@blp.alt_response(403, response="FORBIDDEN")
+@consented_member_required
 def record_subscriptions(args: dict[str, Any]) -> list[Any]:
     """Record what the member accepted in wx.requestSubscribeMessage (one accept = one future message)."""
-    subscriptions.record(g.member.id, args["results"])
+    subscriptions.record(g.member.id, args["request_id"], args["results"])
     return subscriptions.for_member(g.member.id)
 
 

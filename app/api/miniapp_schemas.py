@@ -76,6 +76,10 @@ class ConsentsSchema(ma.Schema):
 
 class PurposesArgs(BaseSchema):
     purposes = ma.fields.List(ma.fields.String(validate=OneOf(PURPOSES)), required=True)
+    policy_version = ma.fields.String(
+        validate=Length(max=32),
+        metadata={"description": "Send the current version to accept it (required while needs_consent is true)"},
+    )
 
 
 class WithdrawArgs(BaseSchema):
@@ -169,11 +173,17 @@ class MemberCodeSchema(ma.Schema):
 
 
 class SubscriptionArgs(BaseSchema):
+    request_id = ma.fields.String(
+        required=True,
+        validate=Length(min=8, max=64),
+        metadata={"description": "A fresh id per wx.requestSubscribeMessage call; resending it changes nothing"},
+    )
     results = ma.fields.Dict(
         keys=ma.fields.String(validate=Length(min=1, max=64)),
         values=ma.fields.String(validate=OneOf(("accept", "reject", "ban", "filter"))),
         required=True,
-        metadata={"description": "The result object of wx.requestSubscribeMessage: template id → decision"},
+        validate=Length(min=1, max=3),
+        metadata={"description": "The result object of wx.requestSubscribeMessage: template id → decision (≤ 3)"},
     )
 
 

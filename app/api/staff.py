@@ -8,7 +8,7 @@ from flask import g
 
 from app.api.enrollment_qr import QrCodeSchema, as_qr_json
 from app.api.miniapp import vehicle_json
-from app.api.miniapp_auth import BEARER, signed_in, staff_required
+from app.api.miniapp_auth import BEARER, per_user_limit, signed_in, staff_required
 from app.api.miniapp_schemas import (
     EnrollmentFiguresSchema,
     MemberCardSchema,
@@ -21,7 +21,6 @@ from app.core import audit
 from app.core.db import db
 from app.core.errors import NotFound
 from app.core.http import Blueprint
-from app.core.ratelimit import limiter, wechat_user
 from app.dealers import staff_binding
 from app.dealers.models import Dealer, Staff
 from app.members import member_code
@@ -47,12 +46,12 @@ def _staff(staff: Staff) -> dict[str, Any]:
 
 
 @blp.route("/binding", methods=["POST"])
-@limiter.limit("10/hour", key_func=wechat_user)
 @blp.doc(security=BEARER)
 @blp.arguments(StaffBindArgs)
 @blp.response(201, StaffSchema)
 @blp.alt_response(422, response="UNPROCESSABLE_ENTITY")
 @signed_in
+@per_user_limit("10/hour")
 def bind(args: dict[str, Any]) -> dict[str, Any]:
     """Enter the one-time invite code your dealer's member manager gave you."""
     return _staff(staff_binding.bind(g.identity, args["invite_code"]))
@@ -86,12 +85,12 @@ def my_enrollments(args: dict[str, Any]) -> dict[str, Any]:
 
 
 @blp.route("/scans", methods=["POST"])
-@limiter.limit("120/minute", key_func=wechat_user)
 @blp.doc(security=BEARER)
 @blp.arguments(ScanArgs)
 @blp.response(200, MemberCardSchema)
 @blp.alt_response(422, response="UNPROCESSABLE_ENTITY")
 @staff_required
+@per_user_limit("120/minute")
 def scan(args: dict[str, Any]) -> dict[str, Any]:
     """Scan a member's code at the counter: their masked card, tier, cars and benefits (audited)."""
     member = db.session.get(Member, member_code.verify(args["code"]))

@@ -20,7 +20,7 @@ from app.core.clock import to_business, utcnow
 from app.core.db import db, insert_if_absent
 from app.core.i18n import _, in_locale
 from app.jobs import job
-from app.members import identities
+from app.members import identities, services
 from app.members.models import Member
 from app.tiers.display import tier_highlights, tier_name
 
@@ -47,15 +47,23 @@ def tier_changed(member_id: int, from_tier: str | None, to_tier: str, reason: st
     )
 
 
+def _allows_service_notifications(member_id: int) -> bool:
+    member = db.session.get(Member, member_id)
+    return member is not None and services.consent_state(member).purposes.get("service_notifications") is True
+
+
 def queue(member_id: int, kind: str, *, period: str, payload: dict) -> int | None:
-    """Queue one notification per (member, kind, period); the send runs after the commit."""
+    """Queue one notification per (member, kind, period); the send runs after the commit. A member
+    who has not consented to service notifications (or withdrew) gets a ``skipped`` row, no send."""
+    allowed = _allows_service_notifications(member_id)
     notification_id = insert_if_absent(
         Notification,
         {
             "member_id": member_id,
             "kind": kind,
             "channel": "official_template",
-            "status": "queued",
+            "status": "queued" if allowed else "skipped",
+            "error": None if allowed else "no consent to service notifications",
             "dedupe_key": f"{kind}:{member_id}:{period}",
             "payload": payload,
             "attempts": 0,
@@ -63,7 +71,7 @@ def queue(member_id: int, kind: str, *, period: str, payload: dict) -> int | Non
         },
         conflict_columns=("dedupe_key",),
     )
-    if notification_id is not None:
+    if notification_id is not None and allowed:
         send_notification.after_commit(notification_id, job_id=f"notification-{notification_id}")
     return notification_id
 

@@ -30,11 +30,32 @@ class SubscribeGrant(Base):
     __table_args__ = (sa.UniqueConstraint("member_id", "template_id"),)
 
 
+class SubscribeRequest(Base):
+    """One ``wx.requestSubscribeMessage`` result, by the id the mini-app gave it: applied once."""
+
+    __tablename__ = "subscribe_requests"
+
+    id: Mapped[BigIntPK]
+    member_id: Mapped[int] = mapped_column(BigIntType, sa.ForeignKey("members.id"))
+    request_id: Mapped[str] = mapped_column(sa.String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (sa.UniqueConstraint("member_id", "request_id"),)
+
+
 DECISIONS = ("accept", "reject", "ban", "filter")
 
 
-def record(member_id: int, results: dict[str, str]) -> list[SubscribeGrant]:
-    """Apply the result object of wx.requestSubscribeMessage: each 'accept' adds one send."""
+def record(member_id: int, request_id: str, results: dict[str, str]) -> list[SubscribeGrant]:
+    """Apply the result object of wx.requestSubscribeMessage: each 'accept' adds one send. The same
+    ``request_id`` again (a retry after a timeout, a double tap) changes nothing."""
+    first_time = insert_if_absent(
+        SubscribeRequest,
+        {"member_id": member_id, "request_id": request_id, "created_at": utcnow()},
+        conflict_columns=("member_id", "request_id"),
+    )
+    if first_time is None:
+        return for_member(member_id)
     grants = []
     for template_id, decision in sorted(results.items()):
         insert_if_absent(

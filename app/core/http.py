@@ -16,6 +16,7 @@ from flask_smorest import Api
 from webargs.flaskparser import FlaskParser
 from wechatpy.exceptions import WeChatException
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.core.db import db
 from app.core.errors import AppError, UpstreamUnavailable, ValidationFailed
@@ -215,6 +216,12 @@ def configure_logging(level: str) -> None:
     if not any(isinstance(f, RequestIdFilter) for h in root.handlers for f in h.filters):
         root.addHandler(handler)
     root.setLevel(level)
+
+
+def trust_proxies(app: Flask, hops: int) -> None:
+    """Behind ``hops`` reverse proxies, take the client's address and scheme from X-Forwarded-*."""
+    if hops > 0:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
 
 
 def init_app(app: Flask, api: LoyaltyApi) -> None:

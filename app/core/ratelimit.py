@@ -11,7 +11,7 @@ from flask_limiter import Limiter
 
 
 def client_ip() -> str:
-    """The caller's IP (behind a proxy, configure ProxyFix so remote_addr is the real client)."""
+    """The caller's IP (behind proxies, set LOYALTY_PROXY_HOPS so remote_addr is the real client)."""
     return request.remote_addr or "unknown"
 
 

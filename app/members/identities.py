@@ -50,6 +50,27 @@ def bind(identity: WechatIdentity, member: Member) -> bool:
     return True
 
 
+def link_unionid(identity: WechatIdentity, unionid: str) -> None:
+    """Record the unionid WeChat gave for this openid and join one person's identities (service
+    account and mini-app): an identity without a member joins its twin's member, and twins without
+    a member join this identity's. Two different members stay apart (a merge is for customer service)."""
+    identity.unionid = unionid
+    twins = list(
+        db.session.scalars(
+            sa.select(WechatIdentity).where(WechatIdentity.unionid == unionid, WechatIdentity.id != identity.id)
+        )
+    )
+    if identity.member_id is None:
+        members = {twin.member_id for twin in twins if twin.member_id is not None}
+        if len(members) == 1:
+            identity.member_id = members.pop()
+    if identity.member_id is not None:
+        for twin in twins:
+            if twin.member_id is None:
+                twin.member_id = identity.member_id
+    db.session.flush()
+
+
 def official_openid(member_id: int, app_id: str) -> str | None:
     """The member's service-account openid, if they follow it (template messages need that)."""
     return db.session.scalar(

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from app.core import audit, program
 from app.core.clock import utcnow
 from app.core.db import db
-from app.core.errors import Conflict, ValidationFailed
+from app.core.errors import Conflict, Forbidden, ValidationFailed
 from app.core.i18n import _l
 from app.members import activation, identities, services
 from app.members.identifiers import normalize_cn_mobile
@@ -40,6 +40,17 @@ def check_policy_version(version: str) -> None:
             fields={"policy_version": [_l("Please accept the current privacy policy.")]},
             details={"current_policy_version": POLICY_VERSION.value()},
         )
+
+
+class ConsentRequired(Forbidden):
+    code = "consent_required"
+    default_message = _l("Please accept the current privacy policy first.")
+
+
+def require_current_consent(member: Member) -> None:
+    """Nothing personal is stored for a member who has not accepted the current policy version."""
+    if needs_consent(member):
+        raise ConsentRequired(details={"current_policy_version": POLICY_VERSION.value()})
 
 
 def needs_consent(member: Member | None) -> bool:
@@ -84,9 +95,7 @@ def register(identity: WechatIdentity, *, policy_version: str, purposes: list[st
         member = db.session.get(Member, identity.member_id)
         assert member is not None
         if member.phone_index is None:
-            if services.find_by_phone(normalized) is not None:
-                raise Conflict(_l("This phone number belongs to another membership. Please contact customer service."))
-            services.set_phone(member, normalized)
+            services.claim_phone(member, normalized)
         elif member.phone != normalized:
             raise Conflict(_l("This WeChat account is already registered with another phone number."))
     else:

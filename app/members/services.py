@@ -8,10 +8,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 
 from app.core import program
 from app.core.clock import utcnow
 from app.core.db import db
+from app.core.errors import Conflict
+from app.core.i18n import _l
 from app.core.security import cipher
 from app.members.identifiers import is_member_number, new_member_number, normalize_cn_mobile, normalize_vin
 from app.members.models import Consent, EnrollmentToken, Member, Ownership, Vehicle
@@ -55,6 +58,22 @@ def set_phone(member: Member, phone: str) -> None:
     """Store a normalized mobile number encrypted, with its blind index."""
     member.phone = phone
     member.phone_index = phone_index(phone)
+
+
+def claim_phone(member: Member, phone: str) -> None:
+    """Give ``member`` this number unless another member holds it (409), even one who took it a
+    moment ago in a concurrent request: the unique blind index decides, inside a savepoint."""
+    holder = find_by_phone(phone)
+    if holder is not None and holder.id != member.id:
+        raise Conflict(_l("This phone number belongs to another membership. Please contact customer service."))
+    try:
+        with db.session.begin_nested():
+            set_phone(member, phone)
+            db.session.flush()
+    except IntegrityError:
+        raise Conflict(
+            _l("This phone number belongs to another membership. Please contact customer service.")
+        ) from None
 
 
 def create_member(*, channel: str, status: str = "pre_enrolled", **fields: object) -> Member:
@@ -110,10 +129,14 @@ def record_consent(
     channel: str,
     at: dt.datetime | None = None,
     withdrawn: Iterable[str] = (),
+    accept_policy: bool = True,
 ) -> list[Consent]:
-    """Append the decisions that differ from the current state (acceptance implies the policy)."""
+    """Append the decisions that differ from the current state. Granting purposes implies accepting
+    the policy, except when ``accept_policy`` is False (changing purposes under a policy already
+    accepted)."""
     current = consent_state(member)
-    decisions = {"privacy_policy": True, **{p: True for p in granted}, **{p: False for p in withdrawn}}
+    decisions = {**({"privacy_policy": True} if accept_policy else {}), **{p: True for p in granted}}
+    decisions |= {p: False for p in withdrawn}
     rows = []
     for purpose, value in decisions.items():
         unchanged = current.purposes.get(purpose) == value

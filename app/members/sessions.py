@@ -72,15 +72,7 @@ def sign_in(openid: str, session_key: str, unionid: str | None) -> SignedIn:
     app_id = current_app.extensions["loyalty.settings"].MINIAPP_APP_ID
     identity = identities.get_or_create(app_id, openid, app_kind="miniapp")
     if unionid:
-        identity.unionid = unionid
-        if identity.member_id is None:
-            twin = db.session.scalar(
-                sa.select(WechatIdentity.member_id).where(
-                    WechatIdentity.unionid == unionid, WechatIdentity.member_id.is_not(None)
-                )
-            )
-            if twin is not None:
-                identity.member_id = twin
+        identities.link_unionid(identity, unionid)
     return _new_session(identity, session_key)
 
 
@@ -111,11 +103,20 @@ def resolve(token: str) -> tuple[MiniappSession, WechatIdentity, Member | None]:
 
 
 def rotate(session: MiniappSession, identity: WechatIdentity) -> SignedIn:
-    """A new token for the same sign-in; the old one stops working now."""
+    """A new token for the same sign-in; the old one stops working now. Exactly once: of two
+    concurrent refreshes with one token, the second finds it revoked and gets 401."""
+    revoked = db.session.execute(
+        sa.update(MiniappSession)
+        .where(MiniappSession.id == session.id, MiniappSession.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+    if revoked.rowcount != 1:
+        raise Unauthenticated(_l("Your session has expired. Please sign in again."))
     fresh = _new_session(identity, session.session_key)
-    session.revoked_at = utcnow()
-    session.replaced_by_id = fresh.session.id
-    db.session.flush()
+    db.session.execute(
+        sa.update(MiniappSession).where(MiniappSession.id == session.id).values(replaced_by_id=fresh.session.id)
+    )
+    db.session.refresh(session)
     return fresh
 
 

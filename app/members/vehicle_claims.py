@@ -20,7 +20,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from app.core import audit
 from app.core.clock import business_today, utcnow
 from app.core.db import Base, BigIntPK, BigIntType, db
-from app.core.errors import Conflict, NotFound, ValidationFailed
+from app.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from app.core.i18n import _l
 from app.members import services
 from app.members.identifiers import normalize_vin, vin_problem
@@ -71,6 +71,10 @@ def _checked_vin(vin: str) -> str:
     return vin
 
 
+#: Cars one member may have waiting for verification at once (a claim blocks the VIN for others).
+MAX_PENDING_CLAIMS = 3
+
+
 def bind(member: Member, vin: str, *, plate: str | None = None) -> Binding:
     vin = _checked_vin(vin)
     vehicle = services.vehicle_by_vin(vin)
@@ -85,6 +89,15 @@ def bind(member: Member, vin: str, *, plate: str | None = None) -> Binding:
     )
     if mine is not None:
         return Binding("pending", vehicle, mine)
+    waiting = db.session.scalar(
+        sa.select(sa.func.count())
+        .select_from(VehicleClaim)
+        .where(VehicleClaim.member_id == member.id, VehicleClaim.status == "pending")
+    )
+    if waiting >= MAX_PENDING_CLAIMS:
+        raise Conflict(
+            _l("Your other cars are still being verified. Please wait for the dealer before adding another.")
+        )
     try:
         with db.session.begin_nested():
             claim = VehicleClaim(member_id=member.id, vin=vin, plate=plate.upper() if plate else None)
@@ -100,8 +113,39 @@ def bind(member: Member, vin: str, *, plate: str | None = None) -> Binding:
     return Binding("pending", vehicle, claim)
 
 
+#: Roles that may take a car away from its current owner (a resale): higher than the counter.
+RESALE_APPROVERS = ("supervisor", "operator")
+
+
+@dataclass(frozen=True)
+class Decider:
+    """Who decides: the audit actor, their back-office role and, for a dealer manager, their dealer."""
+
+    actor: str
+    role: str
+    dealer_id: int | None = None
+
+
+def _check_authority(claim: VehicleClaim, decider: Decider, approve: bool) -> Ownership | None:
+    """A dealer manager decides only for cars their dealer sold or cars we have no record of; only a
+    supervisor approves a claim on a car someone else owns. Returns that current owner's link."""
+    vehicle = services.vehicle_by_vin(claim.vin)
+    if decider.role == "dealer_manager" and vehicle is not None and vehicle.selling_dealer_id != decider.dealer_id:
+        raise Forbidden(_l("This car was sold by another dealer. Customer service can verify it."))
+    owner = services.current_owner(vehicle) if vehicle is not None else None
+    previous = owner if owner is not None and owner.member_id != claim.member_id else None
+    if approve and previous is not None and decider.role not in RESALE_APPROVERS:
+        raise Forbidden(_l("This car has another owner: a supervisor must approve the transfer."))
+    return previous
+
+
 def decide(
-    claim_id: int, *, approve: bool, actor: str, vehicle_details: dict[str, Any] | None = None, note: str | None = None
+    claim_id: int,
+    *,
+    approve: bool,
+    decider: Decider,
+    vehicle_details: dict[str, Any] | None = None,
+    note: str | None = None,
 ) -> VehicleClaim:
     """A dealer or an agent verified the papers (approve) or not (reject)."""
     claim = db.session.get(VehicleClaim, claim_id, with_for_update=True)
@@ -109,6 +153,8 @@ def decide(
         raise NotFound()
     if claim.status != "pending":
         raise Conflict(_l("This claim has already been decided."))
+    previous = _check_authority(claim, decider, approve)
+    actor = decider.actor
     claim.status, claim.decided_by, claim.decided_at, claim.note = (
         "approved" if approve else "rejected",
         actor,
@@ -139,6 +185,13 @@ def decide(
         subject=("member", claim.member_id),
         details={"vin": claim.vin, "note": note},
     )
+    if approve and previous is not None:
+        audit.record(
+            actor=("staff", actor),
+            action="vehicle.ownership_ended",
+            subject=("member", previous.member_id),
+            details={"vin": claim.vin, "reason": "resale", "claim_id": claim.id},
+        )
     db.session.flush()
     return claim
 

@@ -86,6 +86,19 @@ def ok() -> Response:
     return jsonify({"errcode": 0, "errmsg": "ok"})
 
 
+def sandbox_unionid(person: str) -> str:
+    """One person's unionid in the sandbox: a wx.login code equal to a service-account openid is
+    the same person (so ``flask wechat simulate … --openid X`` and a mini-app login with code X meet)."""
+    return f"sandbox-union-{hashlib.sha256(person.encode()).hexdigest()[:20]}"
+
+
+@blp.get("/wechat/cgi-bin/user/info")
+def user_info() -> Response:
+    openid = request.args.get("openid", "")
+    _record("user.info", {"openid": openid})
+    return jsonify({"subscribe": 1, "openid": openid, "language": "zh_CN", "unionid": sandbox_unionid(openid)})
+
+
 @blp.get("/wechat/sns/jscode2session")
 def jscode2session() -> Response:
     code = request.args.get("js_code", "")
@@ -97,7 +110,7 @@ def jscode2session() -> Response:
         {
             "openid": f"sandbox-mini-{digest[:20]}",
             "session_key": secrets.token_urlsafe(16),
-            "unionid": f"sandbox-union-{digest[20:40]}",
+            "unionid": sandbox_unionid(code),
         }
     )
 
