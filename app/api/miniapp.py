@@ -181,9 +181,7 @@ def _profile(member: Member) -> dict[str, Any]:
         "name": member.name,
         "gender": member.gender,
         "birthday": member.birthday,
-        "birthday_changes_left": 0
-        if member.birthday and member.birthday_changes >= BIRTHDAY_CHANGES_ALLOWED
-        else (BIRTHDAY_CHANGES_ALLOWED - member.birthday_changes if member.birthday else BIRTHDAY_CHANGES_ALLOWED),
+        "birthday_changes_left": max(BIRTHDAY_CHANGES_ALLOWED - member.birthday_changes, 0),
         "city": member.city,
         "locale": member.locale,
         "phone": mask_phone(member.phone),

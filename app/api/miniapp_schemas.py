@@ -95,7 +95,9 @@ class ProfileSchema(ma.Schema):
     name = ma.fields.String(allow_none=True)
     gender = ma.fields.String(allow_none=True)
     birthday = ma.fields.Date(allow_none=True)
-    birthday_changes_left = ma.fields.Integer()
+    birthday_changes_left = ma.fields.Integer(
+        metadata={"description": "Changes still allowed once the birthday is set (setting it the first time is free)"}
+    )
     city = ma.fields.String(allow_none=True)
     locale = ma.fields.String()
     phone = ma.fields.String(allow_none=True, metadata={"description": "Masked"})
