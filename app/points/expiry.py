@@ -1,8 +1,9 @@
 """Nightly expiry and hourly release of pending points.
 
-Expiry is set-based on PostgreSQL: each chunk is ONE statement that locks the accounts of the next
-members with due lots (``SKIP LOCKED``: a member busy spending right now is taken next night),
-writes one ``expire`` entry per member, zeroes the lots and moves the balances. Accounts are locked
+Expiry is set-based on PostgreSQL: each chunk is two statements. The first locks the accounts of
+the next members with due lots (``SKIP LOCKED``: a member busy spending right now is taken next
+night); the second, with a snapshot taken after those locks, writes one ``expire`` entry per
+member, zeroes the lots and moves the balances. Accounts are locked
 before lots, the same order as every ledger write, so expiry never deadlocks with a spend.
 Chunks walk members in id order (keyset), so each chunk starts where the last one stopped.
 
@@ -26,16 +27,29 @@ from app.points.models import PointAccount, PointEntry, PointLot
 
 CHUNK_MEMBERS = 5000
 
-_PG_EXPIRE = """
+#: Step 1 of a chunk: lock the accounts of the next members with due lots.
+_PG_LOCK = """
 WITH due_members AS (
     {due_members}
 ), locked AS (
     SELECT a.member_id, a.ctid AS row_id FROM point_accounts a JOIN due_members d ON d.member_id = a.member_id
     ORDER BY a.member_id
     FOR UPDATE OF a SKIP LOCKED
+)
+SELECT (SELECT max(member_id) FROM due_members) AS last_member,
+       coalesce((SELECT array_agg(member_id ORDER BY member_id) FROM locked), '{{}}') AS member_ids,
+       coalesce((SELECT array_agg(row_id::text ORDER BY member_id) FROM locked), '{{}}') AS row_ids
+"""
+
+#: Step 2: expire the locked members' due lots. A separate statement on purpose: under READ
+#: COMMITTED it takes its snapshot after the locks are held, so it sees every spend that committed
+#: before them (in one statement, `due` would read lots as they were when the statement began).
+_PG_EXPIRE = """
+WITH locked AS (
+    SELECT unnest(CAST(:member_ids AS bigint[])) AS member_id, unnest(CAST(:row_ids AS tid[])) AS row_id
 ), due AS (
     -- No FOR UPDATE here: every writer of a member's lots holds that member's account lock,
-    -- which `locked` took; row-locking a million lots would write each tuple twice.
+    -- which step 1 took; row-locking a million lots would write each tuple twice.
     SELECT l.id, l.member_id, l.remaining FROM point_lots l JOIN locked k ON k.member_id = l.member_id
     WHERE l.status = 'available' AND l.remaining > 0 {lot_due}
 ), totals AS (
@@ -57,7 +71,7 @@ WITH due_members AS (
     WHERE l.member_id = e.member_id AND l.status = 'available' AND l.remaining > 0 {lot_due}
     RETURNING l.id
 ), accounts AS (
-    -- By the row addresses `locked` already found (stable: those rows are locked by us).
+    -- By the row addresses step 1 found (stable: those rows are locked by us).
     UPDATE point_accounts a
     SET reward_available = a.reward_available - e.points,
         lifetime_expired = a.lifetime_expired + e.points,
@@ -66,8 +80,7 @@ WITH due_members AS (
     WHERE a.ctid = k.row_id
     RETURNING a.member_id
 )
-SELECT (SELECT max(member_id) FROM due_members) AS last_member,
-       (SELECT count(*) FROM accounts) AS members,
+SELECT (SELECT count(*) FROM accounts) AS members,
        (SELECT count(*) FROM expired_lots) AS lots,
        (SELECT coalesce(sum(points), 0) FROM entries) AS points
 """
@@ -112,23 +125,27 @@ def expire_due(
     if db.dialect != "postgresql":
         return _expire_portable(now, policy, run_key)
     due_members, lot_due = _DUE_MEMBERS[policy]
-    statement = sa.text(_PG_EXPIRE.format(due_members=due_members, lot_due=lot_due))
+    lock = sa.text(_PG_LOCK.format(due_members=due_members))
+    expire = sa.text(_PG_EXPIRE.format(lot_due=lot_due))
     run, after = ExpiryRun(), 0
     while True:
         # Per-member index lookups are this batch's access pattern; with the default random_page_cost
         # (tuned for spinning disks) the planner prefers scanning all lots on every chunk instead.
         db.session.execute(sa.text("SET LOCAL random_page_cost = 1.1"))
-        row = db.session.execute(
-            statement,
-            {"now": now, "after": after, "chunk": chunk, "run_key": run_key, "idle_since": _idle_since(now)},
+        locked = db.session.execute(
+            lock, {"now": now, "after": after, "chunk": chunk, "idle_since": _idle_since(now)}
         ).one()
-        if row.last_member is None:
+        if locked.last_member is None:
             break
+        row = db.session.execute(
+            expire,
+            {"now": now, "run_key": run_key, "member_ids": locked.member_ids, "row_ids": locked.row_ids},
+        ).one()
         run.chunks += 1
         run.members += row.members
         run.lots += row.lots
         run.points += int(row.points)
-        after = row.last_member
+        after = locked.last_member
         if commit_each_chunk:
             db.session.commit()  # a batch job's edge is each chunk: locks are held briefly
     return run
