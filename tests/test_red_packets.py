@@ -13,12 +13,14 @@ import responses
 import sqlalchemy as sa
 from defusedxml.ElementTree import fromstring
 
+from app.campaigns import redpackets
 from app.campaigns.models import Campaign, RedPacketGrant
-from app.core.clock import utcnow
+from app.core.clock import business_today, utcnow
 from app.core.db import db
 from app.jobs import run_job
 from app.wechat import clients
 from app.wechat.pay import PayoutPending
+from tests import factories
 from tests.conftest import run_concurrently
 from tests.wechat_helpers import Callback, SentMessages, event_xml, text_xml
 
@@ -199,6 +201,35 @@ def test_a_definite_refusal_fails_the_grant_and_returns_the_money_to_the_budget(
     [grant] = grants()
     db.session.refresh(campaign)
     assert (grant.status, campaign.committed_fen) == ("failed", 0)
+
+
+def test_money_returned_by_a_refusal_keeps_sign_ups_committed_meanwhile(app_ctx):
+    """The campaign row is loaded before the WeChat call; sign-ups commit during it. Releasing the
+    refused packet must subtract from the database's value, not from the copy loaded earlier."""
+    campaign = make_campaign()
+    member = factories.member()
+    grant = RedPacketGrant(
+        campaign_id=campaign.id, member_id=member.id, openid="o-late", amount_fen=500, business_date=business_today()
+    )
+    db.session.add(grant)
+    campaign.committed_fen = 500
+    db.session.flush()
+    assert campaign.committed_fen == 500  # this session's copy, as pay_out holds it during the call
+    db.session.execute(
+        sa.text("UPDATE campaigns SET committed_fen = committed_fen + 1500 WHERE id = :id"), {"id": campaign.id}
+    )
+    redpackets.mark_failed(grant, "NOTENOUGH")
+    db.session.flush()
+    assert db.session.scalar(sa.select(Campaign.committed_fen).where(Campaign.id == campaign.id)) == 1500
+
+
+def test_a_draft_or_ended_campaigns_password_is_ordinary_chat(app_ctx):
+    make_campaign(status="draft")
+    make_campaign(code="OLD", password="旧口令", ends_at=utcnow() - dt.timedelta(days=1))
+    assert redpackets.campaign_by_password("开春红包") is None
+    assert redpackets.campaign_by_password("旧口令") is None
+    running = make_campaign(code="LIVE", password="新口令")
+    assert redpackets.campaign_by_password(" 新口令 ") == running
 
 
 @pytest.mark.parametrize(

@@ -171,6 +171,18 @@ def test_a_stranger_is_asked_to_join(wx, app_ctx):
         (b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY xxe SYSTEM "file:///etc/passwd">]><xml>&xxe;</xml>', 400),
         (b"<xml><ToUserName>a</ToUserName></xml>", 400),
         (b"<xml>" + b"A" * (70 * 1024) + b"</xml>", 413),
+        # well-formed, but fields that must be plain text are not (nested, attributes, repeated)
+        (text_xml("o-x", "hi", msg_id=1).replace("<MsgId>1</MsgId>", "<MsgId>1<a/></MsgId>").encode(), 400),
+        (text_xml("o-x", "hi", msg_id=2).replace("<MsgId>2</MsgId>", '<MsgId x="1">2</MsgId>').encode(), 400),
+        (text_xml("o-x", "hi", msg_id=3).replace("<MsgId>3</MsgId>", "<MsgId>3</MsgId><MsgId>4</MsgId>").encode(), 400),
+        (text_xml("o-x", "hi").replace("</xml>", "<CreateTime>1</CreateTime></xml>").encode(), 400),
+        (
+            event_xml("o-x", "subscribe", EventKey="qrscene_adv:1")
+            .replace("]]></EventKey>", "]]><b/></EventKey>")
+            .encode(),
+            400,
+        ),
+        (text_xml("o-x", "hi").replace("]]></Content>", "]]><b/></Content>").encode(), 400),
     ],
 )
 def test_hostile_or_malformed_bodies_get_a_4xx_and_store_nothing(wx, app_ctx, body, status):

@@ -42,12 +42,24 @@ def campaign_by_code(code: str) -> Campaign | None:
     return db.session.scalar(sa.select(Campaign).where(Campaign.code == code))
 
 
-def campaign_by_password(text: str) -> Campaign | None:
-    """The running campaign whose password (口令) is exactly this text (case- and space-insensitive)."""
+def campaign_by_password(text: str, at: dt.datetime | None = None) -> Campaign | None:
+    """The running campaign whose password (口令) is exactly this text (case- and space-insensitive).
+    A draft or ended campaign's password is ordinary chat: it neither enrolls nor pays anyone."""
     word = text.strip().lower()
     if not word or len(word) > 32:
         return None
-    return db.session.scalar(sa.select(Campaign).where(sa.func.lower(Campaign.password) == word))
+    at = at or utcnow()
+    return db.session.scalar(
+        sa.select(Campaign)
+        .where(
+            sa.func.lower(Campaign.password) == word,
+            Campaign.status == "active",
+            Campaign.starts_at <= at,
+            Campaign.ends_at > at,
+        )
+        .order_by(Campaign.id)
+        .limit(1)
+    )
 
 
 def is_running(campaign: Campaign, at: dt.datetime) -> bool:
@@ -124,10 +136,23 @@ def lock_grant(grant_id: int) -> RedPacketGrant | None:
     ).one_or_none()
 
 
+def _move_campaign_money(campaign_id: int, **deltas: int) -> None:
+    """Add to a campaign's money columns in the database (``x = x + delta``), never from a copy
+    loaded earlier: sign-ups committed meanwhile (during a WeChat call) must not be overwritten."""
+    table = Campaign.__table__
+    db.session.execute(
+        sa.update(Campaign)
+        .where(Campaign.id == campaign_id)
+        .values({table.c[column]: table.c[column] + delta for column, delta in deltas.items()})
+        .execution_options(synchronize_session=False)
+    )
+    loaded = db.session.identity_map.get(sa.inspect(Campaign).identity_key_from_primary_key((campaign_id,)))
+    if loaded is not None:
+        db.session.expire(loaded, list(deltas))  # the next read sees the database's value
+
+
 def _release_budget(grant: RedPacketGrant) -> None:
-    campaign = db.session.get(Campaign, grant.campaign_id, with_for_update=True)
-    assert campaign is not None
-    campaign.committed_fen -= grant.amount_fen
+    _move_campaign_money(grant.campaign_id, committed_fen=-grant.amount_fen)
 
 
 def mark_failed(grant: RedPacketGrant, reason: str) -> None:
@@ -159,9 +184,7 @@ def apply_wechat_status(grant: RedPacketGrant, wechat_status: str) -> None:
         grant.status, grant.received_at = "received", grant.received_at or utcnow()
     elif target == "refunded":
         grant.status, grant.refunded_at = "refunded", utcnow()
-        campaign = db.session.get(Campaign, grant.campaign_id, with_for_update=True)
-        assert campaign is not None
-        campaign.refunded_fen += grant.amount_fen
+        _move_campaign_money(grant.campaign_id, refunded_fen=grant.amount_fen)
     elif target == "sent":
         mark_sent(grant, None)
     else:

@@ -18,10 +18,13 @@ def get_or_create(app_id: str, openid: str, *, app_kind: str = "official") -> We
         {"app_kind": app_kind, "app_id": app_id, "openid": openid, "following": False, "created_at": utcnow()},
         conflict_columns=("app_id", "openid"),
     )
+    # populate_existing: a copy loaded earlier in this session (before the lock) would otherwise be
+    # returned as it was, e.g. still without the member a concurrent drain just bound to it.
     return db.session.scalars(
         sa.select(WechatIdentity)
         .where(WechatIdentity.app_id == app_id, WechatIdentity.openid == openid)
         .with_for_update()
+        .execution_options(populate_existing=True)
     ).one()
 
 

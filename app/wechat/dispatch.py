@@ -145,7 +145,7 @@ def _text(content: str, identity: WechatIdentity, member: Member | None, at: dt.
     intent = conversation.intent_of(content)
     if intent:
         return conversation.answer(intent, member)
-    campaign = redpackets.campaign_by_password(content)
+    campaign = redpackets.campaign_by_password(content, at)
     if campaign is not None:
         return scenes.red_packet_for(campaign.id, identity, at, via="password", channel="red_packet")
     return conversation.help_reply()

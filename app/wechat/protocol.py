@@ -141,9 +141,26 @@ def _digits(value: str | None, *, max_length: int) -> bool:
     return value is not None and value.isascii() and value.isdigit() and len(value) <= max_length
 
 
+#: Fields read as plain text. Each must appear at most once, without attributes or child elements:
+#: wechatpy (xmltodict) would turn those into dicts or lists that the handlers cannot read.
+_TEXT_FIELDS = (
+    "ToUserName", "FromUserName", "CreateTime", "MsgType", "MsgId", "MsgID", "Event", "EventKey",
+    "Content", "Ticket", "Latitude", "Longitude", "Precision", "Location_X", "Location_Y", "Scale",
+    "Label", "Status", "MediaId", "PicUrl", "Format", "Recognition", "Title", "Description", "Url",
+)  # fmt: skip
+
+
+def _check_text_fields(root: Element) -> None:
+    for name in _TEXT_FIELDS:
+        found = root.findall(name)
+        if len(found) > 1 or (found and (len(found[0]) or found[0].attrib)):
+            raise MalformedCallback(details={"reason": f"bad_{name}"})
+
+
 def read_message(xml: bytes) -> Any:
     """A wechatpy message or event object; malformed content becomes a 400."""
     root = parse_xml(xml)
+    _check_text_fields(root)
     for required in ("ToUserName", "FromUserName", "CreateTime", "MsgType"):
         if not (root.findtext(required) or "").strip():
             raise MalformedCallback(details={"reason": f"missing_{required}"})
@@ -169,7 +186,9 @@ def dedupe_key(message: Any) -> str:
         return f"msg:{data['MsgId'].strip()}"
     # WeChat's advice is sender + CreateTime; the event and its key keep two different menu taps
     # in one second apart, while a retry (same XML) still maps to the same key.
-    key = f"evt:{message.source}:{data.get('CreateTime')}:{data.get('Event', '')}:{data.get('EventKey') or ''}"
+    # Delivery reports carry the template message's MsgID: two reports in one second stay apart.
+    report = (data.get("MsgID") or "").strip()
+    key = f"evt:{message.source}:{data.get('CreateTime')}:{data.get('Event', '')}:{data.get('EventKey') or report}"
     return key[:128]
 
 
