@@ -223,6 +223,31 @@ def test_money_returned_by_a_refusal_keeps_sign_ups_committed_meanwhile(app_ctx)
     assert db.session.scalar(sa.select(Campaign.committed_fen).where(Campaign.id == campaign.id)) == 1500
 
 
+@pytest.mark.postgres
+@pytest.mark.committed
+def test_a_payout_meeting_a_locked_grant_retries_later_instead_of_giving_up(app):
+    from app.wechat import pay
+
+    with app.app_context():
+        campaign = make_campaign()
+        grant = RedPacketGrant(
+            campaign_id=campaign.id,
+            member_id=factories.member().id,
+            openid="o-locked",
+            amount_fen=500,
+            business_date=business_today(),
+        )
+        db.session.add(grant)
+        db.session.commit()
+        grant_id = grant.id
+    assert db.engine is not None
+    with db.engine.connect() as reconciliation, app.app_context():
+        reconciliation.execute(sa.text("SELECT id FROM red_packet_grants WHERE id = :id FOR UPDATE"), {"id": grant_id})
+        with pytest.raises(PayoutPending):
+            pay.pay_out(grant_id)
+        db.session.rollback()
+
+
 def test_a_draft_or_ended_campaigns_password_is_ordinary_chat(app_ctx):
     make_campaign(status="draft")
     make_campaign(code="OLD", password="旧口令", ends_at=utcnow() - dt.timedelta(days=1))

@@ -37,7 +37,11 @@ class PayoutPending(RuntimeError):
 def pay_out(grant_id: int) -> str:
     grant = redpackets.lock_grant(grant_id)
     if grant is None:
-        return "busy"  # another worker is paying it right now
+        if db.session.get(RedPacketGrant, grant_id) is None:
+            return "missing"
+        # Another worker (a payout or reconciliation) holds it right now: try again later rather
+        # than end the retry chain of a packet whose outcome may still be unknown.
+        raise PayoutPending(f"grant {grant_id} is locked by another worker")
     if grant.status not in ("reserved", "sending"):
         return grant.status
     campaign = db.session.get(Campaign, grant.campaign_id)
