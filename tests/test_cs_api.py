@@ -148,9 +148,8 @@ def test_deduction_at_the_dealer(client, member, dealer):
     assert (too_much.status_code, too_much.json["error"]["code"]) == (409, "insufficient_points")
 
 
-def test_monthly_settlement_from_funding_and_redemptions(client, member, dealer, post_dms):
+def test_monthly_settlement_from_funding_and_redemptions(client, member, dealer, post_dms, time_machine):
     _operator, op_token = factories.operator("operator")
-    _supervisor, sup_token = factories.operator("supervisor")
     _manager, mgr_token = factories.operator("dealer_manager", dealer_id=dealer.id)
     car = factories.vehicle(owner=member)
     post_dms(dms_events.service(car.vin, parts_fen=500_000, labour_fen=0))  # dealer funds 500 points
@@ -166,6 +165,13 @@ def test_monthly_settlement_from_funding_and_redemptions(client, member, dealer,
     assert (statement["funded_points"], statement["redeemed_points"]) == (500, 2_000)
     assert statement["net_fen"] == (2_000 - 500) * 20  # ¥300 owed to the dealer
     sid = statement["id"]
+    early = client.post(f"/api/v1/program/settlements/statements/{sid}/review", headers=auth(op_token))
+    assert early.status_code == 409  # the month is still running: nothing may be frozen yet
+    year, number = map(int, month.split("-"))
+    next_month = dt.datetime(year + number // 12, number % 12 + 1, 1, tzinfo=dt.UTC)  # 08:00 there in Shanghai
+    time_machine.move_to(next_month)
+    _operator, op_token = factories.operator("operator")  # fresh sign-ins after the jump
+    _supervisor, sup_token = factories.operator("supervisor")
     assert (
         client.post(f"/api/v1/program/settlements/statements/{sid}/approve", headers=auth(sup_token)).status_code == 409
     )

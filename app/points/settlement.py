@@ -144,6 +144,9 @@ def advance(statement_id: int, to_status: str, *, actor: str, payment_ref: str |
     if _NEXT.get(statement.status) != to_status:
         raise Conflict(_l("A statement in this state cannot move there."), details={"status": statement.status})
     now = utcnow()
+    if to_status == "reviewed" and month_bounds(statement.month)[1] > now:
+        # Reviewed statements are frozen: the rest of the month would never be settled.
+        raise Conflict(_l("The month is not over yet: its statement can be reviewed from the 1st."))
     if to_status == "reviewed":
         statement.reviewed_by, statement.reviewed_at = actor, now
     elif to_status == "approved":
