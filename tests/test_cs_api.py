@@ -123,6 +123,22 @@ def test_small_adjustments_apply_at_once_and_large_ones_wait_for_another_supervi
     assert actions.count("points.adjustment_requested") == 3 and "points.adjustment_approved" in actions
 
 
+def test_a_large_adjustment_split_into_small_ones_still_needs_a_second_person(client, member):
+    _agent, token = factories.operator("agent")
+    url = f"/api/v1/cs/members/{member.member_no}/adjustments"
+
+    def adjust(points: int, request_id: str) -> str:
+        body = {"points": points, "reason_code": "goodwill", "note": "补偿", "request_id": request_id}
+        return client.post(url, json=body, headers=auth(token)).json["status"]
+
+    assert [adjust(600, "s1"), adjust(400, "s2"), adjust(600, "s3"), adjust(-100, "s4")] == [
+        "applied",
+        "applied",
+        "pending",  # 1,600 in 24 hours: above the threshold
+        "pending",
+    ]
+
+
 def test_adjustments_need_a_known_reason_code_and_a_resubmit_is_not_doubled(client, member):
     _agent, token = factories.operator("agent")
     url = f"/api/v1/cs/members/{member.member_no}/adjustments"

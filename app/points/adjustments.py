@@ -95,6 +95,22 @@ def _apply(request: AdjustmentRequest, actor: str) -> None:
     request.status = "applied"
 
 
+def _recent_total(member_id: int) -> int:
+    """Points adjusted for this member in the last 24 hours, applied or awaiting approval. Counting
+    them stops a large adjustment being split into small ones that each skip the second approver.
+    The member row is locked first, so two concurrent small requests are counted one after the other."""
+    db.session.execute(sa.select(Member.id).where(Member.id == member_id).with_for_update())
+    since = utcnow() - dt.timedelta(hours=24)
+    total = db.session.scalar(
+        sa.select(sa.func.coalesce(sa.func.sum(sa.func.abs(AdjustmentRequest.points)), 0)).where(
+            AdjustmentRequest.member_id == member_id,
+            AdjustmentRequest.status.in_(("applied", "pending")),
+            AdjustmentRequest.requested_at >= since,
+        )
+    )
+    return int(total)
+
+
 def request_adjustment(
     member: Member, *, points: int, reason_code: str, note: str, requested_by: str, request_id: str
 ) -> tuple[AdjustmentRequest, bool]:
@@ -108,7 +124,7 @@ def request_adjustment(
         raise ValidationFailed(fields={"reason_code": [_l("Unknown reason code.")]})
     if points == 0:
         raise ValidationFailed(fields={"points": [_l("An adjustment must change the balance.")]})
-    needs_approval = abs(points) > APPROVAL_THRESHOLD.value()
+    needs_approval = _recent_total(member.id) + abs(points) > APPROVAL_THRESHOLD.value()
     request = AdjustmentRequest(
         member_id=member.id,
         points=points,
