@@ -6,6 +6,7 @@ import base64
 import datetime as dt
 import json
 import threading
+import time
 
 import pytest
 import responses
@@ -61,6 +62,25 @@ def test_an_expired_token_is_refetched_and_the_call_retried(app, app_ctx, http_m
     http_mock.add(responses.POST, f"{API}/menu/create", json={"errcode": 0, "errmsg": "ok"})
     assert clients.official_client().menu.create({"button": []})["errcode"] == 0
     assert http_mock.calls[-1].request.url.endswith("access_token=T2")
+    refetch = [json.loads(c.request.body) for c in http_mock.calls if c.request.url.endswith("/stable_token")][-1]
+    assert refetch["force_refresh"] is True  # WeChat refused the current token: only then is it forced
+
+
+def test_routine_renewals_never_force_so_processes_do_not_invalidate_each_other(app, app_ctx, http_mock, time_machine):
+    stable_token(http_mock, "T1")
+    http_mock.add(responses.POST, f"{API}/menu/create", json={"errcode": 0, "errmsg": "ok"})
+    first = clients.official_client()
+    first.menu.create({"button": []})
+    time_machine.move_to(time.time() + 7200 - clients.TOKEN_SAFETY_SECONDS - 30)  # its last minute here
+    first.menu.create({"button": []})  # Redis still holds it: used as is, not force-renewed
+    clients.forget_clients(app)
+    second = clients.official_client()  # another process adopts T1 from Redis
+    second.menu.create({"button": []})
+    app.extensions["loyalty.redis"].delete(f"wechat:{APP_ID}_access_token")  # its TTL ran out
+    second.menu.create({"button": []})
+    first.menu.create({"button": []})
+    fetches = [json.loads(c.request.body) for c in http_mock.calls if c.request.url.endswith("/stable_token")]
+    assert [f["force_refresh"] for f in fetches] == [False, False]
 
 
 def test_only_one_process_refreshes_at_a_time(app, http_mock):

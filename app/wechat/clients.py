@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from typing import Any
 
 import redis
@@ -31,21 +30,28 @@ log = logging.getLogger(__name__)
 TOKEN_SAFETY_SECONDS = 300
 
 
+#: WeChat's answers for a token it no longer accepts (invalid credential, invalid token, expired).
+TOKEN_REJECTED = (40001, 40014, 42001)
+
+
 class StableTokenClient(WeChatClient):
     """``WeChatClient`` whose token comes from ``cgi-bin/stable_token``, refreshed by one process at a time.
 
-    Every process reads the token from Redis. When it is missing or WeChat rejects it (40001/42001,
-    which wechatpy answers by calling ``fetch_access_token``), the caller takes a Redis lock; whoever
-    waited behind it finds a token other than the one it last used and takes it instead of fetching.
-    Only a rejected token that is still the current one forces a refresh.
+    Every process reads the token from Redis; the key's TTL (a little shorter than WeChat's validity)
+    is the only clock. A missing key is fetched in normal mode, which returns the still-valid token
+    if there is one, so processes never invalidate each other's tokens. Only a token WeChat rejected
+    (40001/40014/42001, which wechatpy answers by calling ``fetch_access_token``) and that is still
+    the current one forces a refresh; whoever waited behind the Redis lock finds the new token.
     """
 
-    _token_in_use: str | None = None
+    _rejected_token: str | None = None
 
     @property
     def access_token(self) -> str:
-        token = super().access_token
-        self._token_in_use = token
+        token = self.session.get(self.access_token_key)
+        if not token:
+            self.fetch_access_token()
+            token = self.session.get(self.access_token_key)
         return token
 
     def __init__(self, appid: str, secret: str, *, redis_client: redis.Redis, api_base: str, timeout: float) -> None:
@@ -55,19 +61,29 @@ class StableTokenClient(WeChatClient):
         self.API_BASE_URL = f"{self.api_base}/cgi-bin/"
         self.wxa.API_BASE_URL = f"{self.api_base}/"  # type: ignore[attr-defined]
 
+    def _handle_result(
+        self, res: Any, method: Any = None, url: Any = None, result_processor: Any = None, **kwargs: Any
+    ):
+        result = res if isinstance(res, dict) else self._decode_result(res)
+        if isinstance(result, dict) and str(result.get("errcode", "0")) in {str(code) for code in TOKEN_REJECTED}:
+            self._rejected_token = (kwargs.get("params") or {}).get("access_token")
+        return super()._handle_result(res, method, url, result_processor, **kwargs)
+
     def fetch_access_token(self) -> dict[str, Any]:
         lock = self.redis.lock(f"wechat:token-refresh:{self.appid}", timeout=15, blocking_timeout=10)
         with lock:
             current = self.session.get(self.access_token_key)
-            if current and current != self._token_in_use:
-                return {"access_token": current}  # another process refreshed it
+            rejected, self._rejected_token = self._rejected_token, None
+            if current and current != rejected:
+                return {"access_token": current}  # valid as far as we know (perhaps just refreshed elsewhere)
             response = self._http.post(
                 f"{self.api_base}/cgi-bin/stable_token",
                 json={
                     "grant_type": "client_credential",
                     "appid": self.appid,
                     "secret": self.secret,
-                    # Force only when the current token itself was rejected (it is rate-limited).
+                    # Force only when WeChat refused the current token (forcing is rate-limited and
+                    # invalidates the token every other process is using).
                     "force_refresh": bool(current),
                 },
                 timeout=self.timeout,
@@ -79,10 +95,11 @@ class StableTokenClient(WeChatClient):
                     result["errcode"], result.get("errmsg"), client=self, request=response.request, response=response
                 )
             expires_in = int(result.get("expires_in", 7200))
-            ttl = max(60, expires_in - TOKEN_SAFETY_SECONDS)
+            # Near the end of a token's life, normal mode returns it with the little time it has left.
+            ttl = (
+                expires_in - TOKEN_SAFETY_SECONDS if expires_in > 2 * TOKEN_SAFETY_SECONDS else max(30, expires_in // 2)
+            )
             self.session.set(self.access_token_key, result["access_token"], ttl)
-            self._token_in_use = result["access_token"]
-            self.expires_at = int(time.time()) + ttl
             log.info("fetched a stable access token for %s (valid %ss)", self.appid, ttl)
             return result
 
