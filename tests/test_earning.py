@@ -141,6 +141,24 @@ def test_a_cancelled_order_takes_the_points_back_and_the_tier_follows(owner, pos
     assert (account.reward_available, account.tier_points) == (0, 0)
 
 
+def test_a_cancellation_applied_before_its_delivery_still_takes_the_points_back(owner, post_dms):
+    """Drains run side by side and failed events wait out a backoff: the undo can come first."""
+    member, _car = owner
+    vin = factories.vin()
+    assert post_dms(dms_events.cancelled("SO-EARLY", vin)).status_code == 202  # nothing earned yet
+    post_dms(dms_events.delivered(member.phone, vin, price_fen=20_000_000, order_no="SO-EARLY"))
+    account = balance(member.id)
+    assert (account.reward_available, account.reward_pending, account.tier_points) == (0, 0, 0)
+    assert tier_of(member.id) == "silver"
+
+
+def test_a_refund_applied_before_its_service_visit_is_still_deducted_in_proportion(owner, post_dms):
+    member, car = owner
+    post_dms(dms_events.refund("RO-EARLY", car.vin, parts_fen=50_000, labour_fen=0, refund_no="RF-EARLY"))
+    post_dms(dms_events.service(car.vin, parts_fen=100_000, labour_fen=50_000, repair_order_no="RO-EARLY"))
+    assert (balance(member.id).reward_pending, balance(member.id).tier_points) == (50, 500)
+
+
 def test_spent_purchase_points_become_a_debt_when_the_order_is_cancelled(owner, post_dms):
     member, _car = owner
     vin = factories.vin()

@@ -157,3 +157,15 @@ def test_a_campaign_budget_holds_under_concurrent_earnings(app, campaign):
     assert statuses == [202] * 20
     issued = _scalar(app, sa.select(sa.func.sum(PointEntry.points)).where(PointEntry.rule_code == "burst_campaign"))
     assert issued == 200  # 6 × 30 + one last grant of 20; never more
+
+
+def test_refunds_racing_their_service_visits_always_end_deducted(app, serviced_car):
+    """Refund and visit of one repair order processed at the same moment, 10 times: whichever
+    commits first, the refunded half of the points is taken back."""
+    member_id, vin = serviced_car
+    for i in range(10):
+        visit = dms_events.service(vin, parts_fen=100_000, labour_fen=0, repair_order_no=f"RO-RACE-{i}")
+        refund = dms_events.refund(f"RO-RACE-{i}", vin, parts_fen=50_000, labour_fen=0, refund_no=f"RF-RACE-{i}")
+        assert sorted(run_concurrently(2, lambda k, pair=(visit, refund): _post(app, pair[k]))) == [202, 202]
+    account = _scalar(app, sa.select(PointAccount).where(PointAccount.member_id == member_id))
+    assert account.reward_pending == 10 * 50  # each visit earns 100 pending; each refund takes half back

@@ -12,13 +12,96 @@ the same order or repair order cannot earn again after a reversal (no refund →
 
 from __future__ import annotations
 
-import sqlalchemy as sa
+import datetime as dt
+from typing import Any
 
-from app.core.db import db
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.core.clock import utcnow
+from app.core.db import Base, BigIntPK, BigIntType, db, insert_if_absent
 from app.points import ledger
 from app.points.models import PointEntry
 from app.points.rule_models import EarningRule
 from app.tiers import policy as tiers
+
+
+class PointUndo(Base):
+    """A cancellation or refund, kept so an earning processed *after* it is undone too.
+
+    DMS events are drained in parallel and retried with backoff, so ``order.cancelled`` can be
+    applied before the ``vehicle.delivered`` it cancels. Each undo is recorded here; the earning
+    handler re-applies the undos of its reference right after crediting (same idempotency keys, so
+    nothing is reversed twice). Both sides hold a per-reference transaction lock while they work.
+    """
+
+    __tablename__ = "point_undos"
+
+    id: Mapped[BigIntPK]
+    event_type: Mapped[str] = mapped_column(sa.String(40))
+    ref: Mapped[str] = mapped_column(sa.String(64))
+    undo_ref: Mapped[str] = mapped_column(sa.String(96), unique=True)
+    kind: Mapped[str] = mapped_column(sa.String(12))  # full, proportional
+    refunded: Mapped[dict[str, Any] | None]
+    source_type: Mapped[str] = mapped_column(sa.String(40))
+    source_event_id: Mapped[int | None] = mapped_column(BigIntType)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (sa.Index("ix_point_undos_event_ref", "event_type", "ref"),)
+
+
+def lock_reference(event_type: str, ref: str) -> None:
+    """Serialise earning and undoing of one business reference until the transaction ends."""
+    if db.dialect == "postgresql":
+        db.session.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(f"{event_type}:{ref}"))))
+
+
+def undo(
+    kind: str,
+    event_type: str,
+    ref: str,
+    *,
+    undo_ref: str,
+    source_type: str,
+    source_event_id: int | None = None,
+    refunded: dict[str, int] | None = None,
+) -> list[PointEntry]:
+    """Record the cancellation (``full``) or refund (``proportional``) and reverse what was earned."""
+    lock_reference(event_type, ref)
+    insert_if_absent(
+        PointUndo,
+        {
+            "event_type": event_type,
+            "ref": ref,
+            "undo_ref": undo_ref,
+            "kind": kind,
+            "refunded": refunded,
+            "source_type": source_type,
+            "source_event_id": source_event_id,
+            "created_at": utcnow(),
+        },
+        conflict_columns=("undo_ref",),
+    )
+    return _apply(db.session.scalars(sa.select(PointUndo).where(PointUndo.undo_ref == undo_ref)).one())
+
+
+def _apply(row: PointUndo) -> list[PointEntry]:
+    source = {"undo_ref": row.undo_ref, "source_type": row.source_type, "source_event_id": row.source_event_id}
+    if row.kind == "full":
+        return reverse_in_full(row.event_type, row.ref, **source)
+    return reverse_in_proportion(row.event_type, row.ref, row.refunded or {}, **source)
+
+
+def reapply_undos(event_type: str, ref: str) -> list[PointEntry]:
+    """After crediting ``(event_type, ref)``: undo it again for every cancellation or refund that
+    came first. The caller took ``lock_reference`` before crediting."""
+    reversals: list[PointEntry] = []
+    undos = db.session.scalars(
+        sa.select(PointUndo).where(PointUndo.event_type == event_type, PointUndo.ref == ref).order_by(PointUndo.id)
+    )
+    for row in undos:
+        reversals += _apply(row)
+    return reversals
 
 
 def earnings_of(event_type: str, ref: str) -> list[PointEntry]:

@@ -49,6 +49,7 @@ def _points_summary(awards: list[earning.EarnedAward]) -> str:
 def _earn(member: Member, event: InboundEvent, payload: dict[str, Any], dealer: Dealer, **kw: Any) -> str:
     facts = earning_facts(event.type, payload)
     assert facts is not None
+    reversal.lock_reference(event.type, facts.ref)
     awards = earning.award_event(
         member,
         event.type,
@@ -61,7 +62,9 @@ def _earn(member: Member, event: InboundEvent, payload: dict[str, Any], dealer: 
     )
     if event.type in tiers.QUALIFYING_ACTIVITIES:
         tiers.record_qualifying_activity(member.id, _occurred(event))
-    return _points_summary(awards)
+    undone = reversal.reapply_undos(event.type, facts.ref)  # a cancellation or refund that came first
+    summary = _points_summary(awards)
+    return summary + (f"; {len(undone)} reversed at once (undone before it arrived)" if undone else "")
 
 
 @handles("dms", "vehicle.delivered")
@@ -90,7 +93,8 @@ def on_vehicle_delivered(event: InboundEvent, body: bytes) -> str:
 def on_order_cancelled(event: InboundEvent, body: bytes) -> str:
     cancellation = dms_payload(event, body)
     order_no = cancellation["order_no"]
-    reversed_entries = reversal.reverse_in_full(
+    reversed_entries = reversal.undo(
+        "full",
         "vehicle.delivered",
         order_no,
         undo_ref=f"cancel:{order_no}",
@@ -134,10 +138,11 @@ def on_service_refunded(event: InboundEvent, body: bytes) -> str:
         "labour_fen": refund["labour_fen"],
         "total_fen": refund["parts_fen"] + refund["labour_fen"],
     }
-    reversed_entries = reversal.reverse_in_proportion(
+    reversed_entries = reversal.undo(
+        "proportional",
         "service.completed",
         refund["repair_order_no"],
-        refunded,
+        refunded=refunded,
         undo_ref=f"refund:{refund['refund_no']}",
         source_type=event.type,
         source_event_id=event.id,
