@@ -230,6 +230,24 @@ def test_unfollow_keeps_the_member(wx, member_with_wechat):
     assert db.session.get(Member, member_with_wechat.id).status == "active"
 
 
+def test_an_advisor_qr_prospect_who_buys_is_joined_to_the_buyer_by_the_order_code(wx, app_ctx, post_dms, sent):
+    from app.members.models import EnrollmentToken
+    from tests import dms_events
+
+    factories.staff(factories.dealer(code="D0101"), code="SA0101")
+    wx.reply(event_xml("o-walk-in", "subscribe", EventKey="qrscene_adv:SA0101"))  # prospect, welcome gift
+    prospect_id = db.session.scalar(sa.select(WechatIdentity.member_id).where(WechatIdentity.openid == "o-walk-in"))
+    post_dms(dms_events.delivered("13800000002", factories.vin(), price_fen=20_000_000))  # no phone to match
+    token = db.session.scalar(sa.select(EnrollmentToken))
+    wx.reply(event_xml("o-walk-in", "SCAN", EventKey=f"order:{token.token}"))
+    assert "2500" in sent.last_text_to("o-walk-in")  # activated: purchase + welcome
+    db.session.expire_all()
+    identity = db.session.scalar(sa.select(WechatIdentity).where(WechatIdentity.openid == "o-walk-in"))
+    assert identity.member_id == token.member_id
+    assert db.session.get(Member, prospect_id).status == "closed"
+    assert db.session.get(Member, token.member_id).status == "active"
+
+
 def test_scanning_the_order_code_activates_the_buyer_and_credits_points(wx, app_ctx, post_dms, sent):
     from app.members.models import EnrollmentToken
     from tests import dms_events

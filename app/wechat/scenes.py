@@ -23,7 +23,7 @@ from app.core import audit
 from app.core.db import db
 from app.core.i18n import _, use_member_locale
 from app.dealers.models import Dealer, Staff
-from app.members import activation, identities, services
+from app.members import activation, identities, prospects, services
 from app.members.models import EnrollmentToken, Member, WechatIdentity
 from app.points import earning
 from app.wechat.conversation import welcome_reply
@@ -58,6 +58,10 @@ def _order(token_value: str, identity: WechatIdentity, at: dt.datetime) -> Reply
     member = db.session.get(Member, token.member_id)
     assert member is not None
     use_member_locale(member.locale)
+    scanned_before = _member_of(identity)
+    if scanned_before is not None and scanned_before.id != member.id and prospects.is_empty_prospect(scanned_before):
+        prospects.absorb(scanned_before, into=member, at=at)  # an advisor-QR prospect who has now bought
+        db.session.refresh(identity)
     if not identities.bind(identity, member):
         return Text(_("This WeChat account is already linked to another membership. Please contact customer service."))
     token.used_at = token.used_at or at
