@@ -150,6 +150,8 @@ def test_a_cancellation_applied_before_its_delivery_still_takes_the_points_back(
     account = balance(member.id)
     assert (account.reward_available, account.reward_pending, account.tier_points) == (0, 0, 0)
     assert tier_of(member.id) == "silver"
+    ownership = db.session.scalar(sa.select(Ownership).where(Ownership.order_no == "SO-EARLY"))
+    assert ownership.end_reason == "order_cancelled"  # the car of a cancelled order is not theirs
 
 
 def test_a_refund_applied_before_its_service_visit_is_still_deducted_in_proportion(owner, post_dms):

@@ -45,6 +45,8 @@ class PointUndo(Base):
     refunded: Mapped[dict[str, Any] | None]
     source_type: Mapped[str] = mapped_column(sa.String(40))
     source_event_id: Mapped[int | None] = mapped_column(BigIntType)
+    #: The business date of a cancellation (ends the ownership a late delivery creates).
+    undone_on: Mapped[dt.date | None]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     __table_args__ = (sa.Index("ix_point_undos_event_ref", "event_type", "ref"),)
@@ -65,6 +67,7 @@ def undo(
     source_type: str,
     source_event_id: int | None = None,
     refunded: dict[str, int] | None = None,
+    undone_on: dt.date | None = None,
 ) -> list[PointEntry]:
     """Record the cancellation (``full``) or refund (``proportional``) and reverse what was earned."""
     lock_reference(event_type, ref)
@@ -78,6 +81,7 @@ def undo(
             "refunded": refunded,
             "source_type": source_type,
             "source_event_id": source_event_id,
+            "undone_on": undone_on,
             "created_at": utcnow(),
         },
         conflict_columns=("undo_ref",),
@@ -90,6 +94,16 @@ def _apply(row: PointUndo) -> list[PointEntry]:
     if row.kind == "full":
         return reverse_in_full(row.event_type, row.ref, **source)
     return reverse_in_proportion(row.event_type, row.ref, row.refunded or {}, **source)
+
+
+def undone_on(event_type: str, ref: str) -> dt.date | None:
+    """The date ``(event_type, ref)`` was cancelled in full, if it was."""
+    return db.session.scalar(
+        sa.select(PointUndo.undone_on)
+        .where(PointUndo.event_type == event_type, PointUndo.ref == ref, PointUndo.kind == "full")
+        .order_by(PointUndo.id)
+        .limit(1)
+    )
 
 
 def reapply_undos(event_type: str, ref: str) -> list[PointEntry]:

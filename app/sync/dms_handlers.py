@@ -86,7 +86,21 @@ def on_vehicle_delivered(event: InboundEvent, body: bytes) -> str:
             services.start_ownership(main_member, result.vehicle, started_on=delivery["delivered_on"], role="family")
             outcome += f"; points credited to main member {main_member.member_no}"
     outcome += _earn(beneficiary, event, delivery, dealer, hold_reward=beneficiary.status == "pre_enrolled")
+    cancelled = reversal.undone_on("vehicle.delivered", delivery["order_no"])
+    if cancelled is not None:  # the cancellation was processed first: the car is not theirs after all
+        outcome += f"; {_end_order_ownerships(delivery['order_no'], cancelled)} ownership ended (order cancelled)"
     return outcome
+
+
+def _end_order_ownerships(order_no: str, on: dt.date) -> int:
+    ended = 0
+    for ownership in db.session.scalars(
+        sa.select(Ownership).where(Ownership.order_no == order_no, Ownership.ended_on.is_(None))
+    ):
+        ownership.ended_on = on
+        ownership.end_reason = "order_cancelled"
+        ended += 1
+    return ended
 
 
 @handles("dms", "order.cancelled")
@@ -100,14 +114,9 @@ def on_order_cancelled(event: InboundEvent, body: bytes) -> str:
         undo_ref=f"cancel:{order_no}",
         source_type=event.type,
         source_event_id=event.id,
+        undone_on=cancellation["cancelled_on"],
     )
-    ended = 0
-    for ownership in db.session.scalars(
-        sa.select(Ownership).where(Ownership.order_no == order_no, Ownership.ended_on.is_(None))
-    ):
-        ownership.ended_on = cancellation["cancelled_on"]
-        ownership.end_reason = "order_cancelled"
-        ended += 1
+    ended = _end_order_ownerships(order_no, cancellation["cancelled_on"])
     total = sum(-e.points for e in reversed_entries if e.currency == "reward")
     return (
         f"order {order_no} cancelled: {len(reversed_entries)} earnings reversed ({total} reward), "

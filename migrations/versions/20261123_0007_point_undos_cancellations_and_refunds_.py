@@ -28,6 +28,7 @@ def upgrade() -> None:
     sa.Column('refunded', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=True),
     sa.Column('source_type', sa.String(length=40), nullable=False),
     sa.Column('source_event_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('undone_on', sa.Date(), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_point_undos')),
     sa.UniqueConstraint('undo_ref', name=op.f('uq_point_undos_undo_ref'))
