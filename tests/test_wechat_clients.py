@@ -172,6 +172,36 @@ def test_permanent_codes_respect_the_account_cap(app_ctx, http_mock):
         qrcodes.for_campaign(second, permanent=True)
 
 
+@pytest.mark.postgres
+@pytest.mark.committed
+def test_concurrent_requests_for_a_campaigns_permanent_code_allocate_one(app, http_mock):
+    from app.campaigns.models import Campaign
+    from tests.conftest import run_concurrently
+
+    stable_token(http_mock)
+    create = http_mock.add(
+        responses.POST, f"{API}/qrcode/create", json={"ticket": "P", "url": "http://weixin.qq.com/q/p"}
+    )
+    now = utcnow()
+    with app.app_context():
+        campaign = Campaign(
+            code="PERM", name="p", status="active", budget_fen=10_000, amount_fen=500, starts_at=now,
+            ends_at=now + dt.timedelta(days=5), channels=["qr"], send_name="s", wishing="w", act_name="a", remark="r",
+        )  # fmt: skip
+        db.session.add(campaign)
+        db.session.commit()
+        campaign_id = campaign.id
+
+    def allocate(_i: int) -> int:
+        with app.app_context():
+            code = qrcodes.for_campaign(db.session.get(Campaign, campaign_id), permanent=True)
+            db.session.commit()
+            return code.id
+
+    ids = run_concurrently(6, allocate)
+    assert len(set(ids)) == 1 and create.call_count == 1  # WeChat never gives a permanent code back
+
+
 def test_the_qr_api_returns_the_code_as_image(client, app_ctx, http_mock):
     stable_token(http_mock)
     http_mock.add(

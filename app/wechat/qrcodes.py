@@ -92,6 +92,13 @@ def for_campaign(campaign: Campaign, *, permanent: bool = False) -> QrCode:
     if existing is not None and (existing.permanent or not permanent):
         return existing
     if permanent:
+        # Permanent codes are never given back by WeChat: allocate them one at a time, re-checking
+        # under the lock whether a concurrent request has just made this campaign's.
+        if db.dialect == "postgresql":
+            db.session.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext("wechat:permanent-qr"))))
+        made = db.session.scalar(sa.select(QrCode).where(QrCode.scene == scene, QrCode.permanent).limit(1))
+        if made is not None:
+            return made
         used = db.session.scalar(sa.select(sa.func.count()).where(QrCode.permanent))
         if used >= PERMANENT_CAP.value():
             raise Conflict(_l("The account has no permanent QR codes left; use a temporary one."))
