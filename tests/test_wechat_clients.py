@@ -223,6 +223,25 @@ def test_the_qr_api_returns_the_code_as_image(client, app_ctx, http_mock):
     assert client.get("/api/v1/cs/staff/SA0999/enrollment-qr", headers=headers).status_code == 403
 
 
+def test_a_pre_enrolled_buyers_order_qr_comes_from_their_open_token(client, app_ctx, http_mock, post_dms):
+    from app.members import services
+    from tests import dms_events
+
+    stable_token(http_mock)
+    http_mock.add(responses.POST, f"{API}/qrcode/create", json={"ticket": "T", "url": "http://weixin.qq.com/q/o"})
+    dealer = factories.dealer(code="D0101")
+    factories.staff(dealer, code="SA0101")
+    _manager, token = factories.operator("dealer_manager", dealer_id=dealer.id)
+    headers = {"Authorization": f"Bearer {token}"}
+    post_dms(dms_events.delivered("13800000031", factories.vin()))
+    buyer = services.find_by_phone("13800000031")
+    data = client.get(f"/api/v1/cs/members/{buyer.member_no}/enrollment-qr", headers=headers).json
+    assert data["scene"] == f"order:{services.open_enrollment_token(buyer).token}"
+    services.open_enrollment_token(buyer).used_at = utcnow()  # scanned: no open code any more
+    db.session.flush()
+    assert client.get(f"/api/v1/cs/members/{buyer.member_no}/enrollment-qr", headers=headers).status_code == 404
+
+
 def test_a_tier_upgrade_sends_a_template_message_and_the_delivery_report_is_recorded(
     client, app_ctx, http_mock, post_dms
 ):

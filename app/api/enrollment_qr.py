@@ -9,14 +9,12 @@ import marshmallow as ma
 import sqlalchemy as sa
 from flask import Response
 
-from app.core.clock import utcnow
 from app.core.db import db
 from app.core.errors import Forbidden, NotFound
 from app.core.http import Blueprint
 from app.core.i18n import _l
 from app.dealers.models import Staff
-from app.members.models import EnrollmentToken
-from app.members.services import find_by_member_no
+from app.members.services import find_by_member_no, open_enrollment_token
 from app.operators.auth import current_operator, require_operator
 from app.wechat import qrcodes
 
@@ -77,17 +75,8 @@ def advisor_qr_png(staff_code: str) -> Response:
 @require_operator(*ROLES)
 def order_qr(member_no: str) -> dict[str, Any]:
     """The order enrollment QR of a pre-enrolled buyer: scanning it activates the membership."""
-    member = find_by_member_no(member_no)
-    token = member and db.session.scalar(
-        sa.select(EnrollmentToken)
-        .where(
-            EnrollmentToken.member_id == member.id,
-            EnrollmentToken.used_at.is_(None),
-            EnrollmentToken.expires_at > utcnow(),
-        )
-        .order_by(EnrollmentToken.created_at.desc())
-    )
-    if not token:
+    token = open_enrollment_token(find_by_member_no(member_no))
+    if token is None:
         raise NotFound(_l("This member has no open enrollment code."))
     operator = current_operator()
     if operator.role == "dealer_manager" and token.dealer_id != operator.dealer_id:

@@ -13,7 +13,6 @@ from app.core.i18n import _l, use_member_locale
 from app.core.ratelimit import limiter, wechat_user
 from app.dealers.staff_binding import staff_of
 from app.members import registration, sessions
-from app.members.models import Member
 
 BEARER = [{"miniappSession": []}]
 
@@ -43,14 +42,18 @@ def signed_in(view: Callable) -> Callable:
     return wrapper
 
 
+def _authenticate_member() -> None:
+    _authenticate()
+    if g.member is None or g.member.status not in ("active", "frozen"):
+        raise NotAMember()
+
+
 def member_required(view: Callable) -> Callable:
     """A signed-in user whose membership is active or frozen (closed memberships are gone)."""
 
     @functools.wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        _authenticate()
-        if g.member is None or g.member.status not in ("active", "frozen"):
-            raise NotAMember()
+        _authenticate_member()
         return view(*args, **kwargs)
 
     return wrapper
@@ -62,9 +65,7 @@ def consented_member_required(view: Callable) -> Callable:
 
     @functools.wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        _authenticate()
-        if g.member is None or g.member.status not in ("active", "frozen"):
-            raise NotAMember()
+        _authenticate_member()
         registration.require_current_consent(g.member)
         return view(*args, **kwargs)
 
@@ -90,7 +91,3 @@ def per_user_limit(limit: str) -> Callable:
     when the decorated function is called, and only then is the user known (above it, every user
     behind one IP — a dealership's Wi-Fi, a proxy — would share one counter)."""
     return limiter.limit(limit, key_func=wechat_user)
-
-
-def current_member() -> Member:
-    return g.member

@@ -214,6 +214,22 @@ def start_ownership(
     return ownership, True
 
 
+def open_enrollment_token(member: Member | None) -> EnrollmentToken | None:
+    """The member's newest order enrollment token that is neither used nor expired."""
+    if member is None:
+        return None
+    return db.session.scalar(
+        sa.select(EnrollmentToken)
+        .where(
+            EnrollmentToken.member_id == member.id,
+            EnrollmentToken.used_at.is_(None),
+            EnrollmentToken.expires_at > utcnow(),
+        )
+        .order_by(EnrollmentToken.created_at.desc())
+        .limit(1)
+    )
+
+
 def mint_order_token(
     member: Member,
     *,

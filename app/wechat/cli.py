@@ -92,21 +92,11 @@ def advisor_qr(staff_code: str, out: Path | None) -> None:
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None)
 def order_qr(query: str, out: Path | None) -> None:
     """The order enrollment QR of a pre-enrolled buyer (by phone or member number)."""
-    from app.members.models import EnrollmentToken
-    from app.members.services import find_member
+    from app.members.services import find_member, open_enrollment_token
     from app.wechat import qrcodes
 
-    member = find_member(query)
-    token = member and db.session.scalar(
-        sa.select(EnrollmentToken)
-        .where(
-            EnrollmentToken.member_id == member.id,
-            EnrollmentToken.used_at.is_(None),
-            EnrollmentToken.expires_at > utcnow(),
-        )
-        .order_by(EnrollmentToken.created_at.desc())
-    )
-    if not token:
+    token = open_enrollment_token(find_member(query))
+    if token is None:
         raise click.ClickException("no open enrollment token for that member")
     code = qrcodes.for_order_token(token)
     db.session.commit()

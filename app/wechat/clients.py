@@ -134,32 +134,28 @@ def _cached(name: str, build: Any) -> Any:
     return cache[name]
 
 
-def official_client() -> StableTokenClient:
+def _stable_client(name: str, app_id: str, app_secret: str) -> StableTokenClient:
     settings = _settings()
     return _cached(
-        "official",
+        name,
         lambda: StableTokenClient(
-            settings.WECHAT_APP_ID,
-            settings.WECHAT_APP_SECRET,
+            app_id,
+            app_secret,
             redis_client=current_app.extensions["loyalty.redis"],
             api_base=wechat_api_base(),
             timeout=settings.WECHAT_HTTP_TIMEOUT,
         ),
     )
+
+
+def official_client() -> StableTokenClient:
+    settings = _settings()
+    return _stable_client("official", settings.WECHAT_APP_ID, settings.WECHAT_APP_SECRET)
 
 
 def miniapp_client() -> StableTokenClient:
     settings = _settings()
-    return _cached(
-        "miniapp",
-        lambda: StableTokenClient(
-            settings.MINIAPP_APP_ID,
-            settings.MINIAPP_APP_SECRET,
-            redis_client=current_app.extensions["loyalty.redis"],
-            api_base=wechat_api_base(),
-            timeout=settings.WECHAT_HTTP_TIMEOUT,
-        ),
-    )
+    return _stable_client("miniapp", settings.MINIAPP_APP_ID, settings.MINIAPP_APP_SECRET)
 
 
 def pay_client() -> WeChatPay:
