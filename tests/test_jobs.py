@@ -109,3 +109,38 @@ def test_every_periodic_entry_names_a_declared_job():
     for entry in PERIODIC:
         assert resolve(entry.job).spec.queue in QUEUES
         assert croniter.is_valid(entry.cron)
+
+
+@pytest.mark.postgres
+@pytest.mark.committed
+def test_in_rq_mode_a_burst_of_callbacks_sends_one_nudge_from_the_background(app, client, rq_mode, monkeypatch):
+    """Requests hand their nudge to the process's nudger thread; a burst costs one drain job."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from app import jobs
+    from tests.wechat_helpers import Callback, event_xml
+
+    sent: list[tuple] = []
+    real_send = jobs._send
+    monkeypatch.setattr(
+        jobs, "_send", lambda app, spec, args, job_id=None: sent.append(args) or real_send(app, spec, args)
+    )
+    with app.app_context():
+        factories.staff(factories.dealer(code="D0101"), code="SA0101")
+        db.session.commit()
+
+    def scan(i: int) -> int:
+        return (
+            Callback(app.test_client())
+            .post(event_xml(f"o-burst-{i}", "subscribe", EventKey="qrscene_adv:SA0101"))
+            .status_code
+        )
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        assert set(pool.map(scan, range(40))) == {200}
+    jobs.flush_nudges()  # whatever the thread has not sent yet
+    assert 1 <= len(sent) < 40 and set(sent) == {("wechat",)}
+    assert len(Queue("events", connection=rq_mode).job_ids) == 1  # the coalescing key holds the rest
+    with app.app_context():
+        waiting = db.session.scalar(sa.select(sa.func.count()).where(inbox.InboundEvent.status == "received"))
+    assert waiting == 40

@@ -197,6 +197,42 @@ def test_a_nonce_replayed_with_another_body_is_refused(wx, member_with_wechat):
     assert wx.post(text_xml("o-member-1", "等级", msg_id=2), query=query).status_code == 403
 
 
+def test_with_redis_down_a_replayed_nonce_is_still_refused(wx, member_with_wechat, app, monkeypatch):
+    import redis
+
+    monkeypatch.setitem(app.extensions, "loyalty.redis", redis.Redis(port=1, socket_connect_timeout=0.1))
+    query = simulator.signed_query(TOKEN)
+    assert wx.post(text_xml("o-member-1", "积分", msg_id=1), query=query).status_code == 200
+    refused = wx.post(text_xml("o-member-1", "等级", msg_id=2), query=query)
+    assert refused.status_code == 403 and refused.json["error"]["details"]["reason"] == "replayed_nonce"
+    assert inbox_rows() == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.committed
+def test_a_scan_stored_on_the_fast_path_is_kept_encrypted_and_its_nonce_cannot_be_replayed(app, client, sent):
+    """The deferred path stores the scan in its own autocommitted INSERT, outside the session."""
+    with app.app_context():
+        factories.staff(factories.dealer(code="D0101"), code="SA0101")
+        db.session.commit()
+    wx = Callback(client)
+    scan = event_xml("o-fast-1", "subscribe", EventKey="qrscene_adv:SA0101")
+    query = simulator.signed_query(TOKEN)
+    first = wx.post(scan, query=query)
+    retry = wx.post(scan, query=query)  # WeChat retrying: same nonce, same message
+    forged = wx.post(event_xml("o-attacker", "subscribe", EventKey="qrscene_adv:SA0101"), query=query)
+    assert first.status_code == retry.status_code == 200 and first.get_data() == retry.get_data()
+    assert forged.status_code == 403 and forged.json["error"]["details"]["reason"] == "replayed_nonce"
+    with app.app_context():
+        (event,) = db.session.scalars(sa.select(inbox.InboundEvent)).all()
+        assert event.body == scan.encode() and event.status == "processed"  # drained (eager jobs)
+        assert event.signed_nonce == f"{query['timestamp']}:{query['nonce']}"
+        stored = db.session.scalar(sa.text("SELECT body FROM inbound_events"))
+        assert b"o-fast-1" not in bytes(stored)  # encrypted at rest, as through the session
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(Member)) == 1
+    assert len(sent.texts_to("o-fast-1")) == 1 and sent.texts_to("o-attacker") == []
+
+
 def test_a_wechat_retry_gets_the_same_reply_and_has_one_effect(wx, app_ctx, sent):
     factories.staff(factories.dealer(code="D0101"), code="SA0101")
     body = event_xml("o-new-1", "subscribe", EventKey="qrscene_adv:SA0101")

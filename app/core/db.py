@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import os
+import select
 from typing import Annotated, Any
 
 import sqlalchemy as sa
@@ -104,6 +105,15 @@ class Database:
         self.session_factory.configure(bind=bind, join_transaction_mode=mode)
 
     @property
+    def bind(self) -> sa.Engine | sa.Connection:
+        """What new sessions use (the engine, or a test's outer connection), without making one."""
+        return self.session_factory.kw["bind"]
+
+    def in_transaction(self) -> bool:
+        """Whether this unit of work has begun a transaction (without creating a session for it)."""
+        return self.session.registry.has() and self.session().in_transaction()
+
+    @property
     def dialect(self) -> str:
         bind = self.session.get_bind()
         return bind.dialect.name
@@ -116,7 +126,22 @@ def create_engine(url: str) -> sa.Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return sa.create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True, pool_recycle=1800)
+    engine = sa.create_engine(url, pool_size=10, max_overflow=20, pool_recycle=1800)
+    event.listen(engine, "checkout", _refuse_closed_by_server)
+    return engine
+
+
+def _refuse_closed_by_server(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """A pre-ping without the round trip: an idle pooled connection has nothing to read, unless the
+    server ended it (restart, ``pg_terminate_backend``, idle timeout) and sent its goodbye or EOF.
+    The pool then discards it and checks out another. A peer that vanished without a word is caught
+    by the first query failing, as with any disconnect."""
+    if dbapi_connection.closed or dbapi_connection.broken:
+        raise sa.exc.DisconnectionError("connection already closed")
+    poller = select.poll()
+    poller.register(dbapi_connection.fileno(), select.POLLIN)
+    if poller.poll(0):
+        raise sa.exc.DisconnectionError("the server closed this idle connection")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -191,11 +191,11 @@ def _assign_request_id() -> None:
 
 def _finish_unit_of_work(response: Response) -> Response:
     """Commit once at the edge when the handler succeeded; otherwise throw the work away."""
-    session = db.session
-    if response.status_code < 400:
-        session.commit()
-    else:
-        session.rollback()
+    if db.session.registry.has():  # else the request never touched the database
+        if response.status_code < 400:
+            db.session.commit()
+        else:
+            db.session.rollback()
     response.headers["X-Request-ID"] = g.get("request_id", "")
     return response
 

@@ -15,14 +15,18 @@ commit, in its own app context, session and transaction — exactly as a worker 
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import logging
+import os
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import redis
-from flask import Flask, current_app, has_app_context
+from flask import Flask, current_app, has_app_context, has_request_context
 from rq import Queue, Retry
 from sqlalchemy import event
 from sqlalchemy.orm import Session
@@ -109,7 +113,12 @@ def _drop_pending(session: Session, previous_transaction: Any = None) -> None:
 
 
 def dispatch(spec: JobSpec, args: tuple[Any, ...], job_id: str | None = None) -> None:
-    """Send a job to its queue now (or run it now, in eager mode)."""
+    """Send a job to its queue now (or run it now, in eager mode).
+
+    A coalesced job (a nudge) asked for while serving a request is handed to the process's
+    nudger thread instead, which sends it within ``NUDGE_GATHER_SECONDS``: a burst of callbacks
+    then costs one Redis call, off the requests' path.
+    """
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     if app.extensions["loyalty.settings"].JOBS_MODE == "eager":
         try:
@@ -117,6 +126,13 @@ def dispatch(spec: JobSpec, args: tuple[Any, ...], job_id: str | None = None) ->
         except Exception:
             log.exception("eager job %s%r failed", spec.name, args)
         return
+    if spec.coalesce_seconds and job_id is None and has_request_context():
+        _nudger.want(app, spec, args)
+        return
+    _send(app, spec, args, job_id)
+
+
+def _send(app: Flask, spec: JobSpec, args: tuple[Any, ...], job_id: str | None = None) -> None:
     connection = app.extensions["loyalty.rq_redis"]
     if spec.coalesce_seconds and not connection.set(_coalesce_key(spec, args), 1, nx=True, ex=spec.coalesce_seconds):
         return  # one is already on its way
@@ -130,6 +146,64 @@ def dispatch(spec: JobSpec, args: tuple[Any, ...], job_id: str | None = None) ->
         retry=retry,
         description=f"{spec.name}{args!r}",
     )
+
+
+#: How long the nudger lets requests gather before it sends their nudges.
+NUDGE_GATHER_SECONDS = 0.01
+
+
+class _Nudger:
+    """One background thread per web process sends the coalesced jobs its requests asked for.
+
+    Each request records what it wants (after its commit) and wakes the thread; the thread waits
+    a moment, takes everything recorded so far and sends each once. Anything recorded after the
+    take is sent by the next round, so every request is covered by a send that starts after its
+    commit, which is all a nudge promises. A process that dies before sending leaves the events
+    to the periodic sweeper; a normal exit sends what is left (``atexit``).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # guards _wanted, _thread, _pid
+        self._sending = threading.Lock()  # one round at a time (thread or flush)
+        self._wake = threading.Event()
+        self._wanted: dict[tuple[str, tuple[Any, ...]], tuple[Flask, JobSpec]] = {}
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def want(self, app: Flask, spec: JobSpec, args: tuple[Any, ...]) -> None:
+        with self._lock:
+            if self._pid != os.getpid():  # a forked child: the parent's thread is not here
+                self._wanted, self._pid, self._thread = {}, os.getpid(), None
+                self._wake = threading.Event()
+            self._wanted[(spec.name, args)] = (app, spec)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="nudger", daemon=True)
+                self._thread.start()
+        self._wake.set()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            time.sleep(NUDGE_GATHER_SECONDS)
+            self._wake.clear()
+            self.flush()
+
+    def flush(self) -> None:
+        """Send everything wanted so far (the thread's round; also at exit and in tests)."""
+        with self._sending:
+            with self._lock:
+                wanted, self._wanted = self._wanted, {}
+            for (_, args), (app, spec) in wanted.items():
+                with app.app_context():
+                    try:
+                        _send(app, spec, args)
+                    except Exception:
+                        log.exception("could not send %s%r; the sweeper will retry it", spec.name, args)
+
+
+_nudger = _Nudger()
+atexit.register(_nudger.flush)
+flush_nudges = _nudger.flush
 
 
 def _coalesce_key(spec: JobSpec, args: tuple[Any, ...]) -> str:

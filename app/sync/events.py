@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from app.core import inbox, program
 from app.core.clock import utcnow
 from app.core.db import db
-from app.jobs import clear_coalesced, job
+from app.jobs import clear_coalesced, dispatch, job
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +50,15 @@ def handler_for(source: str, event_type: str) -> Handler | None:
 
 
 def nudge(source: str) -> None:
-    """After the commit, make sure a drain of ``source`` runs soon."""
-    drain_inbox.after_commit(source)
+    """Make sure a drain of ``source`` runs soon: after the commit of the unit of work, or at once
+    when it has nothing uncommitted (the event was stored in its own transaction)."""
+    if db.in_transaction():
+        drain_inbox.after_commit(source)
+        return
+    try:
+        dispatch(drain_inbox.spec, (source,))
+    except Exception:  # Redis is down: the event is stored, the sweeper nudges it later
+        log.exception("could not nudge the %s drain; the sweeper will", source)
 
 
 def _apply(event: inbox.InboundEvent) -> str | None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, request
 
-from app.extensions import redis_client
 from app.wechat import dispatch, protocol
 
 blp = Blueprint("wechat_callback", __name__)
@@ -31,11 +30,10 @@ def receive() -> Response:
         raise PayloadTooLarge()
     body = request.get_data(cache=False)
     protocol.verify_url(settings.WECHAT_TOKEN, request.args, window=settings.SIGNATURE_WINDOW_SECONDS)
-    protocol.check_replay(redis_client(), request.args["nonce"], request.args["timestamp"], body)
     keys = {"token": settings.WECHAT_TOKEN, "aes_key": settings.WECHAT_AES_KEY, "app_id": settings.WECHAT_APP_ID}
     envelope = protocol.open_envelope(body, request.args, **keys)
     message = protocol.read_message(envelope.xml)
-    reply = dispatch.handle(message, envelope.xml)
+    reply = dispatch.handle(message, envelope.xml, protocol.signed_nonce(request.args))
     if reply is None:
         return Response("success", mimetype="text/plain")
     return Response(protocol.seal(reply, envelope, **keys), mimetype="application/xml")

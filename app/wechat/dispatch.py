@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -34,38 +36,25 @@ from app.wechat.replies import Reply, Text
 log = logging.getLogger(__name__)
 
 
-def handle(message: Any, raw_xml: bytes) -> str | None:
+def handle(message: Any, raw_xml: bytes, signed_nonce: str) -> str | None:
     """The passive-reply XML for this message (None: answer "success")."""
-    key = protocol.dedupe_key(message)
-    occurred_at = dt.datetime.fromtimestamp(int(message._data["CreateTime"]), dt.UTC)
-    deferred = is_deferred(message)
-    acknowledgement_xml = protocol.render(acknowledgement(message), message) if deferred else None
-    event_id = inbox.store_event(
-        source="wechat",
-        external_id=key,
-        type=_kind(message),
-        body=raw_xml,
-        occurred_at=occurred_at,
-        response=acknowledgement_xml.encode() if acknowledgement_xml else None,
-    )
-    if event_id is None:
-        stored = db.session.scalar(
+    stored = StoredAs(protocol.dedupe_key(message), _kind(message), raw_xml, _created_at(message), signed_nonce)
+    if is_deferred(message):
+        return _store_deferred(message, stored)
+    event_id = _store(stored, inbox.store_event)
+    if event_id is None:  # a retry: the same answer as the first time
+        previous = db.session.scalar(
             sa.select(inbox.InboundEvent.response).where(
-                inbox.InboundEvent.source == "wechat", inbox.InboundEvent.external_id == key
+                inbox.InboundEvent.source == "wechat", inbox.InboundEvent.external_id == stored.key
             )
         )
-        return stored.decode() if stored else None
-    if deferred:
-        from app.sync.events import nudge
-
-        nudge("wechat")  # the event stays "received" until a drain processes it
-        return acknowledgement_xml
+        return previous.decode() if previous else None
     try:
         with db.session.begin_nested():
-            reply = route(message, occurred_at)
+            reply = route(message, stored.occurred_at)
             rendered = protocol.render(reply, message) if reply is not None else None
     except Exception as exc:
-        log.exception("wechat callback handler failed for %s", key)
+        log.exception("wechat callback handler failed for %s", stored.key)
         # Answered politely; the member can ask again. Kept for an operator, not retried.
         inbox.mark(event_id, status=inbox.DEAD, attempts=1, last_error=f"{type(exc).__name__}: {exc}"[:2000])
         return protocol.render(Text(_("Sorry, something went wrong. Please try again in a moment.")), message)
@@ -78,6 +67,46 @@ def handle(message: Any, raw_xml: bytes) -> str | None:
         response=rendered.encode() if rendered else None,
     )
     return rendered
+
+
+@dataclass(frozen=True)
+class StoredAs:
+    """How a callback message goes into the inbox."""
+
+    key: str  # WeChat's dedupe key (protocol.dedupe_key)
+    kind: str
+    raw_xml: bytes
+    occurred_at: dt.datetime
+    signed_nonce: str
+
+
+def _created_at(message: Any) -> dt.datetime:
+    return dt.datetime.fromtimestamp(int(message._data["CreateTime"]), dt.UTC)
+
+
+def _store(stored: StoredAs, store: Callable[..., int | None]) -> int | None:
+    try:
+        return store(
+            source="wechat",
+            external_id=stored.key,
+            type=stored.kind,
+            body=stored.raw_xml,
+            occurred_at=stored.occurred_at,
+            signed_nonce=stored.signed_nonce,
+        )
+    except inbox.ReplayedNonce:
+        raise protocol.CallbackRejected(details={"reason": "replayed_nonce"}) from None
+
+
+def _store_deferred(message: Any, stored: StoredAs) -> str:
+    """The hot path of a launch-day QR scan: one autocommitted INSERT, a nudge to the drain, and
+    the acknowledgement. The acknowledgement depends on the message alone, so a retry is answered
+    by rendering it again rather than by storing it."""
+    if _store(stored, inbox.store_event_at_once) is not None:
+        from app.sync.events import nudge
+
+        nudge("wechat")  # the event stays "received" until a drain processes it
+    return protocol.render(acknowledgement(message), message)
 
 
 def is_deferred(message: Any) -> bool:
