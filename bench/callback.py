@@ -1,10 +1,12 @@
 """WeChat callback throughput: subscribe-with-scene enrollments/s through gunicorn, vs a bare endpoint
-that only checks the signature and parses the XML (same app, same server, same run), and p99 latency
-at a steady 300 requests/s.
+that only checks the signature and parses the XML (same app, same server, same run, in alternating
+rounds), and p99 latency at a steady 300 requests/s.
 
-Each enrollment is a newcomer scanning an advisor's code: signature, nonce check (Redis), hardened
-parse, encrypted inbox write, identity, new member with attribution, welcome points through the rule
-engine and ledger, audit, localized reply stored for retries — one commit.
+Each request is a newcomer scanning an advisor's code: signature and window, hardened parse, the
+encrypted inbox INSERT (group-committed; it also refuses a replayed nonce), the nudge to the drain
+and the acknowledgement. The enrollment itself (identity, member with attribution, welcome points
+through the rule engine and ledger, audit, the welcome message) is the drain's work, measured after
+the load by 2 worker processes.
 
     .venv/bin/python bench/callback.py [--events 3000] [--concurrency 8]
 """
@@ -30,6 +32,7 @@ from bench.common import (
     fresh_database,
     gunicorn,
     report,
+    run_interleaved,
     run_load,
     run_paced,
 )
@@ -83,6 +86,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=6, help="Alternating floor/ours rounds")
     parser.add_argument("--rate", type=float, default=300.0)
     parser.add_argument("--seconds", type=float, default=10.0, help="Length of the steady-rate run")
     parser.add_argument("--port", type=int, default=5802)
@@ -102,19 +106,19 @@ def main() -> None:
 
     with gunicorn("bench.callback_app:app", env, args.port):
         run_load("warm-up", args.port, warmup + bare[:200], args.concurrency)
-        floor = run_load("bare: signature + XML (floor)", args.port, bare, args.concurrency)
-        ours = run_load("subscribe-with-scene enroll", args.port, measured, args.concurrency)
-        floor_again = run_load("bare (again)", args.port, bare, args.concurrency)
+        labels = ("bare: signature + XML (floor)", "subscribe-with-scene enroll")
+        floor, ours, ratios = run_interleaved(labels, args.port, bare, measured, args.concurrency, args.rounds)
         steady_run = run_paced(f"enrollments at {args.rate:.0f}/s", args.port, paced, args.rate)
 
     assert set(ours.statuses) == {200}, ours.statuses
     completed, seconds = drain_with_workers(env, workers=2)
     report(
-        [floor.line(), ours.line(), floor_again.line(), steady_run.line()],
+        [floor.line(), ours.line(), steady_run.line()],
         "callback enrollments / bare signature+parse throughput ratio",
-        ours.rate / max(floor.rate, floor_again.rate),
+        ours.rate / floor.rate,
         target=">= 0.5",
     )
+    print(f"per round ({args.rounds} alternating rounds): " + " ".join(f"{ratio:.2f}" for ratio in ratios))
     print(
         f"p99 at a steady {args.rate:.0f} requests/s: {steady_run.percentile(99):.1f} ms "
         f"(p50 {steady_run.percentile(50):.1f} ms)"

@@ -152,6 +152,34 @@ def run_load(label: str, port: int, requests: list[Request], concurrency: int) -
     return LoadResult(label, len(requests), elapsed, latencies, statuses)
 
 
+def combined(label: str, parts: list[LoadResult]) -> LoadResult:
+    statuses: dict[int, int] = {}
+    for part in parts:
+        for status, n in part.statuses.items():
+            statuses[status] = statuses.get(status, 0) + n
+    return LoadResult(
+        label,
+        sum(part.requests for part in parts),
+        sum(part.seconds for part in parts),
+        [value for part in parts for value in part.latencies_ms],
+        statuses,
+    )
+
+
+def run_interleaved(
+    labels: tuple[str, str], port: int, floor: list[Request], ours: list[Request], concurrency: int, rounds: int
+) -> tuple[LoadResult, LoadResult, list[float]]:
+    """Floor and ours in alternating rounds (floor, ours, floor, ours…), so that the VM's speed,
+    which drifts by tens of percent over a minute here, weighs on both alike. Returns both totals
+    and each round's ratio (ours / floor)."""
+    floor_parts, our_parts, ratios = [], [], []
+    for round_number in range(rounds):
+        floor_parts.append(run_load(labels[0], port, floor[round_number::rounds], concurrency))
+        our_parts.append(run_load(labels[1], port, ours[round_number::rounds], concurrency))
+        ratios.append(our_parts[-1].rate / floor_parts[-1].rate)
+    return combined(labels[0], floor_parts), combined(labels[1], our_parts), ratios
+
+
 def report(lines: list[str], ratio_label: str, ratio: float, target: str = "") -> None:
     print()
     for line in lines:

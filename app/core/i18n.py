@@ -70,7 +70,8 @@ def select_locale() -> Locale:
         preferred = g.get("member_locale")
         if preferred:
             return _LOCALES[normalize_locale(preferred)]
-        match = request.accept_languages.best_match(["zh_CN", "zh", "en"])
+        # WeChat's callbacks send no Accept-Language: skip parsing an absent header.
+        match = request.headers.get("Accept-Language") and request.accept_languages.best_match(["zh_CN", "zh", "en"])
         if match:
             return _LOCALES[normalize_locale(match)]
     return _LOCALES[DEFAULT_LOCALE]
