@@ -233,12 +233,13 @@ def test_a_scan_stored_on_the_fast_path_is_kept_encrypted_and_its_nonce_cannot_b
     assert len(sent.texts_to("o-fast-1")) == 1 and sent.texts_to("o-attacker") == []
 
 
-def test_a_wechat_retry_gets_the_same_reply_and_has_one_effect(wx, app_ctx, sent):
+def test_a_wechat_retry_gets_the_same_reply_and_has_one_effect(wx, app_ctx, sent, time_machine):
     factories.staff(factories.dealer(code="D0101"), code="SA0101")
     body = event_xml("o-new-1", "subscribe", EventKey="qrscene_adv:SA0101")
     query = simulator.signed_query(TOKEN)
     first = wx.post(body, query=query)
     second = wx.post(body, query=query)  # same nonce and body: WeChat retrying
+    time_machine.move_to(utcnow() + dt.timedelta(seconds=5))  # WeChat retries after 5 s
     third = wx.post(body)  # a retry with a fresh signature
     assert first.get_data() == second.get_data() == third.get_data()
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Member)) == 1

@@ -106,7 +106,8 @@ def _store_deferred(message: Any, stored: StoredAs) -> str:
         from app.sync.events import nudge
 
         nudge("wechat")  # the event stays "received" until a drain processes it
-    return protocol.render(acknowledgement(message), message)
+    # Stamped with the message's own time, so every retry gets the same bytes.
+    return protocol.render(acknowledgement(message), message, at=message.time)
 
 
 def is_deferred(message: Any) -> bool:

@@ -230,10 +230,10 @@ def dedupe_key(message: Any) -> str:
     return key[:128]
 
 
-def render(reply: Reply, message: Any) -> str:
-    """Our reply as WeChat's passive-reply XML."""
+def render(reply: Reply, message: Any, *, at: int | None = None) -> str:
+    """Our reply as WeChat's passive-reply XML, stamped ``at`` (default: now)."""
     if isinstance(reply, Text):
-        return TextReply(message=message, content=reply.content).render()
+        return TextReply(message=message, content=reply.content, **({"time": at} if at else {})).render()
     if isinstance(reply, Articles):
         articles = ArticlesReply(message=message)
         for article in reply.items[:8]:
