@@ -144,3 +144,16 @@ def test_in_rq_mode_a_burst_of_callbacks_sends_one_nudge_from_the_background(app
     with app.app_context():
         waiting = db.session.scalar(sa.select(sa.func.count()).where(inbox.InboundEvent.status == "received"))
     assert waiting == 40
+
+
+def test_a_forked_child_gets_a_nudger_of_its_own():
+    """After fork the parent's nudger thread is gone and a lock it held would stay held forever."""
+    import threading
+
+    from app.jobs import _Nudger
+
+    nudger = _Nudger()
+    nudger._lock.acquire()  # a parent thread held it when the process forked
+    nudger._thread = threading.current_thread()
+    nudger.forget_after_fork()
+    assert nudger._lock.acquire(timeout=1) and nudger._thread is None

@@ -163,18 +163,18 @@ class _Nudger:
     """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()  # guards _wanted, _thread, _pid
+        self._lock = threading.Lock()  # guards _wanted and _thread
         self._sending = threading.Lock()  # one round at a time (thread or flush)
         self._wake = threading.Event()
         self._wanted: dict[tuple[str, tuple[Any, ...]], tuple[Flask, JobSpec]] = {}
         self._thread: threading.Thread | None = None
-        self._pid = 0
+
+    def forget_after_fork(self) -> None:
+        """A forked child has none of the parent's threads (and may inherit a held lock)."""
+        self.__init__()  # type: ignore[misc]
 
     def want(self, app: Flask, spec: JobSpec, args: tuple[Any, ...]) -> None:
         with self._lock:
-            if self._pid != os.getpid():  # a forked child: the parent's thread is not here
-                self._wanted, self._pid, self._thread = {}, os.getpid(), None
-                self._wake = threading.Event()
             self._wanted[(spec.name, args)] = (app, spec)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="nudger", daemon=True)
@@ -203,6 +203,7 @@ class _Nudger:
 
 _nudger = _Nudger()
 atexit.register(_nudger.flush)
+os.register_at_fork(after_in_child=_nudger.forget_after_fork)
 flush_nudges = _nudger.flush
 
 
