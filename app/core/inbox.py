@@ -78,6 +78,30 @@ class ReplayedNonce(Exception):
     """Another event was already stored under this ``signed_nonce``: the request is a replay."""
 
 
+def _row(
+    *,
+    source: str,
+    external_id: str,
+    type: str,
+    body: bytes,
+    occurred_at: dt.datetime | None,
+    dealer_code: str | None,
+    signed_nonce: str | None,
+) -> dict[str, object]:
+    return {
+        "source": source,
+        "external_id": external_id,
+        "type": type,
+        "body": body,
+        "occurred_at": occurred_at,
+        "received_at": utcnow(),
+        "dealer_code": dealer_code,
+        "status": RECEIVED,
+        "attempts": 0,
+        "signed_nonce": signed_nonce,
+    }
+
+
 def store_event(
     *,
     source: str,
@@ -93,18 +117,15 @@ def store_event(
     Raises ``ReplayedNonce`` when ``signed_nonce`` already brought a *different* event (the same
     event under the same nonce is WeChat retrying: a duplicate, None).
     """
-    values = {
-        "source": source,
-        "external_id": external_id,
-        "type": type,
-        "body": body,
-        "occurred_at": occurred_at,
-        "received_at": utcnow(),
-        "dealer_code": dealer_code,
-        "status": RECEIVED,
-        "attempts": 0,
-        "signed_nonce": signed_nonce,
-    }
+    values = _row(
+        source=source,
+        external_id=external_id,
+        type=type,
+        body=body,
+        occurred_at=occurred_at,
+        dealer_code=dealer_code,
+        signed_nonce=signed_nonce,
+    )
     try:
         return insert_if_absent(InboundEvent, values, conflict_columns=("source", "external_id"))
     except sa.exc.IntegrityError:
@@ -136,17 +157,16 @@ def store_event_at_once(
             occurred_at=occurred_at,
             signed_nonce=signed_nonce,
         )
-    values = {
-        "source": source,
-        "external_id": external_id,
-        "type": type,
-        "body": cipher().encrypt_bytes(body),  # what EncryptedBytes does in the session
-        "occurred_at": occurred_at,
-        "received_at": utcnow(),
-        "status": RECEIVED,
-        "attempts": 0,
-        "signed_nonce": signed_nonce,
-    }
+    # Outside the session nothing applies the column types: encrypt as EncryptedBytes would.
+    values = _row(
+        source=source,
+        external_id=external_id,
+        type=type,
+        body=cipher().encrypt_bytes(body),
+        occurred_at=occurred_at,
+        dealer_code=None,
+        signed_nonce=signed_nonce,
+    )
     try:
         return _group_inserter(bind).insert(values)
     except psycopg.errors.UniqueViolation:

@@ -96,14 +96,8 @@ def _mark_ready(session: Session) -> None:
 def _flush_ready(session: Session, transaction: Any) -> None:
     if transaction.parent is not None:
         return  # a savepoint ended; the outer transaction decides
-    ready = session.info.pop(_READY_KEY, [])
-    for spec, args, job_id in ready:
-        try:
-            dispatch(spec, args, job_id)
-        except Exception:
-            # The database already holds the work (inbox rows, reminder rows); the periodic
-            # sweepers pick it up. Losing the nudge is fine, failing the request is not.
-            log.exception("could not enqueue %s%r; a sweeper will retry it", spec.name, args)
+    for spec, args, job_id in session.info.pop(_READY_KEY, []):
+        dispatch(spec, args, job_id)
 
 
 def _drop_pending(session: Session, previous_transaction: Any = None) -> None:
@@ -118,6 +112,9 @@ def dispatch(spec: JobSpec, args: tuple[Any, ...], job_id: str | None = None) ->
     A coalesced job (a nudge) asked for while serving a request is handed to the process's
     nudger thread instead, which sends it within ``NUDGE_GATHER_SECONDS``: a burst of callbacks
     then costs one Redis call, off the requests' path.
+
+    Never raises: the database already holds the work (inbox rows, reminder rows) and the
+    periodic sweepers pick it up. Losing a nudge is fine, failing the caller's request is not.
     """
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     if app.extensions["loyalty.settings"].JOBS_MODE == "eager":
@@ -129,7 +126,14 @@ def dispatch(spec: JobSpec, args: tuple[Any, ...], job_id: str | None = None) ->
     if spec.coalesce_seconds and job_id is None and has_request_context():
         _nudger.want(app, spec, args)
         return
-    _send(app, spec, args, job_id)
+    _send_or_log(app, spec, args, job_id)
+
+
+def _send_or_log(app: Flask, spec: JobSpec, args: tuple[Any, ...], job_id: str | None = None) -> None:
+    try:
+        _send(app, spec, args, job_id)
+    except Exception:
+        log.exception("could not enqueue %s%r; a sweeper will retry it", spec.name, args)
 
 
 def _send(app: Flask, spec: JobSpec, args: tuple[Any, ...], job_id: str | None = None) -> None:
@@ -195,10 +199,7 @@ class _Nudger:
                 wanted, self._wanted = self._wanted, {}
             for (_, args), (app, spec) in wanted.items():
                 with app.app_context():
-                    try:
-                        _send(app, spec, args)
-                    except Exception:
-                        log.exception("could not send %s%r; the sweeper will retry it", spec.name, args)
+                    _send_or_log(app, spec, args)
 
 
 _nudger = _Nudger()

@@ -54,11 +54,8 @@ def nudge(source: str) -> None:
     when it has nothing uncommitted (the event was stored in its own transaction)."""
     if db.in_transaction():
         drain_inbox.after_commit(source)
-        return
-    try:
+    else:
         dispatch(drain_inbox.spec, (source,))
-    except Exception:  # Redis is down: the event is stored, the sweeper nudges it later
-        log.exception("could not nudge the %s drain; the sweeper will", source)
 
 
 def _apply(event: inbox.InboundEvent) -> str | None:
