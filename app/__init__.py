@@ -7,13 +7,14 @@ from typing import Any
 from flask import Flask
 
 from app.config import Settings, load_settings
+from app.config import install as install_settings
 
 
 def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     """Build the app from ``LOYALTY_*`` environment variables (``overrides`` is for tests)."""
     settings: Settings = load_settings(overrides=overrides)
     app = Flask(__name__, static_folder="../static", static_url_path="/static")
-    app.extensions["loyalty.settings"] = settings
+    install_settings(app, settings)
     app.config.update(
         SECRET_KEY=settings.SECRET_KEY,
         MAX_CONTENT_LENGTH=settings.MAX_BODY_BYTES,
@@ -27,7 +28,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
         OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/",
     )
 
-    from app.core import http, i18n, ratelimit, security
+    from app.core import after_commit, http, i18n, ratelimit, security
 
     http.trust_proxies(app, settings.PROXY_HOPS)
     from app.extensions import db, init_redis
@@ -35,6 +36,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     http.configure_logging(settings.LOG_LEVEL)
     security.init_app(app)
     db.init_app(app)
+    after_commit.init_session_factory(db.session_factory)
     init_redis(app)
     i18n.init_app(app)
     ratelimit.init_app(app)
@@ -44,7 +46,6 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     from app import api as rest_api
     from app import jobs
 
-    jobs.init_app(app)
     rest_api.init_app(app, api)
 
     from app.wechat import callback, sandbox

@@ -12,13 +12,10 @@ import requests
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
-from app.config import INSTANCE_DIR, PROJECT_ROOT, describe_defaults
+from app.config import INSTANCE_DIR, PROJECT_ROOT, current_settings, describe_defaults
 from app.core.db import db
 from app.core.security import sign_timestamped
-
-
-def _settings() -> Any:
-    return current_app.extensions["loyalty.settings"]
+from app.extensions import rq_connection
 
 
 def _cli_actor() -> tuple[str, str]:
@@ -39,7 +36,7 @@ def alembic_config() -> Any:
 
     config = Config(str(PROJECT_ROOT / "alembic.ini"))
     config.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))
-    config.attributes["database_url"] = _settings().DATABASE_URL
+    config.attributes["database_url"] = current_settings().DATABASE_URL
     return config
 
 
@@ -49,7 +46,7 @@ def db_upgrade(revision: str) -> None:
     """Apply migrations (creates the embedded SQLite file when needed)."""
     from alembic import command
 
-    if _settings().DATABASE_URL.startswith("sqlite"):
+    if current_settings().DATABASE_URL.startswith("sqlite"):
         INSTANCE_DIR.mkdir(exist_ok=True)
     command.upgrade(alembic_config(), revision)
 
@@ -64,7 +61,7 @@ def demo_seed() -> None:
     """Create demo dealers, advisors, members, cars, points and back-office accounts (skips what exists)."""
     from app import demo
 
-    if _settings().is_production:
+    if current_settings().is_production:
         raise click.ClickException("demo data is for local runs, not production")
     created = demo.seed()
     db.session.commit()
@@ -107,7 +104,7 @@ def dms_send_demo(url: str, phone: str, event_id: str | None) -> None:
     from app.demo import sample_delivery_body
 
     body = sample_delivery_body(phone=phone, event_id=event_id)
-    headers = {"Content-Type": "application/json", **sign_timestamped(_settings().DMS_SECRET, body)}
+    headers = {"Content-Type": "application/json", **sign_timestamped(current_settings().DMS_SECRET, body)}
     response = requests.post(f"{url}/api/v1/dms/events", data=body, headers=headers, timeout=10)
     click.echo(f"{response.status_code} {response.text}")
 
@@ -142,7 +139,7 @@ def jobs_worker(queues: tuple[str, ...], burst: bool) -> None:
     from app.jobs import QUEUES, set_worker_app
 
     set_worker_app(current_app._get_current_object())  # type: ignore[attr-defined]
-    worker = Worker(list(queues or QUEUES), connection=current_app.extensions["loyalty.rq_redis"])
+    worker = Worker(list(queues or QUEUES), connection=rq_connection())
     worker.work(with_scheduler=True, burst=burst)
 
 
@@ -151,7 +148,7 @@ def jobs_cron() -> None:
     """Run the periodic schedule (RQ CronScheduler); one per deployment is enough."""
     from app.jobs.schedule import start_cron_scheduler
 
-    start_cron_scheduler(current_app.extensions["loyalty.rq_redis"])
+    start_cron_scheduler(rq_connection())
 
 
 @jobs_cli.command("periodic")
@@ -212,7 +209,7 @@ def serve(host: str, port: int) -> None:
     from app.members import registration
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    settings = _settings()
+    settings = current_settings()
     base = f"http://{host}:{port}"
     wechat_mode = "sandbox" if settings.wechat_sandbox else "live"
     policy_version = registration.POLICY_VERSION.value()

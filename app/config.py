@@ -19,6 +19,8 @@ import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from flask import Flask, current_app
+
 ENV_PREFIX = "LOYALTY_"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 INSTANCE_DIR = PROJECT_ROOT / "instance"
@@ -172,6 +174,24 @@ def load_settings(environ: dict[str, str] | None = None, overrides: dict | None 
                 defaulted.append(name)
         values.setdefault("JOBS_MODE", "eager")
     return Settings(**values, defaulted=tuple(defaulted))  # type: ignore[arg-type]
+
+
+_EXTENSION_KEY = "loyalty.settings"
+
+
+def install(app: Flask, loaded: Settings) -> None:
+    """Attach the settings to ``app`` (the factory does this first; nothing changes them later)."""
+    app.extensions[_EXTENSION_KEY] = loaded
+
+
+def current_settings() -> Settings:
+    """The running app's settings: the one typed way to read configuration."""
+    return current_app.extensions[_EXTENSION_KEY]
+
+
+def settings_of(app: Flask) -> Settings:
+    """The settings of ``app`` outside its context (factory, CLI bootstrap, tests)."""
+    return app.extensions[_EXTENSION_KEY]
 
 
 def describe_defaults(settings: Settings) -> str:

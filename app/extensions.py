@@ -5,12 +5,17 @@ from __future__ import annotations
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
-from flask import Flask
+from flask import Flask, current_app
 
+from app.config import settings_of
 from app.core.db import db
 from app.core.i18n import babel
 
-__all__ = ["babel", "db", "init_redis", "redis_client"]
+__all__ = ["REDIS_KEY", "RQ_REDIS_KEY", "babel", "db", "init_redis", "redis_client", "rq_connection"]
+
+#: Where the app keeps its two Redis connections (tests swap them for broken ones).
+REDIS_KEY = "loyalty.redis"
+RQ_REDIS_KEY = "loyalty.rq_redis"
 
 _fake_servers: dict[str, object] = {}
 
@@ -35,12 +40,16 @@ def rq_url(url: str) -> str:
 
 
 def init_redis(app: Flask) -> None:
-    url = app.extensions["loyalty.settings"].REDIS_URL
-    app.extensions["loyalty.redis"] = _connect(url)
-    app.extensions["loyalty.rq_redis"] = _connect(rq_url(url))
+    url = settings_of(app).REDIS_URL
+    app.extensions[REDIS_KEY] = _connect(url)
+    app.extensions[RQ_REDIS_KEY] = _connect(rq_url(url))
 
 
 def redis_client() -> redis.Redis:
-    from flask import current_app
+    """The app's Redis (tokens, rate limits, single-use codes)."""
+    return current_app.extensions[REDIS_KEY]
 
-    return current_app.extensions["loyalty.redis"]
+
+def rq_connection(app: Flask | None = None) -> redis.Redis:
+    """RQ's Redis (queues, coalescing keys)."""
+    return (app or current_app).extensions[RQ_REDIS_KEY]

@@ -55,13 +55,30 @@ def test_a_rollback_drops_the_pending_job(app_ctx):
     assert CALLS == []
 
 
-def test_a_savepoint_rollback_keeps_the_outer_jobs(app_ctx):
+def test_a_savepoint_rollback_drops_its_own_jobs_and_keeps_the_outer_ones(app_ctx):
     remember.after_commit("kept")
     with db.session.begin_nested() as savepoint:
-        remember.after_commit("also-kept")
+        remember.after_commit("dropped-with-its-savepoint")
         savepoint.rollback()
+    with db.session.begin_nested():
+        remember.after_commit("kept-by-a-released-savepoint")
     db.session.commit()
-    assert sorted(value for value, _ in CALLS) == ["also-kept", "kept"]
+    assert sorted(value for value, _ in CALLS) == ["kept", "kept-by-a-released-savepoint"]
+
+
+def test_a_failed_savepoint_drops_the_jobs_of_the_work_it_undid(app_ctx):
+    """A handler that fails inside a savepoint leaves no job behind for rows that no longer exist."""
+    try:
+        with db.session.begin_nested():
+            with db.session.begin_nested():
+                remember.after_commit("inner")
+            remember.after_commit("outer")
+            raise RuntimeError("the handler failed")
+    except RuntimeError:
+        pass
+    remember.after_commit("after")
+    db.session.commit()
+    assert [value for value, _ in CALLS] == ["after"]
 
 
 def test_in_rq_mode_jobs_wait_in_redis_until_a_worker_runs_them(app_ctx, rq_mode):

@@ -12,9 +12,9 @@ import datetime as dt
 import logging
 
 import sqlalchemy as sa
-from flask import current_app
 
 from app.care.models import Notification
+from app.config import current_settings
 from app.core import program
 from app.core.clock import to_business, utcnow
 from app.core.db import db, insert_if_absent
@@ -135,7 +135,7 @@ def send_notification(notification_id: int) -> str:
     notification = db.session.get(Notification, notification_id, with_for_update=True)
     if notification is None or notification.status != "queued":
         return "done"
-    settings = current_app.extensions["loyalty.settings"]
+    settings = current_settings()
     notification.attempts += 1
     if notification.channel == "official_custom":
         try:

@@ -19,6 +19,8 @@ from sqlalchemy import event
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Session, mapped_column, scoped_session, sessionmaker
 
+from app.config import settings_of
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -83,7 +85,7 @@ class Database:
         self.session: scoped_session[Session] = scoped_session(self.session_factory, scopefunc=_unit_of_work_id)
 
     def init_app(self, app: Flask) -> None:
-        settings = app.extensions["loyalty.settings"]
+        settings = settings_of(app)
         self.engine = create_engine(settings.DATABASE_URL)
         self.session_factory.configure(bind=self.engine)
         app.teardown_request(self._remove_session)

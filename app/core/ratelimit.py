@@ -9,6 +9,8 @@ from __future__ import annotations
 from flask import Flask, g, request
 from flask_limiter import Limiter
 
+from app.config import settings_of
+
 
 def client_ip() -> str:
     """The caller's IP (behind proxies, set LOYALTY_PROXY_HOPS so remote_addr is the real client)."""
@@ -25,7 +27,7 @@ limiter = Limiter(key_func=client_ip, headers_enabled=True, swallow_errors=True,
 
 
 def init_app(app: Flask) -> None:
-    url = app.extensions["loyalty.settings"].REDIS_URL
+    url = settings_of(app).REDIS_URL
     app.config["RATELIMIT_STORAGE_URI"] = "memory://" if url.startswith("memory://") else url
     app.config.setdefault("RATELIMIT_KEY_PREFIX", "ratelimit")
     limiter.init_app(app)

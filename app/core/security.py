@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import Flask
 
+from app.config import settings_of
 from app.core.errors import BadSignature
 
 
@@ -76,7 +77,7 @@ def cipher() -> PiiCipher:
 
 def init_app(app: Flask) -> None:
     global _cipher  # noqa: PLW0603 - one process-wide cipher, like the engine
-    _cipher = PiiCipher(app.extensions["loyalty.settings"].data_keys)
+    _cipher = PiiCipher(settings_of(app).data_keys)
 
 
 class EncryptedText(sa.TypeDecorator):

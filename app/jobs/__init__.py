@@ -28,18 +28,17 @@ from typing import Any, Protocol
 import redis
 from flask import Flask, current_app, has_app_context, has_request_context
 from rq import Queue, Retry
-from sqlalchemy import event
-from sqlalchemy.orm import Session
 
+from app.config import current_settings, settings_of
+from app.core import after_commit
 from app.core.db import db
+from app.extensions import rq_connection
 
 log = logging.getLogger(__name__)
 
 #: Every queue, in the order a worker listens to them (first = most urgent).
 QUEUES = ("callbacks", "events", "notifications", "payments", "default", "periodic")
 
-_PENDING_KEY = "jobs_after_commit"
-_READY_KEY = "jobs_committed"
 _worker_app: Flask | None = None
 
 
@@ -83,27 +82,9 @@ def job(
 
 
 def enqueue_after_commit(spec: JobSpec, args: tuple[Any, ...], job_id: str | None = None) -> None:
-    session = db.session()
-    session.connection()  # join the job to a begun transaction, so a rollback can drop it
-    session.info.setdefault(_PENDING_KEY, []).append((spec, args, job_id))
-
-
-def _mark_ready(session: Session) -> None:
-    """The transaction committed: its jobs may go, once the connection is back in the pool."""
-    session.info.setdefault(_READY_KEY, []).extend(session.info.pop(_PENDING_KEY, []))
-
-
-def _flush_ready(session: Session, transaction: Any) -> None:
-    if transaction.parent is not None:
-        return  # a savepoint ended; the outer transaction decides
-    for spec, args, job_id in session.info.pop(_READY_KEY, []):
-        dispatch(spec, args, job_id)
-
-
-def _drop_pending(session: Session, previous_transaction: Any = None) -> None:
-    if previous_transaction is not None and previous_transaction.parent is not None:
-        return  # a savepoint rolled back; the outer unit of work (and its jobs) goes on
-    session.info.pop(_PENDING_KEY, None)
+    """Send the job once the unit of work commits; a rollback (also of the savepoint it was
+    registered in) drops it."""
+    after_commit.defer(dispatch, spec, args, job_id)
 
 
 def dispatch(spec: JobSpec, args: tuple[Any, ...], job_id: str | None = None) -> None:
@@ -117,7 +98,7 @@ def dispatch(spec: JobSpec, args: tuple[Any, ...], job_id: str | None = None) ->
     periodic sweepers pick it up. Losing a nudge is fine, failing the caller's request is not.
     """
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    if app.extensions["loyalty.settings"].JOBS_MODE == "eager":
+    if settings_of(app).JOBS_MODE == "eager":
         try:
             run_job(spec.name, args)
         except Exception:
@@ -214,9 +195,9 @@ def _coalesce_key(spec: JobSpec, args: tuple[Any, ...]) -> str:
 
 def clear_coalesced(fn: JobFunction, args: tuple[Any, ...]) -> None:
     """Called by a coalesced job as it starts: work arriving from now on schedules another run."""
-    if current_app.extensions["loyalty.settings"].JOBS_MODE != "eager":
+    if current_settings().JOBS_MODE != "eager":
         try:
-            current_app.extensions["loyalty.rq_redis"].delete(_coalesce_key(fn.spec, args))
+            rq_connection().delete(_coalesce_key(fn.spec, args))
         except redis.RedisError:
             log.warning("could not clear the coalescing key of %s%r", fn.spec.name, args)
 
@@ -253,13 +234,3 @@ def _app_for_worker() -> Flask:
 def set_worker_app(app: Flask) -> None:
     global _worker_app  # noqa: PLW0603
     _worker_app = app
-
-
-def init_app(app: Flask) -> None:
-    factory = app.extensions["loyalty.db"].session_factory
-    if not event.contains(factory, "after_commit", _mark_ready):
-        event.listen(factory, "after_commit", _mark_ready)
-        # after_transaction_end fires after the connection is released: an eager job (or a
-        # worker picking the job up at once) never waits on the connection its caller still holds.
-        event.listen(factory, "after_transaction_end", _flush_ready)
-        event.listen(factory, "after_soft_rollback", _drop_pending)

@@ -17,6 +17,7 @@ from flask import current_app
 
 from app.core.errors import AppError
 from app.core.i18n import _l
+from app.extensions import redis_client
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +63,7 @@ def verify(code: str, now: float | None = None) -> int:
     if age > VALID_SECONDS or age < -CLOCK_SKEW_SECONDS:
         raise InvalidMemberCode(_l("This member code has expired. Ask the member to refresh it."))
     try:
-        first_use = current_app.extensions["loyalty.redis"].set(
-            f"member-code:{payload}", 1, nx=True, ex=VALID_SECONDS + CLOCK_SKEW_SECONDS
-        )
+        first_use = redis_client().set(f"member-code:{payload}", 1, nx=True, ex=VALID_SECONDS + CLOCK_SKEW_SECONDS)
     except redis.RedisError:
         log.warning("Redis unavailable: member code single-use check skipped")
         first_use = True

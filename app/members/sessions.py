@@ -15,6 +15,7 @@ from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy.orm import Mapped, mapped_column
 
+from app.config import current_settings
 from app.core import program
 from app.core.clock import utcnow
 from app.core.db import Base, BigIntPK, BigIntType, db
@@ -69,7 +70,7 @@ def _new_session(identity: WechatIdentity, session_key: str | None) -> SignedIn:
 def sign_in(openid: str, session_key: str, unionid: str | None) -> SignedIn:
     """After jscode2session: the identity (created on first visit), joined to the member that owns
     the same unionid on the service account, and a fresh session."""
-    app_id = current_app.extensions["loyalty.settings"].MINIAPP_APP_ID
+    app_id = current_settings().MINIAPP_APP_ID
     identity = identities.get_or_create(app_id, openid, app_kind="miniapp")
     if unionid:
         identities.link_unionid(identity, unionid)

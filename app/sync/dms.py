@@ -11,8 +11,8 @@ import json
 from dataclasses import dataclass
 
 import marshmallow as ma
-from flask import current_app
 
+from app.config import current_settings
 from app.core import inbox
 from app.core.errors import ValidationFailed
 from app.core.i18n import _l
@@ -31,7 +31,7 @@ class IntakeResult:
 
 
 def accept_event(raw_body: bytes, timestamp: str | None, signature: str | None) -> IntakeResult:
-    settings = current_app.extensions["loyalty.settings"]
+    settings = current_settings()
     verify_timestamped_signature(
         secret=settings.DMS_SECRET,
         timestamp=timestamp,

@@ -2,28 +2,25 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, request
 
+from app.config import current_settings
 from app.wechat import dispatch, protocol
 
 blp = Blueprint("wechat_callback", __name__)
 
 
-def _settings():
-    return current_app.extensions["loyalty.settings"]
-
-
 @blp.get("/wechat/callback")
 def verify() -> Response:
     """URL verification: echo ``echostr`` when the signature is right."""
-    settings = _settings()
+    settings = current_settings()
     protocol.verify_url(settings.WECHAT_TOKEN, request.args, window=settings.SIGNATURE_WINDOW_SECONDS)
     return Response(request.args.get("echostr", ""), mimetype="text/plain")
 
 
 @blp.post("/wechat/callback")
 def receive() -> Response:
-    settings = _settings()
+    settings = current_settings()
     if (request.content_length or 0) > protocol.MAX_CALLBACK_BYTES:
         from app.core.errors import PayloadTooLarge
 

@@ -9,18 +9,14 @@ from typing import Any
 
 import click
 import sqlalchemy as sa
-from flask import current_app
 from flask.cli import AppGroup
 
+from app.config import current_settings
 from app.core.clock import utcnow
 from app.core.db import db
 
 wechat_cli = AppGroup("wechat", help="The service account: simulate callbacks, QR codes, menu, sandbox.")
 campaigns_cli = AppGroup("campaigns", help="Red-packet sign-up campaigns.")
-
-
-def _settings() -> Any:
-    return current_app.extensions["loyalty.settings"]
 
 
 def _echo(data: Any) -> None:
@@ -40,7 +36,7 @@ def simulate(kind: str, value: str, openid: str, scene: str, lat: float, lng: fl
     """Send a signed callback like WeChat would and print the reply. VALUE: text or menu key."""
     from app.wechat import simulator
 
-    settings = _settings()
+    settings = current_settings()
     xml = simulator.message_xml(
         kind, openid, settings.WECHAT_APP_ID, content=value, key=scene or value, lat=lat, lng=lng
     )

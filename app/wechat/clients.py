@@ -24,6 +24,9 @@ from wechatpy.exceptions import WeChatClientException
 from wechatpy.pay import WeChatPay
 from wechatpy.session.redisstorage import RedisStorage
 
+from app.config import current_settings
+from app.extensions import redis_client
+
 log = logging.getLogger(__name__)
 
 #: Refresh this long before WeChat says the token expires, so no request carries a dying token.
@@ -104,24 +107,20 @@ class StableTokenClient(WeChatClient):
             return result
 
 
-def _settings() -> Any:
-    return current_app.extensions["loyalty.settings"]
-
-
 def sandbox_base(app: Flask) -> str:
     """Where the fake lives: the running dev server (``flask serve`` records its address)."""
     return app.config.get("SANDBOX_BASE_URL") or f"http://127.0.0.1:{os.environ.get('PORT', '5000')}/sandbox"
 
 
 def wechat_api_base() -> str:
-    settings = _settings()
+    settings = current_settings()
     if settings.wechat_sandbox:
         return sandbox_base(current_app) + "/wechat"
     return settings.WECHAT_API_BASE.rstrip("/")
 
 
 def pay_api_base() -> str:
-    settings = _settings()
+    settings = current_settings()
     if settings.pay_sandbox:
         return sandbox_base(current_app) + "/wechat-pay"
     return settings.WECHAT_PAY_API_BASE.rstrip("/")
@@ -135,13 +134,13 @@ def _cached(name: str, build: Any) -> Any:
 
 
 def _stable_client(name: str, app_id: str, app_secret: str) -> StableTokenClient:
-    settings = _settings()
+    settings = current_settings()
     return _cached(
         name,
         lambda: StableTokenClient(
             app_id,
             app_secret,
-            redis_client=current_app.extensions["loyalty.redis"],
+            redis_client=redis_client(),
             api_base=wechat_api_base(),
             timeout=settings.WECHAT_HTTP_TIMEOUT,
         ),
@@ -149,17 +148,17 @@ def _stable_client(name: str, app_id: str, app_secret: str) -> StableTokenClient
 
 
 def official_client() -> StableTokenClient:
-    settings = _settings()
+    settings = current_settings()
     return _stable_client("official", settings.WECHAT_APP_ID, settings.WECHAT_APP_SECRET)
 
 
 def miniapp_client() -> StableTokenClient:
-    settings = _settings()
+    settings = current_settings()
     return _stable_client("miniapp", settings.MINIAPP_APP_ID, settings.MINIAPP_APP_SECRET)
 
 
 def pay_client() -> WeChatPay:
-    settings = _settings()
+    settings = current_settings()
 
     def build() -> WeChatPay:
         client = WeChatPay(

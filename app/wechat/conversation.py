@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from flask import current_app
-
+from app.config import current_settings
 from app.core import program
 from app.core.clock import to_business, utcnow
 from app.core.i18n import _
@@ -61,7 +60,7 @@ def intent_of(text: str) -> str | None:
 
 def mini_link(page: str, label: str, query: str = "") -> str:
     """A text link that opens the mini-app page (web page where the mini-app is unavailable)."""
-    appid = current_app.extensions["loyalty.settings"].MINIAPP_APP_ID
+    appid = current_settings().MINIAPP_APP_ID
     path = PAGES[page] + (f"?{query}" if query else "")
     href = f"{H5_BASE.value()}/{PAGES[page]}" + (f"?{query}" if query else "")
     return f'<a data-miniprogram-appid="{appid}" data-miniprogram-path="{path}" href="{href}">{label}</a>'

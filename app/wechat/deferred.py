@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app
-
 from app.care import notify
+from app.config import current_settings
 from app.core.db import db
 from app.core.i18n import in_locale
 from app.core.inbox import InboundEvent
@@ -39,7 +38,7 @@ def reply_payload(reply: Reply) -> dict[str, Any] | None:
 @handles("wechat", "message.text")
 def process_deferred(event: InboundEvent, body: bytes) -> str:
     message = protocol.read_message(body)
-    app_id = current_app.extensions["loyalty.settings"].WECHAT_APP_ID
+    app_id = current_settings().WECHAT_APP_ID
     known = identities.find(app_id, message.source)
     member = db.session.get(Member, known.member_id) if known and known.member_id else None
     with in_locale(member.locale if member else None):

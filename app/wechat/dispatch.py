@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from flask import current_app
 
 from app.campaigns import redpackets
+from app.config import current_settings
 from app.core import inbox
 from app.core.clock import utcnow
 from app.core.db import db
@@ -135,7 +135,7 @@ def _kind(message: Any) -> str:
 
 
 def _identity(message: Any) -> WechatIdentity:
-    settings = current_app.extensions["loyalty.settings"]
+    settings = current_settings()
     return identities.get_or_create(settings.WECHAT_APP_ID, message.source)
 
 

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app
-
+from app.config import current_settings
 from app.wechat.clients import official_client
 from app.wechat.conversation import H5_BASE, PAGES
 
 
 def definition() -> dict[str, Any]:
     """Menu keys are answered by ``conversation.MENU_KEYS``; names are Chinese (WeChat shows one menu)."""
-    miniapp = current_app.extensions["loyalty.settings"].MINIAPP_APP_ID
+    miniapp = current_settings().MINIAPP_APP_ID
     return {
         "button": [
             {

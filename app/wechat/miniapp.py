@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import requests
-from flask import current_app
 from wechatpy.exceptions import WeChatClientException
 
+from app.config import current_settings
 from app.core.errors import ServiceUnavailable, Unauthenticated, ValidationFailed
 from app.core.i18n import _l
 from app.wechat.clients import miniapp_client, wechat_api_base
@@ -21,7 +21,7 @@ def code_to_session(code: str) -> dict[str, Any]:
 
     Called directly: wechatpy's helper would fetch an access token this call does not need.
     """
-    settings = current_app.extensions["loyalty.settings"]
+    settings = current_settings()
     try:
         response = miniapp_client()._http.get(
             f"{wechat_api_base()}/sns/jscode2session",

@@ -13,11 +13,11 @@ from __future__ import annotations
 import logging
 
 import requests
-from flask import current_app
 from wechatpy.pay import WeChatPayException
 
 from app.campaigns import redpackets
 from app.campaigns.models import Campaign, RedPacketGrant
+from app.config import current_settings
 from app.core.clock import utcnow
 from app.core.db import db
 from app.jobs import job
@@ -55,7 +55,7 @@ def pay_out(grant_id: int) -> str:
         "act_name": campaign.act_name,
         "wishing": campaign.wishing,
         "remark": campaign.remark,
-        "client_ip": current_app.extensions["loyalty.settings"].PUBLIC_IP,
+        "client_ip": current_settings().PUBLIC_IP,
         "out_trade_no": grant.bill_no,
     }
     db.session.commit()  # the attempt is on record before money may move

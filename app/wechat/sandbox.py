@@ -18,6 +18,7 @@ import xmltodict
 from defusedxml.ElementTree import fromstring
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from app.config import settings_of
 from app.extensions import redis_client
 
 blp = Blueprint("sandbox", __name__, url_prefix="/sandbox")
@@ -182,7 +183,7 @@ def red_packet_info() -> Response:
 
 
 def init_app(app: Any) -> None:
-    if not app.extensions["loyalty.settings"].is_production:
+    if not settings_of(app).is_production:
         app.register_blueprint(blp)
 
 

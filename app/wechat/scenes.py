@@ -16,9 +16,9 @@ from __future__ import annotations
 import datetime as dt
 
 import sqlalchemy as sa
-from flask import current_app
 
 from app.campaigns import redpackets
+from app.config import current_settings
 from app.core import audit
 from app.core.db import db
 from app.core.i18n import _, use_member_locale
@@ -146,7 +146,7 @@ def red_packet_for(campaign_id: int, identity: WechatIdentity, at: dt.datetime, 
         welcome_points = _welcome_gift(member, at)
     else:
         use_member_locale(member.locale)
-    mch_id = current_app.extensions["loyalty.settings"].WECHAT_PAY_MCH_ID
+    mch_id = current_settings().WECHAT_PAY_MCH_ID
     result = redpackets.sign_up(campaign_id, member, identity.openid, via=via, mch_id=mch_id)
     if result.outcome == "granted":
         pay_out.after_commit(result.grant.id, job_id=f"red-packet-{result.grant.id}")  # type: ignore[union-attr]

@@ -1,0 +1,71 @@
+"""Domain events: a package says what happened; the packages that care subscribe. The publisher
+never imports its subscribers, so dependencies point one way (ARCHITECTURE.md).
+
+An event is a frozen dataclass declared in the publishing package's ``events.py``::
+
+    @dataclass(frozen=True)
+    class TierChanged(DomainEvent):
+        member_id: int
+        ...
+
+    events.publish(TierChanged(...))          # inside a unit of work
+
+Two kinds of subscriber (blinker signals, which Flask already ships):
+
+* ``@within_transaction(TierChanged)`` runs at once, inside the publisher's transaction. Use it to
+  write rows that must exist exactly when the change exists (a notification, an outbox entry);
+  it flushes, never commits, and a failure fails the publisher's unit of work.
+* ``@after_commit(TierChanged)`` runs once the unit of work has committed (never if it, or the
+  savepoint the event was published in, rolls back). Use it for side effects outside the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from blinker import Namespace
+
+from app.core import after_commit as _after_commit
+
+_signals = Namespace()
+
+E = TypeVar("E", bound="DomainEvent")
+
+
+@dataclass(frozen=True)
+class DomainEvent:
+    """Base of every domain event (a frozen dataclass of ids and facts, never ORM objects)."""
+
+
+def _signal(event_type: type[DomainEvent], phase: str) -> Any:
+    return _signals.signal(f"{event_type.__module__}.{event_type.__qualname__}:{phase}")
+
+
+def publish(event: DomainEvent) -> None:
+    """Tell the in-transaction subscribers now, and the after-commit ones after the commit."""
+    _signal(type(event), "within").send(event)
+    after = _signal(type(event), "after")
+    if after.receivers:
+        _after_commit.defer(after.send, event)
+
+
+def within_transaction(event_type: type[E]) -> Callable[[Callable[[E], None]], Callable[[E], None]]:
+    """Subscribe ``fn(event)`` inside the publisher's transaction."""
+
+    def connect(fn: Callable[[E], None]) -> Callable[[E], None]:
+        _signal(event_type, "within").connect(fn, weak=False)
+        return fn
+
+    return connect
+
+
+def after_commit(event_type: type[E]) -> Callable[[Callable[[E], None]], Callable[[E], None]]:
+    """Subscribe ``fn(event)`` after the publisher's unit of work commits."""
+
+    def connect(fn: Callable[[E], None]) -> Callable[[E], None]:
+        _signal(event_type, "after").connect(fn, weak=False)
+        return fn
+
+    return connect
