@@ -1,18 +1,35 @@
-"""Application factory: settings → extensions → blueprints → CLI. No business logic here."""
+"""Application factory: settings → infrastructure → each package registers itself → CLI.
+
+No business logic here. A package joins the app through ``register(app)`` in its ``__init__``
+(blueprints, CLI, event subscribers, periodic jobs) and its tables through ``app.models``.
+"""
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import Any
 
 from flask import Flask
 
-from app.config import Settings, load_settings
 from app.config import install as install_settings
+from app.config import load_settings
+
+
+def _packages() -> tuple[ModuleType, ...]:
+    """The packages that make up the service, lower layers first (ARCHITECTURE.md)."""
+    from app import api, campaigns, care, dealers, members, operators, points, sync, tiers, wechat
+
+    return (api, dealers, operators, tiers, points, members, campaigns, care, sync, wechat)
 
 
 def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     """Build the app from ``LOYALTY_*`` environment variables (``overrides`` is for tests)."""
-    settings: Settings = load_settings(overrides=overrides)
+    from app import cli, models  # noqa: F401 - models: every table is mapped before anything runs
+    from app.core import after_commit, http, i18n, ratelimit, security
+    from app.extensions import db, init_redis
+    from app.jobs import drain
+
+    settings = load_settings(overrides=overrides)
     app = Flask(__name__, static_folder="../static", static_url_path="/static")
     install_settings(app, settings)
     app.config.update(
@@ -27,12 +44,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
         OPENAPI_SWAGGER_UI_PATH="docs",
         OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/",
     )
-
-    from app.core import after_commit, http, i18n, ratelimit, security
-
     http.trust_proxies(app, settings.PROXY_HOPS)
-    from app.extensions import db, init_redis
-
     http.configure_logging(settings.LOG_LEVEL)
     security.init_app(app)
     db.init_app(app)
@@ -40,48 +52,9 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     init_redis(app)
     i18n.init_app(app)
     ratelimit.init_app(app)
-    api = http.LoyaltyApi(app)  # one per app: flask-smorest keeps the OpenAPI spec on the Api object
-    http.init_app(app, api)
-
-    from app import api as rest_api
-    from app import jobs
-
-    rest_api.init_app(app, api)
-
-    from app.wechat import callback, sandbox
-
-    app.register_blueprint(callback.blp)
-    sandbox.init_app(app)
-    _import_domain_modules()
-
-    from app.cli import register_commands
-
-    register_commands(app)
+    http.init_app(app)
+    drain.init_app(app)
+    for package in _packages():
+        package.register(app)
+    cli.register_commands(app)
     return app
-
-
-def _import_domain_modules() -> None:
-    """Import modules that register models, event handlers and program settings at import time."""
-    import app.campaigns.models
-    import app.care.models
-    import app.care.notify
-    import app.care.subscriptions
-    import app.core.audit
-    import app.core.inbox
-    import app.core.program
-    import app.dealers.models
-    import app.dealers.staff_binding
-    import app.members.models
-    import app.members.sessions
-    import app.members.vehicle_claims
-    import app.operators.models
-    import app.points.adjustments
-    import app.points.models
-    import app.points.rule_models
-    import app.points.settlement
-    import app.sync.dms_handlers
-    import app.tiers.jobs
-    import app.tiers.models
-    import app.wechat.deferred
-    import app.wechat.pay
-    import app.wechat.qrcodes  # noqa: F401

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import getpass
 import json
-import shlex
 from typing import Any
 
 import click
-import requests
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from app.config import INSTANCE_DIR, PROJECT_ROOT, current_settings, describe_defaults
 from app.core.db import db
-from app.core.security import sign_timestamped
 from app.extensions import rq_connection
 
 
@@ -68,62 +65,6 @@ def demo_seed() -> None:
     click.echo(f"demo data: {created}")
 
 
-# --- members --------------------------------------------------------------------------------
-
-members_cli = AppGroup("members", help="Look members up (every read is audited).")
-
-
-@members_cli.command("show")
-@click.argument("query")
-@click.option("--reason", default=None, help="Why you are looking (kept in the audit log).")
-@click.option("--reveal", is_flag=True, help="Show unmasked personal data (needs --reason).")
-def members_show(query: str, reason: str | None, reveal: bool) -> None:
-    """Show a member by mobile number or member number; personal data is masked."""
-    from app.members.cards import member_card, read_member
-
-    if reveal and not reason:
-        raise click.UsageError("--reveal needs --reason")
-    member = read_member(query, actor=_cli_actor(), reason=reason, reveal=reveal)
-    db.session.commit()  # the audit row, even for a miss
-    if member is None:
-        raise click.ClickException(f"no member matches {query!r}")
-    _echo_json(member_card(member, reveal=reveal))
-
-
-# --- DMS ------------------------------------------------------------------------------------
-
-dms_cli = AppGroup("dms", help="Play the dealer system locally.")
-
-
-@dms_cli.command("send-demo")
-@click.option("--url", default="http://127.0.0.1:5000", show_default=True)
-@click.option("--phone", default="13800138000", show_default=True)
-@click.option("--event-id", default=None, help="Reuse an id to see a duplicate acknowledged.")
-def dms_send_demo(url: str, phone: str, event_id: str | None) -> None:
-    """Sign and POST a vehicle.delivered event to a running server."""
-    from app.demo import sample_delivery_body
-
-    body = sample_delivery_body(phone=phone, event_id=event_id)
-    headers = {"Content-Type": "application/json", **sign_timestamped(current_settings().DMS_SECRET, body)}
-    response = requests.post(f"{url}/api/v1/dms/events", data=body, headers=headers, timeout=10)
-    click.echo(f"{response.status_code} {response.text}")
-
-
-def signed_curl_snippet(base_url: str, secret: str, body: bytes) -> str:
-    """A shell snippet that signs at paste time (signatures are only valid for 300 s)."""
-    return "\n".join(
-        [
-            f"BODY={shlex.quote(body.decode())}",
-            "TS=$(date +%s)",
-            'SIG=$(printf \'%s.%s\' "$TS" "$BODY" | openssl dgst -sha256 -hmac '
-            + shlex.quote(secret)
-            + " | sed 's/^.*= //')",
-            f"curl -sS -X POST {base_url}/api/v1/dms/events -H 'Content-Type: application/json' \\",
-            '  -H "X-Timestamp: $TS" -H "X-Signature: sha256=$SIG" --data-binary "$BODY"; echo',
-        ]
-    )
-
-
 # --- jobs -----------------------------------------------------------------------------------
 
 jobs_cli = AppGroup("jobs", help="RQ workers and the periodic schedule.")
@@ -154,9 +95,9 @@ def jobs_cron() -> None:
 @jobs_cli.command("periodic")
 def jobs_periodic() -> None:
     """List the periodic jobs."""
-    from app.jobs.schedule import PERIODIC
+    from app.jobs.schedule import entries
 
-    for entry in PERIODIC:
+    for entry in entries():
         click.echo(f"{entry.cron:<15} {entry.job:<55} {entry.description}")
 
 
@@ -176,11 +117,11 @@ program_cli = AppGroup("program", help="Operator-tunable program settings.")
 
 @program_cli.command("list")
 def program_list() -> None:
-    from app.core import program
+    from app.core import tunables
 
-    for key in sorted(program.REGISTRY):
-        setting = program.REGISTRY[key]
-        click.echo(f"{key:<40} {json.dumps(program.get(key)):<12} {setting.description}")
+    for key in sorted(tunables.REGISTRY):
+        setting = tunables.REGISTRY[key]
+        click.echo(f"{key:<40} {json.dumps(tunables.get(key)):<12} {setting.description}")
 
 
 @program_cli.command("set")
@@ -189,9 +130,9 @@ def program_list() -> None:
 @click.option("--reason", required=True)
 def program_set(key: str, value: str, reason: str) -> None:
     """Set KEY to VALUE (JSON, e.g. 120 or true)."""
-    from app.core import program
+    from app.core import tunables
 
-    program.set_value(key, json.loads(value), actor=_cli_actor(), reason=reason)
+    tunables.set_value(key, json.loads(value), actor=_cli_actor(), reason=reason)
     db.session.commit()
     click.echo(f"{key} = {value}")
 
@@ -204,9 +145,9 @@ def program_set(key: str, value: str, reason: str) -> None:
 @click.option("--port", default=5000, show_default=True, type=int)
 def serve(host: str, port: int) -> None:
     """Development server with in-process jobs and scheduler; prints what to try."""
-    from app.demo import sample_delivery_body
     from app.jobs.schedule import start_embedded_scheduler
     from app.members import registration
+    from app.sync.samples import sample_delivery_body, signed_curl_snippet
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     settings = current_settings()
@@ -266,22 +207,7 @@ Mini-app (the sandbox accepts any wx.login code; a phone code ending in 11 digit
 
 
 def register_commands(app: Flask) -> None:
-    from app.operators.cli import operators_cli
-    from app.points.cli import points_cli
-    from app.wechat.cli import campaigns_cli, wechat_cli
-
-    groups = (
-        db_cli,
-        demo_cli,
-        members_cli,
-        dms_cli,
-        jobs_cli,
-        program_cli,
-        points_cli,
-        operators_cli,
-        wechat_cli,
-        campaigns_cli,
-    )
-    for group in groups:
+    """The commands that belong to no one package (each package adds its own in ``register``)."""
+    for group in (db_cli, demo_cli, jobs_cli, program_cli):
         app.cli.add_command(group)
     app.cli.add_command(serve)

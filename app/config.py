@@ -8,7 +8,7 @@ Three environments:
 * ``production``: refuses to start while a secret is missing.
 
 Business numbers that operators tune (tier thresholds, earn rates, protection periods) are not
-here: they are program settings in the database (``app.core.program``), changed without a deploy.
+here: they are program settings in the database (``app.core.tunables``), changed without a deploy.
 """
 
 from __future__ import annotations

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
-import secrets
-from typing import Any
 
 import sqlalchemy as sa
 
@@ -13,6 +10,7 @@ from app.core.clock import business_today, utcnow
 from app.core.db import db
 from app.dealers.models import Dealer, Staff
 from app.members import services
+from app.members.activation import credit_welcome_gift
 from app.members.identifiers import vin_with_check_digit
 from app.members.models import Member, Vehicle
 
@@ -168,9 +166,7 @@ def _demo_points(member: Member, vehicle: Vehicle, dealer: Dealer) -> None:
         hold_reward=member.status == "pre_enrolled",
     )
     if member.status == "active":
-        earning.award_event(
-            member, "enrollment.welcome", {"channel": "purchase"}, ref=f"member-{member.id}", occurred_at=bought_at
-        )
+        credit_welcome_gift(member, bought_at)
         service = {
             "parts_fen": 128_000,
             "labour_fen": 46_000,
@@ -201,42 +197,3 @@ def _demo_operators(dealers: dict[str, Dealer]) -> int:
             auth.create_operator(username, name=name, role=role, password=DEMO_PASSWORD, dealer_id=dealer_id)
             created += 1
     return created
-
-
-def sample_delivery(
-    *, phone: str = "13800138000", event_id: str | None = None, vin_suffix: str | None = None
-) -> dict[str, Any]:
-    """A valid ``vehicle.delivered`` event for the demo dealer D0101 and advisor SA0101."""
-    suffix = vin_suffix or f"D{secrets.randbelow(10**7):07d}"
-    now = utcnow().replace(microsecond=0)
-    return {
-        "event_id": event_id or f"demo-{secrets.token_hex(6)}",
-        "type": "vehicle.delivered",
-        "occurred_at": now.isoformat(),
-        "dealer_code": "D0101",
-        "payload": {
-            "order_no": f"SO-{secrets.token_hex(4).upper()}",
-            "vin": vin_with_check_digit("LFV2A21K", suffix),
-            "model_code": "MAGOTAN",
-            "model_name": "迈腾 Magotan 330TSI",
-            "model_year": 2026,
-            "price_fen": 21_990_000,
-            "delivered_on": business_today().isoformat(),
-            "advisor_code": "SA0101",
-            "buyer": {
-                "name": "周杰",
-                "phone": phone,
-                "gender": "male",
-                "customer_type": "private",
-                "consent": {
-                    "policy_version": DEMO_POLICY_VERSION,
-                    "accepted_at": now.isoformat(),
-                    "purposes": ["service_notifications", "dealer_sharing"],
-                },
-            },
-        },
-    }
-
-
-def sample_delivery_body(**kwargs: Any) -> bytes:
-    return json.dumps(sample_delivery(**kwargs), ensure_ascii=False, separators=(",", ":")).encode()

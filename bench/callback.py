@@ -55,7 +55,7 @@ def _drain_worker(env: dict[str, str], queue: multiprocessing.Queue) -> None:
     os.environ.update(env)
     from app import create_app
     from app.core.db import db
-    from app.sync.events import drain_inbox
+    from app.jobs.drain import drain_inbox
 
     app = create_app()
     done = 0

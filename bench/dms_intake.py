@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app.core.security import sign_timestamped
-from app.demo import sample_delivery
+from app.sync.samples import sample_delivery
 from bench.common import (
     ROOT,
     VENV_BIN,

@@ -7,16 +7,14 @@ from logging.config import fileConfig
 import sqlalchemy as sa
 from alembic import context
 
-from app import _import_domain_modules
+from app import models
 from app.config import load_settings
-from app.core.db import Base
 
 config = context.config
 if config.config_file_name is not None and not config.attributes.get("database_url"):
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 
-_import_domain_modules()
-target_metadata = Base.metadata
+target_metadata = models.metadata
 
 
 def render_item(type_: str, obj: object, _autogen_context: object) -> str | bool:

@@ -27,7 +27,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from app import create_app
-from app.core import program
+from app.core import tunables
 from app.core.db import db
 from app.core.security import sign_timestamped
 
@@ -164,7 +164,7 @@ def _isolation(request: pytest.FixtureRequest, app: Flask) -> Iterator[None]:
     """Flush Redis; wrap the test in a rolled-back transaction unless it is marked ``committed``."""
     for key in ("loyalty.redis", "loyalty.rq_redis"):
         app.extensions[key].flushdb()
-    program.forget_shared_snapshot()  # a previous test's (rolled back) settings must not leak
+    tunables.forget_shared_snapshot()  # a previous test's (rolled back) settings must not leak
     engine = db.engine
     assert engine is not None
     if request.node.get_closest_marker("committed"):

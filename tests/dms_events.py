@@ -7,7 +7,7 @@ import itertools
 from typing import Any
 
 from app.core.clock import utcnow
-from app.demo import sample_delivery
+from app.sync.samples import sample_delivery
 
 _ids = itertools.count(1)
 

@@ -47,12 +47,12 @@ def test_wrong_method_gets_405_with_allow(client):
 
 
 def test_unexpected_errors_are_500_in_the_error_shape_without_internals(app, client, monkeypatch):
-    from app.sync import dms
+    from app.sync import intake
 
     def boom(*_a, **_k):
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(dms, "accept_event", boom)
+    monkeypatch.setattr(intake, "accept_event", boom)
     response = client.post("/api/v1/dms/events", data=b"{}")
     assert response.status_code == 500
     assert response.json["error"]["code"] == "internal_error"

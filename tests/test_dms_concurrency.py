@@ -10,8 +10,8 @@ import sqlalchemy as sa
 from app.core import inbox
 from app.core.db import db
 from app.core.security import sign_timestamped
-from app.demo import sample_delivery
 from app.members.models import Member, Ownership
+from app.sync.samples import sample_delivery
 from tests import factories
 from tests.conftest import DMS_SECRET, run_concurrently
 
@@ -52,7 +52,7 @@ def test_two_cars_for_one_new_buyer_at_once_end_as_one_member_with_two_cars(app,
     assert statuses == [202, 202]
     # One of them may have lost the race on the phone's unique index; the sweeper retries it.
     with app.app_context():
-        from app.sync.events import process_inbound_event
+        from app.jobs.drain import process_inbound_event
 
         for event_id in db.session.scalars(
             sa.select(inbox.InboundEvent.id).where(inbox.InboundEvent.status != "processed")

@@ -13,9 +13,9 @@ from app.core import inbox
 from app.core.audit import AuditEntry
 from app.core.clock import utcnow
 from app.core.db import db
-from app.demo import sample_delivery
 from app.members import enrollment, services
 from app.members.models import Consent, EnrollmentToken, Member, Ownership, Vehicle
+from app.sync.samples import sample_delivery
 from tests import factories
 
 
@@ -252,7 +252,7 @@ def test_a_failing_handler_leaves_nothing_half_written_and_is_retried(shop, post
     assert (count(Member), count(Consent), count(Ownership)) == (0, 0, 0)  # the member insert rolled back
 
     monkeypatch.undo()
-    from app.sync.events import process_inbound_event
+    from app.jobs.drain import process_inbound_event
 
     process_inbound_event(event.id)
     db.session.flush()
@@ -262,10 +262,10 @@ def test_a_failing_handler_leaves_nothing_half_written_and_is_retried(shop, post
 
 
 def test_an_event_gives_up_after_the_configured_attempts(shop, post_dms, monkeypatch):
-    from app.core import program
-    from app.sync.events import process_inbound_event
+    from app.core import tunables
+    from app.jobs.drain import process_inbound_event
 
-    program.set_value("inbox.max_attempts", 2, actor=("test", "t"))
+    tunables.set_value("inbox.max_attempts", 2, actor=("test", "t"))
     db.session.commit()  # a savepoint release here; the failure path rolls back to this point
     monkeypatch.setattr(enrollment, "_upsert_vehicle", lambda *a, **k: 1 / 0)
     post_dms(delivery())

@@ -234,9 +234,9 @@ def test_nightly_expiry_expires_due_lots_only_and_writes_one_entry_per_member(ap
 
 
 def test_the_inactivity_policy_expires_everything_after_24_idle_months(app_ctx):
-    from app.core import program
+    from app.core import tunables
 
-    program.set_value("points.expiry_policy", "inactivity", actor=("test", "t"))
+    tunables.set_value("points.expiry_policy", "inactivity", actor=("test", "t"))
     idle, active = factories.member(), factories.member()
     earn(idle.id, 100, "i1", at=T0 - dt.timedelta(days=800))
     earn(active.id, 100, "a1", at=T0 - dt.timedelta(days=800))

@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 import sqlalchemy as sa
 
-from app.core import program
+from app.core import tunables
 from app.core.audit import AuditEntry
 from app.core.db import db
 from app.members import services
@@ -209,7 +209,7 @@ def test_withdrawing_a_purpose_takes_effect_at_once_and_is_audited(mini, member)
 
 
 def test_after_a_policy_change_nothing_personal_is_stored_until_the_member_accepts_it(mini, member):
-    program.set_value("privacy.policy_version", "2026.2", actor=("test", "t"))
+    tunables.set_value("privacy.policy_version", "2026.2", actor=("test", "t"))
     db.session.flush()
     assert mini.get("/api/v1/me").json["needs_consent"] is True
     refused = mini.patch("/api/v1/me/profile", json={"city": "长春"})
@@ -257,7 +257,9 @@ def test_withdrawing_the_policy_erases_personal_data_and_closes_the_membership(m
 
 
 def test_profile_updates_and_the_birthday_changes_only_once(mini, member):
-    assert mini.get("/api/v1/me/profile").json["phone"] == "139****2222"
+    before = mini.get("/api/v1/me/profile").json
+    assert before["phone"] == "139****2222"
+    assert before["birthday"] is None and before["birthday_changes_left"] is None  # setting it is free
     body = mini.patch(
         "/api/v1/me/profile", json={"name": "李雷", "gender": "male", "birthday": "1990-05-01", "city": "长春"}
     ).json
@@ -381,7 +383,7 @@ def test_the_member_code_is_scanned_once_within_60_seconds(mini, member, client,
     staff = MiniClient(client, wechat)
     staff.sign_in("o-advisor")
     advisor = factories.staff(factories.dealer(), code="SA0900", name="陈晨")
-    from app.dealers.staff_binding import bind, issue_invite
+    from app.members.staff_mode import bind, issue_invite
 
     bind(db.session.get(WechatIdentity, _identity_id("o-advisor")), issue_invite(advisor, actor="test")[0])
     card = staff.post("/api/v1/staff/scans", json={"code": issued["code"]})

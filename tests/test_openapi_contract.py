@@ -32,8 +32,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from app.core.db import db
-from app.dealers import staff_binding
-from app.members import registration, sessions
+from app.members import registration, sessions, staff_mode
 from app.points import ledger
 from tests import factories
 from tests.miniapp_helpers import API, FakeMiniappWeChat
@@ -62,8 +61,8 @@ class Credentials:
         )
         self.member_openid = self._registered_openid()
         self.staff_openid = f"o-contract-staff-{next(_openids)}"
-        code, _ = staff_binding.issue_invite(self.advisor, actor="contract-test")
-        staff_binding.bind(sessions.sign_in(self.staff_openid, "sk", None).identity, code)
+        code, _ = staff_mode.issue_invite(self.advisor, actor="contract-test")
+        staff_mode.bind(sessions.sign_in(self.staff_openid, "sk", None).identity, code)
         self.operators = {
             role: factories.operator(role, dealer_id=dealer.id if role == "dealer_manager" else None)
             for role in ("agent", "supervisor", "dealer_manager", "operator")

@@ -10,8 +10,7 @@ import sqlalchemy as sa
 from app.core.db import db
 from app.core.security import sign_timestamped
 from app.points import ledger, rulesets, simulation
-from app.points.models import PointAccount, PointEntry, PointLot
-from app.points.rule_models import RuleSet
+from app.points.models import PointAccount, PointEntry, PointLot, RuleSet
 from app.points.rules import rule_to_json
 from tests import dms_events, factories
 from tests.conftest import DMS_SECRET, run_concurrently

@@ -15,11 +15,11 @@ from defusedxml.ElementTree import fromstring
 
 from app.campaigns import redpackets
 from app.campaigns.models import Campaign, RedPacketGrant
+from app.campaigns.payouts import PayoutPending
 from app.core.clock import business_today, utcnow
 from app.core.db import db
 from app.jobs import run_job
 from app.wechat import clients
-from app.wechat.pay import PayoutPending
 from tests import factories
 from tests.conftest import run_concurrently
 from tests.wechat_helpers import Callback, SentMessages, event_xml, text_xml
@@ -181,7 +181,7 @@ def test_systemerror_is_retried_with_the_same_bill_number(client, app_ctx, http_
         f"{PAY}/sendredpack",
         body=pay_xml(return_code="SUCCESS", result_code="SUCCESS", send_listid="L1"),
     )
-    assert run_job("app.wechat.pay.pay_out", (grant.id,)) == "sent"
+    assert run_job("app.campaigns.payouts.pay_out", (grant.id,)) == "sent"
     bills = [
         fromstring(call.request.body).findtext("mch_billno")
         for call in http_mock.calls
@@ -226,7 +226,7 @@ def test_money_returned_by_a_refusal_keeps_sign_ups_committed_meanwhile(app_ctx)
 @pytest.mark.postgres
 @pytest.mark.committed
 def test_a_payout_meeting_a_locked_grant_retries_later_instead_of_giving_up(app):
-    from app.wechat import pay
+    from app.campaigns import payouts
 
     with app.app_context():
         campaign = make_campaign()
@@ -244,7 +244,7 @@ def test_a_payout_meeting_a_locked_grant_retries_later_instead_of_giving_up(app)
     with db.engine.connect() as reconciliation, app.app_context():
         reconciliation.execute(sa.text("SELECT id FROM red_packet_grants WHERE id = :id FOR UPDATE"), {"id": grant_id})
         with pytest.raises(PayoutPending):
-            pay.pay_out(grant_id)
+            payouts.pay_out(grant_id)
         db.session.rollback()
 
 
@@ -270,7 +270,7 @@ def test_reconciliation_records_what_wechat_says(client, app_ctx, http_mock, wec
         f"{PAY}/gethbinfo",
         body=pay_xml(return_code="SUCCESS", result_code="SUCCESS", mch_billno=grant.bill_no, status=wechat_status),
     )
-    run_job("app.wechat.pay.reconcile_red_packets", ())
+    run_job("app.campaigns.payouts.reconcile_red_packets", ())
     db.session.refresh(grant)
     db.session.refresh(campaign)
     assert grant.status == grant_status and grant.wechat_status == wechat_status
@@ -304,7 +304,7 @@ def test_100_concurrent_signups_with_30_percent_pay_failures_pay_exactly_40_pack
                 break
             for grant_id in open_ids:
                 with contextlib.suppress(PayoutPending):  # RQ would retry it later
-                    run_job("app.wechat.pay.pay_out", (grant_id,))
+                    run_job("app.campaigns.payouts.pay_out", (grant_id,))
         all_grants = db.session.scalars(sa.select(RedPacketGrant)).all()
         campaign = db.session.scalar(sa.select(Campaign))
         assert len(all_grants) == 40

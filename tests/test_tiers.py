@@ -8,9 +8,9 @@ import pytest
 import sqlalchemy as sa
 
 from app.core.db import db
-from app.points import ledger
+from app.points import ledger, tier_review
 from app.points.models import PointAccount, PointEntry
-from app.tiers import jobs, policy
+from app.tiers import policy
 from app.tiers.models import TierChange, TierState
 from tests import factories
 
@@ -50,7 +50,7 @@ def test_thresholds_come_from_tier_points(app_ctx):
 
 def test_an_inactive_member_drops_one_tier_and_the_excess_tier_points_are_frozen(app_ctx):
     member = platinum_member(at(REVIEW_DAY - dt.timedelta(days=400)))
-    outcome = policy.review_member(member.id, today=REVIEW_DAY)
+    outcome = tier_review.review_member(member.id, today=REVIEW_DAY)
     assert (outcome.from_tier, outcome.to_tier, outcome.frozen_points) == ("platinum", "gold", 200_000)
     state = db.session.get(TierState, member.id)
     assert (state.tier, state.review_on) == ("gold", dt.date(2027, 6, 1))
@@ -63,14 +63,14 @@ def test_an_inactive_member_drops_one_tier_and_the_excess_tier_points_are_frozen
 
 def test_an_active_member_keeps_the_tier_until_next_year(app_ctx):
     member = platinum_member(at(REVIEW_DAY - dt.timedelta(days=100)))
-    outcome = policy.review_member(member.id, today=REVIEW_DAY)
+    outcome = tier_review.review_member(member.id, today=REVIEW_DAY)
     assert outcome.from_tier == outcome.to_tier == "platinum"
     assert db.session.get(TierState, member.id).review_on == dt.date(2027, 6, 1)
 
 
 def test_a_review_not_yet_due_changes_nothing(app_ctx):
     member = platinum_member(None)
-    assert policy.review_member(member.id, today=REVIEW_DAY - dt.timedelta(days=1)) is None
+    assert tier_review.review_member(member.id, today=REVIEW_DAY - dt.timedelta(days=1)) is None
 
 
 def test_members_at_risk_are_listed_30_days_before_their_review(app_ctx):
@@ -85,7 +85,7 @@ def test_the_nightly_job_reviews_everyone_due(app_ctx, time_machine):
     time_machine.move_to(at(REVIEW_DAY), tick=False)
     dropping = platinum_member(None)
     keeping = platinum_member(at(REVIEW_DAY - dt.timedelta(days=10)))
-    assert jobs.review_due_tiers() == {"kept": 1, "dropped": 1}
+    assert tier_review.review_due_tiers() == {"kept": 1, "dropped": 1}
     assert db.session.get(TierState, dropping.id).tier == "gold"
     assert db.session.get(TierState, keeping.id).tier == "platinum"
 

@@ -365,7 +365,7 @@ def test_with_redis_down_a_scan_is_kept_and_processed_when_the_sweeper_runs(wx, 
 
     import redis as redis_lib
 
-    from app.sync.events import requeue_stalled_events
+    from app.jobs.drain import requeue_stalled_events
 
     factories.staff(factories.dealer(code="D0101"), code="SA0101")
     settings = app.extensions["loyalty.settings"]

@@ -12,11 +12,12 @@ import pytest
 import responses
 import sqlalchemy as sa
 
+from app.campaigns import qrcodes
 from app.care.models import Notification
 from app.core.clock import utcnow
 from app.core.db import db
 from app.members.models import WechatIdentity
-from app.wechat import clients, qrcodes
+from app.wechat import clients
 from tests import factories
 from tests.wechat_helpers import APP_ID, Callback, event_xml
 
@@ -140,12 +141,12 @@ def test_advisor_qr_is_a_30_day_string_scene_reused_until_it_nears_expiry(app_ct
 
 def test_permanent_codes_respect_the_account_cap(app_ctx, http_mock):
     from app.campaigns.models import Campaign
-    from app.core import program
+    from app.core import tunables
     from app.core.errors import Conflict
 
     stable_token(http_mock)
     http_mock.add(responses.POST, f"{API}/qrcode/create", json={"ticket": "P", "url": "http://weixin.qq.com/q/p"})
-    program.set_value("wechat.permanent_qr_cap", 1, actor=("test", "t"))
+    tunables.set_value("wechat.permanent_qr_cap", 1, actor=("test", "t"))
     now = utcnow()
 
     def make(code):

@@ -2,7 +2,7 @@
 
 Granting locks the campaign row, so the budget, the daily cap and "once per member" are checked
 and committed atomically whatever the concurrency; ``UNIQUE (campaign_id, member_id)`` backs the
-last one up. A grant then waits for the payout job (``app.wechat.pay``), which sends it through
+last one up. A grant then waits for the payout job (``app.campaigns.payouts``), which sends it through
 WeChat Pay under a bill number derived from the grant: retries reuse it and cannot pay twice.
 A packet WeChat reports FAILED gives its money back to the budget; refunds of unclaimed packets
 are recorded as such.
@@ -36,6 +36,46 @@ WECHAT_STATUS_TO_GRANT = {
 class SignUp:
     outcome: str  # granted, already_granted, not_running, budget_exhausted, daily_cap_reached, channel_closed
     grant: RedPacketGrant | None = None
+
+
+def create_campaign(
+    code: str,
+    *,
+    name: str,
+    budget_fen: int,
+    amount_fen: int,
+    daily_cap: int | None,
+    days: int,
+    password: str | None,
+    channels: list[str],
+) -> Campaign:
+    """A running campaign from now for ``days`` (SPEC §2: a packet is ¥1–200)."""
+    if not 100 <= amount_fen <= 20_000:
+        raise ValueError("a red packet is between ¥1 and ¥200")
+    now = utcnow()
+    campaign = Campaign(
+        code=code,
+        name=name,
+        status="active",
+        budget_fen=budget_fen,
+        amount_fen=amount_fen,
+        daily_cap=daily_cap,
+        starts_at=now,
+        ends_at=now + dt.timedelta(days=days),
+        channels=channels,
+        password=password,
+        send_name="一汽大众会员",
+        wishing="感谢您的关注，祝您用车愉快！",
+        act_name=name[:32],
+        remark="扫码入会领红包",
+    )
+    db.session.add(campaign)
+    db.session.flush()
+    return campaign
+
+
+def all_campaigns() -> list[Campaign]:
+    return list(db.session.scalars(sa.select(Campaign).order_by(Campaign.id)))
 
 
 def campaign_by_code(code: str) -> Campaign | None:

@@ -38,3 +38,31 @@ class Notification(Base):
     finished_at: Mapped[dt.datetime | None]
 
     __table_args__ = (sa.CheckConstraint(f"status IN {STATUSES}", name="status"),)
+
+
+class SubscribeGrant(Base):
+    __tablename__ = "subscribe_grants"
+
+    id: Mapped[BigIntPK]
+    member_id: Mapped[int] = mapped_column(BigIntType, sa.ForeignKey("members.id"))
+    template_id: Mapped[str] = mapped_column(sa.String(64))
+    available: Mapped[int] = mapped_column(default=0)
+    accepted_total: Mapped[int] = mapped_column(default=0)
+    used_total: Mapped[int] = mapped_column(default=0)
+    last_decision: Mapped[str] = mapped_column(sa.String(12))  # accept, reject, ban, filter
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (sa.UniqueConstraint("member_id", "template_id"),)
+
+
+class SubscribeRequest(Base):
+    """One ``wx.requestSubscribeMessage`` result, by the id the mini-app gave it: applied once."""
+
+    __tablename__ = "subscribe_requests"
+
+    id: Mapped[BigIntPK]
+    member_id: Mapped[int] = mapped_column(BigIntType, sa.ForeignKey("members.id"))
+    request_id: Mapped[str] = mapped_column(sa.String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (sa.UniqueConstraint("member_id", "request_id"),)

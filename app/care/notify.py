@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from app.care.models import Notification
 from app.config import current_settings
-from app.core import program
+from app.core import tunables
 from app.core.clock import to_business, utcnow
 from app.core.db import db, insert_if_absent
 from app.core.i18n import _, in_locale
@@ -26,7 +26,7 @@ from app.tiers.display import tier_highlights, tier_name
 
 log = logging.getLogger(__name__)
 
-TEMPLATE_IDS = program.define(
+TEMPLATE_IDS = tunables.define(
     "wechat.template_ids",
     {"tier_upgrade": "tier-upgrade-template", "tier_dropped": "tier-dropped-template"},
     "Service-account template message ids per notification kind (from the WeChat admin console)",

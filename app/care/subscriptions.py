@@ -6,42 +6,11 @@ one when a message goes out, so a grant is never used twice.
 
 from __future__ import annotations
 
-import datetime as dt
-
 import sqlalchemy as sa
-from sqlalchemy.orm import Mapped, mapped_column
 
+from app.care.models import SubscribeGrant, SubscribeRequest
 from app.core.clock import utcnow
-from app.core.db import Base, BigIntPK, BigIntType, db, insert_if_absent
-
-
-class SubscribeGrant(Base):
-    __tablename__ = "subscribe_grants"
-
-    id: Mapped[BigIntPK]
-    member_id: Mapped[int] = mapped_column(BigIntType, sa.ForeignKey("members.id"))
-    template_id: Mapped[str] = mapped_column(sa.String(64))
-    available: Mapped[int] = mapped_column(default=0)
-    accepted_total: Mapped[int] = mapped_column(default=0)
-    used_total: Mapped[int] = mapped_column(default=0)
-    last_decision: Mapped[str] = mapped_column(sa.String(12))  # accept, reject, ban, filter
-    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
-
-    __table_args__ = (sa.UniqueConstraint("member_id", "template_id"),)
-
-
-class SubscribeRequest(Base):
-    """One ``wx.requestSubscribeMessage`` result, by the id the mini-app gave it: applied once."""
-
-    __tablename__ = "subscribe_requests"
-
-    id: Mapped[BigIntPK]
-    member_id: Mapped[int] = mapped_column(BigIntType, sa.ForeignKey("members.id"))
-    request_id: Mapped[str] = mapped_column(sa.String(64))
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
-
-    __table_args__ = (sa.UniqueConstraint("member_id", "request_id"),)
-
+from app.core.db import db, insert_if_absent
 
 DECISIONS = ("accept", "reject", "ban", "filter")
 

@@ -6,35 +6,11 @@ The database refuses UPDATE and DELETE on this table (a trigger, see the migrati
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.orm import Mapped, mapped_column
-
-from app.core.clock import utcnow
-from app.core.db import Base, BigIntPK, db
+from app.core.db import db
 from app.core.http import current_request_id
-
-
-class AuditEntry(Base):
-    __tablename__ = "audit_log"
-
-    id: Mapped[BigIntPK]
-    occurred_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
-    actor_type: Mapped[str] = mapped_column(sa.String(16))  # staff, member, system, cli
-    actor_id: Mapped[str] = mapped_column(sa.String(64))
-    action: Mapped[str] = mapped_column(sa.String(64))
-    subject_type: Mapped[str] = mapped_column(sa.String(32))
-    subject_id: Mapped[str] = mapped_column(sa.String(64))
-    reason: Mapped[str | None] = mapped_column(sa.String(255))
-    details: Mapped[dict[str, Any] | None]
-    request_id: Mapped[str | None] = mapped_column(sa.String(64))
-
-    __table_args__ = (
-        sa.Index("ix_audit_log_subject", "subject_type", "subject_id", "occurred_at"),
-        sa.Index("ix_audit_log_actor", "actor_type", "actor_id", "occurred_at"),
-    )
+from app.core.models import AuditEntry
 
 
 def record(

@@ -17,6 +17,7 @@ from webargs.flaskparser import FlaskParser
 from wechatpy.exceptions import WeChatException
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.routing import IntegerConverter
 
 from app.core.db import db
 from app.core.errors import AppError, UpstreamUnavailable, ValidationFailed
@@ -164,7 +165,7 @@ def _handle_app_error(error: AppError) -> Response:
 
 def _handle_unexpected(error: Exception) -> Response:
     if isinstance(error, HTTPException):
-        return current_app.extensions["loyalty.api"].handle_http_exception(error)
+        return api_of(current_app).handle_http_exception(error)
     log.exception("unhandled error", exc_info=error)
     code, message = _HTTP_CODES[500]
     return error_response(500, code, message)
@@ -224,8 +225,36 @@ def trust_proxies(app: Flask, hops: int) -> None:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
 
 
-def init_app(app: Flask, api: LoyaltyApi) -> None:
-    app.extensions["loyalty.api"] = api
+BIGINT_MAX = 2**63 - 1
+_API_KEY = "loyalty.api"
+
+
+class RowIdConverter(IntegerConverter):
+    """``<id:name>``: a positive row id that fits PostgreSQL's bigint (larger ones are a plain 404)."""
+
+    def __init__(self, map: Any, *args: Any, **kwargs: Any) -> None:  # werkzeug passes the url map first
+        super().__init__(map, min=1, max=BIGINT_MAX)
+
+
+def api_of(app: Flask) -> LoyaltyApi:
+    """The app's flask-smorest ``Api``: packages register their blueprints on it (OpenAPI)."""
+    return app.extensions[_API_KEY]
+
+
+def init_app(app: Flask) -> LoyaltyApi:
+    """Request ids, the unit of work per request, the error shape, and the OpenAPI ``Api``."""
+    app.url_map.converters["id"] = RowIdConverter
+    api = LoyaltyApi(app)  # one per app: flask-smorest keeps the OpenAPI spec on the Api object
+    api.register_converter(
+        RowIdConverter, lambda _: {"type": "integer", "format": "int64", "minimum": 1, "maximum": BIGINT_MAX}
+    )
+    api.spec.components.security_scheme(
+        "bearerAuth", {"type": "http", "scheme": "bearer", "description": "Back office: POST /api/v1/cs/sessions"}
+    )
+    api.spec.components.security_scheme(
+        "miniappSession", {"type": "http", "scheme": "bearer", "description": "Mini-app: POST /api/v1/sessions"}
+    )
+    app.extensions[_API_KEY] = api
     app.before_request(_assign_request_id)
     app.before_request(_refuse_nul_in_path)
     app.after_request(_finish_unit_of_work)
@@ -233,3 +262,4 @@ def init_app(app: Flask, api: LoyaltyApi) -> None:
     for upstream_error in (requests.RequestException, WeChatException):
         app.register_error_handler(upstream_error, _handle_upstream_failure)
     app.register_error_handler(Exception, _handle_unexpected)
+    return api

@@ -13,65 +13,14 @@ import os
 
 import psycopg
 import sqlalchemy as sa
-from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.clock import utcnow
-from app.core.db import Base, BigIntPK, db, insert_if_absent
+from app.core.db import db, insert_if_absent
 from app.core.group_commit import GroupInserter
-from app.core.security import EncryptedBytes, cipher
+from app.core.models import DEAD, FAILED, PROCESSED, RECEIVED, InboundEvent
+from app.core.security import cipher
 
-RECEIVED = "received"
-PROCESSED = "processed"
-FAILED = "failed"  # an attempt failed; the job retries and the sweeper re-enqueues
-DEAD = "dead"  # gave up after the configured attempts; an operator looks at last_error
-
-
-class InboundEvent(Base):
-    __tablename__ = "inbound_events"
-
-    id: Mapped[BigIntPK]
-    source: Mapped[str] = mapped_column(sa.String(16))  # dms, wechat, crm
-    external_id: Mapped[str] = mapped_column(sa.String(128))
-    type: Mapped[str] = mapped_column(sa.String(64))
-    occurred_at: Mapped[dt.datetime | None]
-    received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
-    dealer_code: Mapped[str | None] = mapped_column(sa.String(16))
-    body: Mapped[bytes] = mapped_column(EncryptedBytes)
-    status: Mapped[str] = mapped_column(sa.String(16), default=RECEIVED)
-    attempts: Mapped[int] = mapped_column(default=0)
-    #: After a failed attempt: not before this (backoff). None: as soon as possible.
-    next_attempt_at: Mapped[dt.datetime | None]
-    last_error: Mapped[str | None] = mapped_column(sa.Text)
-    outcome: Mapped[str | None] = mapped_column(sa.String(255))
-    #: The reply we gave (WeChat callbacks): a retry of the same message gets the same answer.
-    response: Mapped[bytes | None] = mapped_column(EncryptedBytes)
-    processed_at: Mapped[dt.datetime | None]
-    #: WeChat callbacks: the signed ``timestamp:nonce`` of the request that brought the event. In
-    #: plaintext mode the signature does not cover the body, so this is what stops a captured
-    #: query string from being replayed with another body (see ``ReplayedNonce``).
-    signed_nonce: Mapped[str | None] = mapped_column(sa.String(64))
-
-    __table_args__ = (
-        # The race guard for redelivery: concurrent duplicates collide here, exactly one wins.
-        sa.UniqueConstraint("source", "external_id"),
-        sa.Index(
-            "ix_inbound_events_signed_nonce",
-            "source",
-            "signed_nonce",
-            unique=True,
-            postgresql_where=sa.text("signed_nonce IS NOT NULL"),
-            sqlite_where=sa.text("signed_nonce IS NOT NULL"),
-        ),
-        # Draining claims the oldest waiting event of a source; the sweeper looks for stale ones.
-        sa.Index(
-            "ix_inbound_events_waiting",
-            "source",
-            "id",
-            postgresql_where=sa.text("status IN ('received', 'failed')"),
-            sqlite_where=sa.text("status IN ('received', 'failed')"),
-        ),
-        sa.Index("ix_inbound_events_type_occurred", "source", "type", "occurred_at"),
-    )
+__all__ = ["DEAD", "FAILED", "PROCESSED", "RECEIVED", "InboundEvent", "ReplayedNonce"]
 
 
 class ReplayedNonce(Exception):
@@ -132,6 +81,13 @@ def store_event(
         # (source, external_id) conflicts are the arbiter (DO NOTHING); the only other unique
         # key is the nonce.
         raise ReplayedNonce(signed_nonce) from None
+
+
+def stored_response(source: str, external_id: str) -> bytes | None:
+    """The reply kept with an event (a WeChat retry gets the same answer as the first delivery)."""
+    return db.session.scalar(
+        sa.select(InboundEvent.response).where(InboundEvent.source == source, InboundEvent.external_id == external_id)
+    )
 
 
 def store_event_at_once(

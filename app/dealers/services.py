@@ -44,3 +44,20 @@ def nearest_dealers(latitude: float, longitude: float, limit: int = 3) -> list[t
         key=lambda pair: pair[1],
     )
     return ranked[:limit]
+
+
+def active_dealers(*, city: str | None, region: str | None, page: int, per_page: int) -> tuple[list[Dealer], int]:
+    """One page of active dealers (by code), optionally in a city or region, and the total."""
+    query = sa.select(Dealer).where(Dealer.active)
+    if city:
+        query = query.where(Dealer.city == city)
+    if region:
+        query = query.where(Dealer.region == region)
+    total = db.session.scalar(sa.select(sa.func.count()).select_from(query.subquery())) or 0
+    rows = db.session.scalars(query.order_by(Dealer.code).offset((page - 1) * per_page).limit(per_page))
+    return list(rows), total
+
+
+def active_staff(staff_code: str) -> Staff | None:
+    """The active staff member with this code (at any dealer)."""
+    return db.session.scalar(sa.select(Staff).where(Staff.staff_code == staff_code, Staff.active))

@@ -1,4 +1,5 @@
-"""The one list of periodic jobs, and the runners that fire them.
+"""Periodic jobs: each package declares its own (``periodic(...)`` in its ``register``), and the
+runners that fire them.
 
 Cron expressions are on the business calendar (Asia/Shanghai). In production ``flask jobs cron``
 runs RQ's ``CronScheduler`` with this list; under ``make run`` a small in-process thread fires
@@ -18,7 +19,7 @@ from croniter import croniter
 from flask import Flask
 
 from app.core.clock import BUSINESS_TZ
-from app.jobs import resolve, run_job
+from app.jobs import JobFunction, resolve, run_job
 
 log = logging.getLogger(__name__)
 
@@ -30,15 +31,20 @@ class Periodic:
     description: str
 
 
-PERIODIC: tuple[Periodic, ...] = (
-    Periodic("app.sync.events.requeue_stalled_events", "* * * * *", "re-enqueue inbound events left waiting"),
-    Periodic("app.points.expiry.release_due_pending", "5 * * * *", "make pending points spendable after the lock"),
-    Periodic("app.points.expiry.expire_due_lots", "30 0 * * *", "expire reward points due (set-based)"),
-    Periodic("app.tiers.jobs.review_due_tiers", "0 2 * * *", "yearly tier reviews that fall due today"),
-    Periodic("app.points.settlement.generate_previous_month", "0 3 1 * *", "draft last month's dealer settlements"),
-    Periodic("app.wechat.pay.reconcile_red_packets", "*/30 * * * *", "ask WeChat Pay about red packets in flight"),
-    Periodic("app.wechat.qrcodes.renew_advisor_codes", "0 4 * * *", "renew advisors' QR codes before they expire"),
-)
+_PERIODIC: dict[str, Periodic] = {}
+
+
+def periodic(fn: JobFunction, cron: str, description: str) -> None:
+    """Run the job ``fn`` on the cron schedule (each package declares its own in ``register``)."""
+    entry = Periodic(fn.spec.name, cron, description)
+    if not croniter.is_valid(cron):
+        raise ValueError(f"{entry.job}: invalid cron expression {cron!r}")
+    _PERIODIC[entry.job] = entry
+
+
+def entries() -> list[Periodic]:
+    """Every periodic job the registered packages declared."""
+    return sorted(_PERIODIC.values(), key=lambda entry: entry.job)
 
 
 def start_cron_scheduler(redis_connection: object) -> None:
@@ -48,7 +54,7 @@ def start_cron_scheduler(redis_connection: object) -> None:
     os.environ["TZ"] = "Asia/Shanghai"  # CronScheduler reads cron fields in the process's local time
     time.tzset()
     scheduler = CronScheduler(connection=redis_connection)  # type: ignore[arg-type]
-    for entry in PERIODIC:
+    for entry in entries():
         spec = resolve(entry.job).spec
         scheduler.register(
             run_job,
@@ -65,10 +71,10 @@ def start_embedded_scheduler(app: Flask, poll_seconds: float = 15.0) -> threadin
     """Development: a daemon thread that runs due entries in-process."""
 
     def loop() -> None:
-        next_runs = {entry.job: _next_run(entry.cron) for entry in PERIODIC}
+        next_runs = {entry.job: _next_run(entry.cron) for entry in entries()}
         while True:
             now = datetime.now(BUSINESS_TZ)
-            for entry in PERIODIC:
+            for entry in entries():
                 if now >= next_runs[entry.job]:
                     next_runs[entry.job] = _next_run(entry.cron)
                     try:

@@ -1,7 +1,10 @@
-"""Activation: a pre-enrolled member binds WeChat (scans the order QR) and becomes active.
+"""Activation and the welcome gift.
 
-Purchase points earned before activation were held; activation releases them (a refund lock
-still runs if one applies) and credits the enrollment welcome gift, once.
+A pre-enrolled member (enrolled on purchase by the DMS) binds WeChat and becomes active: purchase
+points earned before activation were held and are released now (a refund lock still runs if one
+applies). Every new member gets the enrollment welcome gift exactly once, whichever way they
+joined: it is an earning rule on the ``enrollment.welcome`` event, keyed by the member, so the
+amount is the program's rule (SPEC §3: 500) and a second credit is impossible.
 """
 
 from __future__ import annotations
@@ -23,6 +26,18 @@ class Activation:
     welcome_points: int
 
 
+def credit_welcome_gift(member: Member, at: dt.datetime | None = None) -> int:
+    """Credit the welcome gift (once per member); returns the reward points credited by this call."""
+    awards = earning.award_event(
+        member,
+        "enrollment.welcome",
+        {"channel": member.enrollment_channel},
+        ref=f"member-{member.id}",
+        occurred_at=at or utcnow(),
+    )
+    return sum(award.points for award in awards if award.new and award.currency == "reward")
+
+
 def activate(
     member: Member, *, at: dt.datetime | None = None, actor: tuple[str, str | int] = ("system", "wechat")
 ) -> Activation:
@@ -35,12 +50,6 @@ def activate(
     # Release as of now, not the scan's timestamp: WeChat's CreateTime has whole seconds and can be
     # a moment before the held lot itself was written.
     released = ledger.release_lots(member.id, ("held",), now=utcnow())
-    welcome = earning.award_event(
-        member,
-        "enrollment.welcome",
-        {"channel": member.enrollment_channel},
-        ref=f"member-{member.id}",
-        occurred_at=at,
-    )
+    welcome = credit_welcome_gift(member, at)
     audit.record(actor=actor, action="member.activated", subject=("member", member.id))
-    return Activation(member, True, released, sum(a.points for a in welcome if a.currency == "reward"))
+    return Activation(member, True, released, welcome)

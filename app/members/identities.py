@@ -34,6 +34,11 @@ def find(app_id: str, openid: str) -> WechatIdentity | None:
     )
 
 
+def member_of(identity: WechatIdentity | None) -> Member | None:
+    """The member this WeChat identity belongs to, if any."""
+    return db.session.get(Member, identity.member_id) if identity is not None and identity.member_id else None
+
+
 def follow(identity: WechatIdentity, at: dt.datetime) -> None:
     identity.following = True
     identity.followed_at = at

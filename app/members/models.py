@@ -28,6 +28,7 @@ GENDERS = ("male", "female", "unknown")
 OWNERSHIP_ROLES = ("owner", "co_user", "family")
 CONSENT_PURPOSES = ("privacy_policy", "service_notifications", "marketing", "dealer_sharing")
 WECHAT_APP_KINDS = ("official", "miniapp")
+CLAIM_STATUSES = ("pending", "approved", "rejected")
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -210,3 +211,54 @@ class EnrollmentToken(Base):
 
     member: Mapped[Member] = relationship()
     vehicle: Mapped[Vehicle | None] = relationship()
+
+
+class MiniappSession(Base):
+    __tablename__ = "miniapp_sessions"
+
+    id: Mapped[BigIntPK]
+    identity_id: Mapped[int] = mapped_column(BigIntType, sa.ForeignKey("wechat_identities.id"), index=True)
+    #: WeChat's session key (decrypts data the mini-app sends); encrypted, never leaves the server.
+    session_key: Mapped[str | None] = mapped_column(EncryptedText)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime]
+    revoked_at: Mapped[dt.datetime | None]
+    replaced_by_id: Mapped[int | None] = mapped_column(BigIntType)
+
+
+class VehicleClaim(Base):
+    __tablename__ = "vehicle_claims"
+
+    id: Mapped[BigIntPK]
+    member_id: Mapped[int] = mapped_column(BigIntType, sa.ForeignKey("members.id"), index=True)
+    vin: Mapped[str] = mapped_column(sa.String(17))
+    status: Mapped[str] = mapped_column(sa.String(10), default="pending")
+    plate: Mapped[str | None] = mapped_column(sa.String(16))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    decided_by: Mapped[str | None] = mapped_column(sa.String(64))
+    decided_at: Mapped[dt.datetime | None]
+    note: Mapped[str | None] = mapped_column(sa.String(255))
+
+    __table_args__ = (
+        sa.CheckConstraint(f"status IN {CLAIM_STATUSES}", name="status"),
+        # The race guard: one open claim per car.
+        sa.Index(
+            "uq_vehicle_claims_open_vin",
+            "vin",
+            unique=True,
+            postgresql_where=sa.text("status = 'pending'"),
+            sqlite_where=sa.text("status = 'pending'"),
+        ),
+    )
+
+
+class StaffInvite(Base):
+    __tablename__ = "staff_invites"
+
+    id: Mapped[BigIntPK]
+    staff_id: Mapped[int] = mapped_column(BigIntType, sa.ForeignKey("staff.id"), index=True)
+    code_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    created_by: Mapped[str] = mapped_column(sa.String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime]
+    used_at: Mapped[dt.datetime | None]

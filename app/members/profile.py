@@ -10,10 +10,36 @@ from app.core.clock import business_today
 from app.core.db import db
 from app.core.errors import Conflict, ValidationFailed
 from app.core.i18n import _l
+from app.members import services
+from app.members.identifiers import mask_phone, normalize_cn_mobile
 from app.members.models import Member
 
 #: Birthday changes after the first entry (birthday-month bonus abuse is why there is a limit).
 BIRTHDAY_CHANGES_ALLOWED = 1
+
+
+def birthday_changes_left(member: Member) -> int | None:
+    """How many more times the birthday can be changed; None until it is first set (that is free)."""
+    if member.birthday is None:
+        return None
+    return max(BIRTHDAY_CHANGES_ALLOWED - member.birthday_changes, 0)
+
+
+def change_phone(member: Member, phone: str) -> Member:
+    """Move the membership to the mobile number the member shares now (refused if another member
+    holds it); audited with masked numbers."""
+    normalized = normalize_cn_mobile(phone)
+    if normalized is None:
+        raise ValidationFailed(fields={"phone_code": [_l("Not a valid mainland China mobile number.")]})
+    before = mask_phone(member.phone)
+    services.claim_phone(member, normalized)
+    audit.record(
+        actor=("member", member.id),
+        action="member.phone_changed",
+        subject=("member", member.id),
+        details={"from": before, "to": mask_phone(normalized)},
+    )
+    return member
 
 
 def update(member: Member, changes: dict[str, Any]) -> Member:

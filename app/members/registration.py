@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from app.core import audit, program
+from app.core import audit, tunables
 from app.core.clock import utcnow
 from app.core.db import db
 from app.core.errors import Conflict, Forbidden, ValidationFailed
@@ -21,9 +21,8 @@ from app.core.i18n import _l
 from app.members import activation, identities, services
 from app.members.identifiers import normalize_cn_mobile
 from app.members.models import Member, WechatIdentity
-from app.points import earning
 
-POLICY_VERSION = program.define("privacy.policy_version", "2026.1", "Privacy policy version members must accept")
+POLICY_VERSION = tunables.define("privacy.policy_version", "2026.1", "Privacy policy version members must accept")
 OPTIONAL_PURPOSES = ("service_notifications", "marketing", "dealer_sharing")
 
 
@@ -124,14 +123,7 @@ def register(identity: WechatIdentity, *, policy_version: str, purposes: list[st
         result = activation.activate(member, actor=("member", member.id))
         credited = result.released_points + result.welcome_points
     else:
-        awards = earning.award_event(
-            member,
-            "enrollment.welcome",
-            {"channel": member.enrollment_channel},
-            ref=f"member-{member.id}",
-            occurred_at=utcnow(),
-        )
-        credited = sum(a.points for a in awards if a.new and a.currency == "reward")
+        credited = activation.credit_welcome_gift(member)
     audit.record(
         actor=("member", member.id),
         action="member.registered",

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from app.core import program
+from app.core import tunables
 from app.core.clock import utcnow
 from app.core.db import db
 from app.core.errors import Conflict
@@ -19,12 +19,12 @@ from app.core.security import cipher
 from app.members.identifiers import is_member_number, new_member_number, normalize_cn_mobile, normalize_vin
 from app.members.models import Consent, EnrollmentToken, Member, Ownership, Vehicle
 
-ORDER_TOKEN_DAYS = program.define(
+ORDER_TOKEN_DAYS = tunables.define(
     "enrollment.order_token_days",
     30,
     "Days an order enrollment QR stays valid (WeChat caps temporary QR at 30)",
 )
-ATTRIBUTION_DAYS = program.define(
+ATTRIBUTION_DAYS = tunables.define(
     "enrollment.attribution_days",
     90,
     "Advisor protection period: purchases within it credit the enrolling advisor",
@@ -265,3 +265,11 @@ def mint_order_token(
     db.session.add(token)
     db.session.flush()
     return token
+
+
+def member_numbers(member_ids: Iterable[int]) -> dict[int, str]:
+    """Member id → member number, for lists that hold ids."""
+    ids = list(member_ids)
+    if not ids:
+        return {}
+    return dict(db.session.execute(sa.select(Member.id, Member.member_no).where(Member.id.in_(ids))).all())

@@ -13,33 +13,18 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
-from sqlalchemy.orm import Mapped, mapped_column
 
 from app.config import current_settings
-from app.core import program
+from app.core import tunables
 from app.core.clock import utcnow
-from app.core.db import Base, BigIntPK, BigIntType, db
+from app.core.db import db
 from app.core.errors import Unauthenticated
 from app.core.i18n import _l
-from app.core.security import EncryptedText
 from app.members import identities
-from app.members.models import Member, WechatIdentity
+from app.members.models import Member, MiniappSession, WechatIdentity
 
-SESSION_HOURS = program.define("miniapp.session_hours", 2, "Hours a mini-app sign-in lasts before it must refresh")
+SESSION_HOURS = tunables.define("miniapp.session_hours", 2, "Hours a mini-app sign-in lasts before it must refresh")
 _SALT = "miniapp-session"
-
-
-class MiniappSession(Base):
-    __tablename__ = "miniapp_sessions"
-
-    id: Mapped[BigIntPK]
-    identity_id: Mapped[int] = mapped_column(BigIntType, sa.ForeignKey("wechat_identities.id"), index=True)
-    #: WeChat's session key (decrypts data the mini-app sends); encrypted, never leaves the server.
-    session_key: Mapped[str | None] = mapped_column(EncryptedText)
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
-    expires_at: Mapped[dt.datetime]
-    revoked_at: Mapped[dt.datetime | None]
-    replaced_by_id: Mapped[int | None] = mapped_column(BigIntType)
 
 
 @dataclass(frozen=True)

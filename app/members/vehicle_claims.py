@@ -9,50 +9,20 @@ car-bound benefits go with the car, points stay with each person.
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core import audit
 from app.core.clock import business_today, utcnow
-from app.core.db import Base, BigIntPK, BigIntType, db
+from app.core.db import db
 from app.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from app.core.i18n import _l
 from app.members import services
 from app.members.identifiers import normalize_vin, vin_problem
-from app.members.models import Member, Ownership, Vehicle
-
-STATUSES = ("pending", "approved", "rejected")
-
-
-class VehicleClaim(Base):
-    __tablename__ = "vehicle_claims"
-
-    id: Mapped[BigIntPK]
-    member_id: Mapped[int] = mapped_column(BigIntType, sa.ForeignKey("members.id"), index=True)
-    vin: Mapped[str] = mapped_column(sa.String(17))
-    status: Mapped[str] = mapped_column(sa.String(10), default="pending")
-    plate: Mapped[str | None] = mapped_column(sa.String(16))
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
-    decided_by: Mapped[str | None] = mapped_column(sa.String(64))
-    decided_at: Mapped[dt.datetime | None]
-    note: Mapped[str | None] = mapped_column(sa.String(255))
-
-    __table_args__ = (
-        sa.CheckConstraint(f"status IN {STATUSES}", name="status"),
-        # The race guard: one open claim per car.
-        sa.Index(
-            "uq_vehicle_claims_open_vin",
-            "vin",
-            unique=True,
-            postgresql_where=sa.text("status = 'pending'"),
-            sqlite_where=sa.text("status = 'pending'"),
-        ),
-    )
+from app.members.models import Member, Ownership, Vehicle, VehicleClaim
 
 
 @dataclass(frozen=True)
@@ -65,7 +35,7 @@ class Binding:
 def _checked_vin(vin: str) -> str:
     vin = normalize_vin(vin)
     if vin_problem(vin):
-        from app.sync.dms_schemas import VIN_MESSAGES
+        from app.sync.schemas import VIN_MESSAGES
 
         raise ValidationFailed(fields={"vin": [VIN_MESSAGES[vin_problem(vin)]]})  # type: ignore[index]
     return vin

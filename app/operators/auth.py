@@ -15,13 +15,13 @@ from flask import current_app, g, request
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from app.core import program
+from app.core import tunables
 from app.core.db import db
 from app.core.errors import Forbidden, Unauthenticated
 from app.core.i18n import _l
 from app.operators.models import ROLES, Operator
 
-TOKEN_HOURS = program.define("operators.token_hours", 12, "Hours a back-office sign-in lasts")
+TOKEN_HOURS = tunables.define("operators.token_hours", 12, "Hours a back-office sign-in lasts")
 _SALT = "operator-session"
 
 # A dummy hash so a login for an unknown user costs as much as one for a known user.

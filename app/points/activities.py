@@ -11,14 +11,13 @@ import datetime as dt
 
 from app.core.clock import to_business, utcnow
 from app.dealers.models import Dealer
-from app.members.models import Member
 from app.points import earning
 
 ACTIVITIES = ("dealer_visit", "survey", "profile_completed", "daily_sign_in")
 
 
 def record_activity(
-    member: Member,
+    member: earning.Earner,
     activity: str,
     *,
     ref: str | None = None,

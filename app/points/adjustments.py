@@ -10,20 +10,19 @@ from __future__ import annotations
 import datetime as dt
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Mapped, mapped_column
 
-from app.core import audit, program
+from app.core import audit, tunables
 from app.core.clock import utcnow
-from app.core.db import Base, BigIntPK, BigIntType, db
+from app.core.db import db
 from app.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from app.core.i18n import _l
-from app.members.models import Member
 from app.points import ledger
+from app.points.models import AdjustmentRequest
 
-APPROVAL_THRESHOLD = program.define(
+APPROVAL_THRESHOLD = tunables.define(
     "points.adjustment_approval_threshold", 1000, "Adjustments above this many points need a second person"
 )
-REASON_CODES = program.define(
+REASON_CODES = tunables.define(
     "points.adjustment_reason_codes",
     [
         "missing_points",
@@ -35,31 +34,6 @@ REASON_CODES = program.define(
     ],
     "Reason codes customer service may use for adjustments",
 )
-STATUSES = ("pending", "applied", "rejected")
-
-
-class AdjustmentRequest(Base):
-    __tablename__ = "point_adjustments"
-
-    id: Mapped[BigIntPK]
-    member_id: Mapped[int] = mapped_column(BigIntType, sa.ForeignKey("members.id"), index=True)
-    points: Mapped[int] = mapped_column(BigIntType)
-    reason_code: Mapped[str] = mapped_column(sa.String(32))
-    note: Mapped[str] = mapped_column(sa.String(255))
-    status: Mapped[str] = mapped_column(sa.String(10))
-    #: The client's request id: a double submit returns the first request.
-    request_id: Mapped[str] = mapped_column(sa.String(64), unique=True)
-    requested_by: Mapped[str] = mapped_column(sa.String(64))
-    requested_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
-    decided_by: Mapped[str | None] = mapped_column(sa.String(64))
-    decided_at: Mapped[dt.datetime | None]
-    entry_id: Mapped[int | None] = mapped_column(BigIntType, sa.ForeignKey("point_entries.id"))
-
-    __table_args__ = (
-        sa.CheckConstraint(f"status IN {STATUSES}", name="status"),
-        sa.CheckConstraint("points <> 0", name="points_not_zero"),
-        sa.Index("ix_point_adjustments_status", "status", "requested_at"),
-    )
 
 
 def _apply(request: AdjustmentRequest, actor: str) -> None:
@@ -98,8 +72,9 @@ def _apply(request: AdjustmentRequest, actor: str) -> None:
 def _recent_total(member_id: int) -> int:
     """Points adjusted for this member in the last 24 hours, applied or awaiting approval. Counting
     them stops a large adjustment being split into small ones that each skip the second approver.
-    The member row is locked first, so two concurrent small requests are counted one after the other."""
-    db.session.execute(sa.select(Member.id).where(Member.id == member_id).with_for_update())
+    The member's point account is locked first, so two concurrent small requests are counted one
+    after the other."""
+    ledger.lock_account(member_id)
     since = utcnow() - dt.timedelta(hours=24)
     total = db.session.scalar(
         sa.select(sa.func.coalesce(sa.func.sum(sa.func.abs(AdjustmentRequest.points)), 0)).where(
@@ -112,21 +87,21 @@ def _recent_total(member_id: int) -> int:
 
 
 def request_adjustment(
-    member: Member, *, points: int, reason_code: str, note: str, requested_by: str, request_id: str
+    member_id: int, *, points: int, reason_code: str, note: str, requested_by: str, request_id: str
 ) -> tuple[AdjustmentRequest, bool]:
     """Apply now (within the threshold) or queue for approval. Returns (request, created)."""
     existing = db.session.scalar(sa.select(AdjustmentRequest).where(AdjustmentRequest.request_id == request_id))
     if existing is not None:
-        if existing.member_id != member.id or existing.points != points:
+        if existing.member_id != member_id or existing.points != points:
             raise Conflict(_l("This request id was already used for a different operation."))
         return existing, False
     if reason_code not in REASON_CODES.value():
         raise ValidationFailed(fields={"reason_code": [_l("Unknown reason code.")]})
     if points == 0:
         raise ValidationFailed(fields={"points": [_l("An adjustment must change the balance.")]})
-    needs_approval = _recent_total(member.id) + abs(points) > APPROVAL_THRESHOLD.value()
+    needs_approval = _recent_total(member_id) + abs(points) > APPROVAL_THRESHOLD.value()
     request = AdjustmentRequest(
-        member_id=member.id,
+        member_id=member_id,
         points=points,
         reason_code=reason_code,
         note=note,
@@ -143,7 +118,7 @@ def request_adjustment(
     audit.record(
         actor=("staff", requested_by),
         action="points.adjustment_requested",
-        subject=("member", member.id),
+        subject=("member", member_id),
         reason=f"{reason_code}: {note}",
         details={"points": points, "request": request.id, "status": request.status},
     )

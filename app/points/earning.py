@@ -12,19 +12,33 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 
 from app.core.clock import business_day_start, to_business, utcnow
 from app.core.db import db, insert_if_absent
 from app.dealers.models import Dealer
-from app.members.models import Member
 from app.points import ledger
-from app.points.models import PointEntry
-from app.points.rule_models import RuleBudget, RuleSet
+from app.points.models import PointEntry, RuleBudget, RuleSet
 from app.points.rules import Candidate, Facts, evaluate
 from app.tiers import policy as tiers
+
+
+class Earner(Protocol):
+    """What earning needs to know about a member (``members.Member`` is one): the points engine
+    depends on member ids and facts, never on the members package."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def customer_type(self) -> str: ...
+    @property
+    def city(self) -> str | None: ...
+    @property
+    def birthday(self) -> dt.date | None: ...
 
 
 @dataclass(frozen=True)
@@ -59,7 +73,7 @@ def forget_published_rule_sets() -> None:
 
 
 def member_facts(
-    member: Member,
+    member: Earner,
     event_type: str,
     attributes: dict[str, Any],
     occurred_at: dt.datetime,
@@ -139,7 +153,7 @@ def _within_budget(candidate: Candidate, points: int) -> int:
 
 
 def award_event(
-    member: Member,
+    member: Earner,
     event_type: str,
     attributes: dict[str, Any],
     *,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from app.core import program
+from app.core import tunables
 from app.core.clock import BUSINESS_TZ, utcnow
 from app.core.db import db
 from app.core.errors import Conflict
@@ -21,10 +21,10 @@ from app.core.i18n import _l
 from app.points import ledger_sql
 from app.points.models import PointAccount, PointAllocation, PointEntry, PointLot
 
-EXPIRY_MONTHS = program.define(
+EXPIRY_MONTHS = tunables.define(
     "points.expiry_months", 24, "Reward points expire at the end of the month N months after earning"
 )
-EXPIRY_POLICY = program.define(
+EXPIRY_POLICY = tunables.define(
     "points.expiry_policy",
     "per_lot",
     "per_lot: each lot expires on its own date; inactivity: all after N months idle",

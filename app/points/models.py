@@ -14,9 +14,10 @@ Invariants, kept by ``app.points.ledger`` (the only writer) and checked by prope
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.core.clock import utcnow
 from app.core.db import Base, BigIntPK, BigIntType
@@ -25,6 +26,9 @@ CURRENCIES = ("reward", "tier")
 ENTRY_KINDS = ("earn", "spend", "expire", "reverse", "adjust", "transfer")
 FUNDERS = ("oem", "dealer", "partner")
 LOT_STATUSES = ("held", "pending", "available", "depleted", "expired", "reversed")
+ADJUSTMENT_STATUSES = ("pending", "applied", "rejected")
+SETTLEMENT_STATUSES = ("draft", "reviewed", "approved", "paid")
+RULE_SET_STATUSES = ("draft", "simulated", "published", "retired")
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -163,3 +167,153 @@ class PointAllocation(Base):
     entry_id: Mapped[int] = mapped_column(BigIntType, sa.ForeignKey("point_entries.id"), index=True)
     lot_id: Mapped[int] = mapped_column(BigIntType, sa.ForeignKey("point_lots.id"), index=True)
     points: Mapped[int] = mapped_column(BigIntType)
+
+
+class AdjustmentRequest(Base):
+    """A customer-service adjustment; above the threshold it waits for a second person."""
+
+    __tablename__ = "point_adjustments"
+
+    id: Mapped[BigIntPK]
+    member_id: Mapped[int] = mapped_column(BigIntType, sa.ForeignKey("members.id"), index=True)
+    points: Mapped[int] = mapped_column(BigIntType)
+    reason_code: Mapped[str] = mapped_column(sa.String(32))
+    note: Mapped[str] = mapped_column(sa.String(255))
+    status: Mapped[str] = mapped_column(sa.String(10))
+    #: The client's request id: a double submit returns the first request.
+    request_id: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    requested_by: Mapped[str] = mapped_column(sa.String(64))
+    requested_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    decided_by: Mapped[str | None] = mapped_column(sa.String(64))
+    decided_at: Mapped[dt.datetime | None]
+    entry_id: Mapped[int | None] = mapped_column(BigIntType, sa.ForeignKey("point_entries.id"))
+
+    __table_args__ = (
+        sa.CheckConstraint(f"status IN {ADJUSTMENT_STATUSES}", name="status"),
+        sa.CheckConstraint("points <> 0", name="points_not_zero"),
+        sa.Index("ix_point_adjustments_status", "status", "requested_at"),
+    )
+
+
+class PointUndo(Base):
+    """A cancellation or refund, kept so an earning processed *after* it is undone too.
+
+    DMS events are drained in parallel and retried with backoff, so ``order.cancelled`` can be
+    applied before the ``vehicle.delivered`` it cancels. Each undo is recorded here; the earning
+    handler re-applies the undos of its reference right after crediting (same idempotency keys, so
+    nothing is reversed twice). Both sides hold a per-reference transaction lock while they work.
+    """
+
+    __tablename__ = "point_undos"
+
+    id: Mapped[BigIntPK]
+    event_type: Mapped[str] = mapped_column(sa.String(40))
+    ref: Mapped[str] = mapped_column(sa.String(64))
+    undo_ref: Mapped[str] = mapped_column(sa.String(96), unique=True)
+    kind: Mapped[str] = mapped_column(sa.String(12))  # full, proportional
+    refunded: Mapped[dict[str, Any] | None]
+    source_type: Mapped[str] = mapped_column(sa.String(40))
+    source_event_id: Mapped[int | None] = mapped_column(BigIntType)
+    #: The business date of a cancellation (ends the ownership a late delivery creates).
+    undone_on: Mapped[dt.date | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (sa.Index("ix_point_undos_event_ref", "event_type", "ref"),)
+
+
+class DealerSettlement(Base):
+    """A dealer's monthly points statement: draft → reviewed → approved → paid."""
+
+    __tablename__ = "dealer_settlements"
+
+    id: Mapped[BigIntPK]
+    dealer_id: Mapped[int] = mapped_column(BigIntType, sa.ForeignKey("dealers.id"))
+    month: Mapped[dt.date]  # first day of the business month
+    status: Mapped[str] = mapped_column(sa.String(10), default="draft")
+    funded_points: Mapped[int] = mapped_column(BigIntType, default=0)
+    redeemed_points: Mapped[int] = mapped_column(BigIntType, default=0)
+    point_value_fen: Mapped[int]
+    net_fen: Mapped[int] = mapped_column(BigIntType, default=0)
+    computed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    reviewed_by: Mapped[str | None] = mapped_column(sa.String(64))
+    reviewed_at: Mapped[dt.datetime | None]
+    approved_by: Mapped[str | None] = mapped_column(sa.String(64))
+    approved_at: Mapped[dt.datetime | None]
+    paid_by: Mapped[str | None] = mapped_column(sa.String(64))
+    paid_at: Mapped[dt.datetime | None]
+    payment_ref: Mapped[str | None] = mapped_column(sa.String(64))
+
+    __table_args__ = (
+        sa.UniqueConstraint("dealer_id", "month"),
+        sa.CheckConstraint(f"status IN {SETTLEMENT_STATUSES}", name="status"),
+    )
+
+
+class RuleSet(Base):
+    """Earning rules as data, moving draft → simulated → published, each set with effective dates."""
+
+    __tablename__ = "rule_sets"
+
+    id: Mapped[BigIntPK]
+    name: Mapped[str] = mapped_column(sa.String(128))
+    status: Mapped[str] = mapped_column(sa.String(10), default="draft")
+    effective_from: Mapped[dt.datetime | None]
+    effective_to: Mapped[dt.datetime | None]
+    based_on_id: Mapped[int | None] = mapped_column(BigIntType, sa.ForeignKey("rule_sets.id"))
+    simulation: Mapped[dict[str, Any] | None]
+    simulated_at: Mapped[dt.datetime | None]
+    created_by: Mapped[str] = mapped_column(sa.String(64))
+    published_by: Mapped[str | None] = mapped_column(sa.String(64))
+    published_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    rules: Mapped[list[EarningRule]] = relationship(
+        back_populates="rule_set",
+        order_by="EarningRule.priority, EarningRule.id",
+        cascade="all, delete-orphan",
+    )
+
+    __table_args__ = (
+        sa.CheckConstraint(f"status IN {RULE_SET_STATUSES}", name="status"),
+        sa.Index("ix_rule_sets_status_from", "status", "effective_from"),
+    )
+
+
+class EarningRule(Base):
+    """event type + conditions + formula + caps + priority + stop-here (SPEC §3)."""
+
+    __tablename__ = "earning_rules"
+
+    id: Mapped[BigIntPK]
+    rule_set_id: Mapped[int] = mapped_column(BigIntType, sa.ForeignKey("rule_sets.id", ondelete="CASCADE"))
+    code: Mapped[str] = mapped_column(sa.String(48))
+    name: Mapped[str] = mapped_column(sa.String(128))
+    event_type: Mapped[str] = mapped_column(sa.String(48))
+    currency: Mapped[str] = mapped_column(sa.String(8))
+    priority: Mapped[int] = mapped_column(default=100)
+    stop_here: Mapped[bool] = mapped_column(default=False)
+    conditions: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    formula: Mapped[dict[str, Any]]
+    caps: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    #: Tier acceleration (Gold +10% …) and birthday-month multipliers apply when set.
+    multipliers: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    funder: Mapped[str] = mapped_column(sa.String(8), default="oem")
+    #: Days the points stay pending before they can be spent (refund lock, referral cooling).
+    pending_days: Mapped[int] = mapped_column(default=0)
+    #: A campaign's points reserve: the rule never issues more than this in total.
+    budget_points: Mapped[int | None] = mapped_column(BigIntType)
+
+    rule_set: Mapped[RuleSet] = relationship(back_populates="rules")
+
+    __table_args__ = (sa.UniqueConstraint("rule_set_id", "code"),)
+
+
+class RuleBudget(Base):
+    """Points issued against a campaign rule's reserve; its row lock makes the cap race-free."""
+
+    __tablename__ = "rule_budgets"
+
+    rule_code: Mapped[str] = mapped_column(sa.String(48), primary_key=True)
+    issued_points: Mapped[int] = mapped_column(BigIntType, default=0)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -13,43 +13,14 @@ the same order or repair order cannot earn again after a reversal (no refund →
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.clock import utcnow
-from app.core.db import Base, BigIntPK, BigIntType, db, insert_if_absent
+from app.core.db import db, insert_if_absent
 from app.points import ledger
-from app.points.models import PointEntry
-from app.points.rule_models import EarningRule
+from app.points.models import EarningRule, PointEntry, PointUndo
 from app.tiers import policy as tiers
-
-
-class PointUndo(Base):
-    """A cancellation or refund, kept so an earning processed *after* it is undone too.
-
-    DMS events are drained in parallel and retried with backoff, so ``order.cancelled`` can be
-    applied before the ``vehicle.delivered`` it cancels. Each undo is recorded here; the earning
-    handler re-applies the undos of its reference right after crediting (same idempotency keys, so
-    nothing is reversed twice). Both sides hold a per-reference transaction lock while they work.
-    """
-
-    __tablename__ = "point_undos"
-
-    id: Mapped[BigIntPK]
-    event_type: Mapped[str] = mapped_column(sa.String(40))
-    ref: Mapped[str] = mapped_column(sa.String(64))
-    undo_ref: Mapped[str] = mapped_column(sa.String(96), unique=True)
-    kind: Mapped[str] = mapped_column(sa.String(12))  # full, proportional
-    refunded: Mapped[dict[str, Any] | None]
-    source_type: Mapped[str] = mapped_column(sa.String(40))
-    source_event_id: Mapped[int | None] = mapped_column(BigIntType)
-    #: The business date of a cancellation (ends the ownership a late delivery creates).
-    undone_on: Mapped[dt.date | None]
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
-
-    __table_args__ = (sa.Index("ix_point_undos_event_ref", "event_type", "ref"),)
 
 
 def lock_reference(event_type: str, ref: str) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 
 import marshmallow as ma
 
-from app.core import program
+from app.core import tunables
 from app.core.clock import to_business
 from app.core.i18n import _l
 from app.core.schemas import BaseSchema, Length, OneOf, Range
@@ -58,12 +58,12 @@ INDICATORS: dict[str, dict[str, str]] = {
 #: Facts about the member and place, available to every rule.
 CONTEXT_ATTRIBUTES = ("dealer_code", "region", "tier", "customer_type", "city")
 
-TIER_ACCELERATION = program.define(
+TIER_ACCELERATION = tunables.define(
     "points.tier_acceleration_percent",
     {"silver": 0, "gold": 10, "platinum": 20, "diamond": 30},
     "Extra reward points by tier, in percent, for rules with the tier multiplier",
 )
-EXCLUDED_CUSTOMER_TYPES = program.define(
+EXCLUDED_CUSTOMER_TYPES = tunables.define(
     "points.excluded_customer_types",
     ["fleet", "taxi", "driving_school", "government"],
     "Customer types that earn no points",

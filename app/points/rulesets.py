@@ -23,7 +23,7 @@ from app.core.db import db
 from app.core.errors import Conflict, NotFound, ValidationFailed
 from app.core.i18n import _l
 from app.points.earning import forget_published_rule_sets, published_rule_set
-from app.points.rule_models import EarningRule, RuleSet
+from app.points.models import EarningRule, RuleSet
 from app.points.rules import RuleSchema, rule_to_json
 
 _rule_schema = RuleSchema()

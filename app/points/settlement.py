@@ -20,47 +20,20 @@ import io
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Mapped, aliased, mapped_column
+from sqlalchemy.orm import aliased
 
-from app.core import audit, program
+from app.core import audit, tunables
 from app.core.clock import business_day_start, utcnow
-from app.core.db import Base, BigIntPK, BigIntType, db
+from app.core.db import db
 from app.core.errors import Conflict, Forbidden, NotFound
 from app.core.i18n import _l
 from app.dealers.models import Dealer
 from app.jobs import job
-from app.points.models import PointEntry
+from app.points.models import DealerSettlement, PointEntry
 
-POINT_VALUE_FEN = program.define("points.point_value_fen", 20, "Value of one reward point in fen (5 points = ¥1)")
+POINT_VALUE_FEN = tunables.define("points.point_value_fen", 20, "Value of one reward point in fen (5 points = ¥1)")
 
-STATUSES = ("draft", "reviewed", "approved", "paid")
 _NEXT = {"draft": "reviewed", "reviewed": "approved", "approved": "paid"}
-
-
-class DealerSettlement(Base):
-    __tablename__ = "dealer_settlements"
-
-    id: Mapped[BigIntPK]
-    dealer_id: Mapped[int] = mapped_column(BigIntType, sa.ForeignKey("dealers.id"))
-    month: Mapped[dt.date]  # first day of the business month
-    status: Mapped[str] = mapped_column(sa.String(10), default="draft")
-    funded_points: Mapped[int] = mapped_column(BigIntType, default=0)
-    redeemed_points: Mapped[int] = mapped_column(BigIntType, default=0)
-    point_value_fen: Mapped[int]
-    net_fen: Mapped[int] = mapped_column(BigIntType, default=0)
-    computed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
-    reviewed_by: Mapped[str | None] = mapped_column(sa.String(64))
-    reviewed_at: Mapped[dt.datetime | None]
-    approved_by: Mapped[str | None] = mapped_column(sa.String(64))
-    approved_at: Mapped[dt.datetime | None]
-    paid_by: Mapped[str | None] = mapped_column(sa.String(64))
-    paid_at: Mapped[dt.datetime | None]
-    payment_ref: Mapped[str | None] = mapped_column(sa.String(64))
-
-    __table_args__ = (
-        sa.UniqueConstraint("dealer_id", "month"),
-        sa.CheckConstraint(f"status IN {STATUSES}", name="status"),
-    )
 
 
 def month_bounds(month: dt.date) -> tuple[dt.datetime, dt.datetime]:

@@ -1,7 +1,8 @@
 """Rule simulation: replay the last N days of real stored events against a rule set.
 
-Nothing is written to the ledger. For each processed DMS earning event in the window the member
-is resolved as the live handler would (today's data), the rules of the draft and of the rules in
+Nothing is written to the ledger. The channel that stores events (the DMS intake) registers a
+replay source; for each processed earning event in the window the member is resolved as the live
+handler would (today's data), the rules of the draft and of the rules in
 force at the event time are evaluated with the same engine, and per-member caps are applied
 within the replay. Campaign budgets cap the draft's issuance as they would live. The report says
 what the draft would issue (points, cost in ¥, members affected, per rule) and how that differs
@@ -11,22 +12,17 @@ from what the published rules give for the same events.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
-import sqlalchemy as sa
-
-from app.core import inbox
 from app.core.clock import to_business, utcnow
-from app.core.db import db
-from app.dealers.services import dealer_by_code
-from app.points.earning import member_facts, published_rule_set
-from app.points.rule_models import RuleSet
+from app.dealers.models import Dealer
+from app.points.earning import Earner, member_facts, published_rule_set
+from app.points.models import RuleSet
 from app.points.rules import Candidate, evaluate
 from app.points.settlement import POINT_VALUE_FEN
-from app.sync.dms_facts import earning_facts, resolve_member
-from app.sync.dms_schemas import load_payload
 
 _PERIOD_FORMATS = {"day": "%Y-%m-%d", "month": "%Y-%m", "year": "%Y"}
 
@@ -69,39 +65,46 @@ class _Tally:
         }
 
 
+@dataclass(frozen=True)
+class ReplayedEvent:
+    """A stored business event as the earning engine sees it; ``member`` None: nobody to credit."""
+
+    member: Earner | None
+    event_type: str
+    attributes: dict[str, Any]
+    occurred_at: dt.datetime
+    dealer: Dealer | None
+
+
+#: Yields the stored earning events that occurred in [since, until), oldest first.
+ReplaySource = Callable[[dt.datetime, dt.datetime], Iterable[ReplayedEvent]]
+_sources: list[ReplaySource] = []
+
+
+def add_replay_source(source: ReplaySource) -> None:
+    """Called by the channel that stores events (the DMS intake) when the app starts."""
+    if source not in _sources:
+        _sources.append(source)
+
+
 def simulate(rule_set: RuleSet, *, days: int, now: dt.datetime | None = None) -> dict[str, Any]:
     now = now or utcnow()
     since = now - dt.timedelta(days=days)
     draft, live = _Tally(), _Tally()
     events = skipped = 0
-    stored = db.session.scalars(
-        sa.select(inbox.InboundEvent)
-        .where(
-            inbox.InboundEvent.source == "dms",
-            inbox.InboundEvent.status == inbox.PROCESSED,
-            inbox.InboundEvent.occurred_at >= since,
-            inbox.InboundEvent.occurred_at < now,
-        )
-        .order_by(inbox.InboundEvent.occurred_at, inbox.InboundEvent.id)
-        .execution_options(yield_per=500)
-    )
-    for event in stored:
-        document = json.loads(event.body)
-        facts = earning_facts(event.type, load_payload(event.type, document["payload"]))
-        if facts is None:
-            continue
-        member = resolve_member(facts.member_key)
-        if member is None:
-            skipped += 1
-            continue
-        events += 1
-        at = event.occurred_at
-        context = member_facts(member, event.type, facts.attributes, at, dealer_by_code(event.dealer_code or ""))
-        for candidate in evaluate(list(rule_set.rules), context):
-            draft.add(member.id, candidate, at)
-        in_force = published_rule_set(at)
-        for candidate in evaluate(list(in_force.rules) if in_force else [], context):
-            live.add(member.id, candidate, at)
+    for source in _sources:
+        for event in source(since, now):
+            if event.member is None:
+                skipped += 1
+                continue
+            events += 1
+            member, at = event.member, event.occurred_at
+            context = member_facts(member, event.event_type, event.attributes, at, event.dealer)
+            for candidate in evaluate(list(rule_set.rules), context):
+                draft.add(member.id, candidate, at)
+            in_force = published_rule_set(at)
+            for candidate in evaluate(list(in_force.rules) if in_force else [], context):
+                live.add(member.id, candidate, at)
     proposed, current = draft.summary(), live.summary()
     return {
         "days": days,

@@ -1,6 +1,8 @@
 """Tier policy (SPEC §4): tier from *earned tier points* (never from the balance), immediate
 upgrade, a yearly review on the tier anniversary that drops one tier after 12 months without a
-value-contributing activity, and the "at risk" list 30 days before a review.
+value-contributing activity, and the "at risk" list 30 days before a review. The review itself
+(``points.tier_review``) freezes tier points in the ledger; a change is published as
+``TierChanged`` for whoever tells the member.
 
 Lock order everywhere: the member's point account first (``ledger.lock_account``), then the tier
 state. Every caller that changes a tier holds the account lock already.
@@ -10,26 +12,26 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
-from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from app.core import program
+from app.core import events, tunables
 from app.core.clock import business_day_start, business_today, to_business, utcnow
 from app.core.db import db
+from app.tiers.events import TierChanged
 from app.tiers.models import TIERS, TierChange, TierState
 
-THRESHOLDS = program.define(
+THRESHOLDS = tunables.define(
     "tiers.thresholds",
     {"silver": 0, "gold": 150_000, "platinum": 300_000, "diamond": 600_000},
     "Tier points needed for each tier",
 )
-INACTIVITY_MONTHS = program.define(
+INACTIVITY_MONTHS = tunables.define(
     "tiers.inactivity_months",
     12,
     "Months without purchase, service, insurance or referral before a review drops a tier",
 )
-AT_RISK_DAYS = program.define("tiers.at_risk_days", 30, "Days before a review when a member at risk is told")
+AT_RISK_DAYS = tunables.define("tiers.at_risk_days", 30, "Days before a review when a member at risk is told")
 
 #: Activities that keep a tier (SPEC §4); the points engine records them.
 QUALIFYING_ACTIVITIES = ("vehicle.delivered", "service.completed", "insurance.renewed", "referral.delivered")
@@ -50,7 +52,7 @@ def next_tier(tier: str) -> str | None:
     return TIERS[rank + 1] if rank + 1 < len(TIERS) else None
 
 
-def _anniversary(day: dt.date, years: int = 1) -> dt.date:
+def anniversary(day: dt.date, years: int = 1) -> dt.date:
     try:
         return day.replace(year=day.year + years)
     except ValueError:  # 29 February
@@ -75,7 +77,7 @@ def current_tier(member_id: int) -> str:
     return tier or "silver"
 
 
-def _change(state: TierState, to_tier: str, reason: str, tier_points: int, at: dt.datetime) -> TierChange:
+def change_tier(state: TierState, to_tier: str, reason: str, tier_points: int, at: dt.datetime) -> TierChange:
     change = TierChange(
         member_id=state.member_id,
         from_tier=state.tier,
@@ -88,10 +90,8 @@ def _change(state: TierState, to_tier: str, reason: str, tier_points: int, at: d
     previous = state.tier
     state.tier = to_tier
     state.achieved_at = at
-    state.review_on = None if to_tier == "silver" else _anniversary(to_business(at).date())
-    from app.care import notify  # the member is told at once (after the commit)
-
-    notify.tier_changed(state.member_id, previous, to_tier, reason, at)
+    state.review_on = None if to_tier == "silver" else anniversary(to_business(at).date())
+    events.publish(TierChanged(state.member_id, previous, to_tier, reason, tier_points, at))
     return change
 
 
@@ -101,7 +101,7 @@ def apply_tier_points(member_id: int, tier_points: int, *, at: dt.datetime | Non
     state = get_state(member_id, lock=True)
     eligible = tier_for_points(tier_points)
     if tier_rank(eligible) > tier_rank(state.tier):
-        return _change(state, eligible, "upgrade", tier_points, at)
+        return change_tier(state, eligible, "upgrade", tier_points, at)
     return None
 
 
@@ -111,7 +111,7 @@ def apply_reversal(member_id: int, tier_points: int, *, at: dt.datetime | None =
     state = get_state(member_id, lock=True)
     eligible = tier_for_points(tier_points)
     if tier_rank(eligible) < tier_rank(state.tier):
-        return _change(state, eligible, "reversal", tier_points, at)
+        return change_tier(state, eligible, "reversal", tier_points, at)
     return None
 
 
@@ -134,39 +134,6 @@ def would_drop(state: TierState) -> bool:
     if state.review_on is None:
         return False
     return state.last_qualifying_at is None or state.last_qualifying_at < _inactive_since(state.review_on)
-
-
-@dataclass(frozen=True)
-class ReviewOutcome:
-    member_id: int
-    from_tier: str
-    to_tier: str
-    frozen_points: int
-
-
-def review_member(member_id: int, *, today: dt.date | None = None) -> ReviewOutcome | None:
-    """The yearly review of one member, if due: keep the tier, or drop one and freeze the tier points
-    above the lower tier's threshold (they no longer count toward regaining the tier)."""
-    from app.points import ledger
-
-    today = today or business_today()
-    account = ledger.lock_account(member_id)
-    state = get_state(member_id, lock=True)
-    if state.review_on is None or state.review_on > today:
-        return None
-    review_on = state.review_on
-    if not would_drop(state):
-        state.review_on = _anniversary(review_on)
-        return ReviewOutcome(member_id, state.tier, state.tier, 0)
-    from_tier = state.tier
-    to_tier = TIERS[tier_rank(from_tier) - 1]
-    frozen = max(0, account.tier_points - THRESHOLDS.value()[to_tier])
-    if frozen:
-        ledger.freeze_tier_points(member_id, frozen, idempotency_key=f"tier-freeze:{member_id}:{review_on}")
-    _change(state, to_tier, "review_drop", account.tier_points, utcnow())
-    if to_tier != "silver":
-        state.review_on = _anniversary(review_on)
-    return ReviewOutcome(member_id, from_tier, to_tier, frozen)
 
 
 def due_for_review(today: dt.date, limit: int) -> list[int]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, request
 
 from app.config import current_settings
-from app.wechat import dispatch, protocol
+from app.wechat import protocol, router
 
 blp = Blueprint("wechat_callback", __name__)
 
@@ -30,7 +30,7 @@ def receive() -> Response:
     keys = {"token": settings.WECHAT_TOKEN, "aes_key": settings.WECHAT_AES_KEY, "app_id": settings.WECHAT_APP_ID}
     envelope = protocol.open_envelope(body, request.args, **keys)
     message = protocol.read_message(envelope.xml)
-    reply = dispatch.handle(message, envelope.xml, protocol.signed_nonce(request.args))
+    reply = router.handle(message, envelope.xml, protocol.signed_nonce(request.args))
     if reply is None:
         return Response("success", mimetype="text/plain")
     return Response(protocol.seal(reply, envelope, **keys), mimetype="application/xml")

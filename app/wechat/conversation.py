@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 
 from app.config import current_settings
-from app.core import program
+from app.core import tunables
 from app.core.clock import to_business, utcnow
 from app.core.i18n import _
 from app.dealers.services import nearest_dealers
@@ -20,7 +20,7 @@ from app.points import queries
 from app.tiers.display import tier_highlights, tier_name
 from app.wechat.replies import Article, Articles, Reply, Text, TransferToAgent
 
-H5_BASE = program.define("wechat.h5_base_url", "https://m.loyalty.example.com", "Web fallback for mini-app links")
+H5_BASE = tunables.define("wechat.h5_base_url", "https://m.loyalty.example.com", "Web fallback for mini-app links")
 
 PAGES = {
     "home": "pages/index/index",

@@ -1,6 +1,6 @@
 """The deferred half of the callback: enrollment and red packets, run by the inbox drain.
 
-The work is the same as an immediate answer (``dispatch.route``); the answer then goes out as a
+The work is the same as an immediate answer (``router.route``); the answer then goes out as a
 customer-service message (one per event, after the commit), in the member's language.
 """
 
@@ -10,13 +10,11 @@ from typing import Any
 
 from app.care import notify
 from app.config import current_settings
-from app.core.db import db
 from app.core.i18n import in_locale
 from app.core.inbox import InboundEvent
+from app.jobs.drain import handles
 from app.members import identities
-from app.members.models import Member
-from app.sync.events import handles
-from app.wechat import dispatch, protocol
+from app.wechat import protocol, router
 from app.wechat.replies import Articles, Reply, Text
 
 
@@ -40,9 +38,9 @@ def process_deferred(event: InboundEvent, body: bytes) -> str:
     message = protocol.read_message(body)
     app_id = current_settings().WECHAT_APP_ID
     known = identities.find(app_id, message.source)
-    member = db.session.get(Member, known.member_id) if known and known.member_id else None
+    member = identities.member_of(known)
     with in_locale(member.locale if member else None):
-        reply = dispatch.route(message, event.occurred_at)  # type: ignore[arg-type]
+        reply = router.route(message, event.occurred_at)  # type: ignore[arg-type]
         payload = reply_payload(reply) if reply is not None else None
     identity = identities.find(app_id, message.source)
     if payload is not None:

@@ -17,16 +17,18 @@ import time
 from collections.abc import Callable
 
 import sqlalchemy as sa
+from flask import Flask
 
-from app.core import inbox, program
+from app.core import inbox, tunables
 from app.core.clock import utcnow
 from app.core.db import db
 from app.jobs import clear_coalesced, dispatch, job
+from app.jobs.schedule import periodic
 
 log = logging.getLogger(__name__)
 
-MAX_ATTEMPTS = program.define("inbox.max_attempts", 6, "Processing attempts before an inbound event is dead")
-STALL_SECONDS = program.define("inbox.stall_seconds", 120, "Age after which a waiting event is nudged again")
+MAX_ATTEMPTS = tunables.define("inbox.max_attempts", 6, "Processing attempts before an inbound event is dead")
+STALL_SECONDS = tunables.define("inbox.stall_seconds", 120, "Age after which a waiting event is nudged again")
 BACKOFF_SECONDS = (10, 60, 300, 900, 3600)
 DRAIN_SECONDS = 60  # a drain hands over to a fresh job after this long
 
@@ -136,3 +138,8 @@ def requeue_stalled_events() -> int:
     for source in sources:
         nudge(source)
     return len(sources)
+
+
+def init_app(app: Flask) -> None:
+    """Every minute, nudge the sources whose events wait (any channel that stores events uses it)."""
+    periodic(requeue_stalled_events, "* * * * *", "re-enqueue inbound events left waiting")

@@ -14,27 +14,17 @@ operator reaches every process within that time, and hot paths do not read the t
 
 from __future__ import annotations
 
-import datetime as dt
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core import audit
 from app.core.clock import utcnow
-from app.core.db import Base, JSONType, db
-
-
-class ProgramSettingRow(Base):
-    __tablename__ = "program_settings"
-
-    key: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
-    value: Mapped[Any] = mapped_column(JSONType)
-    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
-    updated_by: Mapped[str] = mapped_column(sa.String(64))
+from app.core.db import db
+from app.core.models import ProgramSettingRow
 
 
 @dataclass(frozen=True)

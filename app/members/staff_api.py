@@ -6,10 +6,15 @@ from typing import Any
 
 from flask import g
 
-from app.api.enrollment_qr import QrCodeSchema, as_qr_json
-from app.api.miniapp import vehicle_json
-from app.api.miniapp_auth import BEARER, per_user_limit, signed_in, staff_required
-from app.api.miniapp_schemas import (
+from app.api.auth import BEARER, per_user_limit, signed_in, staff_required
+from app.campaigns import qrcodes
+from app.campaigns.api import QrCodeSchema, as_qr_json
+from app.core.http import Blueprint
+from app.dealers.models import Staff
+from app.members import staff_mode
+from app.members.api import vehicle_json
+from app.members.identifiers import mask_name, mask_phone
+from app.members.staff_schemas import (
     EnrollmentFiguresSchema,
     MemberCardSchema,
     MonthArgs,
@@ -17,31 +22,20 @@ from app.api.miniapp_schemas import (
     StaffBindArgs,
     StaffSchema,
 )
-from app.core import audit
-from app.core.db import db
-from app.core.errors import NotFound
-from app.core.http import Blueprint
-from app.dealers import staff_binding
-from app.dealers.models import Dealer, Staff
-from app.members import member_code
-from app.members.identifiers import mask_name, mask_phone
-from app.members.models import Member
 from app.points import queries
 from app.tiers import policy as tiers
 from app.tiers.display import tier_highlights, tier_name
-from app.wechat import qrcodes
 
-blp = Blueprint("staff", __name__, url_prefix="/api/v1/staff", description="Mini-app: staff mode")
+blp = Blueprint("staff_mode", __name__, url_prefix="/api/v1/staff", description="Mini-app: staff mode")
 
 
 def _staff(staff: Staff) -> dict[str, Any]:
-    dealer = db.session.get(Dealer, staff.dealer_id)
     return {
         "staff_code": staff.staff_code,
         "name": staff.name,
         "role": staff.role,
-        "dealer_code": dealer.code if dealer else None,
-        "dealer_name": dealer.name if dealer else None,
+        "dealer_code": staff.dealer.code,
+        "dealer_name": staff.dealer.name,
     }
 
 
@@ -54,7 +48,7 @@ def _staff(staff: Staff) -> dict[str, Any]:
 @per_user_limit("10/hour")
 def bind(args: dict[str, Any]) -> dict[str, Any]:
     """Enter the one-time invite code your dealer's member manager gave you."""
-    return _staff(staff_binding.bind(g.identity, args["invite_code"]))
+    return _staff(staff_mode.bind(g.identity, args["invite_code"]))
 
 
 @blp.route("/me")
@@ -81,7 +75,7 @@ def my_qr() -> dict[str, Any]:
 @staff_required
 def my_enrollments(args: dict[str, Any]) -> dict[str, Any]:
     """Members you enrolled this month, how many activated within 30 days, and your target."""
-    return staff_binding.enrollment_figures(g.staff, args.get("month"))
+    return staff_mode.enrollment_figures(g.staff, args.get("month"))
 
 
 @blp.route("/scans", methods=["POST"])
@@ -93,15 +87,7 @@ def my_enrollments(args: dict[str, Any]) -> dict[str, Any]:
 @per_user_limit("120/minute")
 def scan(args: dict[str, Any]) -> dict[str, Any]:
     """Scan a member's code at the counter: their masked card, tier, cars and benefits (audited)."""
-    member = db.session.get(Member, member_code.verify(args["code"]))
-    if member is None or member.status == "closed":
-        raise NotFound()
-    audit.record(
-        actor=("staff", g.staff.staff_code),
-        action="member.read",
-        subject=("member", member.id),
-        reason="member code scanned at the dealer",
-    )
+    member = staff_mode.scan_member_code(g.staff, args["code"])
     tier = tiers.current_tier(member.id)
     return {
         "member_no": member.member_no,

@@ -5,8 +5,8 @@ from __future__ import annotations
 from flask import request
 
 from app.core.http import Blueprint
-from app.sync import dms
-from app.sync.dms_schemas import DmsAcceptedSchema, DmsEventSchema
+from app.sync import intake
+from app.sync.schemas import DmsAcceptedSchema, DmsEventSchema
 
 blp = Blueprint("dms", __name__, url_prefix="/api/v1/dms", description="Dealer system (DMS) → loyalty")
 
@@ -43,7 +43,7 @@ _SIGNATURE_HEADERS = [
 @blp.alt_response(401, response="UNAUTHORIZED")
 @blp.alt_response(422, response="UNPROCESSABLE_ENTITY")
 def post_event() -> tuple[dict, int]:
-    result = dms.accept_event(
+    result = intake.accept_event(
         request.get_data(cache=False),
         request.headers.get("X-Timestamp"),
         request.headers.get("X-Signature"),

@@ -4,19 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-import sqlalchemy as sa
-
-from app.api.miniapp_schemas import ClaimDecisionArgs, ClaimSchema, InviteSchema
-from app.core.db import db
-from app.core.errors import Forbidden, NotFound
 from app.core.http import Blueprint
-from app.core.i18n import _l
-from app.dealers import staff_binding
-from app.dealers.models import Staff
-from app.members import vehicle_claims
+from app.members import staff_mode, vehicle_claims
+from app.members.schemas import ClaimSchema
+from app.members.staff_schemas import ClaimDecisionArgs, InviteSchema
+from app.operators.access import staff_for
 from app.operators.auth import current_operator, require_operator
 
-blp = Blueprint("cs_members", __name__, url_prefix="/api/v1/cs", description="Staff invites and vehicle claims")
+blp = Blueprint(
+    "cs_members", __name__, url_prefix="/api/v1/cs", description="Back office: staff invites and vehicle claims"
+)
 BEARER = [{"bearerAuth": []}]
 
 
@@ -26,13 +23,9 @@ BEARER = [{"bearerAuth": []}]
 @require_operator("dealer_manager", "operator")
 def invite(staff_code: str) -> dict[str, Any]:
     """A one-time code (valid 24 hours) the staff member enters in the mini-app to use staff mode."""
-    staff = db.session.scalar(sa.select(Staff).where(Staff.staff_code == staff_code, Staff.active))
-    if staff is None:
-        raise NotFound(_l("No active staff member has this code."))
     operator = current_operator()
-    if operator.role == "dealer_manager" and operator.dealer_id != staff.dealer_id:
-        raise Forbidden()
-    code, expires = staff_binding.issue_invite(staff, actor=operator.actor)
+    staff = staff_for(operator, staff_code)
+    code, expires = staff_mode.issue_invite(staff, actor=operator.actor)
     return {"staff_code": staff.staff_code, "invite_code": code, "expires_at": expires}
 
 

@@ -16,12 +16,12 @@ from app.core.db import db
 from app.core.inbox import InboundEvent
 from app.dealers.models import Dealer
 from app.dealers.services import dealer_by_code, staff_at_dealer
+from app.jobs.drain import handles
 from app.members import enrollment, services
 from app.members.models import Member, Ownership
 from app.points import earning, reversal
-from app.sync.dms_facts import earning_facts, resolve_member
-from app.sync.dms_schemas import load_payload
-from app.sync.events import handles
+from app.sync.facts import earning_facts, resolve_member
+from app.sync.schemas import load_payload
 from app.tiers import policy as tiers
 
 

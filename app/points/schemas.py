@@ -1,28 +1,11 @@
-"""Request and response schemas of the back-office API (customer service, operators)."""
+"""Balances, ledger history, adjustments and deductions (mini-app and back office)."""
 
 from __future__ import annotations
 
 import marshmallow as ma
 
-from app.core.schemas import Length, PageArgs, Range, identifier
-
-# --- sign-in --------------------------------------------------------------------------------
-
-
-class SignInArgs(ma.Schema):
-    username = ma.fields.String(required=True, validate=Length(min=1, max=64))
-    password = ma.fields.String(required=True, validate=Length(min=1, max=256), load_only=True)
-
-
-class SessionSchema(ma.Schema):
-    token = ma.fields.String()
-    expires_in = ma.fields.Integer(metadata={"description": "seconds"})
-    username = ma.fields.String()
-    name = ma.fields.String()
-    role = ma.fields.String()
-
-
-# --- points ---------------------------------------------------------------------------------
+from app.core.schemas import Length, OneOf, PageArgs, Range, identifier
+from app.tiers.schemas import TierSchema
 
 
 class ReadReasonArgs(ma.Schema):
@@ -44,14 +27,8 @@ class BalanceSchema(ma.Schema):
     lifetime_expired = ma.fields.Integer()
 
 
-class TierSchema(ma.Schema):
-    tier = ma.fields.String()
-    tier_points = ma.fields.Integer()
-    next_tier = ma.fields.String(allow_none=True)
-    points_to_next = ma.fields.Integer(allow_none=True)
-    review_on = ma.fields.Date(allow_none=True)
-    at_risk = ma.fields.Boolean()
-    keeps_tier_by = ma.fields.List(ma.fields.String())
+class MemberBalanceSchema(BalanceSchema):
+    pass
 
 
 class MemberPointsSchema(ma.Schema):
@@ -84,6 +61,10 @@ class EntrySchema(ma.Schema):
 class HistoryArgs(PageArgs):
     currency = ma.fields.String(validate=ma.validate.OneOf(("reward", "tier")))
     reason = ma.fields.String(validate=Length(max=255))
+
+
+class MemberHistoryArgs(PageArgs):
+    currency = ma.fields.String(validate=OneOf(("reward", "tier")))
 
 
 class HistoryPageSchema(ma.Schema):
@@ -126,64 +107,3 @@ class DeductionSchema(ma.Schema):
     points = ma.fields.Integer()
     available = ma.fields.Integer()
     duplicate = ma.fields.Boolean()
-
-
-class AtRiskArgs(ma.Schema):
-    within_days = ma.fields.Integer(load_default=30, validate=Range(min=1, max=366))
-
-
-class AtRiskSchema(ma.Schema):
-    member_no = ma.fields.String()
-    tier = ma.fields.String()
-    review_on = ma.fields.Date()
-    last_qualifying_at = ma.fields.DateTime(allow_none=True)
-
-
-# --- rules ----------------------------------------------------------------------------------
-
-
-class RuleSetSchema(ma.Schema):
-    id = ma.fields.Integer()
-    name = ma.fields.String()
-    status = ma.fields.String()
-    effective_from = ma.fields.DateTime(allow_none=True)
-    effective_to = ma.fields.DateTime(allow_none=True)
-    based_on_id = ma.fields.Integer(allow_none=True)
-    simulated_at = ma.fields.DateTime(allow_none=True)
-    simulation = ma.fields.Dict(allow_none=True)
-    published_by = ma.fields.String(allow_none=True)
-    rules = ma.fields.List(ma.fields.Dict())
-
-
-class NewRuleSetArgs(ma.Schema):
-    name = ma.fields.String(required=True, validate=Length(min=1, max=128))
-
-
-class RulesArgs(ma.Schema):
-    rules = ma.fields.List(ma.fields.Dict(), required=True)
-
-
-class SimulateArgs(ma.Schema):
-    days = ma.fields.Integer(load_default=30, validate=Range(min=1, max=365))
-
-
-class PublishArgs(ma.Schema):
-    effective_from = ma.fields.AwareDateTime()
-
-
-# --- settlement -----------------------------------------------------------------------------
-
-
-class SettlementSchema(ma.Schema):
-    id = ma.fields.Integer()
-    dealer_code = ma.fields.String()
-    month = ma.fields.String()
-    status = ma.fields.String()
-    funded_points = ma.fields.Integer()
-    redeemed_points = ma.fields.Integer()
-    point_value_fen = ma.fields.Integer()
-    net_fen = ma.fields.Integer()
-
-
-class PaymentArgs(ma.Schema):
-    payment_ref = ma.fields.String(validate=Length(max=64))

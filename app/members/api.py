@@ -1,17 +1,27 @@
-"""Mini-app API, part one: sign-in, joining, consent, profile, phone, vehicles."""
+"""Mini-app: sign-in, joining, consent, profile, phone, vehicles, the member code."""
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 from flask import g
 
-from app.api.miniapp_auth import BEARER, consented_member_required, member_required, per_user_limit, signed_in
-from app.api.miniapp_schemas import (
+from app.api.auth import BEARER, consented_member_required, member_required, per_user_limit, signed_in
+from app.core.errors import ValidationFailed
+from app.core.http import Blueprint
+from app.core.i18n import _l
+from app.core.qr import qr_png
+from app.core.ratelimit import client_ip, limiter
+from app.members import member_code, privacy, profile, registration, services, sessions, vehicle_claims
+from app.members.identifiers import mask_phone
+from app.members.models import Member, Ownership
+from app.members.schemas import (
     BindingSchema,
     BindVehicleArgs,
     ConsentsSchema,
     LoginArgs,
+    MemberCodeSchema,
     MeSchema,
     PhoneArgs,
     ProfileArgs,
@@ -23,20 +33,11 @@ from app.api.miniapp_schemas import (
     VehiclesSchema,
     WithdrawArgs,
 )
-from app.core import audit
-from app.core.errors import ValidationFailed
-from app.core.http import Blueprint
-from app.core.i18n import _l
-from app.core.ratelimit import client_ip, limiter
-from app.dealers.staff_binding import staff_of
-from app.members import privacy, profile, registration, services, sessions, vehicle_claims
-from app.members.identifiers import mask_phone, normalize_cn_mobile
-from app.members.models import Member, Ownership
-from app.members.profile import BIRTHDAY_CHANGES_ALLOWED
+from app.members.staff_mode import staff_of
 from app.tiers import policy as tiers
 from app.wechat import miniapp as wechat_miniapp
 
-blp = Blueprint("miniapp", __name__, url_prefix="/api/v1", description="Mini-app: members")
+blp = Blueprint("members", __name__, url_prefix="/api/v1", description="Mini-app: members")
 
 
 def member_summary(member: Member | None) -> dict[str, Any] | None:
@@ -181,7 +182,7 @@ def _profile(member: Member) -> dict[str, Any]:
         "name": member.name,
         "gender": member.gender,
         "birthday": member.birthday,
-        "birthday_changes_left": max(BIRTHDAY_CHANGES_ALLOWED - member.birthday_changes, 0),
+        "birthday_changes_left": profile.birthday_changes_left(member),
         "city": member.city,
         "locale": member.locale,
         "phone": mask_phone(member.phone),
@@ -218,17 +219,7 @@ def patch_profile(args: dict[str, Any]) -> dict[str, Any]:
 @per_user_limit("5/minute")
 def put_phone(args: dict[str, Any]) -> dict[str, Any]:
     """Change the mobile number to the one the member shares now (not one used by another member)."""
-    phone = normalize_cn_mobile(wechat_miniapp.phone_number(args["phone_code"])["phone"])
-    if phone is None:
-        raise ValidationFailed(fields={"phone_code": [_l("Not a valid mainland China mobile number.")]})
-    before = mask_phone(g.member.phone)
-    services.claim_phone(g.member, phone)
-    audit.record(
-        actor=("member", g.member.id),
-        action="member.phone_changed",
-        subject=("member", g.member.id),
-        details={"from": before, "to": mask_phone(phone)},
-    )
+    profile.change_phone(g.member, wechat_miniapp.phone_number(args["phone_code"])["phone"])
     return _profile(g.member)
 
 
@@ -271,3 +262,16 @@ def bind_vehicle(args: dict[str, Any]) -> tuple[dict[str, Any], int]:
 def unbind_vehicle(vin: str) -> None:
     """Remove a car from the membership (points stay with the member)."""
     vehicle_claims.unbind(g.member, vin)
+
+
+@blp.route("/me/member-code")
+@blp.doc(security=BEARER)
+@blp.response(200, MemberCodeSchema)
+@blp.alt_response(429, response="TOO_MANY_REQUESTS")
+@member_required
+@per_user_limit("30/minute")
+def member_code_now() -> dict[str, Any]:
+    """A code valid for 60 seconds, to show at the dealer (staff scan it once)."""
+    code, seconds = member_code.issue(g.member.id)
+    image = "data:image/png;base64," + base64.b64encode(qr_png(code)).decode()
+    return {"code": code, "expires_in": seconds, "image": image}

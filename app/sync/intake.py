@@ -18,8 +18,8 @@ from app.core.errors import ValidationFailed
 from app.core.i18n import _l
 from app.core.security import verify_timestamped_signature
 from app.dealers.services import dealer_by_code
-from app.sync.dms_schemas import DmsEventSchema
-from app.sync.events import nudge
+from app.jobs.drain import nudge
+from app.sync.schemas import DmsEventSchema
 
 _envelope_schema = DmsEventSchema()
 

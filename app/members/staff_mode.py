@@ -13,30 +13,18 @@ import secrets
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core import audit
 from app.core.clock import business_day_start, business_today, utcnow
-from app.core.db import Base, BigIntPK, BigIntType, db
-from app.core.errors import ValidationFailed
+from app.core.db import db
+from app.core.errors import NotFound, ValidationFailed
 from app.core.i18n import _l
 from app.dealers.models import Staff
-from app.members.models import Member, WechatIdentity
+from app.members import member_code
+from app.members.models import Member, StaffInvite, WechatIdentity
 
 INVITE_HOURS = 24
 _ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I
-
-
-class StaffInvite(Base):
-    __tablename__ = "staff_invites"
-
-    id: Mapped[BigIntPK]
-    staff_id: Mapped[int] = mapped_column(BigIntType, sa.ForeignKey("staff.id"), index=True)
-    code_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
-    created_by: Mapped[str] = mapped_column(sa.String(64))
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
-    expires_at: Mapped[dt.datetime]
-    used_at: Mapped[dt.datetime | None]
 
 
 def _hash(code: str) -> str:
@@ -75,6 +63,20 @@ def bind(identity: WechatIdentity, code: str) -> Staff:
 
 def staff_of(identity: WechatIdentity) -> Staff | None:
     return db.session.scalar(sa.select(Staff).where(Staff.miniapp_identity_id == identity.id, Staff.active))
+
+
+def scan_member_code(staff: Staff, code: str) -> Member:
+    """The member whose code staff scanned at the counter (once per code; audited)."""
+    member = db.session.get(Member, member_code.verify(code))
+    if member is None or member.status == "closed":
+        raise NotFound()
+    audit.record(
+        actor=("staff", staff.staff_code),
+        action="member.read",
+        subject=("member", member.id),
+        reason="member code scanned at the dealer",
+    )
+    return member
 
 
 def enrollment_figures(staff: Staff, month: dt.date | None = None) -> dict[str, Any]:

@@ -9,24 +9,23 @@ automatically after that; a periodic job renews codes that are about to expire.
 from __future__ import annotations
 
 import datetime as dt
-import io
 
-import qrcode
 import sqlalchemy as sa
 
 from app.campaigns.models import Campaign, QrCode
-from app.core import program
+from app.core import tunables
 from app.core.clock import utcnow
 from app.core.db import db
 from app.core.errors import Conflict
 from app.core.i18n import _l
+from app.core.qr import qr_png
 from app.dealers.models import Staff
 from app.jobs import job
 from app.members.models import EnrollmentToken
 from app.wechat.clients import official_client
 
 MAX_TEMPORARY_SECONDS = 30 * 24 * 3600
-PERMANENT_CAP = program.define("wechat.permanent_qr_cap", 100_000, "Permanent QR codes WeChat allows per account")
+PERMANENT_CAP = tunables.define("wechat.permanent_qr_cap", 100_000, "Permanent QR codes WeChat allows per account")
 RENEW_BEFORE = dt.timedelta(days=2)
 
 
@@ -105,14 +104,6 @@ def for_campaign(campaign: Campaign, *, permanent: bool = False) -> QrCode:
         return _create("campaign", scene, seconds=None, campaign_id=campaign.id)
     seconds = min(MAX_TEMPORARY_SECONDS, max(60, int((campaign.ends_at - utcnow()).total_seconds())))
     return _create("campaign", scene, seconds=seconds, campaign_id=campaign.id)
-
-
-def qr_png(content: str, box_size: int = 8) -> bytes:
-    """Any text as a QR code image (PNG)."""
-    image = qrcode.make(content, box_size=box_size, border=2)
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def png(code: QrCode, box_size: int = 8) -> bytes:

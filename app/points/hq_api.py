@@ -7,7 +7,13 @@ from typing import Any
 
 from flask import Response
 
-from app.api.cs_schemas import (
+from app.core.errors import ValidationFailed
+from app.core.http import Blueprint
+from app.core.i18n import _l
+from app.core.schemas import parse_month
+from app.operators.auth import current_operator, require_operator
+from app.points import rulesets, settlement, simulation
+from app.points.hq_schemas import (
     NewRuleSetArgs,
     PaymentArgs,
     PublishArgs,
@@ -16,16 +22,12 @@ from app.api.cs_schemas import (
     SettlementSchema,
     SimulateArgs,
 )
-from app.core.errors import ValidationFailed
-from app.core.http import Blueprint
-from app.core.i18n import _l
-from app.core.schemas import parse_month
-from app.operators.auth import current_operator, require_operator
-from app.points import rulesets, settlement, simulation
-from app.points.rule_models import RuleSet
+from app.points.models import RuleSet
 from app.points.rules import rule_to_json
 
-blp = Blueprint("program", __name__, url_prefix="/api/v1/program", description="Program operations (HQ)")
+blp = Blueprint(
+    "hq_program", __name__, url_prefix="/api/v1/program", description="HQ program operations: rule sets and settlement"
+)
 BEARER = [{"bearerAuth": []}]
 
 

@@ -7,7 +7,7 @@ dedupe key; a retry of the same message finds the row and gets the same reply.
   read models, in a savepoint: if a handler fails the raw event is still kept and the member gets
   a polite answer.
 * Enrollment and red packets (a QR scene scanned, a campaign password sent) are *deferred*: the
-  callback acknowledges at once and the inbox drain (``app.sync.events``) does the work and sends
+  callback acknowledges at once and the inbox drain (``app.jobs.drain``) does the work and sends
   the real answer as a customer-service message. If Redis is down, the event waits in the inbox and
   the sweeper picks it up.
 """
@@ -20,14 +20,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import sqlalchemy as sa
-
-from app.campaigns import redpackets
+from app.campaigns import redpackets, signup
+from app.care import notify
 from app.config import current_settings
 from app.core import inbox
 from app.core.clock import utcnow
 from app.core.db import db
 from app.core.i18n import _, use_member_locale
+from app.jobs import drain
 from app.members import identities
 from app.members.models import Member, WechatIdentity
 from app.wechat import conversation, protocol, scenes, users
@@ -43,11 +43,7 @@ def handle(message: Any, raw_xml: bytes, signed_nonce: str) -> str | None:
         return _store_deferred(message, stored)
     event_id = _store(stored, inbox.store_event)
     if event_id is None:  # a retry: the same answer as the first time
-        previous = db.session.scalar(
-            sa.select(inbox.InboundEvent.response).where(
-                inbox.InboundEvent.source == "wechat", inbox.InboundEvent.external_id == stored.key
-            )
-        )
+        previous = inbox.stored_response("wechat", stored.key)
         return previous.decode() if previous else None
     try:
         with db.session.begin_nested():
@@ -103,9 +99,7 @@ def _store_deferred(message: Any, stored: StoredAs) -> str:
     the acknowledgement. The acknowledgement depends on the message alone, so a retry is answered
     by rendering it again rather than by storing it."""
     if _store(stored, inbox.store_event_at_once) is not None:
-        from app.sync.events import nudge
-
-        nudge("wechat")  # the event stays "received" until a drain processes it
+        drain.nudge("wechat")  # the event stays "received" until a drain processes it
     # Stamped with the message's own time, so every retry gets the same bytes.
     return protocol.render(acknowledgement(message), message, at=message.time)
 
@@ -140,7 +134,7 @@ def _identity(message: Any) -> WechatIdentity:
 
 
 def _member(identity: WechatIdentity) -> Member | None:
-    member = db.session.get(Member, identity.member_id) if identity.member_id else None
+    member = identities.member_of(identity)
     if member is not None:
         use_member_locale(member.locale)
     return member
@@ -177,15 +171,13 @@ def _text(content: str, identity: WechatIdentity, member: Member | None, at: dt.
         return conversation.answer(intent, member)
     campaign = redpackets.campaign_by_password(content, at)
     if campaign is not None:
-        return scenes.red_packet_for(campaign.id, identity, at, via="password", channel="red_packet")
+        return scenes.red_packet_reply(signup.sign_up(campaign.id, identity, at, via="password", channel="red_packet"))
     return conversation.help_reply()
 
 
 def _event(message: Any, at: dt.datetime) -> Reply | None:  # noqa: PLR0911 - one answer per event type
     event = message.event
     if event == "templatesendjobfinish":
-        from app.care import notify
-
         notify.record_delivery(int(message.id), message.status)
         return None
     identity = _identity(message)

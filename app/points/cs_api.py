@@ -1,72 +1,31 @@
-"""Back-office API for customer service and dealers: sign-in, member points, adjustments,
-deductions at the dealer, tiers at risk. Every member read is audited."""
+"""Back office for customer service and dealers: a member's points, adjustments, deductions at the
+dealer. Every member read is audited."""
 
 from __future__ import annotations
 
 import dataclasses
 from typing import Any
 
-import sqlalchemy as sa
-
-from app.api.cs_schemas import (
+from app.core.http import Blueprint
+from app.core.schemas import page_of
+from app.members.access import member_for_operator
+from app.operators.auth import current_operator, require_operator
+from app.points import adjustments, deductions, queries
+from app.points.schemas import (
     AdjustmentArgs,
     AdjustmentSchema,
-    AtRiskArgs,
-    AtRiskSchema,
     DeductionArgs,
     DeductionSchema,
     HistoryArgs,
     HistoryPageSchema,
     MemberPointsSchema,
     ReadReasonArgs,
-    SessionSchema,
-    SignInArgs,
 )
-from app.core.db import db
-from app.core.errors import Forbidden, NotFound, ValidationFailed
-from app.core.http import Blueprint
-from app.core.i18n import _l
-from app.core.schemas import page_of
-from app.dealers.models import Dealer
-from app.dealers.services import dealer_by_code
-from app.members import access, cards
-from app.members.models import Member
-from app.operators import auth
-from app.operators.auth import current_operator, require_operator
-from app.points import adjustments, deductions, queries
-from app.tiers import policy as tiers
 
-blp = Blueprint("cs", __name__, url_prefix="/api/v1/cs", description="Customer service and dealer back office")
+blp = Blueprint("cs_points", __name__, url_prefix="/api/v1/cs", description="Back office: points")
 
 READERS = ("agent", "supervisor", "dealer_manager", "operator")
 BEARER = [{"bearerAuth": []}]
-
-
-def _member(member_no: str, reason: str | None) -> Member:
-    """The member by number, if this operator may see them; the read is audited either way."""
-    operator = current_operator()
-    member = cards.read_member(member_no, actor=("staff", operator.actor), reason=reason)
-    if member is None:
-        raise NotFound(_l("No member has this number."))
-    if not access.visible_to(operator, member):
-        raise Forbidden(_l("This member belongs to another dealer."))
-    return member
-
-
-@blp.route("/sessions", methods=["POST"])
-@blp.arguments(SignInArgs)
-@blp.response(201, SessionSchema)
-@blp.alt_response(401, response="UNAUTHORIZED")
-def sign_in(args: dict[str, Any]) -> dict[str, Any]:
-    """Sign in with username and password; use the token as `Authorization: Bearer <token>`."""
-    operator, token = auth.sign_in(args["username"], args["password"])
-    return {
-        "token": token,
-        "expires_in": auth.TOKEN_HOURS.value() * 3600,
-        "username": operator.username,
-        "name": operator.name,
-        "role": operator.role,
-    }
 
 
 @blp.route("/members/<member_no>/points")
@@ -76,7 +35,7 @@ def sign_in(args: dict[str, Any]) -> dict[str, Any]:
 @require_operator(*READERS)
 def member_points(args: dict[str, Any], member_no: str) -> dict[str, Any]:
     """Balance (available, pending, expiring in 30/90 days) and tier progress."""
-    member = _member(member_no, args.get("reason"))
+    member = member_for_operator(current_operator(), member_no, reason=args.get("reason"))
     balance = dataclasses.asdict(queries.balance(member.id))
     return {
         "balance": {"member_no": member.member_no, **balance},
@@ -91,7 +50,7 @@ def member_points(args: dict[str, Any], member_no: str) -> dict[str, Any]:
 @require_operator(*READERS)
 def member_history(args: dict[str, Any], member_no: str) -> dict[str, Any]:
     """Ledger entries newest first, earnings with their lot and expiry."""
-    member = _member(member_no, args.get("reason"))
+    member = member_for_operator(current_operator(), member_no, reason=args.get("reason"))
     items, total = queries.history(
         member.id, page=args["page"], per_page=args["per_page"], currency=args.get("currency")
     )
@@ -107,13 +66,14 @@ def member_history(args: dict[str, Any], member_no: str) -> dict[str, Any]:
 @require_operator("agent", "supervisor")
 def adjust(args: dict[str, Any], member_no: str) -> tuple[Any, int]:
     """Adjust reward points with a reason code; above the threshold a supervisor must approve."""
-    member = _member(member_no, f"adjustment: {args['reason_code']}")
+    operator = current_operator()
+    member = member_for_operator(operator, member_no, reason=f"adjustment: {args['reason_code']}")
     request, _created = adjustments.request_adjustment(
-        member,
+        member.id,
         points=args["points"],
         reason_code=args["reason_code"],
         note=args["note"],
-        requested_by=current_operator().actor,
+        requested_by=operator.actor,
         request_id=args["request_id"],
     )
     return request, 201 if request.status == "applied" else 202
@@ -151,16 +111,6 @@ def reject_adjustment(adjustment_id: int) -> Any:
     return _decide(adjustment_id, False)
 
 
-def _deducting_dealer(args: dict[str, Any]) -> Dealer:
-    operator = current_operator()
-    if operator.role == "dealer_manager":
-        return db.session.get(Dealer, operator.dealer_id)  # type: ignore[return-value]
-    dealer = dealer_by_code(args.get("dealer_code") or "")
-    if dealer is None:
-        raise ValidationFailed(fields={"dealer_code": [_l("Unknown dealer code.")]})
-    return dealer
-
-
 @blp.route("/members/<member_no>/deductions", methods=["POST"])
 @blp.doc(security=BEARER)
 @blp.arguments(DeductionArgs)
@@ -169,40 +119,20 @@ def _deducting_dealer(args: dict[str, Any]) -> Dealer:
 @require_operator("dealer_manager", "operator")
 def deduct(args: dict[str, Any], member_no: str) -> tuple[dict[str, Any], int]:
     """Pay part of a bill at the dealer with points; a repeated request id deducts once."""
-    member = _member(member_no, f"deduction: {args['purpose']}")
-    posting = deductions.deduct_at_dealer(
-        member,
+    operator = current_operator()
+    member = member_for_operator(operator, member_no, reason=f"deduction: {args['purpose']}")
+    result = deductions.deduct_at_dealer(
+        member.id,
+        member_status=member.status,
         points=args["points"],
-        dealer=_deducting_dealer(args),
+        dealer=deductions.deducting_dealer(operator, args.get("dealer_code")),
         request_id=args["request_id"],
         purpose=args["purpose"],
-        actor=current_operator().actor,
+        actor=operator.actor,
     )
-    available = queries.balance(member.id).available
     return {
-        "entry_id": posting.id,
-        "points": -posting.points,
-        "available": available,
-        "duplicate": not posting.new,
+        "entry_id": result.posting.id,
+        "points": -result.posting.points,
+        "available": result.available,
+        "duplicate": not result.posting.new,
     }, 201
-
-
-@blp.route("/tiers/at-risk")
-@blp.doc(security=BEARER)
-@blp.arguments(AtRiskArgs, location="query")
-@blp.response(200, AtRiskSchema(many=True))
-@require_operator("agent", "supervisor", "operator")
-def tiers_at_risk(args: dict[str, Any]) -> list[dict[str, Any]]:
-    """Members whose review is near and who would drop a tier without a qualifying activity."""
-    states = tiers.at_risk(within_days=args["within_days"])
-    member_ids = [s.member_id for s in states]
-    numbers = dict(db.session.execute(sa.select(Member.id, Member.member_no).where(Member.id.in_(member_ids))).all())
-    return [
-        {
-            "member_no": numbers.get(s.member_id),
-            "tier": s.tier,
-            "review_on": s.review_on,
-            "last_qualifying_at": s.last_qualifying_at,
-        }
-        for s in states
-    ]

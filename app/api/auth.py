@@ -11,8 +11,8 @@ from flask import g, request
 from app.core.errors import Forbidden, Unauthenticated
 from app.core.i18n import _l, use_member_locale
 from app.core.ratelimit import limiter, wechat_user
-from app.dealers.staff_binding import staff_of
 from app.members import registration, sessions
+from app.members.staff_mode import staff_of
 
 BEARER = [{"miniappSession": []}]
 

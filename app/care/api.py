@@ -1,0 +1,34 @@
+"""Mini-app: the subscribe-message grants a member gave (one accept = one future message)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import g
+
+from app.api.auth import BEARER, consented_member_required, member_required
+from app.care import subscriptions
+from app.care.schemas import GrantSchema, SubscriptionArgs
+from app.core.http import Blueprint
+
+blp = Blueprint("care", __name__, url_prefix="/api/v1", description="Mini-app: notifications")
+
+
+@blp.route("/me/subscriptions", methods=["POST"])
+@blp.doc(security=BEARER)
+@blp.arguments(SubscriptionArgs)
+@blp.response(200, GrantSchema(many=True))
+@blp.alt_response(403, response="FORBIDDEN")
+@consented_member_required
+def record_subscriptions(args: dict[str, Any]) -> list[Any]:
+    """Record what the member accepted in wx.requestSubscribeMessage (one accept = one future message)."""
+    subscriptions.record(g.member.id, args["request_id"], args["results"])
+    return subscriptions.for_member(g.member.id)
+
+
+@blp.route("/me/subscriptions")
+@blp.doc(security=BEARER)
+@blp.response(200, GrantSchema(many=True))
+@member_required
+def list_subscriptions() -> list[Any]:
+    return subscriptions.for_member(g.member.id)

@@ -1,0 +1,68 @@
+"""Staff mode of the mini-app and the back office's staff invites and vehicle claims."""
+
+from __future__ import annotations
+
+import marshmallow as ma
+
+from app.core.schemas import BaseSchema, Length, Month, Range
+from app.members.schemas import VehicleSchema
+
+
+class StaffBindArgs(BaseSchema):
+    invite_code = ma.fields.String(required=True, validate=Length(min=4, max=16))
+
+
+class StaffSchema(ma.Schema):
+    staff_code = ma.fields.String()
+    name = ma.fields.String()
+    role = ma.fields.String()
+    dealer_code = ma.fields.String()
+    dealer_name = ma.fields.String()
+
+
+class MonthArgs(ma.Schema):
+    month = Month(
+        metadata={
+            "description": "YYYY-MM; default the current month",
+            "type": "string",
+            "pattern": "^20\\d\\d-(0[1-9]|1[0-2])$",
+        }
+    )
+
+
+class EnrollmentFiguresSchema(ma.Schema):
+    month = ma.fields.String()
+    enrolled = ma.fields.Integer()
+    activated_within_30_days = ma.fields.Integer()
+    activation_rate = ma.fields.Float()
+    target = ma.fields.Integer()
+    target_progress = ma.fields.Float(allow_none=True)
+
+
+class ScanArgs(BaseSchema):
+    code = ma.fields.String(required=True, validate=Length(min=1, max=128))
+
+
+class MemberCardSchema(ma.Schema):
+    member_no = ma.fields.String()
+    name = ma.fields.String(allow_none=True, metadata={"description": "Masked"})
+    phone = ma.fields.String(allow_none=True, metadata={"description": "Masked"})
+    status = ma.fields.String()
+    tier = ma.fields.String()
+    tier_name = ma.fields.String()
+    available_points = ma.fields.Integer()
+    vehicles = ma.fields.List(ma.fields.Nested(VehicleSchema))
+    benefits = ma.fields.List(ma.fields.String())
+
+
+class InviteSchema(ma.Schema):
+    staff_code = ma.fields.String()
+    invite_code = ma.fields.String()
+    expires_at = ma.fields.DateTime()
+
+
+class ClaimDecisionArgs(BaseSchema):
+    model_code = ma.fields.String(validate=Length(min=1, max=32))
+    model_name = ma.fields.String(validate=Length(min=1, max=64))
+    model_year = ma.fields.Integer(strict=True, validate=Range(min=1990, max=2100))
+    note = ma.fields.String(validate=Length(max=255))
