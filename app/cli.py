@@ -195,13 +195,9 @@ Mini-app (the sandbox accepts any wx.login code; a phone code ending in 11 digit
     )
     from werkzeug.serving import run_simple
 
-    from app.wechat.clients import forget_clients
-
     # The reads above opened this command's unit of work; on SQLite (BEGIN IMMEDIATE) an open
     # transaction would hold the write lock for as long as the server runs.
     db.session.remove()
-    app.config["SANDBOX_BASE_URL"] = f"{base}/sandbox"  # the fake WeChat lives on this very server
-    forget_clients(app)
     start_embedded_scheduler(app)
     run_simple(host, port, app, threaded=True, use_reloader=False)
 

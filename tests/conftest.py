@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app import create_app
+from app import create_app, gateways
 from app.core import tunables
 from app.core.db import db
 from app.core.security import sign_timestamped
@@ -40,8 +40,10 @@ WECHAT = {
     "WECHAT_APP_SECRET": "test-app-secret",
     "WECHAT_TOKEN": "123456",
     "WECHAT_AES_KEY": "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR",
-    "WECHAT_API_BASE": "https://api.weixin.qq.com",
-    "WECHAT_PAY_API_BASE": "https://api.mch.weixin.qq.com",
+    # The in-process fakes (app.gateways.fakes); the real gateways are tested on their own with
+    # `responses` (tests/test_wechat_gateways.py, tests/test_wechat_clients.py).
+    "WECHAT_API_BASE": "sandbox",
+    "WECHAT_PAY_API_BASE": "sandbox",
     "WECHAT_PAY_MCH_ID": "1900000109",
     "MINIAPP_APP_ID": "wxminiapptest00001",
     "MINIAPP_APP_SECRET": "test-miniapp-secret",
@@ -185,6 +187,15 @@ def _isolation(request: pytest.FixtureRequest, app: Flask) -> Iterator[None]:
         transaction.rollback()
         connection.close()
         db.bind_to(engine)
+
+
+@pytest.fixture(autouse=True)
+def fakes(app: Flask) -> Iterator[gateways.Gateways]:
+    """The partner fakes the app talks to (WeChat, WeChat Pay), fresh for every test."""
+    installed = gateways.installed(app)
+    for fake in (installed.official_account, installed.mini_app, installed.payments):
+        fake.reset()  # type: ignore[attr-defined]
+    yield installed
 
 
 @pytest.fixture(autouse=True)

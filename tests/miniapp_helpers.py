@@ -1,62 +1,30 @@
-"""A fake of WeChat's mini-app endpoints (via ``responses``) and a signed-in client."""
+"""The mini-app's WeChat (registered codes on the in-process fake) and a signed-in client."""
 
 from __future__ import annotations
 
-import json
-import re
 from typing import Any
 
-import responses
-
-API = "https://api.weixin.qq.com"
+from app.gateways import MiniAppSignIn
 
 
 class FakeMiniappWeChat:
-    """``jscode2session`` and ``getuserphonenumber`` as WeChat answers them."""
+    """The mini-app's WeChat (the in-process fake): only the codes a test registers work."""
 
-    def __init__(self, mock: responses.RequestsMock) -> None:
-        self.codes: dict[str, dict[str, Any]] = {}
-        self.phones: dict[str, str] = {}
-        self.phone_calls = 0
-        mock.add(responses.POST, f"{API}/cgi-bin/stable_token", json={"access_token": "MINI", "expires_in": 7200})
-        mock.add_callback(responses.GET, re.compile(rf"{API}/sns/jscode2session.*"), callback=self._session)
-        mock.add_callback(responses.POST, re.compile(rf"{API}/wxa/business/getuserphonenumber.*"), callback=self._phone)
+    def __init__(self, mini_app: Any) -> None:
+        self.fake = mini_app
+        mini_app.accept_any_code = False
 
     def code(self, code: str, openid: str, unionid: str | None = None) -> str:
-        self.codes[code] = {
-            "openid": openid,
-            "session_key": f"sk-{openid}",
-            **({"unionid": unionid} if unionid else {}),
-        }
+        self.fake.sessions[code] = MiniAppSignIn(openid, f"sk-{openid}", unionid)
         return code
 
     def phone_code(self, code: str, phone: str) -> str:
-        self.phones[code] = phone
+        self.fake.phones[code] = phone
         return code
 
-    def _session(self, request: Any) -> tuple[int, dict, str]:
-        code = request.params.get("js_code", "")
-        if code not in self.codes:
-            return 200, {}, json.dumps({"errcode": 40029, "errmsg": "invalid code"})
-        return 200, {}, json.dumps(self.codes[code])
-
-    def _phone(self, request: Any) -> tuple[int, dict, str]:
-        self.phone_calls += 1
-        code = json.loads(request.body)["code"]
-        if code not in self.phones:
-            return 200, {}, json.dumps({"errcode": 40029, "errmsg": "invalid code"})
-        phone = self.phones[code]
-        return (
-            200,
-            {},
-            json.dumps(
-                {
-                    "errcode": 0,
-                    "errmsg": "ok",
-                    "phone_info": {"phoneNumber": phone, "purePhoneNumber": phone, "countryCode": "86"},
-                }
-            ),
-        )
+    @property
+    def phone_calls(self) -> int:
+        return len([call for call in self.fake.calls if call["api"] == "getuserphonenumber"])
 
 
 class MiniClient:

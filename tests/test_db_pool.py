@@ -21,7 +21,9 @@ def test_pooled_connections_the_server_ended_are_replaced_at_checkout(app):
     engine = db.engine
     with engine.connect() as first, engine.connect() as second:  # two idle connections in the pool
         pooled = {_backend_pid(first), _backend_pid(second)}
-    outside = sa.create_engine(PG_URL, poolclass=sa.pool.NullPool)
+    # Autocommit: pg_stat_activity is snapshotted once per transaction, so polling inside one
+    # transaction would never see the backends leave.
+    outside = sa.create_engine(PG_URL, poolclass=sa.pool.NullPool, isolation_level="AUTOCOMMIT")
     with outside.connect() as admin:
         admin.execute(sa.text("SELECT pg_terminate_backend(pid) FROM unnest(:pids) AS pid"), {"pids": list(pooled)})
         deadline = time.monotonic() + 10

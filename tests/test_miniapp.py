@@ -23,9 +23,9 @@ from tests.wechat_helpers import Callback, SentMessages, event_xml
 
 
 @pytest.fixture
-def wechat(app, http_mock):
+def wechat(fakes, app, http_mock):
     clients.forget_clients(app)
-    return FakeMiniappWeChat(http_mock)
+    return FakeMiniappWeChat(fakes.mini_app)
 
 
 @pytest.fixture
@@ -86,8 +86,8 @@ def test_unionid_joins_the_service_account_member(mini, app_ctx):
     assert body["member"]["member_no"] == member.member_no and body["needs_registration"] is False
 
 
-def test_a_follower_from_an_advisor_qr_who_opens_the_mini_app_stays_one_member(mini, client, http_mock, app_ctx):
-    sent = SentMessages(http_mock)
+def test_a_follower_from_an_advisor_qr_who_opens_the_mini_app_stays_one_member(fakes, mini, client, http_mock, app_ctx):
+    sent = SentMessages(fakes.official_account)
     factories.staff(factories.dealer(code="D0101"), code="SA0101")
     Callback(client).reply(event_xml("o-qr-person", "subscribe", EventKey="qrscene_adv:SA0101"))
     Callback(client).reply(event_xml("o-qr-person", "SCAN", EventKey="adv:SA0101"))
@@ -494,19 +494,3 @@ def test_nul_characters_are_refused_field_by_field(mini, member):
     assert mini.get("/api/v1/me/points/history?kind=%00").status_code == 422
     assert mini.delete("/api/v1/me/vehicles/LFV%00").status_code == 422
     assert db.session.get(Member, member.id).name != "张\x00三"
-
-
-def test_a_wechat_outage_is_a_503_to_retry_and_nothing_is_kept(client, wechat, shop, http_mock):
-    import requests
-    import responses
-
-    from app.campaigns.models import QrCode
-
-    http_mock.add(
-        responses.POST, "https://api.weixin.qq.com/cgi-bin/qrcode/create", body=requests.ConnectionError("down")
-    )
-    _manager, token = factories.operator("dealer_manager", dealer_id=shop.id)
-    response = client.get("/api/v1/cs/staff/SA0101/enrollment-qr", headers={"Authorization": f"Bearer {token}"})
-    assert response.status_code == 503 and response.headers["Retry-After"] == "5"
-    assert response.json["error"]["code"] == "upstream_unavailable"
-    assert db.session.scalar(sa.select(sa.func.count()).select_from(QrCode)) == 0

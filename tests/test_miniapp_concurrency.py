@@ -20,9 +20,9 @@ pytestmark = [pytest.mark.postgres, pytest.mark.committed]
 
 
 @pytest.fixture
-def wechat(app, http_mock):
+def wechat(fakes, app, http_mock):
     clients.forget_clients(app)
-    return FakeMiniappWeChat(http_mock)
+    return FakeMiniappWeChat(fakes.mini_app)
 
 
 def count(app, model, *where) -> int:

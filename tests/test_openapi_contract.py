@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import responses
 import schemathesis
 from flask import Flask
 from hypothesis import HealthCheck, settings
@@ -35,7 +34,7 @@ from app.core.db import db
 from app.members import registration, sessions, staff_mode
 from app.points import ledger
 from tests import factories
-from tests.miniapp_helpers import API, FakeMiniappWeChat
+from tests.miniapp_helpers import FakeMiniappWeChat
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 MAX_EXAMPLES = 12
@@ -102,13 +101,8 @@ class Credentials:
 
 
 @pytest.fixture
-def credentials(app: Flask, app_ctx: None, http_mock: Any) -> Credentials:
-    FakeMiniappWeChat(http_mock)  # WeChat answers "invalid code" to generated login codes
-    http_mock.add(
-        responses.POST,
-        f"{API}/cgi-bin/qrcode/create",
-        json={"ticket": "T", "url": "http://weixin.qq.com/q/t", "expire_seconds": 2_592_000},
-    )
+def credentials(fakes, app: Flask, app_ctx: None) -> Credentials:
+    FakeMiniappWeChat(fakes.mini_app)  # WeChat answers "invalid code" to generated login codes
     return Credentials(app)
 
 

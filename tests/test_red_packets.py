@@ -4,92 +4,31 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import random
-import threading
 
 import pytest
-import requests
-import responses
 import sqlalchemy as sa
-from defusedxml.ElementTree import fromstring
 
 from app.campaigns import redpackets
 from app.campaigns.models import Campaign, RedPacketGrant
 from app.campaigns.payouts import PayoutPending
 from app.core.clock import business_today, utcnow
 from app.core.db import db
+from app.gateways import Unavailable
 from app.jobs import run_job
-from app.wechat import clients
 from tests import factories
 from tests.conftest import run_concurrently
 from tests.wechat_helpers import Callback, SentMessages, event_xml, text_xml
 
-PAY = "https://api.mch.weixin.qq.com/mmpaymkttransfers"
 
-
-def pay_xml(**fields: str) -> str:
-    return "<xml>" + "".join(f"<{k}><![CDATA[{v}]]></{k}>" for k, v in fields.items()) + "</xml>"
-
-
-class FakeWeChatPay:
-    """WeChat Pay as the tests need it: pays a bill number at most once, can fail on purpose."""
-
-    def __init__(self, failure_rate: float = 0.0, seed: int = 7) -> None:
-        self.payments: dict[str, int] = {}  # bill number -> how many times money actually moved
-        self.requests: list[str] = []
-        self.failure_rate = failure_rate
-        self.random = random.Random(seed)
-        self.lock = threading.Lock()
-
-    def send(self, request: requests.PreparedRequest) -> tuple[int, dict, str]:
-        fields = {child.tag: child.text for child in fromstring(request.body)}
-        bill = fields["mch_billno"]
-        with self.lock:
-            self.requests.append(bill)
-            roll = self.random.random()
-            if roll < self.failure_rate / 2:
-                return (
-                    200,
-                    {},
-                    pay_xml(
-                        return_code="SUCCESS",
-                        result_code="FAIL",
-                        err_code="SYSTEMERROR",
-                        err_code_des="系统繁忙,请稍后再试.",
-                        mch_billno=bill,
-                    ),
-                )
-            if bill not in self.payments:
-                self.payments[bill] = 1  # the money moves here, at most once per bill number
-            lost_reply = roll < self.failure_rate
-        if lost_reply:  # paid, but the answer never arrives
-            raise requests.exceptions.ReadTimeout("read timed out")
-        return (
-            200,
-            {},
-            pay_xml(
-                return_code="SUCCESS",
-                result_code="SUCCESS",
-                mch_billno=bill,
-                send_listid=f"1000041701{bill[-10:]}",
-                total_amount=fields["total_amount"],
-            ),
-        )
-
-    def install(self, mock: responses.RequestsMock) -> None:
-        mock.add_callback(responses.POST, f"{PAY}/sendredpack", callback=self.send)
+@pytest.fixture
+def pay(fakes):
+    """WeChat Pay (the in-process fake): pays a bill number at most once, can fail on purpose."""
+    return fakes.payments
 
 
 @pytest.fixture(autouse=True)
-def fresh_clients(app):
-    clients.forget_clients(app)
-    yield
-    clients.forget_clients(app)
-
-
-@pytest.fixture(autouse=True)
-def sent(http_mock):
-    return SentMessages(http_mock)
+def sent(fakes):
+    return SentMessages(fakes.official_account)
 
 
 def make_campaign(**overrides) -> Campaign:
@@ -121,9 +60,7 @@ def grants():
     return db.session.scalars(sa.select(RedPacketGrant).order_by(RedPacketGrant.id)).all()
 
 
-def test_a_campaign_scan_enrolls_and_pays_a_packet_once(client, app_ctx, http_mock, sent):
-    pay = FakeWeChatPay()
-    pay.install(http_mock)
+def test_a_campaign_scan_enrolls_and_pays_a_packet_once(client, app_ctx, pay, sent):
     make_campaign()
     callback = Callback(client)
     assert "红包" in callback.reply(event_xml("o-rp-1", "subscribe", EventKey="qrscene_camp:SPRING"))["Content"]
@@ -134,11 +71,10 @@ def test_a_campaign_scan_enrolls_and_pays_a_packet_once(client, app_ctx, http_mo
     assert len(grant.bill_no) == 28 and grant.bill_no.startswith("1900000109")
     callback.reply(event_xml("o-rp-1", "SCAN", EventKey="camp:SPRING"))
     assert "已经领取过" in sent.last_text_to("o-rp-1")
-    assert pay.payments == {grant.bill_no: 1}
+    assert pay.paid == {grant.bill_no: 1}
 
 
-def test_the_password_works_too_and_checks_the_channel(client, app_ctx, http_mock, sent):
-    FakeWeChatPay().install(http_mock)
+def test_the_password_works_too_and_checks_the_channel(client, app_ctx, sent):
     make_campaign(channels=["password"])
     callback = Callback(client)
     callback.reply(text_xml("o-pw", "开春红包"))
@@ -147,8 +83,7 @@ def test_the_password_works_too_and_checks_the_channel(client, app_ctx, http_moc
     assert "未开放" in sent.last_text_to("o-qr")
 
 
-def test_budget_daily_cap_and_window(client, app_ctx, http_mock, sent):
-    FakeWeChatPay().install(http_mock)
+def test_budget_daily_cap_and_window(client, app_ctx, sent):
     make_campaign(budget_fen=1_000, daily_cap=5)  # two packets' worth
     callback = Callback(client)
     for i in range(3):
@@ -165,42 +100,26 @@ def test_budget_daily_cap_and_window(client, app_ctx, http_mock, sent):
     assert "未开放" in sent.last_text_to("o-late")
 
 
-def test_systemerror_is_retried_with_the_same_bill_number(client, app_ctx, http_mock):
+def test_systemerror_is_retried_with_the_same_bill_number(client, app_ctx, pay):
     make_campaign()
-    http_mock.add(
-        responses.POST,
-        f"{PAY}/sendredpack",
-        body=pay_xml(return_code="SUCCESS", result_code="FAIL", err_code="SYSTEMERROR", err_code_des="系统繁忙"),
-    )
+    pay.fail_next("sendredpack", Unavailable("系统繁忙", code="SYSTEMERROR"))
     Callback(client).reply(event_xml("o-se", "subscribe", EventKey="qrscene_camp:SPRING"))
     [grant] = grants()
     assert (grant.status, grant.attempts) == ("sending", 1)
     assert "SYSTEMERROR" in grant.last_error
-    http_mock.replace(
-        responses.POST,
-        f"{PAY}/sendredpack",
-        body=pay_xml(return_code="SUCCESS", result_code="SUCCESS", send_listid="L1"),
-    )
     assert run_job("app.campaigns.payouts.pay_out", (grant.id,)) == "sent"
-    bills = [
-        fromstring(call.request.body).findtext("mch_billno")
-        for call in http_mock.calls
-        if call.request.url.endswith("/sendredpack")
-    ]
-    assert bills == [grant.bill_no, grant.bill_no]
+    assert pay.requests() == [grant.bill_no, grant.bill_no]
+    assert pay.paid == {grant.bill_no: 1}
 
 
-def test_a_definite_refusal_fails_the_grant_and_returns_the_money_to_the_budget(client, app_ctx, http_mock):
+def test_a_definite_refusal_fails_the_grant_and_returns_the_money_to_the_budget(client, app_ctx, pay):
     campaign = make_campaign()
-    http_mock.add(
-        responses.POST,
-        f"{PAY}/sendredpack",
-        body=pay_xml(return_code="SUCCESS", result_code="FAIL", err_code="NOTENOUGH", err_code_des="帐号余额不足"),
-    )
+    pay.refuse_next("NOTENOUGH")
     Callback(client).reply(event_xml("o-nf", "subscribe", EventKey="qrscene_camp:SPRING"))
     [grant] = grants()
     db.session.refresh(campaign)
     assert (grant.status, campaign.committed_fen) == ("failed", 0)
+    assert "NOTENOUGH" in grant.last_error and pay.paid == {}
 
 
 def test_money_returned_by_a_refusal_keeps_sign_ups_committed_meanwhile(app_ctx):
@@ -260,16 +179,11 @@ def test_a_draft_or_ended_campaigns_password_is_ordinary_chat(app_ctx):
 @pytest.mark.parametrize(
     ("wechat_status", "grant_status"), [("RECEIVED", "received"), ("REFUND", "refunded"), ("FAILED", "failed")]
 )
-def test_reconciliation_records_what_wechat_says(client, app_ctx, http_mock, wechat_status, grant_status):
+def test_reconciliation_records_what_wechat_says(client, app_ctx, pay, wechat_status, grant_status):
     campaign = make_campaign()
-    FakeWeChatPay().install(http_mock)
     Callback(client).reply(event_xml("o-rc", "subscribe", EventKey="qrscene_camp:SPRING"))
     [grant] = grants()
-    http_mock.add(
-        responses.POST,
-        f"{PAY}/gethbinfo",
-        body=pay_xml(return_code="SUCCESS", result_code="SUCCESS", mch_billno=grant.bill_no, status=wechat_status),
-    )
+    pay.statuses[grant.bill_no] = wechat_status
     run_job("app.campaigns.payouts.reconcile_red_packets", ())
     db.session.refresh(grant)
     db.session.refresh(campaign)
@@ -280,9 +194,8 @@ def test_reconciliation_records_what_wechat_says(client, app_ctx, http_mock, wec
 
 @pytest.mark.postgres
 @pytest.mark.committed
-def test_100_concurrent_signups_with_30_percent_pay_failures_pay_exactly_40_packets_once(app, http_mock):
-    pay = FakeWeChatPay(failure_rate=0.3)
-    pay.install(http_mock)
+def test_100_concurrent_signups_with_30_percent_pay_failures_pay_exactly_40_packets_once(app, pay):
+    pay.failure_rate = 0.3  # half answer SYSTEMERROR, half pay and lose the answer
     with app.app_context():
         make_campaign(budget_fen=40 * 500)
         db.session.commit()
@@ -311,6 +224,6 @@ def test_100_concurrent_signups_with_30_percent_pay_failures_pay_exactly_40_pack
         assert len({g.member_id for g in all_grants}) == 40
         assert {g.status for g in all_grants} == {"sent"}
         assert campaign.committed_fen == campaign.budget_fen == 20_000
-        assert sorted(pay.payments) == sorted(g.bill_no for g in all_grants)
-        assert set(pay.payments.values()) == {1}
-        assert len(pay.requests) > 40  # failures really happened and were retried with the same bills
+        assert sorted(pay.paid) == sorted(g.bill_no for g in all_grants)
+        assert set(pay.paid.values()) == {1}
+        assert len(pay.requests()) > 40  # failures really happened and were retried with the same bills

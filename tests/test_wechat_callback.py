@@ -23,11 +23,11 @@ def wx(client):
 
 
 @pytest.fixture
-def sent(app, http_mock):
+def sent(fakes, app, http_mock):
     from app.wechat import clients
 
     clients.forget_clients(app)
-    return SentMessages(http_mock)
+    return SentMessages(fakes.official_account)
 
 
 @pytest.fixture

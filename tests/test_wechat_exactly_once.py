@@ -21,12 +21,12 @@ pytestmark = [pytest.mark.postgres, pytest.mark.committed]
 MEMBERS, TEXTS, CLICKS, NEWCOMERS = 50, 8_000, 1_000, 1_000
 
 
-def test_every_effect_happens_exactly_once(app, http_mock):
+def test_every_effect_happens_exactly_once(fakes, app, http_mock):
     from app.wechat import clients
     from tests.wechat_helpers import SentMessages
 
     clients.forget_clients(app)
-    sent = SentMessages(http_mock)
+    sent = SentMessages(fakes.official_account)
     with app.app_context():
         factories.staff(factories.dealer(code="D0101"), code="SA0101")
         for i in range(MEMBERS):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import secrets
 import time
 from typing import Any
@@ -71,49 +70,50 @@ def parse_reply(text: str, *, aes: bool = False) -> dict[str, str]:
 
 
 class SentMessages:
-    """Records customer-service and template messages sent to WeChat (the API is mocked)."""
+    """What the service sent through the (fake) service account: customer and template messages,
+    and the followers whose unionid it asked for (each follower's unionid is union-<openid>)."""
 
-    API = "https://api.weixin.qq.com/cgi-bin"
+    def __init__(self, official: Any) -> None:
+        self.official = official
+        official.unionid_of = lambda openid: f"union-{openid}"
 
-    def __init__(self, mock: Any) -> None:
-        import json
+    @property
+    def custom(self) -> list[dict]:
+        return [call for call in self.official.calls if call["api"] in ("custom.text", "custom.news")]
 
-        import responses
+    @property
+    def templates(self) -> list[dict]:
+        return self.official.templates()
 
-        self.custom: list[dict] = []
-        self.templates: list[dict] = []
-
-        def record(into: list, answer: dict) -> Any:
-            def callback(request: Any) -> tuple[int, dict, str]:
-                into.append(json.loads(request.body))
-                return 200, {}, json.dumps(answer)
-
-            return callback
-
-        mock.add(responses.POST, f"{self.API}/stable_token", json={"access_token": "T", "expires_in": 7200})
-        mock.add_callback(
-            responses.POST,
-            f"{self.API}/message/custom/send",
-            callback=record(self.custom, {"errcode": 0, "errmsg": "ok"}),
-        )
-        mock.add_callback(
-            responses.POST,
-            f"{self.API}/message/template/send",
-            callback=record(self.templates, {"errcode": 0, "errmsg": "ok", "msgid": 1001}),
-        )
-        self.user_info: list[str] = []  # openids looked up; each follower's unionid is union-<openid>
-
-        def user_info(request: Any) -> tuple[int, dict, str]:
-            openid = request.params["openid"]
-            self.user_info.append(openid)
-            return 200, {}, json.dumps({"subscribe": 1, "openid": openid, "unionid": f"union-{openid}"})
-
-        mock.add_callback(responses.GET, re.compile(rf"{re.escape(self.API)}/user/info.*"), callback=user_info)
+    @property
+    def user_info(self) -> list[str]:
+        return [call["openid"] for call in self.official.of("user.info")]
 
     def texts_to(self, openid: str) -> list[str]:
-        return [m["text"]["content"] for m in self.custom if m["touser"] == openid and m["msgtype"] == "text"]
+        return self.official.texts_to(openid)
 
     def last_text_to(self, openid: str) -> str:
         texts = self.texts_to(openid)
         assert texts, f"no customer message to {openid}: {self.custom}"
         return texts[-1]
+
+
+def use_real_wechat(app: Any, monkeypatch: Any) -> Any:
+    """Point ``app`` at the real WeChat and WeChat Pay APIs (their gateways and clients) for one test;
+    ``responses`` answers, and an unmatched request fails the test."""
+    import dataclasses
+
+    from app import gateways
+    from app.config import settings_of
+    from app.wechat import clients
+    from app.wechat.gateways import for_settings
+
+    settings = dataclasses.replace(
+        settings_of(app),
+        WECHAT_API_BASE="https://api.weixin.qq.com",
+        WECHAT_PAY_API_BASE="https://api.mch.weixin.qq.com",
+    )
+    monkeypatch.setitem(app.extensions, "loyalty.settings", settings)
+    monkeypatch.setitem(app.extensions, "loyalty.gateways", for_settings(settings))
+    clients.forget_clients(app)
+    return gateways.installed(app)

@@ -12,6 +12,7 @@ import datetime as dt
 
 import sqlalchemy as sa
 
+from app import gateways
 from app.campaigns.models import Campaign, QrCode
 from app.core import tunables
 from app.core.clock import utcnow
@@ -22,7 +23,6 @@ from app.core.qr import qr_png
 from app.dealers.models import Staff
 from app.jobs import job
 from app.members.models import EnrollmentToken
-from app.wechat.clients import official_client
 
 MAX_TEMPORARY_SECONDS = 30 * 24 * 3600
 PERMANENT_CAP = tunables.define("wechat.permanent_qr_cap", 100_000, "Permanent QR codes WeChat allows per account")
@@ -31,23 +31,15 @@ RENEW_BEFORE = dt.timedelta(days=2)
 
 def _create(kind: str, scene: str, *, seconds: int | None, **links: int | None) -> QrCode:
     """Ask WeChat for a string-scene code: temporary for ``seconds``, or permanent when None."""
-    if seconds is None:
-        body = {"action_name": "QR_LIMIT_STR_SCENE", "action_info": {"scene": {"scene_str": scene}}}
-    else:
-        body = {
-            "expire_seconds": seconds,
-            "action_name": "QR_STR_SCENE",
-            "action_info": {"scene": {"scene_str": scene}},
-        }
-    result = official_client().qrcode.create(body)
+    ticket = gateways.official_account().create_qr_code(scene, expire_seconds=seconds)
     now = utcnow()
     code = QrCode(
         kind=kind,
         scene=scene,
         permanent=seconds is None,
-        ticket=result["ticket"],
-        url=result["url"],
-        expires_at=None if seconds is None else now + dt.timedelta(seconds=int(result.get("expire_seconds", seconds))),
+        ticket=ticket.ticket,
+        url=ticket.url,
+        expires_at=None if seconds is None else now + dt.timedelta(seconds=ticket.expire_seconds or seconds),
         created_at=now,
         **links,
     )

@@ -13,6 +13,7 @@ import logging
 
 import sqlalchemy as sa
 
+from app import gateways
 from app.care.models import Notification
 from app.config import current_settings
 from app.core import tunables
@@ -31,8 +32,6 @@ TEMPLATE_IDS = tunables.define(
     {"tier_upgrade": "tier-upgrade-template", "tier_dropped": "tier-dropped-template"},
     "Service-account template message ids per notification kind (from the WeChat admin console)",
 )
-#: WeChat says the member does not follow the account: no template message can reach them.
-NOT_FOLLOWING = 43004
 
 
 def tier_changed(member_id: int, from_tier: str | None, to_tier: str, reason: str, at: dt.datetime) -> None:
@@ -117,36 +116,29 @@ def queue_chat_reply(openid: str, member_id: int | None, reply: dict, *, for_eve
 
 
 def _send_custom(notification: Notification) -> None:
-    from app.wechat.clients import official_client
-
-    client, payload = official_client(), notification.payload
+    payload = notification.payload
     if payload["type"] == "text":
-        client.message.send_text(notification.openid, payload["content"])
+        gateways.official_account().send_text(notification.openid, payload["content"])
     else:
-        client.message.send_articles(notification.openid, payload["articles"][:1])
+        gateways.official_account().send_articles(notification.openid, payload["articles"][:1])
 
 
 @job("notifications", retry=(30, 120, 600))
 def send_notification(notification_id: int) -> str:
-    from wechatpy.exceptions import WeChatClientException
-
-    from app.wechat.clients import official_client
-
     notification = db.session.get(Notification, notification_id, with_for_update=True)
     if notification is None or notification.status != "queued":
         return "done"
-    settings = current_settings()
     notification.attempts += 1
     if notification.channel == "official_custom":
         try:
             _send_custom(notification)
-        except WeChatClientException as exc:
-            notification.error = f"{exc.errcode}: {exc.errmsg}"[:255]
+        except gateways.GatewayError as exc:
+            notification.error = f"{exc.code}: {exc.message}"[:255]
             db.session.commit()
             raise
         notification.status, notification.sent_at = "sent", utcnow()
         return notification.status
-    openid = identities.official_openid(notification.member_id, settings.WECHAT_APP_ID)
+    openid = identities.official_openid(notification.member_id, current_settings().WECHAT_APP_ID)
     template_id = TEMPLATE_IDS.value().get(notification.kind)
     if openid is None or not template_id:
         notification.status = "skipped"
@@ -156,16 +148,20 @@ def send_notification(notification_id: int) -> str:
     with in_locale(member.locale if member else None):
         data = _template_data(notification)
     try:
-        result = official_client().message.send_template(openid, template_id, data)
-    except WeChatClientException as exc:
-        if exc.errcode == NOT_FOLLOWING:
-            notification.status, notification.error = "skipped", f"{exc.errcode}: {exc.errmsg}"
+        msgid = gateways.official_account().send_template(openid, template_id, data)
+    except gateways.Refused as exc:
+        if exc.code == gateways.NOT_FOLLOWING:
+            notification.status, notification.error = "skipped", f"{exc.code}: {exc.message}"
             return notification.status
-        notification.error = f"{exc.errcode}: {exc.errmsg}"[:255]
+        notification.error = f"{exc.code}: {exc.message}"[:255]
         db.session.commit()  # keep the attempt and error; RQ retries
         raise
+    except gateways.Unavailable as exc:
+        notification.error = f"unavailable: {exc}"[:255]
+        db.session.commit()
+        raise
     notification.status, notification.openid, notification.sent_at = "sent", openid, utcnow()
-    notification.wechat_msgid = int(result.get("msgid", 0)) or None
+    notification.wechat_msgid = msgid or None
     return notification.status
 
 

@@ -8,9 +8,7 @@ from typing import Any
 from flask import g
 
 from app.api.auth import BEARER, consented_member_required, member_required, per_user_limit, signed_in
-from app.core.errors import ValidationFailed
 from app.core.http import Blueprint
-from app.core.i18n import _l
 from app.core.qr import qr_png
 from app.core.ratelimit import client_ip, limiter
 from app.members import member_code, privacy, profile, registration, services, sessions, vehicle_claims
@@ -35,7 +33,6 @@ from app.members.schemas import (
 )
 from app.members.staff_mode import staff_of
 from app.tiers import policy as tiers
-from app.wechat import miniapp as wechat_miniapp
 
 blp = Blueprint("members", __name__, url_prefix="/api/v1", description="Mini-app: members")
 
@@ -82,8 +79,7 @@ def vehicle_json(ownership: Ownership) -> dict[str, Any]:
 @blp.alt_response(429, response="TOO_MANY_REQUESTS")
 def sign_in(args: dict[str, Any]) -> dict[str, Any]:
     """Exchange a ``wx.login`` code for a session token (WeChat's session_key stays on the server)."""
-    result = wechat_miniapp.code_to_session(args["code"])
-    signed = sessions.sign_in(result["openid"], result["session_key"], result.get("unionid"))
+    signed = sessions.sign_in_with_code(args["code"])
     g.identity, g.member = signed.identity, sessions.member_of(signed.identity)
     return {"token": signed.token, "expires_at": signed.expires_at, **_me()}
 
@@ -125,12 +121,8 @@ def me() -> dict[str, Any]:
 @per_user_limit("10/minute")
 def register(args: dict[str, Any]) -> dict[str, Any]:
     """Accept the privacy policy and share the phone number: join (or activate) the membership."""
-    registration.check_policy_version(args["policy_version"])  # before anything personal is fetched
-    phone = wechat_miniapp.phone_number(args["phone_code"])
-    if phone["country_code"] not in ("86", "+86"):
-        raise ValidationFailed(fields={"phone_code": [_l("Not a valid mainland China mobile number.")]})
-    result = registration.register(
-        g.identity, policy_version=args["policy_version"], purposes=args["purposes"], phone=phone["phone"]
+    result = registration.register_with_phone_code(
+        g.identity, policy_version=args["policy_version"], purposes=args["purposes"], phone_code=args["phone_code"]
     )
     return {
         "member": member_summary(result.member),
@@ -219,7 +211,7 @@ def patch_profile(args: dict[str, Any]) -> dict[str, Any]:
 @per_user_limit("5/minute")
 def put_phone(args: dict[str, Any]) -> dict[str, Any]:
     """Change the mobile number to the one the member shares now (not one used by another member)."""
-    profile.change_phone(g.member, wechat_miniapp.phone_number(args["phone_code"])["phone"])
+    profile.change_phone(g.member, args["phone_code"])
     return _profile(g.member)
 
 

@@ -6,8 +6,10 @@ import datetime as dt
 
 import sqlalchemy as sa
 
+from app import gateways
 from app.core.clock import utcnow
 from app.core.db import db, insert_if_absent
+from app.jobs import job
 from app.members.models import Member, WechatIdentity
 
 
@@ -92,3 +94,26 @@ def official_openid(member_id: int, app_id: str) -> str | None:
 
 def record_location(identity: WechatIdentity, latitude: float, longitude: float, at: dt.datetime) -> None:
     identity.latitude, identity.longitude, identity.located_at = latitude, longitude, at
+
+
+@job("default", retry=(30, 300, 3600))
+def fetch_unionid(identity_id: int) -> str | None:
+    """Ask WeChat for a service-account follower's unionid (present when the account is bound to the
+    brand's open platform) and join their identities. Safe to run twice.
+
+    WeChat tells the mini-app a user's unionid at sign-in, but the service account only through
+    ``user/info``; fetching it once after a subscribe or scan lets the same person's mini-app sign-in
+    join the member their QR scan created (attribution and welcome gift kept)."""
+    identity = db.session.get(WechatIdentity, identity_id)
+    if identity is None or identity.unionid is not None:
+        return identity.unionid if identity else None
+    unionid = gateways.official_account().follower_unionid(identity.openid)
+    if unionid:
+        link_unionid(identity, unionid)
+    return unionid
+
+
+def learn_unionid_later(identity: WechatIdentity) -> None:
+    """After the commit, fetch the unionid of a follower we do not know it for yet."""
+    if identity.unionid is None:
+        fetch_unionid.after_commit(identity.id, job_id=f"unionid-{identity.id}")

@@ -10,8 +10,8 @@ from app.core.clock import business_today
 from app.core.db import db
 from app.core.errors import Conflict, ValidationFailed
 from app.core.i18n import _l
-from app.members import services
-from app.members.identifiers import mask_phone, normalize_cn_mobile
+from app.members import registration, services
+from app.members.identifiers import mask_phone
 from app.members.models import Member
 
 #: Birthday changes after the first entry (birthday-month bonus abuse is why there is a limit).
@@ -25,12 +25,10 @@ def birthday_changes_left(member: Member) -> int | None:
     return max(BIRTHDAY_CHANGES_ALLOWED - member.birthday_changes, 0)
 
 
-def change_phone(member: Member, phone: str) -> Member:
+def change_phone(member: Member, phone_code: str) -> Member:
     """Move the membership to the mobile number the member shares now (refused if another member
     holds it); audited with masked numbers."""
-    normalized = normalize_cn_mobile(phone)
-    if normalized is None:
-        raise ValidationFailed(fields={"phone_code": [_l("Not a valid mainland China mobile number.")]})
+    normalized = registration.shared_phone(phone_code)
     before = mask_phone(member.phone)
     services.claim_phone(member, normalized)
     audit.record(

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
+from app import gateways
 from app.core import audit, tunables
 from app.core.clock import utcnow
 from app.core.db import db
-from app.core.errors import Conflict, Forbidden, ValidationFailed
+from app.core.errors import Conflict, Forbidden, ServiceUnavailable, ValidationFailed
 from app.core.i18n import _l
 from app.members import activation, identities, services
 from app.members.identifiers import normalize_cn_mobile
@@ -80,6 +81,34 @@ def _member_for_phone(phone: str, identity: WechatIdentity) -> tuple[Member, boo
         if member is None:
             raise
         return member, True
+
+
+#: WeChat's answers to a phone code that cannot be used (invalid, expired, too frequent).
+UNUSABLE_PHONE_CODES = {gateways.BAD_CODE, 40013, 45011}
+
+
+def shared_phone(phone_code: str) -> str:
+    """The mainland mobile number the member shares with the getPhoneNumber button (via WeChat)."""
+    try:
+        shared = gateways.mini_app().phone_number(phone_code)
+    except gateways.Refused as exc:
+        if exc.code in UNUSABLE_PHONE_CODES:
+            raise ValidationFailed(fields={"phone_code": [_l("This phone code is invalid or expired.")]}) from None
+        raise ServiceUnavailable(_l("WeChat did not answer. Please try again.")) from None
+    except gateways.Unavailable:
+        raise ServiceUnavailable(_l("WeChat did not answer. Please try again.")) from None
+    normalized = normalize_cn_mobile(shared.phone) if shared.country_code in ("86", "+86") else None
+    if normalized is None:
+        raise ValidationFailed(fields={"phone_code": [_l("Not a valid mainland China mobile number.")]})
+    return normalized
+
+
+def register_with_phone_code(
+    identity: WechatIdentity, *, policy_version: str, purposes: list[str], phone_code: str
+) -> Registration:
+    """The mini-app's join: the policy version is checked *before* WeChat is asked for the phone."""
+    check_policy_version(policy_version)
+    return register(identity, policy_version=policy_version, purposes=purposes, phone=shared_phone(phone_code))
 
 
 def register(identity: WechatIdentity, *, policy_version: str, purposes: list[str], phone: str) -> Registration:

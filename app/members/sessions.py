@@ -14,11 +14,12 @@ import sqlalchemy as sa
 from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
+from app import gateways
 from app.config import current_settings
 from app.core import tunables
 from app.core.clock import utcnow
 from app.core.db import db
-from app.core.errors import Unauthenticated
+from app.core.errors import ServiceUnavailable, Unauthenticated
 from app.core.i18n import _l
 from app.members import identities
 from app.members.models import Member, MiniappSession, WechatIdentity
@@ -60,6 +61,17 @@ def sign_in(openid: str, session_key: str, unionid: str | None) -> SignedIn:
     if unionid:
         identities.link_unionid(identity, unionid)
     return _new_session(identity, session_key)
+
+
+def sign_in_with_code(code: str) -> SignedIn:
+    """Exchange a ``wx.login`` code (through WeChat) for our session; WeChat's session_key stays here."""
+    try:
+        result = gateways.mini_app().code_to_session(code)
+    except gateways.Refused:
+        raise Unauthenticated(_l("This sign-in code is invalid or was already used. Please try again.")) from None
+    except gateways.Unavailable:
+        raise ServiceUnavailable(_l("WeChat did not answer. Please try again.")) from None
+    return sign_in(result.openid, result.session_key, result.unionid)
 
 
 #: One round trip for the session, the identity and the member; built once (every request runs it).
@@ -112,4 +124,4 @@ def revoke(session: MiniappSession) -> None:
 
 
 def member_of(identity: WechatIdentity) -> Member | None:
-    return db.session.get(Member, identity.member_id) if identity.member_id else None
+    return identities.member_of(identity)

@@ -7,9 +7,9 @@ from flask import Flask
 
 
 def register(app: Flask) -> None:
-    """The callback, its deferred handlers, ``flask wechat`` and the sandbox fake."""
-    from app.wechat import callback, cli, deferred, sandbox  # noqa: F401 - deferred registers its handlers
+    """The gateways (real, or the sandbox fakes), the callback, its deferred handlers, ``flask wechat``."""
+    from app.wechat import callback, cli, deferred, gateways  # noqa: F401 - deferred registers its handlers
 
+    gateways.install(app)
     app.register_blueprint(callback.blp)
-    sandbox.init_app(app)
     app.cli.add_command(cli.wechat_cli)

@@ -15,6 +15,7 @@ from app.config import current_settings
 from app.core.db import db
 from app.dealers.services import active_staff
 from app.members.services import find_member, open_enrollment_token
+from app.wechat.gateways import SANDBOX_JOURNAL
 
 wechat_cli = AppGroup("wechat", help="The service account: simulate callbacks, QR codes, menu, sandbox.")
 
@@ -86,17 +87,9 @@ def order_qr(query: str, out: Path | None) -> None:
 
 @wechat_cli.command("sandbox-calls")
 @click.option("--limit", default=20, show_default=True)
-@click.option("--url", default=None, help="The running server (default http://127.0.0.1:$PORT).")
-def sandbox_calls(limit: int, url: str | None) -> None:
-    """What the running server sent to the fake WeChat (newest first).
-
-    Asked over HTTP: under ``make run`` the server's Redis lives in its own process.
-    """
-    import os
-
-    import requests
-
-    base = url or f"http://127.0.0.1:{os.environ.get('PORT', '5000')}"
-    response = requests.get(f"{base}/sandbox/calls", params={"limit": limit}, timeout=10)
-    response.raise_for_status()
-    _echo(response.json())
+def sandbox_calls(limit: int) -> None:
+    """What the service sent to the sandbox's fake WeChat and WeChat Pay (newest first)."""
+    if not SANDBOX_JOURNAL.exists():
+        raise click.ClickException(f"nothing sent to the sandbox yet ({SANDBOX_JOURNAL} does not exist)")
+    lines = SANDBOX_JOURNAL.read_text(encoding="utf-8").splitlines()[-limit:]
+    _echo([json.loads(line) for line in reversed(lines)])

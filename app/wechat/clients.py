@@ -6,18 +6,16 @@
 * ``miniapp_client()`` — the mini-app (小程序): ``jscode2session``, phone numbers, subscribe messages.
 * ``pay_client()`` — WeChat Pay for red packets (client certificate from the settings).
 
-All of them time out (``LOYALTY_WECHAT_HTTP_TIMEOUT``). In sandbox mode they talk HTTP to the
-fake served by this app under ``/sandbox`` (see ``app.wechat.sandbox``).
+All of them time out (``LOYALTY_WECHAT_HTTP_TIMEOUT``). Only the real gateways
+(``app.wechat.gateways``) use them; in sandbox mode the in-process fakes stand in.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 import redis
-import requests
 from flask import Flask, current_app
 from wechatpy import WeChatClient
 from wechatpy.exceptions import WeChatClientException
@@ -107,23 +105,12 @@ class StableTokenClient(WeChatClient):
             return result
 
 
-def sandbox_base(app: Flask) -> str:
-    """Where the fake lives: the running dev server (``flask serve`` records its address)."""
-    return app.config.get("SANDBOX_BASE_URL") or f"http://127.0.0.1:{os.environ.get('PORT', '5000')}/sandbox"
-
-
 def wechat_api_base() -> str:
-    settings = current_settings()
-    if settings.wechat_sandbox:
-        return sandbox_base(current_app) + "/wechat"
-    return settings.WECHAT_API_BASE.rstrip("/")
+    return current_settings().WECHAT_API_BASE.rstrip("/")
 
 
 def pay_api_base() -> str:
-    settings = current_settings()
-    if settings.pay_sandbox:
-        return sandbox_base(current_app) + "/wechat-pay"
-    return settings.WECHAT_PAY_API_BASE.rstrip("/")
+    return current_settings().WECHAT_PAY_API_BASE.rstrip("/")
 
 
 def _cached(name: str, build: Any) -> Any:
@@ -180,4 +167,4 @@ def forget_clients(app: Flask) -> None:
     app.extensions.pop("loyalty.wechat_clients", None)
 
 
-__all__ = ["StableTokenClient", "forget_clients", "miniapp_client", "official_client", "pay_client", "requests"]
+__all__ = ["StableTokenClient", "forget_clients", "miniapp_client", "official_client", "pay_client"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from app import gateways
 from app.config import current_settings
-from app.wechat.clients import official_client
 from app.wechat.conversation import H5_BASE, PAGES
 
 
@@ -43,4 +43,7 @@ def definition() -> dict[str, Any]:
 
 
 def push() -> dict[str, Any]:
-    return official_client().menu.create(definition())
+    """Replace the account's menu with ``definition()``; returns what was sent."""
+    menu = definition()
+    gateways.official_account().create_menu(menu)
+    return menu

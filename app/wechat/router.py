@@ -30,7 +30,7 @@ from app.core.i18n import _, use_member_locale
 from app.jobs import drain
 from app.members import identities
 from app.members.models import Member, WechatIdentity
-from app.wechat import conversation, protocol, scenes, users
+from app.wechat import conversation, protocol, scenes
 from app.wechat.replies import Reply, Text
 
 log = logging.getLogger(__name__)
@@ -184,7 +184,7 @@ def _event(message: Any, at: dt.datetime) -> Reply | None:  # noqa: PLR0911 - on
     if event in ("subscribe", "subscribe_scan"):
         identities.follow(identity, at)
     if event in ("subscribe", "subscribe_scan", "scan"):
-        users.learn_unionid_later(identity)
+        identities.learn_unionid_later(identity)
     if event == "unsubscribe":
         identities.unfollow(identity, at)
         return None

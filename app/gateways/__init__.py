@@ -1,0 +1,169 @@
+"""External systems behind interfaces in our own terms (the warehouse pattern).
+
+Domain code asks for a gateway (``official_account()``, ``mini_app()``, ``payments()``) and calls
+it; it never imports wechatpy or builds a URL. Each gateway has a real HTTP implementation
+(``app.wechat.gateways``, tested with ``responses`` against recorded request and response shapes)
+and an in-process fake (``app.gateways.fakes``) for tests and ``make run``. Configuration picks
+one when the app starts: ``LOYALTY_WECHAT_API_BASE`` / ``LOYALTY_WECHAT_PAY_API_BASE`` set to
+``sandbox`` choose the fakes.
+
+Every failure comes out as one of three errors:
+
+* ``Refused`` — the partner answered no, with its code (43004 not following, 40029 bad code…);
+* ``Unavailable`` — no usable answer (network, timeout, 5xx): the outcome is unknown, retry later;
+  at the HTTP edge it is a 503 with ``Retry-After``;
+* ``PaymentRefused`` — a payment the partner definitely did not make (the money can be released).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from flask import Flask, current_app
+
+
+class GatewayError(Exception):
+    """A partner call that did not do what was asked."""
+
+    def __init__(self, message: str = "", *, code: str | int | None = None) -> None:
+        super().__init__(message or str(code or type(self).__name__))
+        self.code = code
+        self.message = message
+
+
+class Refused(GatewayError):
+    """The partner answered with an error code: retrying the same call gives the same answer."""
+
+
+class Unavailable(GatewayError):
+    """No usable answer (network, timeout, the partner's own failure): the outcome is unknown."""
+
+
+class PaymentRefused(Refused):
+    """The payment was definitely not made (e.g. NOTENOUGH): its money may be released."""
+
+
+# --- the service account (公众号) ---------------------------------------------------------------
+
+#: WeChat's codes that domain code reacts to.
+NOT_FOLLOWING = 43004  # template message to someone who does not follow the account
+NO_SUBSCRIPTION_GRANT = 43101  # subscribe message without an unused grant
+BAD_CODE = 40029  # an invalid (or used) wx.login / phone code
+
+
+@dataclass(frozen=True)
+class QrTicket:
+    """A parametric QR code WeChat issued: ``url`` is what the QR image must contain."""
+
+    ticket: str
+    url: str
+    expire_seconds: int | None
+
+
+class OfficialAccount(Protocol):
+    """The service account's messages and codes."""
+
+    def send_text(self, openid: str, content: str) -> None:
+        """A customer-service text message (within 48 hours of the member's last interaction)."""
+
+    def send_articles(self, openid: str, articles: list[dict[str, Any]]) -> None:
+        """A customer-service article card: [{title, description, url, image}]."""
+
+    def send_template(self, openid: str, template_id: str, data: dict[str, Any], *, url: str | None = None) -> int:
+        """A template message to a follower; returns WeChat's msgid (TEMPLATESENDJOBFINISH reports on it)."""
+
+    def create_qr_code(self, scene: str, *, expire_seconds: int | None) -> QrTicket:
+        """A string-scene QR code: temporary for ``expire_seconds``, permanent when None."""
+
+    def follower_unionid(self, openid: str) -> str | None:
+        """The follower's unionid (when the account is bound to the brand's open platform)."""
+
+    def create_menu(self, menu: dict[str, Any]) -> None:
+        """Replace the account's menu."""
+
+
+# --- the mini-app (小程序) -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MiniAppSignIn:
+    openid: str
+    session_key: str
+    unionid: str | None
+
+
+@dataclass(frozen=True)
+class SharedPhone:
+    phone: str
+    country_code: str
+
+
+class MiniApp(Protocol):
+    """The mini-app's server-side API."""
+
+    def code_to_session(self, code: str) -> MiniAppSignIn:
+        """``jscode2session`` for a ``wx.login`` code; ``Refused`` for a bad or used code."""
+
+    def phone_number(self, code: str) -> SharedPhone:
+        """The number the member chose to share (getPhoneNumber); ``Refused`` for a bad code."""
+
+
+# --- WeChat Pay ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RedPacketOrder:
+    bill_no: str  # ≤ 28 characters; the same bill number is paid at most once
+    openid: str
+    amount_fen: int
+    send_name: str
+    act_name: str
+    wishing: str
+    remark: str
+    client_ip: str
+
+
+class Payments(Protocol):
+    """WeChat Pay's cash red packets."""
+
+    def send_red_packet(self, order: RedPacketOrder) -> str:
+        """Pay the packet; returns WeChat's listid. ``Unavailable``: retry with the same bill number;
+        ``PaymentRefused``: not paid, never will be."""
+
+    def red_packet_status(self, bill_no: str) -> str | None:
+        """SENDING, SENT, FAILED, RECEIVED, RFUND_ING or REFUND; None if WeChat never saw the bill."""
+
+
+# --- which implementation ------------------------------------------------------------------------
+
+
+@dataclass
+class Gateways:
+    official_account: OfficialAccount
+    mini_app: MiniApp
+    payments: Payments
+
+
+_KEY = "loyalty.gateways"
+
+
+def install(app: Flask, gateways: Gateways) -> None:
+    """The app's gateways, chosen once at start-up (``app.wechat.register``)."""
+    app.extensions[_KEY] = gateways
+
+
+def installed(app: Flask | None = None) -> Gateways:
+    return (app or current_app).extensions[_KEY]
+
+
+def official_account() -> OfficialAccount:
+    return installed().official_account
+
+
+def mini_app() -> MiniApp:
+    return installed().mini_app
+
+
+def payments() -> Payments:
+    return installed().payments

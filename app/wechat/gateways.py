@@ -1,0 +1,182 @@
+"""The real gateways: WeChat's HTTP APIs through wechatpy (``app.wechat.clients``).
+
+Each method translates wechatpy's and requests' exceptions into the gateway errors of
+``app.gateways``, so no caller ever sees wechatpy. Tested with ``responses`` against the request
+and response shapes WeChat documents (``tests/test_wechat_gateways.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import requests
+from flask import Flask
+from wechatpy.exceptions import WeChatClientException
+from wechatpy.pay import WeChatPayException
+
+from app.config import INSTANCE_DIR, Settings, settings_of
+from app.gateways import (
+    Gateways,
+    MiniAppSignIn,
+    PaymentRefused,
+    QrTicket,
+    RedPacketOrder,
+    Refused,
+    SharedPhone,
+    Unavailable,
+)
+from app.gateways import install as install_gateways
+from app.gateways.fakes import FakeMiniApp, FakeOfficialAccount, FakePayments
+from app.wechat.clients import StableTokenClient, miniapp_client, official_client, pay_client, wechat_api_base
+
+#: WeChat's answers to a login or phone code we cannot use (invalid, used, too frequent).
+BAD_CODES = {40029, 40163, 45011, 40226, 40013}
+#: Pay errors after which the same bill number must simply be tried again ("请使用原单号重试").
+RETRY_SAME_BILL = {"SYSTEMERROR", "PROCESSING", "FREQ_LIMIT", "SENDNUMLIMIT_RETRY"}
+#: What the sandbox fakes were asked to send under ``make run`` (``flask wechat sandbox-calls``).
+SANDBOX_JOURNAL = INSTANCE_DIR / "sandbox-calls.jsonl"
+
+
+@contextmanager
+def _wechat_errors() -> Iterator[None]:
+    """WeChat said no → ``Refused`` with its errcode; no answer → ``Unavailable``."""
+    try:
+        yield
+    except WeChatClientException as exc:
+        raise Refused(str(exc.errmsg or ""), code=exc.errcode) from exc
+    except (requests.RequestException, ValueError) as exc:
+        raise Unavailable(type(exc).__name__) from exc
+
+
+class WeChatOfficialAccount:
+    def __init__(self, client: Callable[[], StableTokenClient] = official_client) -> None:
+        self._client = client
+
+    def send_text(self, openid: str, content: str) -> None:
+        with _wechat_errors():
+            self._client().message.send_text(openid, content)
+
+    def send_articles(self, openid: str, articles: list[dict[str, Any]]) -> None:
+        with _wechat_errors():
+            self._client().message.send_articles(openid, articles[:1])
+
+    def send_template(self, openid: str, template_id: str, data: dict[str, Any], *, url: str | None = None) -> int:
+        with _wechat_errors():
+            result = self._client().message.send_template(openid, template_id, data, url=url)
+        return int(result.get("msgid", 0))
+
+    def create_qr_code(self, scene: str, *, expire_seconds: int | None) -> QrTicket:
+        if expire_seconds is None:
+            body = {"action_name": "QR_LIMIT_STR_SCENE", "action_info": {"scene": {"scene_str": scene}}}
+        else:
+            body = {
+                "expire_seconds": expire_seconds,
+                "action_name": "QR_STR_SCENE",
+                "action_info": {"scene": {"scene_str": scene}},
+            }
+        with _wechat_errors():
+            result = self._client().qrcode.create(body)
+        seconds = result.get("expire_seconds", expire_seconds)
+        return QrTicket(result["ticket"], result["url"], None if seconds is None else int(seconds))
+
+    def follower_unionid(self, openid: str) -> str | None:
+        with _wechat_errors():
+            return self._client().user.get(openid).get("unionid")
+
+    def create_menu(self, menu: dict[str, Any]) -> None:
+        with _wechat_errors():
+            self._client().menu.create(menu)
+
+
+class WeChatMiniApp:
+    def __init__(self, app_id: str, app_secret: str, timeout: float) -> None:
+        self.app_id, self.app_secret, self.timeout = app_id, app_secret, timeout
+
+    def code_to_session(self, code: str) -> MiniAppSignIn:
+        """Called directly: wechatpy's helper would fetch an access token this call does not need."""
+        try:
+            response = miniapp_client()._http.get(
+                f"{wechat_api_base()}/sns/jscode2session",
+                params={
+                    "appid": self.app_id,
+                    "secret": self.app_secret,
+                    "js_code": code,
+                    "grant_type": "authorization_code",
+                },
+                timeout=self.timeout,
+            )
+            response.raise_for_status()
+            result = response.json()
+        except (requests.RequestException, ValueError) as exc:
+            raise Unavailable(type(exc).__name__) from exc
+        if result.get("errcode"):
+            error = Refused if result["errcode"] in BAD_CODES else Unavailable
+            raise error(str(result.get("errmsg", "")), code=result["errcode"])
+        if not result.get("openid") or not result.get("session_key"):
+            raise Unavailable("jscode2session answered without openid or session_key")
+        return MiniAppSignIn(result["openid"], result["session_key"], result.get("unionid"))
+
+    def phone_number(self, code: str) -> SharedPhone:
+        with _wechat_errors():
+            result = miniapp_client().post(
+                "wxa/business/getuserphonenumber", data={"code": code}, api_base_url=f"{wechat_api_base()}/"
+            )
+        info = result.get("phone_info") or {}
+        phone = info.get("purePhoneNumber") or info.get("phoneNumber") or ""
+        return SharedPhone(phone, str(info.get("countryCode") or "86"))
+
+
+class WeChatPayments:
+    def send_red_packet(self, order: RedPacketOrder) -> str:
+        try:
+            result = pay_client().redpack.send(
+                user_id=order.openid,
+                total_amount=order.amount_fen,
+                send_name=order.send_name,
+                act_name=order.act_name,
+                wishing=order.wishing,
+                remark=order.remark,
+                client_ip=order.client_ip,
+                out_trade_no=order.bill_no,
+            )
+        except WeChatPayException as exc:
+            code = (exc.errcode or exc.result_code or exc.return_code or "UNKNOWN").upper()
+            message = str(exc.errmsg or exc.return_msg or "")
+            if code in RETRY_SAME_BILL or exc.return_code != "SUCCESS":
+                raise Unavailable(message, code=code) from exc
+            raise PaymentRefused(message, code=code) from exc
+        except requests.RequestException as exc:
+            raise Unavailable(type(exc).__name__) from exc
+        return str(result.get("send_listid", ""))
+
+    def red_packet_status(self, bill_no: str) -> str | None:
+        try:
+            info = pay_client().redpack.query(bill_no)
+        except WeChatPayException as exc:
+            if (exc.errcode or "").upper() == "NOT_FOUND":
+                return None
+            raise Unavailable(str(exc.errmsg or ""), code=exc.errcode) from exc
+        except requests.RequestException as exc:
+            raise Unavailable(type(exc).__name__) from exc
+        return str(info.get("status", "")).upper()
+
+
+def for_settings(settings: Settings, journal: Path | None = None) -> Gateways:
+    """Real gateways, or the in-process fakes where the settings say ``sandbox``."""
+    official = FakeOfficialAccount(journal) if settings.wechat_sandbox else WeChatOfficialAccount()
+    if settings.wechat_sandbox:
+        mini: Any = FakeMiniApp(journal)
+    else:
+        mini = WeChatMiniApp(settings.MINIAPP_APP_ID, settings.MINIAPP_APP_SECRET, settings.WECHAT_HTTP_TIMEOUT)
+    payments = FakePayments(journal) if settings.pay_sandbox else WeChatPayments()
+    return Gateways(official_account=official, mini_app=mini, payments=payments)
+
+
+def install(app: Flask) -> None:
+    """Choose the gateways once, at start-up (development journals the fakes' calls)."""
+    settings = settings_of(app)
+    journal = SANDBOX_JOURNAL if settings.ENV == "development" else None
+    install_gateways(app, for_settings(settings, journal))
