@@ -10,9 +10,15 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
+from app import demo
 from app.config import INSTANCE_DIR, PROJECT_ROOT, current_settings, describe_defaults
+from app.core import tunables
 from app.core.db import db
 from app.extensions import rq_connection
+from app.jobs import QUEUES, run_job, set_worker_app
+from app.jobs.schedule import entries, start_cron_scheduler, start_embedded_scheduler
+from app.members import registration
+from app.sync.samples import sample_delivery_body, signed_curl_snippet
 
 
 def _cli_actor() -> tuple[str, str]:
@@ -56,8 +62,6 @@ demo_cli = AppGroup("demo", help="Demo data for local runs.")
 @demo_cli.command("seed")
 def demo_seed() -> None:
     """Create demo dealers, advisors, members, cars, points and back-office accounts (skips what exists)."""
-    from app import demo
-
     if current_settings().is_production:
         raise click.ClickException("demo data is for local runs, not production")
     created = demo.seed()
@@ -77,8 +81,6 @@ def jobs_worker(queues: tuple[str, ...], burst: bool) -> None:
     """Run an RQ worker (with RQ's scheduler for retries) on the given queues, default all."""
     from rq import Worker
 
-    from app.jobs import QUEUES, set_worker_app
-
     set_worker_app(current_app._get_current_object())  # type: ignore[attr-defined]
     worker = Worker(list(queues or QUEUES), connection=rq_connection())
     worker.work(with_scheduler=True, burst=burst)
@@ -87,16 +89,12 @@ def jobs_worker(queues: tuple[str, ...], burst: bool) -> None:
 @jobs_cli.command("cron")
 def jobs_cron() -> None:
     """Run the periodic schedule (RQ CronScheduler); one per deployment is enough."""
-    from app.jobs.schedule import start_cron_scheduler
-
     start_cron_scheduler(rq_connection())
 
 
 @jobs_cli.command("periodic")
 def jobs_periodic() -> None:
     """List the periodic jobs."""
-    from app.jobs.schedule import entries
-
     for entry in entries():
         click.echo(f"{entry.cron:<15} {entry.job:<55} {entry.description}")
 
@@ -105,8 +103,6 @@ def jobs_periodic() -> None:
 @click.argument("name")
 def jobs_run(name: str) -> None:
     """Run one job now, in this process (e.g. a periodic job by its dotted name)."""
-    from app.jobs import run_job
-
     click.echo(f"{name} -> {run_job(name, ())!r}")
 
 
@@ -117,8 +113,6 @@ program_cli = AppGroup("program", help="Operator-tunable program settings.")
 
 @program_cli.command("list")
 def program_list() -> None:
-    from app.core import tunables
-
     for key in sorted(tunables.REGISTRY):
         setting = tunables.REGISTRY[key]
         click.echo(f"{key:<40} {json.dumps(tunables.get(key)):<12} {setting.description}")
@@ -130,8 +124,6 @@ def program_list() -> None:
 @click.option("--reason", required=True)
 def program_set(key: str, value: str, reason: str) -> None:
     """Set KEY to VALUE (JSON, e.g. 120 or true)."""
-    from app.core import tunables
-
     tunables.set_value(key, json.loads(value), actor=_cli_actor(), reason=reason)
     db.session.commit()
     click.echo(f"{key} = {value}")
@@ -145,10 +137,6 @@ def program_set(key: str, value: str, reason: str) -> None:
 @click.option("--port", default=5000, show_default=True, type=int)
 def serve(host: str, port: int) -> None:
     """Development server with in-process jobs and scheduler; prints what to try."""
-    from app.jobs.schedule import start_embedded_scheduler
-    from app.members import registration
-    from app.sync.samples import sample_delivery_body, signed_curl_snippet
-
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     settings = current_settings()
     base = f"http://{host}:{port}"

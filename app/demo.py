@@ -13,6 +13,9 @@ from app.members import services
 from app.members.activation import credit_welcome_gift
 from app.members.identifiers import vin_with_check_digit
 from app.members.models import Member, Vehicle
+from app.operators import auth
+from app.operators.models import Operator
+from app.points import earning
 
 DEALERS = (
     # code, name, region, city, address, lat, lng
@@ -152,8 +155,6 @@ def seed() -> dict[str, int]:
 
 def _demo_points(member: Member, vehicle: Vehicle, dealer: Dealer) -> None:
     """Earn through the real rules: the purchase, and for active members a welcome gift and a service."""
-    from app.points import earning
-
     bought_at = utcnow() - dt.timedelta(days=30)
     purchase = {"price_fen": vehicle.price_fen, "model_code": vehicle.model_code, "purchase_type": "new"}
     earning.award_event(
@@ -186,9 +187,6 @@ def _demo_points(member: Member, vehicle: Vehicle, dealer: Dealer) -> None:
 
 
 def _demo_operators(dealers: dict[str, Dealer]) -> int:
-    from app.operators import auth
-    from app.operators.models import Operator
-
     existing = set(db.session.scalars(sa.select(Operator.username)))
     created = 0
     for username, name, role, dealer_code in DEMO_OPERATORS:

@@ -21,7 +21,7 @@ T0 = dt.datetime(2026, 3, 10, 4, 0, tzinfo=UTC)  # 12:00 in Shanghai
 @pytest.fixture(params=["auto", "orm"], autouse=True)
 def implementation(request, monkeypatch):
     """Every ledger test runs on the SQL fast path (PostgreSQL) and on the ORM path."""
-    monkeypatch.setattr(ledger, "IMPLEMENTATION", request.param)
+    monkeypatch.setattr(ledger.posting, "IMPLEMENTATION", request.param)
     return request.param
 
 

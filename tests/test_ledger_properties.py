@@ -79,7 +79,7 @@ def _spend_took_soonest_first(member_id: int, entry_id: int, before: list[tuple[
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=operations)
 def test_ledger_invariants_hold_for_any_sequence(app_ctx, monkeypatch, implementation, steps):
-    monkeypatch.setattr(ledger, "IMPLEMENTATION", implementation)
+    monkeypatch.setattr(ledger.posting, "IMPLEMENTATION", implementation)
     member = factories.member()
     now = START
     earned: list[PointEntry] = []

@@ -79,16 +79,15 @@ class PayloadTooLarge(AppError):
     default_message = _l("The request body is too large.")
 
 
-class RateLimited(AppError):
-    status = 429
-    code = "rate_limited"
-    default_message = _l("Too many requests. Please try again later.")
-
-
 class ServiceUnavailable(AppError):
     status = 503
     code = "service_unavailable"
     default_message = _l("The service is temporarily unavailable.")
+
+
+class PartnerFailure(Exception):
+    """Base of the gateway errors (``app.gateways``): a partner call that failed. A service that
+    can carry on catches it; one that reaches a request handler answers 503 upstream_unavailable."""
 
 
 class UpstreamUnavailable(ServiceUnavailable):

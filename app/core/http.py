@@ -19,9 +19,8 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
 from app.core.db import db
-from app.core.errors import AppError, UpstreamUnavailable, ValidationFailed
+from app.core.errors import AppError, PartnerFailure, UpstreamUnavailable, ValidationFailed
 from app.core.i18n import _l, gettext
-from app.gateways import GatewayError
 
 log = logging.getLogger(__name__)
 
@@ -259,7 +258,7 @@ def init_app(app: Flask) -> LoyaltyApi:
     app.before_request(_refuse_nul_in_path)
     app.after_request(_finish_unit_of_work)
     app.register_error_handler(AppError, _handle_app_error)
-    for upstream_error in (requests.RequestException, GatewayError):
+    for upstream_error in (requests.RequestException, PartnerFailure):
         app.register_error_handler(upstream_error, _handle_upstream_failure)
     app.register_error_handler(Exception, _handle_unexpected)
     return api

@@ -22,8 +22,10 @@ from typing import Any, Protocol
 
 from flask import Flask, current_app
 
+from app.core.errors import PartnerFailure
 
-class GatewayError(Exception):
+
+class GatewayError(PartnerFailure):
     """A partner call that did not do what was asked."""
 
     def __init__(self, message: str = "", *, code: str | int | None = None) -> None:

@@ -9,7 +9,16 @@ from stdnum import luhn
 from vininfo import Vin
 from vininfo.exceptions import ValidationError as VinValidationError
 
+from app.core.i18n import _l
+
 MEMBER_NO_BODY_DIGITS = 10
+
+#: What is wrong with a VIN, by ``vin_problem``'s answer, in words a member can act on.
+VIN_MESSAGES = {
+    "length": _l("A VIN has exactly 17 characters."),
+    "characters": _l("A VIN uses digits and capital letters except I, O and Q."),
+    "check_digit": _l("The VIN check digit (9th character) does not match."),
+}
 
 
 def new_member_number() -> str:

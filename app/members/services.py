@@ -18,6 +18,7 @@ from app.core.i18n import _l
 from app.core.security import cipher
 from app.members.identifiers import is_member_number, new_member_number, normalize_cn_mobile, normalize_vin
 from app.members.models import Consent, EnrollmentToken, Member, Ownership, Vehicle
+from app.points.ledger import insert_account
 
 ORDER_TOKEN_DAYS = tunables.define(
     "enrollment.order_token_days",
@@ -87,8 +88,6 @@ def create_member(*, channel: str, status: str = "pre_enrolled", **fields: objec
         set_phone(member, str(phone))
     db.session.add(member)
     db.session.flush()
-    from app.points.ledger import insert_account
-
     insert_account(member.id)  # created with the member: ledger writes then only lock it
     return member
 

@@ -21,7 +21,7 @@ from app.core.db import db
 from app.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from app.core.i18n import _l
 from app.members import services
-from app.members.identifiers import normalize_vin, vin_problem
+from app.members.identifiers import VIN_MESSAGES, normalize_vin, vin_problem
 from app.members.models import Member, Ownership, Vehicle, VehicleClaim
 
 
@@ -35,8 +35,6 @@ class Binding:
 def _checked_vin(vin: str) -> str:
     vin = normalize_vin(vin)
     if vin_problem(vin):
-        from app.sync.schemas import VIN_MESSAGES
-
         raise ValidationFailed(fields={"vin": [VIN_MESSAGES[vin_problem(vin)]]})  # type: ignore[index]
     return vin
 

@@ -12,6 +12,8 @@ import click
 from flask.cli import AppGroup
 
 from app.core.db import db
+from app.core.errors import ValidationFailed
+from app.members.cards import read_member
 from app.points import expiry, queries, rulesets, settlement, simulation
 from app.points.rules import rule_to_json
 
@@ -33,8 +35,6 @@ def _echo(data: object) -> None:
 @click.option("--reason", default=None)
 def balance(query: str, reason: str | None) -> None:
     """Balance and tier of a member (by phone or member number; the read is audited)."""
-    from app.members.cards import read_member
-
     member = read_member(query, actor=("cli", getpass.getuser()), reason=reason)
     db.session.commit()
     if member is None:
@@ -78,8 +78,6 @@ def rules_draft(name: str) -> None:
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def rules_load(rule_set_id: int, path: Path) -> None:
     """Replace a draft's rules with the JSON list in PATH (validated)."""
-    from app.core.errors import ValidationFailed
-
     try:
         rulesets.replace_rules(rulesets.get(rule_set_id), json.loads(path.read_text()), actor=_actor())
     except ValidationFailed as err:

@@ -216,19 +216,6 @@ def release_due(now: dt.datetime | None = None, *, limit: int = 1000) -> int:
     return len(member_ids)
 
 
-def expiring_between(member_id: int, start: dt.datetime, end: dt.datetime) -> int:
-    """Spendable points of one member that expire in [start, end)."""
-    total = db.session.scalar(
-        sa.select(sa.func.coalesce(sa.func.sum(PointLot.remaining), 0)).where(
-            PointLot.member_id == member_id,
-            PointLot.status == "available",
-            PointLot.expires_at >= start,
-            PointLot.expires_at < end,
-        )
-    )
-    return int(total)
-
-
 @job("periodic", timeout=3600)
 def expire_due_lots() -> dict[str, int]:
     """Nightly: expire due lots, committing chunk by chunk."""

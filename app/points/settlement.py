@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import aliased
 
 from app.core import audit, tunables
-from app.core.clock import business_day_start, utcnow
+from app.core.clock import business_day_start, business_today, utcnow
 from app.core.db import db
 from app.core.errors import Conflict, Forbidden, NotFound
 from app.core.i18n import _l
@@ -206,7 +206,5 @@ def as_dict(statement: DealerSettlement, dealer: Dealer | None = None) -> dict[s
 @job("periodic", timeout=1800)
 def generate_previous_month() -> int:
     """On the 1st: draft statements for the month that just ended."""
-    from app.core.clock import business_today
-
     first_of_this = business_today().replace(day=1)
     return len(generate((first_of_this - dt.timedelta(days=1)).replace(day=1), actor="system"))

@@ -12,14 +12,8 @@ import marshmallow as ma
 
 from app.core.i18n import _l
 from app.core.schemas import BaseSchema, Length, Money, OneOf, Range, identifier
-from app.members.identifiers import normalize_cn_mobile, normalize_vin, vin_problem
+from app.members.identifiers import VIN_MESSAGES, normalize_cn_mobile, normalize_vin, vin_problem
 from app.members.models import CONSENT_PURPOSES, CUSTOMER_TYPES, GENDERS
-
-VIN_MESSAGES = {
-    "length": _l("A VIN has exactly 17 characters."),
-    "characters": _l("A VIN uses digits and capital letters except I, O and Q."),
-    "check_digit": _l("The VIN check digit (9th character) does not match."),
-}
 
 
 class VinField(ma.fields.String):

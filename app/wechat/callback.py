@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, request
 
 from app.config import current_settings
+from app.core.errors import PayloadTooLarge
 from app.wechat import protocol, router
 
 blp = Blueprint("wechat_callback", __name__)
@@ -22,8 +23,6 @@ def verify() -> Response:
 def receive() -> Response:
     settings = current_settings()
     if (request.content_length or 0) > protocol.MAX_CALLBACK_BYTES:
-        from app.core.errors import PayloadTooLarge
-
         raise PayloadTooLarge()
     body = request.get_data(cache=False)
     protocol.verify_url(settings.WECHAT_TOKEN, request.args, window=settings.SIGNATURE_WINDOW_SECONDS)

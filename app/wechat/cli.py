@@ -15,6 +15,8 @@ from app.config import current_settings
 from app.core.db import db
 from app.dealers.services import active_staff
 from app.members.services import find_member, open_enrollment_token
+from app.wechat import menu as menu_module
+from app.wechat import simulator
 from app.wechat.gateways import SANDBOX_JOURNAL
 
 wechat_cli = AppGroup("wechat", help="The service account: simulate callbacks, QR codes, menu, sandbox.")
@@ -35,8 +37,6 @@ def _echo(data: Any) -> None:
 @click.option("--aes", is_flag=True, help="Safe mode (needs LOYALTY_WECHAT_AES_KEY on both sides).")
 def simulate(kind: str, value: str, openid: str, scene: str, lat: float, lng: float, url: str, aes: bool) -> None:
     """Send a signed callback like WeChat would and print the reply. VALUE: text or menu key."""
-    from app.wechat import simulator
-
     settings = current_settings()
     xml = simulator.message_xml(
         kind, openid, settings.WECHAT_APP_ID, content=value, key=scene or value, lat=lat, lng=lng
@@ -52,8 +52,6 @@ def simulate(kind: str, value: str, openid: str, scene: str, lat: float, lng: fl
 @click.option("--push", is_flag=True, help="Create the menu on WeChat (menu/create).")
 def menu(push: bool) -> None:
     """Print the menu kept in code; --push sends it to WeChat."""
-    from app.wechat import menu as menu_module
-
     _echo(menu_module.definition())
     if push:
         _echo(menu_module.push())

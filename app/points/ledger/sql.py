@@ -10,7 +10,7 @@
 
 Statements go straight to the psycopg connection inside the session's transaction: this is the
 hottest path of the system and SQLAlchemy's per-execute overhead was most of its CPU.
-``app.points.ledger`` picks this path on PostgreSQL; the ORM path (SQLite, ``make run``) has the
+``app.points.ledger.posting`` picks this path on PostgreSQL; the ORM path (SQLite, ``make run``) has the
 same effects, and the property tests run both against PostgreSQL.
 """
 
