@@ -2,7 +2,7 @@
 
 PII (phone numbers) is encrypted with Fernet (AES-128-CBC + HMAC-SHA256). ``LOYALTY_DATA_KEY``
 holds one key, or several comma-separated while rotating: the first encrypts, all decrypt
-(``MultiFernet``), ``flask pii rotate`` re-encrypts rows under the first.
+(``MultiFernet``). Re-encrypting existing rows under a new first key is not built yet.
 
 Lookups use a blind index: HMAC-SHA256 of the normalized value under a key derived (HKDF) from
 the *last* key in the list, so adding a new key in front never changes the index. Retiring that

@@ -2,7 +2,7 @@
 
 Each domain declares its settings next to the code that uses them::
 
-    ATTRIBUTION_DAYS = program.define("enrollment.attribution_days", 90, "Advisor protection period")
+    ATTRIBUTION_DAYS = tunables.define("enrollment.attribution_days", 90, "Advisor protection period")
     ...
     days = ATTRIBUTION_DAYS.value()
 

@@ -1,4 +1,4 @@
-"""WeChat HTTP clients, configured from settings: the real APIs or the local sandbox fake.
+"""WeChat HTTP clients, configured from settings: used by the real gateways (``app.wechat.gateways``).
 
 * ``official_client()`` — the service account (公众号): QR codes, menu, template and customer
   messages. Its access token lives in Redis and is fetched with ``cgi-bin/stable_token`` (which

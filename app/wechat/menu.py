@@ -1,4 +1,4 @@
-"""The service account's menu, kept in code and pushed with ``flask wechat push-menu``."""
+"""The service account's menu, kept in code and pushed with ``flask wechat menu --push``."""
 
 from __future__ import annotations
 
