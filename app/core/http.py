@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import uuid
@@ -13,7 +14,8 @@ import marshmallow as ma
 import requests
 from flask import Flask, Response, current_app, g, has_request_context, jsonify, request
 from flask_smorest import Api
-from webargs.flaskparser import FlaskParser
+from webargs import core as webargs_core
+from webargs.flaskparser import FlaskParser, is_json_request
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
@@ -55,9 +57,28 @@ def _contains_nul(value: Any) -> bool:
     return False
 
 
+def parse_json(raw: bytes | str) -> Any:
+    """``json.loads`` for bodies from outside: every way a body can be unparseable is a
+    ``json.JSONDecodeError``, including what the standard library raises otherwise (a
+    ``ValueError`` for an integer longer than ``sys.get_int_max_str_digits()``, a
+    ``RecursionError`` for arrays nested tens of thousands deep, a ``UnicodeDecodeError``)."""
+    try:
+        return webargs_core.parse_json(raw)
+    except json.JSONDecodeError:
+        raise
+    except (ValueError, RecursionError) as exc:
+        raise json.JSONDecodeError(f"unparseable JSON ({type(exc).__name__})", doc="<body>", pos=0) from None
+
+
 class TextSafeParser(FlaskParser):
     """Refuses NUL characters in any argument, field by field: PostgreSQL text cannot hold them and
-    no legitimate client sends them."""
+    no legitimate client sends them. JSON bodies are read with :func:`parse_json`: hostile JSON is
+    a 400, never a 500."""
+
+    def _raw_load_json(self, req: Any) -> Any:
+        if not is_json_request(req):
+            return webargs_core.missing
+        return parse_json(req.get_data(cache=True))
 
     def _load_location_data(self, *, schema: ma.Schema, req: Any, location: str) -> Any:
         data = super()._load_location_data(schema=schema, req=req, location=location)
