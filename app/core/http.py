@@ -26,7 +26,7 @@ from app.core.i18n import _l, gettext
 
 log = logging.getLogger(__name__)
 
-_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")  # fullmatch: no trailing newline
 
 _HTTP_CODES: dict[int, tuple[str, Any]] = {
     400: ("bad_request", _l("The request could not be understood.")),
@@ -207,7 +207,7 @@ def _refuse_nul_in_path() -> None:
 
 def _assign_request_id() -> None:
     incoming = request.headers.get("X-Request-ID", "")
-    g.request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
+    g.request_id = incoming if _REQUEST_ID_RE.fullmatch(incoming) else uuid.uuid4().hex
 
 
 def _finish_unit_of_work(response: Response) -> Response:
