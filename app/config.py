@@ -117,6 +117,14 @@ class Settings:
     #: Reverse proxies in front of the app (nginx, a load balancer) whose X-Forwarded-For and
     #: X-Forwarded-Proto are trusted; per-IP rate limits need the real client address.
     PROXY_HOPS: int = 0
+    #: Seconds to wait for a PostgreSQL connection (libpq ``connect_timeout``, whole seconds, ≥ 2).
+    #: An unreachable database is then a 503 within that time instead of a hung worker.
+    DB_CONNECT_TIMEOUT: int = 5
+    #: Milliseconds a single SQL statement may run (PostgreSQL ``statement_timeout``, set on every
+    #: connection of the process; 0 = no limit). 30 s suits web processes. Worker and cron processes
+    #: run batch jobs (expiry chunks, settlement, tier review) and are deployed with a longer value,
+    #: e.g. ``LOYALTY_DB_STATEMENT_TIMEOUT_MS=600000`` in their environment (README, "Deploying").
+    DB_STATEMENT_TIMEOUT_MS: int = 30_000
     LOG_LEVEL: str = "INFO"
     #: Which settings came from development defaults rather than the environment.
     defaulted: tuple[str, ...] = field(default=())
@@ -138,7 +146,13 @@ class Settings:
         return [k.strip() for k in self.DATA_KEY.split(",") if k.strip()]
 
 
-_INT_FIELDS = {"SIGNATURE_WINDOW_SECONDS", "MAX_BODY_BYTES", "PROXY_HOPS"}
+_INT_FIELDS = {
+    "SIGNATURE_WINDOW_SECONDS",
+    "MAX_BODY_BYTES",
+    "PROXY_HOPS",
+    "DB_CONNECT_TIMEOUT",
+    "DB_STATEMENT_TIMEOUT_MS",
+}
 _FLOAT_FIELDS = {"WECHAT_HTTP_TIMEOUT"}
 
 

@@ -11,7 +11,9 @@ from typing import Any
 
 import flask_smorest
 import marshmallow as ma
+import redis
 import requests
+import sqlalchemy as sa
 from flask import Flask, Response, current_app, g, has_request_context, jsonify, request
 from flask_smorest import Api
 from webargs import core as webargs_core
@@ -21,7 +23,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
 from app.core.db import db
-from app.core.errors import AppError, PartnerFailure, UpstreamUnavailable, ValidationFailed
+from app.core.errors import AppError, PartnerFailure, ServiceUnavailable, UpstreamUnavailable, ValidationFailed
 from app.core.i18n import _l, gettext
 
 log = logging.getLogger(__name__)
@@ -117,6 +119,10 @@ class LoyaltyApi(Api):
     ERROR_SCHEMA = ErrorSchema
 
     def handle_http_exception(self, error: HTTPException) -> Response:
+        # A failure in an after-request hook (the edge's commit) reaches us wrapped in a 500.
+        original = getattr(error, "original_exception", None)
+        if isinstance(original, INFRASTRUCTURE_DOWN):
+            return _handle_infrastructure_down(original)
         status = error.code or 500
         code, default_message = _HTTP_CODES.get(status, ("error", error.description or ""))
         data = getattr(error, "data", None) or {}
@@ -183,6 +189,28 @@ def _handle_app_error(error: AppError) -> Response:
     )
 
 
+#: Our own infrastructure failing: the database or Redis unreachable, a connection lost, a
+#: statement cancelled by ``statement_timeout``, the pool exhausted. Transient: 503, retry later.
+INFRASTRUCTURE_DOWN: tuple[type[Exception], ...] = (
+    sa.exc.OperationalError,
+    sa.exc.DisconnectionError,
+    sa.exc.TimeoutError,
+    redis.ConnectionError,
+    redis.TimeoutError,
+)
+RETRY_AFTER_SECONDS = "5"
+
+
+def _handle_infrastructure_down(error: Exception) -> Response:
+    """PostgreSQL or Redis failed under a request: 503 with ``Retry-After``, never a 500.
+
+    The unit of work rolls back (error status). Logged without the statement and its parameters
+    (they can hold personal data): the driver's own message says what failed.
+    """
+    log.error("infrastructure unavailable: %s: %s", type(error).__name__, getattr(error, "orig", None) or error)
+    return _handle_app_error(ServiceUnavailable(headers={"Retry-After": RETRY_AFTER_SECONDS}))
+
+
 def _handle_unexpected(error: Exception) -> Response:
     if isinstance(error, HTTPException):
         return api_of(current_app).handle_http_exception(error)
@@ -197,7 +225,7 @@ def _handle_upstream_failure(error: Exception) -> Response:
     Nothing was committed (the unit of work rolls back on any error status).
     """
     log.warning("upstream call failed: %r", error)
-    return _handle_app_error(UpstreamUnavailable(headers={"Retry-After": "5"}))
+    return _handle_app_error(UpstreamUnavailable(headers={"Retry-After": RETRY_AFTER_SECONDS}))
 
 
 def _refuse_nul_in_path() -> None:
@@ -281,5 +309,7 @@ def init_app(app: Flask) -> LoyaltyApi:
     app.register_error_handler(AppError, _handle_app_error)
     for upstream_error in (requests.RequestException, PartnerFailure):
         app.register_error_handler(upstream_error, _handle_upstream_failure)
+    for infrastructure_error in INFRASTRUCTURE_DOWN:
+        app.register_error_handler(infrastructure_error, _handle_infrastructure_down)
     app.register_error_handler(Exception, _handle_unexpected)
     return api
