@@ -22,6 +22,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
+from app.config import settings_of
 from app.core.db import db
 from app.core.errors import AppError, PartnerFailure, ServiceUnavailable, UpstreamUnavailable, ValidationFailed
 from app.core.i18n import _l, gettext
@@ -249,6 +250,26 @@ def _finish_unit_of_work(response: Response) -> Response:
     return response
 
 
+#: Every response: no MIME sniffing, no framing (clickjacking), no Referer leaving the site.
+_ALWAYS = {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer"}
+HSTS = "max-age=31536000"
+#: Paths whose answers carry personal data: no cache (browser, proxy, WeChat's webview) keeps them.
+_NO_STORE_PREFIXES = ("/api/", "/wechat/")
+_CACHEABLE = {"/api/openapi.json"}
+
+
+def security_headers(response: Response) -> Response:
+    """Security headers on every response. HSTS only when the request came over TLS (directly, or
+    through a trusted proxy's ``X-Forwarded-Proto``: ``LOYALTY_PROXY_HOPS``)."""
+    for name, value in _ALWAYS.items():
+        response.headers.setdefault(name, value)
+    if request.path.startswith(_NO_STORE_PREFIXES) and request.path not in _CACHEABLE:
+        response.headers["Cache-Control"] = "no-store"
+    if request.is_secure:
+        response.headers.setdefault("Strict-Transport-Security", HSTS)
+    return response
+
+
 class RequestIdFilter(logging.Filter):
     """Adds ``request_id`` to every log record (``-`` outside requests)."""
 
@@ -290,7 +311,10 @@ def api_of(app: Flask) -> LoyaltyApi:
 
 
 def init_app(app: Flask) -> LoyaltyApi:
-    """Request ids, the unit of work per request, the error shape, and the OpenAPI ``Api``."""
+    """Request ids, the unit of work per request, the error shape, security headers, and the
+    OpenAPI ``Api`` (Swagger UI at /api/docs only when ``LOYALTY_API_DOCS``)."""
+    if not settings_of(app).API_DOCS:
+        app.config["OPENAPI_SWAGGER_UI_PATH"] = None
     app.url_map.converters["id"] = RowIdConverter
     api = LoyaltyApi(app)  # one per app: flask-smorest keeps the OpenAPI spec on the Api object
     api.register_converter(
@@ -306,6 +330,7 @@ def init_app(app: Flask) -> LoyaltyApi:
     app.before_request(_assign_request_id)
     app.before_request(_refuse_nul_in_path)
     app.after_request(_finish_unit_of_work)
+    app.after_request(security_headers)
     app.register_error_handler(AppError, _handle_app_error)
     for upstream_error in (requests.RequestException, PartnerFailure):
         app.register_error_handler(upstream_error, _handle_upstream_failure)
