@@ -42,7 +42,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
         OPENAPI_URL_PREFIX="/api",
         OPENAPI_JSON_PATH="openapi.json",
         OPENAPI_SWAGGER_UI_PATH="docs",
-        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/",
+        OPENAPI_SWAGGER_UI_URL="/static/vendor/swagger-ui/",  # vendored; served only if API_DOCS
     )
     http.trust_proxies(app, settings.PROXY_HOPS)
     http.configure_logging(settings.LOG_LEVEL)

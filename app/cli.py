@@ -132,13 +132,27 @@ def program_set(key: str, value: str, reason: str) -> None:
 # --- dev server -----------------------------------------------------------------------------
 
 
+LOOPBACK_HOSTS = {"127.0.0.1", "::1", "localhost"}
+
+
 @click.command("serve")
-@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on; the default is reachable from this machine only. 0.0.0.0: every interface.",
+)
 @click.option("--port", default=5000, show_default=True, type=int)
 def serve(host: str, port: int) -> None:
     """Development server with in-process jobs and scheduler; prints what to try."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     settings = current_settings()
+    if settings.is_production:
+        raise click.ClickException("`flask serve` is the development server; production runs gunicorn (README)")
+    if host in LOOPBACK_HOSTS:
+        click.echo(f"Listening on {host} (loopback only): use --host 0.0.0.0 to let other machines connect.")
+    else:
+        click.echo(f"WARNING: listening on {host}: reachable from other machines, with development settings.")
     base = f"http://{host}:{port}"
     wechat_mode = "sandbox" if settings.wechat_sandbox else "live"
     policy_version = registration.POLICY_VERSION.value()

@@ -5,7 +5,9 @@ Three environments:
 * ``development`` (the default, what ``make run`` uses): any unset value gets a development
   default (embedded SQLite, in-process Redis, WeChat sandbox) and the defaults are printed once.
 * ``test``: like development, but the test harness injects its own URLs.
-* ``production``: refuses to start while a secret is missing.
+* ``production``: refuses to start while a secret is missing, short (< 32 bytes) or a development
+  default, while Redis is ``memory://``, the database SQLite, a partner API the sandbox, or safe
+  mode is required without an AES key; one error lists every problem (``production_problems``).
 
 Business numbers that operators tune (tier thresholds, earn rates, protection periods) are not
 here: they are program settings in the database (``app.core.tunables``), changed without a deploy.
@@ -42,6 +44,20 @@ REQUIRED_SECRETS = (
     "DMS_SECRET",
     "CRM_SECRET",
 )
+
+
+#: Secrets we or a partner choose freely: production wants at least 32 bytes of each. (WeChat's
+#: AppSecrets and Pay API key are 32 characters; its Token allows 3..32: take the 32.)
+STRONG_SECRETS = (
+    "SECRET_KEY",
+    "WECHAT_APP_SECRET",
+    "WECHAT_TOKEN",
+    "MINIAPP_APP_SECRET",
+    "WECHAT_PAY_API_KEY",
+    "DMS_SECRET",
+    "CRM_SECRET",
+)
+MIN_SECRET_BYTES = 32
 
 
 class ConfigError(RuntimeError):
@@ -117,7 +133,20 @@ class Settings:
     #: Reverse proxies in front of the app (nginx, a load balancer) whose X-Forwarded-For and
     #: X-Forwarded-Proto are trusted; per-IP rate limits need the real client address.
     PROXY_HOPS: int = 0
+    #: Seconds to wait for a PostgreSQL connection (libpq ``connect_timeout``, whole seconds, ≥ 2).
+    #: An unreachable database is then a 503 within that time instead of a hung worker.
+    DB_CONNECT_TIMEOUT: int = 5
+    #: Milliseconds a single SQL statement may run (PostgreSQL ``statement_timeout``, set on every
+    #: connection of the process; 0 = no limit). 30 s suits web processes. Worker and cron processes
+    #: run batch jobs (expiry chunks, settlement, tier review) and are deployed with a longer value,
+    #: e.g. ``LOYALTY_DB_STATEMENT_TIMEOUT_MS=600000`` in their environment (README, "Deploying").
+    DB_STATEMENT_TIMEOUT_MS: int = 30_000
     LOG_LEVEL: str = "INFO"
+    #: Refuse plaintext WeChat callbacks: only safe-mode (AES, ``encrypt_type=aes``) messages are
+    #: accepted. Needs ``WECHAT_AES_KEY``. Set it once the account is switched to safe mode only.
+    WECHAT_SAFE_MODE_ONLY: bool = False
+    #: Serve Swagger UI at /api/docs (from vendored static files). Default: on, except in production.
+    API_DOCS: bool = True
     #: Which settings came from development defaults rather than the environment.
     defaulted: tuple[str, ...] = field(default=())
 
@@ -138,8 +167,72 @@ class Settings:
         return [k.strip() for k in self.DATA_KEY.split(",") if k.strip()]
 
 
-_INT_FIELDS = {"SIGNATURE_WINDOW_SECONDS", "MAX_BODY_BYTES", "PROXY_HOPS"}
+_INT_FIELDS = {
+    "SIGNATURE_WINDOW_SECONDS",
+    "MAX_BODY_BYTES",
+    "PROXY_HOPS",
+    "DB_CONNECT_TIMEOUT",
+    "DB_STATEMENT_TIMEOUT_MS",
+}
 _FLOAT_FIELDS = {"WECHAT_HTTP_TIMEOUT"}
+_BOOL_FIELDS = {"WECHAT_SAFE_MODE_ONLY", "API_DOCS"}
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
+
+
+def _as_bool(name: str, value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text not in _TRUE | _FALSE:
+        raise ConfigError(f"{ENV_PREFIX}{name} must be 1 or 0 (true/false), not {value!r}")
+    return text in _TRUE
+
+
+def production_problems(values: dict[str, object]) -> list[str]:
+    """Everything that makes ``values`` unfit for production, one line per variable (values of
+    secrets are never repeated)."""
+    dev = _dev_defaults()
+    problems = [
+        f"{ENV_PREFIX}{name} is missing"
+        for name in (*REQUIRED_SECRETS, "DATABASE_URL", "REDIS_URL", "CRM_URL")
+        if not values.get(name)
+    ]
+    for name, default in dev.items():
+        value = values.get(name)
+        if name in {"WECHAT_AES_KEY", "WECHAT_API_BASE", "WECHAT_PAY_API_BASE", "CRM_URL"} or not value:
+            continue  # bases have their own line below
+        if value == default or (name == "DATA_KEY" and default in str(value).split(",")):
+            problems.append(f"{ENV_PREFIX}{name} is the development default")
+    for name in STRONG_SECRETS:
+        value = str(values.get(name) or "")
+        if value and value != dev.get(name) and len(value.encode()) < MIN_SECRET_BYTES:
+            problems.append(f"{ENV_PREFIX}{name} is shorter than {MIN_SECRET_BYTES} bytes")
+    if str(values.get("REDIS_URL") or "").startswith("memory://"):
+        problems.append(f"{ENV_PREFIX}REDIS_URL is the in-process memory:// Redis")
+    if str(values.get("DATABASE_URL") or "").startswith("sqlite"):
+        problems.append(f"{ENV_PREFIX}DATABASE_URL is SQLite")
+    for name in ("WECHAT_API_BASE", "WECHAT_PAY_API_BASE", "CRM_URL"):
+        if values.get(name) == "sandbox":
+            problems.append(f"{ENV_PREFIX}{name} is the sandbox")
+    aes_key = str(values.get("WECHAT_AES_KEY") or "")
+    if aes_key and len(aes_key) != 43:
+        problems.append(f"{ENV_PREFIX}WECHAT_AES_KEY must be WeChat's 43-character EncodingAESKey")
+    return problems + _safe_mode_problems(values)
+
+
+def _safe_mode_problems(values: dict[str, object]) -> list[str]:
+    if values.get("WECHAT_SAFE_MODE_ONLY") and not values.get("WECHAT_AES_KEY"):
+        return [f"{ENV_PREFIX}WECHAT_AES_KEY is missing while {ENV_PREFIX}WECHAT_SAFE_MODE_ONLY is set"]
+    return []
+
+
+def _parse_types(values: dict[str, object]) -> None:
+    for name in _INT_FIELDS & values.keys():
+        values[name] = int(values[name])  # type: ignore[call-overload]
+    for name in _FLOAT_FIELDS & values.keys():
+        values[name] = float(values[name])  # type: ignore[arg-type]
+    for name in _BOOL_FIELDS & values.keys():
+        values[name] = _as_bool(name, values[name])
 
 
 def load_settings(environ: dict[str, str] | None = None, overrides: dict | None = None) -> Settings:
@@ -157,22 +250,22 @@ def load_settings(environ: dict[str, str] | None = None, overrides: dict | None 
             values[name] = overrides[name]
         elif ENV_PREFIX + name in environ:
             values[name] = environ[ENV_PREFIX + name]
-    for name in _INT_FIELDS & values.keys():
-        values[name] = int(values[name])  # type: ignore[call-overload]
-    for name in _FLOAT_FIELDS & values.keys():
-        values[name] = float(values[name])  # type: ignore[arg-type]
+    _parse_types(values)
+    values.setdefault("API_DOCS", env_name != "production")
 
     defaulted: list[str] = []
     if env_name == "production":
-        missing = [n for n in (*REQUIRED_SECRETS, "DATABASE_URL", "REDIS_URL", "CRM_URL") if not values.get(n)]
-        if missing:
-            raise ConfigError("refusing to start in production without: " + ", ".join(ENV_PREFIX + n for n in missing))
+        problems = production_problems(values)
+        if problems:
+            raise ConfigError("refusing to start in production:\n  " + "\n  ".join(problems))
     else:
         for name, value in _dev_defaults().items():
             if name not in values:
                 values[name] = value
                 defaulted.append(name)
         values.setdefault("JOBS_MODE", "eager")
+        if problems := _safe_mode_problems(values):
+            raise ConfigError(problems[0])
     return Settings(**values, defaulted=tuple(defaulted))  # type: ignore[arg-type]
 
 

@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import sqlalchemy as sa
 
 from app.core.audit import AuditEntry
@@ -80,3 +81,24 @@ def test_serve_starts_the_server_with_no_transaction_left_open(app, app_ctx, mon
     result = app.test_cli_runner().invoke(args=["serve", "--port", "5999"])
     assert result.exit_code == 0, result.output
     assert "policy_version" in result.output and sessions_open_at_start == [False]
+
+
+@pytest.mark.parametrize(
+    ("args", "host", "says"),
+    [
+        ([], "127.0.0.1", "loopback only"),
+        (["--host", "0.0.0.0"], "0.0.0.0", "reachable from other machines"),
+    ],
+)
+def test_serve_binds_to_loopback_unless_told_otherwise_and_says_so(app, app_ctx, monkeypatch, args, host, says):
+    import werkzeug.serving
+
+    import app.jobs.schedule as schedule
+
+    bound = []
+    monkeypatch.setattr(schedule, "start_embedded_scheduler", lambda _app: None)
+    monkeypatch.setattr(werkzeug.serving, "run_simple", lambda h, *_a, **_k: bound.append(h))
+    result = app.test_cli_runner().invoke(args=["serve", "--port", "5999", *args])
+    assert result.exit_code == 0, result.output
+    assert bound == [host]
+    assert says in result.output

@@ -5,7 +5,9 @@ import pytest
 from app.config import REQUIRED_SECRETS, ConfigError, describe_defaults, load_settings
 
 ALL_PRODUCTION = {
-    **{f"LOYALTY_{name}": f"value-{name}" for name in REQUIRED_SECRETS},
+    **{f"LOYALTY_{name}": f"production-value-of-{name}-0123456789abcdef" for name in REQUIRED_SECRETS},
+    "LOYALTY_WECHAT_TOKEN": "T" * 32,  # WeChat allows 3..32 characters: production takes 32
+    "LOYALTY_DATA_KEY": "Q1vDZ8jOTtYbsv0J6OzqzTjN2M8r7EUwI3UwBzS2rRs=",
     "LOYALTY_ENV": "production",
     "LOYALTY_DATABASE_URL": "postgresql+psycopg://db/loyalty",
     "LOYALTY_REDIS_URL": "redis://cache:6379/0",
@@ -26,7 +28,7 @@ def test_production_refuses_to_start_and_names_every_missing_secret():
 def test_production_starts_with_everything_set_and_uses_the_real_wechat_api():
     settings = load_settings(ALL_PRODUCTION)
     assert settings.is_production
-    assert settings.DMS_SECRET == "value-DMS_SECRET"
+    assert settings.DMS_SECRET == "production-value-of-DMS_SECRET-0123456789abcdef"
     assert settings.WECHAT_API_BASE == "https://api.weixin.qq.com"
     assert settings.JOBS_MODE == "rq"
     assert settings.defaulted == ()
@@ -71,3 +73,66 @@ def test_behind_proxies_the_client_address_comes_from_x_forwarded_for():
     assert app_seeing_ips(1).test_client().get("/ip", headers=forwarded).text == "10.0.0.2"
     assert app_seeing_ips(2).test_client().get("/ip", headers=forwarded).text == "203.0.113.7"
     assert load_settings({"LOYALTY_PROXY_HOPS": "2"}).PROXY_HOPS == 2
+
+
+def test_production_refuses_weak_or_development_values_and_lists_every_problem():
+    from app.config import _dev_defaults
+
+    dev = _dev_defaults()
+    environ = {
+        **ALL_PRODUCTION,
+        "LOYALTY_DMS_SECRET": "s3cr3t-dms",  # < 32 bytes
+        "LOYALTY_SECRET_KEY": dev["SECRET_KEY"],  # the development default
+        "LOYALTY_DATA_KEY": dev["DATA_KEY"],
+        "LOYALTY_REDIS_URL": "memory://",
+        "LOYALTY_DATABASE_URL": "sqlite:////tmp/loyalty.db",
+        "LOYALTY_WECHAT_API_BASE": "sandbox",
+        "LOYALTY_WECHAT_PAY_API_BASE": "sandbox",
+        "LOYALTY_WECHAT_SAFE_MODE_ONLY": "1",
+        "LOYALTY_WECHAT_AES_KEY": "",
+    }
+    del environ["LOYALTY_CRM_SECRET"]
+    with pytest.raises(ConfigError) as excinfo:
+        load_settings(environ)
+    message = str(excinfo.value)
+    for expected in (
+        "LOYALTY_CRM_SECRET",
+        "LOYALTY_DMS_SECRET",
+        "LOYALTY_SECRET_KEY",
+        "LOYALTY_DATA_KEY",
+        "LOYALTY_REDIS_URL",
+        "LOYALTY_DATABASE_URL",
+        "LOYALTY_WECHAT_API_BASE",
+        "LOYALTY_WECHAT_PAY_API_BASE",
+        "LOYALTY_WECHAT_AES_KEY",
+    ):
+        assert expected in message, expected
+    assert "s3cr3t-dms" not in message and dev["SECRET_KEY"] not in message  # never echo a secret
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("LOYALTY_WECHAT_TOKEN", "sandboxtoken"),
+        ("LOYALTY_WECHAT_APP_SECRET", "x" * 31),
+        ("LOYALTY_WECHAT_APP_ID", "wx0000000000sandbox"),
+        ("LOYALTY_CRM_URL", "sandbox"),
+    ],
+)
+def test_production_refuses_each_weak_value(name, value):
+    with pytest.raises(ConfigError, match=name):
+        load_settings({**ALL_PRODUCTION, name: value})
+
+
+def test_safe_mode_only_needs_the_aes_key_in_every_environment():
+    with pytest.raises(ConfigError, match="LOYALTY_WECHAT_AES_KEY"):
+        load_settings({"LOYALTY_WECHAT_SAFE_MODE_ONLY": "1"})
+    settings = load_settings({"LOYALTY_WECHAT_SAFE_MODE_ONLY": "true", "LOYALTY_WECHAT_AES_KEY": "k" * 43})
+    assert settings.WECHAT_SAFE_MODE_ONLY is True
+    assert load_settings({}).WECHAT_SAFE_MODE_ONLY is False
+
+
+def test_api_docs_are_on_in_development_and_off_in_production_unless_enabled():
+    assert load_settings({}).API_DOCS is True
+    assert load_settings(ALL_PRODUCTION).API_DOCS is False
+    assert load_settings({**ALL_PRODUCTION, "LOYALTY_API_DOCS": "1"}).API_DOCS is True

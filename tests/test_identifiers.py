@@ -60,3 +60,34 @@ def test_masks():
     assert mask_phone("13812341234") == "138****1234"
     assert mask_name("张三丰") == "张**"
     assert mask_name(None) is None
+
+
+@pytest.mark.parametrize(
+    ("vin", "problem"),
+    [
+        ("WVGZZZ5NZJM131395", None),  # VW Tiguan built for Europe: no check digit (Z in position 9)
+        ("VF1RFB00X56123456", None),  # Renault, France
+        ("SALWA2FK7HA123456", None),  # Land Rover, UK
+        ("JHMCM56557C404453", None),  # Honda, Japan: a North American-market VIN with its check digit
+        ("JHMCM56558C404453", None),  # Japan does not mandate one: not enforced
+        ("1M8GDM9AXKP042788", None),  # United States: check digit X, correct
+        ("1M8GDM9A1KP042788", "check_digit"),  # North America (1-5) enforces it
+        ("5YJ3E1EA7KF317000", "check_digit"),
+        ("LSVAM4188C2184847", "check_digit"),  # China (L) enforces it
+        ("WVGZZZ5NZJM13139", "length"),
+        ("WVGZZZ5NZJM1313O5", "characters"),  # O is never allowed
+    ],
+)
+def test_the_check_digit_is_enforced_only_where_the_region_uses_one(vin, problem):
+    assert vin_problem(vin) == problem
+
+
+def test_an_imported_european_car_is_delivered(post_dms, app_ctx):
+    from app.sync.samples import sample_delivery
+    from tests import factories
+
+    factories.dealer(code="D0101")
+    document = sample_delivery(phone="13800138000")
+    document["payload"]["vin"] = "WVGZZZ5NZJM131395"
+    response = post_dms(document)
+    assert response.status_code == 202, response.json

@@ -86,7 +86,11 @@ class Database:
 
     def init_app(self, app: Flask) -> None:
         settings = settings_of(app)
-        self.engine = create_engine(settings.DATABASE_URL)
+        self.engine = create_engine(
+            settings.DATABASE_URL,
+            connect_timeout=settings.DB_CONNECT_TIMEOUT,
+            statement_timeout_ms=settings.DB_STATEMENT_TIMEOUT_MS,
+        )
         self.session_factory.configure(bind=self.engine)
         app.teardown_request(self._remove_session)
         app.teardown_appcontext(self._remove_session)
@@ -121,14 +125,28 @@ class Database:
         return bind.dialect.name
 
 
-def create_engine(url: str) -> sa.Engine:
-    """An engine tuned per backend: a pooled PostgreSQL, or a WAL-mode SQLite file for `make run`."""
+def create_engine(url: str, *, connect_timeout: int = 5, statement_timeout_ms: int = 30_000) -> sa.Engine:
+    """An engine tuned per backend: a pooled PostgreSQL, or a WAL-mode SQLite file for `make run`.
+
+    On PostgreSQL a connection attempt gives up after ``connect_timeout`` seconds and every
+    statement after ``statement_timeout_ms`` (0: never), so an unreachable or stuck database ends
+    in an ``OperationalError`` (a 503 at the HTTP edge) rather than in a hung worker.
+    """
     if url.startswith("sqlite"):
         engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    engine = sa.create_engine(url, pool_size=10, max_overflow=20, pool_recycle=1800)
+    engine = sa.create_engine(
+        url,
+        pool_size=10,
+        max_overflow=20,
+        pool_recycle=1800,
+        connect_args={
+            "connect_timeout": max(2, connect_timeout),  # libpq treats 1 as 2 anyway
+            "options": f"-c statement_timeout={max(0, statement_timeout_ms)}",
+        },
+    )
     event.listen(engine, "checkout", _refuse_closed_by_server)
     return engine
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import uuid
@@ -10,21 +11,25 @@ from typing import Any
 
 import flask_smorest
 import marshmallow as ma
+import redis
 import requests
+import sqlalchemy as sa
 from flask import Flask, Response, current_app, g, has_request_context, jsonify, request
 from flask_smorest import Api
-from webargs.flaskparser import FlaskParser
+from webargs import core as webargs_core
+from webargs.flaskparser import FlaskParser, is_json_request
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
+from app.config import settings_of
 from app.core.db import db
-from app.core.errors import AppError, PartnerFailure, UpstreamUnavailable, ValidationFailed
+from app.core.errors import AppError, PartnerFailure, ServiceUnavailable, UpstreamUnavailable, ValidationFailed
 from app.core.i18n import _l, gettext
 
 log = logging.getLogger(__name__)
 
-_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")  # fullmatch: no trailing newline
 
 _HTTP_CODES: dict[int, tuple[str, Any]] = {
     400: ("bad_request", _l("The request could not be understood.")),
@@ -55,9 +60,28 @@ def _contains_nul(value: Any) -> bool:
     return False
 
 
+def parse_json(raw: bytes | str) -> Any:
+    """``json.loads`` for bodies from outside: every way a body can be unparseable is a
+    ``json.JSONDecodeError``, including what the standard library raises otherwise (a
+    ``ValueError`` for an integer longer than ``sys.get_int_max_str_digits()``, a
+    ``RecursionError`` for arrays nested tens of thousands deep, a ``UnicodeDecodeError``)."""
+    try:
+        return webargs_core.parse_json(raw)
+    except json.JSONDecodeError:
+        raise
+    except (ValueError, RecursionError) as exc:
+        raise json.JSONDecodeError(f"unparseable JSON ({type(exc).__name__})", doc="<body>", pos=0) from None
+
+
 class TextSafeParser(FlaskParser):
     """Refuses NUL characters in any argument, field by field: PostgreSQL text cannot hold them and
-    no legitimate client sends them."""
+    no legitimate client sends them. JSON bodies are read with :func:`parse_json`: hostile JSON is
+    a 400, never a 500."""
+
+    def _raw_load_json(self, req: Any) -> Any:
+        if not is_json_request(req):
+            return webargs_core.missing
+        return parse_json(req.get_data(cache=True))
 
     def _load_location_data(self, *, schema: ma.Schema, req: Any, location: str) -> Any:
         data = super()._load_location_data(schema=schema, req=req, location=location)
@@ -96,6 +120,10 @@ class LoyaltyApi(Api):
     ERROR_SCHEMA = ErrorSchema
 
     def handle_http_exception(self, error: HTTPException) -> Response:
+        # A failure in an after-request hook (the edge's commit) reaches us wrapped in a 500.
+        original = getattr(error, "original_exception", None)
+        if isinstance(original, INFRASTRUCTURE_DOWN):
+            return _handle_infrastructure_down(original)
         status = error.code or 500
         code, default_message = _HTTP_CODES.get(status, ("error", error.description or ""))
         data = getattr(error, "data", None) or {}
@@ -162,6 +190,28 @@ def _handle_app_error(error: AppError) -> Response:
     )
 
 
+#: Our own infrastructure failing: the database or Redis unreachable, a connection lost, a
+#: statement cancelled by ``statement_timeout``, the pool exhausted. Transient: 503, retry later.
+INFRASTRUCTURE_DOWN: tuple[type[Exception], ...] = (
+    sa.exc.OperationalError,
+    sa.exc.DisconnectionError,
+    sa.exc.TimeoutError,
+    redis.ConnectionError,
+    redis.TimeoutError,
+)
+RETRY_AFTER_SECONDS = "5"
+
+
+def _handle_infrastructure_down(error: Exception) -> Response:
+    """PostgreSQL or Redis failed under a request: 503 with ``Retry-After``, never a 500.
+
+    The unit of work rolls back (error status). Logged without the statement and its parameters
+    (they can hold personal data): the driver's own message says what failed.
+    """
+    log.error("infrastructure unavailable: %s: %s", type(error).__name__, getattr(error, "orig", None) or error)
+    return _handle_app_error(ServiceUnavailable(headers={"Retry-After": RETRY_AFTER_SECONDS}))
+
+
 def _handle_unexpected(error: Exception) -> Response:
     if isinstance(error, HTTPException):
         return api_of(current_app).handle_http_exception(error)
@@ -176,7 +226,7 @@ def _handle_upstream_failure(error: Exception) -> Response:
     Nothing was committed (the unit of work rolls back on any error status).
     """
     log.warning("upstream call failed: %r", error)
-    return _handle_app_error(UpstreamUnavailable(headers={"Retry-After": "5"}))
+    return _handle_app_error(UpstreamUnavailable(headers={"Retry-After": RETRY_AFTER_SECONDS}))
 
 
 def _refuse_nul_in_path() -> None:
@@ -186,7 +236,7 @@ def _refuse_nul_in_path() -> None:
 
 def _assign_request_id() -> None:
     incoming = request.headers.get("X-Request-ID", "")
-    g.request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
+    g.request_id = incoming if _REQUEST_ID_RE.fullmatch(incoming) else uuid.uuid4().hex
 
 
 def _finish_unit_of_work(response: Response) -> Response:
@@ -197,6 +247,26 @@ def _finish_unit_of_work(response: Response) -> Response:
         else:
             db.session.rollback()
     response.headers["X-Request-ID"] = g.get("request_id", "")
+    return response
+
+
+#: Every response: no MIME sniffing, no framing (clickjacking), no Referer leaving the site.
+_ALWAYS = {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer"}
+HSTS = "max-age=31536000"
+#: Paths whose answers carry personal data: no cache (browser, proxy, WeChat's webview) keeps them.
+_NO_STORE_PREFIXES = ("/api/", "/wechat/")
+_CACHEABLE = {"/api/openapi.json"}
+
+
+def security_headers(response: Response) -> Response:
+    """Security headers on every response. HSTS only when the request came over TLS (directly, or
+    through a trusted proxy's ``X-Forwarded-Proto``: ``LOYALTY_PROXY_HOPS``)."""
+    for name, value in _ALWAYS.items():
+        response.headers.setdefault(name, value)
+    if request.path.startswith(_NO_STORE_PREFIXES) and request.path not in _CACHEABLE:
+        response.headers["Cache-Control"] = "no-store"
+    if request.is_secure:
+        response.headers.setdefault("Strict-Transport-Security", HSTS)
     return response
 
 
@@ -241,7 +311,10 @@ def api_of(app: Flask) -> LoyaltyApi:
 
 
 def init_app(app: Flask) -> LoyaltyApi:
-    """Request ids, the unit of work per request, the error shape, and the OpenAPI ``Api``."""
+    """Request ids, the unit of work per request, the error shape, security headers, and the
+    OpenAPI ``Api`` (Swagger UI at /api/docs only when ``LOYALTY_API_DOCS``)."""
+    if not settings_of(app).API_DOCS:
+        app.config["OPENAPI_SWAGGER_UI_PATH"] = None
     app.url_map.converters["id"] = RowIdConverter
     api = LoyaltyApi(app)  # one per app: flask-smorest keeps the OpenAPI spec on the Api object
     api.register_converter(
@@ -257,8 +330,11 @@ def init_app(app: Flask) -> LoyaltyApi:
     app.before_request(_assign_request_id)
     app.before_request(_refuse_nul_in_path)
     app.after_request(_finish_unit_of_work)
+    app.after_request(security_headers)
     app.register_error_handler(AppError, _handle_app_error)
     for upstream_error in (requests.RequestException, PartnerFailure):
         app.register_error_handler(upstream_error, _handle_upstream_failure)
+    for infrastructure_error in INFRASTRUCTURE_DOWN:
+        app.register_error_handler(infrastructure_error, _handle_infrastructure_down)
     app.register_error_handler(Exception, _handle_unexpected)
     return api

@@ -43,9 +43,18 @@ class Range(ma.validate.Range):
 
 
 class Regexp(ma.validate.Regexp):
+    """marshmallow's ``Regexp``, but the whole value must match: with ``re.match`` a pattern ending
+    in ``$`` still accepts a trailing newline (``"abc\\n"``)."""
+
     default_message = _l("Invalid format.")
 
+    def __call__(self, value: Any) -> Any:
+        if self.regex.fullmatch(value) is None:
+            raise ma.ValidationError(self._format_error(value))
+        return value
 
+
+#: Anchored for the OpenAPI ``pattern``; matched with ``fullmatch`` (``Regexp``) all the same.
 IDENTIFIER_RE = re.compile(r"^[A-Za-z0-9._:\-]+$")
 
 
@@ -64,12 +73,12 @@ class Money(ma.fields.Integer):
         super().__init__(**kwargs)
 
 
-_MONTH = re.compile(r"^(20\d\d)-(0[1-9]|1[0-2])$")
+_MONTH = re.compile(r"(20\d\d)-(0[1-9]|1[0-2])")
 
 
 def parse_month(value: str) -> dt.date | None:
     """``YYYY-MM`` (years 2000–2099) → the first day of that month; None when malformed."""
-    match = _MONTH.match(value or "")
+    match = _MONTH.fullmatch(value or "")  # whole string: "2026-11\n" is no month
     return dt.date(int(match[1]), int(match[2]), 1) if match else None
 
 

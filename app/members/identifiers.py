@@ -70,15 +70,23 @@ def normalize_vin(value: str) -> str:
     return value.strip().upper()
 
 
+#: First characters of the WMIs whose region makes position 9 a check digit: North America
+#: (1–5: United States, Canada, Mexico; 49 CFR 565) and China (L; GB 16735). Elsewhere (Europe's
+#: W, V, S…, Japan's J, Korea's K) position 9 is free: a Golf built for Europe reads ``WVWZZZ…``
+#: with a letter there, and imported cars like it are delivered too.
+CHECK_DIGIT_REGIONS = frozenset("12345L")
+
+
 def vin_problem(vin: str) -> str | None:
-    """Why ``vin`` is not a valid 17-character VIN with a correct check digit, or None."""
+    """Why ``vin`` is not a valid 17-character VIN, or None: the length, the characters (no I, O,
+    Q), and the check digit where the manufacturer's region mandates one (``CHECK_DIGIT_REGIONS``)."""
     if len(vin) != 17:
         return "length"
     try:
         parsed = Vin(vin)
     except VinValidationError:
         return "characters"
-    if not parsed.verify_checksum():
+    if parsed.region_code in CHECK_DIGIT_REGIONS and not parsed.verify_checksum():
         return "check_digit"
     return None
 

@@ -13,6 +13,7 @@ from flask.cli import AppGroup
 
 from app.core.db import db
 from app.core.errors import ValidationFailed
+from app.core.schemas import parse_month
 from app.members.cards import read_member
 from app.points import expiry, queries, rulesets, settlement, simulation
 from app.points.rules import rule_to_json
@@ -121,7 +122,9 @@ def expire() -> None:
 @click.argument("month")
 def settle(month: str) -> None:
     """Compute dealer statements for MONTH (YYYY-MM) and print them as CSV."""
-    first = dt.date.fromisoformat(month + "-01")
+    first = parse_month(month)
+    if first is None:
+        raise click.BadParameter("use the form YYYY-MM", param_hint="MONTH")
     settlement.generate(first, actor=_actor())
     db.session.commit()
     click.echo(settlement.to_csv(first), nl=False)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import re
 from typing import Any
 
 import sqlalchemy as sa
@@ -149,7 +150,22 @@ def statements_for(month: dt.date) -> list[tuple[DealerSettlement, Dealer]]:
     )
 
 
+#: A spreadsheet reads a cell starting with one of these as a formula (or, tab and CR, as a cell
+#: boundary a formula can hide behind): CSV injection.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"-?\d+(\.\d+)?")
+
+
+def csv_safe(value: Any) -> Any:
+    """A text cell a spreadsheet shows as text: one starting like a formula gets a leading ``'``
+    (OWASP's advice). Numbers, and text that is a plain number such as ``-3.00``, are left alone."""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS) and not _PLAIN_NUMBER.fullmatch(value):
+        return "'" + value
+    return value
+
+
 def to_csv(month: dt.date) -> str:
+    """The month's statements for finance; every text cell passes through :func:`csv_safe`."""
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(
@@ -170,23 +186,22 @@ def to_csv(month: dt.date) -> str:
         ]
     )
     for statement, dealer in statements_for(month):
-        writer.writerow(
-            [
-                statement.month.isoformat(),
-                dealer.code,
-                dealer.name,
-                statement.funded_points,
-                statement.redeemed_points,
-                statement.point_value_fen,
-                statement.net_fen,
-                f"{statement.net_fen / 100:.2f}",
-                statement.status,
-                statement.reviewed_by or "",
-                statement.approved_by or "",
-                statement.paid_at.isoformat() if statement.paid_at else "",
-                statement.payment_ref or "",
-            ]
-        )
+        row = [
+            statement.month.isoformat(),
+            dealer.code,
+            dealer.name,
+            statement.funded_points,
+            statement.redeemed_points,
+            statement.point_value_fen,
+            statement.net_fen,
+            f"{statement.net_fen / 100:.2f}",
+            statement.status,
+            statement.reviewed_by or "",
+            statement.approved_by or "",
+            statement.paid_at.isoformat() if statement.paid_at else "",
+            statement.payment_ref or "",
+        ]
+        writer.writerow([csv_safe(cell) for cell in row])
     return out.getvalue()
 
 

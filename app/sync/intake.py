@@ -15,6 +15,7 @@ import marshmallow as ma
 from app.config import current_settings
 from app.core import inbox
 from app.core.errors import ValidationFailed
+from app.core.http import parse_json
 from app.core.i18n import _l
 from app.core.security import verify_timestamped_signature
 from app.dealers.services import dealer_by_code
@@ -40,8 +41,8 @@ def accept_event(raw_body: bytes, timestamp: str | None, signature: str | None) 
         window_seconds=settings.SIGNATURE_WINDOW_SECONDS,
     )
     try:
-        document = json.loads(raw_body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        document = parse_json(raw_body)
+    except json.JSONDecodeError:
         raise ValidationFailed(fields={"body": [_l("Invalid JSON body.")]}) from None
     if not isinstance(document, dict):
         raise ValidationFailed(fields={"body": [_l("The body must be a JSON object.")]})
