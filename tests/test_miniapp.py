@@ -405,6 +405,21 @@ def test_the_member_code_is_scanned_once_within_60_seconds(mini, member, client,
     assert expired.status_code == 422 and "已过期" in expired.json["error"]["message"]
 
 
+def test_a_refused_scan_of_a_closed_membership_is_still_audited(mini, member, client, wechat):
+    code = mini.get("/api/v1/me/member-code").json["code"]
+    member.status = "closed"
+    db.session.flush()
+    staff = MiniClient(client, wechat)
+    staff.sign_in("o-advisor")
+    advisor = factories.staff(factories.dealer(), code="SA0901")
+    from app.members.staff_mode import bind, issue_invite
+
+    bind(db.session.get(WechatIdentity, _identity_id("o-advisor")), issue_invite(advisor, actor="test")[0])
+    assert staff.post("/api/v1/staff/scans", json={"code": code}).status_code == 404
+    row = db.session.scalar(sa.select(AuditEntry).where(AuditEntry.action == "member.read"))
+    assert (row.actor_id, row.subject_id, row.details) == ("SA0901", str(member.id), {"refused": True})
+
+
 def _identity_id(openid: str) -> int:
     return db.session.scalar(sa.select(WechatIdentity.id).where(WechatIdentity.openid == openid))
 
