@@ -122,6 +122,24 @@ def test_sessions_rotate_and_sign_out(mini, app_ctx, time_machine):
     assert mini.get("/api/v1/me").status_code == 401
 
 
+def test_refreshing_cannot_extend_a_sign_in_past_its_absolute_lifetime(mini, app_ctx, time_machine):
+    tunables.set_value("miniapp.session_max_hours", 3, actor=("test", "t"))
+    db.session.flush()
+    start = dt.datetime.now(dt.UTC)
+    time_machine.move_to(start, tick=False)
+    mini.sign_in("o-long")
+    for hours in (1.5, 2.9):
+        time_machine.move_to(start + dt.timedelta(hours=hours), tick=False)
+        refreshed = mini.post("/api/v1/sessions/refresh")
+        assert refreshed.status_code == 201
+        mini.token = refreshed.json["token"]
+        assert dt.datetime.fromisoformat(refreshed.json["expires_at"]) <= start + dt.timedelta(hours=3)
+    time_machine.move_to(start + dt.timedelta(hours=3, seconds=1), tick=False)
+    assert mini.get("/api/v1/me").status_code == 401
+    assert mini.post("/api/v1/sessions/refresh").status_code == 401
+    assert mini.sign_in("o-long").status_code == 201  # signing in again starts a new lifetime
+
+
 def test_sign_in_is_rate_limited_per_ip(client, wechat, app_ctx):
     statuses = [client.post("/api/v1/sessions", json={"code": f"x{i}"}).status_code for i in range(22)]
     assert statuses[:20] == [401] * 20 and statuses[20:] == [429, 429]
