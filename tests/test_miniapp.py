@@ -122,6 +122,24 @@ def test_sessions_rotate_and_sign_out(mini, app_ctx, time_machine):
     assert mini.get("/api/v1/me").status_code == 401
 
 
+def test_refreshing_cannot_extend_a_sign_in_past_its_absolute_lifetime(mini, app_ctx, time_machine):
+    tunables.set_value("miniapp.session_max_hours", 3, actor=("test", "t"))
+    db.session.flush()
+    start = dt.datetime.now(dt.UTC)
+    time_machine.move_to(start, tick=False)
+    mini.sign_in("o-long")
+    for hours in (1.5, 2.9):
+        time_machine.move_to(start + dt.timedelta(hours=hours), tick=False)
+        refreshed = mini.post("/api/v1/sessions/refresh")
+        assert refreshed.status_code == 201
+        mini.token = refreshed.json["token"]
+        assert dt.datetime.fromisoformat(refreshed.json["expires_at"]) <= start + dt.timedelta(hours=3)
+    time_machine.move_to(start + dt.timedelta(hours=3, seconds=1), tick=False)
+    assert mini.get("/api/v1/me").status_code == 401
+    assert mini.post("/api/v1/sessions/refresh").status_code == 401
+    assert mini.sign_in("o-long").status_code == 201  # signing in again starts a new lifetime
+
+
 def test_sign_in_is_rate_limited_per_ip(client, wechat, app_ctx):
     statuses = [client.post("/api/v1/sessions", json={"code": f"x{i}"}).status_code for i in range(22)]
     assert statuses[:20] == [401] * 20 and statuses[20:] == [429, 429]
@@ -403,6 +421,21 @@ def test_the_member_code_is_scanned_once_within_60_seconds(mini, member, client,
     staff.sign_in("o-advisor")  # a fresh session (the old one may have expired with the clock jump)
     expired = staff.post("/api/v1/staff/scans", json={"code": late})
     assert expired.status_code == 422 and "已过期" in expired.json["error"]["message"]
+
+
+def test_a_refused_scan_of_a_closed_membership_is_still_audited(mini, member, client, wechat):
+    code = mini.get("/api/v1/me/member-code").json["code"]
+    member.status = "closed"
+    db.session.flush()
+    staff = MiniClient(client, wechat)
+    staff.sign_in("o-advisor")
+    advisor = factories.staff(factories.dealer(), code="SA0901")
+    from app.members.staff_mode import bind, issue_invite
+
+    bind(db.session.get(WechatIdentity, _identity_id("o-advisor")), issue_invite(advisor, actor="test")[0])
+    assert staff.post("/api/v1/staff/scans", json={"code": code}).status_code == 404
+    row = db.session.scalar(sa.select(AuditEntry).where(AuditEntry.action == "member.read"))
+    assert (row.actor_id, row.subject_id, row.details) == ("SA0901", str(member.id), {"refused": True})
 
 
 def _identity_id(openid: str) -> int:

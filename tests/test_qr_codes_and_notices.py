@@ -89,7 +89,10 @@ def test_the_qr_api_returns_the_code_as_image(client, app_ctx, fakes):
     png = client.get("/api/v1/cs/staff/SA0101/enrollment-qr.png", headers=headers)
     assert png.mimetype == "image/png"
     factories.staff(factories.dealer(code="D0999"), code="SA0999")
-    assert client.get("/api/v1/cs/staff/SA0999/enrollment-qr", headers=headers).status_code == 403
+    refused = client.get("/api/v1/cs/staff/SA0999/enrollment-qr", headers=headers)
+    missed = client.get("/api/v1/cs/staff/SA9999/enrollment-qr", headers=headers)
+    assert refused.status_code == missed.status_code == 404  # another dealer's staff: like no staff at all
+    assert refused.json["error"] == missed.json["error"]
 
 
 def test_a_wechat_outage_is_a_503_to_retry_and_nothing_is_kept(client, app_ctx, fakes):
@@ -110,11 +113,12 @@ def test_a_pre_enrolled_buyers_order_qr_comes_from_their_open_token(client, app_
     headers = {"Authorization": f"Bearer {token}"}
     post_dms(dms_events.delivered("13800000031", factories.vin()))
     buyer = services.find_by_phone("13800000031")
-    data = client.get(f"/api/v1/cs/members/{buyer.member_no}/enrollment-qr", headers=headers).json
+    url = f"/api/v1/cs/members/{buyer.member_no}/enrollment-qr"
+    data = client.post(url, json={"reason": "delivery"}, headers=headers).json
     assert data["scene"] == f"order:{services.open_enrollment_token(buyer).token}"
     services.open_enrollment_token(buyer).used_at = utcnow()  # scanned: no open code any more
     db.session.flush()
-    assert client.get(f"/api/v1/cs/members/{buyer.member_no}/enrollment-qr", headers=headers).status_code == 404
+    assert client.post(url, json={"reason": "delivery"}, headers=headers).status_code == 404
 
 
 def follower(phone: str, openid: str):

@@ -10,6 +10,7 @@ from flask import Response
 
 from app.campaigns import qrcodes
 from app.core.http import Blueprint
+from app.core.schemas import BaseSchema, Length
 from app.members.access import order_token_for_operator
 from app.operators.access import staff_for
 from app.operators.auth import current_operator, require_operator
@@ -55,11 +56,20 @@ def advisor_qr_png(staff_code: str) -> Response:
     return Response(qrcodes.png(code), mimetype="image/png", headers={"Cache-Control": "private, max-age=300"})
 
 
-@blp.route("/members/<member_no>/enrollment-qr")
+class HandOverArgs(BaseSchema):
+    reason = ma.fields.String(
+        required=True, validate=Length(min=1, max=255), metadata={"description": "Why (kept in the audit log)"}
+    )
+
+
+@blp.route("/members/<member_no>/enrollment-qr", methods=["POST"])
 @blp.doc(security=BEARER)
+@blp.arguments(HandOverArgs)
 @blp.response(200, QrCodeSchema)
+@blp.alt_response(404, response="NOT_FOUND")
 @require_operator(*ROLES)
-def order_qr(member_no: str) -> dict[str, Any]:
-    """The order enrollment QR of a pre-enrolled buyer: scanning it activates the membership."""
-    token = order_token_for_operator(current_operator(), member_no)
+def order_qr(args: dict[str, Any], member_no: str) -> dict[str, Any]:
+    """The order enrollment QR of a pre-enrolled buyer: scanning it activates the membership and
+    releases its held points, so handing it over needs a reason and is audited."""
+    token = order_token_for_operator(current_operator(), member_no, reason=args["reason"])
     return as_qr_json(qrcodes.for_order_token(token))

@@ -73,6 +73,12 @@ class Conflict(AppError):
     default_message = _l("This conflicts with the current state.")
 
 
+class TooManyRequests(AppError):
+    status = 429
+    code = "rate_limited"
+    default_message = _l("Too many requests. Please try again later.")
+
+
 class PayloadTooLarge(AppError):
     status = 413
     code = "payload_too_large"

@@ -239,13 +239,47 @@ def _assign_request_id() -> None:
     g.request_id = incoming if _REQUEST_ID_RE.fullmatch(incoming) else uuid.uuid4().hex
 
 
+_KEPT_ROWS = "loyalty_kept_rows"
+
+
+def keep_whatever_happens(row: Any) -> None:
+    """Write ``row`` whatever the request's outcome: with its unit of work when that commits, else
+    in a short transaction of its own after the rollback (the audit row of a refused or missed
+    read). Outside a request it simply joins the current session (the CLI commits it)."""
+    if not has_request_context():
+        db.session.add(row)
+        return
+    g.setdefault(_KEPT_ROWS, []).append(row)
+
+
+def _write_apart(rows: list[Any]) -> None:
+    """A separate session (its own connection and transaction), committed now. It runs after the
+    request's transaction has ended, so it can never wait on a lock that transaction holds."""
+    session = db.session_factory()
+    try:
+        session.add_all(rows)
+        session.commit()
+    except Exception:
+        session.rollback()
+        log.exception("could not write %d row(s) kept apart from a failed request", len(rows))
+    finally:
+        session.close()
+
+
 def _finish_unit_of_work(response: Response) -> Response:
-    """Commit once at the edge when the handler succeeded; otherwise throw the work away."""
-    if db.session.registry.has():  # else the request never touched the database
-        if response.status_code < 400:
+    """Commit once at the edge when the handler succeeded; otherwise throw the work away (but
+    write the rows kept whatever happens in a transaction of their own)."""
+    kept = g.pop(_KEPT_ROWS, [])
+    if response.status_code < 400:
+        if kept:
+            db.session.add_all(kept)
+            kept = []
+        if db.session.registry.has():  # else the request never touched the database
             db.session.commit()
-        else:
-            db.session.rollback()
+    elif db.session.registry.has():
+        db.session.rollback()
+    if kept:
+        _write_apart(kept)
     response.headers["X-Request-ID"] = g.get("request_id", "")
     return response
 

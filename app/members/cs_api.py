@@ -6,13 +6,18 @@ from typing import Any
 
 from app.core.http import Blueprint
 from app.members import staff_mode, vehicle_claims
+from app.members.access import member_by_phone_for_operator
+from app.members.identifiers import mask_name, mask_phone
 from app.members.schemas import ClaimSchema
-from app.members.staff_schemas import ClaimDecisionArgs, InviteSchema
+from app.members.staff_schemas import ClaimDecisionArgs, InviteSchema, MemberFoundSchema, MemberSearchArgs
 from app.operators.access import staff_for
 from app.operators.auth import current_operator, require_operator
 
 blp = Blueprint(
-    "cs_members", __name__, url_prefix="/api/v1/cs", description="Back office: staff invites and vehicle claims"
+    "cs_members",
+    __name__,
+    url_prefix="/api/v1/cs",
+    description="Back office: member search, staff invites and vehicle claims",
 )
 BEARER = [{"bearerAuth": []}]
 
@@ -27,6 +32,24 @@ def invite(staff_code: str) -> dict[str, Any]:
     staff = staff_for(operator, staff_code)
     code, expires = staff_mode.issue_invite(staff, actor=operator.actor)
     return {"staff_code": staff.staff_code, "invite_code": code, "expires_at": expires}
+
+
+@blp.route("/members/search", methods=["POST"])
+@blp.doc(security=BEARER)
+@blp.arguments(MemberSearchArgs)
+@blp.response(200, MemberFoundSchema)
+@blp.alt_response(404, response="NOT_FOUND")
+@require_operator("agent", "supervisor", "dealer_manager", "operator")
+def search(args: dict[str, Any]) -> dict[str, Any]:
+    """Find a member by mobile number (in the body, never in a URL); then use the member number.
+    Another dealer's member is not found, like no member at all. Audited, misses too."""
+    member = member_by_phone_for_operator(current_operator(), args["phone"], reason=args["reason"])
+    return {
+        "member_no": member.member_no,
+        "status": member.status,
+        "name": mask_name(member.name),
+        "phone": mask_phone(member.phone),
+    }
 
 
 @blp.route("/vehicle-claims")

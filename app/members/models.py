@@ -221,6 +221,8 @@ class MiniappSession(Base):
     #: WeChat's session key (decrypts data the mini-app sends); encrypted, never leaves the server.
     session_key: Mapped[str | None] = mapped_column(EncryptedText)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    #: When the person signed in: refreshes carry it over, the absolute lifetime counts from it.
+    signed_in_at: Mapped[dt.datetime]
     expires_at: Mapped[dt.datetime]
     revoked_at: Mapped[dt.datetime | None]
     replaced_by_id: Mapped[int | None] = mapped_column(BigIntType)

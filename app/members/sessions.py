@@ -2,7 +2,9 @@
 
 The token is an ``itsdangerous`` signature over the session id, with an expiry; the session row
 holds WeChat's ``session_key`` (encrypted, never sent to the client) and can be revoked. Refreshing
-rotates: a new session replaces the old one, which stops working at once.
+rotates: a new session replaces the old one, which stops working at once. A sign-in has an
+absolute lifetime (``miniapp.session_max_hours``, 30 days): refreshing never extends it, after it
+the mini-app must sign in again with a fresh ``wx.login`` code.
 """
 
 from __future__ import annotations
@@ -25,6 +27,11 @@ from app.members import identities
 from app.members.models import Member, MiniappSession, WechatIdentity
 
 SESSION_HOURS = tunables.define("miniapp.session_hours", 2, "Hours a mini-app sign-in lasts before it must refresh")
+MAX_HOURS = tunables.define(
+    "miniapp.session_max_hours",
+    720,
+    "Absolute lifetime of a mini-app sign-in in hours (30 days): refreshing cannot extend it",
+)
 _SALT = "miniapp-session"
 
 
@@ -40,17 +47,27 @@ def _serializer() -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=_SALT)
 
 
-def _new_session(identity: WechatIdentity, session_key: str | None) -> SignedIn:
+def _new_session(
+    identity: WechatIdentity, session_key: str | None, signed_in_at: dt.datetime | None = None
+) -> SignedIn:
+    """A session token; a refresh keeps the sign-in's start, and no session outlives it by more
+    than ``miniapp.session_max_hours``."""
     now = utcnow()
+    signed_in_at = signed_in_at or now
     session = MiniappSession(
         identity_id=identity.id,
         session_key=session_key,
         created_at=now,
-        expires_at=now + dt.timedelta(hours=SESSION_HOURS.value()),
+        signed_in_at=signed_in_at,
+        expires_at=min(now + dt.timedelta(hours=SESSION_HOURS.value()), _end_of_life(signed_in_at)),
     )
     db.session.add(session)
     db.session.flush()
     return SignedIn(_serializer().dumps(session.id), session.expires_at, identity, session)
+
+
+def _end_of_life(signed_in_at: dt.datetime) -> dt.datetime:
+    return signed_in_at + dt.timedelta(hours=MAX_HOURS.value())
 
 
 def sign_in(openid: str, session_key: str, unionid: str | None) -> SignedIn:
@@ -95,7 +112,8 @@ def resolve(token: str) -> tuple[MiniappSession, WechatIdentity, Member | None]:
     if row is None:
         raise Unauthenticated()
     session, identity, member = row
-    if session.revoked_at is not None or session.expires_at <= utcnow():
+    now = utcnow()
+    if session.revoked_at is not None or session.expires_at <= now or _end_of_life(session.signed_in_at) <= now:
         raise Unauthenticated(_l("Your session has expired. Please sign in again."))
     return session, identity, member
 
@@ -110,7 +128,7 @@ def rotate(session: MiniappSession, identity: WechatIdentity) -> SignedIn:
     )
     if revoked.rowcount != 1:
         raise Unauthenticated(_l("Your session has expired. Please sign in again."))
-    fresh = _new_session(identity, session.session_key)
+    fresh = _new_session(identity, session.session_key, session.signed_in_at)
     db.session.execute(
         sa.update(MiniappSession).where(MiniappSession.id == session.id).values(replaced_by_id=fresh.session.id)
     )

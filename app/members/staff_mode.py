@@ -68,14 +68,17 @@ def staff_of(identity: WechatIdentity) -> Staff | None:
 def scan_member_code(staff: Staff, code: str) -> Member:
     """The member whose code staff scanned at the counter (once per code; audited)."""
     member = db.session.get(Member, member_code.verify(code))
-    if member is None or member.status == "closed":
-        raise NotFound()
-    audit.record(
+    refused = member is None or member.status == "closed"
+    audit.record_regardless(  # a refused scan too: the 404 rolls the request back, not this row
         actor=("staff", staff.staff_code),
         action="member.read",
-        subject=("member", member.id),
+        subject=("member", member.id if member else "-"),
         reason="member code scanned at the dealer",
+        details={"refused": True} if refused else None,
     )
+    if refused:
+        raise NotFound()
+    assert member is not None
     return member
 
 

@@ -66,3 +66,25 @@ class ClaimDecisionArgs(BaseSchema):
     model_name = ma.fields.String(validate=Length(min=1, max=64))
     model_year = ma.fields.Integer(strict=True, validate=Range(min=1990, max=2100))
     note = ma.fields.String(validate=Length(max=255))
+
+
+class MemberSearchArgs(BaseSchema):
+    """A phone number goes in the body, never in a path (paths reach access logs)."""
+
+    phone = ma.fields.String(required=True, validate=Length(min=1, max=32))
+    reason = ma.fields.String(
+        required=True, validate=Length(min=1, max=255), metadata={"description": "Why you look (audited)"}
+    )
+
+
+class MemberFoundSchema(ma.Schema):
+    member_no = ma.fields.String(metadata={"description": "Use it in paths: /api/v1/cs/members/{member_no}/…"})
+    status = ma.fields.String()
+    name = ma.fields.String(allow_none=True, metadata={"description": "masked"})
+    phone = ma.fields.String(allow_none=True, metadata={"description": "masked"})
+
+
+class ReasonArgs(BaseSchema):
+    reason = ma.fields.String(
+        required=True, validate=Length(min=1, max=255), metadata={"description": "Why (kept in the audit log)"}
+    )

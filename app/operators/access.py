@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.core.errors import Forbidden, NotFound
+from app.core.errors import NotFound
 from app.core.i18n import _l
 from app.dealers.models import Staff
 from app.dealers.services import active_staff
@@ -10,12 +10,11 @@ from app.operators.models import Operator
 
 
 def staff_for(operator: Operator, staff_code: str) -> Staff:
-    """The active staff member with this code, if the operator may act for them (404, 403 otherwise)."""
+    """The active staff member with this code, if the operator may act for them; else 404, the same
+    answer for another dealer's staff as for no such staff (no probing other dealers' rosters)."""
     staff = active_staff(staff_code)
-    if staff is None:
+    if staff is None or not may_act_for_dealer(operator, staff.dealer_id):
         raise NotFound(_l("No active staff member has this code."))
-    if not may_act_for_dealer(operator, staff.dealer_id):
-        raise Forbidden()
     return staff
 
 

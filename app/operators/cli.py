@@ -1,6 +1,8 @@
-"""``flask operators create``: back-office accounts."""
+"""``flask operators create | deactivate | reset-password``: back-office accounts."""
 
 from __future__ import annotations
+
+import getpass
 
 import click
 from flask.cli import AppGroup
@@ -8,7 +10,7 @@ from flask.cli import AppGroup
 from app.core.db import db
 from app.dealers.services import dealer_by_code
 from app.operators import auth
-from app.operators.models import ROLES
+from app.operators.models import ROLES, Operator
 
 operators_cli = AppGroup("operators", help="Back-office accounts.")
 
@@ -29,3 +31,31 @@ def create(username: str, name: str, role: str, dealer_code: str | None, passwor
         raise click.ClickException(str(err)) from None
     db.session.commit()
     click.echo(f"{role} {username} created")
+
+
+def _operator(username: str) -> Operator:
+    operator = auth.by_username(username)
+    if operator is None:
+        raise click.ClickException(f"unknown operator {username}")
+    return operator
+
+
+@operators_cli.command("deactivate")
+@click.argument("username")
+@click.option("--reason", required=True, help="Kept in the audit log.")
+def deactivate(username: str, reason: str) -> None:
+    """The account can no longer sign in; its tokens stop working at once."""
+    auth.deactivate(_operator(username), actor=("cli", getpass.getuser()), reason=reason)
+    db.session.commit()
+    click.echo(f"{username} deactivated")
+
+
+@operators_cli.command("reset-password")
+@click.argument("username")
+@click.option("--reason", required=True, help="Kept in the audit log.")
+@click.password_option()
+def reset_password(username: str, reason: str, password: str) -> None:
+    """Set a new password; the account's tokens stop working and a lockout is lifted."""
+    auth.reset_password(_operator(username), password, actor=("cli", getpass.getuser()), reason=reason)
+    db.session.commit()
+    click.echo(f"password of {username} reset")
