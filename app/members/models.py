@@ -110,7 +110,10 @@ class WechatIdentity(Base):
 
 
 class Consent(Base):
-    """One consent decision (PIPL). Append-only: the newest row per purpose is the current state."""
+    """One consent decision (PIPL). Append-only: the last *recorded* row per purpose (highest id) is
+    the current state. ``stated_at`` is when the partner says the decision was made (the DMS's
+    ``accepted_at``); it is kept as evidence but never orders decisions, so a stated time cannot
+    outrank a decision recorded after it."""
 
     __tablename__ = "consents"
 
@@ -120,11 +123,14 @@ class Consent(Base):
     granted: Mapped[bool]
     policy_version: Mapped[str] = mapped_column(sa.String(16))
     channel: Mapped[str] = mapped_column(sa.String(16))  # dms, miniapp, official, cs, import
+    #: When we recorded it (our clock).
     recorded_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    #: When the channel says the person decided (DMS ``accepted_at``); None when we saw it happen.
+    stated_at: Mapped[dt.datetime | None]
 
     __table_args__ = (
         sa.CheckConstraint(_in("purpose", CONSENT_PURPOSES), name="purpose"),
-        sa.Index("ix_consents_member_purpose", "member_id", "purpose", "recorded_at"),
+        sa.Index("ix_consents_member_purpose_id", "member_id", "purpose", "id"),
     )
 
 

@@ -106,14 +106,17 @@ class ConsentState:
         return self.purposes.get("privacy_policy", False)
 
 
+def _current_consents(member: Member) -> dict[str, Consent]:
+    """The last recorded decision per purpose: the order of recording (id), never a stated time."""
+    rows = db.session.scalars(sa.select(Consent).where(Consent.member_id == member.id).order_by(Consent.id))
+    return {row.purpose: row for row in rows}
+
+
 def consent_state(member: Member) -> ConsentState:
-    """The latest decision per purpose."""
-    rows = db.session.scalars(
-        sa.select(Consent).where(Consent.member_id == member.id).order_by(Consent.recorded_at, Consent.id)
-    )
+    """The current decision per purpose (the last one recorded)."""
     purposes: dict[str, bool] = {}
     version = None
-    for row in rows:
+    for row in db.session.scalars(sa.select(Consent).where(Consent.member_id == member.id).order_by(Consent.id)):
         purposes[row.purpose] = row.granted
         if row.purpose == "privacy_policy" and row.granted:
             version = row.policy_version
@@ -132,14 +135,23 @@ def record_consent(
 ) -> list[Consent]:
     """Append the decisions that differ from the current state. Granting purposes implies accepting
     the policy, except when ``accept_policy`` is False (changing purposes under a policy already
-    accepted)."""
+    accepted).
+
+    ``at`` is the time a partner states the decision was made (kept as ``stated_at``). A decision
+    stated before the current one for its purpose was recorded is older news and is not recorded:
+    a late DMS delivery cannot re-grant what the member withdrew since.
+    """
     current = consent_state(member)
+    latest = _current_consents(member) if at is not None else {}
     decisions = {**({"privacy_policy": True} if accept_policy else {}), **{p: True for p in granted}}
     decisions |= {p: False for p in withdrawn}
     rows = []
     for purpose, value in decisions.items():
         unchanged = current.purposes.get(purpose) == value
         if unchanged and (purpose != "privacy_policy" or current.policy_version == policy_version):
+            continue
+        previous = latest.get(purpose)
+        if at is not None and previous is not None and at < previous.recorded_at:
             continue
         rows.append(
             Consent(
@@ -148,7 +160,8 @@ def record_consent(
                 granted=value,
                 policy_version=policy_version,
                 channel=channel,
-                recorded_at=at or utcnow(),
+                recorded_at=utcnow(),
+                stated_at=at,
             )
         )
     db.session.add_all(rows)

@@ -1,0 +1,101 @@
+"""Security and privacy hardening: consent order, identifiers, bearer tokens, encryption at rest,
+audit references, erasure, location, dealer access, key rotation."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from app.core import tunables
+from app.core.clock import utcnow
+from app.core.db import db
+from app.members import privacy, services
+from app.members.models import Consent
+from app.sync.samples import sample_delivery
+from tests import factories
+
+
+@pytest.fixture
+def shop(app_ctx):
+    dealer = factories.dealer(code="D0101", city="长春")
+    advisor = factories.staff(dealer, code="SA0101")
+    return dealer, advisor
+
+
+def delivery(phone: str = "13800138000", **payload_overrides: Any) -> dict[str, Any]:
+    document = sample_delivery(phone=phone)
+    document["payload"].update(payload_overrides)
+    return document
+
+
+def _consent_field_errors(response: Any) -> dict[str, Any]:
+    assert response.status_code == 422, response.json
+    return response.json["error"]["fields"]["payload"]["buyer"]["consent"]
+
+
+# --- 1. consent cannot be outdated ----------------------------------------------------------
+
+
+def test_a_consent_accepted_in_the_future_is_refused_at_intake(shop, post_dms):
+    document = delivery()
+    document["payload"]["buyer"]["consent"]["accepted_at"] = "2099-01-01T00:00:00+08:00"
+    errors = _consent_field_errors(post_dms(document))
+    assert list(errors) == ["accepted_at"]
+    assert services.find_by_phone("13800138000") is None
+
+
+def test_a_consent_stated_within_the_clock_window_is_accepted(shop, post_dms):
+    document = delivery()
+    document["payload"]["buyer"]["consent"]["accepted_at"] = (utcnow() + dt.timedelta(seconds=60)).isoformat()
+    assert post_dms(document).status_code == 202
+
+
+def test_only_known_privacy_policy_versions_are_accepted_from_the_dms(shop, post_dms):
+    document = delivery()
+    document["payload"]["buyer"]["consent"]["policy_version"] = "1999.9"
+    assert list(_consent_field_errors(post_dms(document))) == ["policy_version"]
+    # an operator lists the versions the dealers may still present; the current one is always known
+    tunables.set_value("privacy.policy_versions", ["2025.3", "2026.1"], actor=("test", "t"))
+    db.session.flush()
+    document = delivery(phone="13800138001")
+    document["payload"]["buyer"]["consent"]["policy_version"] = "2025.3"
+    assert post_dms(document).status_code == 202
+    tunables.set_value("privacy.policy_version", "2026.2", actor=("test", "t"))
+    db.session.flush()
+    document = delivery(phone="13800138002")
+    document["payload"]["buyer"]["consent"]["policy_version"] = "2026.2"
+    assert post_dms(document).status_code == 202
+
+
+def test_the_current_consent_is_the_last_recorded_not_the_latest_stated(app_ctx):
+    member = factories.member()
+    # a decision *stated* far in the future (whatever let it through) ...
+    services.record_consent(
+        member, policy_version="2026.1", granted=["marketing"], channel="dms", at=utcnow().replace(year=2099)
+    )
+    db.session.flush()
+    assert services.consent_state(member).purposes["marketing"] is True
+    # ... is outranked by the member's later withdrawal
+    privacy.set_purposes(member, set())
+    assert services.consent_state(member).purposes == {
+        "privacy_policy": True,
+        "service_notifications": False,
+        "marketing": False,
+        "dealer_sharing": False,
+    }
+    rows = db.session.scalars(sa.select(Consent).where(Consent.member_id == member.id).order_by(Consent.id)).all()
+    stated = [r for r in rows if r.stated_at is not None]
+    assert stated and stated[0].stated_at.year == 2099 and stated[0].recorded_at.year < 2099
+
+
+def test_a_dms_consent_stated_before_the_members_withdrawal_does_not_regrant(shop, post_dms, app_ctx):
+    member = factories.member(phone="13800138000")
+    privacy.set_purposes(member, set())
+    db.session.flush()
+    document = delivery()
+    document["payload"]["buyer"]["consent"]["accepted_at"] = (utcnow() - dt.timedelta(hours=1)).isoformat()
+    assert post_dms(document).status_code == 202
+    assert services.consent_state(member).purposes["service_notifications"] is False
