@@ -8,11 +8,13 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from stdnum import luhn
 
 from app.core import tunables
 from app.core.clock import utcnow
 from app.core.db import db
 from app.members import privacy, services
+from app.members.identifiers import is_member_number, new_member_number, normalize_cn_mobile
 from app.members.models import Consent
 from app.sync.samples import sample_delivery
 from tests import factories
@@ -99,3 +101,53 @@ def test_a_dms_consent_stated_before_the_members_withdrawal_does_not_regrant(sho
     document["payload"]["buyer"]["consent"]["accepted_at"] = (utcnow() - dt.timedelta(hours=1)).isoformat()
     assert post_dms(document).status_code == 202
     assert services.consent_state(member).purposes["service_notifications"] is False
+
+
+# --- 2. member numbers vs phones ------------------------------------------------------------
+
+
+def _mobiles(*, luhn_valid: bool, count: int = 3) -> list[str]:
+    found = []
+    for n in range(10_000):
+        candidate = f"1391234{n:04d}"
+        if luhn.is_valid(candidate) == luhn_valid:
+            found.append(candidate)
+        if len(found) == count:
+            return found
+    raise AssertionError("no candidates")
+
+
+def test_new_member_numbers_can_never_be_mobile_numbers():
+    for _ in range(500):
+        number = new_member_number()
+        assert is_member_number(number)
+        assert normalize_cn_mobile(number) is None
+        assert number[0] == "9"
+
+
+@pytest.mark.parametrize("luhn_valid", [True, False])
+def test_members_are_found_by_phone_whether_or_not_it_passes_the_luhn_check(app_ctx, luhn_valid):
+    for phone in _mobiles(luhn_valid=luhn_valid):
+        member = factories.member(phone=phone)
+        assert services.find_member(phone) == member
+        assert services.find_member(f"+86 {phone[:3]} {phone[3:7]} {phone[7:]}") == member
+        assert services.find_member(member.member_no) == member
+
+
+def test_legacy_member_numbers_keep_resolving(app_ctx):
+    # numbers minted before the change: 11 Luhn-valid digits, some shaped like a mobile number
+    legacy_mobile_shaped, legacy_other = (
+        _mobiles(luhn_valid=True, count=2)[1],
+        "3820194756" + luhn.calc_check_digit("3820194756"),
+    )
+    first = factories.member()
+    first.member_no = legacy_mobile_shaped
+    second = factories.member()
+    second.member_no = legacy_other
+    db.session.flush()
+    assert services.find_member(legacy_mobile_shaped) == first  # no member has it as a phone
+    assert services.find_member(legacy_other) == second
+    # a phone that matches a member wins over a legacy number shaped like it
+    holder = factories.member(phone=legacy_mobile_shaped)
+    assert services.find_member(legacy_mobile_shaped) == holder
+    assert services.find_member("19999999999") is None

@@ -48,11 +48,20 @@ def find_by_member_no(member_no: str) -> Member | None:
 
 
 def find_member(query: str) -> Member | None:
-    """A member by member number or mobile number (what an agent or advisor types)."""
+    """A member by mobile number or member number (what an agent or advisor types).
+
+    A mobile number is tried first: before member numbers started with 9 (mobiles start with 1),
+    about one phone in ten also passed as a member number. New numbers can never be a mobile, so
+    only a legacy member number that equals some member's phone resolves to that phone's holder.
+    """
     query = query.strip().replace(" ", "")
+    if normalize_cn_mobile(query) is not None:
+        member = find_by_phone(query)
+        if member is not None:
+            return member
     if is_member_number(query):
         return find_by_member_no(query)
-    return find_by_phone(query)
+    return None
 
 
 def set_phone(member: Member, phone: str) -> None:
