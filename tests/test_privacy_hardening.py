@@ -4,20 +4,25 @@ audit references, erasure, location, dealer access, key rotation."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from stdnum import luhn
 
+from app.campaigns.models import QrCode
 from app.core import tunables
+from app.core.audit import AuditEntry
 from app.core.clock import utcnow
 from app.core.db import db
-from app.members import privacy, services
+from app.core.inbox import InboundEvent
+from app.members import cards, privacy, qr_enrollment, services
 from app.members.identifiers import is_member_number, new_member_number, normalize_cn_mobile
-from app.members.models import Consent
+from app.members.models import Consent, EnrollmentToken, WechatIdentity
 from app.sync.samples import sample_delivery
 from tests import factories
+from tests.conftest import WECHAT
 
 
 @pytest.fixture
@@ -151,3 +156,52 @@ def test_legacy_member_numbers_keep_resolving(app_ctx):
     holder = factories.member(phone=legacy_mobile_shaped)
     assert services.find_member(legacy_mobile_shaped) == holder
     assert services.find_member("19999999999") is None
+
+
+# --- 3. order enrollment tokens are stored hashed -------------------------------------------
+
+
+def _follower(openid: str) -> WechatIdentity:
+    identity = WechatIdentity(app_kind="official", app_id=WECHAT["WECHAT_APP_ID"], openid=openid, following=True)
+    db.session.add(identity)
+    db.session.flush()
+    return identity
+
+
+def _all_text(*models: Any) -> str:
+    """Every value of every row of these tables, as one string (to prove a secret is not kept)."""
+    text = []
+    for model in models:
+        for row in db.session.execute(sa.select(model.__table__)).all():
+            text.extend(str(value) for value in row)
+    return "\n".join(text)
+
+
+def test_order_tokens_are_stored_hashed_and_shown_by_issuing_a_fresh_code(client, shop, post_dms):
+    dealer, _advisor = shop
+    _manager, bearer = factories.operator("dealer_manager", dealer_id=dealer.id)
+    assert post_dms(delivery(phone="13800000031")).status_code == 202
+    buyer = services.find_by_phone("13800000031")
+    row = db.session.scalar(sa.select(EnrollmentToken).where(EnrollmentToken.member_id == buyer.id))
+    assert not hasattr(row, "token") and len(row.token_hash) == 64
+
+    url = f"/api/v1/cs/members/{buyer.member_no}/enrollment-qr"
+    first = client.get(url, headers={"Authorization": f"Bearer {bearer}"}).json["scene"].removeprefix("order:")
+    second = client.get(url, headers={"Authorization": f"Bearer {bearer}"}).json["scene"].removeprefix("order:")
+    assert first != second
+    db.session.refresh(row)
+    assert row.token_hash == hashlib.sha256(second.encode()).hexdigest()
+    # neither secret is kept anywhere: tokens, QR codes, the inbox's outcomes, the audit log
+    stored = _all_text(EnrollmentToken, QrCode, InboundEvent, AuditEntry)
+    assert first not in stored and second not in stored
+
+    assert qr_enrollment.activate_by_order_token(first, _follower("o-1"), utcnow()).outcome == "expired"
+    assert qr_enrollment.activate_by_order_token(second, _follower("o-2"), utcnow()).outcome == "activated"
+    assert client.get(url, headers={"Authorization": f"Bearer {bearer}"}).status_code == 404
+
+
+def test_the_member_card_does_not_show_the_order_token(shop, post_dms):
+    assert post_dms(delivery(phone="13800000032")).status_code == 202
+    card = cards.member_card(services.find_by_phone("13800000032"), reveal=True)
+    assert "order_enrollment_token" not in card
+    assert card["order_enrollment_open"] is True

@@ -106,6 +106,11 @@ class EncryptedBytes(sa.TypeDecorator):
         return None if value is None else cipher().decrypt_bytes(bytes(value))
 
 
+def sha256_hex(value: str) -> str:
+    """The stored form of a random bearer secret (≥ 128 bits: no salt or stretching needed)."""
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
 def hmac_sha256_hex(secret: str, message: bytes) -> str:
     return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
 

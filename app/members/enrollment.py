@@ -31,7 +31,7 @@ class PurchaseEnrollment:
 
     def summary(self) -> str:
         made = "created" if self.created_member else "matched"
-        token = f", order token {self.token.token}" if self.token else ""
+        token = f", order token #{self.token.id}" if self.token else ""
         return f"member {self.member.member_no} {made}, {self.vehicle.vin} linked{token}"
 
 

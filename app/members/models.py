@@ -199,12 +199,16 @@ class Ownership(Base):
 
 
 class EnrollmentToken(Base):
-    """A one-time token an advisor shows as a QR code; scanning it binds WeChat to the member."""
+    """A one-time token an advisor shows as a QR code; scanning it binds WeChat to the member.
+
+    The token is a bearer secret: only its SHA-256 is stored. The plaintext exists only when the
+    code is shown (``services.issue_order_secret`` draws a fresh one, replacing the previous).
+    """
 
     __tablename__ = "enrollment_tokens"
 
     id: Mapped[BigIntPK]
-    token: Mapped[str] = mapped_column(sa.String(32), unique=True)
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
     purpose: Mapped[str] = mapped_column(sa.String(16), default="order")
     member_id: Mapped[int] = mapped_column(BigIntType, sa.ForeignKey("members.id"), index=True)
     vehicle_id: Mapped[int | None] = mapped_column(BigIntType, sa.ForeignKey("vehicles.id"))

@@ -15,7 +15,7 @@ from app.core.clock import utcnow
 from app.core.db import db
 from app.core.errors import Conflict
 from app.core.i18n import _l
-from app.core.security import cipher
+from app.core.security import cipher, sha256_hex
 from app.members.identifiers import is_member_number, new_member_number, normalize_cn_mobile, normalize_vin
 from app.members.models import Consent, EnrollmentToken, Member, Ownership, Vehicle
 from app.points.ledger import insert_account
@@ -273,7 +273,7 @@ def mint_order_token(
     if existing is not None:
         return existing
     token = EnrollmentToken(
-        token=secrets.token_urlsafe(16),
+        token_hash=sha256_hex(secrets.token_urlsafe(16)),  # nobody holds it until the code is shown
         purpose="order",
         member_id=member.id,
         vehicle_id=vehicle.id if vehicle else None,
@@ -286,6 +286,24 @@ def mint_order_token(
     db.session.add(token)
     db.session.flush()
     return token
+
+
+def issue_order_secret(token: EnrollmentToken) -> str:
+    """A fresh secret for an open order token, to show as a QR code now; only its hash is kept.
+
+    Codes shown before stop working: whoever shows the code again invalidates the earlier copies.
+    """
+    secret = secrets.token_urlsafe(16)
+    token.token_hash = sha256_hex(secret)
+    db.session.flush()
+    return secret
+
+
+def order_token_by_secret(secret: str) -> EnrollmentToken | None:
+    """The token a scanned secret belongs to, locked for the scan."""
+    return db.session.scalars(
+        sa.select(EnrollmentToken).where(EnrollmentToken.token_hash == sha256_hex(secret)).with_for_update()
+    ).one_or_none()
 
 
 def member_numbers(member_ids: Iterable[int]) -> dict[int, str]:
