@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from stdnum import luhn
 
 from app.campaigns.models import QrCode
@@ -17,11 +18,13 @@ from app.core.audit import AuditEntry
 from app.core.clock import utcnow
 from app.core.db import db
 from app.core.inbox import InboundEvent
-from app.members import cards, privacy, qr_enrollment, services
+from app.core.security import cipher
+from app.members import cards, identities, privacy, qr_enrollment, services, vehicle_claims
 from app.members.identifiers import is_member_number, new_member_number, normalize_cn_mobile
 from app.members.models import Consent, EnrollmentToken, WechatIdentity
+from app.points import earning
 from app.sync.samples import sample_delivery
-from tests import factories
+from tests import dms_events, factories
 from tests.conftest import WECHAT
 
 
@@ -205,3 +208,61 @@ def test_the_member_card_does_not_show_the_order_token(shop, post_dms):
     card = cards.member_card(services.find_by_phone("13800000032"), reveal=True)
     assert "order_enrollment_token" not in card
     assert card["order_enrollment_open"] is True
+
+
+# --- 4. personal fields encrypted at rest ---------------------------------------------------
+
+
+def _raw(sql: str, **params: Any) -> Any:
+    return db.session.execute(sa.text(sql), params).one()
+
+
+def test_name_birthday_vin_plate_and_location_are_encrypted_at_rest(app_ctx):
+    member = factories.member(name="张三丰", birthday=dt.date(1990, 5, 17))
+    car = factories.vehicle(owner=member, plate="吉A12345")
+    claim_vin = factories.vin()
+    privacy_claim = vehicle_claims.bind(member, claim_vin, plate="吉b 54321")
+    identity = _follower("o-located")
+    identity.member_id = member.id
+    identities.record_location(identity, 43.8868, 125.3245, utcnow())
+    db.session.flush()
+
+    name, birthday = _raw("SELECT name, CAST(birthday AS text) FROM members WHERE id = :id", id=member.id)
+    vin, plate = _raw("SELECT vin, plate FROM vehicles WHERE id = :id", id=car.id)
+    claimed_vin, claimed_plate = _raw("SELECT vin, plate FROM vehicle_claims WHERE id = :id", id=privacy_claim.claim.id)
+    lat, lon = _raw(
+        "SELECT CAST(latitude AS text), CAST(longitude AS text) FROM wechat_identities WHERE id = :id", id=identity.id
+    )
+    stored = [name, birthday, vin, plate, claimed_vin, claimed_plate, lat, lon]
+    for plaintext in ("张三丰", "1990-05-17", car.vin, "吉A12345", claim_vin, "吉B54321", "43.8868", "125.3245"):
+        assert not any(plaintext in value for value in stored), plaintext
+    assert cipher().decrypt(name) == "张三丰" and cipher().decrypt(vin) == car.vin
+
+    db.session.expire_all()
+    assert (member.name, member.birthday, car.plate) == ("张三丰", dt.date(1990, 5, 17), "吉A12345")
+    assert (identity.latitude, identity.longitude) == (43.8868, 125.3245)
+    assert services.vehicle_by_vin(car.vin.lower()) == car
+
+
+def test_a_vin_stays_unique_through_its_blind_index(app_ctx):
+    car = factories.vehicle()
+    with pytest.raises(IntegrityError), db.session.begin_nested():
+        factories.vehicle(vin=car.vin)
+
+
+def test_the_birthday_multiplier_still_reads_the_encrypted_birthday(app_ctx):
+    member = factories.member(birthday=dt.date(1990, 5, 17))
+    db.session.expire_all()
+    facts = earning.member_facts(member, "service.completed", {}, utcnow(), None)
+    assert facts.birthday == dt.date(1990, 5, 17)
+
+
+def test_inbox_outcomes_name_no_vin(shop, post_dms):
+    document = delivery(phone="13800000033")
+    assert post_dms(document).status_code == 202
+    vin = document["payload"]["vin"]
+    unknown = factories.vin()
+    assert post_dms(dms_events.service(unknown, parts_fen=100, labour_fen=100)).status_code == 202
+    assert post_dms(dms_events.service(vin, parts_fen=100, labour_fen=100)).status_code == 202
+    outcomes = "\n".join(db.session.scalars(sa.select(InboundEvent.outcome)))
+    assert vin not in outcomes and unknown not in outcomes

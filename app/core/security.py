@@ -11,6 +11,7 @@ anchor key is a re-index, done deliberately.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import time
@@ -91,6 +92,32 @@ class EncryptedText(sa.TypeDecorator):
 
     def process_result_value(self, value: str | None, dialect: sa.Dialect) -> str | None:
         return None if value is None else cipher().decrypt(value)
+
+
+class EncryptedDate(sa.TypeDecorator):
+    """A date stored as Fernet ciphertext of its ISO form (a birthday): compare and filter in Python."""
+
+    impl = sa.Text
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.date | None, dialect: sa.Dialect) -> str | None:
+        return None if value is None else cipher().encrypt(value.isoformat())
+
+    def process_result_value(self, value: str | None, dialect: sa.Dialect) -> dt.date | None:
+        return None if value is None else dt.date.fromisoformat(cipher().decrypt(value))
+
+
+class EncryptedFloat(sa.TypeDecorator):
+    """A number stored as Fernet ciphertext (a location coordinate)."""
+
+    impl = sa.Text
+    cache_ok = True
+
+    def process_bind_param(self, value: float | None, dialect: sa.Dialect) -> str | None:
+        return None if value is None else cipher().encrypt(repr(float(value)))
+
+    def process_result_value(self, value: str | None, dialect: sa.Dialect) -> float | None:
+        return None if value is None else float(cipher().decrypt(value))
 
 
 class EncryptedBytes(sa.TypeDecorator):

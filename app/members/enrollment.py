@@ -32,7 +32,7 @@ class PurchaseEnrollment:
     def summary(self) -> str:
         made = "created" if self.created_member else "matched"
         token = f", order token #{self.token.id}" if self.token else ""
-        return f"member {self.member.member_no} {made}, {self.vehicle.vin} linked{token}"
+        return f"member {self.member.member_no} {made}, vehicle {self.vehicle.id} linked{token}"
 
 
 def _match_buyer(phone: str, vehicle: Vehicle | None) -> Member | None:

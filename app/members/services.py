@@ -17,7 +17,7 @@ from app.core.errors import Conflict
 from app.core.i18n import _l
 from app.core.security import cipher, sha256_hex
 from app.members.identifiers import is_member_number, new_member_number, normalize_cn_mobile, normalize_vin
-from app.members.models import Consent, EnrollmentToken, Member, Ownership, Vehicle
+from app.members.models import Consent, EnrollmentToken, Member, Ownership, Vehicle, vin_index
 from app.points.ledger import insert_account
 
 ORDER_TOKEN_DAYS = tunables.define(
@@ -178,7 +178,7 @@ def record_consent(
 
 
 def vehicle_by_vin(vin: str) -> Vehicle | None:
-    return db.session.scalar(sa.select(Vehicle).where(Vehicle.vin == normalize_vin(vin)))
+    return db.session.scalar(sa.select(Vehicle).where(Vehicle.vin_index == vin_index(normalize_vin(vin))))
 
 
 def current_owner(vehicle: Vehicle) -> Ownership | None:

@@ -22,7 +22,7 @@ from app.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from app.core.i18n import _l
 from app.members import services
 from app.members.identifiers import VIN_MESSAGES, normalize_vin, vin_problem
-from app.members.models import Member, Ownership, Vehicle, VehicleClaim
+from app.members.models import Member, Ownership, Vehicle, VehicleClaim, vin_index
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,10 @@ def _checked_vin(vin: str) -> str:
     return vin
 
 
+def _plate(plate: str | None) -> str | None:
+    return plate.replace(" ", "").upper() if plate else None
+
+
 #: Cars one member may have waiting for verification at once (a claim blocks the VIN for others).
 MAX_PENDING_CLAIMS = 3
 
@@ -52,7 +56,9 @@ def bind(member: Member, vin: str, *, plate: str | None = None) -> Binding:
             return Binding("bound", vehicle, None)
     mine = db.session.scalar(
         sa.select(VehicleClaim).where(
-            VehicleClaim.vin == vin, VehicleClaim.member_id == member.id, VehicleClaim.status == "pending"
+            VehicleClaim.vin_index == vin_index(vin),
+            VehicleClaim.member_id == member.id,
+            VehicleClaim.status == "pending",
         )
     )
     if mine is not None:
@@ -68,7 +74,7 @@ def bind(member: Member, vin: str, *, plate: str | None = None) -> Binding:
         )
     try:
         with db.session.begin_nested():
-            claim = VehicleClaim(member_id=member.id, vin=vin, plate=plate.upper() if plate else None)
+            claim = VehicleClaim(member_id=member.id, vin=vin, plate=_plate(plate))
             db.session.add(claim)
             db.session.flush()
     except IntegrityError:
