@@ -347,7 +347,7 @@ def test_approving_a_claim_on_someone_elses_car_is_a_resale_a_supervisor_decides
             AuditEntry.action == "vehicle.ownership_ended", AuditEntry.subject_id == str(seller.id)
         )
     )
-    assert seller_audit is not None and seller_audit.details["vin"] == car.vin
+    assert seller_audit is not None and seller_audit.details["vehicle"] == car.id
 
 
 # --- points, tier, member code, subscriptions -------------------------------------------------

@@ -24,8 +24,10 @@ from app.members.identifiers import is_member_number, new_member_number, normali
 from app.members.models import Consent, EnrollmentToken, WechatIdentity
 from app.points import earning
 from app.sync.samples import sample_delivery
+from app.wechat import clients
 from tests import dms_events, factories
 from tests.conftest import WECHAT
+from tests.miniapp_helpers import FakeMiniappWeChat, MiniClient
 
 
 @pytest.fixture
@@ -33,6 +35,16 @@ def shop(app_ctx):
     dealer = factories.dealer(code="D0101", city="长春")
     advisor = factories.staff(dealer, code="SA0101")
     return dealer, advisor
+
+
+@pytest.fixture
+def mini_member(client, fakes, app, http_mock, app_ctx):
+    clients.forget_clients(app)
+    wechat = FakeMiniappWeChat(fakes.mini_app)
+    mini = MiniClient(client, wechat)
+    mini.sign_in("o-mini-1")
+    assert mini.register("13911112222").status_code == 201
+    return mini, services.find_by_phone("13911112222"), wechat
 
 
 def delivery(phone: str = "13800138000", **payload_overrides: Any) -> dict[str, Any]:
@@ -266,3 +278,53 @@ def test_inbox_outcomes_name_no_vin(shop, post_dms):
     assert post_dms(dms_events.service(vin, parts_fen=100, labour_fen=100)).status_code == 202
     outcomes = "\n".join(db.session.scalars(sa.select(InboundEvent.outcome)))
     assert vin not in outcomes and unknown not in outcomes
+
+
+# --- 5. audit details carry references, not personal data -----------------------------------
+
+
+def test_audit_details_name_rows_not_vins_openids_or_phones(shop, post_dms, app_ctx):
+    document = delivery(phone="13800000041")
+    assert post_dms(document).status_code == 202
+    buyer = services.find_by_phone("13800000041")
+    delivered_vin = document["payload"]["vin"]
+    identity = _follower("o-audited")
+    secret = services.issue_order_secret(services.open_enrollment_token(buyer))
+    assert qr_enrollment.activate_by_order_token(secret, identity, utcnow()).outcome == "activated"
+
+    claimed_vin = factories.vin()
+    claim = vehicle_claims.bind(buyer, claimed_vin, plate="吉A99999").claim
+    vehicle_claims.decide(
+        claim.id,
+        approve=True,
+        decider=vehicle_claims.Decider("sup1", "supervisor", None),
+        vehicle_details={"model_code": "M", "model_name": "迈腾"},
+        note=None,
+    )
+    other = factories.member(phone="13800000042")
+    owned = factories.vehicle(owner=other)
+    resale = vehicle_claims.bind(buyer, owned.vin).claim
+    vehicle_claims.decide(
+        resale.id,
+        approve=True,
+        decider=vehicle_claims.Decider("sup1", "supervisor", None),
+        vehicle_details={},
+        note=None,
+    )
+    vehicle_claims.unbind(buyer, delivered_vin)
+    db.session.flush()
+
+    details = [str(d) for d in db.session.scalars(sa.select(AuditEntry.details).where(AuditEntry.details.is_not(None)))]
+    assert details
+    for secret_value in (delivered_vin, claimed_vin, owned.vin, "o-audited", "0041", "吉A99999"):
+        assert not any(secret_value in d for d in details), secret_value
+    ended = db.session.scalar(sa.select(AuditEntry).where(AuditEntry.action == "vehicle.ownership_ended"))
+    assert ended.details["vehicle"] == owned.id
+
+
+def test_a_phone_change_is_audited_without_the_numbers(mini_member):
+    mini, _member, wechat = mini_member
+    response = mini.put("/api/v1/me/phone", json={"phone_code": wechat.phone_code("new-phone", "13977776666")})
+    assert response.status_code == 200, response.json
+    audit = db.session.scalar(sa.select(AuditEntry).where(AuditEntry.action == "member.phone_changed"))
+    assert "6666" not in str(audit.details) and "2222" not in str(audit.details)

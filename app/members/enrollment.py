@@ -140,6 +140,6 @@ def enroll_on_purchase(
         actor=("system", "dms"),
         action="member.enrolled_on_purchase" if created else "member.purchase_linked",
         subject=("member", member.id),
-        details={"vin": vehicle.vin, "order_no": delivery["order_no"], "dealer": dealer.code},
+        details={"vehicle": vehicle.id, "order_no": delivery["order_no"], "dealer": dealer.code},
     )
     return PurchaseEnrollment(member, vehicle, ownership, token, created, credited_staff_id)

@@ -82,7 +82,10 @@ def bind(member: Member, vin: str, *, plate: str | None = None) -> Binding:
             _l("This car is already being verified for another member. Please contact your dealer.")
         ) from None
     audit.record(
-        actor=("member", member.id), action="vehicle.claimed", subject=("member", member.id), details={"vin": vin}
+        actor=("member", member.id),
+        action="vehicle.claimed",
+        subject=("member", member.id),
+        details={"claim": claim.id, "vehicle": vehicle.id if vehicle else None},
     )
     return Binding("pending", vehicle, claim)
 
@@ -157,14 +160,14 @@ def decide(
         actor=("staff", actor),
         action=f"vehicle.claim_{claim.status}",
         subject=("member", claim.member_id),
-        details={"vin": claim.vin, "note": note},
+        details={"claim": claim.id, "vehicle": vehicle.id if approve else None, "note": note},
     )
     if approve and previous is not None:
         audit.record(
             actor=("staff", actor),
             action="vehicle.ownership_ended",
             subject=("member", previous.member_id),
-            details={"vin": claim.vin, "reason": "resale", "claim_id": claim.id},
+            details={"vehicle": previous.vehicle_id, "reason": "resale", "claim": claim.id},
         )
     db.session.flush()
     return claim
@@ -185,8 +188,8 @@ def unbind(member: Member, vin: str) -> None:
         actor=("member", member.id),
         action="vehicle.unbound",
         subject=("member", member.id),
-        details={"vin": vehicle.vin},
-    )  # type: ignore[union-attr]
+        details={"vehicle": ownership.vehicle_id},
+    )
 
 
 def pending(limit: int = 100) -> list[VehicleClaim]:
