@@ -19,10 +19,12 @@ from app.core.clock import utcnow
 from app.core.db import db
 from app.core.inbox import InboundEvent
 from app.core.security import cipher
+from app.jobs import drain, schedule
 from app.members import cards, identities, privacy, qr_enrollment, services, vehicle_claims
 from app.members.identifiers import is_member_number, new_member_number, normalize_cn_mobile
-from app.members.models import Consent, EnrollmentToken, WechatIdentity
+from app.members.models import Consent, EnrollmentToken, Ownership, VehicleClaim, WechatIdentity
 from app.points import earning
+from app.sync import replay
 from app.sync.samples import sample_delivery
 from app.wechat import clients
 from tests import dms_events, factories
@@ -328,3 +330,58 @@ def test_a_phone_change_is_audited_without_the_numbers(mini_member):
     assert response.status_code == 200, response.json
     audit = db.session.scalar(sa.select(AuditEntry).where(AuditEntry.action == "member.phone_changed"))
     assert "6666" not in str(audit.details) and "2222" not in str(audit.details)
+
+
+# --- 6. withdrawal erases what it says; raw bodies have a retention -------------------------
+
+
+def test_withdrawal_erases_plates_car_links_claims_and_the_raw_bodies(shop, post_dms):
+    first = delivery(phone="13800000051", plate="吉A11111")
+    sold = delivery(phone="13800000051", plate="吉A22222")
+    assert post_dms(first).status_code == 202 and post_dms(sold).status_code == 202
+    resale = delivery(phone="13800000052", vin=sold["payload"]["vin"])
+    assert post_dms(resale).status_code == 202  # the second car now belongs to someone else
+    member = services.find_by_phone("13800000051")
+    vehicle_claims.bind(member, factories.vin(), plate="吉A33333")
+    kept_car = services.vehicle_by_vin(first["payload"]["vin"])
+    assert len(db.session.scalars(sa.select(Ownership).where(Ownership.member_id == member.id)).all()) == 2
+
+    privacy.withdraw_everything(member)
+    db.session.expire_all()
+
+    assert db.session.scalars(sa.select(Ownership).where(Ownership.member_id == member.id)).all() == []
+    assert db.session.scalars(sa.select(VehicleClaim).where(VehicleClaim.member_id == member.id)).all() == []
+    assert (kept_car.plate, kept_car.plate_index) == (None, None)
+    assert services.vehicle_by_vin(sold["payload"]["vin"]).plate == "吉A22222"  # the new owner's car keeps it
+    tokens = db.session.scalars(sa.select(EnrollmentToken).where(EnrollmentToken.member_id == member.id)).all()
+    assert all(t.vehicle_id is None for t in tokens)
+    bodies = dict(
+        db.session.execute(
+            sa.select(InboundEvent.external_id, InboundEvent.body_sha256).where(InboundEvent.body.is_(None))
+        ).all()
+    )
+    assert set(bodies) == {first["event_id"], sold["event_id"]}  # the buyer's own deliveries
+    assert all(len(digest) == 64 for digest in bodies.values())
+    assert db.session.scalar(
+        sa.select(InboundEvent.body.is_not(None)).where(InboundEvent.external_id == resale["event_id"])
+    )
+
+
+def test_processed_raw_bodies_are_purged_after_the_retention_keeping_a_hash(shop, post_dms):
+    old, recent = delivery(phone="13800000061"), delivery(phone="13800000062")
+    assert post_dms(old).status_code == 202 and post_dms(recent).status_code == 202
+    old_row = db.session.scalar(sa.select(InboundEvent).where(InboundEvent.external_id == old["event_id"]))
+    raw = old_row.body
+    old_row.processed_at = utcnow() - dt.timedelta(days=31)
+    db.session.flush()
+
+    assert drain.purge_inbound_bodies() == 1
+    db.session.expire_all()
+    assert old_row.body is None and old_row.body_sha256 == hashlib.sha256(raw).hexdigest()
+    assert old_row.status == "processed"
+    recent_row = db.session.scalar(sa.select(InboundEvent).where(InboundEvent.external_id == recent["event_id"]))
+    assert recent_row.body is not None and recent_row.body_sha256 is None
+    assert any(entry.job.endswith("purge_inbound_bodies") for entry in schedule.entries())
+    # a simulation replays what is still kept
+    replayed = list(replay.earning_events(utcnow() - dt.timedelta(days=1), utcnow() + dt.timedelta(days=1)))
+    assert len(replayed) == 1
