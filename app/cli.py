@@ -40,6 +40,7 @@ def alembic_config() -> Any:
     config = Config(str(PROJECT_ROOT / "alembic.ini"))
     config.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))
     config.attributes["database_url"] = current_settings().DATABASE_URL
+    config.attributes["data_keys"] = current_settings().data_keys  # data migrations encrypt with them
     return config
 
 

@@ -10,6 +10,8 @@ import sqlalchemy as sa
 from app.core import inbox
 from app.core.clock import utcnow
 from app.core.db import db
+from app.core.security import sha256_hex
+from app.members import services
 from app.members.models import Member, WechatIdentity
 from app.points import ledger
 from app.wechat import protocol, simulator
@@ -276,7 +278,8 @@ def test_an_advisor_qr_prospect_who_buys_is_joined_to_the_buyer_by_the_order_cod
     prospect_id = db.session.scalar(sa.select(WechatIdentity.member_id).where(WechatIdentity.openid == "o-walk-in"))
     post_dms(dms_events.delivered("13800000002", factories.vin(), price_fen=20_000_000))  # no phone to match
     token = db.session.scalar(sa.select(EnrollmentToken))
-    wx.reply(event_xml("o-walk-in", "SCAN", EventKey=f"order:{token.token}"))
+    secret = services.issue_order_secret(token)  # what the advisor's screen shows
+    wx.reply(event_xml("o-walk-in", "SCAN", EventKey=f"order:{secret}"))
     assert "2500" in sent.last_text_to("o-walk-in")  # activated: purchase + welcome
     db.session.expire_all()
     identity = db.session.scalar(sa.select(WechatIdentity).where(WechatIdentity.openid == "o-walk-in"))
@@ -292,7 +295,8 @@ def test_scanning_the_order_code_activates_the_buyer_and_credits_points(wx, app_
     factories.staff(factories.dealer(code="D0101"), code="SA0101")
     assert post_dms(dms_events.delivered("13800000001", factories.vin(), price_fen=20_000_000)).status_code == 202
     token = db.session.scalar(sa.select(EnrollmentToken))
-    ack = wx.reply(event_xml("o-buyer", "subscribe", EventKey=f"qrscene_order:{token.token}"))
+    secret = services.issue_order_secret(token)  # what the advisor's screen shows
+    ack = wx.reply(event_xml("o-buyer", "subscribe", EventKey=f"qrscene_order:{secret}"))
     assert "开通会员" in ack["Content"]  # answered at once; the work runs as a job
     welcome = sent.last_text_to("o-buyer")
     assert "金卡" in welcome and "2500" in welcome  # 2,000 purchase + 500 welcome
@@ -304,10 +308,10 @@ def test_scanning_the_order_code_activates_the_buyer_and_credits_points(wx, app_
     event = db.session.scalar(sa.select(inbox.InboundEvent).where(inbox.InboundEvent.type == "event.subscribe_scan"))
     assert event.status == "processed"
     # Scanning again changes nothing and credits nothing.
-    wx.reply(event_xml("o-buyer", "SCAN", EventKey=f"order:{token.token}"))
+    wx.reply(event_xml("o-buyer", "SCAN", EventKey=f"order:{secret}"))
     assert "2500" not in sent.last_text_to("o-buyer")
     # Another WeChat account cannot take the used code.
-    wx.reply(event_xml("o-someone-else", "SCAN", EventKey=f"order:{token.token}"))
+    wx.reply(event_xml("o-someone-else", "SCAN", EventKey=f"order:{secret}"))
     assert "已被使用" in sent.last_text_to("o-someone-else")
 
 
@@ -316,7 +320,9 @@ def test_an_expired_order_code_says_so(wx, app_ctx, sent):
     from app.members.models import EnrollmentToken
 
     db.session.add(
-        EnrollmentToken(token="expired-token", member_id=member.id, expires_at=utcnow() - dt.timedelta(minutes=1))
+        EnrollmentToken(
+            token_hash=sha256_hex("expired-token"), member_id=member.id, expires_at=utcnow() - dt.timedelta(minutes=1)
+        )
     )
     db.session.flush()
     wx.reply(event_xml("o-x", "subscribe", EventKey="qrscene_order:expired-token"))

@@ -43,7 +43,8 @@ def by_order_qr() -> tuple[int, Callable[[], object]]:
     buyer = factories.member(status="pre_enrolled")
     token = services.mint_order_token(buyer, vehicle=None, dealer_id=None, staff_id=None, source_event_id=None)
     identity = follower("o-buyer")
-    scan = lambda: qr_enrollment.activate_by_order_token(token.token, identity, utcnow())  # noqa: E731
+    secret = services.issue_order_secret(token)
+    scan = lambda: qr_enrollment.activate_by_order_token(secret, identity, utcnow())  # noqa: E731
     assert scan().outcome == "activated"
     return buyer.id, scan
 

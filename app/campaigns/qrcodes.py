@@ -22,6 +22,7 @@ from app.core.i18n import _l
 from app.core.qr import qr_png
 from app.dealers.models import Staff
 from app.jobs import job
+from app.members import services
 from app.members.models import EnrollmentToken
 
 MAX_TEMPORARY_SECONDS = 30 * 24 * 3600
@@ -58,16 +59,25 @@ def _current(scene: str, fresh_until: dt.datetime) -> QrCode | None:
 
 
 def for_order_token(token: EnrollmentToken) -> QrCode:
-    """The buyer's enrollment code, valid as long as the token (at most 30 days)."""
-    scene = f"order:{token.token}"
+    """The buyer's enrollment code, valid as long as the token (at most 30 days).
+
+    The token is a bearer secret stored only as a hash, so each call issues a fresh secret (the
+    codes shown before stop working) and a new WeChat code. The returned code carries the scene
+    and URL for showing now; the stored row keeps neither (they would work like the token).
+    """
     now = utcnow()
-    existing = _current(scene, now)
-    if existing is not None:
-        return existing
     seconds = min(MAX_TEMPORARY_SECONDS, int((token.expires_at - now).total_seconds()))
     if seconds <= 0 or token.used_at is not None:
         raise Conflict(_l("This enrollment code has expired or was used."))
-    return _create("order", scene, seconds=seconds, enrollment_token_id=token.id)
+    scene = f"order:{services.issue_order_secret(token)}"
+    shown = _create("order", scene, seconds=seconds, enrollment_token_id=token.id)
+    kept = {"scene": shown.scene, "ticket": shown.ticket, "url": shown.url}
+    shown.scene, shown.ticket, shown.url = f"order:#{token.id}", "", ""
+    db.session.flush()
+    db.session.expunge(shown)
+    for name, value in kept.items():
+        setattr(shown, name, value)
+    return shown
 
 
 def for_advisor(staff: Staff) -> QrCode:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
 import os
 
 import psycopg
@@ -141,6 +142,31 @@ def _waiting(now: dt.datetime) -> sa.ColumnElement[bool]:
     return sa.and_(
         InboundEvent.status.in_((RECEIVED, FAILED)),
         sa.or_(InboundEvent.next_attempt_at.is_(None), InboundEvent.next_attempt_at <= now),
+    )
+
+
+def erase_bodies(event_ids: list[int]) -> int:
+    """Drop the raw bodies (and stored replies) of these events, keeping the SHA-256 of each body."""
+    erased = 0
+    for event in db.session.scalars(
+        sa.select(InboundEvent).where(InboundEvent.id.in_(event_ids), InboundEvent.body.is_not(None))
+    ):
+        event.body_sha256 = hashlib.sha256(event.body).hexdigest()  # type: ignore[arg-type]
+        event.body = event.response = None
+        erased += 1
+    db.session.flush()
+    return erased
+
+
+def processed_with_body(before: dt.datetime, limit: int) -> list[int]:
+    """Ids of events processed before ``before`` that still keep their raw body, oldest first."""
+    return list(
+        db.session.scalars(
+            sa.select(InboundEvent.id)
+            .where(InboundEvent.status == PROCESSED, InboundEvent.processed_at < before, InboundEvent.body.is_not(None))
+            .order_by(InboundEvent.id)
+            .limit(limit)
+        )
     )
 
 

@@ -49,7 +49,10 @@ class InboundEvent(Base):
     occurred_at: Mapped[dt.datetime | None]
     received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     dealer_code: Mapped[str | None] = mapped_column(sa.String(16))
-    body: Mapped[bytes] = mapped_column(EncryptedBytes)
+    #: The raw body, encrypted; erased (None) after the retention or on the person's withdrawal,
+    #: when ``body_sha256`` (of the plaintext) keeps proof of what was received.
+    body: Mapped[bytes | None] = mapped_column(EncryptedBytes)
+    body_sha256: Mapped[str | None] = mapped_column(sa.String(64))
     status: Mapped[str] = mapped_column(sa.String(16), default=RECEIVED)
     attempts: Mapped[int] = mapped_column(default=0)
     #: After a failed attempt: not before this (backoff). None: as soon as possible.
@@ -67,6 +70,13 @@ class InboundEvent(Base):
     __table_args__ = (
         # The race guard for redelivery: concurrent duplicates collide here, exactly one wins.
         sa.UniqueConstraint("source", "external_id"),
+        # The nightly purge looks for processed events that still keep their body.
+        sa.Index(
+            "ix_inbound_events_body_kept",
+            "processed_at",
+            postgresql_where=sa.text("body IS NOT NULL"),
+            sqlite_where=sa.text("body IS NOT NULL"),
+        ),
         sa.Index(
             "ix_inbound_events_signed_nonce",
             "source",

@@ -11,6 +11,7 @@ anchor key is a re-index, done deliberately.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import time
@@ -93,6 +94,32 @@ class EncryptedText(sa.TypeDecorator):
         return None if value is None else cipher().decrypt(value)
 
 
+class EncryptedDate(sa.TypeDecorator):
+    """A date stored as Fernet ciphertext of its ISO form (a birthday): compare and filter in Python."""
+
+    impl = sa.Text
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.date | None, dialect: sa.Dialect) -> str | None:
+        return None if value is None else cipher().encrypt(value.isoformat())
+
+    def process_result_value(self, value: str | None, dialect: sa.Dialect) -> dt.date | None:
+        return None if value is None else dt.date.fromisoformat(cipher().decrypt(value))
+
+
+class EncryptedFloat(sa.TypeDecorator):
+    """A number stored as Fernet ciphertext (a location coordinate)."""
+
+    impl = sa.Text
+    cache_ok = True
+
+    def process_bind_param(self, value: float | None, dialect: sa.Dialect) -> str | None:
+        return None if value is None else cipher().encrypt(repr(float(value)))
+
+    def process_result_value(self, value: str | None, dialect: sa.Dialect) -> float | None:
+        return None if value is None else float(cipher().decrypt(value))
+
+
 class EncryptedBytes(sa.TypeDecorator):
     """Raw bodies (inbound events) kept encrypted at rest: they carry phone numbers."""
 
@@ -104,6 +131,11 @@ class EncryptedBytes(sa.TypeDecorator):
 
     def process_result_value(self, value: bytes | None, dialect: sa.Dialect) -> bytes | None:
         return None if value is None else cipher().decrypt_bytes(bytes(value))
+
+
+def sha256_hex(value: str) -> str:
+    """The stored form of a random bearer secret (≥ 128 bits: no salt or stretching needed)."""
+    return hashlib.sha256(value.encode()).hexdigest()
 
 
 def hmac_sha256_hex(secret: str, message: bytes) -> str:

@@ -29,6 +29,12 @@ log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = tunables.define("inbox.max_attempts", 6, "Processing attempts before an inbound event is dead")
 STALL_SECONDS = tunables.define("inbox.stall_seconds", 120, "Age after which a waiting event is nudged again")
+BODY_RETENTION_DAYS = tunables.define(
+    "inbox.body_retention_days",
+    30,
+    "Days a processed inbound event keeps its raw body (personal data); then only its SHA-256 is kept",
+)
+PURGE_BATCH = 500
 BACKOFF_SECONDS = (10, 60, 300, 900, 3600)
 DRAIN_SECONDS = 60  # a drain hands over to a fresh job after this long
 
@@ -140,6 +146,20 @@ def requeue_stalled_events() -> int:
     return len(sources)
 
 
+@job("periodic", timeout=1800)
+def purge_inbound_bodies() -> int:
+    """Daily: erase the raw bodies of events processed more than the retention ago (a SHA-256 of
+    each stays), in batches that commit one by one. Events still waiting or dead keep theirs."""
+    before = utcnow() - dt.timedelta(days=BODY_RETENTION_DAYS.value())
+    purged = 0
+    while ids := inbox.processed_with_body(before, PURGE_BATCH):
+        purged += inbox.erase_bodies(ids)
+        db.session.commit()
+    return purged
+
+
 def init_app(app: Flask) -> None:
-    """Every minute, nudge the sources whose events wait (any channel that stores events uses it)."""
+    """Every minute, nudge the sources whose events wait (any channel that stores events uses it);
+    every night, purge raw bodies past their retention."""
     periodic(requeue_stalled_events, "* * * * *", "re-enqueue inbound events left waiting")
+    periodic(purge_inbound_bodies, "15 3 * * *", "erase raw inbound bodies past their retention (hash kept)")

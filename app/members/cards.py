@@ -7,14 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import sqlalchemy as sa
-
 from app.core import audit
 from app.core.db import db
 from app.dealers.models import Dealer, Staff
 from app.members import services
 from app.members.identifiers import mask_name, mask_phone
-from app.members.models import EnrollmentToken, Member
+from app.members.models import Member
 
 
 def read_member(query: str, *, actor: tuple[str, str | int], reason: str | None, reveal: bool = False) -> Member | None:
@@ -33,11 +31,7 @@ def read_member(query: str, *, actor: tuple[str, str | int], reason: str | None,
 def member_card(member: Member, *, reveal: bool = False) -> dict[str, Any]:
     dealer = db.session.get(Dealer, member.enrolling_dealer_id) if member.enrolling_dealer_id else None
     advisor = db.session.get(Staff, member.enrolling_staff_id) if member.enrolling_staff_id else None
-    open_token = db.session.scalar(
-        sa.select(EnrollmentToken.token)
-        .where(EnrollmentToken.member_id == member.id, EnrollmentToken.used_at.is_(None))
-        .order_by(EnrollmentToken.created_at.desc())
-    )
+    open_token = services.open_enrollment_token(member)
     consent = services.consent_state(member)
     return {
         "member_no": member.member_no,
@@ -63,5 +57,7 @@ def member_card(member: Member, *, reveal: bool = False) -> dict[str, Any]:
             for o in member.ownerships
             if o.ended_on is None
         ],
-        "order_enrollment_token": open_token,
+        # The token itself is a bearer secret kept only as a hash: its QR comes from
+        # `flask wechat order-qr` or the back office, which issue a fresh one.
+        "order_enrollment_open": open_token is not None,
     }

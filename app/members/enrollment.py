@@ -31,8 +31,8 @@ class PurchaseEnrollment:
 
     def summary(self) -> str:
         made = "created" if self.created_member else "matched"
-        token = f", order token {self.token.token}" if self.token else ""
-        return f"member {self.member.member_no} {made}, {self.vehicle.vin} linked{token}"
+        token = f", order token #{self.token.id}" if self.token else ""
+        return f"member {self.member.member_no} {made}, vehicle {self.vehicle.id} linked{token}"
 
 
 def _match_buyer(phone: str, vehicle: Vehicle | None) -> Member | None:
@@ -140,6 +140,6 @@ def enroll_on_purchase(
         actor=("system", "dms"),
         action="member.enrolled_on_purchase" if created else "member.purchase_linked",
         subject=("member", member.id),
-        details={"vin": vehicle.vin, "order_no": delivery["order_no"], "dealer": dealer.code},
+        details={"vehicle": vehicle.id, "order_no": delivery["order_no"], "dealer": dealer.code},
     )
     return PurchaseEnrollment(member, vehicle, ownership, token, created, credited_staff_id)

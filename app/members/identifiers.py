@@ -12,6 +12,9 @@ from vininfo.exceptions import ValidationError as VinValidationError
 from app.core.i18n import _l
 
 MEMBER_NO_BODY_DIGITS = 10
+#: New member numbers start with 9: mainland mobile numbers start with 1, so no new member number
+#: can ever be read as a phone. Numbers minted before (any first digit but 0) keep working.
+MEMBER_NO_PREFIX = "9"
 
 #: What is wrong with a VIN, by ``vin_problem``'s answer, in words a member can act on.
 VIN_MESSAGES = {
@@ -22,18 +25,21 @@ VIN_MESSAGES = {
 
 
 def new_member_number() -> str:
-    """Eleven digits: ten random (first non-zero) plus a Luhn check digit, e.g. ``38201947565``.
+    """Eleven digits: ``9``, nine random digits and a Luhn check digit, e.g. ``93820194752``.
 
     Random rather than sequential so numbers reveal nothing about volume; the unique constraint
-    on ``members.member_no`` catches the rare collision and the caller draws again.
+    on ``members.member_no`` catches the rare collision and the caller draws again. The leading 9
+    keeps them apart from mobile numbers (which start with 1) however they are typed.
     """
-    body = str(secrets.randbelow(9 * 10 ** (MEMBER_NO_BODY_DIGITS - 1)) + 10 ** (MEMBER_NO_BODY_DIGITS - 1))
+    random_digits = MEMBER_NO_BODY_DIGITS - len(MEMBER_NO_PREFIX)
+    body = MEMBER_NO_PREFIX + f"{secrets.randbelow(10**random_digits):0{random_digits}d}"
     return body + luhn.calc_check_digit(body)
 
 
 def is_member_number(value: str) -> bool:
-    """Shape and check digit, so a mistyped number is caught before any lookup."""
-    return len(value) == MEMBER_NO_BODY_DIGITS + 1 and value.isdigit() and luhn.is_valid(value)
+    """Shape and check digit, so a mistyped number is caught before any lookup. Legacy numbers
+    (any first digit but 0) pass too; ``services.find_member`` tries a mobile number first."""
+    return len(value) == MEMBER_NO_BODY_DIGITS + 1 and value.isdigit() and value[0] != "0" and luhn.is_valid(value)
 
 
 def normalize_cn_mobile(value: str) -> str | None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import datetime as dt
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from app.core.clock import utcnow
 from app.core.db import Base, BigIntPK, BigIntType
-from app.core.security import EncryptedText
+from app.core.security import EncryptedDate, EncryptedFloat, EncryptedText, cipher
 
 MEMBER_STATUSES = ("pre_enrolled", "active", "frozen", "closed")
 CUSTOMER_TYPES = ("private", "fleet", "taxi", "driving_school", "government")
@@ -41,9 +41,11 @@ class Member(Base):
     id: Mapped[BigIntPK]
     member_no: Mapped[str] = mapped_column(sa.String(16), unique=True)
     status: Mapped[str] = mapped_column(sa.String(16), default="pre_enrolled")
-    name: Mapped[str | None] = mapped_column(sa.String(64))
+    #: Encrypted at rest; nothing looks members up by name (no blind index, no prefix search).
+    name: Mapped[str | None] = mapped_column(EncryptedText)
     gender: Mapped[str | None] = mapped_column(sa.String(8))
-    birthday: Mapped[dt.date | None]
+    #: Encrypted at rest; the birthday-month multiplier reads it in Python (never filtered in SQL).
+    birthday: Mapped[dt.date | None] = mapped_column(EncryptedDate)
     #: Changes after the first entry (at most one: the birthday month doubles service points).
     birthday_changes: Mapped[int] = mapped_column(default=0, server_default="0")
     #: Encrypted at rest; ``phone_index`` is the blind index used for lookups and uniqueness.
@@ -95,9 +97,9 @@ class WechatIdentity(Base):
     following: Mapped[bool] = mapped_column(default=False)
     followed_at: Mapped[dt.datetime | None]
     unfollowed_at: Mapped[dt.datetime | None]
-    #: Last location WeChat reported (only with the member's permission in WeChat).
-    latitude: Mapped[float | None] = mapped_column(sa.Float)
-    longitude: Mapped[float | None] = mapped_column(sa.Float)
+    #: Last location WeChat reported (only with the member's permission in WeChat), encrypted.
+    latitude: Mapped[float | None] = mapped_column(EncryptedFloat)
+    longitude: Mapped[float | None] = mapped_column(EncryptedFloat)
     located_at: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
@@ -110,7 +112,10 @@ class WechatIdentity(Base):
 
 
 class Consent(Base):
-    """One consent decision (PIPL). Append-only: the newest row per purpose is the current state."""
+    """One consent decision (PIPL). Append-only: the last *recorded* row per purpose (highest id) is
+    the current state. ``stated_at`` is when the partner says the decision was made (the DMS's
+    ``accepted_at``); it is kept as evidence but never orders decisions, so a stated time cannot
+    outrank a decision recorded after it."""
 
     __tablename__ = "consents"
 
@@ -120,32 +125,59 @@ class Consent(Base):
     granted: Mapped[bool]
     policy_version: Mapped[str] = mapped_column(sa.String(16))
     channel: Mapped[str] = mapped_column(sa.String(16))  # dms, miniapp, official, cs, import
+    #: When we recorded it (our clock).
     recorded_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    #: When the channel says the person decided (DMS ``accepted_at``); None when we saw it happen.
+    stated_at: Mapped[dt.datetime | None]
 
     __table_args__ = (
         sa.CheckConstraint(_in("purpose", CONSENT_PURPOSES), name="purpose"),
-        sa.Index("ix_consents_member_purpose", "member_id", "purpose", "recorded_at"),
+        sa.Index("ix_consents_member_purpose_id", "member_id", "purpose", "id"),
     )
 
 
+def vin_index(vin: str) -> str:
+    """Blind index of a VIN (upper case, no spaces): lookups and uniqueness, like ``phone_index``."""
+    return cipher().blind_index(vin.strip().upper(), "vin")
+
+
+def plate_index(plate: str) -> str:
+    return cipher().blind_index(plate.replace(" ", "").upper(), "plate")
+
+
 class Vehicle(Base):
+    """A car. VIN and plate are encrypted; ``vin_index`` / ``plate_index`` (set whenever they are)
+    are the blind indexes lookups use; the VIN's uniqueness is the index's."""
+
     __tablename__ = "vehicles"
 
     id: Mapped[BigIntPK]
-    vin: Mapped[str] = mapped_column(sa.String(17), unique=True)
+    vin: Mapped[str] = mapped_column(EncryptedText)
+    vin_index: Mapped[str] = mapped_column(sa.String(64), unique=True)
     model_code: Mapped[str] = mapped_column(sa.String(32))
     model_name: Mapped[str] = mapped_column(sa.String(64))
     model_year: Mapped[int | None]
     purchase_date: Mapped[dt.date | None]
     price_fen: Mapped[int | None] = mapped_column(BigIntType)
     selling_dealer_id: Mapped[int | None] = mapped_column(BigIntType, sa.ForeignKey("dealers.id"))
-    plate: Mapped[str | None] = mapped_column(sa.String(16), index=True)
+    plate: Mapped[str | None] = mapped_column(EncryptedText)
+    plate_index: Mapped[str | None] = mapped_column(sa.String(64), index=True)
     last_mileage_km: Mapped[int | None]
     last_service_on: Mapped[dt.date | None]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     ownerships: Mapped[list[Ownership]] = relationship(back_populates="vehicle", order_by="Ownership.started_on")
+
+    @validates("vin")
+    def _index_vin(self, _key: str, vin: str) -> str:
+        self.vin_index = vin_index(vin)
+        return vin
+
+    @validates("plate")
+    def _index_plate(self, _key: str, plate: str | None) -> str | None:
+        self.plate_index = None if plate is None else plate_index(plate)
+        return plate
 
 
 class Ownership(Base):
@@ -193,12 +225,16 @@ class Ownership(Base):
 
 
 class EnrollmentToken(Base):
-    """A one-time token an advisor shows as a QR code; scanning it binds WeChat to the member."""
+    """A one-time token an advisor shows as a QR code; scanning it binds WeChat to the member.
+
+    The token is a bearer secret: only its SHA-256 is stored. The plaintext exists only when the
+    code is shown (``services.issue_order_secret`` draws a fresh one, replacing the previous).
+    """
 
     __tablename__ = "enrollment_tokens"
 
     id: Mapped[BigIntPK]
-    token: Mapped[str] = mapped_column(sa.String(32), unique=True)
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
     purpose: Mapped[str] = mapped_column(sa.String(16), default="order")
     member_id: Mapped[int] = mapped_column(BigIntType, sa.ForeignKey("members.id"), index=True)
     vehicle_id: Mapped[int | None] = mapped_column(BigIntType, sa.ForeignKey("vehicles.id"))
@@ -233,9 +269,11 @@ class VehicleClaim(Base):
 
     id: Mapped[BigIntPK]
     member_id: Mapped[int] = mapped_column(BigIntType, sa.ForeignKey("members.id"), index=True)
-    vin: Mapped[str] = mapped_column(sa.String(17))
+    #: Encrypted; ``vin_index`` is its blind index (lookups, one open claim per car).
+    vin: Mapped[str] = mapped_column(EncryptedText)
+    vin_index: Mapped[str] = mapped_column(sa.String(64))
     status: Mapped[str] = mapped_column(sa.String(10), default="pending")
-    plate: Mapped[str | None] = mapped_column(sa.String(16))
+    plate: Mapped[str | None] = mapped_column(EncryptedText)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     decided_by: Mapped[str | None] = mapped_column(sa.String(64))
     decided_at: Mapped[dt.datetime | None]
@@ -245,13 +283,18 @@ class VehicleClaim(Base):
         sa.CheckConstraint(f"status IN {CLAIM_STATUSES}", name="status"),
         # The race guard: one open claim per car.
         sa.Index(
-            "uq_vehicle_claims_open_vin",
-            "vin",
+            "uq_vehicle_claims_open_vin_index",
+            "vin_index",
             unique=True,
             postgresql_where=sa.text("status = 'pending'"),
             sqlite_where=sa.text("status = 'pending'"),
         ),
     )
+
+    @validates("vin")
+    def _index_vin(self, _key: str, vin: str) -> str:
+        self.vin_index = vin_index(vin)
+        return vin
 
 
 class StaffInvite(Base):

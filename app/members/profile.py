@@ -11,7 +11,6 @@ from app.core.db import db
 from app.core.errors import Conflict, ValidationFailed
 from app.core.i18n import _l
 from app.members import registration, services
-from app.members.identifiers import mask_phone
 from app.members.models import Member
 
 #: Birthday changes after the first entry (birthday-month bonus abuse is why there is a limit).
@@ -27,16 +26,10 @@ def birthday_changes_left(member: Member) -> int | None:
 
 def change_phone(member: Member, phone_code: str) -> Member:
     """Move the membership to the mobile number the member shares now (refused if another member
-    holds it); audited with masked numbers."""
+    holds it); audited without the numbers (the audit log is never erased)."""
     normalized = registration.shared_phone(phone_code)
-    before = mask_phone(member.phone)
     services.claim_phone(member, normalized)
-    audit.record(
-        actor=("member", member.id),
-        action="member.phone_changed",
-        subject=("member", member.id),
-        details={"from": before, "to": mask_phone(normalized)},
-    )
+    audit.record(actor=("member", member.id), action="member.phone_changed", subject=("member", member.id))
     return member
 
 

@@ -21,7 +21,7 @@ from app.core import audit
 from app.core.db import db
 from app.dealers.models import Dealer, Staff
 from app.members import activation, identities, prospects, services
-from app.members.models import EnrollmentToken, Member, WechatIdentity
+from app.members.models import Member, WechatIdentity
 
 
 @dataclass(frozen=True)
@@ -47,9 +47,7 @@ class AdvisorScan:
 
 def activate_by_order_token(token_value: str, identity: WechatIdentity, at: dt.datetime) -> OrderScan:
     """Scanning the order enrollment code: this WeChat account becomes the buyer's (once)."""
-    token = db.session.scalars(
-        sa.select(EnrollmentToken).where(EnrollmentToken.token == token_value).with_for_update()
-    ).one_or_none()
+    token = services.order_token_by_secret(token_value)
     if token is None or (token.used_at is None and token.expires_at <= at):
         return OrderScan("expired")
     if token.used_at is not None and identity.member_id != token.member_id:

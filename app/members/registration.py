@@ -24,6 +24,11 @@ from app.members.identifiers import normalize_cn_mobile
 from app.members.models import Member, WechatIdentity
 
 POLICY_VERSION = tunables.define("privacy.policy_version", "2026.1", "Privacy policy version members must accept")
+POLICY_VERSIONS = tunables.define(
+    "privacy.policy_versions",
+    ["2026.1"],
+    "Privacy policy versions a dealer (DMS) may still present to a buyer; the current version is always one",
+)
 OPTIONAL_PURPOSES = ("service_notifications", "marketing", "dealer_sharing")
 
 
@@ -40,6 +45,11 @@ def check_policy_version(version: str) -> None:
             fields={"policy_version": [_l("Please accept the current privacy policy.")]},
             details={"current_policy_version": POLICY_VERSION.value()},
         )
+
+
+def known_policy_versions() -> set[str]:
+    """Versions a consent may be recorded under: the listed ones and always the current one."""
+    return {*POLICY_VERSIONS.value(), POLICY_VERSION.value()}
 
 
 class ConsentRequired(Forbidden):

@@ -15,9 +15,9 @@ from app.core.clock import utcnow
 from app.core.db import db
 from app.core.errors import Conflict
 from app.core.i18n import _l
-from app.core.security import cipher
+from app.core.security import cipher, sha256_hex
 from app.members.identifiers import is_member_number, new_member_number, normalize_cn_mobile, normalize_vin
-from app.members.models import Consent, EnrollmentToken, Member, Ownership, Vehicle
+from app.members.models import Consent, EnrollmentToken, Member, Ownership, Vehicle, vin_index
 from app.points.ledger import insert_account
 
 ORDER_TOKEN_DAYS = tunables.define(
@@ -48,11 +48,20 @@ def find_by_member_no(member_no: str) -> Member | None:
 
 
 def find_member(query: str) -> Member | None:
-    """A member by member number or mobile number (what an agent or advisor types)."""
+    """A member by mobile number or member number (what an agent or advisor types).
+
+    A mobile number is tried first: before member numbers started with 9 (mobiles start with 1),
+    about one phone in ten also passed as a member number. New numbers can never be a mobile, so
+    only a legacy member number that equals some member's phone resolves to that phone's holder.
+    """
     query = query.strip().replace(" ", "")
+    if normalize_cn_mobile(query) is not None:
+        member = find_by_phone(query)
+        if member is not None:
+            return member
     if is_member_number(query):
         return find_by_member_no(query)
-    return find_by_phone(query)
+    return None
 
 
 def set_phone(member: Member, phone: str) -> None:
@@ -106,14 +115,17 @@ class ConsentState:
         return self.purposes.get("privacy_policy", False)
 
 
+def _current_consents(member: Member) -> dict[str, Consent]:
+    """The last recorded decision per purpose: the order of recording (id), never a stated time."""
+    rows = db.session.scalars(sa.select(Consent).where(Consent.member_id == member.id).order_by(Consent.id))
+    return {row.purpose: row for row in rows}
+
+
 def consent_state(member: Member) -> ConsentState:
-    """The latest decision per purpose."""
-    rows = db.session.scalars(
-        sa.select(Consent).where(Consent.member_id == member.id).order_by(Consent.recorded_at, Consent.id)
-    )
+    """The current decision per purpose (the last one recorded)."""
     purposes: dict[str, bool] = {}
     version = None
-    for row in rows:
+    for row in db.session.scalars(sa.select(Consent).where(Consent.member_id == member.id).order_by(Consent.id)):
         purposes[row.purpose] = row.granted
         if row.purpose == "privacy_policy" and row.granted:
             version = row.policy_version
@@ -132,14 +144,23 @@ def record_consent(
 ) -> list[Consent]:
     """Append the decisions that differ from the current state. Granting purposes implies accepting
     the policy, except when ``accept_policy`` is False (changing purposes under a policy already
-    accepted)."""
+    accepted).
+
+    ``at`` is the time a partner states the decision was made (kept as ``stated_at``). A decision
+    stated before the current one for its purpose was recorded is older news and is not recorded:
+    a late DMS delivery cannot re-grant what the member withdrew since.
+    """
     current = consent_state(member)
+    latest = _current_consents(member) if at is not None else {}
     decisions = {**({"privacy_policy": True} if accept_policy else {}), **{p: True for p in granted}}
     decisions |= {p: False for p in withdrawn}
     rows = []
     for purpose, value in decisions.items():
         unchanged = current.purposes.get(purpose) == value
         if unchanged and (purpose != "privacy_policy" or current.policy_version == policy_version):
+            continue
+        previous = latest.get(purpose)
+        if at is not None and previous is not None and at < previous.recorded_at:
             continue
         rows.append(
             Consent(
@@ -148,7 +169,8 @@ def record_consent(
                 granted=value,
                 policy_version=policy_version,
                 channel=channel,
-                recorded_at=at or utcnow(),
+                recorded_at=utcnow(),
+                stated_at=at,
             )
         )
     db.session.add_all(rows)
@@ -156,7 +178,7 @@ def record_consent(
 
 
 def vehicle_by_vin(vin: str) -> Vehicle | None:
-    return db.session.scalar(sa.select(Vehicle).where(Vehicle.vin == normalize_vin(vin)))
+    return db.session.scalar(sa.select(Vehicle).where(Vehicle.vin_index == vin_index(normalize_vin(vin))))
 
 
 def current_owner(vehicle: Vehicle) -> Ownership | None:
@@ -251,7 +273,7 @@ def mint_order_token(
     if existing is not None:
         return existing
     token = EnrollmentToken(
-        token=secrets.token_urlsafe(16),
+        token_hash=sha256_hex(secrets.token_urlsafe(16)),  # nobody holds it until the code is shown
         purpose="order",
         member_id=member.id,
         vehicle_id=vehicle.id if vehicle else None,
@@ -264,6 +286,24 @@ def mint_order_token(
     db.session.add(token)
     db.session.flush()
     return token
+
+
+def issue_order_secret(token: EnrollmentToken) -> str:
+    """A fresh secret for an open order token, to show as a QR code now; only its hash is kept.
+
+    Codes shown before stop working: whoever shows the code again invalidates the earlier copies.
+    """
+    secret = secrets.token_urlsafe(16)
+    token.token_hash = sha256_hex(secret)
+    db.session.flush()
+    return secret
+
+
+def order_token_by_secret(secret: str) -> EnrollmentToken | None:
+    """The token a scanned secret belongs to, locked for the scan."""
+    return db.session.scalars(
+        sa.select(EnrollmentToken).where(EnrollmentToken.token_hash == sha256_hex(secret)).with_for_update()
+    ).one_or_none()
 
 
 def member_numbers(member_ids: Iterable[int]) -> dict[int, str]:

@@ -22,7 +22,7 @@ from app.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from app.core.i18n import _l
 from app.members import services
 from app.members.identifiers import VIN_MESSAGES, normalize_vin, vin_problem
-from app.members.models import Member, Ownership, Vehicle, VehicleClaim
+from app.members.models import Member, Ownership, Vehicle, VehicleClaim, vin_index
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,10 @@ def _checked_vin(vin: str) -> str:
     return vin
 
 
+def _plate(plate: str | None) -> str | None:
+    return plate.replace(" ", "").upper() if plate else None
+
+
 #: Cars one member may have waiting for verification at once (a claim blocks the VIN for others).
 MAX_PENDING_CLAIMS = 3
 
@@ -52,7 +56,9 @@ def bind(member: Member, vin: str, *, plate: str | None = None) -> Binding:
             return Binding("bound", vehicle, None)
     mine = db.session.scalar(
         sa.select(VehicleClaim).where(
-            VehicleClaim.vin == vin, VehicleClaim.member_id == member.id, VehicleClaim.status == "pending"
+            VehicleClaim.vin_index == vin_index(vin),
+            VehicleClaim.member_id == member.id,
+            VehicleClaim.status == "pending",
         )
     )
     if mine is not None:
@@ -68,7 +74,7 @@ def bind(member: Member, vin: str, *, plate: str | None = None) -> Binding:
         )
     try:
         with db.session.begin_nested():
-            claim = VehicleClaim(member_id=member.id, vin=vin, plate=plate.upper() if plate else None)
+            claim = VehicleClaim(member_id=member.id, vin=vin, plate=_plate(plate))
             db.session.add(claim)
             db.session.flush()
     except IntegrityError:
@@ -76,7 +82,10 @@ def bind(member: Member, vin: str, *, plate: str | None = None) -> Binding:
             _l("This car is already being verified for another member. Please contact your dealer.")
         ) from None
     audit.record(
-        actor=("member", member.id), action="vehicle.claimed", subject=("member", member.id), details={"vin": vin}
+        actor=("member", member.id),
+        action="vehicle.claimed",
+        subject=("member", member.id),
+        details={"claim": claim.id, "vehicle": vehicle.id if vehicle else None},
     )
     return Binding("pending", vehicle, claim)
 
@@ -151,14 +160,14 @@ def decide(
         actor=("staff", actor),
         action=f"vehicle.claim_{claim.status}",
         subject=("member", claim.member_id),
-        details={"vin": claim.vin, "note": note},
+        details={"claim": claim.id, "vehicle": vehicle.id if approve else None, "note": note},
     )
     if approve and previous is not None:
         audit.record(
             actor=("staff", actor),
             action="vehicle.ownership_ended",
             subject=("member", previous.member_id),
-            details={"vin": claim.vin, "reason": "resale", "claim_id": claim.id},
+            details={"vehicle": previous.vehicle_id, "reason": "resale", "claim": claim.id},
         )
     db.session.flush()
     return claim
@@ -179,8 +188,8 @@ def unbind(member: Member, vin: str) -> None:
         actor=("member", member.id),
         action="vehicle.unbound",
         subject=("member", member.id),
-        details={"vin": vehicle.vin},
-    )  # type: ignore[union-attr]
+        details={"vehicle": ownership.vehicle_id},
+    )
 
 
 def pending(limit: int = 100) -> list[VehicleClaim]:

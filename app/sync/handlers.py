@@ -129,13 +129,13 @@ def on_service_completed(event: InboundEvent, body: bytes) -> str:
     visit = dms_payload(event, body)
     vehicle = services.vehicle_by_vin(visit["vin"])
     if vehicle is None:
-        return f"VIN {visit['vin']} unknown; nothing to credit"
+        return "VIN unknown; nothing to credit"  # outcomes are kept in plain text: no VIN in them
     if vehicle.last_service_on is None or visit["completed_on"] >= vehicle.last_service_on:
         vehicle.last_service_on = visit["completed_on"]
         vehicle.last_mileage_km = max(vehicle.last_mileage_km or 0, visit["mileage_km"])
     member = resolve_member(("vin_owner", visit["vin"]))
     if member is None:
-        return f"VIN {visit['vin']} has no current owner; service recorded"
+        return f"vehicle {vehicle.id} has no current owner; service recorded"
     return f"member {member.member_no} service {visit['repair_order_no']}" + _earn(member, event, visit, _dealer(event))
 
 
@@ -165,7 +165,7 @@ def on_insurance_renewed(event: InboundEvent, body: bytes) -> str:
     renewal = dms_payload(event, body)
     member = resolve_member(("vin_owner", renewal["vin"]))
     if member is None:
-        return f"VIN {renewal['vin']} has no current owner; nothing to credit"
+        return "VIN unknown or without a current owner; nothing to credit"
     return f"member {member.member_no} policy {renewal['policy_no']}" + _earn(member, event, renewal, _dealer(event))
 
 

@@ -22,7 +22,7 @@ from app.dealers.services import dealer_by_code
 from app.jobs.drain import nudge
 from app.sync.schemas import DmsEventSchema
 
-_envelope_schema = DmsEventSchema()
+_envelope_schema = DmsEventSchema(intake=True)
 
 
 @dataclass(frozen=True)

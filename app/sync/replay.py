@@ -18,12 +18,14 @@ from app.sync.schemas import load_payload
 
 
 def earning_events(since: dt.datetime, until: dt.datetime) -> Iterator[ReplayedEvent]:
-    """Processed DMS earning events that occurred in [since, until), oldest first."""
+    """Processed DMS earning events that occurred in [since, until), oldest first. Events whose raw
+    body was erased (past ``inbox.body_retention_days``, or the person withdrew) are not replayed."""
     stored = db.session.scalars(
         sa.select(inbox.InboundEvent)
         .where(
             inbox.InboundEvent.source == "dms",
             inbox.InboundEvent.status == inbox.PROCESSED,
+            inbox.InboundEvent.body.is_not(None),
             inbox.InboundEvent.occurred_at >= since,
             inbox.InboundEvent.occurred_at < until,
         )

@@ -6,14 +6,18 @@ and leaves no trace. Amounts are integer fen; business dates are dates on the de
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import marshmallow as ma
 
+from app.config import current_settings
+from app.core.clock import utcnow
 from app.core.i18n import _l
 from app.core.schemas import BaseSchema, Length, Money, OneOf, Range, identifier
 from app.members.identifiers import VIN_MESSAGES, normalize_cn_mobile, normalize_vin, vin_problem
 from app.members.models import CONSENT_PURPOSES, CUSTOMER_TYPES, GENDERS
+from app.members.registration import known_policy_versions
 
 
 class VinField(ma.fields.String):
@@ -46,6 +50,13 @@ class ConsentSchema(BaseSchema):
         ma.fields.String(validate=OneOf([p for p in CONSENT_PURPOSES if p != "privacy_policy"])),
         load_default=list,
     )
+
+    @ma.validates("accepted_at")
+    def _not_in_the_future(self, value: dt.datetime, **_kwargs: Any) -> None:
+        """A stated time later than our clock (beyond the signature window) is refused: consent
+        cannot be given in the future (nor made to look newer than a later withdrawal)."""
+        if value > utcnow() + dt.timedelta(seconds=current_settings().SIGNATURE_WINDOW_SECONDS):
+            raise ma.ValidationError(str(_l("Consent cannot have been accepted in the future.")))
 
 
 class BuyerSchema(BaseSchema):
@@ -137,7 +148,16 @@ PAYLOAD_SCHEMAS: dict[str, BaseSchema] = {
 
 
 class DmsEventSchema(BaseSchema):
-    """``{event_id, type, occurred_at, dealer_code, payload}``; the payload is checked per type."""
+    """``{event_id, type, occurred_at, dealer_code, payload}``; the payload is checked per type.
+
+    ``intake=True`` (the webhook) also checks what may change after an event is stored: the buyer's
+    privacy-policy version must be one the program knows (``privacy.policy_versions`` or the
+    current one). A stored event is not re-judged on it when processed or replayed.
+    """
+
+    def __init__(self, *args: Any, intake: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.intake = intake
 
     event_id = ma.fields.String(required=True, validate=identifier(64))
     type = ma.fields.String(required=True, validate=OneOf(sorted(PAYLOAD_SCHEMAS)))
@@ -151,6 +171,10 @@ class DmsEventSchema(BaseSchema):
             data["payload"] = PAYLOAD_SCHEMAS[data["type"]].load(data["payload"])
         except ma.ValidationError as err:
             raise ma.ValidationError({"payload": err.messages}) from err
+        consent = data["payload"].get("buyer", {}).get("consent")
+        if self.intake and consent is not None and consent["policy_version"] not in known_policy_versions():
+            message = str(_l("Unknown privacy policy version."))
+            raise ma.ValidationError({"payload": {"buyer": {"consent": {"policy_version": [message]}}}})
         return data
 
 
