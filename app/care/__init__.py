@@ -1,4 +1,4 @@
-"""Care (会员关怀): notifications to members, subscribe-message grants, reminders."""
+"""Care (会员关怀): reminders and notifications to members, subscribe-message grants."""
 
 from __future__ import annotations
 
@@ -6,8 +6,14 @@ from flask import Flask
 
 
 def register(app: Flask) -> None:
-    """Subscription endpoints; subscriptions to other packages' events (``care.events``)."""
-    from app.care import api, events  # noqa: F401 - importing events connects its subscribers
+    """Subscription endpoints, ``flask care``, the planners and the dispatcher, and subscriptions to
+    other packages' events (``care.events``)."""
+    from app.care import api, cli, dispatch, events, notify, planning  # noqa: F401 - events connects its subscribers
     from app.core.http import api_of
+    from app.jobs.schedule import periodic
 
     api_of(app).register_blueprint(api.blp)
+    app.cli.add_command(cli.care_cli)
+    periodic(planning.plan_todays_reminders, "0 3 * * *", "plan the day's reminders (sent from 09:00)")
+    periodic(notify.send_due_notifications, "* * * * *", "send due notifications (reminders, held, retries)")
+    periodic(dispatch.sweep_stalled_sends, "*/5 * * * *", "fail sends a dead dispatcher left in flight")

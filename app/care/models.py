@@ -1,4 +1,8 @@
-"""Notifications sent to members, one row per send, with the delivery result."""
+"""Notifications and reminders to members: one row per message, planned in the database, sent once.
+
+A row is the source of truth for one message: planned (with the time it is due) → sending (the
+attempt is on record before the call) → sent / delivered / failed / skipped, with the reason.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 from app.core.clock import utcnow
 from app.core.db import Base, BigIntPK, BigIntType
 
-STATUSES = ("queued", "sent", "delivered", "failed", "skipped")
+STATUSES = ("planned", "sending", "sent", "delivered", "failed", "skipped")
+#: Rows the dispatcher and the sweeper look at.
+OPEN_STATUSES = ("planned", "sending")
 
 
 class Notification(Base):
@@ -25,7 +31,11 @@ class Notification(Base):
     kind: Mapped[str] = mapped_column(sa.String(32))  # tier_upgrade, chat_reply, points_expiring …
     channel: Mapped[str] = mapped_column(sa.String(24))  # official_template, official_custom, miniapp_subscribe, sms
     dedupe_key: Mapped[str] = mapped_column(sa.String(128), unique=True)
-    status: Mapped[str] = mapped_column(sa.String(10), default="queued")
+    status: Mapped[str] = mapped_column(sa.String(10), default="planned")
+    #: When the message may go out (a reminder's day at 09:00, or the end of quiet hours).
+    due_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    #: What the message is about, e.g. ``2027-01-01:30d`` for points expiring then, reminded 30 days before.
+    period: Mapped[str | None] = mapped_column(sa.String(64))
     payload: Mapped[dict[str, Any]]
     openid: Mapped[str | None] = mapped_column(sa.String(64))
     #: WeChat's msgid for a template message; TEMPLATESENDJOBFINISH reports back with it.
@@ -34,10 +44,20 @@ class Notification(Base):
     error: Mapped[str | None] = mapped_column(sa.String(255))
     attempts: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    #: When the latest attempt was claimed (a row ``sending`` for long was left by a dead sender).
+    attempted_at: Mapped[dt.datetime | None]
     sent_at: Mapped[dt.datetime | None]
     finished_at: Mapped[dt.datetime | None]
 
-    __table_args__ = (sa.CheckConstraint(f"status IN {STATUSES}", name="status"),)
+    __table_args__ = (
+        sa.CheckConstraint(f"status IN {STATUSES}", name="status"),
+        sa.Index(
+            "ix_notifications_open_due",
+            "due_at",
+            postgresql_where=sa.text(f"status IN {OPEN_STATUSES}"),
+            sqlite_where=sa.text(f"status IN {OPEN_STATUSES}"),
+        ),
+    )
 
 
 class SubscribeGrant(Base):

@@ -1,9 +1,10 @@
-"""Telling members about changes: one Notification row per message, sent by a job after commit.
+"""Telling members: one Notification row per message, planned, then sent once.
 
-Kinds today: ``tier_upgrade`` (at once, SPEC §4) and ``tier_dropped`` (after a review). The
-channel is the service account's template message; the member must follow the account (WeChat
-43004 otherwise) and the template id is configured per kind (program setting
-``wechat.template_ids``). ``TEMPLATESENDJOBFINISH`` callbacks record the delivery result.
+Kinds: ``tier_upgrade`` (at once, SPEC §4), ``tier_dropped`` (after a review), chat replies, and
+the reminders the planners write (``care.planning``). The channel is the service account's
+template message; the member must follow the account (WeChat 43004 otherwise) and the template id
+is configured per kind (program setting ``wechat.template_ids``). ``TEMPLATESENDJOBFINISH``
+callbacks record the delivery result.
 """
 
 from __future__ import annotations
@@ -14,22 +15,28 @@ import logging
 import sqlalchemy as sa
 
 from app import gateways
+from app.care import dispatch, rendering, rules
 from app.care.models import Notification
 from app.config import current_settings
 from app.core import tunables
 from app.core.clock import to_business, utcnow
 from app.core.db import db, insert_if_absent
-from app.core.i18n import _, in_locale
+from app.core.i18n import in_locale
 from app.jobs import job
 from app.members import identities, services
 from app.members.models import Member
-from app.tiers.display import tier_highlights, tier_name
 
 log = logging.getLogger(__name__)
 
 TEMPLATE_IDS = tunables.define(
     "wechat.template_ids",
-    {"tier_upgrade": "tier-upgrade-template", "tier_dropped": "tier-dropped-template"},
+    {
+        "tier_upgrade": "tier-upgrade-template",
+        "tier_dropped": "tier-dropped-template",
+        "tier_at_risk": "tier-at-risk-template",
+        "points_expiring": "points-expiring-template",
+        "anniversary": "anniversary-template",
+    },
     "Service-account template message ids per notification kind (from the WeChat admin console)",
 )
 
@@ -51,45 +58,33 @@ def _allows_service_notifications(member_id: int) -> bool:
     return member is not None and services.consent_state(member).purposes.get("service_notifications") is True
 
 
-def queue(member_id: int, kind: str, *, period: str, payload: dict) -> int | None:
-    """Queue one notification per (member, kind, period); the send runs after the commit. A member
-    who has not consented to service notifications (or withdrew) gets a ``skipped`` row, no send."""
+def queue(member_id: int, kind: str, *, period: str, payload: dict, due_at: dt.datetime | None = None) -> int | None:
+    """Plan one notification per (member, kind, period). Due now, it is sent by a job after the
+    commit; due later (a reminder's day, or after quiet hours), by the dispatcher. A member who has
+    not consented to service notifications (or withdrew) gets a ``skipped`` row, no send."""
     allowed = _allows_service_notifications(member_id)
+    now = utcnow()
+    due_at = rules.outside_quiet_hours(kind, due_at or now)
     notification_id = insert_if_absent(
         Notification,
         {
             "member_id": member_id,
             "kind": kind,
             "channel": "official_template",
-            "status": "queued" if allowed else "skipped",
+            "status": "planned" if allowed else "skipped",
             "error": None if allowed else "no consent to service notifications",
             "dedupe_key": f"{kind}:{member_id}:{period}",
+            "period": period,
             "payload": payload,
             "attempts": 0,
-            "created_at": utcnow(),
+            "created_at": now,
+            "due_at": due_at,
         },
         conflict_columns=("dedupe_key",),
     )
-    if notification_id is not None and allowed:
+    if notification_id is not None and allowed and due_at <= now:
         send_notification.after_commit(notification_id, job_id=f"notification-{notification_id}")
     return notification_id
-
-
-def _template_data(notification: Notification) -> dict:
-    payload = notification.payload
-    if notification.kind == "tier_upgrade":
-        return {
-            "first": {"value": _("Congratulations, you have been upgraded!")},
-            "keyword1": {"value": tier_name(payload["to_tier"])},
-            "keyword2": {"value": to_business(notification.created_at).date().isoformat()},
-            "remark": {"value": "、".join(tier_highlights(payload["to_tier"]))},
-        }
-    return {
-        "first": {"value": _("Your membership tier has changed.")},
-        "keyword1": {"value": tier_name(payload["to_tier"])},
-        "keyword2": {"value": to_business(notification.created_at).date().isoformat()},
-        "remark": {"value": _("One purchase, service visit, insurance renewal or successful referral earns it back.")},
-    }
 
 
 def queue_chat_reply(openid: str, member_id: int | None, reply: dict, *, for_event: int) -> int | None:
@@ -101,12 +96,13 @@ def queue_chat_reply(openid: str, member_id: int | None, reply: dict, *, for_eve
             "member_id": member_id,
             "kind": "chat_reply",
             "channel": "official_custom",
-            "status": "queued",
+            "status": "planned",
             "dedupe_key": f"chat_reply:{for_event}",
             "payload": reply,
             "openid": openid,
             "attempts": 0,
             "created_at": utcnow(),
+            "due_at": utcnow(),
         },
         conflict_columns=("dedupe_key",),
     )
@@ -123,45 +119,91 @@ def _send_custom(notification: Notification) -> None:
         gateways.official_account().send_articles(notification.openid, payload["articles"][:1])
 
 
-@job("notifications", retry=(30, 120, 600))
+@job("notifications")
 def send_notification(notification_id: int) -> str:
-    notification = db.session.get(Notification, notification_id, with_for_update=True)
-    if notification is None or notification.status != "queued":
+    """Send one notification now if it is still planned and due (the dispatcher sends the rest)."""
+    if not dispatch.claim(notification_id):
+        return "not due"
+    return deliver(notification_id)
+
+
+def deliver(notification_id: int) -> str:
+    """Send a claimed (``sending``) notification and record the outcome; commits once.
+
+    The attempt was committed before this call (``dispatch.claim``). A refusal that will not change
+    (not following, no template, no consent any more) skips the row; anything else puts it back
+    with a backoff until ``MAX_ATTEMPTS``, then fails it with the reason kept."""
+    notification = db.session.get(
+        Notification, notification_id, with_for_update=True, populate_existing=True
+    )  # claimed by a statement the session did not see
+    if notification is None or notification.status != "sending":
         return "done"
-    notification.attempts += 1
+    try:
+        outcome = _send(notification)
+    except gateways.GatewayError as exc:
+        dispatch.retry_later(notification, f"{exc.code or type(exc).__name__}: {exc.message or exc}")
+        outcome = notification.status
+    db.session.commit()
+    return outcome
+
+
+def send_due(limit: int | None = None) -> int:
+    """Send due notifications one by one until none is left (or ``limit``); returns how many."""
+    handled = 0
+    while limit is None or handled < limit:
+        notification_id = dispatch.claim_next()
+        if notification_id is None:
+            break
+        deliver(notification_id)
+        handled += 1
+    return handled
+
+
+@job("notifications", timeout=600)
+def send_due_notifications() -> int:
+    """Every minute: send what is due (reminders at 09:00, messages held over quiet hours, retries)."""
+    return send_due(limit=5_000)
+
+
+def _skip(notification: Notification, reason: str) -> str:
+    notification.status, notification.error, notification.finished_at = "skipped", reason[:255], utcnow()
+    return notification.status
+
+
+def _why_not_sent(member_id: int | None, openid: str | None, template_id: str | None) -> str | None:
+    if member_id is None or not _allows_service_notifications(member_id):  # withdrawn since planned
+        return "no consent to service notifications"
+    if openid is None:
+        return "member does not follow the account"
+    if not template_id:
+        return "no template configured"
+    return None
+
+
+def _send(notification: Notification) -> str:
     if notification.channel == "official_custom":
-        try:
-            _send_custom(notification)
-        except gateways.GatewayError as exc:
-            notification.error = f"{exc.code}: {exc.message}"[:255]
-            db.session.commit()
-            raise
+        _send_custom(notification)
         notification.status, notification.sent_at = "sent", utcnow()
         return notification.status
     openid = identities.official_openid(notification.member_id, current_settings().WECHAT_APP_ID)
     template_id = TEMPLATE_IDS.value().get(notification.kind)
-    if openid is None or not template_id:
-        notification.status = "skipped"
-        notification.error = "member does not follow the account" if openid is None else "no template configured"
-        return notification.status
+    reason = _why_not_sent(notification.member_id, openid, template_id)
+    if reason is not None:
+        return _skip(notification, reason)
     member = db.session.get(Member, notification.member_id)
     with in_locale(member.locale if member else None):
-        data = _template_data(notification)
+        data = rendering.template_data(notification)
+    if data is None:
+        return _skip(notification, "nothing to remind of any more")
     try:
         msgid = gateways.official_account().send_template(openid, template_id, data)
     except gateways.Refused as exc:
         if exc.code == gateways.NOT_FOLLOWING:
-            notification.status, notification.error = "skipped", f"{exc.code}: {exc.message}"
-            return notification.status
-        notification.error = f"{exc.code}: {exc.message}"[:255]
-        db.session.commit()  # keep the attempt and error; RQ retries
-        raise
-    except gateways.Unavailable as exc:
-        notification.error = f"unavailable: {exc}"[:255]
-        db.session.commit()
+            return _skip(notification, f"{exc.code}: {exc.message}")
         raise
     notification.status, notification.openid, notification.sent_at = "sent", openid, utcnow()
     notification.wechat_msgid = msgid or None
+    notification.error = None
     return notification.status
 
 

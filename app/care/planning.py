@@ -1,0 +1,180 @@
+"""Planners: set-based passes over the whole base that write the reminders due on a day.
+
+Each planner inserts one row per (member, kind, period) with ``ON CONFLICT DO NOTHING`` on the
+dedupe key, so planning twice, or two planners at once, make one row (and one message). Rows are
+due at 09:00 Asia/Shanghai on the day; the dispatcher (``notify.send_due``) sends them, and the
+renderer skips a reminder that no longer applies (points spent, tier kept).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from app.care.models import Notification
+from app.core.clock import business_day_start, business_today, utcnow
+from app.core.db import JSONType, db
+from app.jobs import job
+from app.members.models import Member
+from app.points.models import PointLot
+from app.tiers import policy
+from app.tiers.models import TierState
+
+#: Days before points expire when members are reminded (SPEC §8).
+EXPIRY_REMINDER_DAYS = (30, 7)
+#: Local time of day at which the day's reminders go out.
+SEND_AT = dt.time(9, 0)
+#: Membership anniversaries celebrated (years).
+MAX_ANNIVERSARY_YEARS = 30
+
+
+@dataclass(frozen=True)
+class Planned:
+    kind: str
+    rows: int
+
+
+def _due_at(day: dt.date) -> dt.datetime:
+    return business_day_start(day) + dt.timedelta(hours=SEND_AT.hour, minutes=SEND_AT.minute)
+
+
+def _insert_planned(kind: str, select: sa.Select, *, dry_run: bool) -> int:
+    """INSERT … SELECT member_id, dedupe_key, period ON CONFLICT DO NOTHING; returns rows planned.
+
+    A dry run counts what the select finds without writing (rows already planned included)."""
+    if dry_run:
+        return db.session.scalar(sa.select(sa.func.count()).select_from(select.subquery())) or 0
+    rows = select.subquery()
+    now = utcnow()
+    source = sa.select(
+        rows.c.member_id,
+        sa.literal(kind),
+        sa.literal("official_template"),
+        rows.c.dedupe_key,
+        rows.c.period,
+        sa.literal("planned"),
+        sa.literal({}, JSONType),
+        sa.literal(0),
+        sa.literal(now, Notification.__table__.c.created_at.type),
+        rows.c.due_at,
+    )
+    columns = ["member_id", "kind", "channel", "dedupe_key", "period", "status", "payload", "attempts"]
+    columns += ["created_at", "due_at"]
+    dialect = postgresql if db.session.get_bind().dialect.name == "postgresql" else sqlite
+    statement = (
+        dialect.insert(Notification.__table__)
+        .from_select(columns, source)
+        .on_conflict_do_nothing(index_elements=["dedupe_key"])
+        .returning(Notification.__table__.c.id)
+    )
+    return len(db.session.execute(statement).all())
+
+
+def _key(kind: str, period: sa.ColumnElement[str] | str) -> sa.ColumnElement[str]:
+    """``<kind>:<member id>:<period>``, the same key ``notify.queue`` writes."""
+    return sa.literal(f"{kind}:") + sa.cast(Member.id, sa.String) + sa.literal(":") + period  # type: ignore[return-value]
+
+
+def plan_points_expiring(today: dt.date, *, dry_run: bool = False) -> int:
+    """Members with spendable points that expire 30 (and 7) days from today: one reminder each."""
+    planned = 0
+    for days in EXPIRY_REMINDER_DAYS:
+        last_day = today + dt.timedelta(days=days)
+        start, end = business_day_start(last_day), business_day_start(last_day + dt.timedelta(days=1))
+        period = f"{last_day.isoformat()}:{days}d"
+        select = (
+            sa.select(
+                PointLot.member_id.label("member_id"),
+                (sa.literal("points_expiring:") + sa.cast(PointLot.member_id, sa.String) + f":{period}").label(
+                    "dedupe_key"
+                ),
+                sa.literal(period).label("period"),
+                sa.literal(_due_at(today), Notification.__table__.c.due_at.type).label("due_at"),
+            )
+            .where(
+                PointLot.status == "available",
+                PointLot.remaining > 0,
+                PointLot.expires_at > start,
+                PointLot.expires_at <= end,
+            )
+            .group_by(PointLot.member_id)
+        )
+        planned += _insert_planned("points_expiring", select, dry_run=dry_run)
+    return planned
+
+
+def _same_day_in(year: int, day: dt.date) -> dt.date | None:
+    try:
+        return day.replace(year=year)
+    except ValueError:  # 29 February in a common year
+        return None
+
+
+def plan_anniversaries(today: dt.date, *, dry_run: bool = False) -> int:
+    """Active members who enrolled on this calendar day 1 … 30 years ago."""
+    ranges = []
+    for years in range(1, MAX_ANNIVERSARY_YEARS + 1):
+        day = _same_day_in(today.year - years, today)
+        if day is not None:
+            start = business_day_start(day)
+            ranges.append(sa.and_(Member.enrolled_at >= start, Member.enrolled_at < start + dt.timedelta(days=1)))
+    period = str(today.year)
+    select = sa.select(
+        Member.id.label("member_id"),
+        _key("anniversary", period).label("dedupe_key"),
+        sa.literal(period).label("period"),
+        sa.literal(_due_at(today), Notification.__table__.c.due_at.type).label("due_at"),
+    ).where(Member.status == "active", sa.or_(*ranges))
+    return _insert_planned("anniversary", select, dry_run=dry_run)
+
+
+def plan_tiers_at_risk(today: dt.date, *, dry_run: bool = False) -> int:
+    """Members whose tier review is 30 days away and who would drop if nothing happens."""
+    review_on = today + dt.timedelta(days=policy.AT_RISK_DAYS.value())
+    planned, after = 0, 0
+    while True:  # keyset pages: would_drop is decided in Python
+        states = list(
+            db.session.scalars(
+                sa.select(TierState)
+                .where(TierState.review_on == review_on, TierState.member_id > after)
+                .order_by(TierState.member_id)
+                .limit(1000)
+            )
+        )
+        if not states:
+            return planned
+        after = states[-1].member_id
+        at_risk = [state.member_id for state in states if policy.would_drop(state)]
+        if not at_risk:
+            continue
+        period = review_on.isoformat()
+        select = sa.select(
+            Member.id.label("member_id"),
+            _key("tier_at_risk", period).label("dedupe_key"),
+            sa.literal(period).label("period"),
+            sa.literal(_due_at(today), Notification.__table__.c.due_at.type).label("due_at"),
+        ).where(Member.id.in_(at_risk))
+        planned += _insert_planned("tier_at_risk", select, dry_run=dry_run)
+
+
+PLANNERS: dict[str, Callable[..., int]] = {
+    "points_expiring": plan_points_expiring,
+    "anniversary": plan_anniversaries,
+    "tier_at_risk": plan_tiers_at_risk,
+}
+
+
+def plan(today: dt.date | None = None, *, kinds: list[str] | None = None, dry_run: bool = False) -> list[Planned]:
+    """Run the planners (all, or ``kinds``) for ``today``; flushes, the caller commits."""
+    today = today or business_today()
+    return [Planned(kind, PLANNERS[kind](today, dry_run=dry_run)) for kind in kinds or PLANNERS]
+
+
+@job("periodic", timeout=3600)
+def plan_todays_reminders() -> dict[str, int]:
+    """Nightly: write the day's reminders (sent from 09:00 by the dispatcher)."""
+    return {planned.kind: planned.rows for planned in plan()}

@@ -1,0 +1,40 @@
+"""What a member would expect of reminders: nothing non-urgent at night (held, not dropped)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from app.core import tunables
+from app.core.clock import BUSINESS_TZ
+
+QUIET_HOURS = tunables.define(
+    "care.quiet_hours",
+    {"start": "21:00", "end": "08:00"},
+    "Non-urgent notifications planned inside these hours (Asia/Shanghai) are held until the end",
+)
+#: Kinds a member wants at once, whatever the hour (they answer something the member just did).
+URGENT_KINDS = frozenset({"chat_reply"})
+
+
+def _clock(value: str) -> dt.time:
+    hours, minutes = value.split(":")
+    return dt.time(int(hours), int(minutes))
+
+
+def outside_quiet_hours(kind: str, due_at: dt.datetime) -> dt.datetime:
+    """``due_at``, or the end of the quiet hours it falls in (for non-urgent kinds)."""
+    if kind in URGENT_KINDS:
+        return due_at
+    hours = QUIET_HOURS.value()
+    start, end = _clock(hours["start"]), _clock(hours["end"])
+    local = due_at.astimezone(BUSINESS_TZ)
+    moment = local.time()
+    if start <= end:  # a window within one day, e.g. 13:00-14:00
+        quiet = start <= moment < end
+        end_day = local.date()
+    else:  # across midnight, e.g. 21:00-08:00
+        quiet = moment >= start or moment < end
+        end_day = local.date() + dt.timedelta(days=1) if moment >= start else local.date()
+    if not quiet:
+        return due_at
+    return dt.datetime.combine(end_day, end, tzinfo=BUSINESS_TZ).astimezone(dt.UTC)
