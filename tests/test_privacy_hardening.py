@@ -203,8 +203,9 @@ def test_order_tokens_are_stored_hashed_and_shown_by_issuing_a_fresh_code(client
     assert not hasattr(row, "token") and len(row.token_hash) == 64
 
     url = f"/api/v1/cs/members/{buyer.member_no}/enrollment-qr"
-    first = client.get(url, headers={"Authorization": f"Bearer {bearer}"}).json["scene"].removeprefix("order:")
-    second = client.get(url, headers={"Authorization": f"Bearer {bearer}"}).json["scene"].removeprefix("order:")
+    show = {"json": {"reason": "交车"}, "headers": {"Authorization": f"Bearer {bearer}"}}
+    first = client.post(url, **show).json["scene"].removeprefix("order:")
+    second = client.post(url, **show).json["scene"].removeprefix("order:")
     assert first != second
     db.session.refresh(row)
     assert row.token_hash == hashlib.sha256(second.encode()).hexdigest()
@@ -214,7 +215,7 @@ def test_order_tokens_are_stored_hashed_and_shown_by_issuing_a_fresh_code(client
 
     assert qr_enrollment.activate_by_order_token(first, _follower("o-1"), utcnow()).outcome == "expired"
     assert qr_enrollment.activate_by_order_token(second, _follower("o-2"), utcnow()).outcome == "activated"
-    assert client.get(url, headers={"Authorization": f"Bearer {bearer}"}).status_code == 404
+    assert client.post(url, **show).status_code == 404
 
 
 def test_the_member_card_does_not_show_the_order_token(shop, post_dms):
