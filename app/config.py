@@ -145,6 +145,9 @@ class Settings:
     #: Refuse plaintext WeChat callbacks: only safe-mode (AES, ``encrypt_type=aes``) messages are
     #: accepted. Needs ``WECHAT_AES_KEY``. Set it once the account is switched to safe mode only.
     WECHAT_SAFE_MODE_ONLY: bool = False
+    #: New service-account messages per WeChat user that are processed (flask-limiter notation);
+    #: beyond it they are stored unanswered. Retries of stored messages are always answered.
+    WECHAT_CALLBACK_RATE_LIMIT: str = "30/minute"
     #: Serve Swagger UI at /api/docs (from vendored static files). Default: on, except in production.
     API_DOCS: bool = True
     #: Which settings came from development defaults rather than the environment.

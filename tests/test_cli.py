@@ -71,10 +71,10 @@ def test_serve_starts_the_server_with_no_transaction_left_open(app, app_ctx, mon
     SQLite's write lock (BEGIN IMMEDIATE) for as long as the server runs, and every write would fail."""
     import werkzeug.serving
 
-    import app.jobs.schedule as schedule
+    import app.cli as cli_module
 
     sessions_open_at_start = []
-    monkeypatch.setattr(schedule, "start_embedded_scheduler", lambda _app: None)
+    monkeypatch.setattr(cli_module, "start_embedded_scheduler", lambda _app: None)  # the name serve calls
     monkeypatch.setattr(
         werkzeug.serving, "run_simple", lambda *args, **kwargs: sessions_open_at_start.append(db.session.registry.has())
     )
@@ -93,10 +93,10 @@ def test_serve_starts_the_server_with_no_transaction_left_open(app, app_ctx, mon
 def test_serve_binds_to_loopback_unless_told_otherwise_and_says_so(app, app_ctx, monkeypatch, args, host, says):
     import werkzeug.serving
 
-    import app.jobs.schedule as schedule
+    import app.cli as cli_module
 
     bound = []
-    monkeypatch.setattr(schedule, "start_embedded_scheduler", lambda _app: None)
+    monkeypatch.setattr(cli_module, "start_embedded_scheduler", lambda _app: None)  # the name serve calls
     monkeypatch.setattr(werkzeug.serving, "run_simple", lambda h, *_a, **_k: bound.append(h))
     result = app.test_cli_runner().invoke(args=["serve", "--port", "5999", *args])
     assert result.exit_code == 0, result.output

@@ -91,6 +91,13 @@ def stored_response(source: str, external_id: str) -> bytes | None:
     )
 
 
+def stored_outcome(source: str, external_id: str) -> str | None:
+    """The outcome recorded for an event (a WeChat retry of a rate-limited message stays unanswered)."""
+    return db.session.scalar(
+        sa.select(InboundEvent.outcome).where(InboundEvent.source == source, InboundEvent.external_id == external_id)
+    )
+
+
 def store_event_at_once(
     *, source: str, external_id: str, type: str, body: bytes, occurred_at: dt.datetime, signed_nonce: str | None = None
 ) -> int | None:

@@ -6,8 +6,11 @@ single-use checks still protect the endpoints).
 
 from __future__ import annotations
 
+import logging
+
 from flask import Flask, g, request
 from flask_limiter import Limiter
+from limits import parse as parse_limit
 
 from app.config import settings_of
 
@@ -24,6 +27,20 @@ def wechat_user() -> str:
 
 
 limiter = Limiter(key_func=client_ip, headers_enabled=True, swallow_errors=True, strategy="fixed-window")
+
+
+log = logging.getLogger(__name__)
+
+
+def allow(scope: str, key: str, limit: str) -> bool:
+    """Count one hit for ``key`` under ``limit`` (e.g. ``"30/minute"``, fixed window) outside a
+    route decorator; False once over. Fails open like the decorators: with the storage unreachable
+    every hit is allowed."""
+    try:
+        return limiter.limiter.hit(parse_limit(limit), "ratelimit", scope, key)
+    except Exception as exc:  # the storage (Redis) is down or not configured: serve
+        log.warning("rate limit %s not checked: %s", scope, type(exc).__name__)
+        return True
 
 
 def init_app(app: Flask) -> None:

@@ -27,7 +27,7 @@ def receive() -> Response:
     body = request.get_data(cache=False)
     protocol.verify_url(settings.WECHAT_TOKEN, request.args, window=settings.SIGNATURE_WINDOW_SECONDS)
     keys = {"token": settings.WECHAT_TOKEN, "aes_key": settings.WECHAT_AES_KEY, "app_id": settings.WECHAT_APP_ID}
-    envelope = protocol.open_envelope(body, request.args, **keys)
+    envelope = protocol.open_envelope(body, request.args, **keys, safe_mode_only=settings.WECHAT_SAFE_MODE_ONLY)
     message = protocol.read_message(envelope.xml)
     reply = router.handle(message, envelope.xml, protocol.signed_nonce(request.args))
     if reply is None:

@@ -2,7 +2,9 @@
 
 * URL signature: sha1 of the sorted (token, timestamp, nonce) — checked on every request.
 * Safe mode (``encrypt_type=aes``): ``msg_signature`` also covers the encrypted body, which is
-  AES-decrypted with ``LOYALTY_WECHAT_AES_KEY``; replies go back encrypted.
+  AES-decrypted with ``LOYALTY_WECHAT_AES_KEY``; replies go back encrypted. With
+  ``LOYALTY_WECHAT_SAFE_MODE_ONLY`` a plaintext callback is refused (403).
+* Both signatures are compared in constant time (``hmac.compare_digest``; wechatpy uses ``!=``).
 * Freshness: a timestamp more than 300 s away is refused; a nonce that already brought a
   *different* message is refused (in plaintext mode the signature does not cover the body). The
   inbox enforces it with a unique ``signed_nonce`` stored with the raw event, in the same INSERT,
@@ -14,6 +16,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 import time
 from dataclasses import dataclass
@@ -22,12 +25,12 @@ from xml.etree.ElementTree import Element
 
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
-from wechatpy.crypto import WeChatCrypto
+from wechatpy.crypto import PrpCrypto, WeChatCrypto
 from wechatpy.events import EVENT_TYPES
-from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
+from wechatpy.exceptions import InvalidAppIdException
 from wechatpy.messages import MESSAGE_TYPES, UnknownMessage
 from wechatpy.replies import ArticlesReply, TextReply, TransferCustomerServiceReply
-from wechatpy.utils import check_signature
+from wechatpy.utils import WeChatSigner
 
 from app.core.errors import AppError, PayloadTooLarge
 from app.core.i18n import _l
@@ -67,15 +70,25 @@ def _crypto(token: str, aes_key: str, app_id: str) -> WeChatCrypto:
         raise RuntimeError("LOYALTY_WECHAT_AES_KEY is not a valid 43-character EncodingAESKey") from exc
 
 
+def _sha1_signature(*parts: str) -> str:
+    """WeChat's signature: sha1 of the sorted parts, concatenated (wechatpy's ``WeChatSigner``)."""
+    signer = WeChatSigner()
+    signer.add_data(*parts)
+    return signer.signature
+
+
+def signatures_match(expected: str, given: str) -> bool:
+    """Constant-time: how much of a forged signature is right must not show in the timing."""
+    return hmac.compare_digest(expected.encode(), given.encode())
+
+
 def verify_url(token: str, args: dict[str, str], *, window: int, now: float | None = None) -> None:
     """The signature every callback carries in its query string, and its timestamp window."""
     signature, timestamp, nonce = args.get("signature"), args.get("timestamp"), args.get("nonce")
     if not (signature and timestamp and nonce):
         raise CallbackRejected(details={"reason": "missing_signature"})
-    try:
-        check_signature(token, signature, timestamp, nonce)
-    except InvalidSignatureException:
-        raise CallbackRejected(details={"reason": "signature_mismatch"}) from None
+    if not signatures_match(_sha1_signature(token, timestamp, nonce), signature):
+        raise CallbackRejected(details={"reason": "signature_mismatch"})
     try:
         sent_at = int(timestamp)
     except ValueError:
@@ -103,21 +116,28 @@ def parse_xml(body: bytes) -> Element:
     return root
 
 
-def open_envelope(body: bytes, args: dict[str, str], *, token: str, aes_key: str, app_id: str) -> Envelope:
+def open_envelope(
+    body: bytes, args: dict[str, str], *, token: str, aes_key: str, app_id: str, safe_mode_only: bool = False
+) -> Envelope:
     """Check what needs checking for the mode and return the plaintext XML."""
     timestamp, nonce = args.get("timestamp", ""), args.get("nonce", "")
     if args.get("encrypt_type", "raw").lower() != "aes":
+        if safe_mode_only:
+            raise CallbackRejected(details={"reason": "plaintext_refused"})
         return Envelope(body, False, timestamp, nonce)  # read_message parses (and hardens) it
-    parse_xml(body)
+    root = parse_xml(body)
     if not aes_key:
         raise MalformedCallback(details={"reason": "safe_mode_not_configured"})
     msg_signature = args.get("msg_signature")
     if not msg_signature:
         raise CallbackRejected(details={"reason": "missing_msg_signature"})
+    encrypted = root.findtext("Encrypt")
+    if not encrypted:
+        raise MalformedCallback(details={"reason": "missing_Encrypt"})
+    if not signatures_match(_sha1_signature(token, timestamp, nonce, encrypted), msg_signature):
+        raise CallbackRejected(details={"reason": "msg_signature_mismatch"})
     try:
-        plain = _crypto(token, aes_key, app_id).decrypt_message(body, msg_signature, timestamp, nonce)
-    except InvalidSignatureException:
-        raise CallbackRejected(details={"reason": "msg_signature_mismatch"}) from None
+        plain = PrpCrypto(_crypto(token, aes_key, app_id).key).decrypt(encrypted, app_id)
     except InvalidAppIdException:
         raise CallbackRejected(details={"reason": "wrong_app_id"}) from None
     except Exception as exc:  # corrupt base64 / padding / missing Encrypt element

@@ -10,6 +10,12 @@ dedupe key; a retry of the same message finds the row and gets the same reply.
   callback acknowledges at once and the inbox drain (``app.jobs.drain``) does the work and sends
   the real answer as a customer-service message. If Redis is down, the event waits in the inbox and
   the sweeper picks it up.
+* A per-sender limit (``LOYALTY_WECHAT_CALLBACK_RATE_LIMIT``, counted in Redis, fails open): every callback
+  counts, but only a *new* message is refused. Over the limit the message is stored and marked
+  processed with outcome ``rate_limited`` (nothing routed, no job, no reply: WeChat gets
+  ``success``), in the request's transaction so no drain can see it waiting. A retry of a message
+  stored earlier still gets its stored reply (or its acknowledgement), over the limit or not; a
+  retry of a rate-limited message stays unanswered.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from typing import Any
 from app.campaigns import redpackets, signup
 from app.care import notify
 from app.config import current_settings
-from app.core import inbox
+from app.core import inbox, ratelimit
 from app.core.clock import utcnow
 from app.core.db import db
 from app.core.i18n import _, use_member_locale
@@ -35,10 +41,17 @@ from app.wechat.replies import Reply, Text
 
 log = logging.getLogger(__name__)
 
+#: The outcome of a message stored over the limit and never processed.
+RATE_LIMITED = "rate_limited"
+
 
 def handle(message: Any, raw_xml: bytes, signed_nonce: str) -> str | None:
     """The passive-reply XML for this message (None: answer "success")."""
     stored = StoredAs(protocol.dedupe_key(message), _kind(message), raw_xml, _created_at(message), signed_nonce)
+    # A setting, not a program setting: reading one would hold a database connection for the whole
+    # request, and the QR-scan hot path uses none (its INSERT is autocommitted outside the session).
+    if not ratelimit.allow("wechat-callback", message.source, current_settings().WECHAT_CALLBACK_RATE_LIMIT):
+        return _over_the_limit(message, stored)
     if is_deferred(message):
         return _store_deferred(message, stored)
     event_id = _store(stored, inbox.store_event)
@@ -63,6 +76,26 @@ def handle(message: Any, raw_xml: bytes, signed_nonce: str) -> str | None:
         response=rendered.encode() if rendered else None,
     )
     return rendered
+
+
+def _over_the_limit(message: Any, stored: StoredAs) -> str | None:
+    """Store a new message as rate-limited (never processed) and answer "success"; a retry of a
+    stored message gets what it got the first time."""
+    event_id = _store(stored, inbox.store_event)  # in the session: committed with the mark below
+    if event_id is not None:
+        inbox.mark(event_id, status=inbox.PROCESSED, processed_at=utcnow(), outcome=RATE_LIMITED)
+        log.warning("wechat sender over the limit: %s not processed", stored.key)
+        return None
+    if is_deferred(message):
+        return _acknowledge_retry(message, stored)
+    previous = inbox.stored_response("wechat", stored.key)
+    return previous.decode() if previous else None
+
+
+def _acknowledge_retry(message: Any, stored: StoredAs) -> str | None:
+    if inbox.stored_outcome("wechat", stored.key) == RATE_LIMITED:
+        return None
+    return protocol.render(acknowledgement(message), message, at=message.time)
 
 
 @dataclass(frozen=True)
@@ -94,12 +127,13 @@ def _store(stored: StoredAs, store: Callable[..., int | None]) -> int | None:
         raise protocol.CallbackRejected(details={"reason": "replayed_nonce"}) from None
 
 
-def _store_deferred(message: Any, stored: StoredAs) -> str:
+def _store_deferred(message: Any, stored: StoredAs) -> str | None:
     """The hot path of a launch-day QR scan: one autocommitted INSERT, a nudge to the drain, and
     the acknowledgement. The acknowledgement depends on the message alone, so a retry is answered
     by rendering it again rather than by storing it."""
-    if _store(stored, inbox.store_event_at_once) is not None:
-        drain.nudge("wechat")  # the event stays "received" until a drain processes it
+    if _store(stored, inbox.store_event_at_once) is None:
+        return _acknowledge_retry(message, stored)  # one lookup, for retries only
+    drain.nudge("wechat")  # the event stays "received" until a drain processes it
     # Stamped with the message's own time, so every retry gets the same bytes.
     return protocol.render(acknowledgement(message), message, at=message.time)
 
