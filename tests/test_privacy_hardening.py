@@ -30,6 +30,7 @@ from app.wechat import clients
 from tests import dms_events, factories
 from tests.conftest import WECHAT
 from tests.miniapp_helpers import FakeMiniappWeChat, MiniClient
+from tests.wechat_helpers import APP_ID, Callback, event_xml, text_xml
 
 
 @pytest.fixture
@@ -386,3 +387,46 @@ def test_processed_raw_bodies_are_purged_after_the_retention_keeping_a_hash(shop
     # a simulation replays what is still kept
     replayed = list(replay.earning_events(utcnow() - dt.timedelta(days=1), utcnow() + dt.timedelta(days=1)))
     assert len(replayed) == 1
+
+
+# --- 7. no location before consent ----------------------------------------------------------
+
+
+def _location_event(openid: str) -> str:
+    return event_xml(openid, "LOCATION", Latitude=43.88, Longitude=125.28, Precision=30)
+
+
+def _location_message(openid: str) -> str:
+    return text_xml(openid, "x").replace(
+        "<MsgType><![CDATA[text]]></MsgType><Content><![CDATA[x]]></Content>",
+        "<MsgType><![CDATA[location]]></MsgType><Location_X>43.88</Location_X><Location_Y>125.28</Location_Y>"
+        "<Scale>15</Scale><Label><![CDATA[here]]></Label>",
+    )
+
+
+def _stored_location(openid: str) -> tuple[Any, Any]:
+    identity = db.session.scalar(sa.select(WechatIdentity).where(WechatIdentity.openid == openid))
+    db.session.refresh(identity)
+    return identity.latitude, identity.longitude
+
+
+def test_a_follower_who_never_accepted_the_policy_gets_the_nearest_dealer_but_no_location_is_kept(client, app_ctx):
+    wx = Callback(client)
+    factories.dealer(code="D0101", name="长春金达店", latitude=43.8868, longitude=125.2773)
+    prospect = services.create_member(channel="advisor_qr", status="active")  # a QR prospect: no consent yet
+    db.session.add(WechatIdentity(app_kind="official", app_id=APP_ID, openid="o-prospect", member_id=prospect.id))
+    db.session.add(WechatIdentity(app_kind="official", app_id=APP_ID, openid="o-stranger"))
+    db.session.flush()
+    for openid in ("o-prospect", "o-stranger"):
+        assert wx.reply(_location_event(openid)) == {}
+        assert "长春金达店" in wx.reply(_location_message(openid))["Content"]
+        assert _stored_location(openid) == (None, None)
+
+
+def test_a_consented_members_location_is_kept(client, app_ctx):
+    wx = Callback(client)
+    member = factories.member()
+    db.session.add(WechatIdentity(app_kind="official", app_id=APP_ID, openid="o-consented", member_id=member.id))
+    db.session.flush()
+    wx.reply(_location_event("o-consented"))
+    assert _stored_location("o-consented") == (43.88, 125.28)

@@ -34,7 +34,7 @@ from app.core.clock import utcnow
 from app.core.db import db
 from app.core.i18n import _, use_member_locale
 from app.jobs import drain
-from app.members import identities
+from app.members import identities, registration
 from app.members.models import Member, WechatIdentity
 from app.wechat import conversation, protocol, scenes
 from app.wechat.replies import Reply, Text
@@ -185,9 +185,18 @@ def route(message: Any, at: dt.datetime) -> Reply | None:
         point = _coordinates(message.location_x, message.location_y)
         if point is None:
             return conversation.help_reply()
-        identities.record_location(identity, *point, at)
+        _keep_location(identity, member, point, at)
         return conversation.nearest_dealer_reply(*point)
     return conversation.help_reply()
+
+
+def _keep_location(
+    identity: WechatIdentity, member: Member | None, point: tuple[float, float], at: dt.datetime
+) -> None:
+    """A location is personal data: kept only for a member who accepted the current policy. Anyone
+    else still gets the nearest dealers, computed from the message and forgotten."""
+    if member is not None and not registration.needs_consent(member):
+        identities.record_location(identity, *point, at)
 
 
 def _coordinates(latitude: Any, longitude: Any) -> tuple[float, float] | None:
@@ -235,8 +244,8 @@ def _event(message: Any, at: dt.datetime) -> Reply | None:  # noqa: PLR0911 - on
     if event == "location":
         point = _coordinates(message.latitude, message.longitude)
         if point is not None:
-            identities.record_location(identity, *point, at)
-        return None  # reported on every chat entry: stored for "nearest dealer", not answered
+            _keep_location(identity, member, point, at)
+        return None  # reported on every chat entry: kept for a consented member, not answered
     if event == "location_select":
         point = _coordinates(message.location_info.get("Location_X"), message.location_info.get("Location_Y"))
         return conversation.nearest_dealer_reply(*point) if point else conversation.help_reply()
