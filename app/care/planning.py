@@ -74,9 +74,9 @@ def _insert_planned(kind: str, select: sa.Select, *, dry_run: bool) -> int:
     return len(db.session.execute(statement).all())
 
 
-def _key(kind: str, period: sa.ColumnElement[str] | str) -> sa.ColumnElement[str]:
+def _key(kind: str, member_id: sa.ColumnElement[int], period: str) -> sa.ColumnElement[str]:
     """``<kind>:<member id>:<period>``, the same key ``notify.queue`` writes."""
-    return sa.literal(f"{kind}:") + sa.cast(Member.id, sa.String) + sa.literal(":") + period  # type: ignore[return-value]
+    return sa.literal(f"{kind}:") + sa.cast(member_id, sa.String) + sa.literal(f":{period}")  # type: ignore[return-value]
 
 
 def plan_points_expiring(today: dt.date, *, dry_run: bool = False) -> int:
@@ -89,9 +89,7 @@ def plan_points_expiring(today: dt.date, *, dry_run: bool = False) -> int:
         select = (
             sa.select(
                 PointLot.member_id.label("member_id"),
-                (sa.literal("points_expiring:") + sa.cast(PointLot.member_id, sa.String) + f":{period}").label(
-                    "dedupe_key"
-                ),
+                _key("points_expiring", PointLot.member_id, period).label("dedupe_key"),
                 sa.literal(period).label("period"),
                 sa.literal(_due_at(today), Notification.__table__.c.due_at.type).label("due_at"),
             )
@@ -125,7 +123,7 @@ def plan_anniversaries(today: dt.date, *, dry_run: bool = False) -> int:
     period = str(today.year)
     select = sa.select(
         Member.id.label("member_id"),
-        _key("anniversary", period).label("dedupe_key"),
+        _key("anniversary", Member.id, period).label("dedupe_key"),
         sa.literal(period).label("period"),
         sa.literal(_due_at(today), Notification.__table__.c.due_at.type).label("due_at"),
     ).where(Member.status == "active", sa.or_(*ranges))
@@ -154,7 +152,7 @@ def plan_tiers_at_risk(today: dt.date, *, dry_run: bool = False) -> int:
         period = review_on.isoformat()
         select = sa.select(
             Member.id.label("member_id"),
-            _key("tier_at_risk", period).label("dedupe_key"),
+            _key("tier_at_risk", Member.id, period).label("dedupe_key"),
             sa.literal(period).label("period"),
             sa.literal(_due_at(today), Notification.__table__.c.due_at.type).label("due_at"),
         ).where(Member.id.in_(at_risk))
