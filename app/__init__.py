@@ -25,7 +25,7 @@ def _packages() -> tuple[ModuleType, ...]:
 def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     """Build the app from ``LOYALTY_*`` environment variables (``overrides`` is for tests)."""
     from app import cli, models  # noqa: F401 - models: every table is mapped before anything runs
-    from app.core import after_commit, http, i18n, ratelimit, security
+    from app.core import after_commit, audit, audit_chain, http, i18n, ratelimit, security
     from app.extensions import db, init_redis
     from app.jobs import drain
 
@@ -49,6 +49,8 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     security.init_app(app)
     db.init_app(app)
     after_commit.init_session_factory(db.session_factory)
+    audit.init_session_factory(db.session_factory)
+    audit_chain.init_session_factory(db.session_factory)
     init_redis(app)
     i18n.init_app(app)
     ratelimit.init_app(app)

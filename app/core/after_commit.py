@@ -35,7 +35,8 @@ def defer(fn: Callable[..., Any], *args: Any) -> None:
     session.info.setdefault(_PENDING_KEY, []).append((transaction, fn, args))
 
 
-def _within(transaction: SessionTransaction | None, ancestor: SessionTransaction) -> bool:
+def is_within(transaction: SessionTransaction | None, ancestor: SessionTransaction) -> bool:
+    """Whether ``transaction`` is ``ancestor`` or a savepoint inside it."""
     while transaction is not None:
         if transaction is ancestor:
             return True
@@ -65,7 +66,7 @@ def _rolled_back(session: Session, previous_transaction: SessionTransaction) -> 
     """Drop what was registered in the transaction (or savepoint) that rolled back, or inside it."""
     pending: list[Deferred] = session.info.get(_PENDING_KEY, [])
     if pending:
-        session.info[_PENDING_KEY] = [item for item in pending if not _within(item[0], previous_transaction)]
+        session.info[_PENDING_KEY] = [item for item in pending if not is_within(item[0], previous_transaction)]
 
 
 def init_session_factory(factory: sessionmaker) -> None:

@@ -26,6 +26,11 @@ class AuditEntry(Base):
     reason: Mapped[str | None] = mapped_column(sa.String(255))
     details: Mapped[dict[str, Any] | None]
     request_id: Mapped[str | None] = mapped_column(sa.String(64))
+    # The hash chain (app/core/audit_chain.py): set by the database on INSERT (a trigger on
+    # PostgreSQL, the flush on SQLite), never by the code that records the entry.
+    chain_seq: Mapped[int] = mapped_column(sa.BigInteger, server_default=sa.FetchedValue(), unique=True)
+    prev_hash: Mapped[str] = mapped_column(sa.String(64), server_default=sa.FetchedValue())
+    row_hash: Mapped[str] = mapped_column(sa.String(64), server_default=sa.FetchedValue())
 
     __table_args__ = (
         sa.Index("ix_audit_log_subject", "subject_type", "subject_id", "occurred_at"),
