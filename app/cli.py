@@ -10,9 +10,9 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
-from app import demo
+from app import demo, models
 from app.config import INSTANCE_DIR, PROJECT_ROOT, current_settings, describe_defaults
-from app.core import audit_chain, tunables
+from app.core import audit, audit_chain, key_rotation, security, tunables
 from app.core.db import db
 from app.extensions import rq_connection
 from app.jobs import QUEUES, run_job, set_worker_app
@@ -41,6 +41,7 @@ def alembic_config() -> Any:
     config.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))
     config.attributes["database_url"] = current_settings().DATABASE_URL
     config.attributes["data_keys"] = current_settings().data_keys  # data migrations encrypt with them
+    config.attributes["blind_index_key"] = current_settings().BLIND_INDEX_KEY
     return config
 
 
@@ -155,6 +156,56 @@ def audit_verify(from_seq: int) -> None:
     raise SystemExit(1)
 
 
+# --- personal data at rest -------------------------------------------------------------------
+
+pii_cli = AppGroup("pii", help="Personal data at rest: data keys and their rotation.")
+
+
+@pii_cli.command("rotate")
+@click.option("--batch", default=1000, show_default=True, type=click.IntRange(1, 100_000), help="Rows per commit.")
+def pii_rotate(batch: int) -> None:
+    """Re-encrypt every stored value not made with the first LOYALTY_DATA_KEY (resumable)."""
+    cipher = security.cipher()
+    rewritten: dict[str, int] = {}
+    undecryptable: list[str] = []
+    for table in key_rotation.encrypted_tables(models.metadata):
+        total = key_rotation.count_rows(db.session(), table)
+        with click.progressbar(length=total, label=table.describe()) as bar:
+            outcome = key_rotation.rotate_table(db.session(), table, cipher, batch=batch, progress=bar.update)
+        rewritten[table.name] = outcome.values_rewritten
+        undecryptable += [f"{table.name}.{column} id {row_id}" for row_id, column in outcome.undecryptable]
+    audit.record(
+        actor=_cli_actor(),
+        action="pii.rotated",
+        subject=("data_key", cipher.primary_key_id),
+        details={"rewritten": rewritten, "undecryptable": len(undecryptable)},
+    )
+    db.session.commit()
+    click.echo(f"re-encrypted {sum(rewritten.values())} values: {rewritten}")
+    if not current_settings().BLIND_INDEX_KEY and len(current_settings().data_keys) > 1:
+        click.echo(
+            "before removing the last key of LOYALTY_DATA_KEY, pin LOYALTY_BLIND_INDEX_KEY (flask pii index-key)"
+        )
+    if undecryptable:
+        click.echo(
+            f"{len(undecryptable)} values open with no configured key: {', '.join(undecryptable[:20])}", err=True
+        )
+        raise SystemExit(1)
+
+
+@pii_cli.command("index-key")
+def pii_index_key() -> None:
+    """Print the blind-index key in use, to pin as LOYALTY_BLIND_INDEX_KEY (it is a secret)."""
+    settings = current_settings()
+    click.echo(settings.BLIND_INDEX_KEY or security.derived_index_key_text(settings.data_keys[-1]))
+
+
+@pii_cli.command("new-key")
+def pii_new_key() -> None:
+    """Print a fresh data key, to put first in LOYALTY_DATA_KEY."""
+    click.echo(security.new_data_key())
+
+
 # --- dev server -----------------------------------------------------------------------------
 
 
@@ -232,6 +283,6 @@ Mini-app (the sandbox accepts any wx.login code; a phone code ending in 11 digit
 
 def register_commands(app: Flask) -> None:
     """The commands that belong to no one package (each package adds its own in ``register``)."""
-    for group in (db_cli, demo_cli, jobs_cli, program_cli, audit_cli):
+    for group in (db_cli, demo_cli, jobs_cli, program_cli, audit_cli, pii_cli):
         app.cli.add_command(group)
     app.cli.add_command(serve)

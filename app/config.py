@@ -104,6 +104,9 @@ class Settings:
     REDIS_URL: str = ""
     SECRET_KEY: str = ""
     DATA_KEY: str = ""  # one Fernet key, or several comma-separated (newest first) while rotating
+    #: Key of the blind indexes (phone, VIN, plate lookups), 32 bytes url-safe base64. Unset: derived
+    #: from the last DATA_KEY. Pin it (``flask pii index-key``) before removing that key (SECURITY.md).
+    BLIND_INDEX_KEY: str = ""
     WECHAT_APP_ID: str = ""
     WECHAT_APP_SECRET: str = ""
     WECHAT_TOKEN: str = ""

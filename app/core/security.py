@@ -1,16 +1,21 @@
 """Signatures on inbound channels, PII encryption at rest, and blind indexes for lookups.
 
-PII (phone numbers) is encrypted with Fernet (AES-128-CBC + HMAC-SHA256). ``LOYALTY_DATA_KEY``
-holds one key, or several comma-separated while rotating: the first encrypts, all decrypt
-(``MultiFernet``). Re-encrypting existing rows under a new first key is not built yet.
+PII is encrypted with Fernet (AES-128-CBC + HMAC-SHA256). ``LOYALTY_DATA_KEY`` holds one key, or
+several comma-separated while rotating: the first encrypts, all decrypt (``MultiFernet``).
+``flask pii rotate`` (``core/key_rotation.py``) re-encrypts every stored value still made with an
+older key; afterwards the older keys can be removed. Every column of an ``Encrypted`` type is
+found by that command from the metadata: a new encrypted column needs no registration.
 
-Lookups use a blind index: HMAC-SHA256 of the normalized value under a key derived (HKDF) from
-the *last* key in the list, so adding a new key in front never changes the index. Retiring that
-anchor key is a re-index, done deliberately.
+Lookups use a blind index: HMAC-SHA256 of the normalized value under ``LOYALTY_BLIND_INDEX_KEY``,
+or, when that is unset, under a key derived (HKDF) from the *last* data key, so adding a new key in
+front never changes the index. Indexes are not re-computed by a rotation: before the last data key
+is removed, pin its derived index key (``flask pii index-key``) as ``LOYALTY_BLIND_INDEX_KEY``.
+Changing the index key itself means re-indexing every row (phone, VIN, plate) in one go.
 """
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import hmac
@@ -23,24 +28,39 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import Flask
 
-from app.config import settings_of
+from app.config import Settings, settings_of
 from app.core.errors import BadSignature
+
+
+def derived_index_key(anchor_data_key: str) -> bytes:
+    """The blind-index key derived from a data key (the last one) when none is pinned."""
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=b"loyalty-blind-index", info=b"v1").derive(
+        anchor_data_key.encode()
+    )
+
+
+def derived_index_key_text(anchor_data_key: str) -> str:
+    """``derived_index_key`` in the form ``LOYALTY_BLIND_INDEX_KEY`` takes."""
+    return base64.urlsafe_b64encode(derived_index_key(anchor_data_key)).decode("ascii")
+
+
+def new_data_key() -> str:
+    return Fernet.generate_key().decode("ascii")
 
 
 class PiiCipher:
     """Encrypts and decrypts personal data; computes blind indexes."""
 
-    def __init__(self, keys: list[str]) -> None:
+    def __init__(self, keys: list[str], index_key: str = "") -> None:
         if not keys:
             raise ValueError("at least one data key is required")
         try:
+            self._primary = Fernet(keys[0].encode())
             self._fernet = MultiFernet([Fernet(key.encode()) for key in keys])
         except ValueError as exc:
             raise ValueError("LOYALTY_DATA_KEY must be url-safe base64 Fernet keys (32 bytes)") from exc
-        anchor = keys[-1].encode()
-        self._index_key = HKDF(algorithm=hashes.SHA256(), length=32, salt=b"loyalty-blind-index", info=b"v1").derive(
-            anchor
-        )
+        self._index_key = _pinned_index_key(index_key) if index_key else derived_index_key(keys[-1])
+        self.primary_key_id = hashlib.sha256(keys[0].encode()).hexdigest()[:16]
 
     def encrypt(self, plaintext: str) -> str:
         return self._fernet.encrypt(plaintext.encode()).decode("ascii")
@@ -61,10 +81,35 @@ class PiiCipher:
         """Re-encrypt under the newest key (no-op in meaning, new ciphertext)."""
         return self._fernet.rotate(token.encode("ascii")).decode("ascii")
 
+    def rotate_bytes(self, token: bytes) -> bytes:
+        return self._fernet.rotate(token)
+
+    def made_with_primary(self, token: str | bytes) -> bool:
+        """Whether ``token`` was encrypted under the first (current) key: it needs no rotation."""
+        try:
+            self._primary.decrypt(token)
+        except (InvalidToken, ValueError, TypeError):
+            return False
+        return True
+
     def blind_index(self, normalized_value: str, purpose: str) -> str:
         """Deterministic keyed hash for equality lookups; ``purpose`` separates index domains."""
         message = f"{purpose}:{normalized_value}".encode()
         return hmac.new(self._index_key, message, hashlib.sha256).hexdigest()
+
+
+def _pinned_index_key(value: str) -> bytes:
+    try:
+        key = base64.urlsafe_b64decode(value.encode())
+    except ValueError:
+        key = b""
+    if len(key) != 32:
+        raise ValueError("LOYALTY_BLIND_INDEX_KEY must be 32 bytes, url-safe base64 (flask pii index-key)")
+    return key
+
+
+def cipher_for(settings: Settings) -> PiiCipher:
+    return PiiCipher(settings.data_keys, index_key=settings.BLIND_INDEX_KEY)
 
 
 _cipher: PiiCipher | None = None
@@ -78,10 +123,17 @@ def cipher() -> PiiCipher:
 
 def init_app(app: Flask) -> None:
     global _cipher  # noqa: PLW0603 - one process-wide cipher, like the engine
-    _cipher = PiiCipher(settings_of(app).data_keys)
+    _cipher = cipher_for(settings_of(app))
 
 
-class EncryptedText(sa.TypeDecorator):
+class Encrypted(sa.TypeDecorator):
+    """Base of the column types stored as Fernet ciphertext (``flask pii rotate`` finds them)."""
+
+    impl = sa.Text
+    cache_ok = True
+
+
+class EncryptedText(Encrypted):
     """A text column stored as Fernet ciphertext; Python code only ever sees plaintext."""
 
     impl = sa.Text
@@ -94,7 +146,7 @@ class EncryptedText(sa.TypeDecorator):
         return None if value is None else cipher().decrypt(value)
 
 
-class EncryptedDate(sa.TypeDecorator):
+class EncryptedDate(Encrypted):
     """A date stored as Fernet ciphertext of its ISO form (a birthday): compare and filter in Python."""
 
     impl = sa.Text
@@ -107,7 +159,7 @@ class EncryptedDate(sa.TypeDecorator):
         return None if value is None else dt.date.fromisoformat(cipher().decrypt(value))
 
 
-class EncryptedFloat(sa.TypeDecorator):
+class EncryptedFloat(Encrypted):
     """A number stored as Fernet ciphertext (a location coordinate)."""
 
     impl = sa.Text
@@ -120,7 +172,7 @@ class EncryptedFloat(sa.TypeDecorator):
         return None if value is None else float(cipher().decrypt(value))
 
 
-class EncryptedBytes(sa.TypeDecorator):
+class EncryptedBytes(Encrypted):
     """Raw bodies (inbound events) kept encrypted at rest: they carry phone numbers."""
 
     impl = sa.LargeBinary

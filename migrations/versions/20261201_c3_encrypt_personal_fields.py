@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from alembic import context, op
 
 from app.config import load_settings
-from app.core.security import PiiCipher
+from app.core.security import PiiCipher, cipher_for
 
 revision = "c3"
 down_revision = "c2"
@@ -32,7 +32,10 @@ _PENDING = sa.text("status = 'pending'")
 
 
 def _cipher() -> PiiCipher:
-    return PiiCipher(context.config.attributes.get("data_keys") or load_settings().data_keys)
+    attributes = context.config.attributes
+    if attributes.get("data_keys"):
+        return PiiCipher(attributes["data_keys"], index_key=attributes.get("blind_index_key", ""))
+    return cipher_for(load_settings())
 
 
 def _rewrite(table: str, columns: list[str], change: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
