@@ -183,9 +183,7 @@ def pii_rotate(batch: int) -> None:
     db.session.commit()
     click.echo(f"re-encrypted {sum(rewritten.values())} values: {rewritten}")
     if not current_settings().BLIND_INDEX_KEY and len(current_settings().data_keys) > 1:
-        click.echo(
-            "before removing the last key of LOYALTY_DATA_KEY, pin LOYALTY_BLIND_INDEX_KEY (flask pii index-key)"
-        )
+        click.echo("before removing the last LOYALTY_DATA_KEY, pin LOYALTY_BLIND_INDEX_KEY (flask pii index-key)")
     if undecryptable:
         click.echo(
             f"{len(undecryptable)} values open with no configured key: {', '.join(undecryptable[:20])}", err=True

@@ -272,6 +272,7 @@ def _finish_unit_of_work(response: Response) -> Response:
     kept = g.pop(_KEPT_ROWS, [])
     if response.status_code < 400:
         if kept:
+            db.session.flush()  # the request's own writes first: the audit chain's lock comes last
             db.session.add_all(kept)
             kept = []
         if db.session.registry.has():  # else the request never touched the database
