@@ -7,8 +7,8 @@ Create Date: 2026-12-02 12:00:00
 Each audit row carries the SHA-256 of its fields and of the previous row's hash
 (``app/core/audit_chain.py`` defines the text hashed; ``loyalty_audit_canonical`` here builds the
 same). On PostgreSQL a BEFORE INSERT trigger assigns the chain under an advisory lock; existing rows
-are chained in ``id`` order. On SQLite (``make run``) the app's flush assigns it, the columns stay
-nullable and ``chain_seq`` gets a unique index.
+are chained in ``id`` order. On SQLite (``make run``) the app's flush assigns it (the table is
+rebuilt, so its append-only triggers are dropped and created again).
 """
 
 from __future__ import annotations
@@ -118,7 +118,8 @@ def upgrade() -> None:
 def _upgrade_sqlite() -> None:
     """Chain the existing rows in Python (the same ``row_hash`` the app uses on SQLite)."""
     bind = op.get_bind()
-    op.execute("DROP TRIGGER IF EXISTS audit_log_no_update")
+    for name in _SQLITE_GUARDS:
+        op.execute(f"DROP TRIGGER IF EXISTS audit_log_no_{name}")
     rows = bind.execute(
         sa.text(
             "SELECT id, occurred_at, actor_type, actor_id, action, subject_type, subject_id, reason, "
@@ -137,8 +138,12 @@ def _upgrade_sqlite() -> None:
             sa.text("UPDATE audit_log SET chain_seq = :seq, prev_hash = :prev, row_hash = :hash WHERE id = :id"),
             updates,
         )
-    op.execute(_SQLITE_GUARDS["update"])
-    op.create_index("uq_audit_log_chain_seq", "audit_log", ["chain_seq"], unique=True)
+    with op.batch_alter_table("audit_log") as batch:  # SQLite: the table is rebuilt, its triggers dropped
+        for name, type_ in _COLUMNS:
+            batch.alter_column(name, nullable=False, existing_type=type_)
+        batch.create_unique_constraint(op.f("uq_audit_log_chain_seq"), ["chain_seq"])
+    for guard in _SQLITE_GUARDS.values():
+        op.execute(guard)
 
 
 def downgrade() -> None:
@@ -155,10 +160,10 @@ def downgrade() -> None:
             "DROP FUNCTION loyalty_audit_canonical(bigint, text, timestamptz, text, text, text, text, text, text, text, text)"
         )
         return
-    op.drop_index("uq_audit_log_chain_seq", table_name="audit_log")
-    for name in ("update", "delete"):
+    for name in _SQLITE_GUARDS:
         op.execute(f"DROP TRIGGER IF EXISTS audit_log_no_{name}")
     with op.batch_alter_table("audit_log") as batch:
+        batch.drop_constraint(op.f("uq_audit_log_chain_seq"), type_="unique")
         for name, _type in reversed(_COLUMNS):
             batch.drop_column(name)
     for guard in _SQLITE_GUARDS.values():
