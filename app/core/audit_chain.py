@@ -68,10 +68,12 @@ def row_hash(**fields: Any) -> str:
 
 def _assign_in_python(session: Session, _context: Any, _instances: Any) -> None:
     """Chain the audit rows this flush inserts (SQLite only; PostgreSQL's trigger does it)."""
-    new = sorted((o for o in session.new if isinstance(o, AuditEntry)), key=lambda o: sa.inspect(o).insert_order)
-    if not new or session.get_bind().dialect.name == "postgresql":
-        return
     dialect = session.get_bind().dialect
+    if dialect.name == "postgresql":
+        return
+    new = sorted((o for o in session.new if isinstance(o, AuditEntry)), key=lambda o: sa.inspect(o).insert_order)
+    if not new:
+        return
     to_text = AuditEntry.__table__.c.details.type.dialect_impl(dialect).bind_processor(dialect)
     tail = session.execute(
         sa.select(AuditEntry.chain_seq, AuditEntry.row_hash).order_by(AuditEntry.chain_seq.desc()).limit(1)
