@@ -14,9 +14,10 @@ from app.core.clock import business_today
 from app.core.db import db
 from app.members import access, services
 from app.members.identifiers import new_member_number
-from app.members.models import VehicleServicing
+from app.members.models import Vehicle, VehicleServicing
 from app.wechat import clients
 from tests import dms_events, factories
+from tests.conftest import run_concurrently
 from tests.miniapp_helpers import FakeMiniappWeChat, MiniClient
 
 
@@ -176,3 +177,27 @@ def test_withdrawal_leaves_the_selling_dealers_car_service_but_not_the_profile(c
     share_with_dealers(member, granted=False)
     assert search(client, manager_token, "13800001006").status_code == 404
     assert points(client, manager_token, member.member_no).status_code == 200
+
+
+@pytest.mark.postgres
+@pytest.mark.committed
+def test_service_events_for_one_car_at_once_make_one_servicing_row_with_the_right_dates(app):
+    with app.app_context():
+        dealer = factories.dealer()
+        car = factories.vehicle()
+        db.session.commit()
+        ids = car.id, dealer.id
+    today = business_today()
+    days = [today - dt.timedelta(days=n) for n in range(6)]
+
+    def record(i):
+        with app.app_context():
+            vehicle = db.session.get(Vehicle, ids[0])
+            services.record_servicing(vehicle, ids[1], days[i])
+            db.session.commit()
+            return True
+
+    assert run_concurrently(6, record) == [True] * 6
+    with app.app_context():
+        (row,) = db.session.scalars(sa.select(VehicleServicing)).all()
+        assert (row.first_serviced_on, row.last_serviced_on) == (min(days), max(days))
