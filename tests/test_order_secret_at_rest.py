@@ -58,11 +58,20 @@ def _redis_holding(app, secret: str) -> list[bytes]:
 
 
 def test_a_scanned_order_secret_is_stored_nowhere_in_clear_and_a_retry_is_still_deduplicated(
-    app, client, post_dms, fakes, http_mock, caplog
+    app, client, post_dms, fakes, http_mock, caplog, monkeypatch
 ):
+    from app import jobs
     from app.wechat import clients
 
     clients.forget_clients(app)
+    dispatched: list[str] = []  # what would go to RQ (tests run jobs eagerly, so Redis alone proves little)
+    send = jobs.dispatch
+
+    def keep_dispatch(spec, args, job_id=None):
+        dispatched.append(f"{spec.name} {args!r} {job_id}")
+        return send(spec, args, job_id)
+
+    monkeypatch.setattr(jobs, "dispatch", keep_dispatch)
     with app.app_context():
         dealer = factories.dealer(code="D0101")
         factories.staff(dealer, code="SA0101")
@@ -104,6 +113,7 @@ def test_a_scanned_order_secret_is_stored_nowhere_in_clear_and_a_retry_is_still_
         assert db.session.scalar(sa.select(EnrollmentToken.used_at)) is not None  # activated once
         assert _tables_holding(secret) == []  # the stored body is ciphertext; every other column is clean
     assert _redis_holding(app, secret) == []
+    assert dispatched and all(secret not in job for job in dispatched)
     assert all(secret not in record.getMessage() for record in caplog.records)
 
 
