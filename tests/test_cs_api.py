@@ -157,6 +157,7 @@ def test_adjustments_need_a_known_reason_code_and_a_resubmit_is_not_doubled(clie
 
 def test_deduction_at_the_dealer(client, member, dealer):
     _manager, token = factories.operator("dealer_manager", dealer_id=dealer.id)
+    factories.vehicle(owner=member, selling_dealer_id=dealer.id)  # the dealer's customer (README "Who sees a member")
     url = f"/api/v1/cs/members/{member.member_no}/deductions"
     ok = client.post(url, json={"points": 1_000, "request_id": "d1", "purpose": "保养工时抵扣"}, headers=auth(token))
     assert (ok.status_code, ok.json["available"], ok.json["duplicate"]) == (201, 4_000, False)

@@ -306,11 +306,13 @@ def test_profile_validation_is_field_by_field_and_localized(mini, member):
 
 def test_an_unknown_car_becomes_a_claim_a_dealer_approves(mini, member, client):
     vin = factories.vin()
-    response = mini.post("/api/v1/me/vehicles", json={"vin": vin.lower(), "plate": "吉a12345"})
+    dealer = factories.dealer()
+    body = {"vin": vin.lower(), "plate": "吉a12345", "dealer_code": dealer.code}
+    response = mini.post("/api/v1/me/vehicles", json=body)
     assert response.status_code == 202 and response.json["outcome"] == "pending"
     claim_id = response.json["claim"]["id"]
     assert mini.post("/api/v1/me/vehicles", json={"vin": "LFV2A21K9D3000001"}).status_code == 422  # check digit
-    _manager, token = factories.operator("dealer_manager", dealer_id=factories.dealer().id)
+    _manager, token = factories.operator("dealer_manager", dealer_id=dealer.id)
     approve = client.post(
         f"/api/v1/cs/vehicle-claims/{claim_id}/approve",
         json={"note": "发票已核"},
@@ -349,7 +351,7 @@ def test_approving_a_claim_on_someone_elses_car_is_a_resale_a_supervisor_decides
         url = f"/api/v1/cs/vehicle-claims/{claim_id}/approve"
         return client.post(url, json={}, headers={"Authorization": f"Bearer {token}"})
 
-    assert approve_as("dealer_manager", dealer_id=other_dealer.id).status_code == 403  # not their car
+    assert approve_as("dealer_manager", dealer_id=other_dealer.id).status_code == 404  # not their claim
     assert approve_as("dealer_manager", dealer_id=selling_dealer.id).status_code == 403  # it has an owner
     assert approve_as("agent").status_code == 403
     assert approve_as("supervisor").status_code == 200

@@ -75,17 +75,53 @@ def test_two_wechat_accounts_registering_one_new_phone_at_once_make_one_member(a
     assert count(app, Member) == 1
 
 
-def test_two_members_racing_for_one_car_get_one_claim_and_one_clear_refusal(app, wechat):
+def test_members_racing_for_one_car_are_all_answered_alike_and_the_cap_escalates_the_rest(app, wechat):
+    """Nobody learns that someone else claimed the car; over the cap of 3 claimants the dealer's
+    queue stops growing and the extra claims go to HQ."""
     with app.app_context():
         vin = factories.vin()
         db.session.commit()
-    minis = two_minis(app, wechat, "o-racer", "1391234222")
+    minis = []
+    for i in range(5):
+        mini = MiniClient(app.test_client(), wechat)
+        mini.sign_in(f"o-racer-{i}")
+        assert mini.register(f"1391234222{i}").status_code == 201
+        minis.append(mini)
 
-    results = run_concurrently(2, lambda i: minis[i].post("/api/v1/me/vehicles", json={"vin": vin}))
-    assert sorted(r.status_code for r in results) == [202, 409]
-    refusal = next(r for r in results if r.status_code == 409)
-    assert refusal.json["error"]["message"] == "这辆车正在为其他会员核验，请联系您的经销商。"
-    assert count(app, VehicleClaim, VehicleClaim.status == "pending") == 1
+    results = run_concurrently(5, lambda i: minis[i].post("/api/v1/me/vehicles", json={"vin": vin}))
+    assert [r.status_code for r in results] == [202] * 5
+    shapes = {(r.json["outcome"], r.json["vehicle"], tuple(sorted(r.json["claim"]))) for r in results}
+    assert len(shapes) == 1  # the same answer for the first claimant and the fifth
+    with app.app_context():
+        escalated = db.session.scalars(
+            sa.select(VehicleClaim.escalated).where(VehicleClaim.status == "pending").order_by(VehicleClaim.id)
+        ).all()
+    assert sorted(escalated) == [False, False, False, True, True]
+
+
+def test_one_member_adding_five_cars_at_once_keeps_to_three_open_claims(app, wechat):
+    mini = MiniClient(app.test_client(), wechat)
+    mini.sign_in("o-greedy")
+    assert mini.register("13912345550").status_code == 201
+    with app.app_context():
+        vins = [factories.vin() for _ in range(5)]
+
+    results = run_concurrently(5, lambda i: mini.post("/api/v1/me/vehicles", json={"vin": vins[i]}))
+    assert sorted(r.status_code for r in results) == [202, 202, 202, 409, 409]
+    assert count(app, VehicleClaim, VehicleClaim.status == "pending") == 3
+
+
+def test_a_double_tapped_claim_makes_one_claim(app, wechat):
+    mini = MiniClient(app.test_client(), wechat)
+    mini.sign_in("o-double-claim")
+    assert mini.register("13912345560").status_code == 201
+    with app.app_context():
+        vin = factories.vin()
+
+    results = run_concurrently(3, lambda _i: mini.post("/api/v1/me/vehicles", json={"vin": vin}))
+    assert [r.status_code for r in results] == [202] * 3
+    assert len({r.json["claim"]["id"] for r in results}) == 1
+    assert count(app, VehicleClaim) == 1
 
 
 def test_one_token_refreshed_five_times_at_once_gives_one_new_session(app, wechat, monkeypatch):

@@ -35,6 +35,7 @@ def rich_member(app):
         dealer = factories.dealer(code="D0101")
         _manager, token = factories.operator("dealer_manager", dealer_id=dealer.id)
         member = factories.member(status="active", enrolling_dealer_id=dealer.id)
+        factories.vehicle(owner=member, selling_dealer_id=dealer.id)  # the dealer's customer
         ledger.earn(
             ledger.Earning(
                 member_id=member.id,

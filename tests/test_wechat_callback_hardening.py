@@ -13,7 +13,7 @@ from app.config import settings_of
 from app.core import inbox
 from app.core.db import db
 from app.members.models import Member
-from app.wechat import simulator
+from app.wechat import protocol, simulator
 from tests import factories
 from tests.wechat_helpers import TOKEN, Callback, event_xml, parse_reply, text_xml
 
@@ -93,6 +93,6 @@ def test_over_the_limit_a_new_scan_is_not_processed_and_a_stored_scans_retry_is_
     flood = event_xml("o-scanner", "SCAN", create_time=1_900_000_100, EventKey="adv:SA0101")
     assert wx.post(flood).get_data() == b"success"
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Member)) == members
-    key = "evt:o-scanner:1900000100:SCAN:adv:SA0101"
+    key = protocol.dedupe_key(protocol.read_message(flood.encode()))  # the scene is stored hashed
     assert _outcome(key) == "rate_limited"
     assert wx.post(flood).get_data() == b"success"  # its retry: not processed either

@@ -30,22 +30,29 @@ PERMANENT_CAP = tunables.define("wechat.permanent_qr_cap", 100_000, "Permanent Q
 RENEW_BEFORE = dt.timedelta(days=2)
 
 
-def _create(kind: str, scene: str, *, seconds: int | None, **links: int | None) -> QrCode:
-    """Ask WeChat for a string-scene code: temporary for ``seconds``, or permanent when None."""
+def _create(
+    kind: str, scene: str, *, seconds: int | None, stored_scene: str | None = None, **links: int | None
+) -> QrCode:
+    """Ask WeChat for a string-scene code: temporary for ``seconds``, or permanent when None.
+    With ``stored_scene`` the scene carries a secret: the row keeps that placeholder and neither
+    ticket nor URL (they would work like the secret)."""
     ticket = gateways.official_account().create_qr_code(scene, expire_seconds=seconds)
     now = utcnow()
     code = QrCode(
         kind=kind,
-        scene=scene,
+        scene=stored_scene or scene,
         permanent=seconds is None,
-        ticket=ticket.ticket,
-        url=ticket.url,
+        ticket="" if stored_scene else ticket.ticket,
+        url="" if stored_scene else ticket.url,
         expires_at=None if seconds is None else now + dt.timedelta(seconds=ticket.expire_seconds or seconds),
         created_at=now,
         **links,
     )
     db.session.add(code)
     db.session.flush()
+    if stored_scene:  # what the caller shows now, detached so it is never written back
+        db.session.expunge(code)
+        code.scene, code.ticket, code.url = scene, ticket.ticket, ticket.url
     return code
 
 
@@ -70,14 +77,7 @@ def for_order_token(token: EnrollmentToken) -> QrCode:
     if seconds <= 0 or token.used_at is not None:
         raise Conflict(_l("This enrollment code has expired or was used."))
     scene = f"order:{services.issue_order_secret(token)}"
-    shown = _create("order", scene, seconds=seconds, enrollment_token_id=token.id)
-    kept = {"scene": shown.scene, "ticket": shown.ticket, "url": shown.url}
-    shown.scene, shown.ticket, shown.url = f"order:#{token.id}", "", ""
-    db.session.flush()
-    db.session.expunge(shown)
-    for name, value in kept.items():
-        setattr(shown, name, value)
-    return shown
+    return _create("order", scene, seconds=seconds, stored_scene=f"order:#{token.id}", enrollment_token_id=token.id)
 
 
 def for_advisor(staff: Staff) -> QrCode:

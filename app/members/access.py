@@ -1,4 +1,14 @@
-"""Who may see which member: dealer staff only see their own dealer's members (SPEC §12).
+"""Who may see which member (SPEC §12, PIPL; the rule in README "Who sees a member").
+
+HQ roles (agent, supervisor, operator) see every member. A dealer's staff see a member only for
+a relationship with their dealer, and only for what it justifies:
+
+* **serving a current car** (``CAR_SERVICE``: points, deductions at the counter, the order QR):
+  the dealer sold one of the member's current cars (or is credited with the sale) or serviced it
+  since the member has had it. That is performing the contract (PIPL art. 13(2)): no extra consent.
+* **the profile** (``PROFILE``: finding the member, name and contact details), and anything for a
+  dealer whose only link is the enrollment (advisor or enrolling dealer): only while the member's
+  ``dealer_sharing`` consent is granted. A withdrawal takes effect at the next read.
 
 Every back-office read is audited, the refused and missed ones too (``audit.record_regardless``),
 and "not yours" answers exactly like "no such member" (404).
@@ -16,23 +26,50 @@ from app.core.errors import NotFound
 from app.core.i18n import _l
 from app.members import services
 from app.members.identifiers import is_member_number
-from app.members.models import EnrollmentToken, Member, Ownership
+from app.members.models import EnrollmentToken, Member, Ownership, Vehicle, VehicleServicing
 from app.operators.access import may_act_for_dealer
 from app.operators.models import Operator
 
+#: What a dealer reads a member for (see the module docstring).
+CAR_SERVICE, PROFILE = "car_service", "profile"
 
-def visible_to(operator: Operator, member: Member) -> bool:
-    if operator.role != "dealer_manager":
-        return True
-    if member.enrolling_dealer_id == operator.dealer_id:
-        return True
+
+def serves_a_current_car(member_id: int, dealer_id: int) -> bool:
+    """The dealer sold (or is credited with) one of the member's current cars, or serviced it since
+    the member has had it: the contract relationship."""
+    serviced = sa.exists().where(
+        VehicleServicing.vehicle_id == Ownership.vehicle_id,
+        VehicleServicing.dealer_id == dealer_id,
+        VehicleServicing.last_serviced_on >= Ownership.started_on,
+    )
+    sold = sa.exists().where(Vehicle.id == Ownership.vehicle_id, Vehicle.selling_dealer_id == dealer_id)
     return bool(
         db.session.scalar(
             sa.select(
-                sa.exists().where(Ownership.member_id == member.id, Ownership.credited_dealer_id == operator.dealer_id)
+                sa.exists().where(
+                    Ownership.member_id == member_id,
+                    Ownership.ended_on.is_(None),
+                    sa.or_(Ownership.credited_dealer_id == dealer_id, sold, serviced),
+                )
             )
         )
     )
+
+
+def shares_with_dealers(member: Member) -> bool:
+    """The member's ``dealer_sharing`` consent, as last recorded (read afresh: withdrawal is immediate)."""
+    consent = services.consent_state(member)
+    return consent.accepted_policy and consent.purposes.get("dealer_sharing", False)
+
+
+def visible_to(operator: Operator, member: Member, *, purpose: str = CAR_SERVICE) -> bool:
+    if operator.role != "dealer_manager":
+        return True
+    if operator.dealer_id is None:
+        return False
+    if serves_a_current_car(member.id, operator.dealer_id):
+        return purpose == CAR_SERVICE or shares_with_dealers(member)
+    return member.enrolling_dealer_id == operator.dealer_id and shares_with_dealers(member)
 
 
 def _audit_refusal(
@@ -57,20 +94,26 @@ def _not_found() -> NotFound:
     return NotFound(_l("No member has this number."))
 
 
-def member_for_operator(operator: Operator, member_no: str, *, reason: str | None) -> Member:
+def member_for_operator(
+    operator: Operator, member_no: str, *, reason: str | None, purpose: str = CAR_SERVICE
+) -> Member:
     """The member by member number (never a phone: paths reach access logs), if this operator may
-    see them; 404 alike for a miss and another dealer's member. The read is audited either way."""
+    see them for ``purpose``; 404 alike for a miss and a member not theirs. Audited either way."""
     member = services.find_by_member_no(member_no) if is_member_number(member_no) else None
-    return _checked_read(operator, member, reason=reason, query=member_no if is_member_number(member_no) else None)
+    query = member_no if is_member_number(member_no) else None
+    return _checked_read(operator, member, reason=reason, query=query, purpose=purpose)
 
 
 def member_by_phone_for_operator(operator: Operator, phone: str, *, reason: str) -> Member:
-    """The member holding this mobile number (from a request body), on the same terms."""
-    return _checked_read(operator, services.find_by_phone(phone), reason=reason, query=None)
+    """The member holding this mobile number (from a request body): a profile look-up, so a dealer
+    finds only members who share their data with dealers."""
+    return _checked_read(operator, services.find_by_phone(phone), reason=reason, query=None, purpose=PROFILE)
 
 
-def _checked_read(operator: Operator, member: Member | None, *, reason: str | None, query: str | None) -> Member:
-    if member is None or not visible_to(operator, member):
+def _checked_read(
+    operator: Operator, member: Member | None, *, reason: str | None, query: str | None, purpose: str
+) -> Member:
+    if member is None or not visible_to(operator, member, purpose=purpose):
         _audit_refusal(operator, "member.read", member, query, reason)
         raise _not_found()
     audit.record_regardless(

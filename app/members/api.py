@@ -237,7 +237,7 @@ def vehicles() -> dict[str, Any]:
 @per_user_limit("20/hour")
 def bind_vehicle(args: dict[str, Any]) -> tuple[dict[str, Any], int]:
     """Add a car by VIN: yours already, or a claim a dealer verifies."""
-    result = vehicle_claims.bind(g.member, args["vin"], plate=args.get("plate"))
+    result = vehicle_claims.bind(g.member, args["vin"], plate=args.get("plate"), dealer_code=args.get("dealer_code"))
     owned = next(
         (o for o in g.member.ownerships if result.vehicle and o.vehicle_id == result.vehicle.id and o.ended_on is None),
         None,

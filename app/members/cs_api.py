@@ -9,7 +9,13 @@ from app.members import staff_mode, vehicle_claims
 from app.members.access import member_by_phone_for_operator
 from app.members.identifiers import mask_name, mask_phone
 from app.members.schemas import ClaimSchema
-from app.members.staff_schemas import ClaimDecisionArgs, InviteSchema, MemberFoundSchema, MemberSearchArgs
+from app.members.staff_schemas import (
+    ClaimDecisionArgs,
+    ClaimReviewSchema,
+    InviteSchema,
+    MemberFoundSchema,
+    MemberSearchArgs,
+)
 from app.operators.access import staff_for
 from app.operators.auth import current_operator, require_operator
 
@@ -54,17 +60,22 @@ def search(args: dict[str, Any]) -> dict[str, Any]:
 
 @blp.route("/vehicle-claims")
 @blp.doc(security=BEARER)
-@blp.response(200, ClaimSchema(many=True))
+@blp.response(200, ClaimReviewSchema(many=True))
 @require_operator("agent", "supervisor", "dealer_manager", "operator")
 def claims() -> list[Any]:
-    """Cars members added that are waiting for verification."""
-    return vehicle_claims.pending()
+    """Cars members added that are waiting for verification: all for HQ; for a dealer, claims routed
+    to it and claims on cars it sold or serviced. Competing claims on one car are counted."""
+    return vehicle_claims.pending(_decider())
+
+
+def _decider() -> vehicle_claims.Decider:
+    operator = current_operator()
+    return vehicle_claims.Decider(operator.actor, operator.role, operator.dealer_id)
 
 
 def _decide(claim_id: int, approve: bool, args: dict[str, Any]) -> Any:
     details = {k: args[k] for k in ("model_code", "model_name", "model_year") if k in args}
-    operator = current_operator()
-    decider = vehicle_claims.Decider(operator.actor, operator.role, operator.dealer_id)
+    decider = _decider()
     return vehicle_claims.decide(
         claim_id, approve=approve, decider=decider, vehicle_details=details, note=args.get("note")
     )
@@ -75,6 +86,7 @@ def _decide(claim_id: int, approve: bool, args: dict[str, Any]) -> Any:
 @blp.arguments(ClaimDecisionArgs)
 @blp.response(200, ClaimSchema)
 @blp.alt_response(403, response="FORBIDDEN")
+@blp.alt_response(404, response="NOT_FOUND")
 @blp.alt_response(409, response="CONFLICT")
 @require_operator("agent", "supervisor", "dealer_manager", "operator")
 def approve(args: dict[str, Any], claim_id: int) -> Any:
@@ -87,6 +99,8 @@ def approve(args: dict[str, Any], claim_id: int) -> Any:
 @blp.arguments(ClaimDecisionArgs)
 @blp.response(200, ClaimSchema)
 @blp.alt_response(403, response="FORBIDDEN")
+@blp.alt_response(404, response="NOT_FOUND")
+@blp.alt_response(409, response="CONFLICT")
 @require_operator("agent", "supervisor", "dealer_manager", "operator")
 def reject(args: dict[str, Any], claim_id: int) -> Any:
     return _decide(claim_id, False, args)

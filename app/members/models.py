@@ -224,6 +224,20 @@ class Ownership(Base):
     )
 
 
+class VehicleServicing(Base):
+    """A dealer that serviced a car (DMS ``service.completed``), one row per (car, dealer): the
+    *servicing dealer* of the back-office visibility rule (``members/access.py``)."""
+
+    __tablename__ = "vehicle_servicings"
+
+    vehicle_id: Mapped[int] = mapped_column(BigIntType, sa.ForeignKey("vehicles.id"), primary_key=True)
+    dealer_id: Mapped[int] = mapped_column(BigIntType, sa.ForeignKey("dealers.id"), primary_key=True)
+    first_serviced_on: Mapped[dt.date]
+    last_serviced_on: Mapped[dt.date]
+
+    __table_args__ = (sa.Index("ix_vehicle_servicings_dealer", "dealer_id", "vehicle_id"),)
+
+
 class EnrollmentToken(Base):
     """A one-time token an advisor shows as a QR code; scanning it binds WeChat to the member.
 
@@ -269,7 +283,7 @@ class VehicleClaim(Base):
 
     id: Mapped[BigIntPK]
     member_id: Mapped[int] = mapped_column(BigIntType, sa.ForeignKey("members.id"), index=True)
-    #: Encrypted; ``vin_index`` is its blind index (lookups, one open claim per car).
+    #: Encrypted; ``vin_index`` is its blind index (lookups, one open claim per car and member).
     vin: Mapped[str] = mapped_column(EncryptedText)
     vin_index: Mapped[str] = mapped_column(sa.String(64))
     status: Mapped[str] = mapped_column(sa.String(10), default="pending")
@@ -278,13 +292,20 @@ class VehicleClaim(Base):
     decided_by: Mapped[str | None] = mapped_column(sa.String(64))
     decided_at: Mapped[dt.datetime | None]
     note: Mapped[str | None] = mapped_column(sa.String(255))
+    #: The dealer the claim is routed to for verification (the member's choice, else the car's
+    #: selling dealer, else the enrolling dealer); None: customer service at HQ.
+    dealer_id: Mapped[int | None] = mapped_column(BigIntType, sa.ForeignKey("dealers.id"), index=True)
+    #: Claimed while the VIN already had its cap of other members' pending claims: only HQ reviews it.
+    escalated: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
 
     __table_args__ = (
         sa.CheckConstraint(f"status IN {CLAIM_STATUSES}", name="status"),
-        # The race guard: one open claim per car.
+        # The race guard: one open claim per (car, member). Other members may claim the same car
+        # (a member is never told someone else did); staff see the competing claims side by side.
         sa.Index(
-            "uq_vehicle_claims_open_vin_index",
+            "uq_vehicle_claims_open_vin_member",
             "vin_index",
+            "member_id",
             unique=True,
             postgresql_where=sa.text("status = 'pending'"),
             sqlite_where=sa.text("status = 'pending'"),

@@ -137,6 +137,10 @@ class VehiclesSchema(ma.Schema):
 class BindVehicleArgs(BaseSchema):
     vin = ma.fields.String(required=True, validate=Length(min=1, max=32))
     plate = ma.fields.String(validate=Length(min=1, max=16))
+    dealer_code = ma.fields.String(
+        validate=Length(min=1, max=16),
+        metadata={"description": "The dealer that should verify the car (default: its selling dealer)"},
+    )
 
 
 class BindingSchema(ma.Schema):

@@ -12,12 +12,12 @@ from sqlalchemy.exc import IntegrityError
 
 from app.core import tunables
 from app.core.clock import utcnow
-from app.core.db import db
+from app.core.db import db, insert_if_absent
 from app.core.errors import Conflict
 from app.core.i18n import _l
 from app.core.security import cipher, sha256_hex
 from app.members.identifiers import is_member_number, new_member_number, normalize_cn_mobile, normalize_vin
-from app.members.models import Consent, EnrollmentToken, Member, Ownership, Vehicle, vin_index
+from app.members.models import Consent, EnrollmentToken, Member, Ownership, Vehicle, VehicleServicing, vin_index
 from app.points.ledger import insert_account
 
 ORDER_TOKEN_DAYS = tunables.define(
@@ -233,6 +233,27 @@ def start_ownership(
     db.session.add(ownership)
     db.session.flush()
     return ownership, True
+
+
+def record_servicing(vehicle: Vehicle, dealer_id: int, on: dt.date) -> None:
+    """This dealer serviced the car on that day (it becomes a *servicing dealer*). The primary key
+    decides under concurrency; a later visit moves ``last_serviced_on`` forward, never back."""
+    values = {"vehicle_id": vehicle.id, "dealer_id": dealer_id, "first_serviced_on": on, "last_serviced_on": on}
+    if insert_if_absent(VehicleServicing, values, conflict_columns=("vehicle_id", "dealer_id")) is not None:
+        return
+    db.session.execute(
+        sa.update(VehicleServicing)
+        .where(VehicleServicing.vehicle_id == vehicle.id, VehicleServicing.dealer_id == dealer_id)
+        .values(
+            first_serviced_on=sa.case(
+                (VehicleServicing.first_serviced_on > on, on), else_=VehicleServicing.first_serviced_on
+            ),
+            last_serviced_on=sa.case(
+                (VehicleServicing.last_serviced_on < on, on), else_=VehicleServicing.last_serviced_on
+            ),
+        )
+        .execution_options(synchronize_session=False)
+    )
 
 
 def open_enrollment_token(member: Member | None) -> EnrollmentToken | None:

@@ -61,6 +61,26 @@ class InviteSchema(ma.Schema):
     expires_at = ma.fields.DateTime()
 
 
+class ClaimReviewSchema(ma.Schema):
+    """A claim in the back-office queue (``vehicle_claims.ClaimInReview``). Never sent to members:
+    it counts other members' claims on the car."""
+
+    id = ma.fields.Integer(attribute="claim.id")
+    vin = ma.fields.String(attribute="claim.vin")
+    plate = ma.fields.String(attribute="claim.plate", allow_none=True)
+    status = ma.fields.String(attribute="claim.status")
+    created_at = ma.fields.DateTime(attribute="claim.created_at")
+    dealer_id = ma.fields.Integer(
+        attribute="claim.dealer_id", allow_none=True, metadata={"description": "The dealer it is routed to"}
+    )
+    escalated = ma.fields.Boolean(
+        attribute="claim.escalated", metadata={"description": "Over the car's cap of claimants: HQ reviews it"}
+    )
+    competing_claims = ma.fields.Integer(
+        attribute="competing", metadata={"description": "Other members' pending claims on this car"}
+    )
+
+
 class ClaimDecisionArgs(BaseSchema):
     model_code = ma.fields.String(validate=Length(min=1, max=32))
     model_name = ma.fields.String(validate=Length(min=1, max=64))

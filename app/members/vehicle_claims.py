@@ -1,28 +1,52 @@
 """Members binding cars in the mini-app.
 
 A car the DMS delivered to the member's phone is already theirs. Any other VIN becomes a claim
-that a dealer or an agent verifies (purchase invoice, registration) before it is linked; only one
-claim per VIN can be open, so two members racing for the same car get one claim and one clear
-refusal. Approving a claim for a car someone else owns is a resale: the old ownership ends and
-car-bound benefits go with the car, points stay with each person.
+that a dealer or an agent verifies (purchase invoice, registration) before it is linked. Approving
+a claim for a car someone else owns is a resale: the old ownership ends and car-bound benefits go
+with the car, points stay with each person.
+
+What a member is told never depends on other members: several members may claim one car (one
+pending claim per car and member), and the answer is the same whether or not someone else did;
+the competing claims meet in the back-office list. Limits, all program settings: open claims per
+member, claims per member per 24 hours, and members per car in the dealer's queue (claims beyond
+it are escalated to HQ, still answered as usual).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import aliased
 
-from app.core import audit
+from app.core import audit, tunables
 from app.core.clock import business_today, utcnow
 from app.core.db import db
-from app.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from app.core.errors import Conflict, Forbidden, NotFound, TooManyRequests, ValidationFailed
 from app.core.i18n import _l
+from app.dealers.services import dealer_by_code
 from app.members import services
 from app.members.identifiers import VIN_MESSAGES, normalize_vin, vin_problem
-from app.members.models import Member, Ownership, Vehicle, VehicleClaim, vin_index
+from app.members.models import Member, Ownership, Vehicle, VehicleClaim, VehicleServicing, vin_index
+
+MAX_OPEN_CLAIMS = tunables.define(
+    "vehicles.max_open_claims_per_member",
+    3,
+    "Cars one member may have waiting for verification at once",
+)
+MAX_CLAIMS_PER_DAY = tunables.define(
+    "vehicles.max_claims_per_member_per_day",
+    5,
+    "Cars one member may claim in 24 hours (decided ones count too)",
+)
+MAX_CLAIMANTS_PER_VIN = tunables.define(
+    "vehicles.max_pending_claimants_per_vin",
+    3,
+    "Members with a pending claim on one car that its dealer reviews; later claims go to HQ only",
+)
 
 
 @dataclass(frozen=True)
@@ -43,49 +67,89 @@ def _plate(plate: str | None) -> str | None:
     return plate.replace(" ", "").upper() if plate else None
 
 
-#: Cars one member may have waiting for verification at once (a claim blocks the VIN for others).
-MAX_PENDING_CLAIMS = 3
+def _chosen_dealer(dealer_code: str | None) -> int | None:
+    if dealer_code is None:
+        return None
+    dealer = dealer_by_code(dealer_code)
+    if dealer is None:
+        raise ValidationFailed(fields={"dealer_code": [_l("No dealer has this code.")]})
+    return dealer.id
 
 
-def bind(member: Member, vin: str, *, plate: str | None = None) -> Binding:
+def _own_pending(member: Member, index: str) -> VehicleClaim | None:
+    return db.session.scalar(
+        sa.select(VehicleClaim).where(
+            VehicleClaim.vin_index == index, VehicleClaim.member_id == member.id, VehicleClaim.status == "pending"
+        )
+    )
+
+
+def _count_claims(*where: Any) -> int:
+    return db.session.scalar(sa.select(sa.func.count()).select_from(VehicleClaim).where(*where)) or 0
+
+
+def _check_member_limits(member: Member) -> None:
+    """The member's own limits (their own state only: nothing about other members)."""
+    pending = VehicleClaim.member_id == member.id, VehicleClaim.status == "pending"
+    if _count_claims(*pending) >= MAX_OPEN_CLAIMS.value():
+        raise Conflict(
+            _l("Your other cars are still being verified. Please wait for the dealer before adding another.")
+        )
+    recent = VehicleClaim.member_id == member.id, VehicleClaim.created_at > utcnow() - dt.timedelta(days=1)
+    if _count_claims(*recent) >= MAX_CLAIMS_PER_DAY.value():
+        raise TooManyRequests(_l("You have added many cars today. Please try again tomorrow."))
+
+
+def _lock(member: Member, index: str) -> None:
+    """The member's row, then the car's claim lock: the member's limits and the car's count of
+    claimants hold under concurrency (always in this order: no deadlock)."""
+    db.session.execute(sa.select(Member.id).where(Member.id == member.id).with_for_update())
+    if db.dialect == "postgresql":
+        db.session.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(f"vehicle-claim:{index}"))))
+
+
+def bind(member: Member, vin: str, *, plate: str | None = None, dealer_code: str | None = None) -> Binding:
+    """Add a car by VIN: ``bound`` when it is already the member's, else a ``pending`` claim routed
+    to the dealer the member chose, the car's selling dealer or the enrolling dealer."""
     vin = _checked_vin(vin)
+    chosen = _chosen_dealer(dealer_code)
     vehicle = services.vehicle_by_vin(vin)
     if vehicle is not None:
         owner = services.current_owner(vehicle)
         if owner is not None and owner.member_id == member.id:
             return Binding("bound", vehicle, None)
-    mine = db.session.scalar(
-        sa.select(VehicleClaim).where(
-            VehicleClaim.vin_index == vin_index(vin),
-            VehicleClaim.member_id == member.id,
-            VehicleClaim.status == "pending",
-        )
-    )
+    index = vin_index(vin)
+    _lock(member, index)
+    mine = _own_pending(member, index)
     if mine is not None:
         return Binding("pending", vehicle, mine)
-    waiting = db.session.scalar(
-        sa.select(sa.func.count())
-        .select_from(VehicleClaim)
-        .where(VehicleClaim.member_id == member.id, VehicleClaim.status == "pending")
+    _check_member_limits(member)
+    others = _count_claims(
+        VehicleClaim.vin_index == index, VehicleClaim.status == "pending", VehicleClaim.member_id != member.id
     )
-    if waiting >= MAX_PENDING_CLAIMS:
-        raise Conflict(
-            _l("Your other cars are still being verified. Please wait for the dealer before adding another.")
-        )
+    escalated = others >= MAX_CLAIMANTS_PER_VIN.value()
+    routed = chosen or (vehicle.selling_dealer_id if vehicle else None) or member.enrolling_dealer_id
     try:
         with db.session.begin_nested():
-            claim = VehicleClaim(member_id=member.id, vin=vin, plate=_plate(plate))
+            claim = VehicleClaim(
+                member_id=member.id,
+                vin=vin,
+                plate=_plate(plate),
+                dealer_id=None if escalated else routed,
+                escalated=escalated,
+            )
             db.session.add(claim)
             db.session.flush()
-    except IntegrityError:
-        raise Conflict(
-            _l("This car is already being verified for another member. Please contact your dealer.")
-        ) from None
+    except IntegrityError:  # a double tap that got past the lock (SQLite has no advisory lock)
+        mine = _own_pending(member, index)
+        if mine is None:
+            raise
+        return Binding("pending", vehicle, mine)
     audit.record(
         actor=("member", member.id),
         action="vehicle.claimed",
         subject=("member", member.id),
-        details={"claim": claim.id, "vehicle": vehicle.id if vehicle else None},
+        details={"claim": claim.id, "vehicle": vehicle.id if vehicle else None, "escalated": escalated},
     )
     return Binding("pending", vehicle, claim)
 
@@ -101,6 +165,26 @@ class Decider:
     actor: str
     role: str
     dealer_id: int | None = None
+
+
+def _dealer_scope(dealer_id: int | None) -> sa.ColumnElement[bool]:
+    """The claims a dealer's staff review: routed to the dealer, or on a car it sold or serviced;
+    escalated claims stay with HQ."""
+    sold = sa.exists().where(Vehicle.vin_index == VehicleClaim.vin_index, Vehicle.selling_dealer_id == dealer_id)
+    serviced = sa.exists().where(
+        Vehicle.vin_index == VehicleClaim.vin_index,
+        VehicleServicing.vehicle_id == Vehicle.id,
+        VehicleServicing.dealer_id == dealer_id,
+    )
+    return sa.and_(VehicleClaim.escalated.is_(False), sa.or_(VehicleClaim.dealer_id == dealer_id, sold, serviced))
+
+
+def _reviews(decider: Decider, claim: VehicleClaim) -> bool:
+    if decider.role != "dealer_manager":
+        return True
+    return bool(
+        db.session.scalar(sa.select(sa.exists().where(VehicleClaim.id == claim.id, _dealer_scope(decider.dealer_id))))
+    )
 
 
 def _check_authority(claim: VehicleClaim, decider: Decider, approve: bool) -> Ownership | None:
@@ -126,7 +210,7 @@ def decide(
 ) -> VehicleClaim:
     """A dealer or an agent verified the papers (approve) or not (reject)."""
     claim = db.session.get(VehicleClaim, claim_id, with_for_update=True)
-    if claim is None:
+    if claim is None or not _reviews(decider, claim):  # another dealer's claim: as if there were none
         raise NotFound()
     if claim.status != "pending":
         raise Conflict(_l("This claim has already been decided."))
@@ -192,15 +276,28 @@ def unbind(member: Member, vin: str) -> None:
     )
 
 
-def pending(limit: int = 100) -> list[VehicleClaim]:
-    return list(
-        db.session.scalars(
-            sa.select(VehicleClaim)
-            .where(VehicleClaim.status == "pending")
-            .order_by(VehicleClaim.created_at)
-            .limit(limit)
-        )
+@dataclass(frozen=True)
+class ClaimInReview:
+    claim: VehicleClaim
+    #: Other members' pending claims on the same car: the conflict staff resolve (never shown to members).
+    competing: int
+
+
+def pending(reviewer: Decider, limit: int = 100) -> list[ClaimInReview]:
+    """Claims waiting for verification, oldest first: every one for HQ roles, a dealer's own for
+    its staff (see ``_dealer_scope``)."""
+    other = aliased(VehicleClaim)
+    competing = (
+        sa.select(sa.func.count())
+        .where(other.vin_index == VehicleClaim.vin_index, other.status == "pending", other.id != VehicleClaim.id)
+        .correlate(VehicleClaim)
+        .scalar_subquery()
     )
+    query = sa.select(VehicleClaim, competing).where(VehicleClaim.status == "pending")
+    if reviewer.role == "dealer_manager":
+        query = query.where(_dealer_scope(reviewer.dealer_id))
+    rows = db.session.execute(query.order_by(VehicleClaim.created_at, VehicleClaim.id).limit(limit))
+    return [ClaimInReview(claim, count) for claim, count in rows]
 
 
 def for_member(member: Member) -> list[VehicleClaim]:

@@ -133,6 +133,7 @@ def on_service_completed(event: InboundEvent, body: bytes) -> str:
     if vehicle.last_service_on is None or visit["completed_on"] >= vehicle.last_service_on:
         vehicle.last_service_on = visit["completed_on"]
         vehicle.last_mileage_km = max(vehicle.last_mileage_km or 0, visit["mileage_km"])
+    services.record_servicing(vehicle, _dealer(event).id, visit["completed_on"])
     member = resolve_member(("vin_owner", visit["vin"]))
     if member is None:
         return f"vehicle {vehicle.id} has no current owner; service recorded"

@@ -34,6 +34,7 @@ from wechatpy.utils import WeChatSigner
 
 from app.core.errors import AppError, PayloadTooLarge
 from app.core.i18n import _l
+from app.core.security import sha256_hex
 from app.wechat.replies import Articles, Reply, Text, TransferToAgent
 
 log = logging.getLogger(__name__)
@@ -238,15 +239,19 @@ def _wechatpy_message(fields: dict[str, Any]) -> Any:
 
 
 def dedupe_key(message: Any) -> str:
-    """WeChat retries a message up to 3 times: MsgId for messages, sender+time+event for events."""
+    """WeChat retries a message up to 3 times: MsgId for messages, sender+time+event(+hashed key) for events."""
     data = message._data  # the raw fields (validated by read_message); wechatpy converts some of them
     if message.type != "event" and (data.get("MsgId") or "").strip():
         return f"msg:{data['MsgId'].strip()}"
     # WeChat's advice is sender + CreateTime; the event and its key keep two different menu taps
     # in one second apart, while a retry (same XML) still maps to the same key.
     # Delivery reports carry the template message's MsgID: two reports in one second stay apart.
+    # The event key is stored as a hash: a scanned order-QR scene carries the buyer's bearer secret,
+    # which must exist at rest only as the encrypted raw body (and the token's own SHA-256).
     report = (data.get("MsgID") or "").strip()
-    key = f"evt:{message.source}:{data.get('CreateTime')}:{data.get('Event', '')}:{data.get('EventKey') or report}"
+    event_key = data.get("EventKey") or ""
+    detail = f"k{sha256_hex(event_key)[:32]}" if event_key else report
+    key = f"evt:{message.source}:{data.get('CreateTime')}:{data.get('Event', '')}:{detail}"
     return key[:128]
 
 
