@@ -1,7 +1,7 @@
 """dealer visibility and vehicle-claim limits: servicing dealers, claims per (VIN, member), routing
 
 Revision ID: e2
-Revises: d1
+Revises: e1
 Create Date: 2026-12-02 12:45:00
 
 * ``vehicle_servicings``: which dealers serviced which car (the *servicing dealer* of the back-office
@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "e2"
-down_revision = "d1"
+down_revision = "e1"
 branch_labels = None
 depends_on = None
 
