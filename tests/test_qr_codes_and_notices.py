@@ -122,6 +122,12 @@ def test_a_pre_enrolled_buyers_order_qr_comes_from_their_open_token(client, app_
     assert client.post(url, json={"reason": "delivery"}, headers=headers).status_code == 404
 
 
+@pytest.fixture
+def daytime(time_machine):
+    """Notices go out at once only outside the quiet hours (21:00–08:00 Asia/Shanghai)."""
+    time_machine.move_to(dt.datetime(2026, 12, 1, 3, 0, tzinfo=dt.UTC), tick=True)
+
+
 def follower(phone: str, openid: str):
     member = factories.member(status="active", phone=phone)
     db.session.add(
@@ -131,7 +137,9 @@ def follower(phone: str, openid: str):
     return member
 
 
-def test_a_tier_upgrade_sends_a_template_message_and_the_delivery_report_is_recorded(client, app_ctx, fakes, post_dms):
+def test_a_tier_upgrade_sends_a_template_message_and_the_delivery_report_is_recorded(
+    client, app_ctx, daytime, fakes, post_dms
+):
     factories.staff(factories.dealer(code="D0101"), code="SA0101")
     follower("13900001234", "o-up")
     post_dms(dms_events.delivered("13900001234", factories.vin(), price_fen=20_000_000))
@@ -147,7 +155,7 @@ def test_a_tier_upgrade_sends_a_template_message_and_the_delivery_report_is_reco
     assert (notification.status, notification.delivery_status) == ("delivered", "success")
 
 
-def test_a_member_who_does_not_follow_is_skipped_not_retried(app_ctx, fakes, post_dms):
+def test_a_member_who_does_not_follow_is_skipped_not_retried(app_ctx, daytime, fakes, post_dms):
     factories.staff(factories.dealer(code="D0101"), code="SA0101")
     factories.member(status="active", phone="13900004321")
     post_dms(dms_events.delivered("13900004321", factories.vin(), price_fen=20_000_000))
@@ -156,7 +164,7 @@ def test_a_member_who_does_not_follow_is_skipped_not_retried(app_ctx, fakes, pos
     assert fakes.official_account.templates() == []
 
 
-def test_wechat_saying_43004_skips_the_notice_instead_of_retrying(app_ctx, fakes, post_dms):
+def test_wechat_saying_43004_skips_the_notice_instead_of_retrying(app_ctx, daytime, fakes, post_dms):
     from app.gateways import NOT_FOLLOWING, Refused
 
     factories.staff(factories.dealer(code="D0101"), code="SA0101")
