@@ -82,7 +82,7 @@ def stage_for(
     return "growing"
 
 
-def _page_query(after: int, limit: int) -> sa.Select:
+def _page_query(after: int, limit: int, now: dt.datetime) -> sa.Select:
     signed_in = (
         sa.select(sa.func.max(MiniappSession.signed_in_at))
         .join(WechatIdentity, WechatIdentity.id == MiniappSession.identity_id)
@@ -111,7 +111,11 @@ def _page_query(after: int, limit: int) -> sa.Select:
             points.label("points_at"),
             vehicles.label("vehicles"),
         )
-        .where(Member.id > after, Member.status.in_(("active", "pre_enrolled", "frozen")))
+        .where(
+            Member.id > after,
+            Member.status.in_(("active", "pre_enrolled", "frozen")),
+            Member.enrolled_at <= now,
+        )
         .order_by(Member.id)
         .limit(limit)
     )
@@ -203,7 +207,7 @@ def judge(now: dt.datetime | None = None, *, dry_run: bool = False, page: int = 
     today = to_business(now).date()
     thresholds, run, after = RULES.value(), LifecycleRun(), 0
     while True:
-        rows = db.session.execute(_page_query(after, page)).all()
+        rows = db.session.execute(_page_query(after, page, now)).all()
         if not rows:
             return run
         after = rows[-1].id

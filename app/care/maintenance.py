@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
-import math
 from typing import Any
 
 import sqlalchemy as sa
@@ -47,9 +46,9 @@ def due_on(vehicle: Any, interval: MaintenanceInterval) -> dt.date | None:
     due = _add_months(base, interval.months)
     if vehicle.last_service_on and vehicle.last_service_km and vehicle.purchase_date:
         days_driven = (vehicle.last_service_on - vehicle.purchase_date).days
-        if days_driven > 0:
-            km_per_day = vehicle.last_service_km / days_driven
-            due = min(due, vehicle.last_service_on + dt.timedelta(days=math.ceil(interval.km / km_per_day)))
+        if days_driven > 0:  # interval.km at last_service_km / days_driven km a day, in whole days
+            days = -(-interval.km * days_driven // vehicle.last_service_km)
+            due = min(due, vehicle.last_service_on + dt.timedelta(days=days))
     return due
 
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import sqlalchemy as sa
 
 from app.care import maintenance, rules
-from app.care.models import Notification
+from app.care.models import MemberLifecycle, Notification
 from app.core.clock import business_day_start, to_business
 from app.core.db import db
 from app.core.i18n import _
@@ -214,7 +214,10 @@ def _rating_request(notification: Notification) -> TemplateData:
 
 def _win_back(notification: Notification) -> TemplateData | None:
     member = _active_member(notification)
-    if member is None or member.lifecycle_stage != "churn_risk":
+    stage = db.session.scalar(
+        sa.select(MemberLifecycle.stage).where(MemberLifecycle.member_id == notification.member_id)
+    )
+    if member is None or stage != "churn_risk":
         return None  # came back (or left) since it was planned
     available = db.session.scalar(sa.select(PointAccount.reward_available).where(PointAccount.member_id == member.id))
     return _fields(
