@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from app.care import lifecycle, maintenance, notify, planning
 from app.care.cli import care_cli
-from app.care.models import CallbackTask, MaintenanceInterval, MemberLifecycle, MemberLifecycleHistory, Notification
+from app.care.models import CallbackTask, MaintenanceInterval, MemberLifecycle, MemberLifecycleHistory
 from app.core import events
 from app.core.clock import BUSINESS_TZ, utcnow
 from app.core.db import db
@@ -22,6 +22,7 @@ from app.members.models import Member, MiniappSession, WechatIdentity
 from app.points import ledger
 from tests import dms_events, factories
 from tests.conftest import run_concurrently
+from tests.test_care_reminders import reminders
 from tests.wechat_helpers import APP_ID
 
 
@@ -38,13 +39,6 @@ def follower(**fields) -> Member:
     )
     db.session.flush()
     return member
-
-
-def reminders(kind: str | None = None) -> list[Notification]:
-    query = sa.select(Notification).order_by(Notification.id)
-    if kind:
-        query = query.where(Notification.kind == kind)
-    return list(db.session.scalars(query))
 
 
 def sent_templates(fakes) -> dict[str, dict]:

@@ -113,6 +113,16 @@ def _planned_rows(kind: str, rows: Iterable[tuple[int, str, dt.datetime]]) -> sa
     return sa.select(values.c.member_id, values.c.dedupe_key, values.c.period, values.c.due_at)
 
 
+def _members_due(kind: str, period: str, today: dt.date) -> sa.Select:
+    """Members to remind of ``kind`` for ``period`` at 09:00 on ``today`` (add the ``where``)."""
+    return sa.select(
+        Member.id.label("member_id"),
+        _key(kind, Member.id, period).label("dedupe_key"),
+        sa.literal(period).label("period"),
+        sa.literal(_due_at(today), Notification.__table__.c.due_at.type).label("due_at"),
+    )
+
+
 def plan_points_expiring(today: dt.date, *, dry_run: bool = False) -> int:
     """Members with spendable points that expire 30 (and 7) days from today: one reminder each."""
     planned = 0
@@ -154,13 +164,7 @@ def plan_anniversaries(today: dt.date, *, dry_run: bool = False) -> int:
         if day is not None:
             start = business_day_start(day)
             ranges.append(sa.and_(Member.enrolled_at >= start, Member.enrolled_at < start + dt.timedelta(days=1)))
-    period = str(today.year)
-    select = sa.select(
-        Member.id.label("member_id"),
-        _key("anniversary", Member.id, period).label("dedupe_key"),
-        sa.literal(period).label("period"),
-        sa.literal(_due_at(today), Notification.__table__.c.due_at.type).label("due_at"),
-    ).where(Member.status == "active", sa.or_(*ranges))
+    select = _members_due("anniversary", str(today.year), today).where(Member.status == "active", sa.or_(*ranges))
     return _insert_planned("anniversary", select, dry_run=dry_run)
 
 
@@ -183,26 +187,16 @@ def plan_tiers_at_risk(today: dt.date, *, dry_run: bool = False) -> int:
         at_risk = [state.member_id for state in states if policy.would_drop(state)]
         if not at_risk:
             continue
-        period = review_on.isoformat()
-        select = sa.select(
-            Member.id.label("member_id"),
-            _key("tier_at_risk", Member.id, period).label("dedupe_key"),
-            sa.literal(period).label("period"),
-            sa.literal(_due_at(today), Notification.__table__.c.due_at.type).label("due_at"),
-        ).where(Member.id.in_(at_risk))
+        select = _members_due("tier_at_risk", review_on.isoformat(), today).where(Member.id.in_(at_risk))
         planned += _insert_planned("tier_at_risk", select, dry_run=dry_run)
 
 
 def plan_birthdays(today: dt.date, *, dry_run: bool = False) -> int:
     """Active members whose birthday is today: a greeting at 09:00 (the birthday month's double
     service points apply through the earning rules, not here)."""
-    period = str(today.year)
-    select = sa.select(
-        Member.id.label("member_id"),
-        _key("birthday", Member.id, period).label("dedupe_key"),
-        sa.literal(period).label("period"),
-        sa.literal(_due_at(today), Notification.__table__.c.due_at.type).label("due_at"),
-    ).where(Member.status == "active", Member.birth_month_day.in_(rules.birthday_month_days(today)))
+    select = _members_due("birthday", str(today.year), today).where(
+        Member.status == "active", Member.birth_month_day.in_(rules.birthday_month_days(today))
+    )
     return _insert_planned("birthday", select, dry_run=dry_run)
 
 

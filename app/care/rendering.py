@@ -12,7 +12,7 @@ from app.care import maintenance, rules
 from app.care.models import MemberLifecycle, Notification
 from app.core.clock import business_day_start, to_business
 from app.core.db import db
-from app.core.i18n import _
+from app.core.i18n import _, _l
 from app.members.models import Member, Ownership, Vehicle
 from app.points.models import PointAccount, PointLot
 from app.tiers import policy
@@ -180,27 +180,15 @@ def _insurance_renewal(notification: Notification) -> TemplateData | None:
     )
 
 
-def _booking_time(notification: Notification) -> str:
-    starts_at = dt.datetime.fromisoformat(notification.payload["starts_at"])
-    return to_business(starts_at).strftime("%Y-%m-%d %H:%M")
+def _booking(first: object, remark: object) -> Callable[[Notification], TemplateData]:
+    """A booking notice: the benefit and its local start time (texts are lazy: rendered at send)."""
 
+    def render(notification: Notification) -> TemplateData:
+        starts_at = dt.datetime.fromisoformat(notification.payload["starts_at"])
+        when = to_business(starts_at).strftime("%Y-%m-%d %H:%M")
+        return _fields(str(first), notification.payload["benefit_code"], when, str(remark))
 
-def _booking_confirmed(notification: Notification) -> TemplateData:
-    return _fields(
-        _("Your booking is confirmed."),
-        notification.payload["benefit_code"],
-        _booking_time(notification),
-        _("You can see or change it in the mini-app."),
-    )
-
-
-def _booking_reminder(notification: Notification) -> TemplateData:
-    return _fields(
-        _("A reminder of your booking tomorrow."),
-        notification.payload["benefit_code"],
-        _booking_time(notification),
-        _("If you cannot come, please change or cancel it in the mini-app."),
-    )
+    return render
 
 
 def _rating_request(notification: Notification) -> TemplateData:
@@ -238,8 +226,11 @@ RENDERERS: dict[str, Callable[[Notification], TemplateData | None]] = {
     "birthday": _birthday,
     "maintenance_due": _maintenance_due,
     "insurance_renewal": _insurance_renewal,
-    "booking_confirmed": _booking_confirmed,
-    "booking_reminder": _booking_reminder,
+    "booking_confirmed": _booking(_l("Your booking is confirmed."), _l("You can see or change it in the mini-app.")),
+    "booking_reminder": _booking(
+        _l("A reminder of your booking tomorrow."),
+        _l("If you cannot come, please change or cancel it in the mini-app."),
+    ),
     "rating_request": _rating_request,
     "win_back": _win_back,
 }
