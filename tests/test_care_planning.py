@@ -4,10 +4,14 @@ insurance, bookings and ratings, and the churn-risk win-back from the nightly li
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 import time_machine
+from alembic.migration import MigrationContext
+from alembic.operations import Operations
 from click.testing import CliRunner
 
 from app.care import lifecycle, maintenance, notify, planning
@@ -17,6 +21,7 @@ from app.core import events
 from app.core.clock import BUSINESS_TZ, utcnow
 from app.core.db import db
 from app.core.events import BenefitUsed, BookingCancelled, BookingConfirmed
+from app.core.security import cipher
 from app.members import activation, services
 from app.members.models import Member, MiniappSession, WechatIdentity
 from app.points import ledger
@@ -24,6 +29,8 @@ from tests import dms_events, factories
 from tests.conftest import run_concurrently
 from tests.test_care_reminders import reminders
 from tests.wechat_helpers import APP_ID
+
+MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations" / "versions"
 
 
 def local(*args: int) -> dt.datetime:
@@ -445,3 +452,15 @@ def test_two_lifecycle_passes_at_once_write_each_change_and_task_once(app):
         tasks = db.session.scalars(sa.select(CallbackTask.member_id)).all()
         assert sorted(tasks) == sorted(idle)
         assert sorted(r.member_id for r in reminders("win_back")) == sorted(idle)
+
+
+def test_the_migration_backfills_the_month_day_from_the_encrypted_birthdays(app_ctx):
+    spec = importlib.util.spec_from_file_location("e3", MIGRATIONS / "20261202_e3_care_planning_lifecycle.py")
+    migration = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(migration)
+    leapling, unknown = factories.member(birthday=dt.date(1996, 2, 29)), factories.member()
+    db.session.execute(sa.text("UPDATE members SET birth_month_day = NULL"))  # as before the migration
+    with Operations.context(MigrationContext.configure(db.session.connection())):
+        migration._backfill_birth_month_day(cipher())
+    rows = dict(db.session.execute(sa.text("SELECT id, birth_month_day FROM members")).all())
+    assert (rows[leapling.id], rows[unknown.id]) == (229, None)

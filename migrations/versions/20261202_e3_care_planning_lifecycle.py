@@ -42,8 +42,8 @@ INTERVALS = [
 ]
 
 
-def _backfill_birth_month_day() -> None:
-    cipher = PiiCipher(context.config.attributes.get("data_keys") or load_settings().data_keys)
+def _backfill_birth_month_day(cipher: PiiCipher) -> None:
+    """Decrypt the birthdays ``BATCH`` members at a time (id order) and store their MMDD."""
     bind = op.get_bind()
     select = sa.text(
         "SELECT id, birthday FROM members WHERE birthday IS NOT NULL AND id > :after ORDER BY id LIMIT :batch"
@@ -65,7 +65,7 @@ def upgrade() -> None:
     op.add_column(
         "members", sa.Column("birth_month_day", sa.SmallInteger(), nullable=True, comment=BIRTH_MONTH_DAY_COMMENT)
     )
-    _backfill_birth_month_day()
+    _backfill_birth_month_day(PiiCipher(context.config.attributes.get("data_keys") or load_settings().data_keys))
     op.create_index("ix_members_birth_month_day", "members", ["birth_month_day"])
 
     op.add_column("vehicles", sa.Column("last_service_km", sa.Integer(), nullable=True))
