@@ -464,3 +464,36 @@ def test_the_migration_backfills_the_month_day_from_the_encrypted_birthdays(app_
         migration._backfill_birth_month_day(cipher())
     rows = dict(db.session.execute(sa.text("SELECT id, birth_month_day FROM members")).all())
     assert (rows[leapling.id], rows[unknown.id]) == (229, None)
+
+
+def test_reminders_are_rendered_in_the_members_language(app_ctx, fakes):
+    owner = follower(locale="en")
+    car = factories.vehicle(owner=owner)
+    services.record_insurance(car, dt.date(2026, 12, 31), None)
+    planning.plan_insurance_renewals(dt.date(2026, 12, 1))
+    with time_machine.travel(local(2026, 12, 1, 9, 1), tick=False):
+        notify.send_due()
+    data = sent_templates(fakes)["insurance-renewal-template"]
+    assert data["first"]["value"] == "Your car insurance ends soon."
+
+
+@pytest.mark.postgres
+@pytest.mark.committed
+def test_two_maintenance_planners_at_once_make_one_row_per_car(app):
+    with app.app_context():
+        cars = []
+        for _ in range(12):
+            owner = follower()
+            cars.append(serviced_car(owner, bought=dt.date(2024, 12, 10), serviced=dt.date(2025, 12, 10), km=9_000).id)
+        db.session.commit()
+
+    def plan(_: int) -> int:
+        with app.app_context():
+            planned = planning.plan_maintenance(dt.date(2026, 11, 30))
+            db.session.commit()
+            return planned
+
+    results = run_concurrently(3, plan)
+    assert sum(results) == len(cars), results
+    with app.app_context():
+        assert sorted(r.period for r in reminders("maintenance_due")) == sorted(f"{car}:2026-12-10" for car in cars)
