@@ -386,6 +386,22 @@ def test_a_churned_member_gets_no_win_back(app_ctx):
     assert db.session.scalar(sa.select(sa.func.count()).select_from(CallbackTask)) == 0
 
 
+def test_a_buyer_who_never_activated_is_staged_but_gets_no_win_back(app_ctx):
+    buyer = factories.member(status="pre_enrolled", enrolled_at=NOW - dt.timedelta(days=120))
+    run = lifecycle.judge(NOW)
+    assert (run.by_stage, run.entered_churn_risk) == ({"churn_risk": 1}, 0)
+    assert history(buyer.id) == [(None, "churn_risk")]
+    assert reminders("win_back") == [] and db.session.scalar(sa.select(sa.func.count(CallbackTask.id))) == 0
+
+
+def test_a_dry_run_counts_stages_and_writes_nothing(app_ctx):
+    follower(enrolled_at=NOW - dt.timedelta(days=200))
+    run = lifecycle.judge(NOW, dry_run=True)
+    assert (run.changed, run.entered_churn_risk) == (1, 1)
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(MemberLifecycle)) == 0
+    assert reminders() == []
+
+
 def test_the_lifecycle_history_is_append_only(app_ctx):
     follower()
     lifecycle.judge(NOW)

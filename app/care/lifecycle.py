@@ -17,8 +17,8 @@ members in the database yet, so they do not count.
 The pass walks members in id order (keyset pages). Each page locks its ``member_lifecycle`` rows, so
 two passes at once serialize per page and the second sees no change. Only a change writes: the
 current row, ``members.lifecycle_stage`` and one append-only history row. Entering ``churn_risk``
-plans a win-back message and opens a customer-service callback task, both once per
-(member, day entered).
+plans a win-back message and opens a customer-service callback task (active members only), both
+once per (member, day entered).
 """
 
 from __future__ import annotations
@@ -104,6 +104,7 @@ def _page_query(after: int, limit: int, now: dt.datetime) -> sa.Select:
     return (
         sa.select(
             Member.id,
+            Member.status,
             Member.enrolled_at,
             Member.activated_at,
             signed_in.label("signed_in_at"),
@@ -127,20 +128,23 @@ def last_interaction(row: Any) -> dt.datetime:
     return max(moment for moment in moments if moment is not None)
 
 
-def _locked_stages(member_ids: Sequence[int]) -> dict[int, str]:
-    return dict(
-        db.session.execute(  # type: ignore[arg-type]
-            sa.select(MemberLifecycle.member_id, MemberLifecycle.stage)
-            .where(MemberLifecycle.member_id.in_(member_ids))
-            .order_by(MemberLifecycle.member_id)
-            .with_for_update()
-        ).all()
+def _current_stages(member_ids: Sequence[int], *, lock: bool) -> dict[int, str | None]:
+    """The stages on record, locked (in id order) unless this is a dry run."""
+    if not member_ids:
+        return {}
+    query = (
+        sa.select(MemberLifecycle.member_id, MemberLifecycle.stage)
+        .where(MemberLifecycle.member_id.in_(member_ids))
+        .order_by(MemberLifecycle.member_id)
     )
+    return dict(db.session.execute(query.with_for_update() if lock else query).all())  # type: ignore[arg-type]
 
 
 def _first_judgements(judged: dict[int, tuple[str, dt.datetime]], now: dt.datetime) -> set[int]:
     """Insert rows for the page's members never judged, in one statement; returns those this pass
     inserted (a concurrent pass may have inserted some first: they are compared like any other)."""
+    if not judged:
+        return set()
     insert = postgresql.insert if db.dialect == "postgresql" else sqlite.insert
     rows = [
         {"member_id": m, "stage": stage, "since": now, "last_interaction_at": last, "computed_at": now}
@@ -211,23 +215,17 @@ def judge(now: dt.datetime | None = None, *, dry_run: bool = False, page: int = 
         if not rows:
             return run
         after = rows[-1].id
-        judged = {}
+        active = {row.id for row in rows if row.status == "active"}
+        judged: dict[int, tuple[str, dt.datetime]] = {}
         for row in rows:
             last = last_interaction(row)
             judged[row.id] = (stage_for(now, row.enrolled_at, last, row.vehicles, thresholds), last)
-        ids = list(judged)
-        if dry_run:
-            current: dict[int, str | None] = dict(
-                db.session.execute(  # type: ignore[arg-type]
-                    sa.select(MemberLifecycle.member_id, MemberLifecycle.stage).where(
-                        MemberLifecycle.member_id.in_(ids)
-                    )
-                ).all()
-            )
-            fresh: set[int] = set()
-        else:
-            fresh = _first_judgements(judged, now)
-            current = _locked_stages(ids)
+        current = _current_stages(list(judged), lock=not dry_run)
+        fresh: set[int] = set()
+        if not dry_run:
+            fresh = _first_judgements({m: v for m, v in judged.items() if m not in current}, now)
+            lost = [m for m in judged if m not in current and m not in fresh]  # a concurrent pass was first
+            current.update(_current_stages(lost, lock=True))
         changes: list[Change] = []
         for member_id, (stage, last) in judged.items():
             run.by_stage[stage] = run.by_stage.get(stage, 0) + 1
@@ -237,7 +235,7 @@ def judge(now: dt.datetime | None = None, *, dry_run: bool = False, page: int = 
                 changes.append((member_id, current.get(member_id), stage, last))
         run.judged += len(judged)
         run.changed += len(changes)
-        entering = [m for m, old, to, _last in changes if to == "churn_risk" and old != "churn_risk"]
+        entering = [m for m, old, to, _last in changes if to == "churn_risk" and old != "churn_risk" and m in active]
         run.entered_churn_risk += len(entering)
         if dry_run:
             continue
