@@ -425,6 +425,16 @@ def test_the_cli_plans_every_kind_and_a_dry_run_counts_each_without_writing(app,
     assert reminders() == []
 
 
+def test_the_nightly_job_plans_every_kind(app_ctx):
+    born_today = follower(birthday=dt.date(1990, 12, 3))
+    idle = follower(enrolled_at=NOW - dt.timedelta(days=200))
+    with time_machine.travel(local(2026, 12, 3, 3, 0), tick=False):
+        counts = planning.plan_todays_reminders()
+    assert set(counts) == set(planning.PLANNERS)
+    assert (counts["birthday"], counts["win_back"]) == (1, 1)
+    assert {(r.kind, r.member_id) for r in reminders()} == {("birthday", born_today.id), ("win_back", idle.id)}
+
+
 # --- concurrency (PostgreSQL) ---------------------------------------------------------------------
 
 
