@@ -15,6 +15,10 @@ def register(app: Flask) -> None:
     api_of(app).register_blueprint(api.blp)
     api_of(app).register_blueprint(cs_api.blp)
     app.cli.add_command(cli.care_cli)
-    periodic(planning.plan_todays_reminders, "0 3 * * *", "plan the day's reminders (sent from 09:00)")
+    periodic(
+        planning.plan_todays_reminders,
+        "0 3 * * *",
+        "judge lifecycle stages, plan the day's reminders (sent from 09:00)",
+    )
     periodic(notify.send_due_notifications, "* * * * *", "send due notifications (reminders, held, retries)")
     periodic(dispatch.sweep_stalled_sends, "*/5 * * * *", "fail sends a dead dispatcher left in flight")

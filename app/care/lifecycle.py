@@ -203,8 +203,11 @@ def _apply(changes: list[Change], fresh: set[int], now: dt.datetime) -> None:
     )
 
 
-def judge(now: dt.datetime | None = None, *, dry_run: bool = False, page: int = PAGE) -> LifecycleRun:
-    """Judge every member's stage (see the module docstring); flushes, the caller commits.
+def judge(
+    now: dt.datetime | None = None, *, dry_run: bool = False, page: int = PAGE, commit_each_page: bool = False
+) -> LifecycleRun:
+    """Judge every member's stage (see the module docstring); flushes, the caller commits (the
+    nightly job commits each page, so its locks are held for one page only).
 
     A dry run counts the stages and who would enter churn risk, and writes nothing."""
     now = now or utcnow()
@@ -241,10 +244,13 @@ def judge(now: dt.datetime | None = None, *, dry_run: bool = False, page: int = 
             continue
         _apply(changes, fresh, now)
         _enter_churn_risk(entering, today)
+        if commit_each_page:
+            db.session.commit()
 
 
 def plan_win_backs(today: dt.date, *, dry_run: bool = False) -> int:
-    """The churn-risk trigger as a planner (``flask care plan``): judge every member as of now and
-    return how many entered churn risk (each got a win-back and a callback task)."""
+    """The churn-risk trigger as a planner (``flask care plan``, the nightly job): judge every member
+    as of now, a page per commit, and return how many entered churn risk (each got a win-back and a
+    callback task)."""
     now = utcnow() if today == business_today() else business_day_start(today)
-    return judge(now, dry_run=dry_run).entered_churn_risk
+    return judge(now, dry_run=dry_run, commit_each_page=not dry_run).entered_churn_risk
