@@ -51,7 +51,7 @@ WECHAT = {
 DATA_KEY = "Q1vDZ8jOTtYbsv0J6OzqzTjN2M8r7EUwI3UwBzS2rRs="
 
 #: Reference data the migrations seed (the default rule set); committed tests must not change it.
-SEEDED_BY_MIGRATIONS = {"rule_sets", "earning_rules"}
+SEEDED_BY_MIGRATIONS = {"rule_sets", "earning_rules", "maintenance_intervals"}
 
 _backend: dict[str, Any] = {}
 _skipped_for_services: list[str] = []

@@ -1,13 +1,94 @@
-"""What care does when other packages publish: tell the member about a tier change."""
+"""What care does when other packages publish: welcome a new member, tell a member about a tier
+change, confirm and remind bookings, ask for a rating after a benefit was used."""
 
 from __future__ import annotations
 
+import datetime as dt
+
+import sqlalchemy as sa
+
 from app.care import notify
-from app.core import events
+from app.care.models import Notification
+from app.core import events, tunables
+from app.core.clock import utcnow
+from app.core.db import db
+from app.core.events import BenefitUsed, BookingCancelled, BookingConfirmed
+from app.members import services
+from app.members.events import MemberActivated
+from app.members.models import Member
 from app.tiers.events import TierChanged
+
+BOOKING_REMINDER_HOURS = tunables.define(
+    "care.booking_reminder_hours", 24, "Hours before a booked benefit when the member is reminded"
+)
+RATING_REQUEST_DELAY_HOURS = tunables.define(
+    "care.rating_request_delay_hours", 2, "Hours after a benefit was delivered when the member is asked to rate it"
+)
 
 
 @events.within_transaction(TierChanged)
 def notify_tier_change(event: TierChanged) -> None:
     """Queue the notice in the same transaction as the change; it is sent after the commit."""
     notify.tier_changed(event.member_id, event.from_tier, event.to_tier, event.reason, event.at)
+
+
+@events.within_transaction(MemberActivated)
+def welcome(event: MemberActivated) -> None:
+    """Welcome the member once, when they can receive it: a newcomer from an advisor's QR has not
+    consented yet, and is welcomed when the mini-app registration (with consent) activates again."""
+    member = db.session.get(Member, event.member_id)
+    if member is None or services.consent_state(member).purposes.get("service_notifications") is not True:
+        return
+    notify.queue(event.member_id, "welcome", period="welcome", payload={})
+
+
+def _booking_period(booking_id: int, starts_at: dt.datetime) -> str:
+    return f"{booking_id}:{starts_at.astimezone(dt.UTC):%Y%m%dT%H%M}"
+
+
+def _drop_reminders(member_id: int, booking_id: int, *, keep: str | None, reason: str) -> None:
+    """Skip the booking's planned reminders (all, or all but the one for ``keep``)."""
+    query = sa.update(Notification).where(
+        Notification.member_id == member_id,
+        Notification.kind == "booking_reminder",
+        Notification.period.startswith(f"{booking_id}:", autoescape=True),
+        Notification.status == "planned",
+    )
+    if keep is not None:
+        query = query.where(Notification.period != keep)
+    db.session.execute(
+        query.values(status="skipped", error=reason, finished_at=utcnow()).execution_options(synchronize_session=False)
+    )
+
+
+@events.within_transaction(BookingConfirmed)
+def confirm_booking(event: BookingConfirmed) -> None:
+    """A confirmation now and a reminder 24 hours before; a moved booking replaces its reminder."""
+    period = _booking_period(event.booking_id, event.starts_at)
+    payload = {
+        "booking_id": event.booking_id,
+        "benefit_code": event.benefit_code,
+        "starts_at": event.starts_at.isoformat(),
+    }
+    notify.queue(event.member_id, "booking_confirmed", period=period, payload=payload)
+    _drop_reminders(event.member_id, event.booking_id, keep=period, reason="booking moved")
+    remind_at = event.starts_at - dt.timedelta(hours=BOOKING_REMINDER_HOURS.value())
+    if remind_at > utcnow():  # booked for within a day: the confirmation is the reminder
+        notify.queue(event.member_id, "booking_reminder", period=period, payload=payload, due_at=remind_at)
+
+
+@events.within_transaction(BookingCancelled)
+def cancel_booking(event: BookingCancelled) -> None:
+    _drop_reminders(event.member_id, event.booking_id, keep=None, reason="booking cancelled")
+
+
+@events.within_transaction(BenefitUsed)
+def ask_for_rating(event: BenefitUsed) -> None:
+    """A rating request a little after the benefit was delivered (held over quiet hours)."""
+    notify.queue(
+        event.member_id,
+        "rating_request",
+        period=str(event.benefit_use_id),
+        payload={"benefit_use_id": event.benefit_use_id, "benefit_code": event.benefit_code},
+        due_at=event.used_at + dt.timedelta(hours=RATING_REQUEST_DELAY_HOURS.value()),
+    )

@@ -86,3 +86,83 @@ class SubscribeRequest(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     __table_args__ = (sa.UniqueConstraint("member_id", "request_id"),)
+
+
+class MaintenanceInterval(Base):
+    """How often a model needs maintenance: whichever comes first, months or km. ``default`` applies
+    to every model without a row of its own."""
+
+    __tablename__ = "maintenance_intervals"
+
+    model_code: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    months: Mapped[int]
+    km: Mapped[int]
+
+    __table_args__ = (sa.CheckConstraint("months > 0 AND km > 0", name="positive"),)
+
+
+LIFECYCLE_STAGES = ("new", "growing", "mature", "churn_risk", "churned")
+
+
+class MemberLifecycle(Base):
+    """A member's current lifecycle stage (SPEC §1), since when, and the interaction it was judged on.
+    ``members.lifecycle_stage`` mirrors ``stage`` for readers of the member row."""
+
+    __tablename__ = "member_lifecycle"
+
+    member_id: Mapped[int] = mapped_column(BigIntType, sa.ForeignKey("members.id"), primary_key=True)
+    stage: Mapped[str] = mapped_column(sa.String(16))
+    since: Mapped[dt.datetime]
+    last_interaction_at: Mapped[dt.datetime | None]
+    computed_at: Mapped[dt.datetime]
+
+    __table_args__ = (
+        sa.CheckConstraint(f"stage IN {LIFECYCLE_STAGES}", name="stage"),
+        sa.Index("ix_member_lifecycle_stage", "stage"),
+    )
+
+
+class MemberLifecycleHistory(Base):
+    """Append-only: every change of stage (``from_stage`` None the first time a member is judged)."""
+
+    __tablename__ = "member_lifecycle_history"
+
+    id: Mapped[BigIntPK]
+    member_id: Mapped[int] = mapped_column(BigIntType, sa.ForeignKey("members.id"))
+    from_stage: Mapped[str | None] = mapped_column(sa.String(16))
+    to_stage: Mapped[str] = mapped_column(sa.String(16))
+    at: Mapped[dt.datetime]
+
+    __table_args__ = (sa.Index("ix_member_lifecycle_history_member_at", "member_id", "at"),)
+
+
+CALLBACK_STATUSES = ("open", "claimed", "closed")
+
+
+class CallbackTask(Base):
+    """A call customer service owes a member (a churn-risk win-back …): one per (member, reason, period)."""
+
+    __tablename__ = "callback_tasks"
+
+    id: Mapped[BigIntPK]
+    member_id: Mapped[int] = mapped_column(BigIntType, sa.ForeignKey("members.id"))
+    reason: Mapped[str] = mapped_column(sa.String(32))  # churn_risk
+    #: What the task is about, e.g. the day the member entered churn risk: reruns add no second task.
+    period: Mapped[str] = mapped_column(sa.String(64))
+    status: Mapped[str] = mapped_column(sa.String(8), default="open")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    claimed_by: Mapped[int | None] = mapped_column(BigIntType, sa.ForeignKey("operators.id"))
+    claimed_at: Mapped[dt.datetime | None]
+    closed_at: Mapped[dt.datetime | None]
+    note: Mapped[str | None] = mapped_column(sa.String(500))
+
+    __table_args__ = (
+        sa.UniqueConstraint("member_id", "reason", "period"),
+        sa.CheckConstraint(f"status IN {CALLBACK_STATUSES}", name="status"),
+        sa.Index(
+            "ix_callback_tasks_open",
+            "created_at",
+            postgresql_where=sa.text("status = 'open'"),
+            sqlite_where=sa.text("status = 'open'"),
+        ),
+    )

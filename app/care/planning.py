@@ -1,5 +1,12 @@
 """Planners: set-based passes over the whole base that write the reminders due on a day.
 
+Kinds (SPEC §8): points expiring (30 and 7 days before), anniversaries, tiers at risk, birthdays
+(by the plain ``birth_month_day``; 29 February is greeted on the 28th in common years), maintenance
+due (from the last service, the odometer and the model's interval), insurance renewal (30 days
+before the policy ends) and, from the nightly lifecycle pass, churn-risk win-backs
+(``care.lifecycle``). Welcome, tier changes, bookings and rating requests come from domain events
+(``care.events``).
+
 Each planner inserts one row per (member, kind, period) with ``ON CONFLICT DO NOTHING`` on the
 dedupe key, so planning twice, or two planners at once, make one row (and one message). Rows are
 due at 09:00 Asia/Shanghai on the day; the dispatcher (``notify.send_due``) sends them, and the
@@ -9,27 +16,35 @@ renderer skips a reminder that no longer applies (points spent, tier kept).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from app.care import lifecycle, maintenance, rules
 from app.care.models import Notification
+from app.core import tunables
 from app.core.clock import business_day_start, business_today, utcnow
-from app.core.db import JSONType, db
+from app.core.db import BigIntType, JSONType, db
 from app.jobs import job
-from app.members.models import Member
+from app.members.models import Member, Ownership, Vehicle
 from app.points.models import PointLot
 from app.tiers import policy
 from app.tiers.models import TierState
 
 #: Days before points expire when members are reminded (SPEC §8).
 EXPIRY_REMINDER_DAYS = (30, 7)
-#: Local time of day at which the day's reminders go out.
-SEND_AT = dt.time(9, 0)
 #: Membership anniversaries celebrated (years).
 MAX_ANNIVERSARY_YEARS = 30
+INSURANCE_REMINDER_DAYS = tunables.define(
+    "care.insurance_reminder_days", 30, "Days before a car's insurance policy ends when its owner is reminded"
+)
+MAINTENANCE_LEAD_DAYS = tunables.define(
+    "care.maintenance_lead_days", 14, "Days before a car's maintenance is due when its owner is reminded"
+)
+#: Vehicles read per page by the maintenance planner.
+PAGE = 2000
 
 
 @dataclass(frozen=True)
@@ -39,7 +54,7 @@ class Planned:
 
 
 def _due_at(day: dt.date) -> dt.datetime:
-    return business_day_start(day) + dt.timedelta(hours=SEND_AT.hour, minutes=SEND_AT.minute)
+    return rules.reminder_time(day)
 
 
 def _insert_planned(kind: str, select: sa.Select, *, dry_run: bool) -> int:
@@ -74,9 +89,38 @@ def _insert_planned(kind: str, select: sa.Select, *, dry_run: bool) -> int:
     return len(db.session.execute(statement).all())
 
 
-def _key(kind: str, member_id: sa.ColumnElement[int], period: str) -> sa.ColumnElement[str]:
-    """``<kind>:<member id>:<period>``, the same key ``notify.queue`` writes."""
-    return sa.literal(f"{kind}:") + sa.cast(member_id, sa.String) + sa.literal(f":{period}")  # type: ignore[return-value]
+def dedupe_key(kind: str, member_id: int, period: str) -> str:
+    """``<kind>:<member id>:<period>``: one message per (member, kind, period), however planned."""
+    return f"{kind}:{member_id}:{period}"
+
+
+def _key(kind: str, member_id: sa.ColumnElement[int], period: str | sa.ColumnElement[str]) -> sa.ColumnElement[str]:
+    """``dedupe_key`` in SQL (the same key ``notify.queue`` writes); ``period`` may be a column."""
+    if isinstance(period, str):
+        return sa.literal(f"{kind}:") + sa.cast(member_id, sa.String) + sa.literal(f":{period}")  # type: ignore[return-value]
+    return sa.literal(f"{kind}:") + sa.cast(member_id, sa.String) + sa.literal(":") + period  # type: ignore[return-value]
+
+
+def _planned_rows(kind: str, rows: Iterable[tuple[int, str, dt.datetime]]) -> sa.Select:
+    """A select over (member_id, period, due_at) rows computed in Python, for ``_insert_planned``."""
+    values = sa.values(
+        sa.column("member_id", BigIntType),
+        sa.column("dedupe_key", sa.String),
+        sa.column("period", sa.String),
+        sa.column("due_at", Notification.__table__.c.due_at.type),
+        name="planned_rows",
+    ).data([(member_id, dedupe_key(kind, member_id, period), period, due_at) for member_id, period, due_at in rows])
+    return sa.select(values.c.member_id, values.c.dedupe_key, values.c.period, values.c.due_at)
+
+
+def _members_due(kind: str, period: str, today: dt.date) -> sa.Select:
+    """Members to remind of ``kind`` for ``period`` at 09:00 on ``today`` (add the ``where``)."""
+    return sa.select(
+        Member.id.label("member_id"),
+        _key(kind, Member.id, period).label("dedupe_key"),
+        sa.literal(period).label("period"),
+        sa.literal(_due_at(today), Notification.__table__.c.due_at.type).label("due_at"),
+    )
 
 
 def plan_points_expiring(today: dt.date, *, dry_run: bool = False) -> int:
@@ -120,13 +164,7 @@ def plan_anniversaries(today: dt.date, *, dry_run: bool = False) -> int:
         if day is not None:
             start = business_day_start(day)
             ranges.append(sa.and_(Member.enrolled_at >= start, Member.enrolled_at < start + dt.timedelta(days=1)))
-    period = str(today.year)
-    select = sa.select(
-        Member.id.label("member_id"),
-        _key("anniversary", Member.id, period).label("dedupe_key"),
-        sa.literal(period).label("period"),
-        sa.literal(_due_at(today), Notification.__table__.c.due_at.type).label("due_at"),
-    ).where(Member.status == "active", sa.or_(*ranges))
+    select = _members_due("anniversary", str(today.year), today).where(Member.status == "active", sa.or_(*ranges))
     return _insert_planned("anniversary", select, dry_run=dry_run)
 
 
@@ -149,20 +187,75 @@ def plan_tiers_at_risk(today: dt.date, *, dry_run: bool = False) -> int:
         at_risk = [state.member_id for state in states if policy.would_drop(state)]
         if not at_risk:
             continue
-        period = review_on.isoformat()
-        select = sa.select(
-            Member.id.label("member_id"),
-            _key("tier_at_risk", Member.id, period).label("dedupe_key"),
-            sa.literal(period).label("period"),
-            sa.literal(_due_at(today), Notification.__table__.c.due_at.type).label("due_at"),
-        ).where(Member.id.in_(at_risk))
+        select = _members_due("tier_at_risk", review_on.isoformat(), today).where(Member.id.in_(at_risk))
         planned += _insert_planned("tier_at_risk", select, dry_run=dry_run)
+
+
+def plan_birthdays(today: dt.date, *, dry_run: bool = False) -> int:
+    """Active members whose birthday is today: a greeting at 09:00 (the birthday month's double
+    service points apply through the earning rules, not here)."""
+    select = _members_due("birthday", str(today.year), today).where(
+        Member.status == "active", Member.birth_month_day.in_(rules.birthday_month_days(today))
+    )
+    return _insert_planned("birthday", select, dry_run=dry_run)
+
+
+def _current_owner_join(select: sa.Select) -> sa.Select:
+    return select.join(
+        Ownership,
+        sa.and_(Ownership.vehicle_id == Vehicle.id, Ownership.role == "owner", Ownership.ended_on.is_(None)),
+    ).join(Member, sa.and_(Member.id == Ownership.member_id, Member.status == "active"))
+
+
+def plan_insurance_renewals(today: dt.date, *, dry_run: bool = False) -> int:
+    """Current owners of cars whose policy ends 30 days from today: renew at the dealer."""
+    ends_on = today + dt.timedelta(days=INSURANCE_REMINDER_DAYS.value())
+    period = sa.cast(Vehicle.id, sa.String) + sa.literal(f":{ends_on.isoformat()}")
+    select = _current_owner_join(
+        sa.select(
+            Ownership.member_id.label("member_id"),
+            _key("insurance_renewal", Ownership.member_id, period).label("dedupe_key"),
+            period.label("period"),
+            sa.literal(_due_at(today), Notification.__table__.c.due_at.type).label("due_at"),
+        ).select_from(Vehicle)
+    ).where(Vehicle.insurance_ends_on == ends_on)
+    return _insert_planned("insurance_renewal", select, dry_run=dry_run)
+
+
+def plan_maintenance(today: dt.date, *, dry_run: bool = False) -> int:
+    """Current owners of cars due for maintenance within ``care.maintenance_lead_days``: one
+    reminder per car and due date (a later service makes a new due date; a resale, a new owner)."""
+    by_model, lead = maintenance.intervals(), dt.timedelta(days=MAINTENANCE_LEAD_DAYS.value())
+    default = by_model.get("default")
+    planned, after = 0, 0
+    while True:  # keyset pages over owned cars: the due date is decided in Python
+        page = db.session.execute(
+            _current_owner_join(sa.select(*maintenance.SERVICE_COLUMNS, Ownership.member_id))
+            .where(Vehicle.id > after)
+            .order_by(Vehicle.id)
+            .limit(PAGE)
+        ).all()
+        if not page:
+            return planned
+        after = page[-1].id
+        rows = []
+        for car in page:
+            interval = by_model.get(car.model_code, default)
+            due = maintenance.due_on(car, interval) if interval else None
+            if due is not None and due - lead <= today <= due:
+                rows.append((car.member_id, f"{car.id}:{due.isoformat()}", _due_at(today)))
+        if rows:
+            planned += _insert_planned("maintenance_due", _planned_rows("maintenance_due", rows), dry_run=dry_run)
 
 
 PLANNERS: dict[str, Callable[..., int]] = {
     "points_expiring": plan_points_expiring,
     "anniversary": plan_anniversaries,
     "tier_at_risk": plan_tiers_at_risk,
+    "birthday": plan_birthdays,
+    "maintenance_due": plan_maintenance,
+    "insurance_renewal": plan_insurance_renewals,
+    "win_back": lifecycle.plan_win_backs,
 }
 
 

@@ -8,12 +8,13 @@ from collections.abc import Callable
 
 import sqlalchemy as sa
 
-from app.care.models import Notification
+from app.care import maintenance, rules
+from app.care.models import MemberLifecycle, Notification
 from app.core.clock import business_day_start, to_business
 from app.core.db import db
-from app.core.i18n import _
-from app.members.models import Member
-from app.points.models import PointLot
+from app.core.i18n import _, _l
+from app.members.models import Member, Ownership, Vehicle
+from app.points.models import PointAccount, PointLot
 from app.tiers import policy
 from app.tiers.display import tier_highlights, tier_name
 from app.tiers.models import TierState
@@ -102,12 +103,136 @@ def _tier_at_risk(notification: Notification) -> TemplateData | None:
     )
 
 
+def _active_member(notification: Notification) -> Member | None:
+    member = db.session.get(Member, notification.member_id)
+    return member if member is not None and member.status == "active" else None
+
+
+def _welcome(notification: Notification) -> TemplateData | None:
+    member = _active_member(notification)
+    if member is None:
+        return None
+    tier = policy.current_tier(member.id)
+    return _fields(
+        _("Welcome to the member program!"),
+        tier_name(tier),
+        "、".join(tier_highlights(tier)),
+        _("Earn points with every purchase, service visit, insurance renewal and successful referral."),
+    )
+
+
+def _birthday(notification: Notification) -> TemplateData | None:
+    member = _active_member(notification)
+    day = to_business(notification.due_at).date()
+    if member is None or member.birth_month_day not in rules.birthday_month_days(day):
+        return None  # the birthday was corrected (or erased) since it was planned
+    return _fields(
+        _("Happy birthday!"),
+        _("Birthday month offers"),
+        day.isoformat(),
+        _("Service visits earn double points all this month. Your birthday offers are in the mini-app."),
+    )
+
+
+def _owned_vehicle(notification: Notification) -> tuple[Vehicle, str] | None:
+    """The car of a ``<vehicle id>:<date>`` period and the date, while the member still owns it."""
+    vehicle_id, day = str(notification.period).split(":", 1)
+    owned = db.session.scalar(
+        sa.select(Ownership.id).where(
+            Ownership.vehicle_id == int(vehicle_id),
+            Ownership.member_id == notification.member_id,
+            Ownership.role == "owner",
+            Ownership.ended_on.is_(None),
+        )
+    )
+    vehicle = db.session.get(Vehicle, int(vehicle_id)) if owned else None
+    return (vehicle, day) if vehicle is not None else None
+
+
+def _maintenance_due(notification: Notification) -> TemplateData | None:
+    owned = _owned_vehicle(notification)
+    if owned is None:
+        return None  # sold (or no longer this member's) since it was planned
+    vehicle, due = owned
+    interval = maintenance.interval_for(vehicle.model_code)
+    if interval is None or str(maintenance.due_on(vehicle, interval)) != due:
+        return None  # serviced since: the next due date is another reminder
+    return _fields(
+        _("Your car is due for maintenance."),
+        vehicle.model_name,
+        due,
+        _("Book a service visit with your dealer in the mini-app."),
+    )
+
+
+def _insurance_renewal(notification: Notification) -> TemplateData | None:
+    owned = _owned_vehicle(notification)
+    if owned is None:
+        return None
+    vehicle, ends_on = owned
+    if str(vehicle.insurance_ends_on) != ends_on:
+        return None  # renewed since it was planned
+    return _fields(
+        _("Your car insurance ends soon."),
+        vehicle.model_name,
+        ends_on,
+        _("Renew it at your dealer: the renewal earns points and keeps your tier."),
+    )
+
+
+def _booking(first: object, remark: object) -> Callable[[Notification], TemplateData]:
+    """A booking notice: the benefit and its local start time (texts are lazy: rendered at send)."""
+
+    def render(notification: Notification) -> TemplateData:
+        starts_at = dt.datetime.fromisoformat(notification.payload["starts_at"])
+        when = to_business(starts_at).strftime("%Y-%m-%d %H:%M")
+        return _fields(str(first), notification.payload["benefit_code"], when, str(remark))
+
+    return render
+
+
+def _rating_request(notification: Notification) -> TemplateData:
+    return _fields(
+        _("How was it?"),
+        notification.payload["benefit_code"],
+        to_business(notification.created_at).date().isoformat(),
+        _("Please rate the service in the mini-app: it helps your dealer do better."),
+    )
+
+
+def _win_back(notification: Notification) -> TemplateData | None:
+    member = _active_member(notification)
+    stage = db.session.scalar(
+        sa.select(MemberLifecycle.stage).where(MemberLifecycle.member_id == notification.member_id)
+    )
+    if member is None or stage != "churn_risk":
+        return None  # came back (or left) since it was planned
+    available = db.session.scalar(sa.select(PointAccount.reward_available).where(PointAccount.member_id == member.id))
+    return _fields(
+        _("We miss you!"),
+        _("%(points)s points", points=f"{available or 0:,}"),
+        to_business(notification.due_at).date().isoformat(),
+        _("Your points and member offers are waiting: book a service visit or visit the points mall."),
+    )
+
+
 RENDERERS: dict[str, Callable[[Notification], TemplateData | None]] = {
     "tier_upgrade": _tier_upgrade,
     "tier_dropped": _tier_dropped,
     "points_expiring": _points_expiring,
     "anniversary": _anniversary,
     "tier_at_risk": _tier_at_risk,
+    "welcome": _welcome,
+    "birthday": _birthday,
+    "maintenance_due": _maintenance_due,
+    "insurance_renewal": _insurance_renewal,
+    "booking_confirmed": _booking(_l("Your booking is confirmed."), _l("You can see or change it in the mini-app.")),
+    "booking_reminder": _booking(
+        _l("A reminder of your booking tomorrow."),
+        _l("If you cannot come, please change or cancel it in the mini-app."),
+    ),
+    "rating_request": _rating_request,
+    "win_back": _win_back,
 }
 
 

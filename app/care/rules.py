@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import calendar
 import datetime as dt
 
 from app.core import tunables
-from app.core.clock import BUSINESS_TZ
+from app.core.clock import BUSINESS_TZ, business_day_start
 
 QUIET_HOURS = tunables.define(
     "care.quiet_hours",
     {"start": "21:00", "end": "08:00"},
     "Non-urgent notifications planned inside these hours (Asia/Shanghai) are held until the end",
 )
+#: Local time of day at which the day's reminders go out.
+SEND_AT = dt.time(9, 0)
 #: Kinds a member wants at once, whatever the hour (they answer something the member just did).
 URGENT_KINDS = frozenset({"chat_reply"})
 
@@ -38,3 +41,16 @@ def outside_quiet_hours(kind: str, due_at: dt.datetime) -> dt.datetime:
     if not quiet:
         return due_at
     return dt.datetime.combine(end_day, end, tzinfo=BUSINESS_TZ).astimezone(dt.UTC)
+
+
+def reminder_time(day: dt.date) -> dt.datetime:
+    """09:00 Asia/Shanghai on ``day``, as UTC: when the day's reminders go out."""
+    return business_day_start(day) + dt.timedelta(hours=SEND_AT.hour, minutes=SEND_AT.minute)
+
+
+def birthday_month_days(today: dt.date) -> list[int]:
+    """MMDD values greeted today: 29 February birthdays are greeted on the 28th in common years."""
+    days = [today.month * 100 + today.day]
+    if (today.month, today.day) == (2, 28) and not calendar.isleap(today.year):
+        days.append(229)
+    return days

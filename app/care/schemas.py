@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import marshmallow as ma
 
-from app.core.schemas import BaseSchema, Length, OneOf
+from app.core.schemas import BaseSchema, Length, OneOf, PageArgs
 
 
 class SubscriptionArgs(BaseSchema):
@@ -26,3 +26,33 @@ class GrantSchema(ma.Schema):
     template_id = ma.fields.String()
     available = ma.fields.Integer()
     last_decision = ma.fields.String()
+
+
+class CallbackListArgs(PageArgs):
+    status = ma.fields.String(load_default="open", validate=OneOf(("open", "claimed", "closed")))
+
+
+class CallbackCloseArgs(BaseSchema):
+    note = ma.fields.String(
+        required=True, validate=Length(min=1, max=500), metadata={"description": "What came of the call"}
+    )
+
+
+class CallbackTaskSchema(ma.Schema):
+    id = ma.fields.Integer()
+    member_no = ma.fields.String()
+    reason = ma.fields.String(metadata={"description": "churn_risk: no interaction for 3 months"})
+    period = ma.fields.String()
+    status = ma.fields.String()
+    created_at = ma.fields.DateTime()
+    claimed_by = ma.fields.Integer(allow_none=True)
+    claimed_at = ma.fields.DateTime(allow_none=True)
+    closed_at = ma.fields.DateTime(allow_none=True)
+    note = ma.fields.String(allow_none=True)
+
+
+class CallbackPageSchema(ma.Schema):
+    items = ma.fields.List(ma.fields.Nested(CallbackTaskSchema))
+    page = ma.fields.Integer()
+    per_page = ma.fields.Integer()
+    total = ma.fields.Integer()

@@ -1,6 +1,9 @@
 """Domain events: a package says what happened; the packages that care subscribe. The publisher
 never imports its subscribers, so dependencies point one way (ARCHITECTURE.md).
 
+The benefits events (booking, benefit use) are declared here rather than in their package: benefits
+and care sit in the same layer and may not import each other, so the contract lives below both.
+
 An event is a frozen dataclass declared in the publishing package's ``events.py``::
 
     @dataclass(frozen=True)
@@ -21,6 +24,7 @@ Two kinds of subscriber (blinker signals, which Flask already ships):
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -69,3 +73,34 @@ def after_commit(event_type: type[E]) -> Callable[[Callable[[E], None]], Callabl
         return fn
 
     return connect
+
+
+@dataclass(frozen=True)
+class BookingConfirmed(DomainEvent):
+    """A member's benefit booking (test drive at home, service pick-up …) is confirmed for ``starts_at``.
+
+    Published again with a new ``starts_at`` when the booking is moved; care confirms each and
+    reminds 24 hours before the latest time."""
+
+    booking_id: int
+    member_id: int
+    benefit_code: str
+    starts_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class BookingCancelled(DomainEvent):
+    """A booking will not happen: its pending reminder is dropped."""
+
+    booking_id: int
+    member_id: int
+
+
+@dataclass(frozen=True)
+class BenefitUsed(DomainEvent):
+    """A booked or claimed benefit was delivered to the member (care asks for a rating)."""
+
+    benefit_use_id: int
+    member_id: int
+    benefit_code: str
+    used_at: dt.datetime

@@ -12,8 +12,9 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from app.core import audit
+from app.core import audit, events
 from app.core.clock import utcnow
+from app.members.events import MemberActivated
 from app.members.models import Member
 from app.points import earning, ledger
 
@@ -27,14 +28,17 @@ class Activation:
 
 
 def credit_welcome_gift(member: Member, at: dt.datetime | None = None) -> int:
-    """Credit the welcome gift (once per member); returns the reward points credited by this call."""
+    """Credit the welcome gift (once per member) and announce ``MemberActivated`` (care welcomes the
+    member, once); returns the reward points credited by this call."""
+    at = at or utcnow()
     awards = earning.award_event(
         member,
         "enrollment.welcome",
         {"channel": member.enrollment_channel},
         ref=f"member-{member.id}",
-        occurred_at=at or utcnow(),
+        occurred_at=at,
     )
+    events.publish(MemberActivated(member.id, at))
     return sum(award.points for award in awards if award.new and award.currency == "reward")
 
 

@@ -31,8 +31,18 @@ WECHAT_APP_KINDS = ("official", "miniapp")
 CLAIM_STATUSES = ("pending", "approved", "rejected")
 
 
+BIRTH_MONTH_DAY_COMMENT = (
+    "MMDD of the encrypted birthday, in the clear for set-based birthday planning; not identifying without the year"
+)
+
+
 def _in(column: str, values: tuple[str, ...]) -> str:
     return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+def month_day(day: dt.date | None) -> int | None:
+    """MMDD of a date (``birth_month_day``); None for None."""
+    return None if day is None else day.month * 100 + day.day
 
 
 class Member(Base):
@@ -46,6 +56,11 @@ class Member(Base):
     gender: Mapped[str | None] = mapped_column(sa.String(8))
     #: Encrypted at rest; the birthday-month multiplier reads it in Python (never filtered in SQL).
     birthday: Mapped[dt.date | None] = mapped_column(EncryptedDate)
+    #: The birthday's month and day as MMDD (1203 for 3 December), in the clear, kept in step with
+    #: ``birthday`` by ``_keep_birth_month_day`` (the one place it is set): the birthday planner
+    #: selects by it in SQL, which the ciphertext cannot do. Without the year it does not identify
+    #: anyone (one in 366 share it).
+    birth_month_day: Mapped[int | None] = mapped_column(sa.SmallInteger, comment=BIRTH_MONTH_DAY_COMMENT)
     #: Changes after the first entry (at most one: the birthday month doubles service points).
     birthday_changes: Mapped[int] = mapped_column(default=0, server_default="0")
     #: Encrypted at rest; ``phone_index`` is the blind index used for lookups and uniqueness.
@@ -76,7 +91,14 @@ class Member(Base):
         sa.CheckConstraint(_in("enrollment_channel", ENROLLMENT_CHANNELS), name="enrollment_channel"),
         sa.CheckConstraint(_in("lifecycle_stage", LIFECYCLE_STAGES), name="lifecycle_stage"),
         sa.Index("ix_members_enrolled_at", "enrolled_at"),
+        sa.Index("ix_members_birth_month_day", "birth_month_day"),
     )
+
+    @validates("birthday")
+    def _keep_birth_month_day(self, _key: str, birthday: dt.date | None) -> dt.date | None:
+        """Every way a birthday is set (profile, registration, DMS, CRM, erasure) keeps MMDD in step."""
+        self.birth_month_day = month_day(birthday)
+        return birthday
 
     @property
     def current_vehicles(self) -> list[Vehicle]:
@@ -164,6 +186,11 @@ class Vehicle(Base):
     plate_index: Mapped[str | None] = mapped_column(sa.String(64), index=True)
     last_mileage_km: Mapped[int | None]
     last_service_on: Mapped[dt.date | None]
+    #: The odometer at the latest ``service.completed`` (the maintenance planner counts from it).
+    last_service_km: Mapped[int | None]
+    #: End of the latest insurance policy the DMS reported (``insurance.renewed``), and its insurer.
+    insurance_ends_on: Mapped[dt.date | None] = mapped_column(index=True)
+    insurer: Mapped[str | None] = mapped_column(sa.String(64))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

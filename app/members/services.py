@@ -189,6 +189,22 @@ def current_owner(vehicle: Vehicle) -> Ownership | None:
     )
 
 
+def record_service(vehicle: Vehicle, completed_on: dt.date, mileage_km: int) -> None:
+    """A service visit (DMS ``service.completed``): the latest one dates the next maintenance; an
+    older one arriving late changes nothing but the odometer's high-water mark."""
+    if vehicle.last_service_on is None or completed_on >= vehicle.last_service_on:
+        vehicle.last_service_on = completed_on
+        vehicle.last_service_km = mileage_km
+    vehicle.last_mileage_km = max(vehicle.last_mileage_km or 0, mileage_km)
+
+
+def record_insurance(vehicle: Vehicle, ends_on: dt.date, insurer: str | None) -> None:
+    """A policy the DMS sold (``insurance.renewed``): the latest end date is the one to remind of."""
+    if vehicle.insurance_ends_on is None or ends_on >= vehicle.insurance_ends_on:
+        vehicle.insurance_ends_on = ends_on
+        vehicle.insurer = insurer
+
+
 def start_ownership(
     member: Member,
     vehicle: Vehicle,

@@ -130,9 +130,7 @@ def on_service_completed(event: InboundEvent, body: bytes) -> str:
     vehicle = services.vehicle_by_vin(visit["vin"])
     if vehicle is None:
         return "VIN unknown; nothing to credit"  # outcomes are kept in plain text: no VIN in them
-    if vehicle.last_service_on is None or visit["completed_on"] >= vehicle.last_service_on:
-        vehicle.last_service_on = visit["completed_on"]
-        vehicle.last_mileage_km = max(vehicle.last_mileage_km or 0, visit["mileage_km"])
+    services.record_service(vehicle, visit["completed_on"], visit["mileage_km"])
     services.record_servicing(vehicle, _dealer(event).id, visit["completed_on"])
     member = resolve_member(("vin_owner", visit["vin"]))
     if member is None:
@@ -164,6 +162,9 @@ def on_service_refunded(event: InboundEvent, body: bytes) -> str:
 @handles("dms", "insurance.renewed")
 def on_insurance_renewed(event: InboundEvent, body: bytes) -> str:
     renewal = dms_payload(event, body)
+    vehicle = services.vehicle_by_vin(renewal["vin"])
+    if vehicle is not None:
+        services.record_insurance(vehicle, renewal["ends_on"], renewal.get("insurer"))
     member = resolve_member(("vin_owner", renewal["vin"]))
     if member is None:
         return "VIN unknown or without a current owner; nothing to credit"

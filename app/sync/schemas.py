@@ -121,6 +121,9 @@ class InsuranceRenewedSchema(BaseSchema):
     starts_on = ma.fields.Date(required=True)
     ends_on = ma.fields.Date(required=True)
     renewed_on = ma.fields.Date(required=True)
+    insurer = ma.fields.String(
+        load_default=None, validate=Length(max=64), metadata={"description": "The insurer's name (optional)"}
+    )
 
     @ma.validates_schema
     def _period(self, data: dict[str, Any], **_kwargs: Any) -> None:

@@ -1,0 +1,56 @@
+"""Maintenance due dates: the model's interval (months or km, whichever comes first; table
+``maintenance_intervals``, ``default`` for models without a row) from the last service, the km
+extrapolated at the car's average km per day since purchase (odometer at the last service divided
+by the days from purchase to it). A car never serviced counts months from its purchase."""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+
+from app.care.models import MaintenanceInterval
+from app.core.db import db
+from app.members.models import Vehicle
+
+
+def _add_months(day: dt.date, months: int) -> dt.date:
+    index = day.year * 12 + day.month - 1 + months
+    year, month = divmod(index, 12)
+    return dt.date(year, month + 1, min(day.day, calendar.monthrange(year, month + 1)[1]))
+
+
+def intervals() -> dict[str, MaintenanceInterval]:
+    """Maintenance intervals by model code (``default`` for the rest)."""
+    return {row.model_code: row for row in db.session.scalars(sa.select(MaintenanceInterval))}
+
+
+#: What the maintenance planner reads of a car (no VIN, no plate: nothing to decrypt).
+SERVICE_COLUMNS = (
+    Vehicle.id,
+    Vehicle.model_code,
+    Vehicle.purchase_date,
+    Vehicle.last_service_on,
+    Vehicle.last_service_km,
+)
+
+
+def due_on(vehicle: Any, interval: MaintenanceInterval) -> dt.date | None:
+    """When a car next needs maintenance: ``months`` after the last service (or the purchase), or
+    earlier when the odometer, extrapolated at the car's average km per day, reaches ``km`` more."""
+    base = vehicle.last_service_on or vehicle.purchase_date
+    if base is None:
+        return None
+    due = _add_months(base, interval.months)
+    if vehicle.last_service_on and vehicle.last_service_km and vehicle.purchase_date:
+        days_driven = (vehicle.last_service_on - vehicle.purchase_date).days
+        if days_driven > 0:  # interval.km at last_service_km / days_driven km a day, in whole days
+            days = -(-interval.km * days_driven // vehicle.last_service_km)
+            due = min(due, vehicle.last_service_on + dt.timedelta(days=days))
+    return due
+
+
+def interval_for(model_code: str) -> MaintenanceInterval | None:
+    return db.session.get(MaintenanceInterval, model_code) or db.session.get(MaintenanceInterval, "default")
