@@ -97,6 +97,7 @@ def test_withdrawing_consent_after_planning_stops_the_send(app_ctx, fakes):
 def test_anniversaries_and_tiers_at_risk_are_planned_for_the_day(app_ctx, fakes):
     today = dt.date(2026, 11, 20)
     two_years = follower(enrolled_at=local(2024, 11, 20, 23, 30))  # late evening local: still the 20th
+    services.record_consent(two_years, policy_version="2026.1", granted=["marketing"], channel="miniapp")
     follower(enrolled_at=local(2025, 11, 21, 0, 30))  # the 21st
     follower(enrolled_at=local(2026, 11, 20, 10))  # joined today: no anniversary yet
     at_risk, kept = follower(), follower()

@@ -147,16 +147,17 @@ def test_a_tier_upgrade_sends_a_template_message_and_the_delivery_report_is_reco
     assert (notification.status, notification.delivery_status) == ("delivered", "success")
 
 
-def test_a_member_who_does_not_follow_is_skipped_not_retried(app_ctx, fakes, post_dms):
+def test_a_member_who_does_not_follow_gets_the_notice_by_sms_instead(app_ctx, fakes, post_dms):
     factories.staff(factories.dealer(code="D0101"), code="SA0101")
     factories.member(status="active", phone="13900004321")
     post_dms(dms_events.delivered("13900004321", factories.vin(), price_fen=20_000_000))
     notification = db.session.scalar(sa.select(Notification))
-    assert (notification.status, notification.error) == ("skipped", "member does not follow the account")
+    assert (notification.status, notification.channel) == ("sent", "sms")
     assert fakes.official_account.templates() == []
+    assert [call["phone"] for call in fakes.sms.sent()] == ["13900004321"]
 
 
-def test_wechat_saying_43004_skips_the_notice_instead_of_retrying(app_ctx, fakes, post_dms):
+def test_wechat_saying_43004_falls_back_to_sms_instead_of_retrying(app_ctx, fakes, post_dms):
     from app.gateways import NOT_FOLLOWING, Refused
 
     factories.staff(factories.dealer(code="D0101"), code="SA0101")
@@ -164,8 +165,8 @@ def test_wechat_saying_43004_skips_the_notice_instead_of_retrying(app_ctx, fakes
     fakes.official_account.fail_next("template.send", Refused("require subscribe", code=NOT_FOLLOWING))
     post_dms(dms_events.delivered("13900004322", factories.vin(), price_fen=20_000_000))
     notification = db.session.scalar(sa.select(Notification))
-    assert (notification.status, notification.attempts) == ("skipped", 1)
-    assert notification.error.startswith("43004")
+    assert (notification.status, notification.attempts, notification.channel) == ("sent", 1, "sms")
+    assert [call["phone"] for call in fakes.sms.sent()] == ["13900004322"]
 
 
 def test_a_member_who_withdrew_service_notifications_gets_no_template_message(app_ctx, fakes, post_dms):

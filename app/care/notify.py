@@ -15,30 +15,17 @@ import logging
 import sqlalchemy as sa
 
 from app import gateways
-from app.care import dispatch, rendering, rules
+from app.care import caps, channels, dispatch, preferences, rendering, rules
 from app.care.models import Notification
-from app.config import current_settings
-from app.core import tunables
 from app.core.clock import to_business, utcnow
 from app.core.db import db, insert_if_absent
 from app.core.i18n import in_locale
 from app.jobs import job
-from app.members import identities, services
 from app.members.models import Member
 
 log = logging.getLogger(__name__)
 
-TEMPLATE_IDS = tunables.define(
-    "wechat.template_ids",
-    {
-        "tier_upgrade": "tier-upgrade-template",
-        "tier_dropped": "tier-dropped-template",
-        "tier_at_risk": "tier-at-risk-template",
-        "points_expiring": "points-expiring-template",
-        "anniversary": "anniversary-template",
-    },
-    "Service-account template message ids per notification kind (from the WeChat admin console)",
-)
+TEMPLATE_IDS = channels.TEMPLATE_IDS
 
 
 def tier_changed(member_id: int, from_tier: str | None, to_tier: str, reason: str, at: dt.datetime) -> None:
@@ -53,16 +40,11 @@ def tier_changed(member_id: int, from_tier: str | None, to_tier: str, reason: st
     )
 
 
-def _allows_service_notifications(member_id: int) -> bool:
-    member = db.session.get(Member, member_id)
-    return member is not None and services.consent_state(member).purposes.get("service_notifications") is True
-
-
 def queue(member_id: int, kind: str, *, period: str, payload: dict, due_at: dt.datetime | None = None) -> int | None:
     """Plan one notification per (member, kind, period). Due now, it is sent by a job after the
-    commit; due later (a reminder's day, or after quiet hours), by the dispatcher. A member who has
-    not consented to service notifications (or withdrew) gets a ``skipped`` row, no send."""
-    allowed = _allows_service_notifications(member_id)
+    commit; due later (a reminder's day, or after quiet hours), by the dispatcher. A member without
+    the consent the kind needs, or who opted out of its category, gets a ``skipped`` row, no send."""
+    refusal = preferences.why_not_wanted(member_id, kind)
     now = utcnow()
     due_at = rules.outside_quiet_hours(kind, due_at or now)
     notification_id = insert_if_absent(
@@ -70,9 +52,9 @@ def queue(member_id: int, kind: str, *, period: str, payload: dict, due_at: dt.d
         {
             "member_id": member_id,
             "kind": kind,
-            "channel": "official_template",
-            "status": "planned" if allowed else "skipped",
-            "error": None if allowed else "no consent to service notifications",
+            "channel": (channels.order_for(kind) or [channels.OFFICIAL_TEMPLATE])[0],
+            "status": "planned" if refusal is None else "skipped",
+            "error": refusal,
             "dedupe_key": f"{kind}:{member_id}:{period}",
             "period": period,
             "payload": payload,
@@ -82,7 +64,7 @@ def queue(member_id: int, kind: str, *, period: str, payload: dict, due_at: dt.d
         },
         conflict_columns=("dedupe_key",),
     )
-    if notification_id is not None and allowed and due_at <= now:
+    if notification_id is not None and refusal is None and due_at <= now:
         send_notification.after_commit(notification_id, job_id=f"notification-{notification_id}")
     return notification_id
 
@@ -121,25 +103,35 @@ def _send_custom(notification: Notification) -> None:
 
 @job("notifications")
 def send_notification(notification_id: int) -> str:
-    """Send one notification now if it is still planned and due (the dispatcher sends the rest)."""
-    if not dispatch.claim(notification_id):
+    """Send one notification now if it is still planned, due and not paused (the dispatcher sends the rest)."""
+    claimed = dispatch.claim(notification_id)
+    if claimed is None:
         return "not due"
-    return deliver(notification_id)
+    return deliver(*claimed)
 
 
-def deliver(notification_id: int) -> str:
-    """Send a claimed (``sending``) notification and record the outcome; commits once.
+def deliver(notification_id: int, claimed_at: dt.datetime | None = None) -> str:
+    """Send a claimed (``sending``) notification and record the outcome.
 
-    The attempt was committed before this call (``dispatch.claim``). A refusal that will not change
-    (not following, no template, no consent any more) skips the row; anything else puts it back
-    with a backoff until ``MAX_ATTEMPTS``, then fails it with the reason kept."""
+    Before the call: the member's rules (consent, opt-out, marketing caps) and the rendering; a
+    message with nothing left to say, or one the member does not want, is skipped, one over a cap is
+    postponed. Then the attempt is committed, the channels are tried in order, and the outcome is
+    committed: a failure goes back with a backoff until ``MAX_ATTEMPTS``, then fails with its reason."""
     notification = db.session.get(
         Notification, notification_id, with_for_update=True, populate_existing=True
     )  # claimed by a statement the session did not see
-    if notification is None or notification.status != "sending":
+    if not _still_ours(notification, claimed_at):
+        db.session.commit()
         return "done"
+    assert notification is not None
+    data = None if notification.channel == "official_custom" else _prepare(notification)
+    if notification.status != "sending":  # skipped or postponed before any call
+        db.session.commit()
+        return notification.status
+    dispatch.mark_attempt(notification)
+    db.session.commit()  # the attempt is on record before the call (and the cap lock is released)
     try:
-        outcome = _send(notification)
+        outcome = _send(notification, data)
     except gateways.GatewayError as exc:
         dispatch.retry_later(notification, f"{exc.code or type(exc).__name__}: {exc.message or exc}")
         outcome = notification.status
@@ -147,15 +139,56 @@ def deliver(notification_id: int) -> str:
     return outcome
 
 
+def _still_ours(notification: Notification | None, claimed_at: dt.datetime | None) -> bool:
+    """Still claimed, not attempted yet, and by this claim (a swept and re-claimed row is not)."""
+    return (
+        notification is not None
+        and notification.status == "sending"
+        and notification.attempted_at is None
+        and (claimed_at is None or notification.claimed_at == claimed_at)
+    )
+
+
+def _prepare(notification: Notification) -> rendering.TemplateData | None:
+    """Check the member's rules and render; leaves the row ``sending`` only if it may go now."""
+    refusal = preferences.why_not_wanted(notification.member_id, notification.kind)
+    if refusal is not None:
+        _skip(notification, refusal)
+        return None
+    member = db.session.get(Member, notification.member_id)
+    with in_locale(member.locale if member else None):
+        data = rendering.template_data(notification)
+    if data is None:
+        _skip(notification, "nothing to remind of any more")
+        return None
+    if rules.category_of(notification.kind) == "marketing":
+        caps.lock_member(notification.member_id)  # type: ignore[arg-type]
+        allowed_at = caps.next_allowed(notification, utcnow())
+        if allowed_at is not None:
+            _postpone(notification, allowed_at)
+    return data
+
+
+def _postpone(notification: Notification, allowed_at: dt.datetime) -> None:
+    if caps.too_late(notification, allowed_at):
+        _skip(notification, "over the marketing frequency cap for too long")
+        return
+    notification.status, notification.claimed_at = "planned", None
+    notification.due_at = rules.outside_quiet_hours(notification.kind, allowed_at)
+    notification.error = "postponed: marketing frequency cap"
+
+
 def send_due(limit: int | None = None) -> int:
-    """Send due notifications one by one until none is left (or ``limit``); returns how many."""
+    """Claim due notifications in batches and send them until none is left (or ``limit``); returns
+    how many were handled."""
     handled = 0
     while limit is None or handled < limit:
-        notification_id = dispatch.claim_next()
-        if notification_id is None:
+        batch = dispatch.claim_batch(None if limit is None else min(limit - handled, dispatch.BATCH_SIZE.value()))
+        if not batch:
             break
-        deliver(notification_id)
-        handled += 1
+        for notification_id, claimed_at in batch:
+            deliver(notification_id, claimed_at)
+        handled += len(batch)
     return handled
 
 
@@ -170,40 +203,16 @@ def _skip(notification: Notification, reason: str) -> str:
     return notification.status
 
 
-def _why_not_sent(member_id: int | None, openid: str | None, template_id: str | None) -> str | None:
-    if member_id is None or not _allows_service_notifications(member_id):  # withdrawn since planned
-        return "no consent to service notifications"
-    if openid is None:
-        return "member does not follow the account"
-    if not template_id:
-        return "no template configured"
-    return None
-
-
-def _send(notification: Notification) -> str:
+def _send(notification: Notification, data: rendering.TemplateData | None) -> str:
     if notification.channel == "official_custom":
         _send_custom(notification)
         notification.status, notification.sent_at = "sent", utcnow()
         return notification.status
-    openid = identities.official_openid(notification.member_id, current_settings().WECHAT_APP_ID)
-    template_id = TEMPLATE_IDS.value().get(notification.kind)
-    reason = _why_not_sent(notification.member_id, openid, template_id)
-    if reason is not None:
-        return _skip(notification, reason)
-    member = db.session.get(Member, notification.member_id)
-    with in_locale(member.locale if member else None):
-        data = rendering.template_data(notification)
-    if data is None:
-        return _skip(notification, "nothing to remind of any more")
-    try:
-        msgid = gateways.official_account().send_template(openid, template_id, data)
-    except gateways.Refused as exc:
-        if exc.code == gateways.NOT_FOLLOWING:
-            return _skip(notification, f"{exc.code}: {exc.message}")
-        raise
-    notification.status, notification.openid, notification.sent_at = "sent", openid, utcnow()
-    notification.wechat_msgid = msgid or None
-    notification.error = None
+    assert data is not None
+    outcome = channels.send(notification, data)
+    if outcome.channel is None:
+        return _skip(notification, "no channel reaches the member: " + "; ".join(outcome.passed_over))
+    notification.channel = outcome.channel
     return notification.status
 
 

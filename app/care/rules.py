@@ -38,3 +38,17 @@ def outside_quiet_hours(kind: str, due_at: dt.datetime) -> dt.datetime:
     if not quiet:
         return due_at
     return dt.datetime.combine(end_day, end, tzinfo=BUSINESS_TZ).astimezone(dt.UTC)
+
+
+MARKETING_KINDS = tunables.define(
+    "care.marketing_kinds",
+    ["anniversary", "birthday", "churn_risk", "win_back"],
+    "Kinds that are marketing (greetings and offers): need the marketing consent and are frequency-capped",
+)
+
+
+def category_of(kind: str) -> str | None:
+    """``marketing``, ``service``, or None for a chat reply (an answer, in no opt-out category)."""
+    if kind in URGENT_KINDS:
+        return None
+    return "marketing" if kind in MARKETING_KINDS.value() else "service"

@@ -1,0 +1,178 @@
+"""Channels in order, through the gateways: mini-app subscribe message, service-account template
+message, SMS. The order per kind is a program setting (``care.channels``), and so are each
+channel's template ids and field names (``wechat.template_ids``, ``care.subscribe_templates``,
+``care.sms_templates``): operators change them in the WeChat console and here, without a deploy.
+
+A channel the member cannot be reached on (no mini-app grant, not following, no phone, nothing
+configured) is passed over, and so is one WeChat refuses for that reason (43101 no grant, 43004
+not following). Any other failure is raised: the dispatcher retries the message later with backoff.
+Token rejections (40001/42001) were already retried once by the client after a refresh.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+
+from app import gateways
+from app.care import rendering, subscriptions
+from app.care.models import Notification
+from app.config import current_settings
+from app.core import tunables
+from app.core.clock import utcnow
+from app.core.db import db
+from app.members import identities
+from app.members.models import Member, WechatIdentity
+
+MINIAPP_SUBSCRIBE, OFFICIAL_TEMPLATE, SMS = "miniapp_subscribe", "official_template", "sms"
+ALL = (MINIAPP_SUBSCRIBE, OFFICIAL_TEMPLATE, SMS)
+#: WeChat's refusals that mean "not on this channel": try the next one.
+FALL_THROUGH = {gateways.NO_SUBSCRIPTION_GRANT, gateways.NOT_FOLLOWING}
+
+TEMPLATE_IDS = tunables.define(
+    "wechat.template_ids",
+    {
+        "tier_upgrade": "tier-upgrade-template",
+        "tier_dropped": "tier-dropped-template",
+        "tier_at_risk": "tier-at-risk-template",
+        "points_expiring": "points-expiring-template",
+        "anniversary": "anniversary-template",
+    },
+    "Service-account template message ids per notification kind (from the WeChat admin console)",
+)
+CHANNELS = tunables.define(
+    "care.channels",
+    {"*": [MINIAPP_SUBSCRIBE, OFFICIAL_TEMPLATE, SMS]},
+    "Channels tried in order per notification kind ('*' for kinds not listed)",
+)
+SUBSCRIBE_TEMPLATES = tunables.define(
+    "care.subscribe_templates",
+    {
+        kind: {
+            "template_id": f"{kind.replace('_', '-')}-subscribe",
+            "page": "pages/index/index",
+            "fields": {"thing1": "first", "thing2": "keyword1", "time3": "keyword2"},
+        }
+        for kind in ("tier_upgrade", "tier_dropped", "tier_at_risk", "points_expiring", "anniversary")
+    },
+    "Mini-app subscribe-message templates per kind: template_id, page, and template field → rendered field",
+)
+SMS_TEMPLATES = tunables.define(
+    "care.sms_templates",
+    {
+        kind: {"template_code": code, "params": {"title": "first", "detail": "keyword1", "date": "keyword2"}}
+        for kind, code in (
+            ("tier_upgrade", "SMS_TIER_UPGRADE"),
+            ("tier_dropped", "SMS_TIER_DROPPED"),
+            ("tier_at_risk", "SMS_TIER_AT_RISK"),
+            ("points_expiring", "SMS_POINTS_EXPIRING"),
+            ("anniversary", "SMS_ANNIVERSARY"),
+        )
+    },
+    "SMS templates per kind (approved at the provider): template_code and template parameter → rendered field",
+)
+
+
+@dataclass
+class Outcome:
+    channel: str | None = None
+    message_id: str | None = None
+    passed_over: list[str] = field(default_factory=list)
+
+
+def order_for(kind: str) -> list[str]:
+    configured = CHANNELS.value()
+    return [c for c in configured.get(kind, configured.get("*", [])) if c in ALL]
+
+
+def send(notification: Notification, data: rendering.TemplateData) -> Outcome:
+    """Send on the first channel that reaches the member; ``Outcome.channel`` None if none did."""
+    outcome = Outcome()
+    for channel in order_for(notification.kind):
+        reason = _SENDERS[channel](notification, data, outcome)
+        if reason is None:
+            outcome.channel = channel
+            return outcome
+        outcome.passed_over.append(f"{channel}: {reason}")
+    return outcome
+
+
+def _refused_for_channel(exc: gateways.Refused) -> str:
+    if exc.code in FALL_THROUGH:
+        return f"{exc.code} {exc.message}".strip()
+    raise exc
+
+
+def _miniapp_openid(member_id: int) -> str | None:
+    return db.session.scalar(
+        sa.select(WechatIdentity.openid).where(
+            WechatIdentity.member_id == member_id,
+            WechatIdentity.app_kind == "miniapp",
+            WechatIdentity.app_id == current_settings().MINIAPP_APP_ID,
+        )
+    )
+
+
+def _subscribe(notification: Notification, data: rendering.TemplateData, outcome: Outcome) -> str | None:
+    template = SUBSCRIBE_TEMPLATES.value().get(notification.kind)
+    if not template:
+        return "no template configured"
+    openid = _miniapp_openid(notification.member_id)  # type: ignore[arg-type]
+    if openid is None:
+        return "no mini-app account"
+    if not subscriptions.use_grant(notification.member_id, template["template_id"]):  # type: ignore[arg-type]
+        return "no unused grant"
+    try:
+        msgid = gateways.mini_app().send_subscribe(
+            openid,
+            template["template_id"],
+            rendering.subscribe_fields(data, template["fields"]),
+            page=template.get("page"),
+        )
+    except gateways.Refused as exc:
+        return _refused_for_channel(exc)  # WeChat knew of no grant: ours stays used, it was out of step
+    _sent(notification, openid, msgid)
+    return None
+
+
+def _template(notification: Notification, data: rendering.TemplateData, outcome: Outcome) -> str | None:
+    template_id = TEMPLATE_IDS.value().get(notification.kind)
+    if not template_id:
+        return "no template configured"
+    openid = identities.official_openid(notification.member_id, current_settings().WECHAT_APP_ID)  # type: ignore[arg-type]
+    if openid is None:
+        return "member does not follow the account"
+    try:
+        msgid = gateways.official_account().send_template(openid, template_id, data)
+    except gateways.Refused as exc:
+        return _refused_for_channel(exc)
+    _sent(notification, openid, msgid)
+    return None
+
+
+def _sms(notification: Notification, data: rendering.TemplateData, outcome: Outcome) -> str | None:
+    sms, template = gateways.sms(), SMS_TEMPLATES.value().get(notification.kind)
+    if sms is None:
+        return "SMS is switched off"
+    if not template:
+        return "no template configured"
+    member = db.session.get(Member, notification.member_id)
+    if member is None or not member.phone:
+        return "no phone number"
+    message_id = sms.send(
+        member.phone, template["template_code"], rendering.sms_params(data, template["params"]),
+        out_id=str(notification.id),
+    )  # fmt: skip
+    notification.status, notification.sent_at, notification.error = "sent", utcnow(), None
+    outcome.message_id = message_id
+    return None
+
+
+def _sent(notification: Notification, openid: str, msgid: int | None) -> None:
+    notification.status, notification.openid, notification.sent_at = "sent", openid, utcnow()
+    notification.wechat_msgid = msgid or None
+    notification.error = None
+
+
+_SENDERS = {MINIAPP_SUBSCRIBE: _subscribe, OFFICIAL_TEMPLATE: _template, SMS: _sms}
