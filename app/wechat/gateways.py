@@ -29,8 +29,8 @@ from app.gateways import (
     Unavailable,
 )
 from app.gateways import install as install_gateways
-from app.gateways.fakes import FakeMiniApp, FakeOfficialAccount, FakePayments, FakeSms
 from app.gateways.aliyun_sms import AliyunSms
+from app.gateways.fakes import FakeMiniApp, FakeOfficialAccount, FakePayments, FakeSms
 from app.wechat.clients import StableTokenClient, miniapp_client, official_client, pay_client, wechat_api_base
 
 #: WeChat's answers to a login or phone code we cannot use (invalid, used, too frequent).
