@@ -6,13 +6,14 @@ from flask import Flask
 
 
 def register(app: Flask) -> None:
-    """Subscription endpoints, ``flask care``, the planners and the dispatcher, and subscriptions to
-    other packages' events (``care.events``)."""
-    from app.care import api, cli, dispatch, events, notify, planning  # noqa: F401 - events connects its subscribers
+    """Subscription and preference endpoints, the back office's notification views, ``flask care``,
+    the planners and the dispatcher, and subscriptions to other packages' events (``care.events``)."""
+    from app.care import api, cli, cs_api, dispatch, events, notify, planning  # noqa: F401 - events connects its subscribers
     from app.core.http import api_of
     from app.jobs.schedule import periodic
 
     api_of(app).register_blueprint(api.blp)
+    api_of(app).register_blueprint(cs_api.blp)
     app.cli.add_command(cli.care_cli)
     periodic(planning.plan_todays_reminders, "0 3 * * *", "plan the day's reminders (sent from 09:00)")
     periodic(notify.send_due_notifications, "* * * * *", "send due notifications (reminders, held, retries)")

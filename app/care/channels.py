@@ -121,17 +121,21 @@ def _subscribe(notification: Notification, data: rendering.TemplateData, outcome
     openid = _miniapp_openid(notification.member_id)  # type: ignore[arg-type]
     if openid is None:
         return "no mini-app account"
-    if not subscriptions.use_grant(notification.member_id, template["template_id"]):  # type: ignore[arg-type]
-        return "no unused grant"
     try:
-        msgid = gateways.mini_app().send_subscribe(
-            openid,
-            template["template_id"],
-            rendering.subscribe_fields(data, template["fields"]),
-            page=template.get("page"),
-        )
+        # A failed call gives the grant back; had WeChat used it after all, its 43101 next time corrects us.
+        with db.session.begin_nested():
+            if not subscriptions.use_grant(notification.member_id, template["template_id"]):  # type: ignore[arg-type]
+                return "no unused grant"
+            msgid = gateways.mini_app().send_subscribe(
+                openid,
+                template["template_id"],
+                rendering.subscribe_fields(data, template["fields"]),
+                page=template.get("page"),
+            )
     except gateways.Refused as exc:
-        return _refused_for_channel(exc)  # WeChat knew of no grant: ours stays used, it was out of step
+        if exc.code == gateways.NO_SUBSCRIPTION_GRANT:  # WeChat knows of none: ours were out of step
+            subscriptions.forget_grants(notification.member_id, template["template_id"])  # type: ignore[arg-type]
+        return _refused_for_channel(exc)
     _sent(notification, openid, msgid)
     return None
 

@@ -1,10 +1,11 @@
 """Telling members: one Notification row per message, planned, then sent once.
 
 Kinds: ``tier_upgrade`` (at once, SPEC §4), ``tier_dropped`` (after a review), chat replies, and
-the reminders the planners write (``care.planning``). The channel is the service account's
-template message; the member must follow the account (WeChat 43004 otherwise) and the template id
-is configured per kind (program setting ``wechat.template_ids``). ``TEMPLATESENDJOBFINISH``
-callbacks record the delivery result.
+the reminders the planners write (``care.planning``). Sent on the first channel that reaches the
+member (``care.channels``: mini-app subscribe message, template message, SMS), only with the consent
+the kind's category needs and not to a member who opted out of it (``care.preferences``), marketing
+kinds within the frequency caps (``care.caps``). ``TEMPLATESENDJOBFINISH`` and subscribe-message
+send events record the delivery result.
 """
 
 from __future__ import annotations
@@ -217,7 +218,10 @@ def _send(notification: Notification, data: rendering.TemplateData | None) -> st
 
 
 def record_delivery(msgid: int, status: str) -> bool:
-    """TEMPLATESENDJOBFINISH: 'success', 'failed:user block' or 'failed: system failed'."""
+    """A delivery report for a message WeChat accepted: TEMPLATESENDJOBFINISH ('success',
+    'failed:user block', 'failed: system failed') or a subscribe-message send event ('success' or
+    'failed:<ErrorStatus>'). A report for a row already finished by an earlier report changes nothing
+    but the status text."""
     notification = db.session.scalar(sa.select(Notification).where(Notification.wechat_msgid == msgid))
     if notification is None:
         log.info("delivery report for unknown template msgid %s", msgid)

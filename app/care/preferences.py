@@ -49,6 +49,12 @@ def set_opted_out(member_id: int, changes: dict[str, bool], *, via: str) -> dict
     return opted_out(member_id)
 
 
+def consented(member: Member) -> dict[str, bool]:
+    """Whether the member's consent allows each category."""
+    purposes = services.consent_state(member).purposes
+    return {category: purposes.get(purpose) is True for category, purpose in CONSENT_FOR.items()}
+
+
 def why_not_wanted(member_id: int | None, kind: str) -> str | None:
     """The reason this member must not get this kind now, or None."""
     category = category_of(kind)

@@ -50,6 +50,36 @@ MENU_KEYS = {
 }
 
 
+#: Replies that stop (退订, the usual SMS-style "TD") or resume marketing messages.
+MARKETING_CHOICES: dict[str, tuple[str, ...]] = {
+    "stop": ("退订", "td", "取消订阅", "unsubscribe"),
+    "resume": ("恢复订阅", "resubscribe"),
+}
+
+
+def marketing_choice_of(text: str) -> str | None:
+    """ "stop" or "resume" for a reply that says so, else None."""
+    word = text.strip().lower()
+    for choice, words in MARKETING_CHOICES.items():
+        if word in words:
+            return choice
+    return None
+
+
+def marketing_choice_reply(choice: str, member: Member | None) -> Reply:
+    if member is None:
+        return Text(_("You are not a member yet, so we send you no offers."))
+    if choice == "stop":
+        return Text(
+            _(
+                "Done: you will receive no more offers or greetings from us. Service reminders (points, "
+                "tier, visits) continue. To undo, reply 恢复订阅 or change it in the mini-app under "
+                "Me > Notifications."
+            )
+        )
+    return Text(_("Done: you will receive our offers and greetings again. Reply 退订 to stop them."))
+
+
 def intent_of(text: str) -> str | None:
     word = text.strip().lower()
     for intent, words in KEYWORDS.items():
