@@ -204,9 +204,8 @@ def subscribe_reports(data: dict[str, Any]) -> list[tuple[int, str]]:
         if not msgid.isdigit() or len(msgid) > 19:
             continue
         ok = str(entry.get("ErrorCode") or "").strip() == "0"
-        reports.append(
-            (int(msgid), "success" if ok else f"failed:{entry.get('ErrorStatus') or entry.get('ErrorCode')}")
-        )
+        status = str(entry.get("ErrorStatus") or "") or f"failed:{entry.get('ErrorCode')}"
+        reports.append((int(msgid), "success" if ok else status))
     return reports
 
 
