@@ -54,7 +54,8 @@ def plan_rows(member_ids: list[int], per_member: int, kind: str = "tier_dropped"
         """
         INSERT INTO notifications (member_id, kind, channel, dedupe_key, status, due_at, period, payload,
                                    attempts, created_at)
-        SELECT m, CAST(:kind AS text), 'official_template', CAST(:kind AS text) || ':' || m || ':' || n, 'planned', now() - interval '1 minute',
+        SELECT m, CAST(:kind AS text), 'official_template', CAST(:kind AS text) || ':' || m || ':' || n, 'planned',
+               now() - interval '1 minute',
                n::text, CAST(:payload AS json), 0, now()
         FROM unnest(CAST(:members AS bigint[])) AS m, generate_series(1, :per_member) AS n
         """
