@@ -239,8 +239,8 @@ def _sent_marketing(member, at: dt.datetime, period: str) -> None:
 
 def test_one_marketing_message_a_day_the_next_waits_for_the_morning(app_ctx, fakes):
     member = member_on(marketing=True)
-    with time_machine.travel(local(2026, 12, 3, 23, 59), tick=False):
-        _sent_marketing(member, local(2026, 12, 3, 10, 0), "2020")
+    with time_machine.travel(local(2026, 12, 3, 20, 59), tick=False):
+        _sent_marketing(member, local(2026, 12, 3, 0, 0), "2020")
         held = planned(member, "anniversary", "2026", payload={})
         service = planned(member)  # service kinds are not capped
         notify.send_due()
@@ -249,9 +249,55 @@ def test_one_marketing_message_a_day_the_next_waits_for_the_morning(app_ctx, fak
     assert held.due_at == local(2026, 12, 4, 8, 0)  # midnight is quiet hours: the morning
     assert held.error == "postponed: marketing frequency cap"
     assert fresh(service).status == "sent"
+    assert caps.next_allowed(held, local(2026, 12, 3, 23, 59)) == local(2026, 12, 4, 0, 0)
+    assert caps.next_allowed(held, local(2026, 12, 4, 0, 0)) is None  # a new Shanghai day
     with time_machine.travel(local(2026, 12, 4, 8, 0), tick=False):
         notify.send_due()
     assert fresh(held).status == "sent"
+
+
+@pytest.mark.parametrize(
+    ("now", "held_until"),
+    [
+        (local(2026, 12, 3, 20, 59, 59), None),
+        (local(2026, 12, 3, 21, 0), local(2026, 12, 4, 8, 0)),
+        (local(2026, 12, 4, 7, 59, 59), local(2026, 12, 4, 8, 0)),
+        (local(2026, 12, 4, 8, 0), None),
+    ],
+)
+def test_a_message_due_before_quiet_hours_but_reached_in_them_is_held_until_eight(app_ctx, fakes, now, held_until):
+    member = member_on()
+    row = planned(member, due_at=local(2026, 12, 3, 20, 0))  # a backlog, or a retry's backoff
+    with time_machine.travel(now, tick=False):
+        notify.send_due()
+    row = fresh(row)
+    if held_until is None:
+        assert row.status == "sent"
+    else:
+        assert (row.status, row.due_at, row.attempts, row.error) == ("planned", held_until, 0, "postponed: quiet hours")
+        assert fakes.official_account.templates() == []
+
+
+def test_a_kind_without_a_text_is_skipped_not_stuck(app_ctx, fakes):
+    row = planned(member_on(), kind="someday_new_kind")
+    notify.send_due()
+    assert (fresh(row).status, fresh(row).error) == ("skipped", "no text for kind someday_new_kind")
+
+
+def test_a_delivery_that_raises_fails_its_row_and_the_batch_goes_on(app_ctx, fakes, monkeypatch):
+    member = member_on()
+    broken, fine = planned(member, period="a"), planned(member, period="b")
+    real_render = notify.rendering.template_data
+
+    def render(notification):
+        if notification.id == broken.id:
+            raise RuntimeError("a bug")
+        return real_render(notification)
+
+    monkeypatch.setattr(notify.rendering, "template_data", render)
+    assert notify.send_due() == 2
+    assert (fresh(broken).status, fresh(broken).error) == ("failed", "internal error: RuntimeError")
+    assert fresh(fine).status == "sent"
 
 
 def test_four_marketing_messages_in_seven_days_then_wait_until_the_oldest_leaves_the_week(app_ctx, fakes):

@@ -156,6 +156,13 @@ def _prepare(notification: Notification) -> rendering.TemplateData | None:
     if refusal is not None:
         _skip(notification, refusal)
         return None
+    now = utcnow()
+    if (morning := rules.outside_quiet_hours(notification.kind, now)) != now:  # due before, reached late
+        _hold(notification, morning, "postponed: quiet hours")
+        return None
+    if notification.kind not in rendering.RENDERERS:
+        _skip(notification, f"no text for kind {notification.kind}")
+        return None
     member = db.session.get(Member, notification.member_id)
     with in_locale(member.locale if member else None):
         data = rendering.template_data(notification)
@@ -164,19 +171,24 @@ def _prepare(notification: Notification) -> rendering.TemplateData | None:
         return None
     if rules.category_of(notification.kind) == "marketing":
         caps.lock_member(notification.member_id)  # type: ignore[arg-type]
-        allowed_at = caps.next_allowed(notification, utcnow())
-        if allowed_at is not None:
-            _postpone(notification, allowed_at)
+        allowed_at = caps.next_allowed(notification, now)
+        if allowed_at is None:
+            return data
+        if caps.too_late(notification, allowed_at):
+            _skip(notification, "over the marketing frequency cap for too long")
+        else:
+            _hold(
+                notification,
+                rules.outside_quiet_hours(notification.kind, allowed_at),
+                "postponed: marketing frequency cap",
+            )
     return data
 
 
-def _postpone(notification: Notification, allowed_at: dt.datetime) -> None:
-    if caps.too_late(notification, allowed_at):
-        _skip(notification, "over the marketing frequency cap for too long")
-        return
-    notification.status, notification.claimed_at = "planned", None
-    notification.due_at = rules.outside_quiet_hours(notification.kind, allowed_at)
-    notification.error = "postponed: marketing frequency cap"
+def _hold(notification: Notification, until: dt.datetime, reason: str) -> None:
+    """Back to ``planned``, due ``until``; not an attempt."""
+    notification.status, notification.claimed_at, notification.due_at = "planned", None, until
+    notification.error = reason
 
 
 def send_due(limit: int | None = None) -> int:
@@ -188,9 +200,34 @@ def send_due(limit: int | None = None) -> int:
         if not batch:
             break
         for notification_id, claimed_at in batch:
-            deliver(notification_id, claimed_at)
+            try:
+                deliver(notification_id, claimed_at)
+            except Exception as exc:  # a bug or an outage must not strand the rest of the batch
+                db.session.rollback()
+                log.exception("notification %s could not be delivered", notification_id)
+                _give_up(notification_id, claimed_at, f"internal error: {type(exc).__name__}")
         handled += len(batch)
     return handled
+
+
+def _give_up(notification_id: int, claimed_at: dt.datetime, reason: str) -> None:
+    """A row whose delivery raised: failed with the reason if never called, otherwise left for the
+    sweeper (a call may have gone out). Best effort: with the database gone, the sweeper decides."""
+    try:
+        db.session.execute(
+            sa.update(Notification)
+            .where(
+                Notification.id == notification_id,
+                Notification.status == "sending",
+                Notification.claimed_at == claimed_at,
+                Notification.attempted_at.is_(None),
+            )
+            .values(status="failed", error=reason[:255], finished_at=utcnow())
+        )
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        log.exception("could not record the failure of notification %s", notification_id)
 
 
 @job("notifications", timeout=600)
