@@ -49,14 +49,18 @@ def send_due(limit: int | None) -> None:
     click.echo(f"handled {handled}, abandoned sends resolved {swept}")
 
 
+def _set_paused(kind: str, paused: bool, reason: str) -> None:
+    kinds = operations.set_paused(kind, paused, actor=CLI_ACTOR, reason=reason)
+    db.session.commit()
+    click.echo(f"paused: {', '.join(kinds) or 'none'}")
+
+
 @care_cli.command("pause")
 @click.argument("kind")
 @click.option("--reason", required=True, help="Kept in the audit log.")
 def pause(kind: str, reason: str) -> None:
     """Stop sending KIND: its rows stay planned until it is resumed."""
-    paused = operations.set_paused(kind, True, actor=CLI_ACTOR, reason=reason)
-    db.session.commit()
-    click.echo(f"paused: {', '.join(paused)}")
+    _set_paused(kind, True, reason)
 
 
 @care_cli.command("resume")
@@ -64,9 +68,7 @@ def pause(kind: str, reason: str) -> None:
 @click.option("--reason", required=True, help="Kept in the audit log.")
 def resume(kind: str, reason: str) -> None:
     """Send KIND again (what was held goes out with the next dispatch)."""
-    paused = operations.set_paused(kind, False, actor=CLI_ACTOR, reason=reason)
-    db.session.commit()
-    click.echo(f"paused: {', '.join(paused) or 'none'}")
+    _set_paused(kind, False, reason)
 
 
 @care_cli.command("resend")

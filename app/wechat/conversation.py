@@ -57,13 +57,15 @@ MARKETING_CHOICES: dict[str, tuple[str, ...]] = {
 }
 
 
-def marketing_choice_of(text: str) -> str | None:
-    """ "stop" or "resume" for a reply that says so, else None."""
+def _key_for(text: str, table: dict[str, tuple[str, ...]]) -> str | None:
+    """The key of ``table`` whose words include the whole text (case and spaces aside)."""
     word = text.strip().lower()
-    for choice, words in MARKETING_CHOICES.items():
-        if word in words:
-            return choice
-    return None
+    return next((key for key, words in table.items() if word in words), None)
+
+
+def marketing_choice_of(text: str) -> str | None:
+    """Whether a reply asks to stop or to resume marketing messages ("stop", "resume"), else None."""
+    return _key_for(text, MARKETING_CHOICES)
 
 
 def marketing_choice_reply(choice: str, member: Member | None) -> Reply:
@@ -81,11 +83,7 @@ def marketing_choice_reply(choice: str, member: Member | None) -> Reply:
 
 
 def intent_of(text: str) -> str | None:
-    word = text.strip().lower()
-    for intent, words in KEYWORDS.items():
-        if word in words:
-            return intent
-    return None
+    return _key_for(text, KEYWORDS)
 
 
 def mini_link(page: str, label: str, query: str = "") -> str:
