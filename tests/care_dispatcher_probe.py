@@ -1,14 +1,18 @@
-"""Run as ``python -m tests.care_dispatcher_probe DATABASE_URL REDIS_URL JOURNAL DIE_AFTER``: a
+"""Run as ``python -m tests.care_dispatcher_probe DATABASE_URL REDIS_URL JOURNAL DIE_AFTER NOW``: a
 dispatcher process that sends due notifications through a fake service account journaling every
 call to JOURNAL, and exits hard (``os._exit``, no cleanup, no commit) right after WeChat "accepted"
-its DIE_AFTER-th template message: the worst moment for a sender to die."""
+its DIE_AFTER-th template message: the worst moment for a sender to die. Its clock starts at NOW
+(ISO 8601, the test's clock) and ticks."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import sys
 from pathlib import Path
 from typing import Any
+
+import time_machine
 
 from app import create_app, gateways
 from app.care import notify
@@ -29,7 +33,8 @@ class DyingOfficialAccount(FakeOfficialAccount):
 
 
 def main() -> None:
-    database_url, redis_url, journal, die_after = sys.argv[1:5]
+    database_url, redis_url, journal, die_after, now = sys.argv[1:6]
+    time_machine.travel(dt.datetime.fromisoformat(now), tick=True).start()
     app = create_app(
         overrides={
             "ENV": "test",

@@ -4,6 +4,7 @@ subscribe grants hold under concurrency."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import subprocess
 import sys
@@ -11,10 +12,11 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+import time_machine
 
 from app.care import dispatch, notify, subscriptions
 from app.care.models import Notification, SubscribeGrant
-from app.core.clock import utcnow
+from app.core.clock import BUSINESS_TZ, utcnow
 from app.core.db import db
 from app.members import services
 from app.members.models import WechatIdentity
@@ -24,6 +26,13 @@ from tests.wechat_helpers import APP_ID
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = [pytest.mark.postgres, pytest.mark.committed]
+
+
+@pytest.fixture(autouse=True)
+def daytime():
+    """10:00 in Shanghai (the clock ticking): rows due now are outside quiet hours, whenever the suite runs."""
+    with time_machine.travel(dt.datetime(2026, 12, 2, 10, 0, tzinfo=BUSINESS_TZ), tick=True):
+        yield
 
 
 def followers(count: int, *, marketing: bool = False, miniapp: bool = False) -> list[int]:
@@ -55,13 +64,22 @@ def plan_rows(member_ids: list[int], per_member: int, kind: str = "tier_dropped"
         INSERT INTO notifications (member_id, kind, channel, dedupe_key, status, due_at, period, payload,
                                    attempts, created_at)
         SELECT m, CAST(:kind AS text), 'official_template', CAST(:kind AS text) || ':' || m || ':' || n, 'planned',
-               now() - interval '1 minute',
-               n::text, CAST(:payload AS json), 0, now()
+               CAST(:due_at AS timestamptz),
+               n::text, CAST(:payload AS json), 0, CAST(:due_at AS timestamptz)
         FROM unnest(CAST(:members AS bigint[])) AS m, generate_series(1, :per_member) AS n
         """
     )
     payload = json.dumps({"from_tier": "gold", "to_tier": "silver"} if kind == "tier_dropped" else {})
-    db.session.execute(statement, {"kind": kind, "payload": payload, "members": member_ids, "per_member": per_member})
+    db.session.execute(
+        statement,
+        {
+            "kind": kind,
+            "payload": payload,
+            "members": member_ids,
+            "per_member": per_member,
+            "due_at": utcnow() - dt.timedelta(minutes=1),
+        },
+    )
     db.session.commit()
     return len(member_ids) * per_member
 
@@ -103,7 +121,16 @@ def test_a_dispatcher_killed_mid_batch_loses_nothing_and_sends_nothing_twice(app
         plan_rows(members, per_member=1)
     journal = tmp_path / "calls.jsonl"
     done = subprocess.run(
-        [sys.executable, "-m", "tests.care_dispatcher_probe", PG_URL, REDIS_URL, str(journal), "30"],
+        [
+            sys.executable,
+            "-m",
+            "tests.care_dispatcher_probe",
+            PG_URL,
+            REDIS_URL,
+            str(journal),
+            "30",
+            utcnow().isoformat(),
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -28,6 +28,13 @@ PLAN_DAY = dt.date(2026, 10, 1)
 EARNED_IN_OCTOBER_2024 = dt.datetime(2024, 10, 15, 4, tzinfo=dt.UTC)
 
 
+@pytest.fixture(autouse=True)
+def daytime():
+    """10:00 in Shanghai (the clock ticking): sends happen outside quiet hours, whenever the suite runs."""
+    with time_machine.travel(dt.datetime(2026, 12, 2, 10, 0, tzinfo=BUSINESS_TZ), tick=True):
+        yield
+
+
 def local(*args: int) -> dt.datetime:
     return dt.datetime(*args, tzinfo=BUSINESS_TZ)
 

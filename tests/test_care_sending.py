@@ -27,6 +27,13 @@ MINIAPP_ID = WECHAT["MINIAPP_APP_ID"]
 DROPPED = {"from_tier": "gold", "to_tier": "silver"}
 
 
+@pytest.fixture(autouse=True)
+def daytime():
+    """10:00 in Shanghai (the clock ticking): rows due now are outside quiet hours, whenever the suite runs."""
+    with time_machine.travel(dt.datetime(2026, 12, 2, 10, 0, tzinfo=BUSINESS_TZ), tick=True):
+        yield
+
+
 def local(*args: int) -> dt.datetime:
     return dt.datetime(*args, tzinfo=BUSINESS_TZ)
 
@@ -438,3 +445,31 @@ def test_resend_makes_one_new_audited_message_and_the_cli_shows_rates(app, app_c
     result = CliRunner().invoke(care_cli, ["stats", "--days", "1"], obj=app.cli)
     assert "tier_dropped       official_template        2       2" in result.output
     assert "tier_dropped       miniapp_subscribe        1       0       1       0     0  0.0%" in result.output
+
+
+def test_the_dry_run_counts_per_kind_and_channel_and_writes_nothing(app, app_ctx):
+    from app.points import ledger
+    from tests.test_care_reminders import EARNED_IN_OCTOBER_2024
+
+    def with_points(member):
+        earning = ledger.Earning(
+            member_id=member.id, currency="reward", points=500, idempotency_key=f"dry-{member.id}", source_type="test"
+        )
+        ledger.earn(earning, at=EARNED_IN_OCTOBER_2024)
+        return member
+
+    granted = with_points(member_on(miniapp=True))
+    subscriptions.record(granted.id, "request-dry-1", {"points-expiring-subscribe": "accept"})
+    with_points(member_on())  # follows: template
+    with_points(member_on(follows=False))  # a phone only: SMS
+    with_points(member_on(follows=False, phone=None))  # nothing reaches them
+    db.session.flush()
+    result = CliRunner().invoke(
+        care_cli, ["plan", "--kind", "points_expiring", "--date", "2026-10-01", "--dry-run"], obj=app.cli
+    )
+    assert result.exit_code == 0, result.output
+    assert (
+        "points_expiring    would plan        4 (miniapp_subscribe 1, none 1, official_template 1, sms 1)"
+        in result.output
+    )
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Notification)) == 0

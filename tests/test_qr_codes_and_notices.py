@@ -7,6 +7,7 @@ import datetime as dt
 
 import pytest
 import sqlalchemy as sa
+import time_machine
 
 from app.campaigns import qrcodes
 from app.campaigns.models import Campaign, QrCode
@@ -131,6 +132,14 @@ def follower(phone: str, openid: str):
     return member
 
 
+@pytest.fixture
+def daytime():
+    """10:00 in Shanghai (ticking): a tier upgrade goes out at once instead of waiting out quiet hours."""
+    with time_machine.travel(dt.datetime(2026, 12, 2, 2, 0, tzinfo=dt.UTC), tick=True):
+        yield
+
+
+@pytest.mark.usefixtures("daytime")
 def test_a_tier_upgrade_sends_a_template_message_and_the_delivery_report_is_recorded(client, app_ctx, fakes, post_dms):
     factories.staff(factories.dealer(code="D0101"), code="SA0101")
     follower("13900001234", "o-up")
@@ -147,6 +156,7 @@ def test_a_tier_upgrade_sends_a_template_message_and_the_delivery_report_is_reco
     assert (notification.status, notification.delivery_status) == ("delivered", "success")
 
 
+@pytest.mark.usefixtures("daytime")
 def test_a_member_who_does_not_follow_gets_the_notice_by_sms_instead(app_ctx, fakes, post_dms):
     factories.staff(factories.dealer(code="D0101"), code="SA0101")
     factories.member(status="active", phone="13900004321")
@@ -157,6 +167,7 @@ def test_a_member_who_does_not_follow_gets_the_notice_by_sms_instead(app_ctx, fa
     assert [call["phone"] for call in fakes.sms.sent()] == ["13900004321"]
 
 
+@pytest.mark.usefixtures("daytime")
 def test_wechat_saying_43004_falls_back_to_sms_instead_of_retrying(app_ctx, fakes, post_dms):
     from app.gateways import NOT_FOLLOWING, Refused
 

@@ -11,13 +11,14 @@ Token rejections (40001/42001) were already retried once by the client after a r
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
 from app import gateways
 from app.care import rendering, subscriptions
-from app.care.models import Notification
+from app.care.models import Notification, SubscribeGrant
 from app.config import current_settings
 from app.core import tunables
 from app.core.clock import utcnow
@@ -180,3 +181,50 @@ def _sent(notification: Notification, openid: str, msgid: int | None) -> None:
 
 
 _SENDERS = {MINIAPP_SUBSCRIBE: _subscribe, OFFICIAL_TEMPLATE: _template, SMS: _sms}
+
+
+def _reachable(channel: str, kind: str) -> sa.ColumnElement[bool]:
+    """SQL: this channel could reach the row's member now (what ``send`` would check, in bulk)."""
+    settings = current_settings()
+    if channel == MINIAPP_SUBSCRIBE:
+        template = SUBSCRIBE_TEMPLATES.value().get(kind)
+        if not template:
+            return sa.false()
+        has_account = sa.exists().where(
+            WechatIdentity.member_id == Notification.member_id,
+            WechatIdentity.app_kind == "miniapp",
+            WechatIdentity.app_id == settings.MINIAPP_APP_ID,
+        )
+        has_grant = sa.exists().where(
+            SubscribeGrant.member_id == Notification.member_id,
+            SubscribeGrant.template_id == template["template_id"],
+            SubscribeGrant.available > 0,
+        )
+        return sa.and_(has_account, has_grant)
+    if channel == OFFICIAL_TEMPLATE:
+        if not TEMPLATE_IDS.value().get(kind):
+            return sa.false()
+        return sa.exists().where(
+            WechatIdentity.member_id == Notification.member_id,
+            WechatIdentity.app_id == settings.WECHAT_APP_ID,
+            WechatIdentity.following.is_(True),
+        )
+    if gateways.sms() is None or not SMS_TEMPLATES.value().get(kind):
+        return sa.false()
+    return sa.exists().where(Member.id == Notification.member_id, Member.phone_index.is_not(None))
+
+
+def likely_channels(kind: str, planned_since: dt.datetime) -> dict[str, int]:
+    """How the planned rows of ``kind`` written since then would go out now, per channel ("none":
+    no channel reaches the member). An estimate for dry runs: consent and caps are checked at send time."""
+    order = order_for(kind)
+    channel = sa.case(*((_reachable(name, kind), sa.literal(name)) for name in order), else_=sa.literal("none"))
+    if not order:
+        channel = sa.literal("none")
+    per_row = (
+        sa.select(channel.label("channel"))
+        .where(Notification.kind == kind, Notification.status == "planned", Notification.created_at >= planned_since)
+        .subquery()
+    )
+    rows = db.session.execute(sa.select(per_row.c.channel, sa.func.count()).group_by(per_row.c.channel))
+    return {name: count for name, count in rows}

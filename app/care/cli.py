@@ -10,7 +10,7 @@ import click
 from flask.cli import AppGroup
 
 from app.care import channels, dispatch, notify, operations, planning
-from app.core.clock import business_day_start, business_today
+from app.core.clock import business_day_start, business_today, utcnow
 from app.core.db import db
 from app.core.errors import AppError
 
@@ -21,22 +21,33 @@ CLI_ACTOR = ("cli", "flask-care")
 @care_cli.command("plan")
 @click.option("--kind", "kinds", multiple=True, type=click.Choice(sorted(planning.PLANNERS)), help="Only these kinds.")
 @click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]), default=None, help="Plan as of this day.")
-@click.option("--dry-run", is_flag=True, help="Count what would be planned; write nothing.")
+@click.option("--dry-run", is_flag=True, help="Count what would be planned, per kind and channel; write nothing.")
 def plan(kinds: tuple[str, ...], day: dt.datetime | None, dry_run: bool) -> None:
-    """Write the reminders due on a day (default today, Asia/Shanghai), kind by kind."""
+    """Write the reminders due on a day (default today, Asia/Shanghai), kind by kind.
+
+    A dry run plans for real inside a transaction it rolls back, so it counts exactly the rows that
+    would be new and can tell, per row, the channel that would reach the member now."""
     chosen = list(kinds) or list(planning.PLANNERS)
-    results = []
+    lines = []
     with click.progressbar(chosen, label="planning", file=sys.stderr) as bar:
         for kind in bar:
-            results += planning.plan(day.date() if day else None, kinds=[kind], dry_run=dry_run)
+            started = utcnow()
+            (result,) = planning.plan(day.date() if day else None, kinds=[kind])
+            by_channel = channels.likely_channels(kind, started) if dry_run else {}
+            lines.append((result, by_channel))
     if dry_run:
         db.session.rollback()
     else:
         db.session.commit()
     verb = "would plan" if dry_run else "planned"
-    for result in results:
-        order = " > ".join(channels.order_for(result.kind)) or "no channel"
-        click.echo(f"{result.kind:<18} {verb} {result.rows:>8} (channels {order})")
+    for result, by_channel in lines:
+        if dry_run:
+            split = ", ".join(f"{name} {count}" for name, count in sorted(by_channel.items())) or "-"
+            click.echo(f"{result.kind:<18} {verb} {result.rows:>8} ({split})")
+        else:
+            click.echo(
+                f"{result.kind:<18} {verb} {result.rows:>8} (channels {' > '.join(channels.order_for(result.kind))})"
+            )
 
 
 @care_cli.command("send-due")
