@@ -173,7 +173,7 @@ def test_a_member_no_channel_reaches_is_skipped_with_every_reason(app_ctx, fakes
     row = planned(member)
     notify.send_due()
     row = fresh(row)
-    assert row.status == "skipped"
+    assert (row.status, row.channel) == ("skipped", "none")
     assert row.error == (
         "no channel reaches the member: miniapp_subscribe: no mini-app account; "
         "official_template: member does not follow the account; sms: no phone number"

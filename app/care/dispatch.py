@@ -51,7 +51,7 @@ def _claim_statement(due: sa.ColumnElement[bool], now: dt.datetime, limit: int) 
         chosen = chosen.where(Notification.kind.not_in(paused))
     return (
         sa.update(Notification)
-        .where(Notification.id.in_(chosen.scalar_subquery()))
+        .where(Notification.id.in_(chosen.scalar_subquery()), Notification.status == "planned")
         .values(status="sending", claimed_at=now, attempted_at=None)
         .returning(Notification.id, Notification.claimed_at)
         .execution_options(synchronize_session=False)

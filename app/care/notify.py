@@ -249,6 +249,7 @@ def _send(notification: Notification, data: rendering.TemplateData | None) -> st
     assert data is not None
     outcome = channels.send(notification, data)
     if outcome.channel is None:
+        notification.channel = "none"  # counted apart in the delivery rates
         return _skip(notification, "no channel reaches the member: " + "; ".join(outcome.passed_over))
     notification.channel = outcome.channel
     return notification.status
