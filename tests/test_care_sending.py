@@ -473,3 +473,11 @@ def test_the_dry_run_counts_per_kind_and_channel_and_writes_nothing(app, app_ctx
         in result.output
     )
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Notification)) == 0
+
+
+def test_a_batch_claims_at_most_its_size(app_ctx):
+    member = member_on()
+    rows = [planned(member, period=str(n)) for n in range(5)]
+    claimed = dispatch.claim_batch(2)
+    assert [notification_id for notification_id, _ in claimed] == [rows[0].id, rows[1].id]
+    assert [fresh(row).status for row in rows] == ["sending", "sending", "planned", "planned", "planned"]

@@ -39,6 +39,9 @@ Claim = tuple[int, dt.datetime]
 
 
 def _claim_statement(due: sa.ColumnElement[bool], now: dt.datetime, limit: int) -> sa.Update:
+    """UPDATE … FROM a materialized CTE that picks and locks at most ``limit`` rows. (``WHERE id IN
+    (SELECT … LIMIT … SKIP LOCKED)`` is not enough: PostgreSQL may rescan that subquery and claim
+    more than ``limit`` rows.)"""
     chosen = (
         sa.select(Notification.id)
         .where(Notification.status == "planned", Notification.due_at <= now, due)
@@ -49,9 +52,10 @@ def _claim_statement(due: sa.ColumnElement[bool], now: dt.datetime, limit: int) 
     paused = PAUSED_KINDS.value()
     if paused:
         chosen = chosen.where(Notification.kind.not_in(paused))
+    picked = chosen.cte("chosen").prefix_with("MATERIALIZED", dialect="postgresql")
     return (
         sa.update(Notification)
-        .where(Notification.id.in_(chosen.scalar_subquery()), Notification.status == "planned")
+        .where(Notification.id == picked.c.id, Notification.status == "planned")
         .values(status="sending", claimed_at=now, attempted_at=None)
         .returning(Notification.id, Notification.claimed_at)
         .execution_options(synchronize_session=False)
