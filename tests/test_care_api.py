@@ -3,20 +3,17 @@ notification history (audited, paged), resend (audited) and delivery rates."""
 
 from __future__ import annotations
 
-import datetime as dt
-
 import pytest
 import sqlalchemy as sa
-import time_machine
 
 from app.care import notify
 from app.care.models import Notification
-from app.core.clock import BUSINESS_TZ
 from app.core.db import db
 from app.core.models import AuditEntry
 from app.members import services
 from app.wechat import clients
 from tests import factories
+from tests.care_helpers import at_daytime
 from tests.miniapp_helpers import FakeMiniappWeChat, MiniClient
 from tests.test_care_sending import member_on, planned
 
@@ -26,7 +23,7 @@ URL = "/api/v1/me/notification-preferences"
 @pytest.fixture(autouse=True)
 def daytime():
     """10:00 in Shanghai (the clock ticking): rows due now are outside quiet hours, whenever the suite runs."""
-    with time_machine.travel(dt.datetime(2026, 12, 2, 10, 0, tzinfo=BUSINESS_TZ), tick=True):
+    with at_daytime():
         yield
 
 

@@ -14,15 +14,15 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-import time_machine
 
 from app.care import dispatch, notify, subscriptions
 from app.care.models import Notification, SubscribeGrant
-from app.core.clock import BUSINESS_TZ, utcnow
+from app.core.clock import utcnow
 from app.core.db import db
 from app.members import services
 from app.members.models import WechatIdentity
 from tests import factories
+from tests.care_helpers import at_daytime
 from tests.conftest import PG_URL, REDIS_URL, WECHAT
 from tests.wechat_helpers import APP_ID
 
@@ -33,7 +33,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.committed]
 @pytest.fixture(autouse=True)
 def daytime():
     """10:00 in Shanghai (the clock ticking): rows due now are outside quiet hours, whenever the suite runs."""
-    with time_machine.travel(dt.datetime(2026, 12, 2, 10, 0, tzinfo=BUSINESS_TZ), tick=True):
+    with at_daytime():
         yield
 
 

@@ -20,6 +20,7 @@ from app.members.models import WechatIdentity
 from app.points import ledger
 from app.tiers.models import TierState
 from tests import factories
+from tests.care_helpers import at_daytime
 from tests.conftest import run_concurrently
 from tests.wechat_helpers import APP_ID
 
@@ -31,7 +32,7 @@ EARNED_IN_OCTOBER_2024 = dt.datetime(2024, 10, 15, 4, tzinfo=dt.UTC)
 @pytest.fixture(autouse=True)
 def daytime():
     """10:00 in Shanghai (the clock ticking): sends happen outside quiet hours, whenever the suite runs."""
-    with time_machine.travel(dt.datetime(2026, 12, 2, 10, 0, tzinfo=BUSINESS_TZ), tick=True):
+    with at_daytime():
         yield
 
 

@@ -20,6 +20,7 @@ from app.gateways import NO_SUBSCRIPTION_GRANT, NOT_FOLLOWING, Refused, Unavaila
 from app.members import services
 from app.members.models import WechatIdentity
 from tests import factories
+from tests.care_helpers import at_daytime
 from tests.conftest import WECHAT
 from tests.wechat_helpers import APP_ID, Callback, event_xml, text_xml
 
@@ -30,7 +31,7 @@ DROPPED = {"from_tier": "gold", "to_tier": "silver"}
 @pytest.fixture(autouse=True)
 def daytime():
     """10:00 in Shanghai (the clock ticking): rows due now are outside quiet hours, whenever the suite runs."""
-    with time_machine.travel(dt.datetime(2026, 12, 2, 10, 0, tzinfo=BUSINESS_TZ), tick=True):
+    with at_daytime():
         yield
 
 

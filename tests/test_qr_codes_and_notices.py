@@ -7,7 +7,6 @@ import datetime as dt
 
 import pytest
 import sqlalchemy as sa
-import time_machine
 
 from app.campaigns import qrcodes
 from app.campaigns.models import Campaign, QrCode
@@ -21,6 +20,7 @@ from app.gateways import Unavailable
 from app.members import privacy, services
 from app.members.models import WechatIdentity
 from tests import dms_events, factories
+from tests.care_helpers import at_daytime
 from tests.conftest import run_concurrently
 from tests.wechat_helpers import APP_ID, Callback, event_xml
 
@@ -135,7 +135,7 @@ def follower(phone: str, openid: str):
 @pytest.fixture
 def daytime():
     """10:00 in Shanghai (ticking): a tier upgrade goes out at once instead of waiting out quiet hours."""
-    with time_machine.travel(dt.datetime(2026, 12, 2, 2, 0, tzinfo=dt.UTC), tick=True):
+    with at_daytime():
         yield
 
 
