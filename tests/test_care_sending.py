@@ -482,3 +482,20 @@ def test_a_batch_claims_at_most_its_size(app_ctx):
     claimed = dispatch.claim_batch(2)
     assert [notification_id for notification_id, _ in claimed] == [rows[0].id, rows[1].id]
     assert [fresh(row).status for row in rows] == ["sending", "sending", "planned", "planned", "planned"]
+
+
+def test_operators_can_reword_a_kind_per_locale_without_a_deploy(app_ctx, fakes):
+    from app.core import tunables
+
+    tunables.set_value(
+        notify.TEXTS.key,
+        {"tier_dropped": {"en": {"remark": "Book a service visit to earn it back."}}},
+        actor=("test", "t"),
+    )
+    planned(member_on(locale="en"), period="a")
+    planned(member_on(), period="b")
+    notify.send_due()
+    english, chinese = sorted(fakes.official_account.templates(), key=lambda call: call["data"]["first"]["value"])
+    assert english["data"]["remark"]["value"] == "Book a service visit to earn it back."
+    assert english["data"]["first"]["value"] == "Your membership tier has changed."  # the catalog's
+    assert chinese["data"]["remark"]["value"] != "Book a service visit to earn it back."

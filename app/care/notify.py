@@ -18,15 +18,22 @@ import sqlalchemy as sa
 from app import gateways
 from app.care import caps, channels, dispatch, preferences, rendering, rules
 from app.care.models import Notification
+from app.core import tunables
 from app.core.clock import to_business, utcnow
 from app.core.db import db, insert_if_absent
-from app.core.i18n import in_locale
+from app.core.i18n import in_locale, normalize_locale
 from app.jobs import job
 from app.members.models import Member
 
 log = logging.getLogger(__name__)
 
 TEMPLATE_IDS = channels.TEMPLATE_IDS
+TEXTS = tunables.define(
+    "care.texts",
+    {},
+    "Operators' wording per kind and locale, over the catalogs: {kind: {locale: {field: text}}}, e.g. "
+    "{'anniversary': {'zh_CN': {'remark': '…'}}}; fields not given keep the catalog's text",
+)
 
 
 def tier_changed(member_id: int, from_tier: str | None, to_tier: str, reason: str, at: dt.datetime) -> None:
@@ -164,8 +171,12 @@ def _prepare(notification: Notification) -> rendering.TemplateData | None:
         _skip(notification, f"no text for kind {notification.kind}")
         return None
     member = db.session.get(Member, notification.member_id)
-    with in_locale(member.locale if member else None):
+    locale = normalize_locale(member.locale if member else None)
+    with in_locale(locale):
         data = rendering.template_data(notification)
+    overrides = TEXTS.value().get(notification.kind, {}).get(locale, {})
+    if data is not None and overrides:
+        data = {**data, **{field: {"value": str(text)} for field, text in overrides.items()}}
     if data is None:
         _skip(notification, "nothing to remind of any more")
         return None
