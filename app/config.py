@@ -92,6 +92,7 @@ def _dev_defaults() -> dict[str, str]:
         "DMS_SECRET": "dev-dms-secret",
         "CRM_URL": "sandbox",
         "CRM_SECRET": _dev_secret("crm-secret"),
+        "SMS_API_BASE": "sandbox",
     }
 
 
@@ -127,6 +128,13 @@ class Settings:
     DMS_SECRET: str = ""
     CRM_URL: str = ""
     CRM_SECRET: str = ""
+    #: SMS provider (Aliyun dysmsapi): its API base, "sandbox" for the logging gateway (refused in
+    #: production), or empty to switch the SMS channel off. A real base needs the key pair and the
+    #: approved signature name (签名).
+    SMS_API_BASE: str = ""
+    SMS_ACCESS_KEY_ID: str = ""
+    SMS_ACCESS_KEY_SECRET: str = ""
+    SMS_SIGN_NAME: str = ""
     #: "rq" queues jobs in Redis for workers; "eager" runs them in-process right after the commit.
     JOBS_MODE: str = "rq"
     #: Seconds a signed inbound request (DMS, WeChat) may be old or early.
@@ -163,6 +171,10 @@ class Settings:
     @property
     def wechat_sandbox(self) -> bool:
         return self.WECHAT_API_BASE == "sandbox"
+
+    @property
+    def sms_sandbox(self) -> bool:
+        return self.SMS_API_BASE == "sandbox"
 
     @property
     def pay_sandbox(self) -> bool:
@@ -205,7 +217,7 @@ def production_problems(values: dict[str, object]) -> list[str]:
     ]
     for name, default in dev.items():
         value = values.get(name)
-        if name in {"WECHAT_AES_KEY", "WECHAT_API_BASE", "WECHAT_PAY_API_BASE", "CRM_URL"} or not value:
+        if name in {"WECHAT_AES_KEY", "WECHAT_API_BASE", "WECHAT_PAY_API_BASE", "CRM_URL", "SMS_API_BASE"} or not value:
             continue  # bases have their own line below
         if value == default or (name == "DATA_KEY" and default in str(value).split(",")):
             problems.append(f"{ENV_PREFIX}{name} is the development default")
@@ -217,9 +229,15 @@ def production_problems(values: dict[str, object]) -> list[str]:
         problems.append(f"{ENV_PREFIX}REDIS_URL is the in-process memory:// Redis")
     if str(values.get("DATABASE_URL") or "").startswith("sqlite"):
         problems.append(f"{ENV_PREFIX}DATABASE_URL is SQLite")
-    for name in ("WECHAT_API_BASE", "WECHAT_PAY_API_BASE", "CRM_URL"):
+    for name in ("WECHAT_API_BASE", "WECHAT_PAY_API_BASE", "CRM_URL", "SMS_API_BASE"):
         if values.get(name) == "sandbox":
             problems.append(f"{ENV_PREFIX}{name} is the sandbox")
+    if values.get("SMS_API_BASE") and values.get("SMS_API_BASE") != "sandbox":
+        problems += [
+            f"{ENV_PREFIX}{name} is missing while {ENV_PREFIX}SMS_API_BASE is set"
+            for name in ("SMS_ACCESS_KEY_ID", "SMS_ACCESS_KEY_SECRET", "SMS_SIGN_NAME")
+            if not values.get(name)
+        ]
     aes_key = str(values.get("WECHAT_AES_KEY") or "")
     if aes_key and len(aes_key) != 43:
         problems.append(f"{ENV_PREFIX}WECHAT_AES_KEY must be WeChat's 43-character EncodingAESKey")

@@ -191,10 +191,10 @@ def _isolation(request: pytest.FixtureRequest, app: Flask) -> Iterator[None]:
 
 @pytest.fixture(autouse=True)
 def fakes(app: Flask) -> Iterator[gateways.Gateways]:
-    """The partner fakes the app talks to (WeChat, WeChat Pay), fresh for every test."""
+    """The partner fakes the app talks to (WeChat, WeChat Pay, SMS), fresh for every test."""
     installed = gateways.installed(app)
-    for fake in (installed.official_account, installed.mini_app, installed.payments):
-        fake.reset()  # type: ignore[attr-defined]
+    for fake in (installed.official_account, installed.mini_app, installed.payments, installed.sms):
+        fake.reset()  # type: ignore[union-attr]
     yield installed
 
 

@@ -20,12 +20,20 @@ from app.members.models import WechatIdentity
 from app.points import ledger
 from app.tiers.models import TierState
 from tests import factories
+from tests.care_helpers import at_daytime
 from tests.conftest import run_concurrently
 from tests.wechat_helpers import APP_ID
 
 #: 30 days before 31 October 2026, the last day of the lots earned in October 2024 (24 months).
 PLAN_DAY = dt.date(2026, 10, 1)
 EARNED_IN_OCTOBER_2024 = dt.datetime(2024, 10, 15, 4, tzinfo=dt.UTC)
+
+
+@pytest.fixture(autouse=True)
+def daytime():
+    """10:00 in Shanghai (the clock ticking): sends happen outside quiet hours, whenever the suite runs."""
+    with at_daytime():
+        yield
 
 
 def local(*args: int) -> dt.datetime:
@@ -97,6 +105,7 @@ def test_withdrawing_consent_after_planning_stops_the_send(app_ctx, fakes):
 def test_anniversaries_and_tiers_at_risk_are_planned_for_the_day(app_ctx, fakes):
     today = dt.date(2026, 11, 20)
     two_years = follower(enrolled_at=local(2024, 11, 20, 23, 30))  # late evening local: still the 20th
+    services.record_consent(two_years, policy_version="2026.1", granted=["marketing"], channel="miniapp")
     follower(enrolled_at=local(2025, 11, 21, 0, 30))  # the 21st
     follower(enrolled_at=local(2026, 11, 20, 10))  # joined today: no anniversary yet
     at_risk, kept = follower(), follower()

@@ -20,6 +20,7 @@ from app.gateways import Unavailable
 from app.members import privacy, services
 from app.members.models import WechatIdentity
 from tests import dms_events, factories
+from tests.care_helpers import at_daytime
 from tests.conftest import run_concurrently
 from tests.wechat_helpers import APP_ID, Callback, event_xml
 
@@ -122,12 +123,6 @@ def test_a_pre_enrolled_buyers_order_qr_comes_from_their_open_token(client, app_
     assert client.post(url, json={"reason": "delivery"}, headers=headers).status_code == 404
 
 
-@pytest.fixture
-def daytime(time_machine):
-    """Notices go out at once only outside the quiet hours (21:00–08:00 Asia/Shanghai)."""
-    time_machine.move_to(dt.datetime(2026, 12, 1, 3, 0, tzinfo=dt.UTC), tick=True)
-
-
 def follower(phone: str, openid: str):
     member = factories.member(status="active", phone=phone)
     db.session.add(
@@ -137,9 +132,15 @@ def follower(phone: str, openid: str):
     return member
 
 
-def test_a_tier_upgrade_sends_a_template_message_and_the_delivery_report_is_recorded(
-    client, app_ctx, daytime, fakes, post_dms
-):
+@pytest.fixture
+def daytime():
+    """10:00 in Shanghai (ticking): a tier upgrade goes out at once instead of waiting out quiet hours."""
+    with at_daytime():
+        yield
+
+
+@pytest.mark.usefixtures("daytime")
+def test_a_tier_upgrade_sends_a_template_message_and_the_delivery_report_is_recorded(client, app_ctx, fakes, post_dms):
     factories.staff(factories.dealer(code="D0101"), code="SA0101")
     follower("13900001234", "o-up")
     post_dms(dms_events.delivered("13900001234", factories.vin(), price_fen=20_000_000))
@@ -155,16 +156,19 @@ def test_a_tier_upgrade_sends_a_template_message_and_the_delivery_report_is_reco
     assert (notification.status, notification.delivery_status) == ("delivered", "success")
 
 
-def test_a_member_who_does_not_follow_is_skipped_not_retried(app_ctx, daytime, fakes, post_dms):
+@pytest.mark.usefixtures("daytime")
+def test_a_member_who_does_not_follow_gets_the_notice_by_sms_instead(app_ctx, fakes, post_dms):
     factories.staff(factories.dealer(code="D0101"), code="SA0101")
     factories.member(status="active", phone="13900004321")
     post_dms(dms_events.delivered("13900004321", factories.vin(), price_fen=20_000_000))
     notification = db.session.scalar(sa.select(Notification))
-    assert (notification.status, notification.error) == ("skipped", "member does not follow the account")
+    assert (notification.status, notification.channel) == ("sent", "sms")
     assert fakes.official_account.templates() == []
+    assert [call["phone"] for call in fakes.sms.sent()] == ["13900004321"]
 
 
-def test_wechat_saying_43004_skips_the_notice_instead_of_retrying(app_ctx, daytime, fakes, post_dms):
+@pytest.mark.usefixtures("daytime")
+def test_wechat_saying_43004_falls_back_to_sms_instead_of_retrying(app_ctx, fakes, post_dms):
     from app.gateways import NOT_FOLLOWING, Refused
 
     factories.staff(factories.dealer(code="D0101"), code="SA0101")
@@ -172,8 +176,8 @@ def test_wechat_saying_43004_skips_the_notice_instead_of_retrying(app_ctx, dayti
     fakes.official_account.fail_next("template.send", Refused("require subscribe", code=NOT_FOLLOWING))
     post_dms(dms_events.delivered("13900004322", factories.vin(), price_fen=20_000_000))
     notification = db.session.scalar(sa.select(Notification))
-    assert (notification.status, notification.attempts) == ("skipped", 1)
-    assert notification.error.startswith("43004")
+    assert (notification.status, notification.attempts, notification.channel) == ("sent", 1, "sms")
+    assert [call["phone"] for call in fakes.sms.sent()] == ["13900004322"]
 
 
 def test_a_member_who_withdrew_service_notifications_gets_no_template_message(app_ctx, fakes, post_dms):

@@ -1,11 +1,17 @@
 """Sending planned notifications exactly once, with several dispatchers side by side.
 
-A row is claimed alone (``planned`` → ``sending``, ``FOR UPDATE SKIP LOCKED``, committed) before its
-call, and its outcome is committed after. A dispatcher that dies between the two leaves at most one
-row in ``sending``: whether WeChat got that call cannot be known (template and subscribe messages
-carry no idempotency key), so the sweeper fails it as "outcome unknown" rather than risk a second
-message. That is the one case that is at most once instead of exactly once, bounded by one message
-per dispatcher that died mid-call.
+1. **Claim** a batch (``planned`` → ``sending``, ``claimed_at`` stamped, ``FOR UPDATE SKIP LOCKED``,
+   committed): other dispatchers skip these rows. Paused kinds (``care.paused_kinds``) stay planned.
+2. **Attempt** one row: its ``attempted_at`` is committed before the partner is called (and only if
+   the row still carries this dispatcher's claim stamp).
+3. **Record** the outcome (sent / skipped / retry with backoff / failed), committed.
+
+A dispatcher killed at any point leaves rows ``sending``. The sweeper puts those it claimed but
+never attempted back to ``planned`` (nobody was called: they are sent later, once). The row it was
+calling — at most one per dead dispatcher, calls are one at a time — cannot be resolved: template
+and subscribe messages carry no idempotency key and WeChat gives the msgid only in the answer that
+was lost. The sweeper fails it as "outcome unknown" rather than risk a second message: at most once
+for that one row, exactly once for every other.
 """
 
 from __future__ import annotations
@@ -21,43 +27,59 @@ from app.core.db import db
 from app.jobs import job
 
 MAX_ATTEMPTS = tunables.define("care.max_attempts", 4, "Attempts per notification before it fails")
+BATCH_SIZE = tunables.define("care.claim_batch", 50, "Due notifications a dispatcher claims at once")
+PAUSED_KINDS = tunables.define("care.paused_kinds", [], "Kinds not sent for now (they stay planned)")
 #: Waits after each failed attempt (seconds); the last one repeats.
 BACKOFF_SECONDS = (60, 300, 1800)
 #: A row ``sending`` for longer than this was abandoned by a dispatcher that died.
 STALLED_AFTER = dt.timedelta(minutes=10)
 
+#: A claim: the row and the stamp that proves it is still ours.
+Claim = tuple[int, dt.datetime]
 
-def _claim_statement(due: sa.ColumnElement[bool], now: dt.datetime) -> sa.Update:
+
+def _claim_statement(due: sa.ColumnElement[bool], now: dt.datetime, limit: int) -> sa.Update:
+    """UPDATE … FROM a materialized CTE that picks and locks at most ``limit`` rows. (``WHERE id IN
+    (SELECT … LIMIT … SKIP LOCKED)`` is not enough: PostgreSQL may rescan that subquery and claim
+    more than ``limit`` rows.)"""
     chosen = (
         sa.select(Notification.id)
         .where(Notification.status == "planned", Notification.due_at <= now, due)
         .order_by(Notification.due_at, Notification.id)
-        .limit(1)
+        .limit(limit)
         .with_for_update(skip_locked=True)
-        .scalar_subquery()
     )
+    paused = PAUSED_KINDS.value()
+    if paused:
+        chosen = chosen.where(Notification.kind.not_in(paused))
+    picked = chosen.cte("chosen").prefix_with("MATERIALIZED", dialect="postgresql")
     return (
         sa.update(Notification)
-        .where(Notification.id == chosen)
-        .values(status="sending", attempts=Notification.attempts + 1, attempted_at=now)
-        .returning(Notification.id)
+        .where(Notification.id == picked.c.id, Notification.status == "planned")
+        .values(status="sending", claimed_at=now, attempted_at=None)
+        .returning(Notification.id, Notification.claimed_at)
         .execution_options(synchronize_session=False)
     )
 
 
-def claim(notification_id: int) -> bool:
-    """Claim this row if it is planned and due; committed, so the attempt is on record."""
-    now = utcnow()
-    claimed = db.session.execute(_claim_statement(Notification.id == notification_id, now)).scalar()
+def claim(notification_id: int) -> Claim | None:
+    """Claim this row if it is planned, due and not paused; committed."""
+    claimed = db.session.execute(_claim_statement(Notification.id == notification_id, utcnow(), 1)).first()
     db.session.commit()
-    return claimed is not None
+    return (claimed[0], claimed[1]) if claimed else None
 
 
-def claim_next() -> int | None:
-    """Claim the most overdue planned row nobody else holds; committed."""
-    claimed = db.session.execute(_claim_statement(sa.true(), utcnow())).scalar()
+def claim_batch(limit: int | None = None) -> list[Claim]:
+    """Claim up to ``limit`` of the most overdue planned rows nobody else holds; committed."""
+    rows = db.session.execute(_claim_statement(sa.true(), utcnow(), limit or BATCH_SIZE.value())).all()
     db.session.commit()
-    return claimed
+    return sorted((row[0], row[1]) for row in rows)
+
+
+def mark_attempt(notification: Notification) -> None:
+    """On record before the call (the caller commits): an attempt, and when it began."""
+    notification.attempted_at = utcnow()
+    notification.attempts += 1
 
 
 def retry_later(notification: Notification, reason: str) -> None:
@@ -72,15 +94,25 @@ def retry_later(notification: Notification, reason: str) -> None:
 
 
 def sweep_stalled(now: dt.datetime | None = None) -> int:
-    """Fail rows a dead dispatcher left in ``sending`` (see the module docstring); returns how many."""
+    """Resolve rows a dead dispatcher left ``sending`` (see the module docstring); returns how many."""
     now = now or utcnow()
-    result = db.session.execute(
+    never_called = db.session.execute(
+        sa.update(Notification)
+        .where(
+            Notification.status == "sending",
+            Notification.attempted_at.is_(None),
+            Notification.claimed_at < now - STALLED_AFTER,
+        )
+        .values(status="planned", claimed_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    mid_call = db.session.execute(
         sa.update(Notification)
         .where(Notification.status == "sending", Notification.attempted_at < now - STALLED_AFTER)
         .values(status="failed", error="outcome unknown: the sender stopped during the call", finished_at=now)
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount or 0
+    return (never_called.rowcount or 0) + (mid_call.rowcount or 0)
 
 
 @job("periodic")

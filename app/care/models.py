@@ -44,7 +44,10 @@ class Notification(Base):
     error: Mapped[str | None] = mapped_column(sa.String(255))
     attempts: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
-    #: When the latest attempt was claimed (a row ``sending`` for long was left by a dead sender).
+    #: When a dispatcher took the row (``sending``); no call has been made for this claim yet.
+    claimed_at: Mapped[dt.datetime | None]
+    #: When the latest call to a partner began (committed before it): a row ``sending`` with this set
+    #: for long was left mid-call by a dead sender; without it, the claim never reached a call.
     attempted_at: Mapped[dt.datetime | None]
     sent_at: Mapped[dt.datetime | None]
     finished_at: Mapped[dt.datetime | None]
@@ -57,7 +60,27 @@ class Notification(Base):
             postgresql_where=sa.text(f"status IN {OPEN_STATUSES}"),
             sqlite_where=sa.text(f"status IN {OPEN_STATUSES}"),
         ),
+        sa.Index("ix_notifications_member_attempted", "member_id", "attempted_at"),  # frequency caps
     )
+
+
+#: Opt-out categories: reminders about the membership (service) and offers (marketing).
+CATEGORIES = ("service", "marketing")
+
+
+class NotificationPreference(Base):
+    """A member's choice for one category; no row means "wanted" (consent is checked as well)."""
+
+    __tablename__ = "notification_preferences"
+
+    member_id: Mapped[int] = mapped_column(BigIntType, sa.ForeignKey("members.id"), primary_key=True)
+    category: Mapped[str] = mapped_column(sa.String(16), primary_key=True)
+    opted_out: Mapped[bool] = mapped_column(default=False)
+    #: Where the member said so: ``miniapp`` or ``chat`` (a 退订 reply).
+    via: Mapped[str] = mapped_column(sa.String(12))
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (sa.CheckConstraint(f"category IN {CATEGORIES}", name="category"),)
 
 
 class SubscribeGrant(Base):

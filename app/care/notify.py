@@ -1,10 +1,11 @@
 """Telling members: one Notification row per message, planned, then sent once.
 
 Kinds: ``tier_upgrade`` (at once, SPEC §4), ``tier_dropped`` (after a review), chat replies, and
-the reminders the planners write (``care.planning``). The channel is the service account's
-template message; the member must follow the account (WeChat 43004 otherwise) and the template id
-is configured per kind (program setting ``wechat.template_ids``). ``TEMPLATESENDJOBFINISH``
-callbacks record the delivery result.
+the reminders the planners write (``care.planning``). Sent on the first channel that reaches the
+member (``care.channels``: mini-app subscribe message, template message, SMS), only with the consent
+the kind's category needs and not to a member who opted out of it (``care.preferences``), marketing
+kinds within the frequency caps (``care.caps``). ``TEMPLATESENDJOBFINISH`` and subscribe-message
+send events record the delivery result.
 """
 
 from __future__ import annotations
@@ -15,37 +16,23 @@ import logging
 import sqlalchemy as sa
 
 from app import gateways
-from app.care import dispatch, rendering, rules
+from app.care import caps, channels, dispatch, preferences, rendering, rules
 from app.care.models import Notification
-from app.config import current_settings
 from app.core import tunables
 from app.core.clock import to_business, utcnow
 from app.core.db import db, insert_if_absent
-from app.core.i18n import in_locale
+from app.core.i18n import in_locale, normalize_locale
 from app.jobs import job
-from app.members import identities, services
 from app.members.models import Member
 
 log = logging.getLogger(__name__)
 
-TEMPLATE_IDS = tunables.define(
-    "wechat.template_ids",
-    {
-        "tier_upgrade": "tier-upgrade-template",
-        "tier_dropped": "tier-dropped-template",
-        "tier_at_risk": "tier-at-risk-template",
-        "points_expiring": "points-expiring-template",
-        "anniversary": "anniversary-template",
-        "welcome": "welcome-template",
-        "birthday": "birthday-template",
-        "maintenance_due": "maintenance-due-template",
-        "insurance_renewal": "insurance-renewal-template",
-        "booking_confirmed": "booking-confirmed-template",
-        "booking_reminder": "booking-reminder-template",
-        "rating_request": "rating-request-template",
-        "win_back": "win-back-template",
-    },
-    "Service-account template message ids per notification kind (from the WeChat admin console)",
+TEMPLATE_IDS = channels.TEMPLATE_IDS
+TEXTS = tunables.define(
+    "care.texts",
+    {},
+    "Operators' wording per kind and locale, over the catalogs: {kind: {locale: {field: text}}}, e.g. "
+    "{'anniversary': {'zh_CN': {'remark': '…'}}}; fields not given keep the catalog's text",
 )
 
 
@@ -61,16 +48,11 @@ def tier_changed(member_id: int, from_tier: str | None, to_tier: str, reason: st
     )
 
 
-def _allows_service_notifications(member_id: int) -> bool:
-    member = db.session.get(Member, member_id)
-    return member is not None and services.consent_state(member).purposes.get("service_notifications") is True
-
-
 def queue(member_id: int, kind: str, *, period: str, payload: dict, due_at: dt.datetime | None = None) -> int | None:
     """Plan one notification per (member, kind, period). Due now, it is sent by a job after the
-    commit; due later (a reminder's day, or after quiet hours), by the dispatcher. A member who has
-    not consented to service notifications (or withdrew) gets a ``skipped`` row, no send."""
-    allowed = _allows_service_notifications(member_id)
+    commit; due later (a reminder's day, or after quiet hours), by the dispatcher. A member without
+    the consent the kind needs, or who opted out of its category, gets a ``skipped`` row, no send."""
+    refusal = preferences.why_not_wanted(member_id, kind)
     now = utcnow()
     due_at = rules.outside_quiet_hours(kind, due_at or now)
     notification_id = insert_if_absent(
@@ -78,9 +60,9 @@ def queue(member_id: int, kind: str, *, period: str, payload: dict, due_at: dt.d
         {
             "member_id": member_id,
             "kind": kind,
-            "channel": "official_template",
-            "status": "planned" if allowed else "skipped",
-            "error": None if allowed else "no consent to service notifications",
+            "channel": (channels.order_for(kind) or [channels.OFFICIAL_TEMPLATE])[0],
+            "status": "planned" if refusal is None else "skipped",
+            "error": refusal,
             "dedupe_key": f"{kind}:{member_id}:{period}",
             "period": period,
             "payload": payload,
@@ -90,7 +72,7 @@ def queue(member_id: int, kind: str, *, period: str, payload: dict, due_at: dt.d
         },
         conflict_columns=("dedupe_key",),
     )
-    if notification_id is not None and allowed and due_at <= now:
+    if notification_id is not None and refusal is None and due_at <= now:
         send_notification.after_commit(notification_id, job_id=f"notification-{notification_id}")
     return notification_id
 
@@ -129,25 +111,35 @@ def _send_custom(notification: Notification) -> None:
 
 @job("notifications")
 def send_notification(notification_id: int) -> str:
-    """Send one notification now if it is still planned and due (the dispatcher sends the rest)."""
-    if not dispatch.claim(notification_id):
+    """Send one notification now if it is still planned, due and not paused (the dispatcher sends the rest)."""
+    claimed = dispatch.claim(notification_id)
+    if claimed is None:
         return "not due"
-    return deliver(notification_id)
+    return deliver(*claimed)
 
 
-def deliver(notification_id: int) -> str:
-    """Send a claimed (``sending``) notification and record the outcome; commits once.
+def deliver(notification_id: int, claimed_at: dt.datetime | None = None) -> str:
+    """Send a claimed (``sending``) notification and record the outcome.
 
-    The attempt was committed before this call (``dispatch.claim``). A refusal that will not change
-    (not following, no template, no consent any more) skips the row; anything else puts it back
-    with a backoff until ``MAX_ATTEMPTS``, then fails it with the reason kept."""
+    Before the call: the member's rules (consent, opt-out, marketing caps) and the rendering; a
+    message with nothing left to say, or one the member does not want, is skipped, one over a cap is
+    postponed. Then the attempt is committed, the channels are tried in order, and the outcome is
+    committed: a failure goes back with a backoff until ``MAX_ATTEMPTS``, then fails with its reason."""
     notification = db.session.get(
         Notification, notification_id, with_for_update=True, populate_existing=True
     )  # claimed by a statement the session did not see
-    if notification is None or notification.status != "sending":
+    if not _still_ours(notification, claimed_at):
+        db.session.commit()
         return "done"
+    assert notification is not None
+    data = None if notification.channel == "official_custom" else _prepare(notification)
+    if notification.status != "sending":  # skipped or postponed before any call
+        db.session.commit()
+        return notification.status
+    dispatch.mark_attempt(notification)
+    db.session.commit()  # the attempt is on record before the call (and the cap lock is released)
     try:
-        outcome = _send(notification)
+        outcome = _send(notification, data)
     except gateways.GatewayError as exc:
         dispatch.retry_later(notification, f"{exc.code or type(exc).__name__}: {exc.message or exc}")
         outcome = notification.status
@@ -155,16 +147,98 @@ def deliver(notification_id: int) -> str:
     return outcome
 
 
+def _still_ours(notification: Notification | None, claimed_at: dt.datetime | None) -> bool:
+    """Still claimed, not attempted yet, and by this claim (a swept and re-claimed row is not)."""
+    return (
+        notification is not None
+        and notification.status == "sending"
+        and notification.attempted_at is None
+        and (claimed_at is None or notification.claimed_at == claimed_at)
+    )
+
+
+def _prepare(notification: Notification) -> rendering.TemplateData | None:
+    """Check the member's rules and render; leaves the row ``sending`` only if it may go now."""
+    refusal = preferences.why_not_wanted(notification.member_id, notification.kind)
+    if refusal is not None:
+        _skip(notification, refusal)
+        return None
+    now = utcnow()
+    if (morning := rules.outside_quiet_hours(notification.kind, now)) != now:  # due before, reached late
+        _hold(notification, morning, "postponed: quiet hours")
+        return None
+    if notification.kind not in rendering.RENDERERS:
+        _skip(notification, f"no text for kind {notification.kind}")
+        return None
+    member = db.session.get(Member, notification.member_id)
+    locale = normalize_locale(member.locale if member else None)
+    with in_locale(locale):
+        data = rendering.template_data(notification)
+    overrides = TEXTS.value().get(notification.kind, {}).get(locale, {})
+    if data is not None and overrides:
+        data = {**data, **{field: {"value": str(text)} for field, text in overrides.items()}}
+    if data is None:
+        _skip(notification, "nothing to remind of any more")
+        return None
+    if rules.category_of(notification.kind) == "marketing":
+        caps.lock_member(notification.member_id)  # type: ignore[arg-type]
+        allowed_at = caps.next_allowed(notification, now)
+        if allowed_at is None:
+            return data
+        if caps.too_late(notification, allowed_at):
+            _skip(notification, "over the marketing frequency cap for too long")
+        else:
+            _hold(
+                notification,
+                rules.outside_quiet_hours(notification.kind, allowed_at),
+                "postponed: marketing frequency cap",
+            )
+    return data
+
+
+def _hold(notification: Notification, until: dt.datetime, reason: str) -> None:
+    """Back to ``planned``, due ``until``; not an attempt."""
+    notification.status, notification.claimed_at, notification.due_at = "planned", None, until
+    notification.error = reason
+
+
 def send_due(limit: int | None = None) -> int:
-    """Send due notifications one by one until none is left (or ``limit``); returns how many."""
+    """Claim due notifications in batches and send them until none is left (or ``limit``); returns
+    how many were handled."""
     handled = 0
     while limit is None or handled < limit:
-        notification_id = dispatch.claim_next()
-        if notification_id is None:
+        batch = dispatch.claim_batch(None if limit is None else min(limit - handled, dispatch.BATCH_SIZE.value()))
+        if not batch:
             break
-        deliver(notification_id)
-        handled += 1
+        for notification_id, claimed_at in batch:
+            try:
+                deliver(notification_id, claimed_at)
+            except Exception as exc:  # a bug or an outage must not strand the rest of the batch
+                db.session.rollback()
+                log.exception("notification %s could not be delivered", notification_id)
+                _give_up(notification_id, claimed_at, f"internal error: {type(exc).__name__}")
+        handled += len(batch)
     return handled
+
+
+def _give_up(notification_id: int, claimed_at: dt.datetime, reason: str) -> None:
+    """A row whose delivery raised: failed with the reason if never called, otherwise left for the
+    sweeper (a call may have gone out). Best effort: with the database gone, the sweeper decides."""
+    try:
+        db.session.execute(
+            sa.update(Notification)
+            .where(
+                Notification.id == notification_id,
+                Notification.status == "sending",
+                Notification.claimed_at == claimed_at,
+                Notification.attempted_at.is_(None),
+            )
+            .values(status="failed", error=reason[:255], finished_at=utcnow())
+        )
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        log.exception("could not record the failure of notification %s", notification_id)
 
 
 @job("notifications", timeout=600)
@@ -178,45 +252,25 @@ def _skip(notification: Notification, reason: str) -> str:
     return notification.status
 
 
-def _why_not_sent(member_id: int | None, openid: str | None, template_id: str | None) -> str | None:
-    if member_id is None or not _allows_service_notifications(member_id):  # withdrawn since planned
-        return "no consent to service notifications"
-    if openid is None:
-        return "member does not follow the account"
-    if not template_id:
-        return "no template configured"
-    return None
-
-
-def _send(notification: Notification) -> str:
+def _send(notification: Notification, data: rendering.TemplateData | None) -> str:
     if notification.channel == "official_custom":
         _send_custom(notification)
         notification.status, notification.sent_at = "sent", utcnow()
         return notification.status
-    openid = identities.official_openid(notification.member_id, current_settings().WECHAT_APP_ID)
-    template_id = TEMPLATE_IDS.value().get(notification.kind)
-    reason = _why_not_sent(notification.member_id, openid, template_id)
-    if reason is not None:
-        return _skip(notification, reason)
-    member = db.session.get(Member, notification.member_id)
-    with in_locale(member.locale if member else None):
-        data = rendering.template_data(notification)
-    if data is None:
-        return _skip(notification, "nothing to remind of any more")
-    try:
-        msgid = gateways.official_account().send_template(openid, template_id, data)
-    except gateways.Refused as exc:
-        if exc.code == gateways.NOT_FOLLOWING:
-            return _skip(notification, f"{exc.code}: {exc.message}")
-        raise
-    notification.status, notification.openid, notification.sent_at = "sent", openid, utcnow()
-    notification.wechat_msgid = msgid or None
-    notification.error = None
+    assert data is not None
+    outcome = channels.send(notification, data)
+    if outcome.channel is None:
+        notification.channel = "none"  # counted apart in the delivery rates
+        return _skip(notification, "no channel reaches the member: " + "; ".join(outcome.passed_over))
+    notification.channel = outcome.channel
     return notification.status
 
 
 def record_delivery(msgid: int, status: str) -> bool:
-    """TEMPLATESENDJOBFINISH: 'success', 'failed:user block' or 'failed: system failed'."""
+    """A delivery report for a message WeChat accepted: TEMPLATESENDJOBFINISH ('success',
+    'failed:user block', 'failed: system failed') or a subscribe-message send event ('success' or
+    'failed:<ErrorStatus>'). A report for a row already finished by an earlier report changes nothing
+    but the status text."""
     notification = db.session.scalar(sa.select(Notification).where(Notification.wechat_msgid == msgid))
     if notification is None:
         log.info("delivery report for unknown template msgid %s", msgid)

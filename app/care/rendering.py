@@ -236,6 +236,23 @@ RENDERERS: dict[str, Callable[[Notification], TemplateData | None]] = {
 }
 
 
+#: Subscribe-message ``thing`` fields take at most 20 characters.
+SUBSCRIBE_FIELD_LIMIT = 20
+
+
+def subscribe_fields(data: TemplateData, mapping: dict[str, str]) -> TemplateData:
+    """The rendered fields under the subscribe template's names (``thing1``…), cut to fit."""
+    return {
+        name: {"value": data.get(source, {}).get("value", "")[:SUBSCRIBE_FIELD_LIMIT]}
+        for name, source in mapping.items()
+    }
+
+
+def sms_params(data: TemplateData, mapping: dict[str, str]) -> dict[str, str]:
+    """The rendered fields as the SMS template's parameters (plain values)."""
+    return {name: data.get(source, {}).get("value", "") for name, source in mapping.items()}
+
+
 def template_data(notification: Notification) -> TemplateData | None:
     """The template message's fields, or None when there is nothing to say any more."""
     return RENDERERS[notification.kind](notification)

@@ -54,3 +54,17 @@ def birthday_month_days(today: dt.date) -> list[int]:
     if (today.month, today.day) == (2, 28) and not calendar.isleap(today.year):
         days.append(229)
     return days
+
+
+MARKETING_KINDS = tunables.define(
+    "care.marketing_kinds",
+    ["anniversary", "birthday", "churn_risk", "win_back"],
+    "Kinds that are marketing (greetings and offers): need the marketing consent and are frequency-capped",
+)
+
+
+def category_of(kind: str) -> str | None:
+    """``marketing``, ``service``, or None for a chat reply (an answer, in no opt-out category)."""
+    if kind in URGENT_KINDS:
+        return None
+    return "marketing" if kind in MARKETING_KINDS.value() else "service"

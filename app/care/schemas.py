@@ -1,9 +1,10 @@
-"""Subscription grants the mini-app records."""
+"""Subscription grants, notification preferences, and the back office's notification views."""
 
 from __future__ import annotations
 
 import marshmallow as ma
 
+from app.core.i18n import _l
 from app.core.schemas import BaseSchema, Length, OneOf, PageArgs
 
 
@@ -56,3 +57,82 @@ class CallbackPageSchema(ma.Schema):
     page = ma.fields.Integer()
     per_page = ma.fields.Integer()
     total = ma.fields.Integer()
+
+
+def _choice() -> ma.fields.Boolean:
+    """true or false, nothing that merely looks like one ("yes", 1)."""
+    return ma.fields.Boolean(truthy={True}, falsy={False})
+
+
+class PreferenceChoices(BaseSchema):
+    service = _choice()
+    marketing = _choice()
+
+
+class PreferencesArgs(BaseSchema):
+    opted_out = ma.fields.Nested(
+        PreferenceChoices,
+        required=True,
+        metadata={"description": "Categories to change: true stops that category's messages, false resumes them"},
+    )
+
+    @ma.validates("opted_out")
+    def _not_empty(self, value: dict, **_: object) -> None:
+        if not value:
+            raise ma.ValidationError(str(_l("Choose at least one category.")))
+
+
+class PreferencesSchema(ma.Schema):
+    opted_out = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Boolean())
+    consented = ma.fields.Dict(
+        keys=ma.fields.String(),
+        values=ma.fields.Boolean(),
+        metadata={"description": "Whether the member's consent allows the category (changed under privacy settings)"},
+    )
+
+
+class ResendArgs(BaseSchema):
+    reason = ma.fields.String(required=True, validate=Length(min=3, max=255), metadata={"description": "Audited"})
+
+
+class NotificationSchema(ma.Schema):
+    id = ma.fields.Integer()
+    kind = ma.fields.String()
+    channel = ma.fields.String()
+    status = ma.fields.String()
+    period = ma.fields.String(allow_none=True)
+    error = ma.fields.String(allow_none=True)
+    delivery_status = ma.fields.String(allow_none=True)
+    attempts = ma.fields.Integer()
+    created_at = ma.fields.DateTime()
+    due_at = ma.fields.DateTime()
+    sent_at = ma.fields.DateTime(allow_none=True)
+    finished_at = ma.fields.DateTime(allow_none=True)
+
+
+class NotificationHistoryArgs(PageArgs):
+    reason = ma.fields.String(validate=Length(max=255), metadata={"description": "Why you look (audited)"})
+
+
+class NotificationPageSchema(ma.Schema):
+    items = ma.fields.List(ma.fields.Nested(NotificationSchema))
+    page = ma.fields.Integer()
+    per_page = ma.fields.Integer()
+    total = ma.fields.Integer()
+
+
+class RatesArgs(BaseSchema):
+    since = ma.fields.Date(required=True, metadata={"description": "First day (Asia/Shanghai), planned on or after"})
+    until = ma.fields.Date(metadata={"description": "Last day included (default: today)"})
+
+
+class RateSchema(ma.Schema):
+    kind = ma.fields.String()
+    channel = ma.fields.String()
+    total = ma.fields.Integer()
+    reached = ma.fields.Integer()
+    delivered = ma.fields.Integer()
+    failed = ma.fields.Integer()
+    skipped = ma.fields.Integer()
+    open = ma.fields.Integer()
+    delivery_rate = ma.fields.Float(allow_none=True)

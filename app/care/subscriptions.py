@@ -72,6 +72,15 @@ def use_grant(member_id: int, template_id: str) -> bool:
     return used.rowcount == 1
 
 
+def forget_grants(member_id: int, template_id: str) -> None:
+    """WeChat says the member has no grant left for this template: believe it."""
+    db.session.execute(
+        sa.update(SubscribeGrant)
+        .where(SubscribeGrant.member_id == member_id, SubscribeGrant.template_id == template_id)
+        .values(available=0, updated_at=utcnow())
+    )
+
+
 def for_member(member_id: int) -> list[SubscribeGrant]:
     return list(
         db.session.scalars(

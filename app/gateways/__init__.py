@@ -51,6 +51,9 @@ class PaymentRefused(Refused):
 #: WeChat's codes that domain code reacts to.
 NOT_FOLLOWING = 43004  # template message to someone who does not follow the account
 NO_SUBSCRIPTION_GRANT = 43101  # subscribe message without an unused grant
+#: Token answers the real clients already handled by refreshing once and retrying the call; one
+#: reaching domain code means the retry failed too (retried later with backoff).
+TOKEN_REJECTED = (40001, 42001)
 BAD_CODE = 40029  # an invalid (or used) wx.login / phone code
 
 
@@ -110,6 +113,20 @@ class MiniApp(Protocol):
     def phone_number(self, code: str) -> SharedPhone:
         """The number the member chose to share (getPhoneNumber); ``Refused`` for a bad code."""
 
+    def send_subscribe(self, openid: str, template_id: str, data: dict[str, Any], *, page: str | None = None) -> int:
+        """A subscribe message (``subscribeMessage.send``) using one of the member's grants; returns
+        WeChat's msgid (0 if none). ``Refused`` 43101 when the member has no grant left."""
+
+
+# --- SMS -----------------------------------------------------------------------------------------
+
+
+class Sms(Protocol):
+    """A text-message provider with templates approved in advance (Aliyun SMS in production)."""
+
+    def send(self, phone: str, template_code: str, params: dict[str, str], *, out_id: str | None = None) -> str:
+        """Send one templated SMS; returns the provider's message id. ``out_id`` is echoed in receipts."""
+
 
 # --- WeChat Pay ----------------------------------------------------------------------------------
 
@@ -145,6 +162,8 @@ class Gateways:
     official_account: OfficialAccount
     mini_app: MiniApp
     payments: Payments
+    #: None when SMS is switched off (``LOYALTY_SMS_API_BASE`` empty): the channel is skipped.
+    sms: Sms | None = None
 
 
 _KEY = "loyalty.gateways"
@@ -169,3 +188,7 @@ def mini_app() -> MiniApp:
 
 def payments() -> Payments:
     return installed().payments
+
+
+def sms() -> Sms | None:
+    return installed().sms

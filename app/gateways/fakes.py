@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import logging
 import random
 import secrets
 import threading
@@ -31,6 +32,8 @@ from app.gateways import (
     SharedPhone,
     Unavailable,
 )
+
+log = logging.getLogger(__name__)
 
 
 def sandbox_unionid(person: str) -> str:
@@ -123,6 +126,7 @@ class FakeMiniApp(_Recorder):
         self.accept_any_code = True
         self.sessions: dict[str, MiniAppSignIn] = {}
         self.phones: dict[str, str] = {}
+        self._msgids = itertools.count(int(time.time()) * 1000 + 500_000_000)
 
     def reset(self) -> None:
         super().reset()
@@ -147,6 +151,30 @@ class FakeMiniApp(_Recorder):
         if not self.accept_any_code or not code or code.startswith("bad"):
             raise Refused("invalid code", code=BAD_CODE)
         return SharedPhone(digits if digits.isdigit() and len(digits) == 11 else "13800138000", "86")
+
+    def send_subscribe(self, openid: str, template_id: str, data: dict[str, Any], *, page: str | None = None) -> int:
+        self._record("subscribe.send", touser=openid, template_id=template_id, data=data, page=page)
+        return next(self._msgids)
+
+    def subscribes(self) -> list[dict[str, Any]]:
+        return self.of("subscribe.send")
+
+
+class FakeSms(_Recorder):
+    """The logging SMS gateway of development and tests: nothing leaves the process."""
+
+    def __init__(self, journal: Path | None = None) -> None:
+        super().__init__(journal)
+        self._ids = itertools.count(1)
+
+    def send(self, phone: str, template_code: str, params: dict[str, str], *, out_id: str | None = None) -> str:
+        self._record("sms.send", phone=phone, template_code=template_code, params=params, out_id=out_id)
+        message_id = f"sandbox-sms-{next(self._ids)}"
+        log.info("SMS (not sent, sandbox) %s to …%s: %s", template_code, phone[-4:], params)
+        return message_id
+
+    def sent(self) -> list[dict[str, Any]]:
+        return self.of("sms.send")
 
 
 class FakePayments(_Recorder):

@@ -13,6 +13,7 @@ All of them time out (``LOYALTY_WECHAT_HTTP_TIMEOUT``). Only the real gateways
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 import redis
@@ -46,6 +47,8 @@ class StableTokenClient(WeChatClient):
     """
 
     _rejected_token: str | None = None
+    #: Per thread: a call is being retried after a token refresh (one retry only, then the error).
+    _retrying = threading.local()
 
     @property
     def access_token(self) -> str:
@@ -67,7 +70,16 @@ class StableTokenClient(WeChatClient):
     ):
         result = res if isinstance(res, dict) else self._decode_result(res)
         if isinstance(result, dict) and str(result.get("errcode", "0")) in {str(code) for code in TOKEN_REJECTED}:
+            if getattr(self._retrying, "active", False):  # refreshed once already: give up, the caller retries later
+                raise WeChatClientException(
+                    int(result["errcode"]), result.get("errmsg"), client=self, request=getattr(res, "request", None)
+                )
             self._rejected_token = (kwargs.get("params") or {}).get("access_token")
+            self._retrying.active = True
+            try:
+                return super()._handle_result(res, method, url, result_processor, **kwargs)
+            finally:
+                self._retrying.active = False
         return super()._handle_result(res, method, url, result_processor, **kwargs)
 
     def fetch_access_token(self) -> dict[str, Any]:

@@ -50,12 +50,40 @@ MENU_KEYS = {
 }
 
 
-def intent_of(text: str) -> str | None:
+#: Replies that stop (退订, the usual SMS-style "TD") or resume marketing messages.
+MARKETING_CHOICES: dict[str, tuple[str, ...]] = {
+    "stop": ("退订", "td", "取消订阅", "unsubscribe"),
+    "resume": ("恢复订阅", "resubscribe"),
+}
+
+
+def _key_for(text: str, table: dict[str, tuple[str, ...]]) -> str | None:
+    """The key of ``table`` whose words include the whole text (case and spaces aside)."""
     word = text.strip().lower()
-    for intent, words in KEYWORDS.items():
-        if word in words:
-            return intent
-    return None
+    return next((key for key, words in table.items() if word in words), None)
+
+
+def marketing_choice_of(text: str) -> str | None:
+    """Whether a reply asks to stop or to resume marketing messages ("stop", "resume"), else None."""
+    return _key_for(text, MARKETING_CHOICES)
+
+
+def marketing_choice_reply(choice: str, member: Member | None) -> Reply:
+    if member is None:
+        return Text(_("You are not a member yet, so we send you no offers."))
+    if choice == "stop":
+        return Text(
+            _(
+                "Done: you will receive no more offers or greetings from us. Service reminders (points, "
+                "tier, visits) continue. To undo, reply 恢复订阅 or change it in the mini-app under "
+                "Me > Notifications."
+            )
+        )
+    return Text(_("Done: you will receive our offers and greetings again. Reply 退订 to stop them."))
+
+
+def intent_of(text: str) -> str | None:
+    return _key_for(text, KEYWORDS)
 
 
 def mini_link(page: str, label: str, query: str = "") -> str:

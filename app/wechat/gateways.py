@@ -29,7 +29,8 @@ from app.gateways import (
     Unavailable,
 )
 from app.gateways import install as install_gateways
-from app.gateways.fakes import FakeMiniApp, FakeOfficialAccount, FakePayments
+from app.gateways.aliyun_sms import AliyunSms
+from app.gateways.fakes import FakeMiniApp, FakeOfficialAccount, FakePayments, FakeSms
 from app.wechat.clients import StableTokenClient, miniapp_client, official_client, pay_client, wechat_api_base
 
 #: WeChat's answers to a login or phone code we cannot use (invalid, used, too frequent).
@@ -128,6 +129,15 @@ class WeChatMiniApp:
         phone = info.get("purePhoneNumber") or info.get("phoneNumber") or ""
         return SharedPhone(phone, str(info.get("countryCode") or "86"))
 
+    def send_subscribe(self, openid: str, template_id: str, data: dict[str, Any], *, page: str | None = None) -> int:
+        """``cgi-bin/message/subscribe/send``; 43101 (no grant left) comes out as ``Refused``."""
+        body: dict[str, Any] = {"touser": openid, "template_id": template_id, "data": data, "lang": "zh_CN"}
+        if page:
+            body["page"] = page
+        with _wechat_errors():
+            result = miniapp_client().post("message/subscribe/send", data=body)
+        return int(result.get("msgid") or 0)
+
 
 class WeChatPayments:
     def send_red_packet(self, order: RedPacketOrder) -> str:
@@ -172,7 +182,24 @@ def for_settings(settings: Settings, journal: Path | None = None) -> Gateways:
     else:
         mini = WeChatMiniApp(settings.MINIAPP_APP_ID, settings.MINIAPP_APP_SECRET, settings.WECHAT_HTTP_TIMEOUT)
     payments = FakePayments(journal) if settings.pay_sandbox else WeChatPayments()
-    return Gateways(official_account=official, mini_app=mini, payments=payments)
+    return Gateways(
+        official_account=official, mini_app=mini, payments=payments, sms=sms_for_settings(settings, journal)
+    )
+
+
+def sms_for_settings(settings: Settings, journal: Path | None = None) -> Any:
+    """The logging fake for "sandbox", Aliyun SMS for a real base, None (channel off) for none."""
+    if settings.sms_sandbox:
+        return FakeSms(journal)
+    if not settings.SMS_API_BASE:
+        return None
+    return AliyunSms(
+        settings.SMS_API_BASE,
+        settings.SMS_ACCESS_KEY_ID,
+        settings.SMS_ACCESS_KEY_SECRET,
+        settings.SMS_SIGN_NAME,
+        timeout=settings.WECHAT_HTTP_TIMEOUT,
+    )
 
 
 def install(app: Flask) -> None:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.campaigns import redpackets, signup
-from app.care import notify
+from app.care import notify, preferences
 from app.config import current_settings
 from app.core import inbox, ratelimit
 from app.core.clock import utcnow
@@ -175,6 +175,10 @@ def _member(identity: WechatIdentity) -> Member | None:
 
 
 def route(message: Any, at: dt.datetime) -> Reply | None:
+    if message._data.get("Event") == "subscribe_msg_sent_event":  # wechatpy knows no such event
+        for msgid, status in subscribe_reports(message._data):
+            notify.record_delivery(msgid, status)
+        return None
     if message.type == "event":
         return _event(message, at)
     identity = _identity(message)
@@ -188,6 +192,21 @@ def route(message: Any, at: dt.datetime) -> Reply | None:
         _keep_location(identity, member, point, at)
         return conversation.nearest_dealer_reply(*point)
     return conversation.help_reply()
+
+
+def subscribe_reports(data: dict[str, Any]) -> list[tuple[int, str]]:
+    """(MsgID, "success" or WeChat's ErrorStatus, e.g. "failed:user refuse to accept the msg") for
+    each entry of a subscribe-message send report."""
+    entries = (data.get("SubscribeMsgSentEvent") or {}).get("List") or []
+    reports = []
+    for entry in entries if isinstance(entries, list) else [entries]:
+        msgid = str((entry or {}).get("MsgID") or "").strip()
+        if not msgid.isdigit() or len(msgid) > 19:
+            continue
+        ok = str(entry.get("ErrorCode") or "").strip() == "0"
+        status = str(entry.get("ErrorStatus") or "") or f"failed:{entry.get('ErrorCode')}"
+        reports.append((int(msgid), "success" if ok else status))
+    return reports
 
 
 def _keep_location(
@@ -209,6 +228,11 @@ def _coordinates(latitude: Any, longitude: Any) -> tuple[float, float] | None:
 
 
 def _text(content: str, identity: WechatIdentity, member: Member | None, at: dt.datetime) -> Reply:
+    choice = conversation.marketing_choice_of(content)
+    if choice is not None:
+        if member is not None:
+            preferences.set_opted_out(member.id, {"marketing": choice == "stop"}, via="chat")
+        return conversation.marketing_choice_reply(choice, member)
     intent = conversation.intent_of(content)
     if intent:
         return conversation.answer(intent, member)
