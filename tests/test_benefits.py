@@ -16,7 +16,7 @@ from app.core import events
 from app.core.audit import AuditEntry
 from app.core.clock import utcnow
 from app.core.db import db
-from app.core.errors import Conflict, ValidationFailed
+from app.core.errors import Conflict, NotFound, ValidationFailed
 from app.core.events import BenefitUsed, BookingCancelled, BookingConfirmed
 from app.members import services
 from app.members.models import WechatIdentity
@@ -454,3 +454,46 @@ def test_entitlement_rows_are_append_only(program):
     with pytest.raises(sa.exc.DBAPIError), db.session.begin_nested():
         db.session.execute(sa.update(EntitlementEntry).where(EntitlementEntry.id == row.id).values(quantity=5))
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Booking)) == 1
+
+
+def test_the_birthday_discount_is_used_on_the_birthday_at_a_chosen_dealer(program, time_machine):
+    member = factories.member()
+    benefit = catalog.benefit_in_force("birthday_labour_discount")
+    assert availability.offer(member, benefit, "silver").reason == "not_birthday"  # no birthday given
+    member.birthday = dt.date(1990, 3, 14)
+    db.session.flush()
+    time_machine.move_to(dt.datetime(2027, 3, 13, 20, 0, tzinfo=dt.UTC))  # 04:00 on 14 March in Shanghai
+    assert availability.offer(member, benefit, "silver").usable
+    with pytest.raises(ValidationFailed) as refused:
+        book(member, None, "birthday_labour_discount")
+    assert "dealer" in refused.value.fields
+    made = book(member, None, "birthday_labour_discount", dealer_code=program.code).booking
+    assert (made.dealer_id, made.paid_with, made.slot_id) == (program.id, "quota", None)
+    time_machine.move_to(dt.datetime(2027, 3, 15, 4, 0, tzinfo=dt.UTC))
+    assert availability.offer(member, benefit, "silver").reason == "not_birthday"
+
+
+def test_staff_of_another_dealer_cannot_check_a_booking_in(program):
+    member = factories.member()
+    set_tier(member, "gold")
+    made = book(member, today_slot(program)).booking
+    elsewhere = factories.staff(factories.dealer(code="D0598"), role="service_advisor")
+    assert booking.check_in(elsewhere, member) is None  # nothing due at their dealer
+    with pytest.raises(NotFound):
+        booking.check_in(elsewhere, member, made.id)
+    assert made.status == "booked"
+
+
+def test_a_reschedule_to_a_full_slot_changes_nothing(mini, member, program):
+    set_tier(member, "gold")
+    old_slot, full = slot(program, hours_ahead=48), slot(program, hours_ahead=50, capacity=0)
+    made = mini.post(
+        "/api/v1/me/bookings", json={"benefit": "home_test_drive", "slot": old_slot.id, "request_id": "req-resched-1"}
+    )
+    moved = mini.post(
+        f"/api/v1/me/bookings/{made.json['id']}/reschedule", json={"slot": full.id, "request_id": "req-resched-2"}
+    )
+    assert moved.status_code == 409 and moved.json["error"]["code"] == "slot_full"
+    assert mini.get("/api/v1/me/bookings").json[0]["status"] == "booked"
+    db.session.refresh(old_slot)
+    assert old_slot.booked == 1 and remaining(member) == 0

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from app.benefits import catalog, entitlements
 from app.benefits.entitlements import Entitlement, Holder
 from app.benefits.models import Benefit
-from app.core.clock import utcnow
+from app.core.clock import business_today, utcnow
 from app.core.i18n import _l
 from app.members.models import Member
 
@@ -22,6 +22,7 @@ REASONS = {
     "ended": _l("No longer available."),
     "needs_car": _l("Add your car to your membership to use this benefit."),
     "quota_used_up": _l("You have used all of this benefit for this membership year."),
+    "not_birthday": _l("Available on your birthday (set it in your profile)."),
 }
 
 
@@ -71,7 +72,20 @@ def _refusal(member: Member, benefit: Benefit, tier: str) -> str | None:
     reason = _window_reason(benefit, utcnow())
     if reason:
         return reason
+    if benefit.birthday_only and not _is_birthday(member):
+        return "not_birthday"
     return None if catalog.in_pilot(benefit, member.id) else "not_in_pilot"
+
+
+def _is_birthday(member: Member) -> bool:
+    """The birthday is encrypted, so it is compared here, never in SQL; 29 February counts on the 28th."""
+    if member.birthday is None:
+        return False
+    today = business_today()
+    month, day = member.birthday.month, member.birthday.day
+    if (month, day) == (2, 29) and today.month == 2 and today.day == 28:
+        return not (today.year % 4 == 0 and (today.year % 100 != 0 or today.year % 400 == 0))
+    return (today.month, today.day) == (month, day)
 
 
 def offer(member: Member, benefit: Benefit, tier: str, *, vehicle_id: int | None = None) -> Offer:

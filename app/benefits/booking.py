@@ -114,10 +114,13 @@ def _bookable_slot(benefit: Benefit, slot_id: int | None, now: dt.datetime) -> D
     return slot
 
 
-def _dealer_id(slot: DealerSlot | None, dealer_code: str | None) -> int | None:
+def _dealer_id(benefit: Benefit, slot: DealerSlot | None, dealer_code: str | None) -> int | None:
+    """The dealer that delivers: the slot's, or (no slot) the one named; a dealer benefit needs one."""
     if slot is not None:
         return slot.dealer_id
     if dealer_code is None:
+        if benefit.delivered_by == "dealer":
+            raise ValidationFailed(fields={"dealer": [_l("Choose the dealer where you will use this benefit.")]})
         return None
     dealer = dealer_by_code(dealer_code)
     if dealer is None or not dealer.active:
@@ -166,7 +169,7 @@ def book(
             "benefit_id": benefit.id,
             "benefit_code": benefit.code,
             "slot_id": slot.id if slot else None,
-            "dealer_id": _dealer_id(slot, dealer_code),
+            "dealer_id": _dealer_id(benefit, slot, dealer_code),
             "vehicle_id": offer.vehicle_id,
             "status": "booked",
             "paid_with": offer.pays_with,

@@ -69,6 +69,7 @@ class BenefitSchema(BaseSchema):
     pilot_size = ma.fields.Integer(allow_none=True, load_default=None, validate=Range(min=1, max=10_000_000))
     pilot_seed = ma.fields.String(allow_none=True, load_default=None, validate=identifier(32))
     creates_lead = ma.fields.Boolean(load_default=False)
+    birthday_only = ma.fields.Boolean(load_default=False)
 
     @ma.validates_schema
     def _consistent(self, data: dict[str, Any], **_kwargs: Any) -> None:
@@ -172,6 +173,7 @@ DEFAULT_BENEFITS: list[dict[str, Any]] = [
         "eligible_tiers": list(TIERS),
         "quotas": {tier: 1 for tier in TIERS},
         "funder": "dealer",
+        "birthday_only": True,
     },
     {
         "code": "airport_lounge",

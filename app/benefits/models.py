@@ -86,6 +86,8 @@ class Benefit(Base):
     pilot_size: Mapped[int | None]
     pilot_seed: Mapped[str | None] = mapped_column(sa.String(32))
     creates_lead: Mapped[bool] = mapped_column(default=False)
+    #: Usable only on the member's birthday (Asia/Shanghai), e.g. the birthday-day labour discount.
+    birthday_only: Mapped[bool] = mapped_column(default=False)
 
     catalog: Mapped[BenefitCatalog] = relationship(back_populates="benefits")
 
@@ -188,7 +190,7 @@ class Booking(Base):
     request_id: Mapped[str] = mapped_column(sa.String(64))
     benefit_id: Mapped[int] = mapped_column(BigIntType, sa.ForeignKey("benefits.id"))
     benefit_code: Mapped[str] = mapped_column(sa.String(32))
-    slot_id: Mapped[int | None] = mapped_column(BigIntType, sa.ForeignKey("dealer_slots.id"), index=True)
+    slot_id: Mapped[int | None] = mapped_column(BigIntType, sa.ForeignKey("dealer_slots.id"))
     dealer_id: Mapped[int | None] = mapped_column(BigIntType, sa.ForeignKey("dealers.id"))
     vehicle_id: Mapped[int | None] = mapped_column(BigIntType, sa.ForeignKey("vehicles.id"))
     status: Mapped[str] = mapped_column(sa.String(16), default="booked")

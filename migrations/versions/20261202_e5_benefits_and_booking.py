@@ -71,6 +71,7 @@ def upgrade() -> None:
         sa.Column("pilot_size", sa.Integer(), nullable=True),
         sa.Column("pilot_seed", sa.String(length=32), nullable=True),
         sa.Column("creates_lead", sa.Boolean(), nullable=False),
+        sa.Column("birthday_only", sa.Boolean(), nullable=False),
         sa.CheckConstraint("binding IN ('member', 'car')", name=op.f("ck_benefits_binding")),
         sa.CheckConstraint("delivered_by IN ('dealer', 'partner', 'oem')", name=op.f("ck_benefits_delivered_by")),
         sa.CheckConstraint("funder IN ('oem', 'dealer', 'partner')", name=op.f("ck_benefits_funder")),
@@ -167,7 +168,6 @@ def upgrade() -> None:
         postgresql_where=sa.text("status = 'booked'"),
         sqlite_where=sa.text("status = 'booked'"),
     )
-    op.create_index(op.f("ix_bookings_slot_id"), "bookings", ["slot_id"], unique=False)
     op.create_table(
         "entitlement_entries",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -238,7 +238,6 @@ def downgrade() -> None:
     )
     op.drop_index("ix_entitlement_entries_member", table_name="entitlement_entries")
     op.drop_table("entitlement_entries")
-    op.drop_index(op.f("ix_bookings_slot_id"), table_name="bookings")
     op.drop_index(
         "ix_bookings_open",
         table_name="bookings",
