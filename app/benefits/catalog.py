@@ -9,6 +9,7 @@ A pilot (``pilot_size``) is drawn when its version is published: the members who
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from typing import Any
 
 import marshmallow as ma
@@ -334,14 +335,25 @@ def draw_pilot(benefit: Benefit) -> int:
     drawn = db.session.scalar(sa.select(sa.func.count()).select_from(PilotMember).where(*where)) or 0
     if drawn:
         return drawn
-    order = sa.func.md5(sa.literal(f"{benefit.pilot_seed}:") + sa.cast(Member.id, sa.String))
-    chosen = (
-        sa.select(sa.literal(benefit.code), sa.literal(benefit.pilot_seed), Member.id, sa.literal(utcnow()))
-        .where(Member.status.in_(("active", "frozen")))
-        .order_by(order, Member.id)
-        .limit(benefit.pilot_size)
-    )
-    db.session.execute(sa.insert(PilotMember).from_select(["benefit_code", "seed", "member_id", "drawn_at"], chosen))
+    eligible = Member.status.in_(("active", "frozen"))
+    if db.dialect == "postgresql":
+        order = sa.func.md5(sa.literal(f"{benefit.pilot_seed}:") + sa.cast(Member.id, sa.String))
+        chosen = (
+            sa.select(sa.literal(benefit.code), sa.literal(benefit.pilot_seed), Member.id, sa.literal(utcnow()))
+            .where(eligible)
+            .order_by(order, Member.id)
+            .limit(benefit.pilot_size)
+        )
+        columns = ["benefit_code", "seed", "member_id", "drawn_at"]
+        db.session.execute(sa.insert(PilotMember).from_select(columns, chosen))
+    else:  # SQLite (make run) has no md5(): the same order, computed here
+        ids = db.session.scalars(sa.select(Member.id).where(eligible)).all()
+        ordered = sorted(ids, key=lambda i: (hashlib.md5(f"{benefit.pilot_seed}:{i}".encode()).hexdigest(), i))  # noqa: S324
+        db.session.add_all(
+            PilotMember(benefit_code=benefit.code, seed=benefit.pilot_seed, member_id=i)
+            for i in ordered[: benefit.pilot_size]
+        )
+        db.session.flush()
     return db.session.scalar(sa.select(sa.func.count()).select_from(PilotMember).where(*where)) or 0
 
 
