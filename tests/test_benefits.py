@@ -176,6 +176,10 @@ def test_car_bound_roadside_assistance_follows_the_car_to_its_next_owner(program
     offer = availability.offer(buyer, catalog.benefit_in_force("roadside_assistance"), "silver")
     assert offer.usable and offer.entitlement.remaining == 3  # the car's year, not a fresh one
     assert availability.offer(seller, catalog.benefit_in_force("roadside_assistance"), "silver").reason == "needs_car"
+    inspection = book(buyer, slot(program, "inspection"), "annual_inspection", vehicle_id=car.id).booking
+    assert inspection.vehicle_id == car.id  # which car a member-bound service is for
+    with pytest.raises(ValidationFailed):
+        book(seller, slot(program, "inspection"), "annual_inspection", vehicle_id=car.id)  # not theirs any more
 
 
 # --- booking, cancel, reschedule ---------------------------------------------------------------

@@ -170,7 +170,7 @@ def book(
             "benefit_code": benefit.code,
             "slot_id": slot.id if slot else None,
             "dealer_id": _dealer_id(benefit, slot, dealer_code),
-            "vehicle_id": offer.vehicle_id,
+            "vehicle_id": vehicle_id if vehicle_id is not None else offer.vehicle_id,
             "status": "booked",
             "paid_with": offer.pays_with,
             "year_start": year_start,
