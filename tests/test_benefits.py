@@ -263,9 +263,11 @@ def test_booking_confirmed_cancelled_and_used_are_published_with_ids(program):
         ("BenefitUsed", second.id, member.id),
     ]
     assert second.status == "delivered" and second.delivered_by_staff_id == staff.id
-    assert db.session.scalar(sa.select(AuditEntry.action).where(AuditEntry.subject_id == str(second.id))) == (
-        "benefit.delivered"
-    )
+    assert db.session.scalar(
+        sa.select(AuditEntry.action).where(
+            AuditEntry.subject_type == "booking", AuditEntry.subject_id == str(second.id)
+        )
+    ) == ("benefit.delivered")
 
 
 # --- slots -------------------------------------------------------------------------------------

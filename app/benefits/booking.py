@@ -203,8 +203,7 @@ def _pay(booking: Booking, benefit: Benefit, offer: Offer, holder: Holder) -> No
             idempotency_key=f"benefit:booking:{booking.id}",
             source_type="benefit_booking",
             source_ref=str(booking.id),
-            dealer_id=booking.dealer_id,
-            note=benefit.code,
+            note=benefit.code,  # no dealer: dealer settlement counts deductions, benefits settle apart
         )
         booking.points_spent = benefit.points_price
     elif entitlements.take(holder, benefit, offer.tier, booking_id=booking.id) is None:
@@ -230,7 +229,6 @@ def _give_back(booking: Booking) -> None:
                 source_ref=str(booking.id),
                 kind="adjust",
                 reason_code="benefit_cancelled",
-                dealer_id=booking.dealer_id,
             )
         )
     elif booking.paid_with in ("quota", "free"):

@@ -18,7 +18,7 @@ def settle_quotas_on_tier_change(event: TierChanged) -> None:
     member = db.session.get(Member, event.member_id)
     if member is None:
         return
-    for benefit in catalog.benefits_in_force(event.at):
+    for benefit in catalog.benefits_in_force():  # the catalog in force now: the year being settled is now
         if not benefit.quotas:
             continue
         holders = (
