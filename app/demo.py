@@ -6,6 +6,9 @@ import datetime as dt
 
 import sqlalchemy as sa
 
+from app.benefits import catalog as benefit_catalog
+from app.benefits import slots as benefit_slots
+from app.benefits.models import DealerSlot
 from app.core.clock import business_today, utcnow
 from app.core.db import db
 from app.dealers.models import Dealer, Staff
@@ -77,6 +80,15 @@ DEMO_OPERATORS = (
     ("operator", "总部运营 王敏", "operator", None),
     ("d0101", "金达店会员经理 孙丽", "dealer_manager", "D0101"),
 )
+#: Slots the demo dealer D0101 publishes for the next two weeks: service type, start, end, capacity.
+DEMO_SLOTS = (
+    ("test_drive", dt.time(10), dt.time(11), 3),
+    ("test_drive", dt.time(14), dt.time(15), 3),
+    ("maintenance", dt.time(9), dt.time(12), 10),
+    ("inspection", dt.time(9), dt.time(17), 5),
+    ("pickup", dt.time(9), dt.time(10), 2),
+)
+DEMO_SLOT_DAYS = 14
 DEMO_PASSWORD = "demo-password"  # noqa: S105 - a published local-demo password, refused in production
 
 
@@ -150,7 +162,36 @@ def seed() -> dict[str, int]:
         _demo_points(member, vehicle, dealer)
         created["members"] += 1
     created["operators"] = _demo_operators(dealers)
+    created["benefit_catalogs"] = int(benefit_catalog.seed_defaults(actor="demo") is not None)
+    created["slots"] = _demo_slots(dealers["D0101"])
     return created
+
+
+def _demo_slots(dealer: Dealer) -> int:
+    """Two weeks of slots at D0101 from tomorrow, so the demo can book (existing ones are kept)."""
+    before = db.session.scalar(sa.select(sa.func.count()).where(DealerSlot.dealer_id == dealer.id)) or 0
+    for offset in range(1, DEMO_SLOT_DAYS + 1):
+        day = business_today() + dt.timedelta(days=offset)
+        for service_type, start, end, capacity in DEMO_SLOTS:
+            starts_at, ends_at = benefit_slots.local_window(day, start, end)
+            exists = db.session.scalar(
+                sa.select(DealerSlot.id).where(
+                    DealerSlot.dealer_id == dealer.id,
+                    DealerSlot.service_type == service_type,
+                    DealerSlot.starts_at == starts_at,
+                )
+            )
+            if exists is None:
+                benefit_slots.publish_slot(
+                    dealer,
+                    service_type=service_type,
+                    starts_at=starts_at,
+                    ends_at=ends_at,
+                    capacity=capacity,
+                    actor="demo",
+                )
+    after = db.session.scalar(sa.select(sa.func.count()).where(DealerSlot.dealer_id == dealer.id)) or 0
+    return after - before
 
 
 def _demo_points(member: Member, vehicle: Vehicle, dealer: Dealer) -> None:

@@ -21,6 +21,7 @@ Two kinds of subscriber (blinker signals, which Flask already ships):
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -69,3 +70,34 @@ def after_commit(event_type: type[E]) -> Callable[[Callable[[E], None]], Callabl
         return fn
 
     return connect
+
+
+# Events of benefits and booking, declared here (not in ``app/benefits``) because their subscribers
+# (care: confirmations, 24-hour reminders) sit in the same layer and may not import benefits.
+
+
+@dataclass(frozen=True)
+class BookingConfirmed(DomainEvent):
+    """A booking was made (or made again by a reschedule)."""
+
+    member_id: int
+    booking_id: int
+    at: dt.datetime
+
+
+@dataclass(frozen=True)
+class BookingCancelled(DomainEvent):
+    """A booking was cancelled (in time, late, or replaced by a reschedule)."""
+
+    member_id: int
+    booking_id: int
+    at: dt.datetime
+
+
+@dataclass(frozen=True)
+class BenefitUsed(DomainEvent):
+    """A booked benefit was delivered (staff checked the member in)."""
+
+    member_id: int
+    booking_id: int
+    at: dt.datetime
