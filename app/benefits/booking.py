@@ -219,17 +219,15 @@ def _in_time(booking: Booking, now: dt.datetime) -> bool:
 
 def _give_back(booking: Booking) -> None:
     if booking.paid_with == "points" and booking.points_spent:
-        ledger.earn(
-            ledger.Earning(
-                member_id=booking.member_id,
-                currency="reward",
-                points=booking.points_spent,
-                idempotency_key=f"benefit:refund:{booking.id}",
-                source_type="benefit_booking",
-                source_ref=str(booking.id),
-                kind="adjust",
-                reason_code="benefit_cancelled",
-            )
+        spent = ledger.find_entry(f"benefit:booking:{booking.id}", booking.member_id, "spend")
+        assert spent is not None
+        ledger.refund(  # back into the lots the booking drained, with their own expiry
+            spent,
+            booking.points_spent,
+            idempotency_key=f"benefit:refund:{booking.id}",
+            source_type="benefit_booking",
+            source_ref=str(booking.id),
+            reason_code="benefit_cancelled",
         )
     elif booking.paid_with in ("quota", "free"):
         holder = Holder(booking.member_id, booking.vehicle_id if booking.benefit.binding == "car" else None)

@@ -120,7 +120,7 @@ def position(holder: Holder, benefit: Benefit, tier: str, day: dt.date | None = 
     ).all()
     sums = {kind: int(total) for kind, total in rows}
     granted = sums.get("grant", 0) + sums.get("revoke", 0)
-    used = -sums.get("use", 0) - sums.get("restore", 0)
+    used = -sums.get("use", 0) - sums.get("transfer", 0) - sums.get("restore", 0)  # a share holds a use
     return Entitlement(start, end, quota, granted, used, unlimited)
 
 

@@ -24,9 +24,10 @@ CATALOG_STATUSES = ("draft", "published", "retired")
 BINDINGS = ("member", "car")
 DELIVERERS = ("dealer", "partner", "oem")
 FUNDERS = ("oem", "dealer", "partner")
-ENTRY_KINDS = ("grant", "revoke", "use", "restore")
+ENTRY_KINDS = ("grant", "revoke", "use", "restore", "transfer")
 BOOKING_STATUSES = ("booked", "cancelled", "late_cancelled", "no_show", "delivered")
-PAYMENTS = ("quota", "points", "free")
+PAYMENTS = ("quota", "points", "free", "share")
+SHARE_STATUSES = ("open", "claimed", "returned")
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -138,7 +139,8 @@ class EntitlementEntry(Base):
     __table_args__ = (
         sa.CheckConstraint(_in("kind", ENTRY_KINDS), name="kind"),
         sa.CheckConstraint(
-            "(kind IN ('grant', 'restore') AND quantity > 0) OR (kind IN ('use', 'revoke') AND quantity < 0)",
+            "(kind IN ('grant', 'restore') AND quantity > 0)"
+            " OR (kind IN ('use', 'revoke', 'transfer') AND quantity < 0)",
             name="sign_by_kind",
         ),
         sa.Index("ix_entitlement_entries_member", "member_id", "benefit_code", "year_start"),
@@ -206,6 +208,10 @@ class Booking(Base):
     delivered_at: Mapped[dt.datetime | None]
     delivered_by_staff_id: Mapped[int | None] = mapped_column(BigIntType, sa.ForeignKey("staff.id"))
     no_show_at: Mapped[dt.datetime | None]
+    #: The member's rating after delivery, 1–5 (once).
+    rating: Mapped[int | None]
+    rating_comment: Mapped[str | None] = mapped_column(sa.String(255))
+    rated_at: Mapped[dt.datetime | None]
 
     slot: Mapped[DealerSlot | None] = relationship()
     benefit: Mapped[Benefit] = relationship()
@@ -215,11 +221,54 @@ class Booking(Base):
         sa.UniqueConstraint("member_id", "request_id"),
         sa.CheckConstraint(_in("status", BOOKING_STATUSES), name="status"),
         sa.CheckConstraint(_in("paid_with", PAYMENTS), name="paid_with"),
+        sa.CheckConstraint("rating IS NULL OR rating BETWEEN 1 AND 5", name="rating_range"),
         sa.Index("ix_bookings_member_created", "member_id", "created_at"),
         sa.Index(
             "ix_bookings_open",
             "slot_id",
             postgresql_where=sa.text("status = 'booked'"),
             sqlite_where=sa.text("status = 'booked'"),
+        ),
+    )
+
+
+class BenefitShare(Base):
+    """A transferable benefit a member gives away: one use of their quota is held (a ``transfer``
+    entitlement entry) until a friend claims it, exactly once, or it returns after 7 days."""
+
+    __tablename__ = "benefit_shares"
+
+    id: Mapped[BigIntPK]
+    #: Opaque, unguessable; the share link and the mini-app code scene carry it (≤ 32 characters).
+    key: Mapped[str] = mapped_column(sa.String(32), unique=True)
+    from_member_id: Mapped[int] = mapped_column(BigIntType, sa.ForeignKey("members.id"))
+    #: The giver's tap: a resend returns the same share.
+    request_id: Mapped[str] = mapped_column(sa.String(64))
+    benefit_id: Mapped[int] = mapped_column(BigIntType, sa.ForeignKey("benefits.id"))
+    benefit_code: Mapped[str] = mapped_column(sa.String(32))
+    #: The giver's membership year the held use counts in (restored there if unclaimed).
+    year_start: Mapped[dt.date]
+    #: The dealer that gets the lead and delivers the benefit.
+    dealer_id: Mapped[int] = mapped_column(BigIntType, sa.ForeignKey("dealers.id"))
+    model_interest: Mapped[str | None] = mapped_column(sa.String(64))
+    status: Mapped[str] = mapped_column(sa.String(10), default="open")
+    claimed_by_member_id: Mapped[int | None] = mapped_column(BigIntType, sa.ForeignKey("members.id"))
+    claimed_at: Mapped[dt.datetime | None]
+    expires_at: Mapped[dt.datetime]
+    returned_at: Mapped[dt.datetime | None]
+    #: The friend's booking made with this share (at most one).
+    booking_id: Mapped[int | None] = mapped_column(BigIntType, sa.ForeignKey("bookings.id"), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        sa.UniqueConstraint("from_member_id", "request_id"),
+        sa.CheckConstraint(_in("status", SHARE_STATUSES), name="status"),
+        sa.CheckConstraint("claimed_by_member_id IS NULL OR claimed_by_member_id <> from_member_id", name="not_self"),
+        sa.Index("ix_benefit_shares_claimed_by", "claimed_by_member_id"),
+        sa.Index(
+            "ix_benefit_shares_open_expiry",
+            "expires_at",
+            postgresql_where=sa.text("status = 'open'"),
+            sqlite_where=sa.text("status = 'open'"),
         ),
     )

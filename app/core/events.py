@@ -101,3 +101,13 @@ class BenefitUsed(DomainEvent):
     member_id: int
     booking_id: int
     at: dt.datetime
+
+
+@dataclass(frozen=True)
+class BookingRatedLow(DomainEvent):
+    """A member rated a delivered benefit 2 or lower: customer service should call them back."""
+
+    member_id: int
+    booking_id: int
+    rating: int
+    at: dt.datetime

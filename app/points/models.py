@@ -23,7 +23,7 @@ from app.core.clock import utcnow
 from app.core.db import Base, BigIntPK, BigIntType
 
 CURRENCIES = ("reward", "tier")
-ENTRY_KINDS = ("earn", "spend", "expire", "reverse", "adjust", "transfer")
+ENTRY_KINDS = ("earn", "spend", "expire", "reverse", "adjust", "transfer", "refund")
 FUNDERS = ("oem", "dealer", "partner")
 LOT_STATUSES = ("held", "pending", "available", "depleted", "expired", "reversed")
 ADJUSTMENT_STATUSES = ("pending", "applied", "rejected")

@@ -64,6 +64,7 @@ def _totals(month: dt.date) -> dict[int, dict[str, int]]:
     redeemed_signed = sa.case(
         (PointEntry.kind == "spend", -PointEntry.points),
         (sa.and_(PointEntry.kind == "reverse", original.kind == "spend"), -PointEntry.points),
+        (PointEntry.kind == "refund", -PointEntry.points),
         else_=0,
     )
     rows = db.session.execute(
