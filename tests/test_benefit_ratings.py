@@ -6,13 +6,16 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from app.benefits import booking
+from app.benefits import booking, ratings
+from app.core import events
 from app.core.clock import utcnow
 from app.core.db import db
+from app.core.errors import NotFound
+from app.core.events import BookingRatedLow
 from app.points import queries
 from app.points.models import PointEntry, PointLot
 from tests import factories
-from tests.benefit_helpers import give_points, seed_catalog, slot
+from tests.benefit_helpers import give_points, seed_catalog, set_tier, slot, today_slot
 
 
 @pytest.fixture
@@ -40,3 +43,45 @@ def test_cancelling_a_points_booking_refunds_into_the_same_lot_with_its_expiry(p
     assert (lot.remaining, lot.status) == (1500, "available")  # no new lot with a new expiry
     assert db.session.scalar(sa.select(sa.func.count()).where(PointLot.member_id == member.id)) == lots_before
     assert queries.balance(member.id).available == 1500
+
+
+def delivered(member, program):
+    made = booking.book(
+        member, benefit_code="home_test_drive", request_id=f"r-{member.id}", slot_id=today_slot(program).id
+    ).booking
+    staff = factories.staff(program, role="sales_advisor")
+    assert booking.check_in(staff, member, made.id) is made
+    return made
+
+
+def test_a_delivered_booking_is_rated_once_and_a_low_rating_asks_for_a_callback(program):
+    member = factories.member()
+    set_tier(member, "gold")
+    made = delivered(member, program)
+    seen = []
+    with events._signal(BookingRatedLow, "within").connected_to(seen.append):
+        rated = ratings.rate(member, made.id, 2, "迟到了")
+        again = ratings.rate(member, made.id, 2, "迟到了")  # a resend
+    assert rated is again and (rated.rating, rated.rating_comment) == (2, "迟到了") and rated.rated_at
+    assert [(type(e).__name__, e.member_id, e.booking_id, e.rating) for e in seen] == [
+        ("BookingRatedLow", member.id, made.id, 2)
+    ]
+    with pytest.raises(ratings.AlreadyRated):
+        ratings.rate(member, made.id, 5)
+
+
+def test_a_good_rating_asks_for_nothing_and_only_delivered_bookings_of_mine_are_rated(program):
+    member, other = factories.member(), factories.member()
+    set_tier(member, "gold")
+    made = delivered(member, program)
+    seen = []
+    with events._signal(BookingRatedLow, "within").connected_to(seen.append):
+        assert ratings.rate(member, made.id, 3).rating == 3
+    assert seen == []
+    with pytest.raises(NotFound):
+        ratings.rate(other, made.id, 4)
+    open_one = booking.book(
+        member, benefit_code="vip_lane", request_id="vip-1", slot_id=slot(program, "maintenance").id
+    )
+    with pytest.raises(ratings.NotDelivered):
+        ratings.rate(member, open_one.booking.id, 4)

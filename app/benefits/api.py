@@ -7,10 +7,18 @@ from typing import Any
 from flask import g
 
 from app.api.auth import BEARER, consented_member_required, member_required, per_user_limit
-from app.benefits import availability, booking, catalog, slots
+from app.benefits import availability, booking, catalog, ratings, slots
 from app.benefits.availability import Offer
 from app.benefits.models import Booking, DealerSlot
-from app.benefits.schemas import BookingArgs, BookingSchema, OfferSchema, RescheduleArgs, SlotQueryArgs, SlotSchema
+from app.benefits.schemas import (
+    BookingArgs,
+    BookingSchema,
+    OfferSchema,
+    RatingArgs,
+    RescheduleArgs,
+    SlotQueryArgs,
+    SlotSchema,
+)
 from app.core.errors import NotFound
 from app.core.http import Blueprint
 from app.dealers.services import dealer_by_code
@@ -78,6 +86,8 @@ def booking_json(row: Booking, locale: str) -> dict[str, Any]:
         "cancelled_at": row.cancelled_at,
         "delivered_at": row.delivered_at,
         "rescheduled_from": row.rescheduled_from_id,
+        "rating": row.rating,
+        "rated_at": row.rated_at,
     }
 
 
@@ -142,6 +152,7 @@ def book(args: dict[str, Any]) -> dict[str, Any]:
         slot_id=args.get("slot"),
         vehicle_id=args.get("vehicle"),
         dealer_code=args.get("dealer"),
+        share_key=args.get("share"),
     )
     return booking_json(result.booking, g.member.locale)
 
@@ -168,3 +179,17 @@ def reschedule(args: dict[str, Any], booking_id: int) -> dict[str, Any]:
     """Move a booking to another slot (before the cut-off): the old one is cancelled in the same step."""
     result = booking.reschedule(g.member, booking_id, slot_id=args["slot"], request_id=args["request_id"])
     return booking_json(result.booking, g.member.locale)
+
+
+@blp.route("/me/bookings/<id:booking_id>/rating", methods=["POST"])
+@blp.doc(security=BEARER)
+@blp.arguments(RatingArgs)
+@blp.response(200, BookingSchema)
+@blp.alt_response(404, response="NOT_FOUND")
+@blp.alt_response(409, response="CONFLICT")
+@member_required
+def rate(args: dict[str, Any], booking_id: int) -> dict[str, Any]:
+    """Rate a delivered benefit 1–5, once (the same rating again is a resend); 2 or lower asks
+    customer service to call me back."""
+    row = ratings.rate(g.member, booking_id, args["rating"], args.get("comment"))
+    return booking_json(row, g.member.locale)

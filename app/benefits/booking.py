@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from app.benefits import availability, catalog, entitlements, slots
 from app.benefits.availability import Offer
 from app.benefits.entitlements import Holder
-from app.benefits.models import Benefit, Booking, DealerSlot
+from app.benefits.models import Benefit, BenefitShare, Booking, DealerSlot
 from app.core import audit, events, tunables
 from app.core.clock import business_today, utcnow
 from app.core.db import db, insert_if_absent
@@ -55,6 +55,11 @@ class QuotaUsedUp(Conflict):
 class BookingClosed(Conflict):
     code = "booking_closed"
     default_message = _l("This booking is no longer open.")
+
+
+class ShareInUse(Conflict):
+    code = "share_in_use"
+    default_message = _l("This shared benefit is already booked.")
 
 
 class RequestIdReused(Conflict):
@@ -148,8 +153,10 @@ def book(
     vehicle_id: int | None = None,
     dealer_code: str | None = None,
     rescheduled_from: Booking | None = None,
+    share_key: str | None = None,
 ) -> Booked:
-    """Book once per ``request_id``: the slot, and the quota or points, together or not at all."""
+    """Book once per ``request_id``: the slot, and the quota or points (or a benefit a friend
+    shared, ``share_key``), together or not at all."""
     existing = find(member.id, request_id)
     if existing is not None:
         return Booked(_same_request(existing, benefit_code, slot_id), False)
@@ -157,8 +164,11 @@ def book(
     benefit = catalog.benefit_in_force(benefit_code, now)
     if benefit is None:
         raise ValidationFailed(fields={"benefit": [_l("Unknown benefit.")]})
-    offer = _check_offer(member, benefit, vehicle_id)
+    share = _claimed_share(member, benefit, share_key) if share_key is not None else None
+    offer = _check_offer(member, benefit, vehicle_id) if share is None else _share_offer(member, benefit)
     slot = _bookable_slot(benefit, slot_id, now)
+    if share is not None and slot is not None and slot.dealer_id != share.dealer_id:
+        raise ValidationFailed(fields={"slot": [_l("A shared benefit is used at the dealer it was shared for.")]})
     holder = Holder(member.id, offer.vehicle_id if benefit.binding == "car" else None)
     year_start, _end = entitlements.membership_year(holder)
     booking_id = insert_if_absent(
@@ -169,7 +179,9 @@ def book(
             "benefit_id": benefit.id,
             "benefit_code": benefit.code,
             "slot_id": slot.id if slot else None,
-            "dealer_id": _dealer_id(benefit, slot, dealer_code),
+            "dealer_id": share.dealer_id
+            if share is not None and slot is None
+            else _dealer_id(benefit, slot, dealer_code),
             "vehicle_id": vehicle_id if vehicle_id is not None else offer.vehicle_id,
             "status": "booked",
             "paid_with": offer.pays_with,
@@ -187,15 +199,39 @@ def book(
         return Booked(_same_request(twin, benefit_code, slot_id), False)
     booking = db.session.get(Booking, booking_id)
     assert booking is not None
-    _pay(booking, benefit, offer, holder)
+    _pay(booking, benefit, offer, holder, share)
     if slot is not None and not slots.take_seat(slot.id, now=now):
         raise slots.SlotFull()
     events.publish(BookingConfirmed(member.id, booking.id, now))
     return Booked(booking, True)
 
 
-def _pay(booking: Booking, benefit: Benefit, offer: Offer, holder: Holder) -> None:
-    if offer.pays_with == "points":
+def _claimed_share(member: Member, benefit: Benefit, key: str) -> BenefitShare:
+    """The share of this benefit the member claimed, locked (one booking per share at a time)."""
+    share = db.session.scalar(
+        sa.select(BenefitShare)
+        .where(BenefitShare.key == key, BenefitShare.claimed_by_member_id == member.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if share is None or share.benefit_code != benefit.code:
+        raise ValidationFailed(fields={"share": [_l("You have not claimed this shared benefit.")]})
+    if share.booking_id is not None:
+        raise ShareInUse()
+    return share
+
+
+def _share_offer(member: Member, benefit: Benefit) -> Offer:
+    """A claimed share is paid for already: the friend needs no tier or quota, only a membership."""
+    if member.status != "active":
+        raise BenefitUnavailable(availability.REASONS["member_inactive"], details={"reason": "member_inactive"})
+    return Offer(benefit, current_tier(member.id), "share", None, None, None)
+
+
+def _pay(booking: Booking, benefit: Benefit, offer: Offer, holder: Holder, share: BenefitShare | None) -> None:
+    if share is not None:
+        share.booking_id = booking.id
+    elif offer.pays_with == "points":
         assert benefit.points_price is not None
         ledger.spend(
             booking.member_id,
@@ -229,6 +265,8 @@ def _give_back(booking: Booking) -> None:
             source_ref=str(booking.id),
             reason_code="benefit_cancelled",
         )
+    elif booking.paid_with == "share":  # the friend may book the shared benefit again
+        db.session.execute(sa.update(BenefitShare).where(BenefitShare.booking_id == booking.id).values(booking_id=None))
     elif booking.paid_with in ("quota", "free"):
         holder = Holder(booking.member_id, booking.vehicle_id if booking.benefit.binding == "car" else None)
         entitlements.give_back(holder, booking.benefit_code, booking.year_start, booking_id=booking.id)
@@ -273,6 +311,11 @@ def reschedule(member: Member, booking_id: int, *, slot_id: int, request_id: str
     if not _in_time(old, now):
         raise BookingClosed(_l("It is too late to change this booking."))
     slots.lock_in_order([old.slot_id, slot_id])
+    share_key = (
+        db.session.scalar(sa.select(BenefitShare.key).where(BenefitShare.booking_id == old.id))
+        if old.paid_with == "share"
+        else None
+    )
     _close(old, now)
     return book(
         member,
@@ -281,6 +324,7 @@ def reschedule(member: Member, booking_id: int, *, slot_id: int, request_id: str
         slot_id=slot_id,
         vehicle_id=old.vehicle_id,
         rescheduled_from=old,
+        share_key=share_key,
     )
 
 

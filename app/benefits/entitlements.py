@@ -208,3 +208,25 @@ def history(holder: Holder, benefit_code: str, year_start: dt.date) -> list[Enti
             .order_by(EntitlementEntry.id)
         )
     )
+
+
+def hold_for_share(holder: Holder, benefit: Benefit, tier: str, *, share_id: int) -> Entitlement | None:
+    """Hold one of the holder's quota for a share (a ``transfer`` row), under the lock. None when
+    nothing is left (an unlimited benefit is not shared: there is nothing to hold)."""
+    lock(holder, benefit.code, position(holder, benefit, tier).year_start)
+    current = settle_grants(holder, benefit, tier, position(holder, benefit, tier))
+    if current.unlimited or (current.remaining or 0) < 1:
+        return None
+    key = f"transfer:share:{share_id}"
+    _add(holder, benefit.code, current.year_start, kind="transfer", quantity=-1, key=key, tier=tier)
+    return current
+
+
+def return_share(holder: Holder, benefit_code: str, year_start: dt.date, *, share_id: int) -> bool:
+    """Give an unclaimed share's held use back to the giver (once)."""
+    lock(holder, benefit_code, year_start)
+    key = f"restore:share:{share_id}"
+    if db.session.scalar(sa.select(EntitlementEntry.id).where(EntitlementEntry.idempotency_key == key)) is not None:
+        return False
+    _add(holder, benefit_code, year_start, kind="restore", quantity=1, key=key, note=f"share {share_id} unclaimed")
+    return True

@@ -260,6 +260,8 @@ class BenefitShare(Base):
     booking_id: Mapped[int | None] = mapped_column(BigIntType, sa.ForeignKey("bookings.id"), unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
+    benefit: Mapped[Benefit] = relationship()
+
     __table_args__ = (
         sa.UniqueConstraint("from_member_id", "request_id"),
         sa.CheckConstraint(_in("status", SHARE_STATUSES), name="status"),

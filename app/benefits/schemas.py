@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 import marshmallow as ma
 
 from app.benefits.catalog import BenefitSchema
-from app.core.schemas import BaseSchema, Length, Range, identifier
+from app.core.schemas import BaseSchema, Length, Range, Regexp, identifier
 
 ROW_ID = {"validate": Range(min=1, max=2**63 - 1)}
+SHARE_KEY = [Length(min=8, max=32), Regexp(re.compile(r"[A-Za-z0-9_-]+"))]
 
 
 class BookingArgs(BaseSchema):
@@ -28,6 +31,12 @@ class BookingArgs(BaseSchema):
         required=True,
         validate=Length(min=8, max=64),
         metadata={"description": "A fresh id per tap on 'book'; resending it returns the same booking"},
+    )
+    share = ma.fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=SHARE_KEY,
+        metadata={"description": "Key of a benefit a friend shared and I claimed: pays for the booking"},
     )
 
 
@@ -117,6 +126,58 @@ class BookingSchema(ma.Schema):
     cancelled_at = ma.fields.DateTime(allow_none=True)
     delivered_at = ma.fields.DateTime(allow_none=True)
     rescheduled_from = ma.fields.Integer(allow_none=True)
+    rating = ma.fields.Integer(allow_none=True)
+    rated_at = ma.fields.DateTime(allow_none=True)
+
+
+class RatingArgs(BaseSchema):
+    rating = ma.fields.Integer(required=True, validate=Range(min=1, max=5), metadata={"description": "1 (bad) … 5"})
+    comment = ma.fields.String(load_default=None, allow_none=True, validate=Length(max=255))
+
+
+class ShareArgs(BaseSchema):
+    benefit = ma.fields.String(required=True, validate=identifier(32), metadata={"description": "Benefit code"})
+    request_id = ma.fields.String(
+        required=True,
+        validate=Length(min=8, max=64),
+        metadata={"description": "A fresh id per tap on 'share'; resending it returns the same share"},
+    )
+    dealer = ma.fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=identifier(16),
+        metadata={"description": "Dealer for the friend (default: my car's dealer, else my enrolling dealer)"},
+    )
+    model = ma.fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=Length(min=1, max=64),
+        metadata={"description": "Model of interest"},
+    )
+
+
+class ClaimArgs(BaseSchema):
+    model = ma.fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=Length(min=1, max=64),
+        metadata={"description": "Model of interest"},
+    )
+
+
+class ShareSchema(ma.Schema):
+    key = ma.fields.String()
+    benefit = ma.fields.String()
+    benefit_name = ma.fields.String()
+    status = ma.fields.String(metadata={"description": "open, claimed, returned"})
+    dealer_code = ma.fields.String()
+    dealer_name = ma.fields.String()
+    expires_at = ma.fields.DateTime()
+    claimed_at = ma.fields.DateTime(allow_none=True)
+    mine = ma.fields.Boolean(metadata={"description": "I gave it (false: shared with me)"})
+    booking = ma.fields.Integer(allow_none=True, metadata={"description": "The booking made with it"})
+    scene = ma.fields.String(metadata={"description": "Scene for the mini-app code (wxacode.getUnlimited)"})
+    path = ma.fields.String(metadata={"description": "Mini-app page of the share link"})
 
 
 class CatalogArgs(BaseSchema):
