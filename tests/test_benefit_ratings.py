@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
+from flask_babel import force_locale
 
 from app.benefits import booking, ratings
 from app.core import events
@@ -14,6 +15,7 @@ from app.core.errors import NotFound
 from app.core.events import BookingRatedLow
 from app.points import queries
 from app.points.models import PointEntry, PointLot
+from app.wechat import conversation
 from tests import factories
 from tests.benefit_helpers import give_points, seed_catalog, set_tier, slot, today_slot
 
@@ -85,3 +87,25 @@ def test_a_good_rating_asks_for_nothing_and_only_delivered_bookings_of_mine_are_
     )
     with pytest.raises(ratings.NotDelivered):
         ratings.rate(member, open_one.booking.id, 4)
+
+
+# --- the chat answers from the benefits domain ----------------------------------------------------
+
+
+def test_the_chat_answers_benefits_left_and_upcoming_bookings_in_the_members_language(program):
+    member = factories.member()
+    set_tier(member, "gold")
+    text = conversation.answer("benefits", member).content
+    assert "免费上门试乘试驾：本年度剩余 1 次" in text and "VIP保养专属通道：不限次" in text
+    booked = book(member, slot(program))
+    text = conversation.answer("benefits", member).content
+    assert "免费上门试乘试驾：本年度剩余 0 次" in text
+    cards = conversation.answer("booking", member).items
+    assert len(cards) == 2 and cards[1].url.endswith(f"?id={booked.id}")
+    assert cards[1].title.startswith("免费上门试乘试驾，") and cards[1].description == program.name
+    member.locale = "en"
+    db.session.flush()
+    with force_locale("en"):
+        english = conversation.answer("benefits", member).content
+    assert "Free at-home test drive: 0 left this year" in english
+    assert len(conversation.answer("booking", None).items) == 1  # a stranger gets the card only

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from app.benefits import booking, catalog, entitlements, sharing
 from app.benefits.entitlements import Holder
 from app.benefits.models import BenefitShare, EntitlementEntry
+from app.core.audit import AuditEntry
 from app.core.clock import utcnow
 from app.core.db import db
 from app.dealers.models import SalesLead
@@ -202,3 +203,74 @@ def test_a_share_claimed_by_20_friends_at_once_is_claimed_once_with_one_lead(app
         assert row.claimed_by_member_id == winner
         leads = db.session.scalars(sa.select(SalesLead)).all()
         assert [(lead.member_id, lead.source_ref) for lead in leads] == [(winner, f"share:{row.id}")]
+
+
+# --- the dealer's leads --------------------------------------------------------------------------
+
+
+def _claimed_lead(program, friend, request_id):
+    giver = gold_giver(program)
+    key = sharing.share(giver, benefit_code="home_test_drive", request_id=request_id, model="ET7").share.key
+    sharing.claim(friend, key)
+    return giver
+
+
+def test_a_dealer_sees_its_leads_masked_and_only_counts_people_without_dealer_sharing(client, program):
+    sharing_friend = factories.member(name="王小明", phone="13955550081")
+    services.record_consent(
+        sharing_friend, policy_version="2026.1", granted=["service_notifications", "dealer_sharing"], channel="miniapp"
+    )
+    private_friend = factories.member(name="李四", phone="13955550082")
+    _claimed_lead(program, sharing_friend, "share-1001")
+    _claimed_lead(program, private_friend, "share-1002")
+    _manager, token = factories.operator("dealer_manager", dealer_id=program.id)
+    other_dealer = factories.dealer(code="D0799")
+    _other, other_token = factories.operator("dealer_manager", dealer_id=other_dealer.id)
+    _agent, hq_token = factories.operator("agent")
+
+    mine = client.get("/api/v1/cs/leads", headers={"Authorization": f"Bearer {token}"})
+    assert mine.status_code == 200, mine.json
+    assert mine.json["hidden"] == 1 and len(mine.json["items"]) == 1
+    row = mine.json["items"][0]
+    assert (row["name"], row["phone"], row["model_interest"], row["source"], row["status"]) == (
+        "王**",
+        "139****0081",
+        "ET7",
+        "benefit_transfer",
+        "new",
+    )
+    assert row["member_no"] == sharing_friend.member_no and row["dealer_code"] == "D0701"
+    theirs = client.get("/api/v1/cs/leads", headers={"Authorization": f"Bearer {other_token}"}).json
+    assert theirs == {"items": [], "hidden": 0}
+    everyone = client.get("/api/v1/cs/leads", headers={"Authorization": f"Bearer {hq_token}"}).json
+    assert everyone["hidden"] == 0 and {r["phone"] for r in everyone["items"]} == {"139****0081", "139****0082"}
+
+    csv_body = client.get("/api/v1/cs/leads.csv", headers={"Authorization": f"Bearer {token}"})
+    assert csv_body.mimetype == "text/csv"
+    text = csv_body.get_data(as_text=True)
+    assert "139****0081" in text and "13955550081" not in text and "0082" not in text
+    assert text.strip().endswith("# 1 more without consent to share with dealers")
+    reads = db.session.scalars(sa.select(AuditEntry).where(AuditEntry.action == "sales_leads.read")).all()
+    assert len(reads) == 4 and reads[0].details["members"] == [sharing_friend.member_no]
+
+
+def test_the_dealer_moves_its_own_lead_along_and_bad_input_is_a_422(client, program):
+    friend = factories.member()
+    _claimed_lead(program, friend, "share-1003")
+    lead = db.session.scalar(sa.select(SalesLead))
+    _manager, token = factories.operator("dealer_manager", dealer_id=program.id)
+    _other, other_token = factories.operator("dealer_manager", dealer_id=factories.dealer(code="D0798").id)
+    moved = client.patch(
+        f"/api/v1/cs/leads/{lead.id}", json={"status": "contacted"}, headers={"Authorization": f"Bearer {token}"}
+    )
+    assert moved.status_code == 200 and moved.json["status"] == "contacted"
+    assert moved.json["name"] is None  # no dealer_sharing consent: the status moves, the person stays hidden
+    refused = client.patch(
+        f"/api/v1/cs/leads/{lead.id}", json={"status": "lost"}, headers={"Authorization": f"Bearer {other_token}"}
+    )
+    assert refused.status_code == 404
+    bad = client.patch(
+        f"/api/v1/cs/leads/{lead.id}", json={"status": "won"}, headers={"Authorization": f"Bearer {token}"}
+    )
+    assert bad.status_code == 422 and "status" in bad.json["error"]["fields"]
+    assert client.get("/api/v1/cs/leads?status=maybe", headers={"Authorization": f"Bearer {token}"}).status_code == 422

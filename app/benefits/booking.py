@@ -98,6 +98,19 @@ def for_member(member_id: int, limit: int = 50) -> list[Booking]:
     )
 
 
+def upcoming(member_id: int, limit: int = 3) -> list[Booking]:
+    """The member's open bookings, soonest first (slotless ones last)."""
+    return list(
+        db.session.scalars(
+            sa.select(Booking)
+            .outerjoin(DealerSlot, DealerSlot.id == Booking.slot_id)
+            .where(Booking.member_id == member_id, Booking.status == "booked")
+            .order_by(DealerSlot.starts_at.asc().nulls_last(), Booking.id)
+            .limit(limit)
+        )
+    )
+
+
 def _same_request(existing: Booking, benefit_code: str, slot_id: int | None) -> Booking:
     if existing.benefit_code != benefit_code or existing.slot_id != slot_id:
         raise RequestIdReused()
