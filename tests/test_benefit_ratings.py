@@ -3,17 +3,20 @@ low rating announced for a customer-service callback."""
 
 from __future__ import annotations
 
+import csv
+import io
+
 import pytest
 import sqlalchemy as sa
 from flask_babel import force_locale
 
 from app.benefits import booking, ratings
 from app.core import events
-from app.core.clock import utcnow
+from app.core.clock import business_today, utcnow
 from app.core.db import db
 from app.core.errors import NotFound
 from app.core.events import BookingRatedLow
-from app.points import queries
+from app.points import queries, settlement
 from app.points.models import PointEntry, PointLot
 from app.wechat import conversation
 from tests import factories
@@ -109,3 +112,35 @@ def test_the_chat_answers_benefits_left_and_upcoming_bookings_in_the_members_lan
         english = conversation.answer("benefits", member).content
     assert "Free at-home test drive: 0 left this year" in english
     assert len(conversation.answer("booking", None).items) == 1  # a stranger gets the card only
+
+
+# --- benefit cost lines in the dealer settlement -------------------------------------------------
+
+
+def test_delivered_benefits_join_the_delivering_dealers_monthly_statement(program):
+    gold, diamond = factories.member(), factories.member()
+    set_tier(gold, "gold")
+    set_tier(diamond, "diamond")
+    delivered(gold, program)  # home test drive, OEM funds ¥300
+    delivered(diamond, program)
+    staff = factories.staff(program, role="service_advisor")
+    lane = booking.book(
+        diamond, benefit_code="vip_lane", request_id="lane-1", slot_id=today_slot(program, "maintenance").id
+    )
+    booking.check_in(staff, diamond, lane.booking.id)  # the dealer funds its own lane
+    booking.book(
+        diamond, benefit_code="home_test_drive", request_id="open-1", slot_id=slot(program).id
+    )  # not delivered
+    month = business_today().replace(day=1)
+
+    [statement] = settlement.generate(month, actor="op")
+
+    assert (statement.dealer_id, statement.benefit_fen, statement.net_fen) == (program.id, 60000, 60000)
+    lines = settlement.as_dict(statement)["lines"]
+    assert lines == [
+        {"kind": "benefit", "code": "home_test_drive", "funder": "oem", "quantity": 2, "amount_fen": 60000},
+        {"kind": "benefit", "code": "vip_lane", "funder": "dealer", "quantity": 1, "amount_fen": 0},
+    ]
+    assert settlement.generate(month, actor="op")[0].benefit_fen == 60000  # a regenerated draft: same lines
+    header, row = list(csv.reader(io.StringIO(settlement.to_csv(month))))
+    assert row[header.index("benefit_fen")] == "60000"
