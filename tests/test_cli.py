@@ -130,3 +130,14 @@ def test_benefit_commands_seed_draft_publish_and_import_slots(app, app_ctx, tmp_
     path.write_text("date,start\n", encoding="utf-8")
     refused = runner.invoke(args=["benefits", "import-slots", "D0901", str(path)])
     assert refused.exit_code != 0 and "date,start,end,service_type,capacity" in refused.output
+
+
+def test_the_booking_walkthrough_books_cancels_rebooks_checks_in_and_rates_low(app, app_ctx):
+    result = app.test_cli_runner().invoke(args=["demo", "walkthrough", "booking"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert [line.split(".")[0] for line in lines[-7:]] == ["1", "2", "3", "4", "5", "6", "7"]
+    assert lines[-7].endswith("is a Gold member: 1 free home test drive left this year")
+    assert lines[-6].endswith(": 0 left") and lines[-5].endswith("1 left again") and lines[-4].endswith("0 left")
+    assert "delivered" in lines[-3] and lines[-2].endswith("rated it 2")
+    assert "BookingRatedLow(" in lines[-1] and "rating=2" in lines[-1]
