@@ -17,9 +17,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = ROOT / ".venv" / "bin"
-BENCH_DB = "loyalty_bench"
+#: Override both when several people bench on one machine at once (each run drops its database).
+BENCH_DB = os.environ.get("LOYALTY_BENCH_DB", "loyalty_bench")
+BENCH_REDIS_DB = int(os.environ.get("LOYALTY_BENCH_REDIS_DB", "12"))  # and the next one (RQ)
 BENCH_DB_URL = f"postgresql+psycopg://postgres@127.0.0.1:5432/{BENCH_DB}"
-BENCH_REDIS_URL = "redis://127.0.0.1:6379/12"
+BENCH_REDIS_URL = f"redis://127.0.0.1:6379/{BENCH_REDIS_DB}"
 
 Request = tuple[str, str, bytes, dict[str, str]]  # method, path, body, headers
 
@@ -51,7 +53,7 @@ def fresh_database(env: dict[str, str]) -> None:
 def flush_redis() -> None:
     import redis
 
-    for db_number in (12, 13):
+    for db_number in (BENCH_REDIS_DB, BENCH_REDIS_DB + 1):
         redis.Redis(db=db_number).flushdb()
 
 

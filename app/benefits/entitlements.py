@@ -177,9 +177,8 @@ def settle_grants(holder: Holder, benefit: Benefit, tier: str, entitlement: Enti
 
 def take(holder: Holder, benefit: Benefit, tier: str, *, booking_id: int) -> Entitlement | None:
     """Use one of the holder's quota for a booking, under the lock. None when nothing is left."""
-    current = position(holder, benefit, tier)
-    lock(holder, benefit.code, current.year_start)
-    current = settle_grants(holder, benefit, tier, position(holder, benefit, tier))  # re-read under the lock
+    lock(holder, benefit.code, membership_year(holder)[0])
+    current = settle_grants(holder, benefit, tier, position(holder, benefit, tier))  # read under the lock
     if not current.unlimited and (current.remaining or 0) < 1:
         return None
     key = f"use:booking:{booking_id}"
@@ -213,7 +212,7 @@ def history(holder: Holder, benefit_code: str, year_start: dt.date) -> list[Enti
 def hold_for_share(holder: Holder, benefit: Benefit, tier: str, *, share_id: int) -> Entitlement | None:
     """Hold one of the holder's quota for a share (a ``transfer`` row), under the lock. None when
     nothing is left (an unlimited benefit is not shared: there is nothing to hold)."""
-    lock(holder, benefit.code, position(holder, benefit, tier).year_start)
+    lock(holder, benefit.code, membership_year(holder)[0])
     current = settle_grants(holder, benefit, tier, position(holder, benefit, tier))
     if current.unlimited or (current.remaining or 0) < 1:
         return None
