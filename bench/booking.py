@@ -133,8 +133,8 @@ def main() -> None:
         "bookings / balance reads throughput ratio",
         ours.rate / floor.rate,
         target=">= 0.3",
+        rounds=ratios,
     )
-    print(f"per round ({args.rounds} alternating rounds): " + " ".join(f"{ratio:.2f}" for ratio in ratios))
     print(
         f"booking p99 at a steady {args.steady_rate:.0f}/s: {steady.percentile(99):.1f} ms "
         f"(p50 {steady.percentile(50):.1f} ms; target p99 < 200 ms)"

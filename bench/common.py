@@ -10,7 +10,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -182,11 +182,14 @@ def run_interleaved(
     return combined(labels[0], floor_parts), combined(labels[1], our_parts), ratios
 
 
-def report(lines: list[str], ratio_label: str, ratio: float, target: str = "") -> None:
+def report(lines: list[str], ratio_label: str, ratio: float, target: str = "", rounds: Sequence[float] = ()) -> None:
+    """The result lines and the ratio (and, from ``run_interleaved``, each round's ratio)."""
     print()
     for line in lines:
         print(line)
     print(f"{ratio_label}: {ratio:.2f}{'   (target ' + target + ')' if target else ''}")
+    if rounds:
+        print(f"per round ({len(rounds)} alternating rounds): " + " ".join(f"{r:.2f}" for r in rounds))
     sys.stdout.flush()
 
 
