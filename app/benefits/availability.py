@@ -88,8 +88,9 @@ def _is_birthday(member: Member) -> bool:
     return (today.month, today.day) == (month, day)
 
 
-def offer(member: Member, benefit: Benefit, tier: str, *, vehicle_id: int | None = None) -> Offer:
-    """Can ``member`` (at ``tier``) use ``benefit`` now, paid how; and if not, why not."""
+def offer(member: Member, benefit: Benefit, tier: str, *, vehicle_id: int | None = None, count: bool = True) -> Offer:
+    """Can ``member`` (at ``tier``) use ``benefit`` now, paid how; and if not, why not. ``count=False``
+    (booking) leaves what is left to the check under the holder's lock, which decides anyway."""
     reason = _refusal(member, benefit, tier)
     holder = holder_for(member, benefit, vehicle_id) if reason is None else None
     if reason is None and holder is None:
@@ -98,6 +99,8 @@ def offer(member: Member, benefit: Benefit, tier: str, *, vehicle_id: int | None
         return Offer(benefit, tier, None, None, reason, None)
     if tier not in benefit.quotas:
         return Offer(benefit, tier, "points", None, None, holder.vehicle_id)
+    if not count:
+        return Offer(benefit, tier, "free" if benefit.quotas[tier] is None else "quota", None, None, holder.vehicle_id)
     position = entitlements.position(holder, benefit, tier)
     if position.unlimited:
         return Offer(benefit, tier, "free", position, None, holder.vehicle_id)

@@ -16,6 +16,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app.benefits import availability, catalog, entitlements, slots
 from app.benefits.availability import Offer
@@ -149,7 +150,7 @@ def _dealer_id(benefit: Benefit, slot: DealerSlot | None, dealer_code: str | Non
 def _check_offer(member: Member, benefit: Benefit, vehicle_id: int | None) -> Offer:
     if vehicle_id is not None and vehicle_id not in {v.id for v in member.current_vehicles}:
         raise ValidationFailed(fields={"vehicle": [_l("This car is not on your membership.")]})
-    offer = availability.offer(member, benefit, current_tier(member.id), vehicle_id=vehicle_id)
+    offer = availability.offer(member, benefit, current_tier(member.id), vehicle_id=vehicle_id, count=False)
     if offer.reason == "quota_used_up":
         raise QuotaUsedUp()
     if not offer.usable:
@@ -212,6 +213,7 @@ def book(
         return Booked(_same_request(twin, benefit_code, slot_id), False)
     booking = db.session.get(Booking, booking_id)
     assert booking is not None
+    set_committed_value(booking, "benefit", benefit)  # already loaded: the answer needs no second read
     _pay(booking, benefit, offer, holder, share)
     if slot is not None and not slots.take_seat(slot.id, now=now):
         raise slots.SlotFull()
