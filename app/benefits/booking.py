@@ -150,9 +150,8 @@ def _dealer_id(benefit: Benefit, slot: DealerSlot | None, dealer_code: str | Non
 def _check_offer(member: Member, benefit: Benefit, vehicle_id: int | None) -> Offer:
     if vehicle_id is not None and vehicle_id not in {v.id for v in member.current_vehicles}:
         raise ValidationFailed(fields={"vehicle": [_l("This car is not on your membership.")]})
+    # What is left is counted once, under the holder's lock (``_pay``), which raises QuotaUsedUp.
     offer = availability.offer(member, benefit, current_tier(member.id), vehicle_id=vehicle_id, count=False)
-    if offer.reason == "quota_used_up":
-        raise QuotaUsedUp()
     if not offer.usable:
         raise BenefitUnavailable(offer.reason_message, details={"reason": offer.reason})
     return offer
@@ -258,7 +257,7 @@ def _pay(booking: Booking, benefit: Benefit, offer: Offer, holder: Holder, share
         )
         booking.points_spent = benefit.points_price
     elif entitlements.take(holder, benefit, offer.tier, booking_id=booking.id) is None:
-        raise QuotaUsedUp()  # another booking took the last one between the look and the lock
+        raise QuotaUsedUp()
     db.session.flush()
 
 
