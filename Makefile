@@ -25,6 +25,7 @@ catalogs: $(STAMP) $(CATALOGS)
 run: $(STAMP) catalogs
 	$(FLASK) db upgrade
 	$(FLASK) demo seed
+	$(FLASK) demo walkthrough booking
 	$(FLASK) serve --port $(PORT)
 
 test: $(STAMP) catalogs

@@ -71,6 +71,17 @@ def demo_seed() -> None:
     click.echo(f"demo data: {created}")
 
 
+@demo_cli.command("walkthrough")
+@click.argument("story", type=click.Choice(["booking"]))
+def demo_walkthrough(story: str) -> None:
+    """Play a story end to end on the demo data through the real services, printing each step
+    (booking: a Gold member books, cancels, rebooks, is checked in by member code and rates it 2)."""
+    if current_settings().is_production:
+        raise click.ClickException("the walk-through is for local runs, not production")
+    demo.walk_booking(click.echo)
+    db.session.commit()
+
+
 # --- jobs -----------------------------------------------------------------------------------
 
 jobs_cli = AppGroup("jobs", help="RQ workers and the periodic schedule.")
@@ -268,6 +279,11 @@ Mini-app (the sandbox accepts any wx.login code; a phone code ending in 11 digit
   -d '{{"policy_version":"{policy_version}","phone_code":"phone-13900000001","purposes":["service_notifications"]}}'
   curl -s {base}/api/v1/me/points -H "Authorization: Bearer $MINI"        # balance, expiring soon
   curl -s {base}/api/v1/me/member-code -H "Authorization: Bearer $MINI"   # the 60-second member code
+
+Benefits, step by step (a new Gold member books a home test drive, cancels, rebooks, is checked in
+by member code and rates it 2; `make run` printed it once already):
+
+  .venv/bin/flask --app wsgi demo walkthrough booking
 """
     )
     from werkzeug.serving import run_simple

@@ -1,21 +1,32 @@
-"""Demo data for ``make run``: dealers, advisors, a few members and cars. Safe to run twice."""
+"""Demo data for ``make run``: dealers, advisors, a few members and cars (safe to run twice), and
+the booking walk-through ``make run`` prints (``flask demo walkthrough booking``)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
-from app.core.clock import business_today, utcnow
+from app.benefits import availability, booking, ratings
+from app.benefits import catalog as benefit_catalog
+from app.benefits import slots as benefit_slots
+from app.benefits.models import DealerSlot
+from app.care.models import CallbackTask
+from app.core.clock import business_today, to_business, utcnow
 from app.core.db import db
 from app.dealers.models import Dealer, Staff
-from app.members import services
+from app.members import member_code, services, staff_mode
 from app.members.activation import credit_welcome_gift
 from app.members.identifiers import vin_with_check_digit
 from app.members.models import Member, Vehicle
 from app.operators import auth
 from app.operators.models import Operator
 from app.points import earning
+from app.tiers import policy as tier_policy
+from app.tiers.policy import current_tier
 
 DEALERS = (
     # code, name, region, city, address, lat, lng
@@ -77,6 +88,15 @@ DEMO_OPERATORS = (
     ("operator", "总部运营 王敏", "operator", None),
     ("d0101", "金达店会员经理 孙丽", "dealer_manager", "D0101"),
 )
+#: Slots the demo dealer D0101 publishes for the next two weeks: service type, start, end, capacity.
+DEMO_SLOTS = (
+    ("test_drive", dt.time(10), dt.time(11), 3),
+    ("test_drive", dt.time(14), dt.time(15), 3),
+    ("maintenance", dt.time(9), dt.time(12), 10),
+    ("inspection", dt.time(9), dt.time(17), 5),
+    ("pickup", dt.time(9), dt.time(10), 2),
+)
+DEMO_SLOT_DAYS = 14
 DEMO_PASSWORD = "demo-password"  # noqa: S105 - a published local-demo password, refused in production
 
 
@@ -150,7 +170,36 @@ def seed() -> dict[str, int]:
         _demo_points(member, vehicle, dealer)
         created["members"] += 1
     created["operators"] = _demo_operators(dealers)
+    created["benefit_catalogs"] = int(benefit_catalog.seed_defaults(actor="demo") is not None)
+    created["slots"] = _demo_slots(dealers["D0101"])
     return created
+
+
+def _demo_slots(dealer: Dealer) -> int:
+    """Two weeks of slots at D0101 from tomorrow, so the demo can book (existing ones are kept)."""
+    before = db.session.scalar(sa.select(sa.func.count()).where(DealerSlot.dealer_id == dealer.id)) or 0
+    for offset in range(1, DEMO_SLOT_DAYS + 1):
+        day = business_today() + dt.timedelta(days=offset)
+        for service_type, start, end, capacity in DEMO_SLOTS:
+            starts_at, ends_at = benefit_slots.local_window(day, start, end)
+            exists = db.session.scalar(
+                sa.select(DealerSlot.id).where(
+                    DealerSlot.dealer_id == dealer.id,
+                    DealerSlot.service_type == service_type,
+                    DealerSlot.starts_at == starts_at,
+                )
+            )
+            if exists is None:
+                benefit_slots.publish_slot(
+                    dealer,
+                    service_type=service_type,
+                    starts_at=starts_at,
+                    ends_at=ends_at,
+                    capacity=capacity,
+                    actor="demo",
+                )
+    after = db.session.scalar(sa.select(sa.func.count()).where(DealerSlot.dealer_id == dealer.id)) or 0
+    return after - before
 
 
 def _demo_points(member: Member, vehicle: Vehicle, dealer: Dealer) -> None:
@@ -195,3 +244,105 @@ def _demo_operators(dealers: dict[str, Dealer]) -> int:
             auth.create_operator(username, name=name, role=role, password=DEMO_PASSWORD, dealer_id=dealer_id)
             created += 1
     return created
+
+
+# --- walk-through: a Gold member's home test drive ----------------------------------------------
+
+
+@dataclass
+class Walkthrough:
+    """What the booking walk-through did (the CLI prints the steps as they happen; tests read this)."""
+
+    member_no: str = ""
+    left: list[int] = field(default_factory=list)  # test drives left after each step
+    statuses: list[str] = field(default_factory=list)  # the bookings' statuses, in order
+    callback_task_id: int | None = None  # the customer-service callback the low rating opened
+
+
+def _test_drives_left(member: Member) -> int:
+    offer = availability.offer(member, benefit_catalog.benefit_in_force("home_test_drive"), current_tier(member.id))  # type: ignore[arg-type]
+    return offer.entitlement.remaining if offer.entitlement and offer.entitlement.remaining is not None else 0
+
+
+def _slot_today(dealer: Dealer) -> DealerSlot:
+    """A test-drive slot at the dealer starting in a few minutes (check-in takes today's bookings)."""
+    starts_at = utcnow().replace(second=0, microsecond=0) + dt.timedelta(minutes=5)
+    return benefit_slots.publish_slot(
+        dealer,
+        service_type="test_drive",
+        starts_at=starts_at,
+        ends_at=starts_at + dt.timedelta(hours=1),
+        capacity=5,
+        actor="demo",
+    )
+
+
+def walk_booking(say: Callable[[str], None]) -> Walkthrough:
+    """SPEC §5 end to end through the real services: a new Gold member books a home test drive
+    (the quota drops), cancels (it comes back), rebooks for today, is checked in by member code at
+    the dealer, rates it 2, and the low rating opens a customer-service callback task."""
+    seed()
+    dealer = db.session.scalar(sa.select(Dealer).where(Dealer.code == "D0101"))
+    advisor = db.session.scalar(sa.select(Staff).where(Staff.staff_code == "SA0101"))
+    assert dealer is not None and advisor is not None
+    result = Walkthrough()
+    now = utcnow()
+    member = services.create_member(
+        channel="miniapp", status="active", phone=f"139{secrets.randbelow(10**8):08d}", name="演示金卡会员",
+        city=dealer.city, enrolling_dealer_id=dealer.id, enrolled_at=now, activated_at=now,
+    )  # fmt: skip
+    services.record_consent(
+        member, policy_version=DEMO_POLICY_VERSION, granted=["service_notifications"], channel="miniapp"
+    )
+    tier_policy.change_tier(tier_policy.get_state(member.id, lock=True), "gold", "upgrade", 0, now)
+    result.member_no = member.member_no
+    result.left.append(_test_drives_left(member))
+    say(f"1. {member.member_no} is a Gold member: {result.left[-1]} free home test drive left this year")
+
+    later = db.session.scalar(
+        sa.select(DealerSlot)
+        .where(DealerSlot.dealer_id == dealer.id, DealerSlot.service_type == "test_drive")
+        .where(DealerSlot.starts_at > now + dt.timedelta(days=2), DealerSlot.booked < DealerSlot.capacity)
+        .order_by(DealerSlot.starts_at)
+    )
+    assert later is not None
+    first = booking.book(
+        member, benefit_code="home_test_drive", request_id=f"walk-{secrets.token_hex(6)}", slot_id=later.id
+    ).booking
+    result.left.append(_test_drives_left(member))
+    say(
+        f"2. booked #{first.id} at {dealer.code} for {to_business(later.starts_at):%Y-%m-%d %H:%M}:"
+        f" {result.left[-1]} left"
+    )
+
+    booking.cancel(member, first.id)
+    result.left.append(_test_drives_left(member))
+    result.statuses.append(first.status)
+    say(f"3. cancelled #{first.id} more than 24 h ahead ({first.status}): {result.left[-1]} left again")
+
+    today = _slot_today(dealer)
+    second = booking.book(
+        member, benefit_code="home_test_drive", request_id=f"walk-{secrets.token_hex(6)}", slot_id=today.id
+    ).booking
+    result.left.append(_test_drives_left(member))
+    say(f"4. rebooked #{second.id} for today {to_business(today.starts_at):%H:%M}: {result.left[-1]} left")
+
+    code, _expires = member_code.issue(member.id)
+    scanned = staff_mode.scan_member_code(advisor, code)
+    delivered = booking.check_in(advisor, scanned, None)
+    assert delivered is not None
+    result.statuses.append(delivered.status)
+    say(f"5. advisor {advisor.staff_code} scanned the member code: #{delivered.id} {delivered.status}")
+
+    rated = ratings.rate(member, delivered.id, 2, "顾问迟到了")
+    say(f"6. the member rated it {rated.rating}")
+    task = db.session.scalar(
+        sa.select(CallbackTask).where(CallbackTask.member_id == member.id, CallbackTask.reason == "low_rating")
+    )
+    assert task is not None
+    result.callback_task_id = task.id
+    say(
+        f"7. callback task #{task.id} ({task.reason}, {task.status}) is in the call centre's queue:"
+        " GET /api/v1/cs/callback-tasks"
+    )
+    return result

@@ -4,6 +4,7 @@ and a test proves that no mapped table is missing from it. A package with tables
 
 from __future__ import annotations
 
+from app.benefits import models as benefits
 from app.campaigns import models as campaigns
 from app.care import models as care
 from app.core import models as core
@@ -14,7 +15,7 @@ from app.operators import models as operators
 from app.points import models as points
 from app.tiers import models as tiers
 
-MODELS = (core, dealers, operators, tiers, points, members, campaigns, care)
+MODELS = (core, dealers, operators, tiers, points, members, campaigns, care, benefits)
 metadata = Base.metadata
 
 __all__ = ["MODELS", "metadata"]

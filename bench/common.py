@@ -10,16 +10,18 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = ROOT / ".venv" / "bin"
-BENCH_DB = "loyalty_bench"
+#: Override both when several people bench on one machine at once (each run drops its database).
+BENCH_DB = os.environ.get("LOYALTY_BENCH_DB", "loyalty_bench")
+BENCH_REDIS_DB = int(os.environ.get("LOYALTY_BENCH_REDIS_DB", "12"))  # and the next one (RQ)
 BENCH_DB_URL = f"postgresql+psycopg://postgres@127.0.0.1:5432/{BENCH_DB}"
-BENCH_REDIS_URL = "redis://127.0.0.1:6379/12"
+BENCH_REDIS_URL = f"redis://127.0.0.1:6379/{BENCH_REDIS_DB}"
 
 Request = tuple[str, str, bytes, dict[str, str]]  # method, path, body, headers
 
@@ -51,7 +53,7 @@ def fresh_database(env: dict[str, str]) -> None:
 def flush_redis() -> None:
     import redis
 
-    for db_number in (12, 13):
+    for db_number in (BENCH_REDIS_DB, BENCH_REDIS_DB + 1):
         redis.Redis(db=db_number).flushdb()
 
 
@@ -180,11 +182,14 @@ def run_interleaved(
     return combined(labels[0], floor_parts), combined(labels[1], our_parts), ratios
 
 
-def report(lines: list[str], ratio_label: str, ratio: float, target: str = "") -> None:
+def report(lines: list[str], ratio_label: str, ratio: float, target: str = "", rounds: Sequence[float] = ()) -> None:
+    """The result lines and the ratio (and, from ``run_interleaved``, each round's ratio)."""
     print()
     for line in lines:
         print(line)
     print(f"{ratio_label}: {ratio:.2f}{'   (target ' + target + ')' if target else ''}")
+    if rounds:
+        print(f"per round ({len(rounds)} alternating rounds): " + " ".join(f"{r:.2f}" for r in rounds))
     sys.stdout.flush()
 
 

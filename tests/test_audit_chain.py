@@ -170,6 +170,26 @@ def test_the_sqlite_fallback_chains_in_python_and_verifies(tmp_path):
     engine.dispose()
 
 
+def test_on_sqlite_a_row_held_back_and_one_kept_regardless_are_chained_in_the_same_flush(tmp_path):
+    """A refused read (kept regardless) flushed while an earlier row waits for the commit: the
+    chain's tail query releases the waiting row into that flush, and it must be chained too."""
+    engine = sa.create_engine(f"sqlite:///{tmp_path}/audit.db")
+    AuditEntry.__table__.create(engine)
+    factory = sessionmaker(bind=engine)
+    audit_chain.init_session_factory(factory)
+    audit.init_session_factory(factory)
+    with factory() as session:
+        session.connection()
+        held = audit._entry(actor=("staff", "x"), action="slot.published", subject=("dealer_slot", 1))
+        session.info.setdefault(audit._HELD_BACK, []).append((session.get_transaction(), held))
+        session.add(audit._entry(actor=("staff", "x"), action="member.read", subject=("member", 1)))
+        session.flush()
+        session.commit()
+        assert sorted(session.scalars(sa.select(AuditEntry.chain_seq))) == [1, 2]
+        assert audit_chain.verify(session).ok
+    engine.dispose()
+
+
 @pytest.mark.committed
 def test_twenty_concurrent_writers_make_one_chain_without_gaps_or_forks(app):
     def write(i: int) -> None:

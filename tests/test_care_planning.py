@@ -20,7 +20,7 @@ from app.care.models import CallbackTask, MaintenanceInterval, MemberLifecycle, 
 from app.core import events
 from app.core.clock import BUSINESS_TZ, utcnow
 from app.core.db import db
-from app.core.events import BenefitUsed, BookingCancelled, BookingConfirmed
+from app.core.events import BenefitUsed, BookingCancelled, BookingConfirmed, BookingRatedLow
 from app.core.security import cipher
 from app.members import activation, services
 from app.members.models import Member, MiniappSession, WechatIdentity
@@ -254,8 +254,8 @@ def test_insurance_renewal_is_reminded_30_days_before_and_skipped_once_renewed(a
 def test_a_booking_is_confirmed_at_once_and_reminded_24_hours_before(app_ctx):
     member = follower()
     with time_machine.travel(local(2026, 12, 2, 10), tick=False):
-        events.publish(BookingConfirmed(7, member.id, "home_test_drive", local(2026, 12, 5, 10)))
-        events.publish(BookingConfirmed(7, member.id, "home_test_drive", local(2026, 12, 5, 10)))  # again
+        events.publish(BookingConfirmed(member.id, 7, "home_test_drive", local(2026, 12, 5, 10), utcnow()))
+        events.publish(BookingConfirmed(member.id, 7, "home_test_drive", local(2026, 12, 5, 10), utcnow()))  # again
     confirmed, reminder = reminders()
     assert (confirmed.kind, confirmed.due_at) == ("booking_confirmed", local(2026, 12, 2, 10))
     assert (reminder.kind, reminder.due_at, reminder.status) == ("booking_reminder", local(2026, 12, 4, 10), "planned")
@@ -264,10 +264,10 @@ def test_a_booking_is_confirmed_at_once_and_reminded_24_hours_before(app_ctx):
 def test_a_moved_booking_replaces_its_reminder_and_a_cancelled_one_drops_it(app_ctx, fakes):
     member = follower()
     with time_machine.travel(local(2026, 12, 2, 10), tick=False):
-        events.publish(BookingConfirmed(7, member.id, "pickup", local(2026, 12, 5, 10)))
-        events.publish(BookingConfirmed(7, member.id, "pickup", local(2026, 12, 6, 15)))
-        events.publish(BookingConfirmed(8, member.id, "pickup", local(2026, 12, 9, 15)))
-        events.publish(BookingCancelled(8, member.id))
+        events.publish(BookingConfirmed(member.id, 7, "pickup", local(2026, 12, 5, 10), utcnow()))
+        events.publish(BookingConfirmed(member.id, 7, "pickup", local(2026, 12, 6, 15), utcnow()))
+        events.publish(BookingConfirmed(member.id, 8, "pickup", local(2026, 12, 9, 15), utcnow()))
+        events.publish(BookingCancelled(member.id, 8, utcnow()))
     states = [(r.kind, r.period, r.status, r.error) for r in reminders("booking_reminder")]
     assert states == [
         ("booking_reminder", "7:20261205T0200", "skipped", "booking moved"),
@@ -283,15 +283,32 @@ def test_a_moved_booking_replaces_its_reminder_and_a_cancelled_one_drops_it(app_
 def test_a_booking_within_a_day_gets_the_confirmation_only(app_ctx):
     member = follower()
     with time_machine.travel(local(2026, 12, 2, 10), tick=False):
-        events.publish(BookingConfirmed(9, member.id, "pickup", local(2026, 12, 3, 9)))
+        events.publish(BookingConfirmed(member.id, 9, "pickup", local(2026, 12, 3, 9), utcnow()))
     assert [r.kind for r in reminders()] == ["booking_confirmed"]
+
+
+def test_a_benefit_used_without_a_slot_is_confirmed_with_nothing_to_remind(app_ctx, fakes):
+    member = follower()
+    with time_machine.travel(local(2026, 12, 2, 10), tick=False):
+        events.publish(BookingConfirmed(member.id, 10, "roadside_assistance", None, utcnow()))
+        notify.send_due()
+    assert [(r.kind, r.status) for r in reminders()] == [("booking_confirmed", "sent")]
+    assert sent_templates(fakes)["booking-confirmed-template"]["keyword2"]["value"] == "—"
+
+
+def test_a_low_rating_opens_one_callback_task_for_the_booking(app_ctx):
+    member = follower()
+    for _ in range(2):  # the same event again (a retry) opens no second task
+        events.publish(BookingRatedLow(member.id, 41, 2, utcnow()))
+    tasks = db.session.execute(sa.select(CallbackTask.reason, CallbackTask.period, CallbackTask.status)).all()
+    assert tasks == [("low_rating", "41", "open")]
 
 
 def test_a_rating_is_asked_after_use_and_held_over_quiet_hours(app_ctx):
     member = follower()
     with time_machine.travel(local(2026, 12, 2, 20), tick=False):
-        events.publish(BenefitUsed(31, member.id, "annual_inspection", local(2026, 12, 2, 20)))
-        events.publish(BenefitUsed(31, member.id, "annual_inspection", local(2026, 12, 2, 20)))
+        events.publish(BenefitUsed(member.id, 31, "annual_inspection", local(2026, 12, 2, 20)))
+        events.publish(BenefitUsed(member.id, 31, "annual_inspection", local(2026, 12, 2, 20)))
     (row,) = reminders("rating_request")
     assert (row.period, row.due_at) == ("31", local(2026, 12, 3, 8))  # 22:00 is quiet: 08:00
 

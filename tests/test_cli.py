@@ -43,8 +43,10 @@ def test_demo_seed_is_idempotent(app, app_ctx):
     runner = app.test_cli_runner()
     first = runner.invoke(args=["demo", "seed"])
     assert "'dealers': 4" in first.output and "'members': 3" in first.output
+    assert "'benefit_catalogs': 1, 'slots': 70" in first.output  # the demo can book at D0101
     second = runner.invoke(args=["demo", "seed"])
-    assert "{'dealers': 0, 'staff': 0, 'members': 0, 'operators': 0}" in second.output
+    expected = "{'dealers': 0, 'staff': 0, 'members': 0, 'operators': 0, 'benefit_catalogs': 0, 'slots': 0}"
+    assert expected in second.output
     from app.members.services import find_by_phone
     from app.points.queries import balance
 
@@ -102,3 +104,40 @@ def test_serve_binds_to_loopback_unless_told_otherwise_and_says_so(app, app_ctx,
     assert result.exit_code == 0, result.output
     assert bound == [host]
     assert says in result.output
+
+
+def test_benefit_commands_seed_draft_publish_and_import_slots(app, app_ctx, tmp_path):
+    import datetime as dt
+
+    from app.benefits import catalog
+    from tests import factories
+
+    runner = app.test_cli_runner()
+    assert "published" in runner.invoke(args=["benefits", "seed"]).output
+    assert "already in force" in runner.invoke(args=["benefits", "seed"]).output
+    assert "home_test_drive" in runner.invoke(args=["benefits", "list"]).output
+    drafted = runner.invoke(args=["benefits", "draft", "2027"])
+    draft_id = int(drafted.output.split()[2])
+    assert runner.invoke(args=["benefits", "publish", str(draft_id)]).exit_code == 0
+    assert catalog.in_force().id == draft_id
+    factories.dealer(code="D0901")
+    day = dt.date.today() + dt.timedelta(days=5)
+    path = tmp_path / "slots.csv"
+    path.write_text(f"date,start,end,service_type,capacity\n{day},09:00,10:00,test_drive,2\n", encoding="utf-8")
+    imported = runner.invoke(args=["benefits", "import-slots", "D0901", str(path)])
+    assert "1 slots created" in imported.output, imported.output
+    assert "0/2" in runner.invoke(args=["benefits", "slots", "D0901", "--day", day.isoformat()]).output
+    path.write_text("date,start\n", encoding="utf-8")
+    refused = runner.invoke(args=["benefits", "import-slots", "D0901", str(path)])
+    assert refused.exit_code != 0 and "date,start,end,service_type,capacity" in refused.output
+
+
+def test_the_booking_walkthrough_books_cancels_rebooks_checks_in_and_rates_low(app, app_ctx):
+    result = app.test_cli_runner().invoke(args=["demo", "walkthrough", "booking"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert [line.split(".")[0] for line in lines[-7:]] == ["1", "2", "3", "4", "5", "6", "7"]
+    assert lines[-7].endswith("is a Gold member: 1 free home test drive left this year")
+    assert lines[-6].endswith(": 0 left") and lines[-5].endswith("1 left again") and lines[-4].endswith("0 left")
+    assert "delivered" in lines[-3] and lines[-2].endswith("rated it 2")
+    assert "callback task #" in lines[-1] and "(low_rating, open)" in lines[-1]

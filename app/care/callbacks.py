@@ -1,5 +1,6 @@
-"""Customer-service callback tasks (a churn-risk win-back call …): open → claimed by one agent →
-closed with a note. A claim is one conditional UPDATE, so two agents cannot both take a task."""
+"""Customer-service callback tasks (a churn-risk win-back call, a low benefit rating …): open →
+claimed by one agent → closed with a note. A claim is one conditional UPDATE, so two agents cannot
+both take a task."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import sqlalchemy as sa
 from app.care.models import CallbackTask
 from app.core import audit
 from app.core.clock import utcnow
-from app.core.db import db
+from app.core.db import db, insert_if_absent
 from app.core.errors import Conflict, Forbidden, NotFound
 from app.core.i18n import _l
 from app.members.models import Member
@@ -23,6 +24,15 @@ class Agent:
     operator_id: int
     actor: str
     supervisor: bool
+
+
+def open_task(member_id: int, reason: str, period: str) -> None:
+    """Open a task, once per (member, reason, period): a rerun or a repeated event adds none."""
+    insert_if_absent(
+        CallbackTask,
+        {"member_id": member_id, "reason": reason, "period": period, "status": "open", "created_at": utcnow()},
+        ("member_id", "reason", "period"),
+    )
 
 
 def listing(status: str, *, page: int, per_page: int, agent: Agent) -> tuple[list[dict], int]:

@@ -1,5 +1,6 @@
 """What care does when other packages publish: welcome a new member, tell a member about a tier
-change, confirm and remind bookings, ask for a rating after a benefit was used."""
+change, confirm and remind bookings, ask for a rating after a benefit was used, and open a callback
+task when a member rated a benefit 2 or lower."""
 
 from __future__ import annotations
 
@@ -7,12 +8,12 @@ import datetime as dt
 
 import sqlalchemy as sa
 
-from app.care import notify
+from app.care import callbacks, notify
 from app.care.models import Notification
 from app.core import events, tunables
 from app.core.clock import utcnow
 from app.core.db import db
-from app.core.events import BenefitUsed, BookingCancelled, BookingConfirmed
+from app.core.events import BenefitUsed, BookingCancelled, BookingConfirmed, BookingRatedLow
 from app.members import services
 from app.members.events import MemberActivated
 from app.members.models import Member
@@ -63,16 +64,20 @@ def _drop_reminders(member_id: int, booking_id: int, *, keep: str | None, reason
 
 @events.within_transaction(BookingConfirmed)
 def confirm_booking(event: BookingConfirmed) -> None:
-    """A confirmation now and a reminder 24 hours before; a moved booking replaces its reminder."""
-    period = _booking_period(event.booking_id, event.starts_at)
+    """A confirmation now and a reminder 24 hours before; a moved booking replaces its reminder. A
+    benefit used without a slot is confirmed with nothing to remind of."""
+    starts_at = event.starts_at
+    period = _booking_period(event.booking_id, starts_at or event.at)
     payload = {
         "booking_id": event.booking_id,
         "benefit_code": event.benefit_code,
-        "starts_at": event.starts_at.isoformat(),
+        "starts_at": starts_at.isoformat() if starts_at else None,
     }
     notify.queue(event.member_id, "booking_confirmed", period=period, payload=payload)
     _drop_reminders(event.member_id, event.booking_id, keep=period, reason="booking moved")
-    remind_at = event.starts_at - dt.timedelta(hours=BOOKING_REMINDER_HOURS.value())
+    if starts_at is None:
+        return
+    remind_at = starts_at - dt.timedelta(hours=BOOKING_REMINDER_HOURS.value())
     if remind_at > utcnow():  # booked for within a day: the confirmation is the reminder
         notify.queue(event.member_id, "booking_reminder", period=period, payload=payload, due_at=remind_at)
 
@@ -88,7 +93,16 @@ def ask_for_rating(event: BenefitUsed) -> None:
     notify.queue(
         event.member_id,
         "rating_request",
-        period=str(event.benefit_use_id),
-        payload={"benefit_use_id": event.benefit_use_id, "benefit_code": event.benefit_code},
-        due_at=event.used_at + dt.timedelta(hours=RATING_REQUEST_DELAY_HOURS.value()),
+        period=str(event.booking_id),
+        payload={"booking_id": event.booking_id, "benefit_code": event.benefit_code},
+        due_at=event.at + dt.timedelta(hours=RATING_REQUEST_DELAY_HOURS.value()),
     )
+
+
+LOW_RATING_REASON = "low_rating"
+
+
+@events.within_transaction(BookingRatedLow)
+def call_back_after_a_low_rating(event: BookingRatedLow) -> None:
+    """A rating of 2 or lower opens one customer-service callback task for that booking."""
+    callbacks.open_task(event.member_id, LOW_RATING_REASON, str(event.booking_id))

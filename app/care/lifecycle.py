@@ -31,11 +31,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from app.care import notify, rules
-from app.care.models import CallbackTask, MemberLifecycle, MemberLifecycleHistory
+from app.care import callbacks, notify, rules
+from app.care.models import MemberLifecycle, MemberLifecycleHistory
 from app.core import tunables
 from app.core.clock import business_day_start, business_today, to_business, utcnow
-from app.core.db import db, insert_if_absent
+from app.core.db import db
 from app.members.models import Member, MiniappSession, Ownership, WechatIdentity
 from app.points.models import PointAccount
 
@@ -160,17 +160,7 @@ def _enter_churn_risk(member_ids: list[int], today: dt.date) -> None:
     period = today.isoformat()
     for member_id in member_ids:
         notify.queue(member_id, "win_back", period=period, payload={}, due_at=rules.reminder_time(today))
-        insert_if_absent(
-            CallbackTask,
-            {
-                "member_id": member_id,
-                "reason": CHURN_REASON,
-                "period": period,
-                "status": "open",
-                "created_at": utcnow(),
-            },
-            ("member_id", "reason", "period"),
-        )
+        callbacks.open_task(member_id, CHURN_REASON, period)
 
 
 Change = tuple[int, str | None, str, dt.datetime]  # member, from stage, to stage, last interaction

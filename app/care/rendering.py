@@ -184,8 +184,8 @@ def _booking(first: object, remark: object) -> Callable[[Notification], Template
     """A booking notice: the benefit and its local start time (texts are lazy: rendered at send)."""
 
     def render(notification: Notification) -> TemplateData:
-        starts_at = dt.datetime.fromisoformat(notification.payload["starts_at"])
-        when = to_business(starts_at).strftime("%Y-%m-%d %H:%M")
+        starts_at = notification.payload.get("starts_at")
+        when = to_business(dt.datetime.fromisoformat(starts_at)).strftime("%Y-%m-%d %H:%M") if starts_at else "—"
         return _fields(str(first), notification.payload["benefit_code"], when, str(remark))
 
     return render

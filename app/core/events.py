@@ -75,32 +75,48 @@ def after_commit(event_type: type[E]) -> Callable[[Callable[[E], None]], Callabl
     return connect
 
 
+# Events of benefits and booking, declared here (not in ``app/benefits``) because their subscribers
+# (care: confirmations, 24-hour reminders, rating requests, callback tasks) sit in the same layer and
+# may not import benefits. Payloads carry ids and facts, no personal data.
+
+
 @dataclass(frozen=True)
 class BookingConfirmed(DomainEvent):
-    """A member's benefit booking (test drive at home, service pick-up …) is confirmed for ``starts_at``.
+    """A booking was made, or moved by a reschedule (published again with the new ``starts_at``);
+    care confirms each and reminds 24 hours before the latest time."""
 
-    Published again with a new ``starts_at`` when the booking is moved; care confirms each and
-    reminds 24 hours before the latest time."""
-
-    booking_id: int
     member_id: int
+    booking_id: int
     benefit_code: str
-    starts_at: dt.datetime
+    #: The slot's start; None for a benefit used without a slot (nothing to remind of).
+    starts_at: dt.datetime | None
+    at: dt.datetime
 
 
 @dataclass(frozen=True)
 class BookingCancelled(DomainEvent):
-    """A booking will not happen: its pending reminder is dropped."""
+    """A booking was cancelled (in time, late, or replaced by a reschedule): its reminder is dropped."""
 
-    booking_id: int
     member_id: int
+    booking_id: int
+    at: dt.datetime
 
 
 @dataclass(frozen=True)
 class BenefitUsed(DomainEvent):
-    """A booked or claimed benefit was delivered to the member (care asks for a rating)."""
+    """A booked benefit was delivered (staff checked the member in): care asks for a rating."""
 
-    benefit_use_id: int
     member_id: int
+    booking_id: int
     benefit_code: str
-    used_at: dt.datetime
+    at: dt.datetime
+
+
+@dataclass(frozen=True)
+class BookingRatedLow(DomainEvent):
+    """A member rated a delivered benefit 2 or lower: customer service should call them back."""
+
+    member_id: int
+    booking_id: int
+    rating: int
+    at: dt.datetime

@@ -1,4 +1,5 @@
-"""Dealer and staff records (master data synced from the OEM's dealer system)."""
+"""Dealer and staff records (master data synced from the OEM's dealer system), and the sales leads
+the program hands to a dealer."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from app.core.clock import utcnow
 from app.core.db import Base, BigIntPK, BigIntType
 
 STAFF_ROLES = ("sales_advisor", "service_advisor", "member_manager")
+LEAD_SOURCES = ("benefit_transfer", "referral")
+LEAD_STATUSES = ("new", "contacted", "converted", "lost")
 
 
 class Dealer(Base):
@@ -53,3 +56,33 @@ class Staff(Base):
     dealer: Mapped[Dealer] = relationship(back_populates="staff")
 
     __table_args__ = (sa.CheckConstraint(f"role IN {STAFF_ROLES}", name="role"),)
+
+
+class SalesLead(Base):
+    """A prospect handed to a dealer's sales team: who (a member, or only a phone's blind index), the
+    model they are interested in, where the lead came from and who referred them. Benefit transfers
+    write them now; referrals add ``source = 'referral'``."""
+
+    __tablename__ = "sales_leads"
+
+    id: Mapped[BigIntPK]
+    dealer_id: Mapped[int] = mapped_column(BigIntType, sa.ForeignKey("dealers.id"))
+    member_id: Mapped[int | None] = mapped_column(BigIntType, sa.ForeignKey("members.id"))
+    #: HMAC blind index of the prospect's phone when there is no member (never the phone itself).
+    phone_index: Mapped[str | None] = mapped_column(sa.String(64))
+    model_interest: Mapped[str | None] = mapped_column(sa.String(64))
+    source: Mapped[str] = mapped_column(sa.String(24))
+    #: The business reference of the source (a benefit share id, a referral id): one lead per source row.
+    source_ref: Mapped[str] = mapped_column(sa.String(64))
+    referrer_member_id: Mapped[int | None] = mapped_column(BigIntType, sa.ForeignKey("members.id"))
+    status: Mapped[str] = mapped_column(sa.String(12), default="new")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        sa.UniqueConstraint("source", "source_ref"),
+        sa.CheckConstraint(f"source IN {LEAD_SOURCES}", name="source"),
+        sa.CheckConstraint(f"status IN {LEAD_STATUSES}", name="status"),
+        sa.CheckConstraint("member_id IS NOT NULL OR phone_index IS NOT NULL", name="who"),
+        sa.Index("ix_sales_leads_dealer_created", "dealer_id", "created_at"),
+    )

@@ -7,6 +7,8 @@ from typing import Any
 from flask import g
 
 from app.api.auth import BEARER, per_user_limit, signed_in, staff_required
+from app.benefits import booking
+from app.benefits.api import booking_json
 from app.campaigns import qrcodes
 from app.campaigns.api import QrCodeSchema, as_qr_json
 from app.core.http import Blueprint
@@ -82,12 +84,16 @@ def my_enrollments(args: dict[str, Any]) -> dict[str, Any]:
 @blp.doc(security=BEARER)
 @blp.arguments(ScanArgs)
 @blp.response(200, MemberCardSchema)
+@blp.alt_response(404, response="NOT_FOUND")
+@blp.alt_response(409, response="CONFLICT")
 @blp.alt_response(422, response="UNPROCESSABLE_ENTITY")
 @staff_required
 @per_user_limit("120/minute")
 def scan(args: dict[str, Any]) -> dict[str, Any]:
-    """Scan a member's code at the counter: their masked card, tier, cars and benefits (audited)."""
+    """Scan a member's code at the counter: their masked card, tier, cars and benefits (audited).
+    A booking due here today (or the one named) is checked in: the benefit is delivered."""
     member = staff_mode.scan_member_code(g.staff, args["code"])
+    checked_in = booking.check_in(g.staff, member, args.get("booking_id"))
     tier = tiers.current_tier(member.id)
     return {
         "member_no": member.member_no,
@@ -99,4 +105,6 @@ def scan(args: dict[str, Any]) -> dict[str, Any]:
         "available_points": queries.balance(member.id).available,
         "vehicles": [vehicle_json(o) for o in member.ownerships if o.ended_on is None],
         "benefits": tier_highlights(tier),
+        "checked_in": booking_json(checked_in, member.locale) if checked_in else None,
+        "bookings": [booking_json(b, member.locale) for b in booking.open_at_dealer(member.id, g.staff.dealer_id)],
     }

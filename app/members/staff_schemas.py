@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import marshmallow as ma
 
+from app.benefits.schemas import BookingSchema
 from app.core.schemas import BaseSchema, Length, Month, Range
 from app.members.schemas import VehicleSchema
 
@@ -41,6 +42,12 @@ class EnrollmentFiguresSchema(ma.Schema):
 
 class ScanArgs(BaseSchema):
     code = ma.fields.String(required=True, validate=Length(min=1, max=128))
+    booking_id = ma.fields.Integer(
+        load_default=None,
+        allow_none=True,
+        validate=Range(min=1, max=2**63 - 1),
+        metadata={"description": "Check in this booking; without it, the member's only booking due here today"},
+    )
 
 
 class MemberCardSchema(ma.Schema):
@@ -53,6 +60,10 @@ class MemberCardSchema(ma.Schema):
     available_points = ma.fields.Integer()
     vehicles = ma.fields.List(ma.fields.Nested(VehicleSchema))
     benefits = ma.fields.List(ma.fields.String())
+    checked_in = ma.fields.Nested(
+        BookingSchema, allow_none=True, metadata={"description": "The booking delivered by this scan"}
+    )
+    bookings = ma.fields.List(ma.fields.Nested(BookingSchema), metadata={"description": "Open bookings at your dealer"})
 
 
 class InviteSchema(ma.Schema):

@@ -36,6 +36,14 @@ class PublishArgs(ma.Schema):
     effective_from = ma.fields.AwareDateTime()
 
 
+class SettlementLineSchema(ma.Schema):
+    kind = ma.fields.String(metadata={"description": "benefit"})
+    code = ma.fields.String(metadata={"description": "Benefit code"})
+    funder = ma.fields.String(metadata={"description": "oem, dealer, partner"})
+    quantity = ma.fields.Integer()
+    amount_fen = ma.fields.Integer()
+
+
 class SettlementSchema(ma.Schema):
     id = ma.fields.Integer()
     dealer_code = ma.fields.String()
@@ -45,6 +53,8 @@ class SettlementSchema(ma.Schema):
     redeemed_points = ma.fields.Integer()
     point_value_fen = ma.fields.Integer()
     net_fen = ma.fields.Integer()
+    benefit_fen = ma.fields.Integer(metadata={"description": "OEM-funded benefits the dealer delivered (in net_fen)"})
+    lines = ma.fields.List(ma.fields.Nested(SettlementLineSchema))
 
 
 class PaymentArgs(ma.Schema):

@@ -23,7 +23,7 @@ from app.core.clock import utcnow
 from app.core.db import Base, BigIntPK, BigIntType
 
 CURRENCIES = ("reward", "tier")
-ENTRY_KINDS = ("earn", "spend", "expire", "reverse", "adjust", "transfer")
+ENTRY_KINDS = ("earn", "spend", "expire", "reverse", "adjust", "transfer", "refund")
 FUNDERS = ("oem", "dealer", "partner")
 LOT_STATUSES = ("held", "pending", "available", "depleted", "expired", "reversed")
 ADJUSTMENT_STATUSES = ("pending", "applied", "rejected")
@@ -234,6 +234,8 @@ class DealerSettlement(Base):
     redeemed_points: Mapped[int] = mapped_column(BigIntType, default=0)
     point_value_fen: Mapped[int]
     net_fen: Mapped[int] = mapped_column(BigIntType, default=0)
+    #: Benefits the dealer delivered that the OEM funds (Σ of its OEM-funded cost lines), in ``net_fen``.
+    benefit_fen: Mapped[int] = mapped_column(BigIntType, default=0, server_default="0")
     computed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     reviewed_by: Mapped[str | None] = mapped_column(sa.String(64))
     reviewed_at: Mapped[dt.datetime | None]
@@ -246,6 +248,29 @@ class DealerSettlement(Base):
     __table_args__ = (
         sa.UniqueConstraint("dealer_id", "month"),
         sa.CheckConstraint(f"status IN {SETTLEMENT_STATUSES}", name="status"),
+    )
+
+
+class SettlementLine(Base):
+    """A cost line of a dealer's month beside the points: e.g. benefits it delivered (how many, the
+    cost, who funds it). Written by other packages through ``settlement.replace_lines`` while the
+    month's statement is a draft; ``funder = 'oem'`` lines are owed to the dealer (``benefit_fen``)."""
+
+    __tablename__ = "dealer_settlement_lines"
+
+    id: Mapped[BigIntPK]
+    dealer_id: Mapped[int] = mapped_column(BigIntType, sa.ForeignKey("dealers.id"))
+    month: Mapped[dt.date]
+    kind: Mapped[str] = mapped_column(sa.String(16))
+    code: Mapped[str] = mapped_column(sa.String(32))
+    funder: Mapped[str] = mapped_column(sa.String(8))
+    quantity: Mapped[int]
+    amount_fen: Mapped[int] = mapped_column(BigIntType)
+
+    __table_args__ = (
+        sa.UniqueConstraint("dealer_id", "month", "kind", "code", "funder"),
+        sa.CheckConstraint(_in("funder", FUNDERS), name="funder"),
+        sa.Index("ix_dealer_settlement_lines_month", "month", "kind"),
     )
 
 

@@ -5,7 +5,10 @@ Per dealer and business month:
 * **funded**: reward points the dealer paid for (earn entries whose funder is the dealer), net of
   their reversals;
 * **redeemed**: reward points members spent at the dealer, net of redemptions given back;
-* **net**: (redeemed − funded) × point value, in fen. Positive: the OEM pays the dealer.
+* **cost lines** beside the points (``dealer_settlement_lines``): benefits the dealer delivered,
+  per benefit and funder, with their cost, written by the benefits package when it hears
+  ``SettlementMonthComputing``; the OEM-funded ones are **benefit_fen**, owed to the dealer;
+* **net**: (redeemed − funded) × point value + benefit_fen, in fen. Positive: the OEM pays the dealer.
 
 Statements move draft → reviewed → approved → paid; a draft is recomputed when generated again,
 later states are frozen. The approver must be someone other than the reviewer. CSV export for
@@ -18,19 +21,22 @@ import csv
 import datetime as dt
 import io
 import re
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import aliased
 
-from app.core import audit, tunables
+from app.core import audit, events, tunables
 from app.core.clock import business_day_start, business_today, utcnow
 from app.core.db import db
 from app.core.errors import Conflict, Forbidden, NotFound
 from app.core.i18n import _l
 from app.dealers.models import Dealer
 from app.jobs import job
-from app.points.models import DealerSettlement, PointEntry
+from app.points.events import SettlementMonthComputing
+from app.points.models import DealerSettlement, PointEntry, SettlementLine
 
 POINT_VALUE_FEN = tunables.define("points.point_value_fen", 20, "Value of one reward point in fen (5 points = ¥1)")
 
@@ -64,6 +70,7 @@ def _totals(month: dt.date) -> dict[int, dict[str, int]]:
     redeemed_signed = sa.case(
         (PointEntry.kind == "spend", -PointEntry.points),
         (sa.and_(PointEntry.kind == "reverse", original.kind == "spend"), -PointEntry.points),
+        (PointEntry.kind == "refund", -PointEntry.points),
         else_=0,
     )
     rows = db.session.execute(
@@ -77,12 +84,76 @@ def _totals(month: dt.date) -> dict[int, dict[str, int]]:
     }
 
 
+@dataclass(frozen=True)
+class CostLine:
+    """One line another package settles with a dealer for a month (see ``SettlementLine``)."""
+
+    dealer_id: int
+    code: str
+    funder: str
+    quantity: int
+    amount_fen: int
+
+
+def _frozen_dealers(month: dt.date) -> set[int]:
+    return set(
+        db.session.scalars(
+            sa.select(DealerSettlement.dealer_id).where(
+                DealerSettlement.month == month, DealerSettlement.status != "draft"
+            )
+        )
+    )
+
+
+def replace_lines(month: dt.date, kind: str, lines: Iterable[CostLine]) -> int:
+    """Replace the month's ``kind`` lines of every dealer whose statement is not frozen yet."""
+    month = month.replace(day=1)
+    frozen = _frozen_dealers(month)
+    query = sa.delete(SettlementLine).where(SettlementLine.month == month, SettlementLine.kind == kind)
+    if frozen:
+        query = query.where(SettlementLine.dealer_id.not_in(frozen))
+    db.session.execute(query)
+    rows = [SettlementLine(month=month, kind=kind, **line.__dict__) for line in lines if line.dealer_id not in frozen]
+    db.session.add_all(rows)
+    db.session.flush()
+    return len(rows)
+
+
+def lines_of(dealer_id: int, month: dt.date) -> list[SettlementLine]:
+    return list(
+        db.session.scalars(
+            sa.select(SettlementLine)
+            .where(SettlementLine.dealer_id == dealer_id, SettlementLine.month == month.replace(day=1))
+            .order_by(SettlementLine.kind, SettlementLine.code, SettlementLine.funder)
+        )
+    )
+
+
+def _oem_costs(month: dt.date) -> dict[int, int]:
+    """Per dealer: the month's cost lines the OEM funds (owed to the dealer)."""
+    rows = db.session.execute(
+        sa.select(SettlementLine.dealer_id, sa.func.sum(SettlementLine.amount_fen))
+        .where(SettlementLine.month == month, SettlementLine.funder == "oem")
+        .group_by(SettlementLine.dealer_id)
+    )
+    costs = {dealer_id: int(total or 0) for dealer_id, total in rows}
+    for dealer_id in db.session.scalars(sa.select(SettlementLine.dealer_id).where(SettlementLine.month == month)):
+        costs.setdefault(dealer_id, 0)  # lines funded by others still make a statement
+    return costs
+
+
 def generate(month: dt.date, *, actor: str) -> list[DealerSettlement]:
-    """Create or refresh the month's draft statements for every dealer with activity."""
+    """Create or refresh the month's draft statements for every dealer with activity (points or
+    cost lines, which their packages write when ``SettlementMonthComputing`` is published)."""
     month = month.replace(day=1)
     value = POINT_VALUE_FEN.value()
+    start, end = month_bounds(month)
+    events.publish(SettlementMonthComputing(month, start, end))
+    points = _totals(month)
+    costs = _oem_costs(month)
     statements = []
-    for dealer_id, totals in _totals(month).items():
+    for dealer_id in sorted(points.keys() | costs.keys()):
+        totals = points.get(dealer_id, {"funded": 0, "redeemed": 0})
         statement = db.session.scalar(
             sa.select(DealerSettlement)
             .where(DealerSettlement.dealer_id == dealer_id, DealerSettlement.month == month)
@@ -97,7 +168,8 @@ def generate(month: dt.date, *, actor: str) -> list[DealerSettlement]:
         statement.funded_points = totals["funded"]
         statement.redeemed_points = totals["redeemed"]
         statement.point_value_fen = value
-        statement.net_fen = (totals["redeemed"] - totals["funded"]) * value
+        statement.benefit_fen = costs.get(dealer_id, 0)
+        statement.net_fen = (totals["redeemed"] - totals["funded"]) * value + statement.benefit_fen
         statement.computed_at = utcnow()
         statements.append(statement)
     db.session.flush()
@@ -183,6 +255,7 @@ def to_csv(month: dt.date) -> str:
             "approved_by",
             "paid_at",
             "payment_ref",
+            "benefit_fen",
         ]
     )
     for statement, dealer in statements_for(month):
@@ -200,6 +273,7 @@ def to_csv(month: dt.date) -> str:
             statement.approved_by or "",
             statement.paid_at.isoformat() if statement.paid_at else "",
             statement.payment_ref or "",
+            statement.benefit_fen,
         ]
         writer.writerow([csv_safe(cell) for cell in row])
     return out.getvalue()
@@ -215,6 +289,17 @@ def as_dict(statement: DealerSettlement, dealer: Dealer | None = None) -> dict[s
         "redeemed_points": statement.redeemed_points,
         "point_value_fen": statement.point_value_fen,
         "net_fen": statement.net_fen,
+        "benefit_fen": statement.benefit_fen,
+        "lines": [
+            {
+                "kind": line.kind,
+                "code": line.code,
+                "funder": line.funder,
+                "quantity": line.quantity,
+                "amount_fen": line.amount_fen,
+            }
+            for line in lines_of(statement.dealer_id, statement.month)
+        ],
     }
 
 

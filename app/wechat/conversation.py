@@ -1,7 +1,8 @@
 """The chat: keywords and menu clicks answered from the same services the mini-app uses.
 
 "积分"/"points" → balance and points expiring soon; "等级"/"tier" → tier and progress; "权益" →
-benefits; "预约" → booking card; "推荐" → referral card; "客服"/"人工" → a human agent; a campaign
+benefits and what is left of each this membership year; "预约" → booking card and my upcoming
+bookings; "推荐" → referral card; "客服"/"人工" → a human agent; a campaign
 password → red packet; anything else → a short help menu. Everything is rendered in the member's
 language (zh_CN unless they chose English).
 """
@@ -10,6 +11,9 @@ from __future__ import annotations
 
 import datetime as dt
 
+from app.benefits import availability, booking
+from app.benefits.availability import Offer
+from app.benefits.catalog import localized
 from app.config import current_settings
 from app.core import tunables
 from app.core.clock import to_business, utcnow
@@ -150,24 +154,53 @@ def tier_reply(member: Member) -> Reply:
     return Text("\n".join(lines))
 
 
+def _offer_line(offer: Offer, locale: str) -> str | None:
+    """What is left of one benefit, as the mini-app shows it (None: not for this member now)."""
+    name = localized(offer.benefit.name, locale)
+    if offer.pays_with == "free":
+        return _("%(name)s: unlimited", name=name)
+    if offer.pays_with == "quota" or offer.reason == "quota_used_up":
+        remaining = offer.entitlement.remaining if offer.entitlement else 0
+        return _("%(name)s: %(count)s left this year", name=name, count=remaining)
+    if offer.pays_with == "points":
+        return _("%(name)s: %(points)s points", name=name, points=offer.benefit.points_price)
+    return None
+
+
 def benefits_reply(member: Member) -> Reply:
+    """The tier's highlights, then what is left this membership year of each benefit (the catalog in force)."""
     tier = queries.tier_progress(member.id).tier
     lines = [_("Your %(tier)s benefits:", tier=tier_name(tier))]
     lines += [f"· {item}" for item in tier_highlights(tier)]
+    left = [line for line in (_offer_line(o, member.locale) for o in availability.offers(member, tier)) if line]
+    if left:
+        lines.append(_("This membership year:"))
+        lines += [f"· {line}" for line in left]
     lines.append(mini_link("benefits", _("See what is left this year and book")))
     return Text("\n".join(lines))
 
 
-def booking_reply() -> Reply:
-    return Articles(
-        [
+def booking_reply(member: Member | None = None) -> Reply:
+    """The booking card, then the member's upcoming bookings (when, where), each opening the booking page."""
+    articles = [
+        Article(
+            title=_("Book a service"),
+            description=_("Maintenance, home test drive, pick-up and drop-off: choose a dealer and a time."),
+            url=f"{H5_BASE.value()}/{PAGES['booking']}",
+        )
+    ]
+    locale = member.locale if member is not None else "zh_CN"
+    for row in booking.upcoming(member.id, limit=3) if member is not None else []:
+        dealer = booking.dealer_of(row)
+        when = to_business(row.slot.starts_at).strftime("%Y-%m-%d %H:%M") if row.slot else ""
+        articles.append(
             Article(
-                title=_("Book a service"),
-                description=_("Maintenance, home test drive, pick-up and drop-off: choose a dealer and a time."),
-                url=f"{H5_BASE.value()}/{PAGES['booking']}",
+                title=_("%(benefit)s, %(when)s", benefit=localized(row.benefit.name, locale), when=when),
+                description=dealer.name if dealer else "",
+                url=f"{H5_BASE.value()}/{PAGES['booking']}?id={row.id}",
             )
-        ]
-    )
+        )
+    return Articles(articles)
 
 
 def referral_reply(member: Member) -> Reply:
@@ -222,7 +255,7 @@ def answer(intent: str, member: Member | None) -> Reply:
     if intent == "agent":
         return TransferToAgent()
     if intent == "booking":
-        return booking_reply()
+        return booking_reply(member)
     if member is None:
         return join_prompt()
     handlers = {"points": points_reply, "tier": tier_reply, "benefits": benefits_reply, "referral": referral_reply}

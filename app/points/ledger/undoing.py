@@ -1,5 +1,5 @@
-"""Undoing and releasing: reversals (down to debt), releasing held or pending lots, freezing tier
-points at a tier review drop."""
+"""Undoing and releasing: reversals (down to debt), refunds of spends (back into the lots they
+drained), releasing held or pending lots, freezing tier points at a tier review drop."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import datetime as dt
 
 import sqlalchemy as sa
 
+from app.core import tunables
 from app.core.clock import utcnow
 from app.core.db import db
 from app.core.errors import Conflict
@@ -143,3 +144,122 @@ def freeze_tier_points(member_id: int, points: int, *, idempotency_key: str, at:
     )
     account.tier_points -= points
     account.updated_at = now
+
+
+REFUND_GRACE_DAYS = tunables.define(
+    "points.refund_grace_days",
+    30,
+    "Refunded points whose lot expired meanwhile come back in a new lot valid for N days",
+)
+
+
+def refund(
+    spend_entry: PointEntry,
+    points: int,
+    *,
+    idempotency_key: str,
+    source_type: str,
+    source_ref: str | None = None,
+    reason_code: str | None = None,
+    note: str | None = None,
+    actor: str | None = None,
+    at: dt.datetime | None = None,
+) -> tuple[PointEntry, bool]:
+    """Give (part of) a spend back into the lots it drained, each keeping its own expiry.
+
+    Lots are refilled latest-expiring first (the reverse of the spend), so successive partial
+    refunds never refill a lot twice. Points whose lot has expired (or was closed) meanwhile come
+    back in one new lot of this refund entry, valid ``points.refund_grace_days`` (30) from now. A
+    debt is paid off first. Up to what the spend took, idempotent by key, under the account lock."""
+    if points <= 0:
+        raise ValueError("refund takes positive points")
+    if spend_entry.kind != "spend" or spend_entry.currency != "reward":
+        raise ValueError("refund gives back a reward spend")
+    now = at or utcnow()
+    account = lock_account(spend_entry.member_id)
+    existing = find_entry(idempotency_key, spend_entry.member_id, "refund")
+    if existing is not None:
+        return existing, False
+    already = refunded_points(spend_entry.id)
+    points = min(points, -spend_entry.points - already)
+    if points <= 0:
+        raise Conflict(details={"reason": "already_refunded", "entry": spend_entry.id})
+    entry = add_entry(
+        member_id=spend_entry.member_id,
+        currency="reward",
+        kind="refund",
+        points=points,
+        idempotency_key=idempotency_key,
+        source_type=source_type,
+        source_ref=source_ref or spend_entry.source_ref,
+        funder=spend_entry.funder,
+        dealer_id=spend_entry.dealer_id,
+        reverses_entry_id=spend_entry.id,
+        reason_code=reason_code,
+        note=note,
+        actor=actor,
+        occurred_at=now,
+        created_at=now,
+    )
+    paid = min(account.reward_debt, points)
+    account.reward_debt -= paid
+    expired = 0
+    for lot, share in _refund_shares(spend_entry, skip=already + paid, points=points - paid):
+        if lot.status in ("available", "depleted") and lot.expires_at > now:
+            lot.remaining += share
+            lot.status = "available"
+            db.session.add(PointAllocation(entry_id=entry.id, lot_id=lot.id, points=share))
+        else:
+            expired += share
+    if expired:
+        db.session.add(
+            PointLot(
+                member_id=entry.member_id,
+                entry_id=entry.id,
+                points=expired,
+                remaining=expired,
+                status="available",
+                available_at=now,
+                expires_at=now + dt.timedelta(days=REFUND_GRACE_DAYS.value()),
+                funder=entry.funder,
+                dealer_id=entry.dealer_id,
+                created_at=now,
+            )
+        )
+    account.reward_available += points  # Σ lots grows by points − paid, the debt shrinks by paid
+    account.lifetime_spent -= points
+    account.updated_at = now
+    db.session.flush()
+    return entry, True
+
+
+def _refund_shares(spend_entry: PointEntry, *, skip: int, points: int) -> list[tuple[PointLot, int]]:
+    """The lots a spend drained, latest-expiring first and locked, with what this refund returns to
+    each: the ``points`` after the first ``skip`` (given back by earlier refunds or to a debt)."""
+    drained = db.session.execute(
+        sa.select(PointLot, -PointAllocation.points)
+        .join(PointAllocation, PointAllocation.lot_id == PointLot.id)
+        .where(PointAllocation.entry_id == spend_entry.id, PointAllocation.points < 0)
+        .order_by(PointLot.expires_at.desc(), PointLot.id.desc())
+        .with_for_update(of=PointLot)
+        .execution_options(populate_existing=True)
+    ).all()
+    shares = []
+    for lot, took in drained:
+        skipped = min(skip, took)
+        skip -= skipped
+        share = min(took - skipped, points)
+        if share > 0:
+            shares.append((lot, share))
+            points -= share
+    return shares
+
+
+def refunded_points(spend_id: int) -> int:
+    """How much of a spend has been refunded so far."""
+    total = db.session.scalar(
+        sa.select(sa.func.coalesce(sa.func.sum(PointEntry.points), 0)).where(
+            PointEntry.reverses_entry_id == spend_id, PointEntry.kind == "refund"
+        )
+    )
+    return int(total)
