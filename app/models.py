@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from app.campaigns import models as campaigns
 from app.care import models as care
+from app.complaints import models as complaints
 from app.core import models as core
 from app.core.db import Base
 from app.dealers import models as dealers
@@ -14,7 +15,7 @@ from app.operators import models as operators
 from app.points import models as points
 from app.tiers import models as tiers
 
-MODELS = (core, dealers, operators, tiers, points, members, campaigns, care)
+MODELS = (core, dealers, operators, tiers, points, members, campaigns, care, complaints)
 metadata = Base.metadata
 
 __all__ = ["MODELS", "metadata"]
