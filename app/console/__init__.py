@@ -11,7 +11,7 @@ def register(app: Flask) -> None:
     from app.config import settings_of
     from app.console import member_tabs, views
     from app.console.registry import NavItem, add_nav
-    from app.core.i18n import _l
+    from app.core.i18n import _l, domain
 
     # CSRF is checked by the console's own before_request (the JSON API and webhooks have none).
     app.config.setdefault("WTF_CSRF_CHECK_DEFAULT", False)
@@ -20,6 +20,9 @@ def register(app: Flask) -> None:
     app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
     app.config.setdefault("SESSION_COOKIE_SECURE", settings_of(app).is_production)
     views.csrf.init_app(app)
+    # Templates translate through the project's catalogs (zh_CN, en), like the Python code does.
+    app.jinja_env.add_extension("jinja2.ext.i18n")
+    app.jinja_env.install_gettext_callables(domain.gettext, domain.ngettext, newstyle=True)  # type: ignore[attr-defined]
     app.register_blueprint(views.bp)
     member_tabs.register_core_tabs()
     add_nav(NavItem("console.lookup", _l("Look up a member"), order=10))

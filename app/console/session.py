@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import g, redirect, request, session, url_for
+from flask_babel import refresh
 from werkzeug.wrappers import Response
 
 from app.core import tunables
@@ -62,6 +63,7 @@ def load_operator() -> Response | None:
     if wanted in SUPPORTED_LOCALES:
         session["locale"] = wanted
     use_member_locale(session.get("locale", "zh_CN"))
+    refresh()  # a locale Flask-Babel cached earlier in this app context is not this session's
     g.console_operator, g.console_signed_out = None, None
     token, seen = session.get("token"), session.get("seen", 0)
     if token:
