@@ -407,3 +407,27 @@ def test_complaints_are_logged_validated_updated_and_counted(client, agent, supe
     assert "销售" not in table  # the 40-day-old complaint is outside the period
     assert table.count("<tr><td>") == 2
     assert [r.action for r in _audit("complaint.logged")] == ["complaint.logged"] * 3
+
+
+# --- make run ----------------------------------------------------------------------------------------
+
+
+def test_make_run_prints_the_console_and_a_demo_account_per_role(app, app_ctx, monkeypatch):
+    import werkzeug.serving
+
+    import app.cli as cli_module
+    from app import demo
+    from app.operators.models import ROLES
+
+    monkeypatch.setattr(cli_module, "start_embedded_scheduler", lambda _app: None)
+    monkeypatch.setattr(werkzeug.serving, "run_simple", lambda *_a, **_k: None)
+    result = app.test_cli_runner().invoke(args=["serve", "--port", "5999"])
+    assert result.exit_code == 0, result.output
+    assert "http://127.0.0.1:5999/console/" in result.output
+    assert {role for _user, _name, role, _dealer in demo.DEMO_OPERATORS} == set(ROLES)
+    for username, _name, role, _dealer in demo.DEMO_OPERATORS:
+        assert f"{role:<15} {username}" in result.output
+    console_line = next(line for line in result.output.splitlines() if "Customer-service console" in line)
+    assert demo.DEMO_PASSWORD not in console_line  # passwords are printed in development only
+    shown = cli_module.console_accounts("http://h", show_passwords=True)
+    assert demo.DEMO_PASSWORD in shown
