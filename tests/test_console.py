@@ -143,7 +143,7 @@ def test_look_up_by_phone_opens_the_member_masked(client, agent, member):
     assert "138****0088" in _text(page) and "张*" in _text(page)
     assert PHONE not in _text(page) and "张伟" not in _text(page)
     assert [(r.action, r.subject_id) for r in _audit("member.lookup")] == [("member.lookup", str(member.id))]
-    assert [r.reason for r in _audit("member.read")] == ["console: member 360"]
+    assert [r.reason for r in _audit("member.read")] == ["console: member 360 (profile)"]
 
 
 @pytest.mark.parametrize("kind", ["member_no", "vin", "plate", "openid"])
@@ -180,6 +180,27 @@ def test_bad_look_up_input_is_a_422_with_a_localized_field_message(client, agent
     assert english.status_code == 422 and "A VIN has 17 characters." in _text(english)
     unknown = client.get("/console/?kind=name&q=张伟")
     assert unknown.status_code == 422
+
+
+@pytest.mark.parametrize(
+    ("path", "data", "status"),
+    [
+        ("/console/?kind=openid&q=o%00x", None, 422),
+        ("/console/?kind=plate&q=" + "吉" * 5000, None, 422),
+        ("/console/?kind=phone&q=" + "1" * 5000, None, 422),
+        ("/console/members/{no}?tab=%00", None, 422),
+        ("/console/members/{no}?tab=ledger&page=99999999999999999999", None, 200),
+        ("/console/members/{no}/complaints", {"category": "tier", "status": "open", "description": "a\x00b"}, 422),
+        ("/console/members/{no}/adjustments", {"points": "9" * 40, "reason_code": "goodwill", "note": "x"}, 422),
+        ("/console/members/{no}/reveal", {"reason_code": "caller_verification", "note": "n" * 5000}, 422),
+        ("/console/members/{no}/freeze", {"reason": "r" * 5000}, 422),
+    ],
+)
+def test_hostile_input_is_a_clear_refusal_never_a_500(client, agent, member, path, data, status):
+    sign_in(client, agent.username)
+    path = path.format(no=member.member_no)
+    response = client.get(path) if data is None else post_form(client, path, data)
+    assert response.status_code == status
 
 
 def test_a_dealer_manager_finds_only_their_dealers_members(client, dealer, member):
@@ -431,3 +452,14 @@ def test_make_run_prints_the_console_and_a_demo_account_per_role(app, app_ctx, m
     assert demo.DEMO_PASSWORD not in console_line  # passwords are printed in development only
     shown = cli_module.console_accounts("http://h", show_passwords=True)
     assert demo.DEMO_PASSWORD in shown
+
+
+def test_chinese_by_default_english_on_request_and_the_choice_sticks(client, agent, member):
+    sign_in(client, agent.username)
+    page = f"/console/members/{member.member_no}"
+    assert "积分明细" in _text(client.get(f"{page}?tab=ledger"))
+    english = _text(client.get(f"{page}?tab=ledger&lang=en"))
+    assert "Points ledger" in english and "积分明细" not in english
+    assert f'href="{page}?tab=ledger&amp;lang=zh_CN"' in english  # the switch keeps the tab
+    assert "Points ledger" in _text(client.get(f"{page}?tab=audit"))
+    assert "积分明细" in _text(client.get(f"{page}?lang=zh_CN"))

@@ -93,7 +93,7 @@ def _shot(page: Page, name: str) -> None:
 
 def _sign_in(page: Page, base: str, username: str) -> None:
     page.goto(f"{base}/console/")
-    expect(page).to_have_url(f"{base}/console/sign-in?next=/console/?")
+    expect(page).to_have_url(f"{base}/console/sign-in?next=/console/")
     page.fill("input[name=username]", username)
     page.fill("input[name=password]", PASSWORD)
     page.click("button[type=submit]")

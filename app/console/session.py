@@ -79,7 +79,9 @@ def load_operator() -> Response | None:
     if request.endpoint in PUBLIC_ENDPOINTS or g.console_operator is not None:
         return None
     reason = "idle" if g.get("console_signed_out") else None
-    return redirect(url_for("console.sign_in", next=request.full_path if request.method == "GET" else None, why=reason))
+    return redirect(
+        url_for("console.sign_in", next=request.full_path.rstrip("?") if request.method == "GET" else None, why=reason)
+    )
 
 
 def console_view(*roles: str, scope: str) -> Callable:

@@ -45,8 +45,17 @@ def _check_csrf() -> None:
         csrf.protect()
 
 
+def _refuse_nul() -> None:
+    """A NUL character cannot be stored in PostgreSQL text: a clear 422 instead of a failed statement."""
+    for source in (request.args, request.form):
+        for name, value in source.items(multi=True):
+            if "\x00" in value:
+                raise ValidationFailed(fields={name: [_("Contains a character that is not allowed.")]})
+
+
 bp.before_request(load_operator)
 bp.before_request(_check_csrf)
+bp.before_request(_refuse_nul)
 
 #: Everything is served from this origin (vendored assets): no inline script, no framing.
 _CSP = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
@@ -145,8 +154,9 @@ def _render_member(
 @console_view(scope="member")
 def member(member_no: str) -> Any:
     """The member 360: one tab at a time (``?tab=``), personal data masked."""
-    found = _member(member_no, reason="console: member 360")
-    return _render_member(found, request.args.get("tab", "profile"))
+    tab = request.args.get("tab", "profile")[:32]
+    found = _member(member_no, reason=f"console: member 360 ({tab})")
+    return _render_member(found, tab)
 
 
 @bp.route("/members/<member_no>/reveal", methods=["POST"])
@@ -340,10 +350,18 @@ def _when(value: dt.datetime | dt.date | None) -> str:
     return value.isoformat()
 
 
+def _in_language(code: str) -> str:
+    """This page in another language (a page answering a form goes to the look-up instead)."""
+    if request.method == "GET" and request.endpoint and request.view_args is not None:
+        return url_for(request.endpoint, **request.view_args, **{**request.args.to_dict(), "lang": code})
+    return url_for("console.lookup", lang=code)
+
+
 @bp.context_processor
 def _console_globals() -> dict[str, Any]:
     operator = g.get("console_operator")
     return {
+        "in_language": _in_language,
         "operator": operator,
         "nav": registry.nav_for(operator) if operator else [],
         "labels": labels,

@@ -46,8 +46,13 @@ PLATE_LIMIT = 16
 OPENID_LIMIT = 64
 
 
+QUERY_LIMIT = 64
+
+
 def _normalized(kind: str, query: str) -> str:
     query = (query or "").strip()
+    if len(query) > QUERY_LIMIT:
+        raise ValidationFailed(fields={"query": [_l("At most 64 characters.")]})
     invalid = {
         "phone": (normalize_cn_mobile(query) is None, _l("Enter an 11-digit mainland mobile number.")),
         "member_no": (not is_member_number(query.replace(" ", "")), _l("Not a valid member number.")),
