@@ -213,3 +213,26 @@ def test_a_form_posted_without_the_csrf_token_is_refused(app, live_server, brows
     expect(page.get_by_test_id("member-status")).to_have_text("正常")
     _shot(page, "11-after-forged-post")
     assert _audit(app, "member.frozen") == []
+
+
+def test_an_agent_logs_a_complaint_and_sees_it_in_the_top_10_in_english(app, live_server, browser, people):
+    errors: list[str] = []
+    page = _page(browser, errors)
+    _sign_in(page, live_server, "agent")
+    member_no = people[PHONE_OURS]
+    page.goto(f"{live_server}/console/members/{member_no}?tab=complaints&lang=en")
+    page.click("details.action summary")
+    page.select_option("details.action select[name=category]", "points_missing")
+    page.fill("details.action textarea[name=description]", "Service points from 1 Dec not credited")
+    _shot(page, "12-complaint-form-en")
+    page.click("details.action button[type=submit]")
+    expect(page.locator(".flash")).to_have_text("Complaint logged.")
+    expect(page.get_by_test_id("tab-complaints")).to_contain_text("Service points from 1 Dec not credited")
+    page.click("nav >> text=Complaints top 10")
+    report = page.get_by_test_id("complaint-report")
+    expect(report).to_contain_text("Points missing")
+    _shot(page, "13-complaint-report-en")
+    page.goto(f"{live_server}/console/members/{member_no}?tab=ledger")
+    _shot(page, "14-ledger-en")
+    assert [row.details["category"] for row in _audit(app, "complaint.logged")] == ["points_missing"]
+    assert errors == []
