@@ -71,13 +71,15 @@ def _assign_in_python(session: Session, _context: Any, _instances: Any) -> None:
     dialect = session.get_bind().dialect
     if dialect.name == "postgresql":
         return
-    new = sorted((o for o in session.new if isinstance(o, AuditEntry)), key=lambda o: sa.inspect(o).insert_order)
-    if not new:
+    if not any(isinstance(o, AuditEntry) for o in session.new):
         return
     to_text = AuditEntry.__table__.c.details.type.dialect_impl(dialect).bind_processor(dialect)
     tail = session.execute(
         sa.select(AuditEntry.chain_seq, AuditEntry.row_hash).order_by(AuditEntry.chain_seq.desc()).limit(1)
     ).first()
+    # Collected after that query: reading the audit log releases rows ``audit.record`` held back
+    # into the session (a request that audits a refused read and a change has both).
+    new = sorted((o for o in session.new if isinstance(o, AuditEntry)), key=lambda o: sa.inspect(o).insert_order)
     seq, previous = (tail[0], tail[1]) if tail else (0, GENESIS_HASH)
     for entry in new:
         seq += 1
