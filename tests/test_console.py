@@ -463,3 +463,28 @@ def test_chinese_by_default_english_on_request_and_the_choice_sticks(client, age
     assert f'href="{page}?tab=ledger&amp;lang=zh_CN"' in english  # the switch keeps the tab
     assert "Points ledger" in _text(client.get(f"{page}?tab=audit"))
     assert "积分明细" in _text(client.get(f"{page}?lang=zh_CN"))
+
+
+def test_a_package_adds_a_member_tab_by_registering_it(client, agent, member, dealer, monkeypatch):
+    """What bookings, notifications or CRM will do: add a tab, visible to the roles it names."""
+    from app.console import registry
+
+    seen = []
+
+    def bookings(context: registry.TabContext) -> dict:
+        seen.append((context.operator.username, context.member.id))
+        return {"identities": [], "revealed": False}
+
+    monkeypatch.setitem(
+        registry._TABS,
+        "bookings",
+        registry.Tab("bookings", "预约", "console/tabs/wechat.html", bookings, roles=("agent",), order=60),
+    )
+    sign_in(client, agent.username)
+    page = _text(client.get(f"/console/members/{member.member_no}?tab=bookings"))
+    assert 'data-tab="bookings"' in page and 'data-testid="tab-bookings"' in page
+    assert seen == [(agent.username, member.id)]
+    manager, _ = factories.operator("dealer_manager", dealer_id=dealer.id)
+    other = client.application.test_client()
+    sign_in(other, manager.username)
+    assert 'data-tab="bookings"' not in _text(other.get(f"/console/members/{member.member_no}"))
