@@ -17,9 +17,24 @@ from app.config import load_settings
 
 def _packages() -> tuple[ModuleType, ...]:
     """The packages that make up the service, lower layers first (ARCHITECTURE.md)."""
-    from app import api, benefits, campaigns, care, dealers, members, operators, points, sync, tiers, wechat
+    from app import (
+        api,
+        benefits,
+        campaigns,
+        care,
+        complaints,
+        console,
+        dealers,
+        members,
+        operators,
+        points,
+        sync,
+        tiers,
+        wechat,
+    )
 
-    return (api, dealers, operators, tiers, points, members, campaigns, care, benefits, sync, wechat)
+    lower_first = (api, dealers, operators, tiers, points, members, campaigns, care, complaints, benefits)
+    return (*lower_first, sync, wechat, console)
 
 
 def create_app(overrides: dict[str, Any] | None = None) -> Flask:

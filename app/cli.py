@@ -243,6 +243,7 @@ def serve(host: str, port: int) -> None:
     wechat_mode = "sandbox" if settings.wechat_sandbox else "live"
     policy_version = registration.POLICY_VERSION.value()
     click.echo(describe_defaults(settings) if settings.defaulted else "All settings come from the environment.")
+    click.echo(console_accounts(base, show_passwords=settings.ENV == "development"))
     click.echo(
         f"""
 Loyalty service on {base}   (jobs: {settings.JOBS_MODE}, WeChat: {wechat_mode})
@@ -293,6 +294,16 @@ by member code and rates it 2; `make run` printed it once already):
     db.session.remove()
     start_embedded_scheduler(app)
     run_simple(host, port, app, threaded=True, use_reloader=False)
+
+
+def console_accounts(base: str, *, show_passwords: bool) -> str:
+    """The console's address and the demo account of each role (passwords only in development)."""
+    password = f"password {demo.DEMO_PASSWORD}" if show_passwords else "password: see `flask operators reset-password`"
+    lines = [f"\nCustomer-service console: {base}/console/   (demo accounts, {password})"]
+    for username, name, role, dealer_code in demo.DEMO_OPERATORS:
+        where = f" of dealer {dealer_code}" if dealer_code else ""
+        lines.append(f"  {role:<15} {username:<11} {name}{where}")
+    return "\n".join(lines)
 
 
 def register_commands(app: Flask) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from app.benefits import models as benefits
 from app.campaigns import models as campaigns
 from app.care import models as care
+from app.complaints import models as complaints
 from app.core import models as core
 from app.core.db import Base
 from app.dealers import models as dealers
@@ -15,7 +16,7 @@ from app.operators import models as operators
 from app.points import models as points
 from app.tiers import models as tiers
 
-MODELS = (core, dealers, operators, tiers, points, members, campaigns, care, benefits)
+MODELS = (core, dealers, operators, tiers, points, members, campaigns, care, complaints, benefits)
 metadata = Base.metadata
 
 __all__ = ["MODELS", "metadata"]

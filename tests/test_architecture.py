@@ -23,8 +23,8 @@ ROOT = APP_DIR.parent
 #: (layer 1) may also use each other (shared auth, schemas).
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("composition",),  # app, app.cli, app.demo, app.models: the application factory and its commands
-    ("channels",),  # WeChat, DMS, API, CLI: translate the outside world into domain calls
-    ("campaigns", "care", "benefits"),
+    ("channels", "console"),  # WeChat, DMS, API, console, CLI: translate the outside world into domain calls
+    ("campaigns", "care", "complaints", "benefits"),
     ("members",),
     ("points",),
     ("tiers",),
@@ -36,9 +36,10 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("config",),
 )
 COMPOSITION = {"app", "app.cli", "app.demo", "app.models"}
-CHANNEL_PACKAGES = {"wechat", "sync", "api"}
-#: Modules of a domain package that belong to its channel: its blueprints, schemas and commands.
-CHANNEL_MODULE_NAMES = ("api", "schemas", "cli")
+CHANNEL_PACKAGES = {"wechat", "sync", "api", "console"}
+#: Modules of a domain package that belong to its channel: its blueprints, schemas, commands and
+#: console tabs (``app/<package>/console.py`` adds its member-360 tab to ``app/console/registry``).
+CHANNEL_MODULE_NAMES = ("api", "schemas", "cli", "console")
 #: Functions that compose: they import packages lazily on purpose (at app build or worker start).
 COMPOSING_FUNCTIONS = {"register", "create_app", "_packages", "_app_for_worker"}
 

@@ -72,6 +72,20 @@ def mask_name(name: str | None) -> str | None:
     return name[0] + "*" * (len(name) - 1)
 
 
+def mask_vin(vin: str | None) -> str | None:
+    """``LFV2A21K5N3000101`` → ``LFV********000101``: the serial stays readable on the phone."""
+    if not vin:
+        return vin
+    return vin[:3] + "*" * max(0, len(vin) - 9) + vin[-6:] if len(vin) > 9 else "*" * len(vin)
+
+
+def mask_plate(plate: str | None) -> str | None:
+    """``吉A12345`` → ``吉A***45``."""
+    if not plate:
+        return plate
+    return plate[:2] + "***" + plate[-2:] if len(plate) > 4 else "*" * len(plate)
+
+
 def normalize_vin(value: str) -> str:
     return value.strip().upper()
 

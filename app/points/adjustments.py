@@ -159,3 +159,14 @@ def pending(limit: int = 100) -> list[AdjustmentRequest]:
             .limit(limit)
         )
     )
+
+
+def pending_for_member(member_id: int) -> list[AdjustmentRequest]:
+    """The member's adjustments waiting for a supervisor."""
+    return list(
+        db.session.scalars(
+            sa.select(AdjustmentRequest)
+            .where(AdjustmentRequest.member_id == member_id, AdjustmentRequest.status == "pending")
+            .order_by(AdjustmentRequest.requested_at)
+        )
+    )

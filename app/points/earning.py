@@ -163,9 +163,11 @@ def award_event(
     source_event_id: int | None = None,
     hold_reward: bool = False,
 ) -> list[EarnedAward]:
-    """Credit everything the rules give for one business event (``ref`` identifies it)."""
+    """Credit everything the rules give for one business event (``ref`` identifies it). A frozen
+    member's reward points are held until unfrozen (``members/freezing.py``)."""
     if member.status == "closed":
         return []
+    hold_reward = hold_reward or member.status == "frozen"
     rule_set = published_rule_set(occurred_at)
     if rule_set is None:
         return []
