@@ -52,6 +52,7 @@ class PaymentRefused(Refused):
 NOT_FOLLOWING = 43004  # template message to someone who does not follow the account
 NO_SUBSCRIPTION_GRANT = 43101  # subscribe message without an unused grant
 BAD_CODE = 40029  # an invalid (or used) wx.login / phone code
+INVALID_SCENE = 40169  # getwxacodeunlimit: a scene longer than 32 characters
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,10 @@ class MiniApp(Protocol):
 
     def phone_number(self, code: str) -> SharedPhone:
         """The number the member chose to share (getPhoneNumber); ``Refused`` for a bad code."""
+
+    def unlimited_code(self, scene: str, *, page: str | None = None) -> bytes:
+        """A mini-app code image (PNG) opening ``page`` with ``scene`` (≤ 32 characters):
+        ``getwxacodeunlimit``, which has no cap on the number of codes."""
 
 
 # --- WeChat Pay ----------------------------------------------------------------------------------
