@@ -62,10 +62,10 @@ def test_my_referrals_and_a_friends_claim_through_the_mini_app(shop, client, wec
     assert image.status_code == 200 and image.mimetype == "image/png" and image.data.startswith(PNG_SIGNATURE)
 
     bob = _mini(client, wechat, "o-bob", "13955550002", purposes=["service_notifications", "dealer_sharing"])
-    claimed = bob.post("/api/v1/referral-claims", json={"code": mine["code"].lower(), "dealer_code": "D0101"})
+    claimed = bob.post("/api/v1/me/referral-claims", json={"code": mine["code"].lower(), "dealer_code": "D0101"})
     assert claimed.status_code == 200 and claimed.json["attributed"] is True
     assert claimed.json["dealer_code"] == "D0101" and claimed.json["milestone"] == "lead"
-    again = bob.post("/api/v1/referral-claims", json={"code": mine["code"]})
+    again = bob.post("/api/v1/me/referral-claims", json={"code": mine["code"]})
     assert again.json == {"attributed": False, "referral_id": None, "dealer_code": None, "milestone": None}
 
     referees = alice.get("/api/v1/me/referrals").json["referees"]
@@ -76,18 +76,18 @@ def test_my_referrals_and_a_friends_claim_through_the_mini_app(shop, client, wec
 def test_claims_refuse_self_referral_unknown_codes_and_bad_input(shop, client, wechat):
     alice = _mini(client, wechat, "o-alice2", "13955550011")
     code = alice.get("/api/v1/me/referrals", query_string={"device_id": "shared-ipad"}).json["code"]
-    own = alice.post("/api/v1/referral-claims", json={"code": code, "dealer_code": "D0101"})
+    own = alice.post("/api/v1/me/referral-claims", json={"code": code, "dealer_code": "D0101"})
     assert own.status_code == 409 and own.json["error"]["code"] == "self_referral"
     sibling = _mini(client, wechat, "o-sibling", "13955550012")
     on_her_ipad = sibling.post(
-        "/api/v1/referral-claims", json={"code": code, "dealer_code": "D0101", "device_id": "shared-ipad"}
+        "/api/v1/me/referral-claims", json={"code": code, "dealer_code": "D0101", "device_id": "shared-ipad"}
     )
     assert on_her_ipad.status_code == 409
-    unknown = sibling.post("/api/v1/referral-claims", json={"code": "ZZZZZZZZ", "dealer_code": "D0101"})
+    unknown = sibling.post("/api/v1/me/referral-claims", json={"code": "ZZZZZZZZ", "dealer_code": "D0101"})
     assert unknown.status_code == 404 and unknown.json["error"]["code"] == "unknown_referral_code"
-    bad = sibling.post("/api/v1/referral-claims", json={"code": code, "latitude": 200, "dealer_code": "NOPE"})
+    bad = sibling.post("/api/v1/me/referral-claims", json={"code": code, "latitude": 200, "dealer_code": "NOPE"})
     assert bad.status_code == 422 and "latitude" in bad.json["error"]["fields"]
-    no_dealer = sibling.post("/api/v1/referral-claims", json={"code": code, "dealer_code": "NOPE"})
+    no_dealer = sibling.post("/api/v1/me/referral-claims", json={"code": code, "dealer_code": "NOPE"})
     assert no_dealer.status_code == 422 and "dealer_code" in no_dealer.json["error"]["fields"]
     assert _audits("referral.self_referral_refused")
 

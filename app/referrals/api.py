@@ -42,7 +42,7 @@ def my_wxacode() -> Response:
     return Response(image, mimetype="image/png", headers={"Cache-Control": "private, max-age=3600"})
 
 
-@blp.route("/referral-claims", methods=["POST"])
+@blp.route("/me/referral-claims", methods=["POST"])
 @blp.doc(security=BEARER)
 @blp.arguments(ReferralClaimArgs)
 @blp.response(200, ReferralClaimSchema)

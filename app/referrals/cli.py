@@ -62,12 +62,14 @@ def _new_member(name: str, dealer_id: int, channel: str) -> Member:
 
 def _post_dms(document: dict[str, Any]) -> str:
     """Sign and POST through the real DMS intake, then drain the inbox (as the worker would)."""
+    db.session.commit()  # the intake runs in its own unit of work: hold no lock meanwhile (SQLite)
     body = json.dumps(document, ensure_ascii=False).encode()
     headers = {"Content-Type": "application/json", **sign_timestamped(current_settings().DMS_SECRET, body)}
     response = current_app.test_client().post("/api/v1/dms/events", data=body, headers=headers)
     if response.status_code not in (200, 202):
         raise click.ClickException(f"DMS intake answered {response.status_code}: {response.get_data(as_text=True)}")
     drain_inbox("dms")
+    db.session.commit()
     return f"{document['type']} → {response.status_code}"
 
 
