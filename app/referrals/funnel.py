@@ -40,10 +40,11 @@ def _next_month(month: dt.date) -> dt.date:
     return (month.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
 
 
-def _month_key() -> sa.ColumnElement[str]:
-    """The attribution's month on the business calendar (Asia/Shanghai)."""
+def _month_key() -> sa.ColumnElement[object]:
+    """The attribution's month on the business calendar (Asia/Shanghai); ``date_trunc`` costs a
+    fraction of ``to_char`` per row, so PostgreSQL groups on a timestamp formatted afterwards."""
     if db.dialect == "postgresql":
-        return sa.func.to_char(sa.func.timezone("Asia/Shanghai", Referral.attributed_at), "YYYY-MM")
+        return sa.func.date_trunc("month", sa.func.timezone("Asia/Shanghai", Referral.attributed_at))
     return sa.func.strftime("%Y-%m", sa.func.datetime(Referral.attributed_at, "+8 hours"))
 
 
@@ -82,7 +83,11 @@ def funnel(first: dt.date, last: dt.date | None = None, *, dealer_id: int | None
     dealers = dict(
         db.session.execute(sa.select(Dealer.id, Dealer.code).where(Dealer.id.in_({r[0] for r in rows}))).all()
     )
-    return [FunnelRow(dealers[r[0]], *r[1:]) for r in rows]
+    return [FunnelRow(dealers[r[0]], _month_text(r[1]), *r[2:]) for r in rows]
+
+
+def _month_text(month: object) -> str:
+    return month if isinstance(month, str) else month.strftime("%Y-%m")  # type: ignore[attr-defined]
 
 
 def funnel_csv(rows: list[FunnelRow]) -> str:
