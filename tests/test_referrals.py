@@ -219,3 +219,24 @@ def test_a_delivery_on_day_179_still_counts(shop):
     refer(referrer, friend, at=utcnow() - dt.timedelta(days=179))
     milestones.delivery(friend.phone, order_no="SO-ONTIME", model_code="MAGOTAN", price_fen=PRICE, at=utcnow())
     assert _referral(friend).reward_status == "credited"
+
+
+def test_an_order_event_with_a_bad_phone_is_refused_with_field_errors(shop, post_dms):
+    response = post_dms(order_placed("12345", "SO-BAD"))
+    assert response.status_code == 422
+    assert "phone" in response.json["error"]["fields"]["payload"]
+
+
+def test_release_pending_with_a_date_releases_the_cooled_reward(shop, app, post_dms):
+    referrer, friend = factories.member(), newcomer()
+    refer(referrer, friend)
+    _deliver(post_dms, friend.phone, "SO-COOL")
+    runner = app.test_cli_runner()
+    early = runner.invoke(args=["points", "release-pending", "--now", (utcnow() + dt.timedelta(days=29)).isoformat()])
+    assert early.exit_code == 0 and queries.balance(referrer.id).pending == 2000
+    late = runner.invoke(
+        args=["points", "release-pending", "--now", (utcnow() + dt.timedelta(days=31)).date().isoformat()]
+    )
+    assert late.exit_code == 0, late.output
+    assert queries.balance(referrer.id).pending == 0 and queries.balance(referrer.id).available == 2050
+    assert runner.invoke(args=["points", "release-pending", "--now", "soon"]).exit_code != 0
