@@ -77,6 +77,7 @@ class Referral(Base):
         sa.Index("ix_referrals_referrer_rewarded", "referrer_member_id", "rewarded_at"),
         sa.Index("ix_referrals_code_attributed", "code", "attributed_at"),
         sa.Index("ix_referrals_dealer_attributed", "dealer_id", "attributed_at"),
+        sa.Index("ix_referrals_attributed_at", "attributed_at"),
         sa.Index("ix_referrals_review_pending", "review", postgresql_where=sa.text("review = 'pending'")),
     )
 
