@@ -125,6 +125,7 @@ def test_milestones_from_signed_dms_events_pay_small_then_big_pending_rewards(sh
     assert (mine.available, mine.pending) == (150, 2000)
     assert mine.tier_points == PRICE // 200  # referred price × 0.5 (1 tier point per ¥1)
     assert queries.balance(friend.id).pending >= 500
+    assert db.session.get(SalesLead, referral.lead_id).status == "converted"
 
 
 def test_the_same_delivery_sent_three_times_rewards_once(shop, post_dms):
@@ -156,6 +157,7 @@ def test_cancellation_after_cooling_claws_back_into_debt(shop, post_dms):
         "clawed_back",
         2000,
     )
+    assert db.session.get(SalesLead, referral.lead_id).status == "lost"
     balance = queries.balance(referrer.id)
     assert (balance.available, balance.debt) == (-2000, 2000)  # available nets the debt
     assert balance.tier_points == 0

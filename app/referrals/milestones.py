@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from app.core import events
 from app.core.clock import to_business
 from app.core.db import db
+from app.dealers.models import SalesLead
 from app.members.models import Member
 from app.members.services import phone_index
 from app.referrals import rewards
@@ -44,6 +45,13 @@ def _advance(referral: Referral, milestone: str, at: dt.datetime) -> bool:
 def _before_attribution(referral: Referral, at: dt.datetime) -> bool:
     """DMS times are whole seconds on the dealer's calendar: compare business days, not instants."""
     return to_business(at).date() < to_business(referral.attributed_at).date()
+
+
+def _lead_status(referral: Referral, status: str, at: dt.datetime) -> None:
+    """The dealer's lead follows the sale: converted at delivery, lost when the order is cancelled."""
+    lead = db.session.get(SalesLead, referral.lead_id) if referral.lead_id else None
+    if lead is not None:
+        lead.status, lead.updated_at = status, at
 
 
 def _within_window(referral: Referral, at: dt.datetime) -> bool:
@@ -84,6 +92,7 @@ def delivery(phone: str, *, order_no: str, model_code: str, price_fen: int, at: 
     referral.ordered_at = referral.ordered_at or at
     referral.model_code, referral.price_fen = model_code, price_fen
     _advance(referral, "delivery", at)
+    _lead_status(referral, "converted", at)
     rewards.reward_delivery(referral, at)
     return referral
 
@@ -99,6 +108,7 @@ def cancellation(order_no: str, *, on: dt.date, at: dt.datetime, source_event_id
         return None
     referral.cancelled_at = at
     referral.milestone = "cancelled"
+    _lead_status(referral, "lost", at)
     rewards.claw_back(referral, source_event_id=source_event_id, on=on)
     events.publish(
         events.ReferralMilestoneReached(
