@@ -2,7 +2,8 @@
 
 The bench seeds its own database (``loyalty_bench_referrals``): 200 dealers, 1,200,000 members,
 1,000,000 referrals over the last 12 months with realistic milestone rates (test drive 45%, order
-25%, delivery 20%, 2% cancelled), inserted in attribution order as production inserts them. It then alternates rounds of
+25%, delivery 20%, 2% cancelled), inserted in attribution order as production inserts them. It
+then alternates rounds of
 
 * floor: ``SELECT count(*) FROM referrals`` (the whole table), and
 * ours: the funnel query the back office runs (``referrals.funnel.funnel_statement``: one pass,
