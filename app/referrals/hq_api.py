@@ -36,6 +36,8 @@ def _actor(operator: Operator) -> tuple[str, str]:
 def _dealer_scope(operator: Operator, dealer_code: str | None) -> int | None:
     """A dealer manager sees their own dealer only; HQ any dealer (or all when none is named)."""
     if operator.role == "dealer_manager" and not dealer_code:
+        if operator.dealer_id is None:  # a manager of no dealer sees nothing, never everything
+            raise NotFound()
         return operator.dealer_id
     if not dealer_code:
         return None
