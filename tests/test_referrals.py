@@ -39,7 +39,9 @@ def _deliver(post_dms, phone: str, order_no: str, **kw):
 def _referral(referee) -> Referral:
     db.session.flush()
     db.session.expire_all()
-    return db.session.scalar(sa.select(Referral).where(Referral.referee_member_id == referee.id))
+    return db.session.scalar(
+        sa.select(Referral).where(Referral.referee_member_id == referee.id, Referral.superseded_at.is_(None))
+    )
 
 
 def test_a_code_is_short_opaque_and_stable_and_its_mini_app_code_is_drawn_once(shop, fakes):
@@ -242,3 +244,25 @@ def test_release_pending_with_a_date_releases_the_cooled_reward(shop, app, post_
     assert late.exit_code == 0, late.output
     assert queries.balance(referrer.id).pending == 0 and queries.balance(referrer.id).available == 2050
     assert runner.invoke(args=["points", "release-pending", "--now", "soon"]).exit_code != 0
+
+
+def test_after_the_window_without_a_delivery_the_next_touch_takes_over(shop):
+    first, second, friend = factories.member(), factories.member(), newcomer()
+    lapsed = refer(first, friend, at=utcnow() - dt.timedelta(days=181)).referral
+    taken = refer(second, friend)
+    assert taken.new and taken.referral.referrer_member_id == second.id
+    db.session.refresh(lapsed)
+    assert lapsed.superseded_at is not None and lapsed.reward_status == "expired"
+    assert not refer(first, friend).new  # the new attribution is the first touch now
+    milestones.delivery(friend.phone, order_no="SO-NEXT", model_code="MAGOTAN", price_fen=PRICE, at=utcnow())
+    assert _referral(friend).referrer_member_id == second.id and _referral(friend).reward_status == "credited"
+    assert queries.balance(second.id).pending == 2000 and queries.balance(first.id).pending == 0
+
+
+def test_a_delivered_referral_is_never_taken_over(shop):
+    first, second, friend = factories.member(), factories.member(), newcomer()
+    refer(first, friend, at=utcnow() - dt.timedelta(days=200))
+    milestones.delivery(
+        friend.phone, order_no="SO-OLD", model_code="MAGOTAN", price_fen=PRICE, at=utcnow() - dt.timedelta(days=100)
+    )
+    assert not refer(second, friend).new

@@ -1,5 +1,6 @@
 """Attribution: a referee who opens a referrer's link or code becomes a lead of that referrer —
-the first touch wins (``UNIQUE referee_member_id``), for 180 days — routed to a dealer."""
+the first touch wins (one current referral per referee, a partial unique index), for 180 days;
+after that, without a delivery, the next touch takes over — routed to a dealer."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ import datetime as dt
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from app.core import audit, events, tunables
 from app.core.clock import utcnow
-from app.core.db import db, insert_if_absent
+from app.core.db import db
 from app.core.errors import Conflict, NotFound, ValidationFailed
 from app.core.i18n import _l
 from app.dealers.models import Dealer, SalesLead
@@ -40,10 +42,27 @@ class Attribution:
 
 
 def referral_of_referee(member_id: int, *, lock: bool = False) -> Referral | None:
-    query = sa.select(Referral).where(Referral.referee_member_id == member_id)
+    """The referee's current referral (not superseded)."""
+    query = sa.select(Referral).where(Referral.referee_member_id == member_id, Referral.superseded_at.is_(None))
     if lock:
         query = query.with_for_update().execution_options(populate_existing=True)
     return db.session.scalar(query)
+
+
+def _insert_current() -> sa.Insert:
+    """INSERT … ON CONFLICT on the partial unique index of current referrals: of racing touches,
+    one wins (the unique index decides, not a prior SELECT)."""
+    insert = postgresql.insert if db.dialect == "postgresql" else sqlite.insert
+    return (
+        insert(Referral)
+        .on_conflict_do_nothing(index_elements=["referee_member_id"], index_where=Referral.superseded_at.is_(None))
+        .returning(Referral.id)
+    )
+
+
+def _lapsed(referral: Referral, at: dt.datetime) -> bool:
+    """The window passed without a delivery: a new touch may take the referee over."""
+    return referral.expires_at < at and referral.delivered_at is None
 
 
 def dealer_code_of(referral: Referral) -> str:
@@ -98,12 +117,21 @@ def attribute(
         raise SelfReferral(details={"reason": reason})
     codes.record_device(referee.id, device)
     existing = referral_of_referee(referee.id)
-    if existing is not None:
+    if existing is not None and not _lapsed(existing, at):
         return Attribution(existing, False)
     dealer = route(referrer, dealer_code, latitude, longitude)
+    if existing is not None:
+        lapsed = referral_of_referee(referee.id, lock=True)  # racing touches supersede it once
+        if lapsed is not None and not _lapsed(lapsed, at):
+            return Attribution(lapsed, False)
+        if lapsed is not None:
+            lapsed.superseded_at = at
+            if lapsed.reward_status in ("none", "held"):
+                lapsed.reward_status = "expired"
+            db.session.flush()
     flags = fraud.flags_for(referrer.id, referee.id, code.code, device, at)
-    new_id = insert_if_absent(
-        Referral,
+    new_id = db.session.execute(
+        _insert_current(),
         {
             "referrer_member_id": referrer.id,
             "referee_member_id": referee.id,
@@ -121,8 +149,7 @@ def attribute(
             "created_at": at,
             "updated_at": at,
         },
-        conflict_columns=("referee_member_id",),
-    )
+    ).scalar_one_or_none()
     referral = referral_of_referee(referee.id)
     assert referral is not None
     if new_id is None:

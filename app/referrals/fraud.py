@@ -64,7 +64,11 @@ def self_referral(referrer: Member, referee: Member, device: str | None) -> str 
 
 
 def _referrer_of(member_id: int) -> int | None:
-    return db.session.scalar(sa.select(Referral.referrer_member_id).where(Referral.referee_member_id == member_id))
+    return db.session.scalar(
+        sa.select(Referral.referrer_member_id).where(
+            Referral.referee_member_id == member_id, Referral.superseded_at.is_(None)
+        )
+    )
 
 
 def _in_ring(referrer_id: int, referee_id: int) -> bool:

@@ -34,14 +34,15 @@ class ReferralCode(Base):
 
 
 class Referral(Base):
-    """One referee attributed to one referrer (``UNIQUE referee_member_id``: the first touch wins
-    even when two referrers race), with its milestones, fraud flags and reward state."""
+    """One referee attributed to one referrer, with its milestones, fraud flags and reward state.
+    One current referral per referee (a partial unique index): the first touch wins even when two
+    referrers race; once its window has passed without a delivery, a new touch supersedes it."""
 
     __tablename__ = "referrals"
 
     id: Mapped[BigIntPK]
     referrer_member_id: Mapped[int] = mapped_column(BigIntType, sa.ForeignKey("members.id"))
-    referee_member_id: Mapped[int] = mapped_column(BigIntType, sa.ForeignKey("members.id"), unique=True)
+    referee_member_id: Mapped[int] = mapped_column(BigIntType, sa.ForeignKey("members.id"))
     code: Mapped[str] = mapped_column(sa.String(16))
     dealer_id: Mapped[int] = mapped_column(BigIntType, sa.ForeignKey("dealers.id"))
     lead_id: Mapped[int | None] = mapped_column(BigIntType, sa.ForeignKey("sales_leads.id"))
@@ -64,6 +65,8 @@ class Referral(Base):
     #: The referrer's delivery reward (reward points) as credited, for the funnel.
     reward_points: Mapped[int] = mapped_column(default=0)
     clawed_back_points: Mapped[int] = mapped_column(default=0)
+    #: A later touch after the window took over (this attribution lapsed without a delivery).
+    superseded_at: Mapped[dt.datetime | None]
     reviewed_by: Mapped[str | None] = mapped_column(sa.String(64))
     reviewed_at: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
@@ -74,6 +77,13 @@ class Referral(Base):
         sa.CheckConstraint(f"reward_status IN {REWARD_STATUSES}", name="reward_status"),
         sa.CheckConstraint(f"review IN {REVIEW_STATES}", name="review"),
         sa.CheckConstraint("referrer_member_id <> referee_member_id", name="not_self"),
+        sa.Index(
+            "uq_referrals_current_referee",
+            "referee_member_id",
+            unique=True,
+            postgresql_where=sa.text("superseded_at IS NULL"),
+            sqlite_where=sa.text("superseded_at IS NULL"),
+        ),
         sa.Index("ix_referrals_referrer_rewarded", "referrer_member_id", "rewarded_at"),
         sa.Index("ix_referrals_code_attributed", "code", "attributed_at"),
         sa.Index("ix_referrals_dealer_attributed", "dealer_id", "attributed_at"),

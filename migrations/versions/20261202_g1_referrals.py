@@ -86,6 +86,7 @@ def upgrade() -> None:
         sa.Column("rewarded_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("reward_points", sa.Integer(), nullable=False),
         sa.Column("clawed_back_points", sa.Integer(), nullable=False),
+        sa.Column("superseded_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("reviewed_by", sa.String(length=64), nullable=True),
         sa.Column("reviewed_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
@@ -108,7 +109,14 @@ def upgrade() -> None:
             ["referrer_member_id"], ["members.id"], name=op.f("fk_referrals_referrer_member_id_members")
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_referrals")),
-        sa.UniqueConstraint("referee_member_id", name=op.f("uq_referrals_referee_member_id")),
+    )
+    op.create_index(
+        "uq_referrals_current_referee",
+        "referrals",
+        ["referee_member_id"],
+        unique=True,
+        postgresql_where=sa.text("superseded_at IS NULL"),
+        sqlite_where=sa.text("superseded_at IS NULL"),
     )
     op.create_index("ix_referrals_code_attributed", "referrals", ["code", "attributed_at"], unique=False)
     op.create_index("ix_referrals_dealer_attributed", "referrals", ["dealer_id", "attributed_at"], unique=False)
@@ -199,6 +207,7 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_referrals_device_hash"), table_name="referrals")
     op.drop_index("ix_referrals_dealer_attributed", table_name="referrals")
     op.drop_index("ix_referrals_code_attributed", table_name="referrals")
+    op.drop_index("uq_referrals_current_referee", table_name="referrals")
     op.drop_table("referrals")
     op.drop_table("referral_codes")
     op.drop_index(op.f("ix_member_devices_device_hash"), table_name="member_devices")
