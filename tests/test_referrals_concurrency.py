@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import pytest
 import sqlalchemy as sa
 
+from app.core import inbox
+from app.core.clock import utcnow
 from app.core.db import db
 from app.core.security import sign_timestamped
 from app.dealers.models import SalesLead
+from app.jobs.drain import process_inbound_event
 from app.members.models import Member
 from app.points.models import PointEntry
 from app.referrals import codes
@@ -77,9 +81,6 @@ def test_the_same_delivery_from_three_threads_rewards_once(app, committed_shop):
 
     assert run_concurrently(3, post) == [202, 202, 202]
     with app.app_context():
-        from app.core import inbox
-        from app.jobs.drain import process_inbound_event
-
         # A loser of the buyer's phone-index race is retried by the sweeper: do it now.
         for event_id in db.session.scalars(
             sa.select(inbox.InboundEvent.id).where(inbox.InboundEvent.status != "processed")
@@ -94,3 +95,25 @@ def test_the_same_delivery_from_three_threads_rewards_once(app, committed_shop):
         referral = db.session.scalar(sa.select(Referral))
     assert sorted(rewards) == [("reward", 2000), ("tier", 100_000)]
     assert (referral.reward_status, referral.reward_points) == ("credited", 2000)
+
+
+def test_two_referrers_racing_for_a_lapsed_referee_make_one_new_attribution(app, committed_shop):
+    with app.app_context():
+        old, *racers = (factories.member().id for _ in range(3))
+        friend = newcomer()
+        refer(db.session.get(Member, old), friend, at=utcnow() - dt.timedelta(days=200))
+        friend_id = friend.id
+        db.session.commit()
+
+    def touch(i: int) -> bool:
+        with app.app_context():
+            result = refer(db.session.get(Member, racers[i % 2]), db.session.get(Member, friend_id))
+            db.session.commit()
+            return result.new
+
+    outcomes = run_concurrently(6, touch)
+    assert sorted(outcomes) == [False] * 5 + [True], outcomes
+    with app.app_context():
+        rows = db.session.scalars(sa.select(Referral).order_by(Referral.id)).all()
+    assert len(rows) == 2 and rows[0].superseded_at is not None and rows[1].superseded_at is None
+    assert rows[1].referrer_member_id in racers
