@@ -266,3 +266,17 @@ def test_a_delivered_referral_is_never_taken_over(shop):
         friend.phone, order_no="SO-OLD", model_code="MAGOTAN", price_fen=PRICE, at=utcnow() - dt.timedelta(days=100)
     )
     assert not refer(second, friend).new
+
+
+def test_withdrawing_consent_erases_the_device_hashes_and_the_leads_phone_index(shop):
+    from app.members import privacy
+    from app.referrals.models import MemberDevice
+
+    referrer, friend = factories.member(), newcomer()
+    referral = refer(referrer, friend, device_id="friend-phone").referral
+    assert referral.device_hash and db.session.get(SalesLead, referral.lead_id).phone_index
+    privacy.withdraw_everything(friend)
+    db.session.expire_all()
+    assert db.session.get(Referral, referral.id).device_hash is None
+    assert db.session.get(SalesLead, referral.lead_id).phone_index is None
+    assert db.session.scalars(sa.select(MemberDevice).where(MemberDevice.member_id == friend.id)).all() == []

@@ -1,0 +1,17 @@
+"""What the members package tells packages above it (referrals erase their device hashes)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from app.core.events import DomainEvent
+
+
+@dataclass(frozen=True)
+class MemberErased(DomainEvent):
+    """The member withdrew consent to the privacy policy: their personal data is being erased
+    (subscribers erase theirs in the same transaction)."""
+
+    member_id: int
+    at: dt.datetime
