@@ -42,7 +42,7 @@ def funnel_command(month: str, until: str | None) -> None:
 
 
 def _new_member(name: str, dealer_id: int, channel: str) -> Member:
-    phone = f"1{secrets.choice('3589')}{secrets.randbelow(10**9):09d}"
+    phone = f"139{secrets.randbelow(10**8):08d}"  # 139 is allocated in full: every such number is valid
     member = services.create_member(
         channel=channel,
         status="active",
