@@ -9,7 +9,7 @@ import responses
 import sqlalchemy as sa
 
 from app.core.audit import AuditEntry
-from app.core.clock import utcnow
+from app.core.clock import to_business, utcnow
 from app.core.db import db
 from app.gateways import Refused, Unavailable
 from app.members import services
@@ -143,7 +143,7 @@ def test_the_funnel_per_dealer_and_month_as_json_and_csv(shop, client):
     milestones.cancellation("SO-F1", on=utcnow().date(), at=utcnow(), source_event_id=None)
     db.session.flush()
     _, token = factories.operator("operator")
-    month = utcnow().strftime("%Y-%m")
+    month = to_business(utcnow()).strftime("%Y-%m")
     rows = client.get(
         "/api/v1/program/referrals/funnel", query_string={"month": month}, headers={"Authorization": f"Bearer {token}"}
     ).json
@@ -184,7 +184,7 @@ def test_a_dealer_sees_a_lead_only_with_the_referees_consent(shop, client):
     _, manager = factories.operator("dealer_manager", dealer_id=shop.id)
     leads = client.get(
         "/api/v1/program/referrals/leads",
-        query_string={"month": utcnow().strftime("%Y-%m")},
+        query_string={"month": to_business(utcnow()).strftime("%Y-%m")},
         headers={"Authorization": f"Bearer {manager}"},
     ).json
     assert leads["not_shared"] == 1
