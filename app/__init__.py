@@ -28,12 +28,13 @@ def _packages() -> tuple[ModuleType, ...]:
         members,
         operators,
         points,
+        referrals,
         sync,
         tiers,
         wechat,
     )
 
-    lower_first = (api, dealers, operators, tiers, points, members, campaigns, care, complaints, benefits)
+    lower_first = (api, dealers, operators, tiers, points, members, campaigns, care, complaints, benefits, referrals)
     return (*lower_first, sync, wechat, console)
 
 

@@ -280,11 +280,15 @@ Mini-app (the sandbox accepts any wx.login code; a phone code ending in 11 digit
   -d '{{"policy_version":"{policy_version}","phone_code":"phone-13900000001","purposes":["service_notifications"]}}'
   curl -s {base}/api/v1/me/points -H "Authorization: Bearer $MINI"        # balance, expiring soon
   curl -s {base}/api/v1/me/member-code -H "Authorization: Bearer $MINI"   # the 60-second member code
-
+  curl -s {base}/api/v1/me/referrals -H "Authorization: Bearer $MINI"     # my referral code, link, friends
 Benefits, step by step (a new Gold member books a home test drive, cancels, rebooks, is checked in
 by member code and rates it 2; `make run` printed it once already):
 
   .venv/bin/flask --app wsgi demo walkthrough booking
+
+Referrals end to end (a friend opens the code, test drive, order, delivery, cooling, cancellation):
+
+  .venv/bin/flask --app wsgi referrals walkthrough
 """
     )
     from werkzeug.serving import run_simple

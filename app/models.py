@@ -14,9 +14,22 @@ from app.dealers import models as dealers
 from app.members import models as members
 from app.operators import models as operators
 from app.points import models as points
+from app.referrals import models as referrals
 from app.tiers import models as tiers
 
-MODELS = (core, dealers, operators, tiers, points, members, campaigns, care, complaints, benefits)
+MODELS = (
+    core,
+    dealers,
+    operators,
+    tiers,
+    points,
+    members,
+    campaigns,
+    care,
+    complaints,
+    benefits,
+    referrals,
+)
 metadata = Base.metadata
 
 __all__ = ["MODELS", "metadata"]

@@ -120,3 +120,29 @@ class BookingRatedLow(DomainEvent):
     booking_id: int
     rating: int
     at: dt.datetime
+
+
+# Events of referrals, declared here for the same reason (care will notify the referrer).
+
+
+@dataclass(frozen=True)
+class ReferralMilestoneReached(DomainEvent):
+    """A referee reached ``milestone`` (lead, test_drive, order, delivery, cancelled)."""
+
+    referral_id: int
+    referrer_member_id: int
+    referee_member_id: int
+    milestone: str
+    at: dt.datetime
+
+
+@dataclass(frozen=True)
+class ReferralRewardCredited(DomainEvent):
+    """Points were credited to the referrer for a milestone (pending during the cooling period)."""
+
+    referral_id: int
+    referrer_member_id: int
+    milestone: str
+    reward_points: int
+    tier_points: int
+    at: dt.datetime

@@ -55,6 +55,7 @@ NO_SUBSCRIPTION_GRANT = 43101  # subscribe message without an unused grant
 #: reaching domain code means the retry failed too (retried later with backoff).
 TOKEN_REJECTED = (40001, 42001)
 BAD_CODE = 40029  # an invalid (or used) wx.login / phone code
+INVALID_SCENE = 40169  # getwxacodeunlimit: a scene longer than 32 characters
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,10 @@ class MiniApp(Protocol):
 
     def phone_number(self, code: str) -> SharedPhone:
         """The number the member chose to share (getPhoneNumber); ``Refused`` for a bad code."""
+
+    def unlimited_code(self, scene: str, *, page: str | None = None) -> bytes:
+        """A mini-app code image (PNG) opening ``page`` with ``scene`` (≤ 32 characters):
+        ``getwxacodeunlimit``, which has no cap on the number of codes."""
 
     def send_subscribe(self, openid: str, template_id: str, data: dict[str, Any], *, page: str | None = None) -> int:
         """A subscribe message (``subscribeMessage.send``) using one of the member's grants; returns

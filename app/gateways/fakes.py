@@ -21,8 +21,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from app.core.qr import qr_png
 from app.gateways import (
     BAD_CODE,
+    INVALID_SCENE,
     GatewayError,
     MiniAppSignIn,
     PaymentRefused,
@@ -151,6 +153,13 @@ class FakeMiniApp(_Recorder):
         if not self.accept_any_code or not code or code.startswith("bad"):
             raise Refused("invalid code", code=BAD_CODE)
         return SharedPhone(digits if digits.isdigit() and len(digits) == 11 else "13800138000", "86")
+
+    def unlimited_code(self, scene: str, *, page: str | None = None) -> bytes:
+        """A real PNG (a QR code of the page and scene) standing in for WeChat's round code."""
+        self._record("getwxacodeunlimit", scene=scene, page=page)
+        if len(scene) > 32:
+            raise Refused("invalid scene", code=INVALID_SCENE)
+        return qr_png(f"{page or ''}?scene={scene}", box_size=4)
 
     def send_subscribe(self, openid: str, template_id: str, data: dict[str, Any], *, page: str | None = None) -> int:
         self._record("subscribe.send", touser=openid, template_id=template_id, data=data, page=page)

@@ -1,4 +1,5 @@
-"""What the members package tells other packages (care welcomes the new member)."""
+"""What the members package tells packages above it (care welcomes the new member; referrals erase
+their device hashes when a member is erased)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,15 @@ from app.core.events import DomainEvent
 @dataclass(frozen=True)
 class MemberActivated(DomainEvent):
     """A member became active and got the welcome gift (every way of joining ends here)."""
+
+    member_id: int
+    at: dt.datetime
+
+
+@dataclass(frozen=True)
+class MemberErased(DomainEvent):
+    """The member withdrew consent to the privacy policy: their personal data is being erased
+    (subscribers erase theirs in the same transaction)."""
 
     member_id: int
     at: dt.datetime

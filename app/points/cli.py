@@ -118,6 +118,25 @@ def expire() -> None:
     click.echo(f"expired {run.points} points in {run.lots} lots of {run.members} members ({run.chunks} chunks)")
 
 
+@points_cli.command("release-pending")
+@click.option("--now", "now_text", default=None, help="Pretend it is this ISO date/time (UTC), e.g. 2027-01-05")
+def release_pending(now_text: str | None) -> None:
+    """Make pending points whose lock or cooling period has ended spendable (the hourly job, now)."""
+    now = None
+    if now_text:
+        try:
+            now = dt.datetime.fromisoformat(now_text)
+        except ValueError as exc:
+            raise click.BadParameter("use an ISO date or date-time", param_hint="--now") from exc
+        now = now if now.tzinfo else now.replace(tzinfo=dt.UTC)
+    members = 0
+    while touched := expiry.release_due(now):
+        db.session.commit()
+        members += touched
+    db.session.commit()
+    click.echo(f"released pending points of {members} member(s)")
+
+
 @points_cli.command("settle")
 @click.argument("month")
 def settle(month: str) -> None:

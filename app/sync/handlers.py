@@ -20,6 +20,7 @@ from app.jobs.drain import handles
 from app.members import enrollment, services
 from app.members.models import Member, Ownership
 from app.points import earning, reversal
+from app.referrals import milestones as referrals
 from app.sync.facts import earning_facts, resolve_member
 from app.sync.schemas import load_payload
 from app.tiers import policy as tiers
@@ -86,10 +87,22 @@ def on_vehicle_delivered(event: InboundEvent, body: bytes) -> str:
             services.start_ownership(main_member, result.vehicle, started_on=delivery["delivered_on"], role="family")
             outcome += f"; points credited to main member {main_member.member_no}"
     outcome += _earn(beneficiary, event, delivery, dealer, hold_reward=beneficiary.status == "pre_enrolled")
+    outcome += _referral_delivery(event, delivery)
     cancelled = reversal.undone_on("vehicle.delivered", delivery["order_no"])
     if cancelled is not None:  # the cancellation was processed first: the car is not theirs after all
         outcome += f"; {_end_order_ownerships(delivery['order_no'], cancelled)} ownership ended (order cancelled)"
     return outcome
+
+
+def _referral_delivery(event: InboundEvent, delivery: dict[str, Any]) -> str:
+    referral = referrals.delivery(
+        delivery["buyer"]["phone"],
+        order_no=delivery["order_no"],
+        model_code=delivery["model_code"],
+        price_fen=delivery["price_fen"],
+        at=_occurred(event),
+    )
+    return "" if referral is None else f"; referral {referral.id} delivered ({referral.reward_status})"
 
 
 def _end_order_ownerships(order_no: str, on: dt.date) -> int:
@@ -118,9 +131,13 @@ def on_order_cancelled(event: InboundEvent, body: bytes) -> str:
     )
     ended = _end_order_ownerships(order_no, cancellation["cancelled_on"])
     total = sum(-e.points for e in reversed_entries if e.currency == "reward")
+    referral = referrals.cancellation(
+        order_no, on=cancellation["cancelled_on"], at=_occurred(event), source_event_id=event.id
+    )
+    clawed = "" if referral is None else f", referral {referral.id} clawed back {referral.clawed_back_points}"
     return (
         f"order {order_no} cancelled: {len(reversed_entries)} earnings reversed ({total} reward), "
-        f"{ended} ownership ended"
+        f"{ended} ownership ended{clawed}"
     )
 
 
@@ -174,7 +191,23 @@ def on_insurance_renewed(event: InboundEvent, body: bytes) -> str:
 @handles("dms", "test_drive.completed")
 def on_test_drive_completed(event: InboundEvent, body: bytes) -> str:
     drive = dms_payload(event, body)
+    referral = referrals.test_drive(drive["phone"], model_code=drive["model_code"], at=_occurred(event))
+    noted = "" if referral is None else f"; referral {referral.id} test drive"
     member = resolve_member(("phone", drive["phone"]))
     if member is None:
         return f"test drive {drive['test_drive_id']} by a non-member; nothing to credit"
-    return f"member {member.member_no} test drive" + _earn(member, event, drive, _dealer(event))
+    return f"member {member.member_no} test drive" + _earn(member, event, drive, _dealer(event)) + noted
+
+
+@handles("dms", "order.placed")
+def on_order_placed(event: InboundEvent, body: bytes) -> str:
+    """Only the referral funnel uses orders (points come with the delivery)."""
+    placed = dms_payload(event, body)
+    referral = referrals.order(
+        placed["phone"],
+        order_no=placed["order_no"],
+        model_code=placed["model_code"],
+        price_fen=placed["price_fen"],
+        at=_occurred(event),
+    )
+    return f"order {placed['order_no']}: " + ("no referral" if referral is None else f"referral {referral.id} ordered")

@@ -139,6 +139,17 @@ class TestDriveCompletedSchema(BaseSchema):
     advisor_code = ma.fields.String(validate=Length(max=32))
 
 
+class OrderPlacedSchema(BaseSchema):
+    """A signed order (the referral funnel's "order" milestone, matched by the buyer's phone)."""
+
+    order_no = ma.fields.String(required=True, validate=identifier(64))
+    phone = MobileField(required=True)
+    model_code = ma.fields.String(required=True, validate=Length(min=1, max=32))
+    price_fen = Money(required=True, validate=Range(min=1))
+    ordered_on = ma.fields.Date(required=True)
+    advisor_code = ma.fields.String(validate=Length(max=32))
+
+
 #: One instance per type: marshmallow schemas are reusable, and building one per request is costly.
 PAYLOAD_SCHEMAS: dict[str, BaseSchema] = {
     "vehicle.delivered": VehicleDeliveredSchema(),
@@ -147,6 +158,7 @@ PAYLOAD_SCHEMAS: dict[str, BaseSchema] = {
     "service.refunded": ServiceRefundedSchema(),
     "insurance.renewed": InsuranceRenewedSchema(),
     "test_drive.completed": TestDriveCompletedSchema(),
+    "order.placed": OrderPlacedSchema(),
 }
 
 

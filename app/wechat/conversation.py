@@ -21,6 +21,7 @@ from app.core.i18n import _
 from app.dealers.services import nearest_dealers
 from app.members.models import Member
 from app.points import queries
+from app.referrals import views as referral_views
 from app.tiers.display import tier_highlights, tier_name
 from app.wechat.replies import Article, Articles, Reply, Text, TransferToAgent
 
@@ -204,15 +205,23 @@ def booking_reply(member: Member | None = None) -> Reply:
 
 
 def referral_reply(member: Member) -> Reply:
-    return Articles(
-        [
-            Article(
-                title=_("Refer a friend"),
-                description=_("When a friend you refer buys a car, you earn 2,000 points."),
-                url=f"{H5_BASE.value()}/{PAGES['referral']}?ref={member.member_no}",
+    """The referral card: my code and link, my referees' progress, rewards cooling (as /me/referrals)."""
+    mine = referral_views.my_referrals(member)
+    lines = [_("Your referral code: %(code)s", code=mine.code)]
+    if mine.referees:
+        delivered = sum(1 for line in mine.referees if line.milestone == "delivery")
+        cooling = sum(line.reward_points for line in mine.referees if line.available_at is not None)
+        lines.append(
+            _(
+                "Friends referred: %(count)s, cars delivered: %(delivered)s.",
+                count=len(mine.referees),
+                delivered=delivered,
             )
-        ]
-    )
+        )
+        if cooling:
+            lines.append(_("%(points)s reward points are in their cooling period.", points=cooling))
+    lines.append(_("When a friend you refer buys a car, you earn 2,000 points."))
+    return Articles([Article(title=_("Refer a friend"), description="\n".join(lines), url=mine.link)])
 
 
 def help_reply() -> Reply:

@@ -37,6 +37,8 @@ from app.wechat.clients import StableTokenClient, miniapp_client, official_clien
 BAD_CODES = {40029, 40163, 45011, 40226, 40013}
 #: Pay errors after which the same bill number must simply be tried again ("请使用原单号重试").
 RETRY_SAME_BILL = {"SYSTEMERROR", "PROCESSING", "FREQ_LIMIT", "SENDNUMLIMIT_RETRY"}
+#: The first bytes of every PNG file: what getwxacodeunlimit sends when it succeeds.
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 #: What the sandbox fakes were asked to send under ``make run`` (``flask wechat sandbox-calls``).
 SANDBOX_JOURNAL = INSTANCE_DIR / "sandbox-calls.jsonl"
 
@@ -128,6 +130,18 @@ class WeChatMiniApp:
         info = result.get("phone_info") or {}
         phone = info.get("purePhoneNumber") or info.get("phoneNumber") or ""
         return SharedPhone(phone, str(info.get("countryCode") or "86"))
+
+    def unlimited_code(self, scene: str, *, page: str | None = None) -> bytes:
+        """``wxa/getwxacodeunlimit``: WeChat answers with the image itself, or JSON with an errcode."""
+        data: dict[str, Any] = {"scene": scene, "check_path": False, "env_version": "release"}
+        if page:
+            data["page"] = page
+        with _wechat_errors():
+            result = miniapp_client().post("wxa/getwxacodeunlimit", data=data, api_base_url=f"{wechat_api_base()}/")
+        content = getattr(result, "content", None)
+        if not isinstance(content, bytes) or not content.startswith(PNG_SIGNATURE):
+            raise Unavailable("getwxacodeunlimit answered without an image")
+        return content
 
     def send_subscribe(self, openid: str, template_id: str, data: dict[str, Any], *, page: str | None = None) -> int:
         """``cgi-bin/message/subscribe/send``; 43101 (no grant left) comes out as ``Refused``."""
