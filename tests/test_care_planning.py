@@ -48,6 +48,15 @@ def follower(**fields) -> Member:
     return member
 
 
+def greeted_follower(**fields) -> Member:
+    """A follower who accepted marketing messages (birthday greetings are marketing)."""
+    member = follower(**fields)
+    services.record_consent(
+        member, policy_version="2026.1", granted=["service_notifications", "marketing"], channel="miniapp"
+    )
+    return member
+
+
 def sent_templates(fakes) -> dict[str, dict]:
     return {call["template_id"]: call["data"] for call in fakes.official_account.templates()}
 
@@ -68,9 +77,9 @@ def test_the_month_day_follows_the_encrypted_birthday_wherever_it_is_set(app_ctx
 
 def test_birthdays_are_greeted_at_nine_on_the_day_once(app_ctx, fakes):
     today = dt.date(2026, 12, 3)
-    born_today = follower(birthday=dt.date(1990, 12, 3))
-    follower(birthday=dt.date(1990, 12, 4))
-    follower(birthday=dt.date(1985, 12, 3), status="closed")
+    born_today = greeted_follower(birthday=dt.date(1990, 12, 3))
+    greeted_follower(birthday=dt.date(1990, 12, 4))
+    greeted_follower(birthday=dt.date(1985, 12, 3), status="closed")
     assert planning.plan_birthdays(today) == 1
     assert planning.plan_birthdays(today) == 0
     (row,) = reminders("birthday")
@@ -99,7 +108,7 @@ def test_a_29_february_birthday_is_greeted_on_the_28th_in_common_years(app_ctx, 
 
 
 def test_a_birthday_corrected_after_planning_is_not_greeted(app_ctx, fakes):
-    member = follower(birthday=dt.date(1990, 12, 3))
+    member = greeted_follower(birthday=dt.date(1990, 12, 3))
     planning.plan_birthdays(dt.date(2026, 12, 3))
     member.birthday = dt.date(1990, 6, 3)
     db.session.flush()
@@ -435,7 +444,7 @@ def test_the_cli_plans_every_kind_and_a_dry_run_counts_each_without_writing(app,
     services.record_insurance(factories.vehicle(owner=owner), dt.date(2027, 1, 2), None)
     db.session.flush()
     result = CliRunner().invoke(care_cli, ["plan", "--date", "2026-12-03", "--dry-run"], obj=app.cli)
-    lines = {line.split()[0]: line for line in result.output.splitlines()}
+    lines = {line.split()[0]: line for line in result.stdout.splitlines()}  # the progress bar is on stderr
     assert set(lines) == set(planning.PLANNERS)
     assert lines["birthday"].split()[3] == "1" and lines["insurance_renewal"].split()[3] == "1"
     assert lines["maintenance_due"].split()[3] == "0"

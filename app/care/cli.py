@@ -25,19 +25,22 @@ CLI_ACTOR = ("cli", "flask-care")
 def plan(kinds: tuple[str, ...], day: dt.datetime | None, dry_run: bool) -> None:
     """Write the reminders due on a day (default today, Asia/Shanghai), kind by kind.
 
-    A dry run plans for real inside a transaction it rolls back, so it counts exactly the rows that
-    would be new and can tell, per row, the channel that would reach the member now."""
+    A dry run plans for real inside a savepoint it rolls back, so it counts exactly the rows that
+    would be new and can tell, per row, the channel that would reach the member now (the lifecycle
+    pass, which commits page by page, only counts)."""
     chosen = list(kinds) or list(planning.PLANNERS)
     lines = []
     with click.progressbar(chosen, label="planning", file=sys.stderr) as bar:
         for kind in bar:
             started = utcnow()
-            (result,) = planning.plan(day.date() if day else None, kinds=[kind])
-            by_channel = channels.likely_channels(kind, started) if dry_run else {}
+            count_only = dry_run and kind in planning.COMMITS_AS_IT_GOES
+            rehearsal = db.session.begin_nested() if dry_run and not count_only else None
+            (result,) = planning.plan(day.date() if day else None, kinds=[kind], dry_run=count_only)
+            by_channel = channels.likely_channels(kind, started) if rehearsal is not None else {}
+            if rehearsal is not None:
+                rehearsal.rollback()  # a savepoint: the rows planned for counting are gone, nothing else
             lines.append((result, by_channel))
-    if dry_run:
-        db.session.rollback()
-    else:
+    if not dry_run:
         db.session.commit()
     verb = "would plan" if dry_run else "planned"
     for result, by_channel in lines:

@@ -257,6 +257,9 @@ PLANNERS: dict[str, Callable[..., int]] = {
     "insurance_renewal": plan_insurance_renewals,
     "win_back": lifecycle.plan_win_backs,
 }
+#: Planners that commit as they go (the lifecycle pass, a page per commit): a savepoint cannot hold
+#: their writes back, so their dry run counts without writing instead.
+COMMITS_AS_IT_GOES = frozenset({"win_back"})
 
 
 def plan(today: dt.date | None = None, *, kinds: list[str] | None = None, dry_run: bool = False) -> list[Planned]:
