@@ -10,12 +10,13 @@ from app.care import models as care
 from app.core import models as core
 from app.core.db import Base
 from app.dealers import models as dealers
+from app.mall import models as mall
 from app.members import models as members
 from app.operators import models as operators
 from app.points import models as points
 from app.tiers import models as tiers
 
-MODELS = (core, dealers, operators, tiers, points, members, campaigns, care, benefits)
+MODELS = (core, dealers, operators, tiers, points, members, campaigns, care, benefits, mall)
 metadata = Base.metadata
 
 __all__ = ["MODELS", "metadata"]

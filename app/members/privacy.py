@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from app.core import audit, inbox
+from app.core import audit, events, inbox
 from app.core.clock import utcnow
 from app.core.db import db
 from app.members import registration, services
+from app.members.events import MemberWithdrew
 from app.members.models import EnrollmentToken, Member, Ownership, Vehicle, WechatIdentity
 from app.members.registration import OPTIONAL_PURPOSES, POLICY_VERSION
 from app.members.vehicle_claims import VehicleClaim
@@ -124,4 +125,5 @@ def withdraw_everything(member: Member, *, channel: str = "miniapp") -> None:
         subject=("member", member.id),
         details={"erased": list(ERASED_ON_WITHDRAWAL), "cars_unlinked": cars, "raw_events_erased": raw_events},
     )
+    events.publish(MemberWithdrew(member.id, now))  # others erase what they hold (mall addresses)
     db.session.flush()
