@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-VENV_BIN = ROOT / ".venv" / "bin"
-BENCH_DB = "loyalty_bench"
+#: The project's venv; a worktree without one uses the interpreter running the benchmark.
+VENV_BIN = ROOT / ".venv" / "bin" if (ROOT / ".venv" / "bin").is_dir() else Path(sys.executable).parent
+#: Engineers sharing a machine name their own bench database (LOYALTY_BENCH_DB).
+BENCH_DB = os.environ.get("LOYALTY_BENCH_DB", "loyalty_bench")
 BENCH_DB_URL = f"postgresql+psycopg://postgres@127.0.0.1:5432/{BENCH_DB}"
 BENCH_REDIS_URL = "redis://127.0.0.1:6379/12"
 

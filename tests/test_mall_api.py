@@ -72,7 +72,9 @@ def test_redeeming_through_the_api_shows_the_voucher_qr_and_a_resend_is_the_same
     made = mini.post("/api/v1/me/redemptions", json=body)
     assert made.status_code == 201, made.json
     voucher = made.json["vouchers"][0]
-    assert made.json["status"] == "fulfilled" and voucher["qr_image"].startswith("data:image/png;base64,")
+    assert made.json["status"] == "fulfilled" and voucher["qr_url"] == f"/api/v1/me/vouchers/{voucher['id']}/qr.png"
+    png = mini.get(voucher["qr_url"])
+    assert png.status_code == 200 and png.mimetype == "image/png" and png.data.startswith(b"\x89PNG")
     again = mini.post("/api/v1/me/redemptions", json=body)
     assert again.status_code == 201 and again.json["id"] == made.json["id"]
     assert queries.balance(member.id).available == 600
@@ -127,6 +129,7 @@ def test_staff_scan_a_voucher_once(mini, member, client, wechat):
     assert second.status_code == 409 and second.json["error"]["code"] == "voucher_used"
     assert mini.post("/api/v1/staff/vouchers/scans", json={"code": code}).status_code == 403  # not staff
     assert mini.get("/api/v1/me/redemptions").json[0]["status"] == "completed"
+    assert mini.get(f"/api/v1/me/vouchers/{made['vouchers'][0]['id']}/qr.png").status_code == 409  # used: no QR
 
 
 def test_daily_sign_in_counts_once_a_day_and_shows_the_streak(mini, member, time_machine):

@@ -3,10 +3,9 @@ daily sign-in and surveys; staff mode: scanning a voucher at the dealer."""
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 
-from flask import g
+from flask import Response, g
 
 from app.api.auth import BEARER, consented_member_required, member_required, per_user_limit, staff_required
 from app.core.clock import utcnow
@@ -68,7 +67,7 @@ def voucher_json(row: Voucher, locale: str) -> dict[str, Any]:
         "item_name": catalog.localized(row.order.item.name, locale),
         "status": row.status,
         "code": row.code if usable else None,
-        "qr_image": "data:image/png;base64," + base64.b64encode(vouchers.png(row)).decode() if usable else None,
+        "qr_url": f"/api/v1/me/vouchers/{row.id}/qr.png" if usable else None,
         "issued_at": row.issued_at,
         "expires_at": row.expires_at,
         "used_at": row.used_at,
@@ -197,6 +196,17 @@ def my_vouchers() -> list[dict[str, Any]]:
 @member_required
 def my_voucher(voucher_id: int) -> dict[str, Any]:
     return voucher_json(vouchers.get_for_member(g.member.id, voucher_id), g.member.locale)
+
+
+@blp.route("/me/vouchers/<id:voucher_id>/qr.png")
+@blp.doc(security=BEARER, responses={200: {"description": "PNG", "content": {"image/png": {}}}})
+@blp.alt_response(404, response="NOT_FOUND")
+@blp.alt_response(409, response="CONFLICT")
+@member_required
+def voucher_qr(voucher_id: int) -> Response:
+    """The voucher's code as a QR image, to show at the dealer (only while it is usable)."""
+    voucher = vouchers.get_for_member(g.member.id, voucher_id)
+    return Response(vouchers.png(voucher), mimetype="image/png")
 
 
 @blp.route("/me/sign-ins")

@@ -84,7 +84,7 @@ class VoucherSchema(ma.Schema):
     item_name = ma.fields.String()
     status = ma.fields.String()
     code = ma.fields.String(allow_none=True, metadata={"description": "Shown only while usable"})
-    qr_image = ma.fields.String(allow_none=True, metadata={"description": "data:image/png;base64,…"})
+    qr_url = ma.fields.String(allow_none=True, metadata={"description": "The code as a QR PNG (while usable)"})
     issued_at = ma.fields.DateTime()
     expires_at = ma.fields.DateTime()
     used_at = ma.fields.DateTime(allow_none=True)

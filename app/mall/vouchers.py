@@ -130,7 +130,9 @@ def get_for_member(member_id: int, voucher_id: int) -> Voucher:
 
 
 def png(voucher: Voucher) -> bytes:
-    """The voucher as a QR image, for the member to show at the dealer."""
+    """The voucher as a QR image, for the member to show at the dealer; only while usable."""
+    if voucher.status != "issued":
+        raise VoucherUsed() if voucher.status == "used" else VoucherExpired()
     return qr_png(voucher.code)
 
 
