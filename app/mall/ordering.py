@@ -18,6 +18,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app.core import audit
 from app.core.clock import utcnow
@@ -111,12 +112,19 @@ def for_member(member_id: int, limit: int = 50) -> list[RedemptionOrder]:
 def _check(member: Member, item: MallItem, quantity: int, address: str | None, now: dt.datetime) -> None:
     if not catalog.is_open(item, now):
         raise ItemUnavailable()
-    if not catalog.tier_allowed(item, current_tier(member.id)):
+    if item.eligible_tiers and not catalog.tier_allowed(item, current_tier(member.id)):
         raise ItemUnavailable(_l("Your tier cannot redeem this item."), details={"reason": "tier_not_eligible"})
     if item.per_order_limit is not None and quantity > item.per_order_limit:
         raise ValidationFailed(fields={"quantity": [_l("At most %(limit)s per order.", limit=item.per_order_limit)]})
     if item.kind == "physical" and not (address or "").strip():
         raise ValidationFailed(fields={"address": [_l("Give the address to ship this item to.")]})
+
+
+def _status_at_once(item: MallItem) -> str:
+    """Vouchers and partner codes are issued with the order, a donation is done; goods wait."""
+    if item.kind in VOUCHER_KINDS:
+        return "fulfilled"
+    return "completed" if item.kind == "charity" else "created"
 
 
 def redeem(member: Member, *, item_code: str, quantity: int, request_id: str, address: str | None = None) -> Redeemed:
@@ -131,6 +139,8 @@ def redeem(member: Member, *, item_code: str, quantity: int, request_id: str, ad
     _check(member, item, quantity, address, now)
     flash = catalog.flash_offer_now(item.id, now)
     unit = flash.points_price if flash else item.points_price
+    status = _status_at_once(item)
+    # written as it will be if every step below succeeds; any refusal rolls the row back with the rest
     order_id = insert_if_absent(
         RedemptionOrder,
         {
@@ -140,12 +150,15 @@ def redeem(member: Member, *, item_code: str, quantity: int, request_id: str, ad
             "flash_offer_id": flash.id if flash else None,
             "quantity": quantity,
             "unit_points": unit,
-            "points_spent": 0,
+            "points_spent": unit * quantity,
             "cash_fen": 0,
             "cost_fen": item.cost_fen * quantity,
-            "status": "created",
+            "status": status,
             "address": address if item.kind == "physical" else None,
             "created_at": now,
+            "fulfilled_at": now if status != "created" else None,
+            "fulfilled_by": "system" if status != "created" else None,
+            "completed_at": now if status == "completed" else None,
         },
         ("member_id", "request_id"),
     )
@@ -155,10 +168,11 @@ def redeem(member: Member, *, item_code: str, quantity: int, request_id: str, ad
         return Redeemed(_same_request(twin, item_code, quantity), False)
     order = db.session.get(RedemptionOrder, order_id)
     assert order is not None
-    ledger.lock_account(member.id)  # the member's redemptions queue here: limits are counted once
-    limits = catalog.limits_left(member.id, item, now, exclude_order=order.id)
-    if limits.most is not None and quantity > limits.most:
-        raise LimitReached(details={"left": limits.most})
+    if item.per_month_limit is not None or item.lifetime_limit is not None:
+        ledger.lock_account(member.id)  # the member's redemptions queue here: limits are counted once
+        limits = catalog.limits_left(member.id, item, now, exclude_order=order.id)
+        if limits.most is not None and quantity > limits.most:
+            raise LimitReached(details={"left": limits.most})
     ledger.spend(
         member.id,
         unit * quantity,
@@ -167,12 +181,11 @@ def redeem(member: Member, *, item_code: str, quantity: int, request_id: str, ad
         source_ref=str(order.id),
         note=item.code,
     )
-    order.points_spent = unit * quantity
     _take_stock(item.id, quantity)
     if flash is not None:
         _take_flash_units(flash.id, quantity, now)
-    db.session.flush()
-    _deliver_at_once(order, item, now)
+    issued = vouchers.issue(order, item, now) if item.kind in VOUCHER_KINDS else []
+    set_committed_value(order, "vouchers", issued)
     return Redeemed(order, True)
 
 
@@ -181,7 +194,8 @@ def _take_stock(item_id: int, quantity: int) -> None:
         sa.update(MallItem)
         .where(MallItem.id == item_id, MallItem.stock >= quantity)
         .values(stock=MallItem.stock - quantity)
-        .returning(MallItem.stock)
+        .returning(MallItem.stock),
+        execution_options={"synchronize_session": False},  # nothing here reads the item's stock again
     ).scalar_one_or_none()
     if taken is None:
         raise OutOfStock()
@@ -192,20 +206,11 @@ def _take_flash_units(offer_id: int, quantity: int, now: dt.datetime) -> None:
         sa.update(FlashOffer)
         .where(FlashOffer.id == offer_id, FlashOffer.sold + quantity <= FlashOffer.quantity, FlashOffer.ends_at > now)
         .values(sold=FlashOffer.sold + quantity)
-        .returning(FlashOffer.sold)
+        .returning(FlashOffer.sold),
+        execution_options={"synchronize_session": False},
     ).scalar_one_or_none()
     if taken is None:
         raise FlashOfferSoldOut()
-
-
-def _deliver_at_once(order: RedemptionOrder, item: MallItem, now: dt.datetime) -> None:
-    """What needs no one's hands: vouchers and partner codes are issued, a donation is done."""
-    if item.kind in VOUCHER_KINDS:
-        vouchers.issue(order, item, now)
-        order.status, order.fulfilled_at, order.fulfilled_by = "fulfilled", now, "system"
-    elif item.kind == "charity":
-        order.status, order.fulfilled_at, order.completed_at, order.fulfilled_by = "completed", now, now, "system"
-    db.session.flush()
 
 
 def _give_back(order: RedemptionOrder) -> None:
