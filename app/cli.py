@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import json
+from pathlib import Path
 from typing import Any
 
 import click
@@ -69,6 +70,29 @@ def demo_seed() -> None:
     created = demo.seed()
     db.session.commit()
     click.echo(f"demo data: {created}")
+
+
+@demo_cli.command("walkthrough")
+@click.argument("capability", type=click.Choice(["mall"]))
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where to write the voucher QR (default: instance/).",
+)
+def demo_walkthrough(capability: str, out: Path | None) -> None:
+    """Walk a capability end to end on the demo data (mall: coupon → QR → dealer scan → second scan
+    refused; a physical order cancelled returns points and stock)."""
+    if current_settings().is_production:
+        raise click.ClickException("the walk-through is for local runs, not production")
+    out = out or INSTANCE_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        lines = demo.walkthrough_mall(out)
+    except LookupError as missing:
+        raise click.ClickException(str(missing)) from None
+    for line in lines:
+        click.echo(line)
 
 
 # --- jobs -----------------------------------------------------------------------------------

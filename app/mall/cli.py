@@ -128,7 +128,7 @@ def flash(code: str, points: int, quantity: int, hours: int) -> None:
 def upload_codes(code: str, path: Path) -> None:
     """Partner codes from CSV (header code,expires_on), processed now with progress."""
     try:
-        batch = codes.upload(_item(code), path.read_text(encoding="utf-8"), actor=ACTOR)
+        batch = codes.upload(_item(code), path.read_text(encoding="utf-8"), actor=ACTOR, in_background=False)
     except AppError as err:
         raise _fail(err) from None
     db.session.commit()

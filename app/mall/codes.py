@@ -28,8 +28,9 @@ def _rows(text: str) -> list[list[str]]:
     return list(csv.reader(io.StringIO(text)))
 
 
-def upload(item: MallItem, text: str, *, actor: str) -> CodeBatch:
-    """Store a batch for processing after the commit; the header must be ``code[,expires_on]``."""
+def upload(item: MallItem, text: str, *, actor: str, in_background: bool = True) -> CodeBatch:
+    """Store a batch for processing (by a job after the commit, or by the caller chunk by chunk);
+    the header must be ``code[,expires_on]``."""
     if item.kind != "partner_voucher":
         raise ValidationFailed(fields={"item": [_l("Codes are uploaded for partner vouchers only.")]})
     rows = _rows(text)
@@ -46,7 +47,8 @@ def upload(item: MallItem, text: str, *, actor: str) -> CodeBatch:
         subject=("mall_item", item.id),
         details={"batch": batch.id, "rows": batch.total_rows},
     )
-    process_batch.after_commit(batch.id)
+    if in_background:
+        process_batch.after_commit(batch.id)
     return batch
 
 
@@ -67,7 +69,12 @@ def _check_row(row: list[str]) -> tuple[str, dt.datetime | None] | str:
 
 def process_chunk(batch_id: int) -> bool:
     """Process the next chunk of a batch (under its row lock); True when the batch is done."""
-    batch = db.session.scalar(sa.select(CodeBatch).where(CodeBatch.id == batch_id).with_for_update())
+    batch = db.session.scalar(
+        sa.select(CodeBatch)
+        .where(CodeBatch.id == batch_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)  # another worker may have moved it meanwhile
+    )
     if batch is None or batch.status == "done":
         return True
     rows = _rows(batch.payload or "")[1:]

@@ -186,6 +186,7 @@ def redeem(member: Member, *, item_code: str, quantity: int, request_id: str, ad
         _take_flash_units(flash.id, quantity, now)
     issued = vouchers.issue(order, item, now) if item.kind in VOUCHER_KINDS else []
     set_committed_value(order, "vouchers", issued)
+    set_committed_value(order, "item", item)
     return Redeemed(order, True)
 
 
