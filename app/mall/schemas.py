@@ -125,7 +125,7 @@ class SignInSchema(ma.Schema):
 
 class ActivityArgs(BaseSchema):
     activity = ma.fields.String(required=True, validate=OneOf(("survey",)))
-    ref = ma.fields.String(required=True, validate=identifier(64), metadata={"description": "Survey id or content id"})
+    ref = ma.fields.String(required=True, validate=identifier(40), metadata={"description": "Survey id"})
 
 
 class ActivitySchema(ma.Schema):
