@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from app.core.audit import AuditEntry
-from app.core.clock import utcnow
+from app.core.clock import to_business, utcnow
 from app.core.db import db
 from app.core.errors import NotFound, ValidationFailed
 from app.mall import catalog, ordering, recommendations, vouchers
@@ -305,3 +305,22 @@ def test_orders_of_a_member_are_theirs_alone(member):
         ordering.cancel(other, order.id)
     assert db.session.get(RedemptionOrder, order.id).status == "created"
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Voucher)) == 0
+
+
+def test_the_expiring_points_reminder_names_the_recommended_item(app_ctx, time_machine):
+    from app.care.models import Notification
+    from app.care.rendering import RENDERERS
+
+    member = factories.member()
+    give_points(member, 2000, key="old")
+    lot = db.session.scalar(sa.select(PointLot).where(PointLot.member_id == member.id))
+    time_machine.move_to(lot.expires_at - dt.timedelta(days=20))
+    last_day = to_business(lot.expires_at - dt.timedelta(microseconds=1)).date()
+    reminder = Notification(member_id=member.id, period=f"{last_day}:30d")
+    assert (
+        RENDERERS["points_expiring"](reminder)["remark"]["value"] == "请在过期前到积分商城或保养时使用。"
+    )  # nothing to pick
+    item("physical", points=1500, code="fits")
+    rendered = RENDERERS["points_expiring"](reminder)
+    assert rendered["keyword1"]["value"] == "2,000 积分"
+    assert rendered["remark"]["value"] == "请在过期前到积分商城兑换商品physical。"

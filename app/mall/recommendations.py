@@ -31,6 +31,7 @@ class Recommendation:
     offer: Offer
     reason: str  # expiring_points | redeemed_before | affordable
     message: str
+    item_name: str
 
 
 def _kinds_redeemed(member_id: int) -> set[str]:
@@ -74,7 +75,7 @@ def for_member(member_id: int, *, limit: int = 3, now: dt.datetime | None = None
             reason, message = "redeemed_before", _("Like what you redeemed before: %(item)s.", item=name)
         else:
             reason, message = "affordable", _("Your points are enough for %(item)s.", item=name)
-        result.append(Recommendation(o, reason, message))
+        result.append(Recommendation(o, reason, message, name))
     return result
 
 
