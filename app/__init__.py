@@ -25,6 +25,7 @@ def _packages() -> tuple[ModuleType, ...]:
         complaints,
         console,
         dealers,
+        mall,
         members,
         operators,
         points,
@@ -34,7 +35,20 @@ def _packages() -> tuple[ModuleType, ...]:
         wechat,
     )
 
-    lower_first = (api, dealers, operators, tiers, points, members, campaigns, care, complaints, benefits, referrals)
+    lower_first = (
+        api,
+        dealers,
+        operators,
+        tiers,
+        points,
+        members,
+        mall,
+        campaigns,
+        care,
+        complaints,
+        benefits,
+        referrals,
+    )
     return (*lower_first, sync, wechat, console)
 
 

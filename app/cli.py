@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import json
+from pathlib import Path
 from typing import Any
 
 import click
@@ -72,14 +73,32 @@ def demo_seed() -> None:
 
 
 @demo_cli.command("walkthrough")
-@click.argument("story", type=click.Choice(["booking"]))
-def demo_walkthrough(story: str) -> None:
+@click.argument("story", type=click.Choice(["booking", "mall"]))
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="mall: where to write the voucher QR (default: instance/).",
+)
+def demo_walkthrough(story: str, out: Path | None) -> None:
     """Play a story end to end on the demo data through the real services, printing each step
-    (booking: a Gold member books, cancels, rebooks, is checked in by member code and rates it 2)."""
+    (booking: a Gold member books, cancels, rebooks, is checked in by member code and rates it 2;
+    mall: coupon → QR → dealer scan → second scan refused; a physical order cancelled returns points
+    and stock)."""
     if current_settings().is_production:
         raise click.ClickException("the walk-through is for local runs, not production")
-    demo.walk_booking(click.echo)
-    db.session.commit()
+    if story == "booking":
+        demo.walk_booking(click.echo)
+        db.session.commit()
+        return
+    out = out or INSTANCE_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        lines = demo.walkthrough_mall(out)
+    except LookupError as missing:
+        raise click.ClickException(str(missing)) from None
+    for line in lines:
+        click.echo(line)
 
 
 # --- jobs -----------------------------------------------------------------------------------

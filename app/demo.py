@@ -7,6 +7,7 @@ import datetime as dt
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import sqlalchemy as sa
 
@@ -17,7 +18,11 @@ from app.benefits.models import DealerSlot
 from app.care.models import CallbackTask
 from app.core.clock import business_today, to_business, utcnow
 from app.core.db import db
+from app.core.errors import AppError
 from app.dealers.models import Dealer, Staff
+from app.mall import catalog as mall_catalog
+from app.mall import ordering as mall_ordering
+from app.mall import vouchers as mall_vouchers
 from app.members import member_code, services, staff_mode
 from app.members.activation import credit_welcome_gift
 from app.members.identifiers import vin_with_check_digit
@@ -25,6 +30,7 @@ from app.members.models import Member, Vehicle
 from app.operators import auth
 from app.operators.models import Operator
 from app.points import earning
+from app.points import queries as points_queries
 from app.tiers import policy as tier_policy
 from app.tiers.policy import current_tier
 
@@ -97,6 +103,7 @@ DEMO_SLOTS = (
     ("pickup", dt.time(9), dt.time(10), 2),
 )
 DEMO_SLOT_DAYS = 14
+DEMO_MALL_MEMBER = "13900000001"
 DEMO_PASSWORD = "demo-password"  # noqa: S105 - a published local-demo password, refused in production
 
 
@@ -172,7 +179,89 @@ def seed() -> dict[str, int]:
     created["operators"] = _demo_operators(dealers)
     created["benefit_catalogs"] = int(benefit_catalog.seed_defaults(actor="demo") is not None)
     created["slots"] = _demo_slots(dealers["D0101"])
+    created["mall_items"] = _demo_mall_items()
     return created
+
+
+#: The demo mall: code, kind, zh_CN name, en name, points, stock, cost in fen.
+DEMO_MALL_ITEMS = (
+    ("labour200", "coupon", "工时费 200 元抵用券", "¥200 off labour", 1000, 500, 20_000),
+    ("wash", "service_voucher", "精致洗车一次", "One detailed car wash", 300, 1000, 5_000),
+    ("umbrella", "physical", "品牌晴雨伞", "Brand umbrella", 500, 200, 4_500),
+    ("coffee", "partner_voucher", "合作咖啡券", "Partner coffee voucher", 100, 0, 1_500),
+    ("green", "charity", "为公益植一棵树", "Plant a tree (charity)", 200, 100_000, 2_000),
+)
+
+
+def _demo_mall_items() -> int:
+    created = 0
+    for code, kind, name_zh, name_en, points, stock, cost in DEMO_MALL_ITEMS:
+        if mall_catalog.item_by_code(code) is None:
+            fields = {
+                "kind": kind,
+                "name": {"zh_CN": name_zh, "en": name_en},
+                "description": {"zh_CN": ""},
+                "points_price": points,
+                "stock": stock,
+                "cost_fen": cost,
+                "eligible_tiers": [],
+                "per_month_limit": 5 if kind != "charity" else None,
+            }
+            mall_catalog.create_item(code, fields, actor="cli:demo")
+            created += 1
+    return created
+
+
+def walkthrough_mall(out_dir: Path) -> list[str]:
+    """The mall in ``make run``: redeem a coupon, write its QR, a dealer scans it, a second scan is
+    refused; a physical order cancelled returns points and stock. One commit per step (each step is
+    what one request would do). Returns the lines to show."""
+    member = services.find_by_phone(DEMO_MALL_MEMBER)
+    staff = db.session.scalar(sa.select(Staff).where(Staff.staff_code == "SV0101"))
+    if member is None or staff is None or mall_catalog.item_by_code("labour200") is None:
+        raise LookupError("run `flask demo seed` first")
+    stamp = utcnow().strftime("%Y%m%d%H%M%S%f")
+    lines = [f"member {member.member_no}: {points_queries.balance(member.id).available} points"]
+    coupon = mall_ordering.redeem(member, item_code="labour200", quantity=1, request_id=f"demo-coupon-{stamp}").order
+    voucher = coupon.vouchers[0]
+    db.session.commit()
+    png = out_dir / f"voucher-{voucher.id}.png"
+    png.write_bytes(mall_vouchers.png(voucher))
+    lines += [
+        f"redeemed labour200 for {coupon.points_spent} points: order {coupon.id} {coupon.status}",
+        f"voucher {voucher.id} QR: {png}",
+        f"balance now {points_queries.balance(member.id).available} points",
+    ]
+    used = mall_vouchers.consume(staff, voucher.code)
+    db.session.commit()
+    lines.append(f"dealer {staff.staff_code} scanned it: voucher {used.status}, order {coupon.status}")
+    try:
+        mall_vouchers.consume(staff, voucher.code)
+        lines.append("second scan ACCEPTED (this is a bug)")
+    except AppError as refused:
+        db.session.rollback()
+        lines.append(f"second scan refused: {refused.code} ({refused.message})")
+    umbrella = mall_catalog.item_by_code("umbrella")
+    assert umbrella is not None
+    stock_before, points_before = umbrella.stock, points_queries.balance(member.id).available
+    order = mall_ordering.redeem(
+        member, item_code="umbrella", quantity=1, request_id=f"demo-umbrella-{stamp}", address="长春市绿园区 1 号"
+    ).order
+    db.session.commit()
+    db.session.refresh(umbrella)
+    lines.append(
+        f"ordered umbrella: order {order.id} {order.status}, balance {points_queries.balance(member.id).available},"
+        f" stock {umbrella.stock}"
+    )
+    mall_ordering.cancel(member, order.id)
+    db.session.commit()
+    db.session.refresh(umbrella)
+    points_after = points_queries.balance(member.id).available
+    lines.append(
+        f"cancelled it: order {order.status}, balance {points_after} (was {points_before}),"
+        f" stock {umbrella.stock} (was {stock_before})"
+    )
+    return lines
 
 
 def _demo_slots(dealer: Dealer) -> int:

@@ -11,6 +11,7 @@ from app.complaints import models as complaints
 from app.core import models as core
 from app.core.db import Base
 from app.dealers import models as dealers
+from app.mall import models as mall
 from app.members import models as members
 from app.operators import models as operators
 from app.points import models as points
@@ -24,6 +25,7 @@ MODELS = (
     tiers,
     points,
     members,
+    mall,
     campaigns,
     care,
     complaints,

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-VENV_BIN = ROOT / ".venv" / "bin"
+#: The project's venv; a worktree without one uses the interpreter running the benchmark.
+VENV_BIN = ROOT / ".venv" / "bin" if (ROOT / ".venv" / "bin").is_dir() else Path(sys.executable).parent
 #: Override both when several people bench on one machine at once (each run drops its database).
 BENCH_DB = os.environ.get("LOYALTY_BENCH_DB", "loyalty_bench")
 BENCH_REDIS_DB = int(os.environ.get("LOYALTY_BENCH_REDIS_DB", "12"))  # and the next one (RQ)

@@ -45,7 +45,9 @@ def test_demo_seed_is_idempotent(app, app_ctx):
     assert "'dealers': 4" in first.output and "'members': 3" in first.output
     assert "'benefit_catalogs': 1, 'slots': 70" in first.output  # the demo can book at D0101
     second = runner.invoke(args=["demo", "seed"])
-    expected = "{'dealers': 0, 'staff': 0, 'members': 0, 'operators': 0, 'benefit_catalogs': 0, 'slots': 0}"
+    expected = (
+        "{'dealers': 0, 'staff': 0, 'members': 0, 'operators': 0, 'benefit_catalogs': 0, 'slots': 0, 'mall_items': 0}"
+    )
     assert expected in second.output
     from app.members.services import find_by_phone
     from app.points.queries import balance

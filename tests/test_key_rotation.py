@@ -16,6 +16,7 @@ from app.core.clock import utcnow
 from app.core.db import db
 from app.core.models import InboundEvent
 from app.core.security import PiiCipher
+from app.mall.models import CodeBatch, MallItem, PartnerCode, RedemptionOrder, Voucher
 from app.members import services
 from app.members.models import Member, MiniappSession, VehicleClaim, WechatIdentity
 from tests import factories
@@ -26,6 +27,10 @@ pytestmark = pytest.mark.postgres
 KEY_A, KEY_B, KEY_C = (Fernet.generate_key().decode() for _ in range(3))
 EXPECTED = {
     "inbound_events": ("body", "response"),
+    "mall_code_batches": ("payload",),
+    "mall_orders": ("address",),
+    "mall_partner_codes": ("code",),
+    "mall_vouchers": ("code",),
     "members": ("name", "birthday", "phone"),
     "miniapp_sessions": ("session_key",),
     "vehicle_claims": ("vin", "plate"),
@@ -63,7 +68,31 @@ def _one_row_per_encrypted_table(n: int) -> Member:
         ]
     )
     db.session.flush()
+    _mall_rows(member, n, now)
     return member
+
+
+def _mall_rows(member: Member, n: int, now: dt.datetime) -> None:
+    """A physical order with its address, a voucher, a partner code and its batch (mall tables)."""
+    item = MallItem(
+        code=f"rot{n}", kind="partner_voucher", name={"zh_CN": "x"}, description={}, points_price=1, stock=1,
+        created_by="test",
+    )  # fmt: skip
+    db.session.add(item)
+    db.session.flush()
+    order = RedemptionOrder(
+        member_id=member.id, request_id=f"rot-{n}", item_id=item.id, quantity=1, unit_points=1, address=f"地址{n}"
+    )
+    batch = CodeBatch(item_id=item.id, total_rows=1, payload="code\nX1\n", created_by="test")
+    db.session.add_all([order, batch])
+    db.session.flush()
+    db.session.add_all(
+        [
+            Voucher(order_id=order.id, member_id=member.id, code=f"MV.{n}", code_hash=f"h{n}", expires_at=now),
+            PartnerCode(item_id=item.id, batch_id=batch.id, code=f"P{n}", code_hash=f"p{n}"),
+        ]
+    )
+    db.session.flush()
 
 
 def _stored_values() -> dict[tuple[str, int, str], object]:

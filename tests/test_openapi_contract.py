@@ -83,7 +83,7 @@ class Credentials:
     def headers_for(self, method: str, path: str) -> dict[str, str]:
         if path.startswith("/api/v1/staff/") and path != "/api/v1/staff/binding":
             return self._bearer(sessions.sign_in(self.staff_openid, "sk", None).token)
-        member_paths = ("/api/v1/me", "/api/v1/sessions/", "/api/v1/staff/binding", "/api/v1/benefits")
+        member_paths = ("/api/v1/me", "/api/v1/sessions/", "/api/v1/staff/binding", "/api/v1/benefits", "/api/v1/mall/")
         if path.startswith(member_paths) or (path.startswith("/api/v1/dealers/") and path.endswith("/slots")):
             return self._bearer(sessions.sign_in(self.member_openid, "sk", None).token)
         roles = self._roles(method, path)

@@ -13,6 +13,7 @@ from app.care.models import MemberLifecycle, Notification
 from app.core.clock import business_day_start, to_business
 from app.core.db import db
 from app.core.i18n import _, _l
+from app.mall import recommendations
 from app.members.models import Member, Ownership, Vehicle
 from app.points.models import PointAccount, PointLot
 from app.tiers import policy
@@ -70,11 +71,17 @@ def _points_expiring(notification: Notification) -> TemplateData | None:
     if points == 0:
         return None  # spent (or reversed) since it was planned
     amount = f"{points:,}"
+    picks = recommendations.for_member(notification.member_id, limit=1)  # type: ignore[arg-type]
+    remark = (
+        _("Spend them on %(item)s in the points mall before they expire.", item=picks[0].item_name)
+        if picks
+        else _("Spend them in the points mall or on a service visit before they expire.")
+    )
     return _fields(
         _("Some of your points are about to expire."),
         _("%(points)s points", points=amount),
         last_day.isoformat(),
-        _("Spend them in the points mall or on a service visit before they expire."),
+        remark,
     )
 
 

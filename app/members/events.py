@@ -1,5 +1,5 @@
-"""What the members package tells packages above it (care welcomes the new member; referrals erase
-their device hashes when a member is erased)."""
+"""What the members package tells packages above it (care welcomes the new member; referrals and
+the mall erase what they hold of a member who withdrew)."""
 
 from __future__ import annotations
 

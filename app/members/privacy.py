@@ -125,5 +125,5 @@ def withdraw_everything(member: Member, *, channel: str = "miniapp") -> None:
         subject=("member", member.id),
         details={"erased": list(ERASED_ON_WITHDRAWAL), "cars_unlinked": cars, "raw_events_erased": raw_events},
     )
-    events.publish(MemberErased(member.id, now))
+    events.publish(MemberErased(member.id, now))  # others erase what they hold (device hashes, addresses)
     db.session.flush()
