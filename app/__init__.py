@@ -17,9 +17,9 @@ from app.config import load_settings
 
 def _packages() -> tuple[ModuleType, ...]:
     """The packages that make up the service, lower layers first (ARCHITECTURE.md)."""
-    from app import api, campaigns, care, dealers, members, operators, points, sync, tiers, wechat
+    from app import api, campaigns, care, crm, dealers, members, operators, points, sync, tiers, wechat
 
-    return (api, dealers, operators, tiers, points, members, campaigns, care, sync, wechat)
+    return (api, dealers, operators, tiers, points, members, campaigns, care, crm, sync, wechat)
 
 
 def create_app(overrides: dict[str, Any] | None = None) -> Flask:

@@ -24,7 +24,7 @@ ROOT = APP_DIR.parent
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("composition",),  # app, app.cli, app.demo, app.models: the application factory and its commands
     ("channels",),  # WeChat, DMS, API, CLI: translate the outside world into domain calls
-    ("campaigns", "care"),
+    ("campaigns", "care", "crm"),
     ("members",),
     ("points",),
     ("tiers",),

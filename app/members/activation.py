@@ -12,8 +12,9 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from app.core import audit
+from app.core import audit, events
 from app.core.clock import utcnow
+from app.members.events import MemberChanged
 from app.members.models import Member
 from app.points import earning, ledger
 
@@ -46,6 +47,7 @@ def activate(
     if member.status != "pre_enrolled":
         return Activation(member, False, 0, 0)
     member.status = "active"
+    events.publish(MemberChanged(member.id))
     member.activated_at = at
     # Release as of now, not the scan's timestamp: WeChat's CreateTime has whole seconds and can be
     # a moment before the held lot itself was written.

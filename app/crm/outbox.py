@@ -1,0 +1,224 @@
+"""The CRM outbox: rows written with the change, delivered per member in order, exactly once.
+
+* ``enqueue`` (called by the event subscribers in ``crm/events.py``, inside the change's
+  transaction) numbers the member's rows: an upsert of ``crm_member_sync`` returns the next
+  ``seq`` and holds that row's lock until the commit, so concurrent changes of one member get
+  distinct, increasing numbers. Repeats of the same (member, kind) in one transaction collapse
+  into one row: the payload is built when the row is sent, from the rows as they are then.
+* ``deliver_next`` claims the oldest due pending row whose member has no earlier pending or dead
+  row (``FOR UPDATE SKIP LOCKED``), sends it and records the outcome in the same transaction. The
+  row lock is held across the call (bounded by ``LOYALTY_CRM_HTTP_TIMEOUT``): a worker that dies
+  mid-call rolls back and the row is sent again under the same idempotency key, which the CRM
+  drops. Different members go out in parallel; a member's rows never overtake each other.
+* A failure backs off exponentially with jitter; ``Refused`` (the CRM rejected the change) or
+  ``crm.max_attempts`` failures make the row ``dead``. A dead row holds back the member's later
+  rows until an operator retries or skips it (``flask crm retry | skip``, audited): order is kept
+  rather than sending a newer state the CRM would then see overwritten by an older one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import SessionTransaction, aliased
+
+from app import gateways
+from app.core import audit, tunables
+from app.core.clock import utcnow
+from app.core.db import db
+from app.core.errors import Conflict, NotFound
+from app.core.i18n import _l
+from app.crm.models import BLOCKING, CrmMemberSync, CrmOutboxEntry
+from app.crm.payloads import build_change
+
+MAX_ATTEMPTS = tunables.define("crm.max_attempts", 10, "Delivery attempts before a CRM outbox row is dead")
+BACKOFF_BASE_SECONDS = 5
+BACKOFF_CAP_SECONDS = 3600
+#: (member, kind) rows written per open transaction or savepoint.
+_ENQUEUED: weakref.WeakKeyDictionary[SessionTransaction, set[tuple[int, str]]] = weakref.WeakKeyDictionary()
+
+
+def backoff(attempts: int, rng: random.Random | None = None) -> dt.timedelta:
+    """Exponential (5 s, 10 s, 20 s… capped at an hour) with jitter: between half and all of it."""
+    ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(attempts - 1, 0))
+    return dt.timedelta(seconds=ceiling * (rng or random).uniform(0.5, 1.0))
+
+
+def _enqueued_in_this_transaction() -> list[set[tuple[int, str]]]:
+    """Markers of (member, kind) rows written in the open transaction and the savepoints around it
+    (a rolled-back savepoint takes its marker along with its rows)."""
+    session = db.session()
+    transaction = session.get_nested_transaction() or session.get_transaction()
+    chain = []
+    while transaction is not None:
+        chain.append(_ENQUEUED.setdefault(transaction, set()))
+        transaction = transaction.parent
+    return chain
+
+
+def _next_seq(member_id: int) -> int:
+    insert = pg_insert if db.dialect == "postgresql" else sqlite_insert
+    table = CrmMemberSync.__table__
+    statement = (
+        insert(table)
+        .values(member_id=member_id, last_seq=1)
+        .on_conflict_do_update(index_elements=["member_id"], set_={"last_seq": table.c.last_seq + 1})
+        .returning(table.c.last_seq)
+    )
+    return int(db.session.execute(statement).scalar_one())
+
+
+def enqueue(member_id: int, kind: str, refs: dict[str, Any] | None = None) -> None:
+    """Write the member's next outbox row (ids only) in the current transaction."""
+    chain = _enqueued_in_this_transaction()
+    marker = (member_id, kind)
+    if kind != "merge" and any(marker in markers for markers in chain):
+        return
+    db.session.flush()
+    seq = _next_seq(member_id)
+    db.session.add(
+        CrmOutboxEntry(
+            member_id=member_id,
+            seq=seq,
+            kind=kind,
+            payload=refs or {},
+            idempotency_key=f"loyalty-{member_id}-{seq}",
+            status="pending",
+            attempts=0,
+            next_attempt_at=utcnow(),
+        )
+    )
+    db.session.flush()
+    chain[0].add(marker)
+
+
+def _claim_next(now: dt.datetime) -> CrmOutboxEntry | None:
+    earlier = aliased(CrmOutboxEntry)
+    blocked = (
+        sa.select(earlier.id)
+        .where(
+            earlier.member_id == CrmOutboxEntry.member_id,
+            earlier.seq < CrmOutboxEntry.seq,
+            earlier.status.in_(BLOCKING),
+        )
+        .exists()
+    )
+    return db.session.scalar(
+        sa.select(CrmOutboxEntry)
+        .where(CrmOutboxEntry.status == "pending", CrmOutboxEntry.next_attempt_at <= now, ~blocked)
+        .order_by(CrmOutboxEntry.next_attempt_at, CrmOutboxEntry.id)
+        .limit(1)
+        .with_for_update(skip_locked=True, of=CrmOutboxEntry)
+        .execution_options(populate_existing=True)
+    )
+
+
+@dataclass(frozen=True)
+class Attempt:
+    entry_id: int
+    member_id: int
+    seq: int
+    outcome: str  # delivered, retry, dead
+
+
+def deliver_next(now: dt.datetime | None = None) -> Attempt | None:
+    """Claim one deliverable row and send it; None when nothing is due. The caller commits."""
+    now = now or utcnow()
+    entry = _claim_next(now)
+    if entry is None:
+        return None
+    entry.attempts += 1
+    try:
+        gateways.crm().deliver(build_change(entry))
+    except gateways.Refused as exc:
+        entry.status, entry.last_error = "dead", f"refused {exc.code}: {exc.message}"[:255]
+    except gateways.GatewayError as exc:
+        entry.last_error = f"{type(exc).__name__} {exc.code or ''}: {exc.message}"[:255]
+        if entry.attempts >= MAX_ATTEMPTS.value():
+            entry.status = "dead"
+        else:
+            entry.next_attempt_at = now + backoff(entry.attempts)
+    else:
+        entry.status, entry.delivered_at, entry.last_error = "delivered", now, None
+        db.session.execute(
+            sa.update(CrmMemberSync).where(CrmMemberSync.member_id == entry.member_id).values(last_delivered_at=now)
+        )
+    outcome = {"pending": "retry"}.get(entry.status, entry.status)
+    db.session.flush()
+    return Attempt(entry.id, entry.member_id, entry.seq, outcome)
+
+
+# --- operators ----------------------------------------------------------------------------------
+
+
+def _entry(entry_id: int) -> CrmOutboxEntry:
+    entry = db.session.get(CrmOutboxEntry, entry_id, with_for_update=True)
+    if entry is None:
+        raise NotFound(_l("No such outbox row."))
+    return entry
+
+
+def retry(entry_id: int, *, actor: tuple[str, str | int], now: dt.datetime | None = None) -> CrmOutboxEntry:
+    """Send a dead row again (from a fresh count of attempts); audited."""
+    entry = _entry(entry_id)
+    if entry.status != "dead":
+        raise Conflict(_l("Only a dead outbox row can be retried."))
+    entry.status, entry.attempts, entry.next_attempt_at = "pending", 0, now or utcnow()
+    audit.record(actor=actor, action="crm.outbox_retried", subject=("crm_outbox", entry.id))
+    db.session.flush()
+    return entry
+
+
+def skip(entry_id: int, *, reason: str, actor: tuple[str, str | int]) -> CrmOutboxEntry:
+    """Give up on a dead or pending row so the member's later rows go out; audited with the reason."""
+    entry = _entry(entry_id)
+    if entry.status not in BLOCKING:
+        raise Conflict(_l("Only a pending or dead outbox row can be skipped."))
+    entry.status, entry.last_error = "skipped", f"skipped: {reason}"[:255]
+    audit.record(actor=actor, action="crm.outbox_skipped", subject=("crm_outbox", entry.id), reason=reason)
+    db.session.flush()
+    return entry
+
+
+def entries(status: str | None = None, limit: int = 50) -> list[CrmOutboxEntry]:
+    query = sa.select(CrmOutboxEntry).order_by(CrmOutboxEntry.id.desc()).limit(limit)
+    if status:
+        query = query.where(CrmOutboxEntry.status == status)
+    return list(db.session.scalars(query))
+
+
+# --- sync state ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SyncState:
+    last_delivered_at: dt.datetime | None
+    pending: int
+    dead: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "last_delivered_at": self.last_delivered_at.isoformat() if self.last_delivered_at else None,
+            "pending": self.pending,
+            "dead": self.dead,
+        }
+
+
+def sync_state(member_id: int) -> SyncState:
+    """What the CRM has of this member: the last delivery, rows waiting, rows dead."""
+    counts = dict(
+        db.session.execute(
+            sa.select(CrmOutboxEntry.status, sa.func.count())
+            .where(CrmOutboxEntry.member_id == member_id, CrmOutboxEntry.status.in_(BLOCKING))
+            .group_by(CrmOutboxEntry.status)
+        ).all()
+    )
+    last = db.session.scalar(sa.select(CrmMemberSync.last_delivered_at).where(CrmMemberSync.member_id == member_id))
+    return SyncState(last, int(counts.get("pending", 0)), int(counts.get("dead", 0)))
