@@ -23,6 +23,7 @@ from app.points.models import PointAccount, PointEntry, PointLot
 from app.tiers import policy as tiers
 from app.tiers.models import TierState
 from tests import factories
+from tests.conftest import run_concurrently
 from tests.test_ledger_properties import _invariants
 
 START = dt.datetime(2025, 3, 10, 4, 0, tzinfo=dt.UTC)
@@ -237,3 +238,41 @@ def test_merge_outbox_row_tells_the_crm_which_numbers_went(app_ctx):
     assert row.payload["merged_ids"] == [merged.id]
     merge = db.session.scalar(sa.select(MemberMerge).where(MemberMerge.request_key == "o-1"))
     assert merge.status == "applied"
+
+
+@pytest.mark.postgres
+@pytest.mark.committed
+def test_concurrent_merges_apply_once_and_opposite_merges_do_not_both_win(app):
+    with app.app_context():
+        a, b, c, d = (factories.member() for _ in range(4))
+        for member in (a, b, c, d):
+            _credit(member.id, "reward", 100, START)
+        db.session.commit()
+        ids = {"a": a.id, "b": b.id, "c": c.id, "d": d.id}
+
+    def attempt(i: int) -> str:
+        with app.app_context():
+            if i < 4:  # the same CRM event delivered four times at once
+                merging.merge(ids["a"], [ids["b"]], request_key="crm:same", actor=("crm", "crm"))
+            else:  # c into d and d into c at the same moment
+                survivor, merged = (ids["c"], ids["d"]) if i == 4 else (ids["d"], ids["c"])
+                try:
+                    merging.merge(survivor, [merged], request_key=f"crm:opp-{i}", actor=("crm", "crm"))
+                except Conflict:
+                    db.session.rollback()
+                    return "refused"
+            db.session.commit()
+            return "ok"
+
+    results = run_concurrently(6, attempt)
+    assert results[:4] == ["ok"] * 4
+    assert sorted(results[4:]) == ["ok", "refused"]
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(MemberMerge)) == 2
+        assert _account(ids["a"])[0] == 200 and _account(ids["b"])[0] == 0
+        balances = sorted((_account(ids["c"])[0], _account(ids["d"])[0]))
+        assert balances == [0, 200]
+        entries = db.session.scalar(
+            sa.select(sa.func.count()).where(PointEntry.reason_code == "merge_in", PointEntry.member_id == ids["a"])
+        )
+        assert entries == 1

@@ -22,6 +22,7 @@ down_revision = "e2"
 branch_labels = None
 depends_on = None
 
+_BIGINT = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 _JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 _TS = sa.DateTime(timezone=True)
 _PENDING = sa.text("status = 'pending'")
@@ -32,7 +33,7 @@ _NEW_STATUSES = "status IN ('pre_enrolled', 'active', 'frozen', 'closed', 'merge
 
 def upgrade() -> None:
     op.add_column("members", sa.Column("profile_updated_at", _TS, nullable=True))
-    op.add_column("members", sa.Column("merged_into_id", sa.BigInteger(), nullable=True))
+    op.add_column("members", sa.Column("merged_into_id", _BIGINT, nullable=True))
     with op.batch_alter_table("members") as batch:
         batch.create_foreign_key("fk_members_merged_into_id_members", "members", ["merged_into_id"], ["id"])
         batch.drop_constraint(op.f("ck_members_status"), type_="check")
@@ -40,9 +41,9 @@ def upgrade() -> None:
 
     op.create_table(
         "crm_outbox",
-        sa.Column("id", sa.BigInteger(), nullable=False),
-        sa.Column("member_id", sa.BigInteger(), nullable=False),
-        sa.Column("seq", sa.BigInteger(), nullable=False),
+        sa.Column("id", _BIGINT, nullable=False),
+        sa.Column("member_id", _BIGINT, nullable=False),
+        sa.Column("seq", _BIGINT, nullable=False),
         sa.Column("kind", sa.String(length=12), nullable=False),
         sa.Column("payload", _JSON, nullable=False),
         sa.Column("idempotency_key", sa.String(length=64), nullable=False),
@@ -69,8 +70,8 @@ def upgrade() -> None:
 
     op.create_table(
         "crm_member_sync",
-        sa.Column("member_id", sa.BigInteger(), nullable=False),
-        sa.Column("last_seq", sa.BigInteger(), nullable=False),
+        sa.Column("member_id", _BIGINT, nullable=False),
+        sa.Column("last_seq", _BIGINT, nullable=False),
         sa.Column("last_delivered_at", _TS, nullable=True),
         sa.ForeignKeyConstraint(["member_id"], ["members.id"], name="fk_crm_member_sync_member_id_members"),
         sa.PrimaryKeyConstraint("member_id", name="pk_crm_member_sync"),
@@ -78,9 +79,9 @@ def upgrade() -> None:
 
     op.create_table(
         "member_merges",
-        sa.Column("id", sa.BigInteger(), nullable=False),
+        sa.Column("id", _BIGINT, nullable=False),
         sa.Column("request_key", sa.String(length=64), nullable=False),
-        sa.Column("survivor_id", sa.BigInteger(), nullable=False),
+        sa.Column("survivor_id", _BIGINT, nullable=False),
         sa.Column("merged_ids", _JSON, nullable=False),
         sa.Column("source", sa.String(length=8), nullable=False),
         sa.Column("status", sa.String(length=10), nullable=False),
