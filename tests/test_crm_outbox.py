@@ -176,7 +176,7 @@ def test_1000_changes_to_50_members_by_4_workers_keep_order_and_arrive_once(app,
 
     def work(_worker: int) -> int:
         with app.app_context():
-            return delivery.deliver_until_idle()
+            return delivery.deliver_until_idle(batch=5)  # 50 members: small batches let all 4 take part
 
     delivered = run_concurrently(4, work)
     assert all(isinstance(n, int) for n in delivered), delivered
@@ -215,9 +215,22 @@ def test_crm_down_for_a_while_then_everything_is_delivered_in_order(app, crm):
 
     def work(_worker: int) -> int:
         with app.app_context():
-            return delivery.deliver_until_idle(now=now)
+            return delivery.deliver_until_idle(now=now, batch=2)
 
     assert sum(run_concurrently(3, work)) == total
     assert crm.delivered() == total and crm.out_of_order == [] and crm.duplicates == 0
     for number in numbers:
         assert crm.accepted[number] == list(range(1, len(crm.accepted[number]) + 1))
+
+
+def test_a_slow_crm_cuts_a_batch_short_and_the_rest_waits_untouched(app_ctx, crm):
+    members = [factories.member() for _ in range(3)]
+    db.session.commit()
+    crm.delay = 0.05
+    attempts = outbox.deliver_batch(10, max_seconds=0.01)
+    db.session.commit()
+    assert len(attempts) == 1  # the first send always goes; then the time is up
+    untouched = db.session.scalars(
+        sa.select(CrmOutboxEntry).where(CrmOutboxEntry.status == "pending", CrmOutboxEntry.attempts == 0)
+    ).all()
+    assert len(untouched) == 2 * len(members) - 1

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import time
 import weakref
 from dataclasses import dataclass
 from typing import Any
@@ -36,7 +37,7 @@ from app.core.db import db
 from app.core.errors import Conflict, NotFound
 from app.core.i18n import _l
 from app.crm.models import BLOCKING, CrmMemberSync, CrmOutboxEntry
-from app.crm.payloads import build_change
+from app.crm.payloads import Batch, build_change, preload
 
 MAX_ATTEMPTS = tunables.define("crm.max_attempts", 10, "Delivery attempts before a CRM outbox row is dead")
 BACKOFF_BASE_SECONDS = 5
@@ -55,6 +56,7 @@ def _enqueued_in_this_transaction() -> list[set[tuple[int, str]]]:
     """Markers of (member, kind) rows written in the open transaction and the savepoints around it
     (a rolled-back savepoint takes its marker along with its rows)."""
     session = db.session()
+    session.connection()  # begins the transaction if none is open yet
     transaction = session.get_nested_transaction() or session.get_transaction()
     chain = []
     while transaction is not None:
@@ -99,7 +101,9 @@ def enqueue(member_id: int, kind: str, refs: dict[str, Any] | None = None) -> No
     chain[0].add(marker)
 
 
-def _claim_next(now: dt.datetime) -> CrmOutboxEntry | None:
+def _claim_heads(now: dt.datetime, limit: int) -> list[CrmOutboxEntry]:
+    """Up to ``limit`` due rows, each the head of its member (so at most one per member), locked;
+    rows other workers hold are skipped."""
     earlier = aliased(CrmOutboxEntry)
     blocked = (
         sa.select(earlier.id)
@@ -110,13 +114,15 @@ def _claim_next(now: dt.datetime) -> CrmOutboxEntry | None:
         )
         .exists()
     )
-    return db.session.scalar(
-        sa.select(CrmOutboxEntry)
-        .where(CrmOutboxEntry.status == "pending", CrmOutboxEntry.next_attempt_at <= now, ~blocked)
-        .order_by(CrmOutboxEntry.next_attempt_at, CrmOutboxEntry.id)
-        .limit(1)
-        .with_for_update(skip_locked=True, of=CrmOutboxEntry)
-        .execution_options(populate_existing=True)
+    return list(
+        db.session.scalars(
+            sa.select(CrmOutboxEntry)
+            .where(CrmOutboxEntry.status == "pending", CrmOutboxEntry.next_attempt_at <= now, ~blocked)
+            .order_by(CrmOutboxEntry.next_attempt_at, CrmOutboxEntry.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True, of=CrmOutboxEntry)
+            .execution_options(populate_existing=True)
+        )
     )
 
 
@@ -128,31 +134,62 @@ class Attempt:
     outcome: str  # delivered, retry, dead
 
 
+def _send(entry: CrmOutboxEntry, batch: Batch, now: dt.datetime) -> dict[str, Any]:
+    """Send one row; returns the row's new values (written for the whole batch at once)."""
+    values: dict[str, Any] = {"id": entry.id, "attempts": entry.attempts + 1}
+    try:
+        gateways.crm().deliver(build_change(entry, batch))
+    except gateways.Refused as exc:
+        values.update(status="dead", last_error=f"refused {exc.code}: {exc.message}"[:255])
+    except gateways.GatewayError as exc:
+        values["last_error"] = f"{type(exc).__name__} {exc.code or ''}: {exc.message}"[:255]
+        if values["attempts"] >= MAX_ATTEMPTS.value():
+            values["status"] = "dead"
+        else:
+            values["next_attempt_at"] = now + backoff(values["attempts"])
+    else:
+        values.update(status="delivered", delivered_at=now, last_error=None)
+    return values
+
+
+def deliver_batch(limit: int = 1, now: dt.datetime | None = None, *, max_seconds: float = 10.0) -> list[Attempt]:
+    """Claim up to ``limit`` member heads and send them one by one; the caller commits once.
+
+    The batch's rows belong to different members, so sending them in sequence keeps every
+    member's order; their locks are held until the commit (a dead worker's batch is resent under
+    the same keys). After ``max_seconds`` the rest of the batch is left unsent (a slow CRM must not
+    keep a transaction open for long). The outcomes are written in one executemany.
+    """
+    now = now or utcnow()
+    entries = _claim_heads(now, limit)
+    if not entries:
+        return []
+    batch = preload([entry.member_id for entry in entries])
+    deadline = time.monotonic() + max_seconds
+    outcomes = []
+    for entry in entries:
+        if outcomes and time.monotonic() > deadline:
+            entries = entries[: len(outcomes)]
+            break
+        outcomes.append(_send(entry, batch, now))
+    for values in outcomes:
+        values.setdefault("status", "pending")
+    db.session.execute(sa.update(CrmOutboxEntry), outcomes)
+    delivered = [e.member_id for e, v in zip(entries, outcomes, strict=True) if v["status"] == "delivered"]
+    if delivered:
+        db.session.execute(
+            sa.update(CrmMemberSync).where(CrmMemberSync.member_id.in_(delivered)).values(last_delivered_at=now)
+        )
+    return [
+        Attempt(e.id, e.member_id, e.seq, {"pending": "retry"}.get(v["status"], v["status"]))
+        for e, v in zip(entries, outcomes, strict=True)
+    ]
+
+
 def deliver_next(now: dt.datetime | None = None) -> Attempt | None:
     """Claim one deliverable row and send it; None when nothing is due. The caller commits."""
-    now = now or utcnow()
-    entry = _claim_next(now)
-    if entry is None:
-        return None
-    entry.attempts += 1
-    try:
-        gateways.crm().deliver(build_change(entry))
-    except gateways.Refused as exc:
-        entry.status, entry.last_error = "dead", f"refused {exc.code}: {exc.message}"[:255]
-    except gateways.GatewayError as exc:
-        entry.last_error = f"{type(exc).__name__} {exc.code or ''}: {exc.message}"[:255]
-        if entry.attempts >= MAX_ATTEMPTS.value():
-            entry.status = "dead"
-        else:
-            entry.next_attempt_at = now + backoff(entry.attempts)
-    else:
-        entry.status, entry.delivered_at, entry.last_error = "delivered", now, None
-        db.session.execute(
-            sa.update(CrmMemberSync).where(CrmMemberSync.member_id == entry.member_id).values(last_delivered_at=now)
-        )
-    outcome = {"pending": "retry"}.get(entry.status, entry.status)
-    db.session.flush()
-    return Attempt(entry.id, entry.member_id, entry.seq, outcome)
+    attempts = deliver_batch(1, now)
+    return attempts[0] if attempts else None
 
 
 # --- operators ----------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ phone, birthday, VIN) is read decrypted here and exists only in the request, nev
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -18,19 +19,47 @@ from app.gateways import CrmChange
 from app.members import services as members
 from app.members.models import Member, Ownership, WechatIdentity
 from app.points.models import PointAccount
-from app.tiers.policy import current_tier
+from app.tiers.models import TierState
 
 
-def headline(member: Member) -> dict[str, Any]:
-    account = db.session.get(PointAccount, member.id)
+@dataclass
+class Batch:
+    """A delivery batch's members, accounts and tiers, loaded in three queries."""
+
+    members: dict[int, Member]
+    balances: dict[int, tuple[int, int]]  # member → (reward available, tier points)
+    tiers: dict[int, str]
+
+
+def preload(member_ids: list[int]) -> Batch:
+    members = {m.id: m for m in db.session.scalars(sa.select(Member).where(Member.id.in_(member_ids)))}
+    balances = {
+        member_id: (available, tier_points)
+        for member_id, available, tier_points in db.session.execute(
+            sa.select(PointAccount.member_id, PointAccount.reward_available, PointAccount.tier_points).where(
+                PointAccount.member_id.in_(member_ids)
+            )
+        )
+    }
+    tiers = dict(
+        db.session.execute(
+            sa.select(TierState.member_id, TierState.tier).where(TierState.member_id.in_(member_ids))
+        ).all()
+    )
+    return Batch(members, balances, tiers)
+
+
+def headline(member: Member, batch: Batch | None = None) -> dict[str, Any]:
+    batch = batch or preload([member.id])
+    available, tier_points = batch.balances.get(member.id, (0, 0))
     survivor = db.session.get(Member, member.merged_into_id) if member.merged_into_id else None
     return {
         "member_no": member.member_no,
         "status": member.status,
         "merged_into": survivor.member_no if survivor else None,
-        "tier": current_tier(member.id),
-        "balance": account.reward_available if account else 0,
-        "tier_points": account.tier_points if account else 0,
+        "tier": batch.tiers.get(member.id, "silver"),
+        "balance": available,
+        "tier_points": tier_points,
     }
 
 
@@ -88,10 +117,10 @@ _SECTIONS = {
 _BUILDERS = {"profile": _profile, "identities": _identities, "consents": _consents, "vehicles": _vehicles}
 
 
-def build_change(entry: CrmOutboxEntry) -> CrmChange:
-    member = db.session.get(Member, entry.member_id)
-    assert member is not None
-    payload: dict[str, Any] = {"member": headline(member)}
+def build_change(entry: CrmOutboxEntry, batch: Batch | None = None) -> CrmChange:
+    batch = batch or preload([entry.member_id])
+    member = batch.members[entry.member_id]
+    payload: dict[str, Any] = {"member": headline(member, batch)}
     for section in _SECTIONS[entry.kind]:
         payload[section] = _BUILDERS[section](member)
     if entry.kind == "merge":
