@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import threading
+import time
 
 import pytest
 import sqlalchemy as sa
@@ -17,6 +19,8 @@ from app.crm import delivery, outbox
 from app.crm.models import CrmMemberSync, CrmOutboxEntry
 from app.crm.payloads import build_change
 from app.members import profile
+from app.members import services as members
+from app.members.models import Member
 from app.points import ledger
 from tests import factories
 from tests.conftest import run_concurrently
@@ -45,9 +49,9 @@ def test_changes_write_outbox_rows_in_their_transaction_with_ids_only(app_ctx):
     assert kinds == ["member", "consent"]  # created, then its consent
     _earn(member.id, 100, "o-1")
     profile.update(member, {"city": "Shanghai"})
+    profile.update(member, {"city": "Suzhou"})  # a second change of the same kind in this unit of work
     rows = _rows(member.id)
-    assert [(r.seq, r.kind) for r in rows] == [(1, "member"), (2, "consent"), (3, "balance")]
-    # the profile change in the same transaction as the creation collapses into the "member" row
+    assert [(r.seq, r.kind) for r in rows] == [(1, "member"), (2, "consent"), (3, "balance"), (4, "member")]
     assert all(r.status == "pending" and r.idempotency_key == f"loyalty-{member.id}-{r.seq}" for r in rows)
     assert "王小明" not in str([r.payload for r in rows])  # no personal data at rest
 
@@ -234,3 +238,39 @@ def test_a_slow_crm_cuts_a_batch_short_and_the_rest_waits_untouched(app_ctx, crm
         sa.select(CrmOutboxEntry).where(CrmOutboxEntry.status == "pending", CrmOutboxEntry.attempts == 0)
     ).all()
     assert len(untouched) == 2 * len(members) - 1
+
+
+@pytest.mark.postgres
+@pytest.mark.committed
+def test_outbox_numbering_takes_its_locks_last_so_it_cannot_deadlock_with_the_ledger(app, crm):
+    """A consent change then an earning, against an earning of the same member holding the account
+    lock: numbering at enqueue time would take the sync-row lock first and deadlock."""
+    with app.app_context():
+        member_id = factories.member().id
+        db.session.commit()
+    both_changed = threading.Barrier(2, timeout=10)
+
+    def consent_then_earn(_i: int) -> str:
+        with app.app_context():
+            member = db.session.get(Member, member_id)
+            members.record_consent(member, policy_version="2026.1", granted=["marketing"], channel="cs")
+            both_changed.wait()
+            _earn(member_id, 5, "dl-a")  # waits for the other's account lock
+            db.session.commit()
+            return "ok"
+
+    def earn_and_hold(_i: int) -> str:
+        with app.app_context():
+            _earn(member_id, 7, "dl-b")  # holds the account lock until the commit
+            both_changed.wait()
+            time.sleep(0.2)
+            db.session.commit()
+            return "ok"
+
+    results = run_concurrently(2, lambda i: (consent_then_earn, earn_and_hold)[i](i))
+    assert results == ["ok", "ok"]
+    with app.app_context():
+        seqs = db.session.scalars(
+            sa.select(CrmOutboxEntry.seq).where(CrmOutboxEntry.member_id == member_id).order_by(CrmOutboxEntry.seq)
+        ).all()
+        assert seqs == list(range(1, len(seqs) + 1)) and len(seqs) == 2 + 1 + 2

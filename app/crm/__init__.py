@@ -11,12 +11,14 @@ def register(app: Flask) -> None:
     subscribers and inbound handlers, ``flask crm``, delivery and reconciliation jobs."""
     from app import gateways
     from app.config import settings_of
+    from app.core.db import db
     from app.core.http import api_of
-    from app.crm import api, cli, delivery, events, inbound, jobs, webhook_api  # noqa: F401 - events, inbound connect
+    from app.crm import api, cli, delivery, events, inbound, jobs, outbox, webhook_api  # noqa: F401 - events, inbound connect
     from app.gateways.crm_http import HttpCrm
     from app.gateways.fakes import FakeCrm
     from app.jobs.schedule import periodic
 
+    outbox.init_session_factory(db.session_factory)
     settings = settings_of(app)
     if settings.crm_sandbox:
         journal = cli.SANDBOX_JOURNAL if settings.ENV == "development" else None

@@ -1,10 +1,12 @@
 """The CRM outbox: rows written with the change, delivered per member in order, exactly once.
 
 * ``enqueue`` (called by the event subscribers in ``crm/events.py``, inside the change's
-  transaction) numbers the member's rows: an upsert of ``crm_member_sync`` returns the next
-  ``seq`` and holds that row's lock until the commit, so concurrent changes of one member get
-  distinct, increasing numbers. Repeats of the same (member, kind) in one transaction collapse
-  into one row: the payload is built when the row is sent, from the rows as they are then.
+  transaction) holds the row back until the commit, like ``core/audit`` (a savepoint that rolls
+  back drops it). Just before the commit the rows are numbered: an upsert of ``crm_member_sync``
+  per member, in member-id order, reserves the next ``seq`` values and holds that row's lock until
+  the commit, so concurrent changes of one member get increasing numbers in commit order. Taken
+  last and in id order, these locks cannot deadlock with the ledger's or anyone's. Repeats of one
+  (member, kind) in a transaction collapse into one row: the payload is built when the row is sent.
 * ``deliver_next`` claims the oldest due pending row whose member has no earlier pending or dead
   row (``FOR UPDATE SKIP LOCKED``), sends it and records the outcome in the same transaction. The
   row lock is held across the call (bounded by ``LOYALTY_CRM_HTTP_TIMEOUT``): a worker that dies
@@ -21,17 +23,19 @@ from __future__ import annotations
 import datetime as dt
 import random
 import time
-import weakref
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy import event
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import SessionTransaction, aliased
+from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, aliased, sessionmaker
 
 from app import gateways
 from app.core import audit, tunables
+from app.core.after_commit import is_within
 from app.core.clock import utcnow
 from app.core.db import db
 from app.core.errors import Conflict, NotFound
@@ -42,8 +46,7 @@ from app.crm.payloads import Batch, build_change, preload
 MAX_ATTEMPTS = tunables.define("crm.max_attempts", 10, "Delivery attempts before a CRM outbox row is dead")
 BACKOFF_BASE_SECONDS = 5
 BACKOFF_CAP_SECONDS = 3600
-#: (member, kind) rows written per open transaction or savepoint.
-_ENQUEUED: weakref.WeakKeyDictionary[SessionTransaction, set[tuple[int, str]]] = weakref.WeakKeyDictionary()
+_HELD_BACK = "crm_outbox_held_back"
 
 
 def backoff(attempts: int, rng: random.Random | None = None) -> dt.timedelta:
@@ -52,53 +55,95 @@ def backoff(attempts: int, rng: random.Random | None = None) -> dt.timedelta:
     return dt.timedelta(seconds=ceiling * (rng or random).uniform(0.5, 1.0))
 
 
-def _enqueued_in_this_transaction() -> list[set[tuple[int, str]]]:
-    """Markers of (member, kind) rows written in the open transaction and the savepoints around it
-    (a rolled-back savepoint takes its marker along with its rows)."""
-    session = db.session()
-    session.connection()  # begins the transaction if none is open yet
-    transaction = session.get_nested_transaction() or session.get_transaction()
-    chain = []
-    while transaction is not None:
-        chain.append(_ENQUEUED.setdefault(transaction, set()))
-        transaction = transaction.parent
-    return chain
-
-
-def _next_seq(member_id: int) -> int:
+def _reserve_seqs(member_id: int, count: int) -> int:
+    """Take the member's next ``count`` numbers (locks its ``crm_member_sync`` row until the
+    commit); returns the first."""
     insert = pg_insert if db.dialect == "postgresql" else sqlite_insert
     table = CrmMemberSync.__table__
     statement = (
         insert(table)
-        .values(member_id=member_id, last_seq=1)
-        .on_conflict_do_update(index_elements=["member_id"], set_={"last_seq": table.c.last_seq + 1})
+        .values(member_id=member_id, last_seq=count)
+        .on_conflict_do_update(index_elements=["member_id"], set_={"last_seq": table.c.last_seq + count})
         .returning(table.c.last_seq)
     )
-    return int(db.session.execute(statement).scalar_one())
+    return int(db.session.execute(statement).scalar_one()) - count + 1
 
 
 def enqueue(member_id: int, kind: str, refs: dict[str, Any] | None = None) -> None:
-    """Write the member's next outbox row (ids only) in the current transaction."""
-    chain = _enqueued_in_this_transaction()
-    marker = (member_id, kind)
-    if kind != "merge" and any(marker in markers for markers in chain):
+    """The member's next outbox row (ids only), written when the unit of work commits (or when it
+    reads the outbox first). A savepoint that rolls back takes its rows along."""
+    session = db.session()
+    session.connection()  # join a begun transaction, so that its rollback can drop this
+    transaction = session.get_nested_transaction() or session.get_transaction()
+    session.info.setdefault(_HELD_BACK, []).append((transaction, member_id, kind, refs or {}))
+
+
+def _release(session: Session) -> None:
+    """Write the held-back rows: one per (member, kind) except merges, numbered per member under
+    the members' sync-row locks taken in id order, the last locks of the transaction."""
+    held = session.info.pop(_HELD_BACK, [])
+    rows, seen = [], set()
+    for _transaction, member_id, kind, refs in held:
+        if kind != "merge" and (member_id, kind) in seen:
+            continue
+        seen.add((member_id, kind))
+        rows.append((member_id, kind, refs))
+    if not rows:
         return
-    db.session.flush()
-    seq = _next_seq(member_id)
-    db.session.add(
-        CrmOutboxEntry(
-            member_id=member_id,
-            seq=seq,
-            kind=kind,
-            payload=refs or {},
-            idempotency_key=f"loyalty-{member_id}-{seq}",
-            status="pending",
-            attempts=0,
-            next_attempt_at=utcnow(),
+    counts = Counter(member_id for member_id, _kind, _refs in rows)
+    next_seq = {member_id: _reserve_seqs(member_id, counts[member_id]) for member_id in sorted(counts)}
+    now = utcnow()
+    for member_id, kind, refs in rows:
+        seq = next_seq[member_id]
+        next_seq[member_id] += 1
+        session.add(
+            CrmOutboxEntry(
+                member_id=member_id,
+                seq=seq,
+                kind=kind,
+                payload=refs,
+                idempotency_key=f"loyalty-{member_id}-{seq}",
+                status="pending",
+                attempts=0,
+                next_attempt_at=now,
+                created_at=now,
+            )
         )
-    )
-    db.session.flush()
-    chain[0].add(marker)
+
+
+def _before_commit(session: Session) -> None:
+    if session.in_nested_transaction() or not session.info.get(_HELD_BACK):
+        return  # a savepoint is released: the enclosing transaction decides
+    session.flush()
+    _release(session)
+
+
+def _reading_the_outbox(state: ORMExecuteState) -> None:
+    """A query of the outbox or the sync state sees the rows this unit of work has held back."""
+    if state.session.info.get(_HELD_BACK) and any(
+        m.class_ in (CrmOutboxEntry, CrmMemberSync) for m in state.all_mappers
+    ):
+        _release(state.session)
+
+
+def _rolled_back(session: Session, previous: SessionTransaction) -> None:
+    held = session.info.get(_HELD_BACK)
+    if held:
+        session.info[_HELD_BACK] = [item for item in held if not is_within(item[0], previous)]
+
+
+def _ended(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:
+        session.info.pop(_HELD_BACK, None)  # committed (already released) or thrown away
+
+
+def init_session_factory(factory: sessionmaker) -> None:
+    """Listen to the session factory's transactions (idempotent: apps share the one factory)."""
+    if not event.contains(factory, "before_commit", _before_commit):
+        event.listen(factory, "before_commit", _before_commit)
+        event.listen(factory, "do_orm_execute", _reading_the_outbox)
+        event.listen(factory, "after_soft_rollback", _rolled_back)
+        event.listen(factory, "after_transaction_end", _ended)
 
 
 def _claim_heads(now: dt.datetime, limit: int) -> list[CrmOutboxEntry]:
