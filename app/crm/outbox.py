@@ -28,17 +28,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import event
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, aliased, sessionmaker
+from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from app import gateways
 from app.core import audit, tunables
-from app.core.after_commit import is_within
 from app.core.clock import utcnow
 from app.core.db import db
 from app.core.errors import Conflict, NotFound
+from app.core.held_back import HeldBack
 from app.core.i18n import _l
 from app.crm.models import BLOCKING, CrmMemberSync, CrmOutboxEntry
 from app.crm.payloads import Batch, build_change, preload
@@ -46,7 +45,6 @@ from app.crm.payloads import Batch, build_change, preload
 MAX_ATTEMPTS = tunables.define("crm.max_attempts", 10, "Delivery attempts before a CRM outbox row is dead")
 BACKOFF_BASE_SECONDS = 5
 BACKOFF_CAP_SECONDS = 3600
-_HELD_BACK = "crm_outbox_held_back"
 
 
 def backoff(attempts: int, rng: random.Random | None = None) -> dt.timedelta:
@@ -72,18 +70,14 @@ def _reserve_seqs(member_id: int, count: int) -> int:
 def enqueue(member_id: int, kind: str, refs: dict[str, Any] | None = None) -> None:
     """The member's next outbox row (ids only), written when the unit of work commits (or when it
     reads the outbox first). A savepoint that rolls back takes its rows along."""
-    session = db.session()
-    session.connection()  # join a begun transaction, so that its rollback can drop this
-    transaction = session.get_nested_transaction() or session.get_transaction()
-    session.info.setdefault(_HELD_BACK, []).append((transaction, member_id, kind, refs or {}))
+    _held_back.hold((member_id, kind, refs or {}))
 
 
-def _release(session: Session) -> None:
+def _release(session: Session, held: list[tuple[int, str, dict[str, Any]]]) -> None:
     """Write the held-back rows: one per (member, kind) except merges, numbered per member under
     the members' sync-row locks taken in id order, the last locks of the transaction."""
-    held = session.info.pop(_HELD_BACK, [])
     rows, seen = [], set()
-    for _transaction, member_id, kind, refs in held:
+    for member_id, kind, refs in held:
         if kind != "merge" and (member_id, kind) in seen:
             continue
         seen.add((member_id, kind))
@@ -111,39 +105,11 @@ def _release(session: Session) -> None:
         )
 
 
-def _before_commit(session: Session) -> None:
-    if session.in_nested_transaction() or not session.info.get(_HELD_BACK):
-        return  # a savepoint is released: the enclosing transaction decides
-    session.flush()
-    _release(session)
-
-
-def _reading_the_outbox(state: ORMExecuteState) -> None:
-    """A query of the outbox or the sync state sees the rows this unit of work has held back."""
-    if state.session.info.get(_HELD_BACK) and any(
-        m.class_ in (CrmOutboxEntry, CrmMemberSync) for m in state.all_mappers
-    ):
-        _release(state.session)
-
-
-def _rolled_back(session: Session, previous: SessionTransaction) -> None:
-    held = session.info.get(_HELD_BACK)
-    if held:
-        session.info[_HELD_BACK] = [item for item in held if not is_within(item[0], previous)]
-
-
-def _ended(session: Session, transaction: SessionTransaction) -> None:
-    if transaction.parent is None:
-        session.info.pop(_HELD_BACK, None)  # committed (already released) or thrown away
+_held_back = HeldBack("crm_outbox_held_back", _release, (CrmOutboxEntry, CrmMemberSync))
 
 
 def init_session_factory(factory: sessionmaker) -> None:
-    """Listen to the session factory's transactions (idempotent: apps share the one factory)."""
-    if not event.contains(factory, "before_commit", _before_commit):
-        event.listen(factory, "before_commit", _before_commit)
-        event.listen(factory, "do_orm_execute", _reading_the_outbox)
-        event.listen(factory, "after_soft_rollback", _rolled_back)
-        event.listen(factory, "after_transaction_end", _ended)
+    _held_back.listen(factory)
 
 
 def _claim_heads(now: dt.datetime, limit: int) -> list[CrmOutboxEntry]:
