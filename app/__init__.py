@@ -24,6 +24,7 @@ def _packages() -> tuple[ModuleType, ...]:
         care,
         complaints,
         console,
+        crm,
         dealers,
         mall,
         members,
@@ -48,6 +49,7 @@ def _packages() -> tuple[ModuleType, ...]:
         complaints,
         benefits,
         referrals,
+        crm,
     )
     return (*lower_first, sync, wechat, console)
 

@@ -135,6 +135,8 @@ class Settings:
     SMS_ACCESS_KEY_ID: str = ""
     SMS_ACCESS_KEY_SECRET: str = ""
     SMS_SIGN_NAME: str = ""
+    #: Seconds the outbox worker waits for the CRM's HTTP API ("sandbox" or empty CRM_URL: the fake).
+    CRM_HTTP_TIMEOUT: float = 5.0
     #: "rq" queues jobs in Redis for workers; "eager" runs them in-process right after the commit.
     JOBS_MODE: str = "rq"
     #: Seconds a signed inbound request (DMS, WeChat) may be old or early.
@@ -181,6 +183,10 @@ class Settings:
         return self.WECHAT_PAY_API_BASE == "sandbox"
 
     @property
+    def crm_sandbox(self) -> bool:
+        return self.CRM_URL in ("", "sandbox")
+
+    @property
     def data_keys(self) -> list[str]:
         return [k.strip() for k in self.DATA_KEY.split(",") if k.strip()]
 
@@ -192,7 +198,7 @@ _INT_FIELDS = {
     "DB_CONNECT_TIMEOUT",
     "DB_STATEMENT_TIMEOUT_MS",
 }
-_FLOAT_FIELDS = {"WECHAT_HTTP_TIMEOUT"}
+_FLOAT_FIELDS = {"WECHAT_HTTP_TIMEOUT", "CRM_HTTP_TIMEOUT"}
 _BOOL_FIELDS = {"WECHAT_SAFE_MODE_ONLY", "API_DOCS"}
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
 

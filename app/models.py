@@ -10,6 +10,7 @@ from app.care import models as care
 from app.complaints import models as complaints
 from app.core import models as core
 from app.core.db import Base
+from app.crm import models as crm
 from app.dealers import models as dealers
 from app.mall import models as mall
 from app.members import models as members
@@ -31,6 +32,7 @@ MODELS = (
     complaints,
     benefits,
     referrals,
+    crm,
 )
 metadata = Base.metadata
 

@@ -13,12 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import event
-from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
-from app.core.after_commit import is_within
 from app.core.clock import utcnow
-from app.core.db import db
+from app.core.held_back import HeldBack
 from app.core.http import current_request_id, keep_whatever_happens
 from app.core.models import AuditEntry
 
@@ -57,10 +55,7 @@ def record(
     The INSERT waits for the commit (or a query of the audit log); a rolled-back savepoint drops it.
     """
     entry = _entry(actor=actor, action=action, subject=subject, reason=reason, details=details)
-    session = db.session()
-    session.connection()  # join a begun transaction, so that its rollback can drop the row
-    transaction = session.get_nested_transaction() or session.get_transaction()
-    session.info.setdefault(_HELD_BACK, []).append((transaction, entry))
+    _held_back.hold(entry)
     return entry
 
 
@@ -83,43 +78,15 @@ def record_regardless(
 
 # --- rows held back until the commit ------------------------------------------------------------
 
-_HELD_BACK = "audit_held_back"
+
+def _add(session: Session, entries: list[AuditEntry]) -> None:
+    """The audit rows go in after the work is flushed: the chain lock is taken last and held briefly."""
+    session.add_all(entries)
 
 
-def _release(session: Session) -> None:
-    held = session.info.pop(_HELD_BACK, [])
-    session.add_all(entry for _transaction, entry in held)
-
-
-def _before_commit(session: Session) -> None:
-    """Flush the work first, then the audit rows: the chain lock is taken last and held briefly."""
-    if session.in_nested_transaction() or not session.info.get(_HELD_BACK):
-        return  # a savepoint is released: the enclosing transaction decides
-    session.flush()
-    _release(session)
-
-
-def _reading_the_log(state: ORMExecuteState) -> None:
-    """A query of the audit log sees the rows this unit of work recorded (autoflush adds them)."""
-    if state.session.info.get(_HELD_BACK) and any(m.class_ is AuditEntry for m in state.all_mappers):
-        _release(state.session)
-
-
-def _rolled_back(session: Session, previous: SessionTransaction) -> None:
-    held = session.info.get(_HELD_BACK)
-    if held:
-        session.info[_HELD_BACK] = [item for item in held if not is_within(item[0], previous)]
-
-
-def _ended(session: Session, transaction: SessionTransaction) -> None:
-    if transaction.parent is None:
-        session.info.pop(_HELD_BACK, None)  # committed (already released) or thrown away
+_held_back = HeldBack("audit_held_back", _add, (AuditEntry,))
 
 
 def init_session_factory(factory: sessionmaker) -> None:
     """Listen to the session factory's transactions (idempotent: apps share the one factory)."""
-    if not event.contains(factory, "before_commit", _before_commit):
-        event.listen(factory, "before_commit", _before_commit)
-        event.listen(factory, "do_orm_execute", _reading_the_log)
-        event.listen(factory, "after_soft_rollback", _rolled_back)
-        event.listen(factory, "after_transaction_end", _ended)
+    _held_back.listen(factory)

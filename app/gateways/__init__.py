@@ -159,6 +159,46 @@ class Payments(Protocol):
         """SENDING, SENT, FAILED, RECEIVED, RFUND_ING or REFUND; None if WeChat never saw the bill."""
 
 
+# --- the central member record (CRM) -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CrmChange:
+    """One outbox row as the CRM receives it: the CRM drops a repeated ``idempotency_key`` and
+    expects a member's ``seq`` to grow (1, 2, 3…, with gaps only where an operator skipped a row)."""
+
+    idempotency_key: str
+    member_no: str
+    seq: int
+    kind: str
+    occurred_at: str
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class CrmBucket:
+    """The CRM's members whose number starts with ``prefix``: how many, and the MD5 of their
+    sorted ``member_no:tier:balance`` lines joined by newlines (the same digest we compute)."""
+
+    prefix: str
+    count: int
+    checksum: str
+
+
+class Crm(Protocol):
+    """The OEM's central member record: changes out, its export back for reconciliation."""
+
+    def deliver(self, change: CrmChange) -> None:
+        """Send one change. ``Refused``: the CRM rejected it (retrying will not help);
+        ``Unavailable``: no usable answer, send it again later under the same key."""
+
+    def export_buckets(self, prefix_length: int) -> list[CrmBucket]:
+        """Counts and checksums per member-number prefix of ``prefix_length`` characters."""
+
+    def export_members(self, prefix: str) -> dict[str, tuple[str, int]]:
+        """The members of one bucket: member number → (tier, reward balance)."""
+
+
 # --- which implementation ------------------------------------------------------------------------
 
 
@@ -197,3 +237,15 @@ def payments() -> Payments:
 
 def sms() -> Sms | None:
     return installed().sms
+
+
+_CRM_KEY = "loyalty.gateways.crm"
+
+
+def install_crm(app: Flask, gateway: Crm) -> None:
+    """The CRM gateway, chosen once at start-up (``app.crm.register``)."""
+    app.extensions[_CRM_KEY] = gateway
+
+
+def crm(app: Flask | None = None) -> Crm:
+    return (app or current_app).extensions[_CRM_KEY]

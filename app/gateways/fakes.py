@@ -25,6 +25,8 @@ from app.core.qr import qr_png
 from app.gateways import (
     BAD_CODE,
     INVALID_SCENE,
+    CrmBucket,
+    CrmChange,
     GatewayError,
     MiniAppSignIn,
     PaymentRefused,
@@ -230,3 +232,78 @@ class FakePayments(_Recorder):
 
     def requests(self) -> list[str]:
         return [call["mch_billno"] for call in self.calls if call["api"] == "sendredpack"]
+
+
+def bucket_checksum(lines: list[str]) -> str:
+    """MD5 of sorted ``member_no:tier:balance`` lines joined by newlines (the CRM export's digest)."""
+    return hashlib.md5("\n".join(sorted(lines)).encode()).hexdigest()  # noqa: S324 - a checksum, not security
+
+
+class FakeCrm(_Recorder):
+    """The CRM: keeps what it received, drops repeated idempotency keys, checks each member's
+    sequence numbers only grow, and keeps a member record (tier, balance) for its export.
+
+    ``down = True`` answers every delivery ``Unavailable`` (the CRM is out); ``fail_next("deliver",
+    error)`` fails single calls; ``delay`` seconds per delivery imitate the CRM's own speed.
+    """
+
+    def __init__(self, journal: Path | None = None) -> None:
+        super().__init__(journal)
+        self._state_lock = threading.Lock()
+        self.down = False
+        self.delay = 0.0
+        self._reset_state()
+
+    def _reset_state(self) -> None:
+        self.accepted: dict[str, list[int]] = defaultdict(list)  # member_no → seqs, in arrival order
+        self.keys: set[str] = set()
+        self.duplicates = 0
+        self.out_of_order: list[tuple[str, int, int]] = []  # (member_no, last seq, arriving seq)
+        self.records: dict[str, tuple[str, int]] = {}  # member_no → (tier, balance)
+
+    def reset(self) -> None:
+        super().reset()
+        with self._state_lock:
+            self._reset_state()
+        self.down = False
+        self.delay = 0.0
+
+    def deliver(self, change: CrmChange) -> None:
+        if self.delay:
+            time.sleep(self.delay)
+        if self.down:
+            raise Unavailable("connection refused")
+        self._record(
+            "deliver", key=change.idempotency_key, member_no=change.member_no, seq=change.seq, kind=change.kind
+        )
+        with self._state_lock:
+            if change.idempotency_key in self.keys:
+                self.duplicates += 1
+                return
+            seqs = self.accepted[change.member_no]
+            if seqs and change.seq <= seqs[-1]:
+                self.out_of_order.append((change.member_no, seqs[-1], change.seq))
+            self.keys.add(change.idempotency_key)
+            seqs.append(change.seq)
+            member = change.payload.get("member") or {}
+            if "tier" in member and "balance" in member:
+                self.records[change.member_no] = (str(member["tier"]), int(member["balance"]))
+            for merged_no in change.payload.get("merged_member_nos", []):
+                self.records.pop(merged_no, None)
+
+    def delivered(self) -> int:
+        with self._state_lock:
+            return sum(len(seqs) for seqs in self.accepted.values())
+
+    def export_buckets(self, prefix_length: int) -> list[CrmBucket]:
+        self._record("export_buckets", prefix_length=prefix_length)
+        lines: dict[str, list[str]] = defaultdict(list)
+        with self._state_lock:
+            for member_no, (tier, balance) in self.records.items():
+                lines[member_no[:prefix_length]].append(f"{member_no}:{tier}:{balance}")
+        return [CrmBucket(prefix, len(found), bucket_checksum(found)) for prefix, found in sorted(lines.items())]
+
+    def export_members(self, prefix: str) -> dict[str, tuple[str, int]]:
+        self._record("export_members", prefix=prefix)
+        with self._state_lock:
+            return {no: record for no, record in self.records.items() if no.startswith(prefix)}

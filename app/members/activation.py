@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from app.core import audit, events
 from app.core.clock import utcnow
-from app.members.events import MemberActivated
+from app.members.events import MemberActivated, MemberChanged
 from app.members.models import Member
 from app.points import earning, ledger
 
@@ -50,6 +50,7 @@ def activate(
     if member.status != "pre_enrolled":
         return Activation(member, False, 0, 0)
     member.status = "active"
+    events.publish(MemberChanged(member.id))
     member.activated_at = at
     # Release as of now, not the scan's timestamp: WeChat's CreateTime has whole seconds and can be
     # a moment before the held lot itself was written.

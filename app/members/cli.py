@@ -9,6 +9,7 @@ import click
 from flask.cli import AppGroup
 
 from app.core.db import db
+from app.crm import outbox
 from app.members.cards import member_card, read_member
 
 members_cli = AppGroup("members", help="Look members up (every read is audited).")
@@ -26,4 +27,5 @@ def members_show(query: str, reason: str | None, reveal: bool) -> None:
     db.session.commit()  # the audit row, even for a miss
     if member is None:
         raise click.ClickException(f"no member matches {query!r}")
-    click.echo(json.dumps(member_card(member, reveal=reveal), ensure_ascii=False, indent=2, default=str))
+    card = {**member_card(member, reveal=reveal), "crm_sync": outbox.sync_state(member.id).as_dict()}
+    click.echo(json.dumps(card, ensure_ascii=False, indent=2, default=str))

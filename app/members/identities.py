@@ -7,9 +7,11 @@ import datetime as dt
 import sqlalchemy as sa
 
 from app import gateways
+from app.core import events
 from app.core.clock import utcnow
 from app.core.db import db, insert_if_absent
 from app.jobs import job
+from app.members.events import IdentityLinked
 from app.members.models import Member, WechatIdentity
 
 
@@ -55,8 +57,10 @@ def bind(identity: WechatIdentity, member: Member) -> bool:
     """Attach the openid to the member. False if it already belongs to someone else."""
     if identity.member_id is not None and identity.member_id != member.id:
         return False
-    identity.member_id = member.id
-    db.session.flush()
+    if identity.member_id != member.id:
+        identity.member_id = member.id
+        db.session.flush()
+        events.publish(IdentityLinked(member.id, identity.id))
     return True
 
 
@@ -79,6 +83,8 @@ def link_unionid(identity: WechatIdentity, unionid: str) -> None:
             if twin.member_id is None:
                 twin.member_id = identity.member_id
     db.session.flush()
+    if identity.member_id is not None:
+        events.publish(IdentityLinked(identity.member_id, identity.id))
 
 
 def official_openid(member_id: int, app_id: str) -> str | None:

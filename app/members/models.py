@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
@@ -11,7 +12,9 @@ from app.core.clock import utcnow
 from app.core.db import Base, BigIntPK, BigIntType
 from app.core.security import EncryptedDate, EncryptedFloat, EncryptedText, cipher
 
-MEMBER_STATUSES = ("pre_enrolled", "active", "frozen", "closed")
+MEMBER_STATUSES = ("pre_enrolled", "active", "frozen", "closed", "merged")
+MERGE_STATUSES = ("requested", "applied", "rejected")
+MERGE_SOURCES = ("crm", "console")
 CUSTOMER_TYPES = ("private", "fleet", "taxi", "driving_school", "government")
 ENROLLMENT_CHANNELS = (
     "purchase",
@@ -79,6 +82,11 @@ class Member(Base):
     lifecycle_stage: Mapped[str] = mapped_column(sa.String(16), default="new")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    #: When the profile fields the CRM also edits (name, birthday, city, gender) last changed here
+    #: or were taken from the CRM: a CRM update stamped earlier is older than what we hold.
+    profile_updated_at: Mapped[dt.datetime | None]
+    #: Set with status ``merged``: the survivor this member was merged into (its number resolves there).
+    merged_into_id: Mapped[int | None] = mapped_column(BigIntType, sa.ForeignKey("members.id"))
 
     identities: Mapped[list[WechatIdentity]] = relationship(back_populates="member")
     ownerships: Mapped[list[Ownership]] = relationship(
@@ -355,3 +363,29 @@ class StaffInvite(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[dt.datetime]
     used_at: Mapped[dt.datetime | None]
+
+
+class MemberMerge(Base):
+    """Duplicates merged into a survivor: applied at once when the CRM says so, requested and then
+    approved by a supervisor when it comes from the console. ``request_key`` makes it idempotent."""
+
+    __tablename__ = "member_merges"
+
+    id: Mapped[BigIntPK]
+    request_key: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    survivor_id: Mapped[int] = mapped_column(BigIntType, sa.ForeignKey("members.id"), index=True)
+    merged_ids: Mapped[list[Any]]
+    source: Mapped[str] = mapped_column(sa.String(8))
+    status: Mapped[str] = mapped_column(sa.String(10), default="requested")
+    reason: Mapped[str | None] = mapped_column(sa.String(255))
+    requested_by: Mapped[str] = mapped_column(sa.String(64))
+    requested_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    decided_by: Mapped[str | None] = mapped_column(sa.String(64))
+    applied_at: Mapped[dt.datetime | None]
+    #: What each participant moved (row counts, points), for the audit trail and the console.
+    summary: Mapped[dict[str, Any] | None]
+
+    __table_args__ = (
+        sa.CheckConstraint(_in("status", MERGE_STATUSES), name="status"),
+        sa.CheckConstraint(_in("source", MERGE_SOURCES), name="source"),
+    )

@@ -10,7 +10,7 @@ from app.core import audit, events, inbox
 from app.core.clock import utcnow
 from app.core.db import db
 from app.members import registration, services
-from app.members.events import MemberErased
+from app.members.events import MemberChanged, MemberErased
 from app.members.models import EnrollmentToken, Member, Ownership, Vehicle, WechatIdentity
 from app.members.registration import OPTIONAL_PURPOSES, POLICY_VERSION
 from app.members.vehicle_claims import VehicleClaim
@@ -96,6 +96,8 @@ def withdraw_everything(member: Member, *, channel: str = "miniapp") -> None:
     member.name = member.birthday = member.city = member.gender = None
     member.phone = member.phone_index = None
     member.status = "closed"
+    member.profile_updated_at = utcnow()
+    events.publish(MemberChanged(member.id))
     member.updated_at = utcnow()
     for identity in db.session.scalars(sa.select(WechatIdentity).where(WechatIdentity.member_id == member.id)):
         identity.member_id = None  # the WeChat account is no longer linked to anyone

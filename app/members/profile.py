@@ -5,12 +5,13 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from app.core import audit
-from app.core.clock import business_today
+from app.core import audit, events
+from app.core.clock import business_today, utcnow
 from app.core.db import db
 from app.core.errors import Conflict, ValidationFailed
 from app.core.i18n import _l
 from app.members import registration, services
+from app.members.events import MemberChanged
 from app.members.models import Member
 
 #: Birthday changes after the first entry (birthday-month bonus abuse is why there is a limit).
@@ -40,6 +41,7 @@ def update(member: Member, changes: dict[str, Any]) -> Member:
     for field in ("name", "gender", "city", "locale"):
         if field in changes:
             setattr(member, field, changes[field])
+    member.profile_updated_at = utcnow()
     audit.record(
         actor=("member", member.id),
         action="member.profile_updated",
@@ -47,6 +49,7 @@ def update(member: Member, changes: dict[str, Any]) -> Member:
         details={"fields": sorted([*changes, *(["birthday"] if birthday is not None else [])])},
     )
     db.session.flush()
+    events.publish(MemberChanged(member.id))
     return member
 
 

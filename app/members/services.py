@@ -10,12 +10,13 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from app.core import tunables
+from app.core import events, tunables
 from app.core.clock import utcnow
 from app.core.db import db, insert_if_absent
 from app.core.errors import Conflict
 from app.core.i18n import _l
 from app.core.security import cipher, sha256_hex
+from app.members.events import ConsentChanged, MemberChanged, OwnershipChanged
 from app.members.identifiers import is_member_number, new_member_number, normalize_cn_mobile, normalize_vin
 from app.members.models import Consent, EnrollmentToken, Member, Ownership, Vehicle, VehicleServicing, vin_index
 from app.points.ledger import insert_account
@@ -44,7 +45,13 @@ def find_by_phone(phone: str) -> Member | None:
 
 
 def find_by_member_no(member_no: str) -> Member | None:
-    return db.session.scalar(sa.select(Member).where(Member.member_no == member_no))
+    """The member with this number; a merged-away number resolves to the member it was merged into."""
+    member = db.session.scalar(sa.select(Member).where(Member.member_no == member_no))
+    for _hop in range(8):  # follow a chain of merges (a survivor merged later), a few hops at most
+        if member is None or member.merged_into_id is None:
+            break
+        member = db.session.get(Member, member.merged_into_id)
+    return member
 
 
 def find_member(query: str) -> Member | None:
@@ -84,6 +91,7 @@ def claim_phone(member: Member, phone: str) -> None:
         raise Conflict(
             _l("This phone number belongs to another membership. Please contact customer service.")
         ) from None
+    events.publish(MemberChanged(member.id))
 
 
 def create_member(*, channel: str, status: str = "pre_enrolled", **fields: object) -> Member:
@@ -97,6 +105,7 @@ def create_member(*, channel: str, status: str = "pre_enrolled", **fields: objec
         set_phone(member, str(phone))
     db.session.add(member)
     db.session.flush()
+    events.publish(MemberChanged(member.id))
     insert_account(member.id)  # created with the member: ledger writes then only lock it
     return member
 
@@ -174,6 +183,8 @@ def record_consent(
             )
         )
     db.session.add_all(rows)
+    if rows:
+        events.publish(ConsentChanged(member.id))
     return rows
 
 
@@ -227,6 +238,7 @@ def start_ownership(
         if previous is not None:
             previous.ended_on = started_on
             previous.end_reason = "resale"
+            events.publish(OwnershipChanged(previous.member_id, previous.id))
     existing = db.session.scalar(
         sa.select(Ownership).where(
             Ownership.vehicle_id == vehicle.id, Ownership.member_id == member.id, Ownership.ended_on.is_(None)
@@ -248,6 +260,7 @@ def start_ownership(
     )
     db.session.add(ownership)
     db.session.flush()
+    events.publish(OwnershipChanged(member.id, ownership.id))
     return ownership, True
 
 

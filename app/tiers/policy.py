@@ -115,6 +115,17 @@ def apply_reversal(member_id: int, tier_points: int, *, at: dt.datetime | None =
     return None
 
 
+def merge_tiers(survivor_id: int, merged_id: int, tier_points: int, *, at: dt.datetime | None = None) -> str:
+    """After a merge the survivor holds the higher of both tiers, or more if the combined tier
+    points qualify for it (a ``merge`` change, published like any other)."""
+    at = at or utcnow()
+    survivor, merged = get_state(survivor_id, lock=True), get_state(merged_id, lock=True)
+    target = max((survivor.tier, merged.tier, tier_for_points(tier_points)), key=tier_rank)
+    if tier_rank(target) > tier_rank(survivor.tier):
+        change_tier(survivor, target, "merge", tier_points, at)
+    return survivor.tier
+
+
 def record_qualifying_activity(member_id: int, at: dt.datetime) -> None:
     state = get_state(member_id, lock=True)
     if state.last_qualifying_at is None or at > state.last_qualifying_at:

@@ -1,0 +1,272 @@
+"""The CRM outbox: rows written with the change, delivered per member in order, exactly once.
+
+* ``enqueue`` (called by the event subscribers in ``crm/events.py``, inside the change's
+  transaction) holds the row back until the commit, like ``core/audit`` (a savepoint that rolls
+  back drops it). Just before the commit the rows are numbered: an upsert of ``crm_member_sync``
+  per member, in member-id order, reserves the next ``seq`` values and holds that row's lock until
+  the commit, so concurrent changes of one member get increasing numbers in commit order. Taken
+  last and in id order, these locks cannot deadlock with the ledger's or anyone's. Repeats of one
+  (member, kind) in a transaction collapse into one row: the payload is built when the row is sent.
+* ``deliver_next`` claims the oldest due pending row whose member has no earlier pending or dead
+  row (``FOR UPDATE SKIP LOCKED``), sends it and records the outcome in the same transaction. The
+  row lock is held across the call (bounded by ``LOYALTY_CRM_HTTP_TIMEOUT``): a worker that dies
+  mid-call rolls back and the row is sent again under the same idempotency key, which the CRM
+  drops. Different members go out in parallel; a member's rows never overtake each other.
+* A failure backs off exponentially with jitter; ``Refused`` (the CRM rejected the change) or
+  ``crm.max_attempts`` failures make the row ``dead``. A dead row holds back the member's later
+  rows until an operator retries or skips it (``flask crm retry | skip``, audited): order is kept
+  rather than sending a newer state the CRM would then see overwritten by an older one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session, aliased, sessionmaker
+
+from app import gateways
+from app.core import audit, tunables
+from app.core.clock import utcnow
+from app.core.db import db
+from app.core.errors import Conflict, NotFound
+from app.core.held_back import HeldBack
+from app.core.i18n import _l
+from app.crm.models import BLOCKING, CrmMemberSync, CrmOutboxEntry
+from app.crm.payloads import Batch, build_change, preload
+
+MAX_ATTEMPTS = tunables.define("crm.max_attempts", 10, "Delivery attempts before a CRM outbox row is dead")
+BACKOFF_BASE_SECONDS = 5
+BACKOFF_CAP_SECONDS = 3600
+
+
+def backoff(attempts: int, rng: random.Random | None = None) -> dt.timedelta:
+    """Exponential (5 s, 10 s, 20 s… capped at an hour) with jitter: between half and all of it."""
+    ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(attempts - 1, 0))
+    return dt.timedelta(seconds=ceiling * (rng or random).uniform(0.5, 1.0))
+
+
+def _reserve_seqs(member_id: int, count: int) -> int:
+    """Take the member's next ``count`` numbers (locks its ``crm_member_sync`` row until the
+    commit); returns the first."""
+    insert = pg_insert if db.dialect == "postgresql" else sqlite_insert
+    table = CrmMemberSync.__table__
+    statement = (
+        insert(table)
+        .values(member_id=member_id, last_seq=count)
+        .on_conflict_do_update(index_elements=["member_id"], set_={"last_seq": table.c.last_seq + count})
+        .returning(table.c.last_seq)
+    )
+    return int(db.session.execute(statement).scalar_one()) - count + 1
+
+
+def enqueue(member_id: int, kind: str, refs: dict[str, Any] | None = None) -> None:
+    """The member's next outbox row (ids only), written when the unit of work commits (or when it
+    reads the outbox first). A savepoint that rolls back takes its rows along."""
+    _held_back.hold((member_id, kind, refs or {}))
+
+
+def _release(session: Session, held: list[tuple[int, str, dict[str, Any]]]) -> None:
+    """Write the held-back rows: one per (member, kind) except merges, numbered per member under
+    the members' sync-row locks taken in id order, the last locks of the transaction."""
+    rows, seen = [], set()
+    for member_id, kind, refs in held:
+        if kind != "merge" and (member_id, kind) in seen:
+            continue
+        seen.add((member_id, kind))
+        rows.append((member_id, kind, refs))
+    if not rows:
+        return
+    counts = Counter(member_id for member_id, _kind, _refs in rows)
+    next_seq = {member_id: _reserve_seqs(member_id, counts[member_id]) for member_id in sorted(counts)}
+    now = utcnow()
+    for member_id, kind, refs in rows:
+        seq = next_seq[member_id]
+        next_seq[member_id] += 1
+        session.add(
+            CrmOutboxEntry(
+                member_id=member_id,
+                seq=seq,
+                kind=kind,
+                payload=refs,
+                idempotency_key=f"loyalty-{member_id}-{seq}",
+                status="pending",
+                attempts=0,
+                next_attempt_at=now,
+                created_at=now,
+            )
+        )
+
+
+_held_back = HeldBack("crm_outbox_held_back", _release, (CrmOutboxEntry, CrmMemberSync))
+
+
+def init_session_factory(factory: sessionmaker) -> None:
+    _held_back.listen(factory)
+
+
+def _claim_heads(now: dt.datetime, limit: int) -> list[CrmOutboxEntry]:
+    """Up to ``limit`` due rows, each the head of its member (so at most one per member), locked;
+    rows other workers hold are skipped."""
+    earlier = aliased(CrmOutboxEntry)
+    blocked = (
+        sa.select(earlier.id)
+        .where(
+            earlier.member_id == CrmOutboxEntry.member_id,
+            earlier.seq < CrmOutboxEntry.seq,
+            earlier.status.in_(BLOCKING),
+        )
+        .exists()
+    )
+    return list(
+        db.session.scalars(
+            sa.select(CrmOutboxEntry)
+            .where(CrmOutboxEntry.status == "pending", CrmOutboxEntry.next_attempt_at <= now, ~blocked)
+            .order_by(CrmOutboxEntry.next_attempt_at, CrmOutboxEntry.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True, of=CrmOutboxEntry)
+            .execution_options(populate_existing=True)
+        )
+    )
+
+
+@dataclass(frozen=True)
+class Attempt:
+    entry_id: int
+    member_id: int
+    seq: int
+    outcome: str  # delivered, retry, dead
+
+
+def _send(entry: CrmOutboxEntry, batch: Batch, now: dt.datetime) -> dict[str, Any]:
+    """Send one row; returns the row's new values (written for the whole batch at once)."""
+    values: dict[str, Any] = {"id": entry.id, "attempts": entry.attempts + 1}
+    try:
+        gateways.crm().deliver(build_change(entry, batch))
+    except gateways.Refused as exc:
+        values.update(status="dead", last_error=f"refused {exc.code}: {exc.message}"[:255])
+    except gateways.GatewayError as exc:
+        values["last_error"] = f"{type(exc).__name__} {exc.code or ''}: {exc.message}"[:255]
+        if values["attempts"] >= MAX_ATTEMPTS.value():
+            values["status"] = "dead"
+        else:
+            values["next_attempt_at"] = now + backoff(values["attempts"])
+    else:
+        values.update(status="delivered", delivered_at=now, last_error=None)
+    return values
+
+
+def deliver_batch(limit: int = 1, now: dt.datetime | None = None, *, max_seconds: float = 10.0) -> list[Attempt]:
+    """Claim up to ``limit`` member heads and send them one by one; the caller commits once.
+
+    The batch's rows belong to different members, so sending them in sequence keeps every
+    member's order; their locks are held until the commit (a dead worker's batch is resent under
+    the same keys). After ``max_seconds`` the rest of the batch is left unsent (a slow CRM must not
+    keep a transaction open for long). The outcomes are written in one executemany.
+    """
+    now = now or utcnow()
+    entries = _claim_heads(now, limit)
+    if not entries:
+        return []
+    batch = preload([entry.member_id for entry in entries])
+    deadline = time.monotonic() + max_seconds
+    outcomes = []
+    for entry in entries:
+        if outcomes and time.monotonic() > deadline:
+            entries = entries[: len(outcomes)]
+            break
+        outcomes.append(_send(entry, batch, now))
+    for values in outcomes:
+        values.setdefault("status", "pending")
+    db.session.execute(sa.update(CrmOutboxEntry), outcomes)
+    delivered = [e.member_id for e, v in zip(entries, outcomes, strict=True) if v["status"] == "delivered"]
+    if delivered:
+        db.session.execute(
+            sa.update(CrmMemberSync).where(CrmMemberSync.member_id.in_(delivered)).values(last_delivered_at=now)
+        )
+    return [
+        Attempt(e.id, e.member_id, e.seq, {"pending": "retry"}.get(v["status"], v["status"]))
+        for e, v in zip(entries, outcomes, strict=True)
+    ]
+
+
+def deliver_next(now: dt.datetime | None = None) -> Attempt | None:
+    """Claim one deliverable row and send it; None when nothing is due. The caller commits."""
+    attempts = deliver_batch(1, now)
+    return attempts[0] if attempts else None
+
+
+# --- operators ----------------------------------------------------------------------------------
+
+
+def _entry(entry_id: int) -> CrmOutboxEntry:
+    entry = db.session.get(CrmOutboxEntry, entry_id, with_for_update=True)
+    if entry is None:
+        raise NotFound(_l("No such outbox row."))
+    return entry
+
+
+def retry(entry_id: int, *, actor: tuple[str, str | int], now: dt.datetime | None = None) -> CrmOutboxEntry:
+    """Send a dead row again (from a fresh count of attempts); audited."""
+    entry = _entry(entry_id)
+    if entry.status != "dead":
+        raise Conflict(_l("Only a dead outbox row can be retried."))
+    entry.status, entry.attempts, entry.next_attempt_at = "pending", 0, now or utcnow()
+    audit.record(actor=actor, action="crm.outbox_retried", subject=("crm_outbox", entry.id))
+    db.session.flush()
+    return entry
+
+
+def skip(entry_id: int, *, reason: str, actor: tuple[str, str | int]) -> CrmOutboxEntry:
+    """Give up on a dead or pending row so the member's later rows go out; audited with the reason."""
+    entry = _entry(entry_id)
+    if entry.status not in BLOCKING:
+        raise Conflict(_l("Only a pending or dead outbox row can be skipped."))
+    entry.status, entry.last_error = "skipped", f"skipped: {reason}"[:255]
+    audit.record(actor=actor, action="crm.outbox_skipped", subject=("crm_outbox", entry.id), reason=reason)
+    db.session.flush()
+    return entry
+
+
+def entries(status: str | None = None, limit: int = 50) -> list[CrmOutboxEntry]:
+    query = sa.select(CrmOutboxEntry).order_by(CrmOutboxEntry.id.desc()).limit(limit)
+    if status:
+        query = query.where(CrmOutboxEntry.status == status)
+    return list(db.session.scalars(query))
+
+
+# --- sync state ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SyncState:
+    last_delivered_at: dt.datetime | None
+    pending: int
+    dead: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "last_delivered_at": self.last_delivered_at.isoformat() if self.last_delivered_at else None,
+            "pending": self.pending,
+            "dead": self.dead,
+        }
+
+
+def sync_state(member_id: int) -> SyncState:
+    """What the CRM has of this member: the last delivery, rows waiting, rows dead."""
+    counts = dict(
+        db.session.execute(
+            sa.select(CrmOutboxEntry.status, sa.func.count())
+            .where(CrmOutboxEntry.member_id == member_id, CrmOutboxEntry.status.in_(BLOCKING))
+            .group_by(CrmOutboxEntry.status)
+        ).all()
+    )
+    last = db.session.scalar(sa.select(CrmMemberSync.last_delivered_at).where(CrmMemberSync.member_id == member_id))
+    return SyncState(last, int(counts.get("pending", 0)), int(counts.get("dead", 0)))

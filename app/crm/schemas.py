@@ -1,0 +1,96 @@
+"""The CRM's webhook envelope and the back-office shapes."""
+
+from __future__ import annotations
+
+import marshmallow as ma
+from marshmallow import fields
+
+from app.core.schemas import BaseSchema, Length, OneOf, Range
+from app.members.models import CONSENT_PURPOSES, GENDERS
+
+EVENT_TYPES = ("profile.updated", "consent.changed", "member.merged")
+_member_no = fields.String(required=True, validate=Length(min=4, max=16))
+
+
+class ProfileUpdatedSchema(BaseSchema):
+    member_no = _member_no
+    version = fields.AwareDateTime(required=True, metadata={"description": "When the change was made in the CRM"})
+    name = fields.String(allow_none=True, validate=Length(max=64))
+    gender = fields.String(allow_none=True, validate=OneOf(GENDERS))
+    birthday = fields.Date(allow_none=True)
+    city = fields.String(allow_none=True, validate=Length(max=64))
+    #: Accepted, not stored yet (no columns for them): the CRM keeps them.
+    address = fields.String(allow_none=True, validate=Length(max=255))
+    preferred_dealer = fields.String(allow_none=True, validate=Length(max=16))
+
+
+class ConsentChangedSchema(BaseSchema):
+    member_no = _member_no
+    purpose = fields.String(required=True, validate=OneOf(CONSENT_PURPOSES))
+    granted = fields.Boolean(required=True)
+    decided_at = fields.AwareDateTime(required=True)
+    policy_version = fields.String(validate=Length(max=16))
+
+
+class MemberMergedSchema(BaseSchema):
+    survivor = _member_no
+    merged = fields.List(fields.String(validate=Length(min=4, max=16)), required=True, validate=Length(min=1, max=20))
+
+
+DATA_SCHEMAS = {
+    "profile.updated": ProfileUpdatedSchema,
+    "consent.changed": ConsentChangedSchema,
+    "member.merged": MemberMergedSchema,
+}
+
+
+class CrmEventSchema(BaseSchema):
+    event_id = fields.String(required=True, validate=Length(min=1, max=64))
+    type = fields.String(required=True, validate=OneOf(EVENT_TYPES))
+    occurred_at = fields.AwareDateTime(required=True)
+    data = fields.Dict(required=True)
+
+    @ma.validates_schema
+    def _data_of_its_type(self, document: dict, **_kwargs: object) -> None:
+        schema = DATA_SCHEMAS.get(document.get("type", ""))
+        if schema is None:
+            return
+        errors = schema().validate(document.get("data") or {})
+        if errors:
+            raise ma.ValidationError({"data": errors})
+
+
+class CrmAcceptedSchema(BaseSchema):
+    status = fields.String(metadata={"description": "accepted or duplicate"})
+    event_id = fields.String()
+
+
+class SyncStateSchema(BaseSchema):
+    last_delivered_at = fields.String(allow_none=True)
+    pending = fields.Integer()
+    dead = fields.Integer()
+
+
+class MergeRequestSchema(BaseSchema):
+    request_id = fields.String(required=True, validate=Length(min=8, max=64))
+    survivor_id = fields.Integer(required=True, strict=True, validate=Range(min=1))
+    merged_ids = fields.List(
+        fields.Integer(strict=True, validate=Range(min=1)), required=True, validate=Length(min=1, max=20)
+    )
+    reason = fields.String(required=True, validate=Length(min=2, max=255))
+
+
+class MergeDecisionSchema(BaseSchema):
+    reason = fields.String(validate=Length(min=2, max=255))
+
+
+class MergeSchema(BaseSchema):
+    id = fields.Integer()
+    survivor_id = fields.Integer()
+    merged_ids = fields.List(fields.Integer())
+    source = fields.String()
+    status = fields.String()
+    reason = fields.String(allow_none=True)
+    requested_by = fields.String()
+    decided_by = fields.String(allow_none=True)
+    summary = fields.Dict(allow_none=True)

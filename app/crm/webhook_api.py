@@ -1,0 +1,88 @@
+"""``POST /api/v1/crm/events``: the CRM's signed webhook (profile updates, call-center consent
+changes, merges). Verified with the DMS's scheme (``core.security.verify_timestamped_signature``
+keyed with ``LOYALTY_CRM_SECRET``), validated, stored raw in the inbox (``source = 'crm'``,
+idempotent by ``event_id``) and processed by the drain (``crm/inbound.py``)."""
+
+from __future__ import annotations
+
+import json
+
+import marshmallow as ma
+from flask import request
+
+from app.config import current_settings
+from app.core import inbox
+from app.core.errors import ValidationFailed
+from app.core.http import Blueprint, parse_json
+from app.core.i18n import _l
+from app.core.security import verify_timestamped_signature
+from app.crm.inbound import SOURCE
+from app.crm.schemas import CrmAcceptedSchema, CrmEventSchema
+from app.jobs.drain import nudge
+
+blp = Blueprint("crm", __name__, url_prefix="/api/v1/crm", description="CRM (central member record) → loyalty")
+
+_SIGNATURE_HEADERS = [
+    {"name": "X-Timestamp", "in": "header", "required": True, "schema": {"type": "string"}},
+    {
+        "name": "X-Signature",
+        "in": "header",
+        "required": True,
+        "schema": {"type": "string"},
+        "description": 'sha256=<hex HMAC-SHA256 of "<X-Timestamp>.<raw body>"> keyed with the CRM secret',
+    },
+]
+_envelope = CrmEventSchema()
+
+
+def accept_event(raw_body: bytes, timestamp: str | None, signature: str | None) -> tuple[str, bool]:
+    """Verify (401), validate (422), store; returns (event id, stored now)."""
+    settings = current_settings()
+    verify_timestamped_signature(
+        secret=settings.CRM_SECRET,
+        timestamp=timestamp,
+        signature=signature,
+        body=raw_body,
+        window_seconds=settings.SIGNATURE_WINDOW_SECONDS,
+    )
+    try:
+        document = parse_json(raw_body)
+    except json.JSONDecodeError:
+        raise ValidationFailed(fields={"body": [_l("Invalid JSON body.")]}) from None
+    if not isinstance(document, dict):
+        raise ValidationFailed(fields={"body": [_l("The body must be a JSON object.")]})
+    try:
+        event = _envelope.load(document)
+    except ma.ValidationError as err:
+        raise ValidationFailed(fields=err.normalized_messages()) from None
+    stored = inbox.store_event(
+        source=SOURCE,
+        external_id=event["event_id"],
+        type=event["type"],
+        body=raw_body,
+        occurred_at=event["occurred_at"],
+    )
+    if stored is not None:
+        nudge(SOURCE)
+    return event["event_id"], stored is not None
+
+
+@blp.route("/events", methods=["POST"])
+@blp.doc(
+    summary="Deliver one CRM event",
+    description=(
+        "profile.updated, consent.changed or member.merged. Stored before it is processed; a repeated "
+        "`event_id` is acknowledged (200, duplicate). 401 on a bad or stale signature, 422 with field errors."
+    ),
+    parameters=_SIGNATURE_HEADERS,
+    requestBody={"required": True, "content": {"application/json": {"schema": CrmEventSchema}}},
+)
+@blp.response(202, CrmAcceptedSchema, description="Stored; processing is queued")
+@blp.alt_response(200, schema=CrmAcceptedSchema, description="Already received; ignored", success=True)
+@blp.alt_response(401, response="UNAUTHORIZED")
+@blp.alt_response(422, response="UNPROCESSABLE_ENTITY")
+def post_event() -> tuple[dict, int]:
+    event_id, new = accept_event(
+        request.get_data(cache=False), request.headers.get("X-Timestamp"), request.headers.get("X-Signature")
+    )
+    return {"status": "accepted" if new else "duplicate", "event_id": event_id}, 202 if new else 200

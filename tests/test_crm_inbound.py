@@ -1,0 +1,124 @@
+"""Inbound CRM webhooks: signed, stored first, idempotent; profile last-writer-wins; consent; merges."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+import sqlalchemy as sa
+
+from app.config import current_settings
+from app.core.clock import utcnow
+from app.core.db import db
+from app.core.models import InboundEvent
+from app.core.security import sign_timestamped
+from app.jobs.drain import drain_inbox
+from app.members import profile
+from app.members import services as members
+from tests import factories
+
+
+def _post(client, document: dict[str, Any] | bytes, *, secret: str | None = None, headers=None):
+    body = document if isinstance(document, bytes) else json.dumps(document, ensure_ascii=False).encode()
+    signed = sign_timestamped(secret or current_settings().CRM_SECRET, body)
+    return client.post(
+        "/api/v1/crm/events",
+        data=body,
+        headers={"Content-Type": "application/json", **signed, **(headers or {})},
+    )
+
+
+def _event(event_id: str, type_: str, data: dict[str, Any]) -> dict[str, Any]:
+    return {"event_id": event_id, "type": type_, "occurred_at": utcnow().isoformat(), "data": data}
+
+
+def _outcome(event_id: str) -> str | None:
+    return db.session.scalar(sa.select(InboundEvent.outcome).where(InboundEvent.external_id == event_id))
+
+
+def test_bad_signature_is_401_and_nothing_is_stored(app_ctx, client):
+    response = _post(client, _event("e-1", "profile.updated", {}), secret="wrong-secret")
+    assert response.status_code == 401
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(InboundEvent)) == 0
+
+
+def test_bad_payload_is_422_with_field_errors(app_ctx, client):
+    response = _post(
+        client,
+        _event("e-2", "consent.changed", {"member_no": "9", "purpose": "spam", "decided_at": "yesterday"}),
+    )
+    assert response.status_code == 422
+    fields = response.json["error"]["fields"]["data"]
+    assert set(fields) >= {"member_no", "purpose", "granted", "decided_at"}
+    assert _post(client, b"[1]").status_code == 422
+    assert _post(client, _event("e-3", "member.exploded", {})).status_code == 422
+
+
+def test_an_event_is_stored_once_and_processed_once(app_ctx, client):
+    member = factories.member()
+    db.session.commit()
+    document = _event(
+        "e-4", "profile.updated", {"member_no": member.member_no, "version": utcnow().isoformat(), "city": "Wuhan"}
+    )
+    first, second = _post(client, document), _post(client, document)
+    assert (first.status_code, second.status_code) == (202, 200)
+    assert second.json["status"] == "duplicate"
+    drain_inbox("crm")
+    db.session.refresh(member)
+    assert member.city == "Wuhan"
+    assert _outcome("e-4") == "profile updated"
+
+
+def test_a_profile_update_older_than_a_local_change_is_ignored(app_ctx, client):
+    member = factories.member(city="Shanghai")
+    before_local = utcnow() - dt.timedelta(minutes=5)
+    profile.update(member, {"city": "Hangzhou"})  # the member changed it here just now
+    db.session.commit()
+    stale = _event(
+        "e-5",
+        "profile.updated",
+        {"member_no": member.member_no, "version": before_local.isoformat(), "city": "Nanjing", "name": "旧名"},
+    )
+    assert _post(client, stale).status_code == 202
+    drain_inbox("crm")
+    db.session.refresh(member)
+    assert (member.city, member.name) == ("Hangzhou", "测试会员")
+    assert _outcome("e-5") == "ignored: older than the local change"
+
+    newer = _event(
+        "e-6",
+        "profile.updated",
+        {"member_no": member.member_no, "version": (utcnow() + dt.timedelta(seconds=1)).isoformat(), "city": "Xian"},
+    )
+    _post(client, newer)
+    drain_inbox("crm")
+    db.session.refresh(member)
+    assert member.city == "Xian"
+    # and a later local change wins over that CRM version again
+    assert member.profile_updated_at is not None
+
+
+def test_a_call_center_withdrawal_goes_through_the_consent_service(app_ctx, client):
+    member = factories.member()
+    members.record_consent(member, policy_version="2026.1", granted=["marketing"], channel="miniapp")
+    db.session.commit()
+    document = _event(
+        "e-7",
+        "consent.changed",
+        {"member_no": member.member_no, "purpose": "marketing", "granted": False, "decided_at": utcnow().isoformat()},
+    )
+    assert _post(client, document).status_code == 202
+    drain_inbox("crm")
+    assert members.consent_state(member).purposes["marketing"] is False
+    assert _outcome("e-7") == "consent marketing withdrawn"
+
+
+def test_a_crm_merge_webhook_merges_and_the_old_number_resolves(app_ctx, client):
+    survivor, merged = factories.member(), factories.member()
+    db.session.commit()
+    document = _event("e-8", "member.merged", {"survivor": survivor.member_no, "merged": [merged.member_no]})
+    assert _post(client, document).status_code == 202
+    drain_inbox("crm")
+    assert members.find_by_member_no(merged.member_no).id == survivor.id
+    assert _outcome("e-8").startswith("merged 1 into")
