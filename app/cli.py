@@ -71,6 +71,25 @@ def demo_seed() -> None:
     click.echo(f"demo data: {created}")
 
 
+@demo_cli.group("walkthrough")
+def demo_walkthrough() -> None:
+    """Printed walk-throughs of one capability on the demo data, through the sandbox."""
+
+
+@demo_walkthrough.command("care")
+@click.option(
+    "--lift-quiet-hours",
+    is_flag=True,
+    help="Inside the quiet hours (21:00-08:00 Shanghai), lift them for this run (audited, put back after).",
+)
+def demo_walkthrough_care(lift_quiet_hours: bool) -> None:
+    """Plan today's care reminders for the demo members and send them through the sandbox."""
+    try:
+        demo.walk_through_care(click.echo, lift_quiet_hours=lift_quiet_hours)
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
 # --- jobs -----------------------------------------------------------------------------------
 
 jobs_cli = AppGroup("jobs", help="RQ workers and the periodic schedule.")
@@ -249,6 +268,11 @@ Then look the buyer up (phone masked, the read is audited):
   .venv/bin/flask --app wsgi members show 13800138000
 
 Or send a fresh one:  .venv/bin/flask --app wsgi dms send-demo --phone 13800138001
+
+Care reminders: plan today's birthday, expiring points and tier-at-risk reminders for three demo
+members and send them through the sandbox (the rules are real; only 09:00 is moved to now):
+
+  .venv/bin/flask --app wsgi demo walkthrough care      # at night add --lift-quiet-hours
 
 Back office (demo accounts agent, supervisor, operator, d0101; password demo-password):
 
