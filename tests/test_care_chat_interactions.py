@@ -3,12 +3,14 @@ stamped on their WeChat identity at most once an hour."""
 
 import datetime as dt
 
+import pytest
 import time_machine
 
 from app.care import lifecycle
 from app.core.db import db
 from app.members import identities
 from app.members.models import WechatIdentity
+from tests.conftest import run_concurrently
 from tests.test_care_planning import NOW, follower, history
 from tests.wechat_helpers import APP_ID, Callback, text_xml
 
@@ -49,3 +51,26 @@ def test_strangers_messages_stamp_nothing(app, app_ctx, fakes):
     identity = identities.find(APP_ID, "o-stranger")
     assert identity is not None and identity.member_id is None and identity.last_message_at is None
     assert identities.record_message(identity, NOW) is False
+
+
+@pytest.mark.postgres
+@pytest.mark.committed
+def test_messages_at_once_stamp_once(app):
+    """Four messages handled at the same instant by four workers: one write (the conditional UPDATE
+    re-reads the row a concurrent writer just stamped)."""
+    with app.app_context():
+        member = follower(enrolled_at=NOW - dt.timedelta(days=200))
+        db.session.commit()
+        openid = f"o-{member.id}"
+
+    def stamp(i: int) -> bool:
+        with app.app_context():
+            identity = identities.find(APP_ID, openid)
+            wrote = identities.record_message(identity, NOW + dt.timedelta(seconds=i))
+            db.session.commit()
+            return wrote
+
+    results = run_concurrently(4, stamp)
+    assert sorted(results) == [False, False, False, True], results
+    with app.app_context():
+        assert NOW <= _stamp(member.id) <= NOW + dt.timedelta(seconds=3)
