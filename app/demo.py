@@ -23,7 +23,7 @@ from app.members.models import Member, Vehicle
 from app.operators import auth
 from app.operators.models import Operator
 from app.points import earning, ledger
-from app.points.models import PointLot
+from app.points.models import PointEntry, PointLot
 from app.tiers import policy
 
 DEALERS = (
@@ -258,22 +258,34 @@ def _birthday_today(member: Member, today: dt.date) -> None:
 
 
 def _points_expiring_in_a_week(member: Member, today: dt.date) -> None:
-    """Points expire at month ends; the demo moves its one lot's end to 7 days from today."""
-    posting = ledger.earn(
-        ledger.Earning(
-            member_id=member.id,
-            currency="reward",
-            points=EXPIRING_POINTS,
-            idempotency_key=f"demo-care-expiring:{member.id}",
-            source_type="demo",
-            note="demo: points that expire in a week",
+    """Points expire at month ends; the demo moves its lot's end to 7 days from today (a lot the
+    nightly expiry already took, or one spent, is replaced by a new one)."""
+    end = business_day_start(today + dt.timedelta(days=planning.EXPIRY_REMINDER_DAYS[-1] + 1))
+    lot_id = db.session.scalar(
+        sa.select(PointLot.id)
+        .join(PointEntry, PointEntry.id == PointLot.entry_id)
+        .where(
+            PointLot.member_id == member.id,
+            PointLot.status == "available",
+            PointLot.remaining > 0,
+            PointEntry.idempotency_key.startswith(f"demo-care-expiring:{member.id}:"),
         )
+        .order_by(PointLot.id.desc())
+        .limit(1)
     )
-    db.session.execute(
-        sa.update(PointLot)
-        .where(PointLot.entry_id == posting.id, PointLot.status == "available")
-        .values(expires_at=business_day_start(today + dt.timedelta(days=planning.EXPIRY_REMINDER_DAYS[-1] + 1)))
-    )
+    if lot_id is None:
+        posting = ledger.earn(
+            ledger.Earning(
+                member_id=member.id,
+                currency="reward",
+                points=EXPIRING_POINTS,
+                idempotency_key=f"demo-care-expiring:{member.id}:{today.isoformat()}",
+                source_type="demo",
+                note="demo: points that expire in a week",
+            )
+        )
+        lot_id = db.session.scalar(sa.select(PointLot.id).where(PointLot.entry_id == posting.id))
+    db.session.execute(sa.update(PointLot).where(PointLot.id == lot_id).values(expires_at=end))
 
 
 def _tier_at_risk(member: Member, today: dt.date) -> None:

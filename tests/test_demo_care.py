@@ -16,6 +16,7 @@ from app.core.audit import AuditEntry
 from app.core.clock import BUSINESS_TZ
 from app.core.db import db
 from app.members.services import find_by_phone
+from app.points import expiry
 from tests.care_helpers import at_daytime
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,10 +64,13 @@ def test_walkthrough_plans_and_sends_each_demo_reminder_once(app, app_ctx, fakes
 
 
 def test_demo_dates_follow_the_calendar(app, app_ctx, fakes):
-    """Seeded one day, walked through a month later: still a birthday today and points due in 7 days."""
+    """Seeded one day, walked through a month later (the points it made to expire have expired since):
+    still a birthday today, points due in 7 days and a tier at risk."""
     runner = app.test_cli_runner()
     with time_machine.travel(dt.datetime(2026, 11, 2, 10, 0, tzinfo=BUSINESS_TZ), tick=True):
         assert runner.invoke(args=["demo", "seed"]).exit_code == 0
+    with time_machine.travel(dt.datetime(2026, 11, 20, 3, 0, tzinfo=BUSINESS_TZ), tick=True):
+        assert expiry.expire_due().lots == 1  # the nightly expiry took the demo's expiring points
     with at_daytime():
         result = runner.invoke(args=["demo", "walkthrough", "care"])
     assert result.exit_code == 0, result.output
