@@ -72,25 +72,32 @@ def demo_seed() -> None:
     click.echo(f"demo data: {created}")
 
 
-@demo_cli.command("walkthrough")
-@click.argument("story", type=click.Choice(["booking", "mall"]))
+@demo_cli.group("walkthrough")
+def demo_walkthrough() -> None:
+    """Printed walk-throughs of one capability on the demo data, through the real services and the
+    sandbox (local runs only)."""
+    if current_settings().is_production:
+        raise click.ClickException("the walk-through is for local runs, not production")
+
+
+@demo_walkthrough.command("booking")
+def demo_walkthrough_booking() -> None:
+    """A Gold member books a home test drive, cancels, rebooks, is checked in by member code and
+    rates it 2 (a callback task opens)."""
+    demo.walk_booking(click.echo)
+    db.session.commit()
+
+
+@demo_walkthrough.command("mall")
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="mall: where to write the voucher QR (default: instance/).",
+    help="Where to write the voucher QR (default: instance/).",
 )
-def demo_walkthrough(story: str, out: Path | None) -> None:
-    """Play a story end to end on the demo data through the real services, printing each step
-    (booking: a Gold member books, cancels, rebooks, is checked in by member code and rates it 2;
-    mall: coupon → QR → dealer scan → second scan refused; a physical order cancelled returns points
-    and stock)."""
-    if current_settings().is_production:
-        raise click.ClickException("the walk-through is for local runs, not production")
-    if story == "booking":
-        demo.walk_booking(click.echo)
-        db.session.commit()
-        return
+def demo_walkthrough_mall(out: Path | None) -> None:
+    """Coupon → QR → dealer scan → second scan refused; a physical order cancelled returns points
+    and stock."""
     out = out or INSTANCE_DIR
     out.mkdir(parents=True, exist_ok=True)
     try:
@@ -99,6 +106,20 @@ def demo_walkthrough(story: str, out: Path | None) -> None:
         raise click.ClickException(str(missing)) from None
     for line in lines:
         click.echo(line)
+
+
+@demo_walkthrough.command("care")
+@click.option(
+    "--lift-quiet-hours",
+    is_flag=True,
+    help="Inside the quiet hours (21:00-08:00 Shanghai), lift them for this run (audited, put back after).",
+)
+def demo_walkthrough_care(lift_quiet_hours: bool) -> None:
+    """Plan today's care reminders for the demo members and send them through the sandbox."""
+    try:
+        demo.walk_through_care(click.echo, lift_quiet_hours=lift_quiet_hours)
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 # --- jobs -----------------------------------------------------------------------------------
@@ -280,6 +301,11 @@ Then look the buyer up (phone masked, the read is audited):
   .venv/bin/flask --app wsgi members show 13800138000
 
 Or send a fresh one:  .venv/bin/flask --app wsgi dms send-demo --phone 13800138001
+
+Care reminders: plan today's birthday, expiring points and tier-at-risk reminders for three demo
+members and send them through the sandbox (the rules are real; only 09:00 is moved to now):
+
+  .venv/bin/flask --app wsgi demo walkthrough care      # at night add --lift-quiet-hours
 
 Back office (demo accounts agent, supervisor, operator, d0101; password demo-password):
 

@@ -1,5 +1,6 @@
-"""Demo data for ``make run``: dealers, advisors, a few members and cars (safe to run twice), and
-the booking walk-through ``make run`` prints (``flask demo walkthrough booking``)."""
+"""Demo data for ``make run``: dealers, advisors, a few members and cars, three members whose care
+reminders fall due today, the benefit catalog and slots, mall items (safe to run twice, on any day),
+and the walk-throughs ``make run`` prints (``flask demo walkthrough booking|mall|care``)."""
 
 from __future__ import annotations
 
@@ -11,27 +12,32 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from app import gateways
 from app.benefits import availability, booking, ratings
 from app.benefits import catalog as benefit_catalog
 from app.benefits import slots as benefit_slots
 from app.benefits.models import DealerSlot
-from app.care.models import CallbackTask
-from app.core.clock import business_today, to_business, utcnow
+from app.care import notify, planning, rules
+from app.care.models import CallbackTask, Notification
+from app.config import current_settings
+from app.core import tunables
+from app.core.clock import business_day_start, business_today, to_business, utcnow
 from app.core.db import db
 from app.core.errors import AppError
 from app.dealers.models import Dealer, Staff
 from app.mall import catalog as mall_catalog
 from app.mall import ordering as mall_ordering
 from app.mall import vouchers as mall_vouchers
-from app.members import member_code, services, staff_mode
+from app.members import identities, member_code, services, staff_mode
 from app.members.activation import credit_welcome_gift
 from app.members.identifiers import vin_with_check_digit
 from app.members.models import Member, Vehicle
 from app.operators import auth
 from app.operators.models import Operator
-from app.points import earning
+from app.points import earning, ledger
 from app.points import queries as points_queries
-from app.tiers import policy as tier_policy
+from app.points.models import PointEntry, PointLot
+from app.tiers import policy
 from app.tiers.policy import current_tier
 
 DEALERS = (
@@ -180,6 +186,7 @@ def seed() -> dict[str, int]:
     created["benefit_catalogs"] = int(benefit_catalog.seed_defaults(actor="demo") is not None)
     created["slots"] = _demo_slots(dealers["D0101"])
     created["mall_items"] = _demo_mall_items()
+    created["care_members"] = seed_care_members()
     return created
 
 
@@ -383,7 +390,7 @@ def walk_booking(say: Callable[[str], None]) -> Walkthrough:
     services.record_consent(
         member, policy_version=DEMO_POLICY_VERSION, granted=["service_notifications"], channel="miniapp"
     )
-    tier_policy.change_tier(tier_policy.get_state(member.id, lock=True), "gold", "upgrade", 0, now)
+    policy.change_tier(policy.get_state(member.id, lock=True), "gold", "upgrade", 0, now)
     result.member_no = member.member_no
     result.left.append(_test_drives_left(member))
     say(f"1. {member.member_no} is a Gold member: {result.left[-1]} free home test drive left this year")
@@ -435,3 +442,181 @@ def walk_booking(say: Callable[[str], None]) -> Walkthrough:
         " GET /api/v1/cs/callback-tasks"
     )
     return result
+
+# --- care reminders: three members with something due today ------------------------------------
+
+CARE_MEMBERS = (
+    # phone, name, the reminder due today, follows the service account (else reached by SMS)
+    ("13900000004", "周杰", "birthday", True),
+    ("13900000005", "吴敏", "points_expiring", False),
+    ("13900000006", "郑华", "tier_at_risk", True),
+)
+CARE_KINDS = [kind for _, _, kind, _ in CARE_MEMBERS]
+EXPIRING_POINTS = 800
+
+
+def seed_care_members() -> int:
+    """The care members (created once), then their dates moved to today's: a birthday today,
+    800 points expiring in 7 days, a Gold tier reviewed in 30 days with no activity for a year.
+    Returns how many were created."""
+    created, now, today = 0, utcnow(), business_today()
+    for phone, name, kind, follows in CARE_MEMBERS:
+        member = services.find_by_phone(phone)
+        if member is None:
+            member = services.create_member(
+                channel="cs",
+                status="active",
+                phone=phone,
+                name=name,
+                city="长春",
+                enrolled_at=now - dt.timedelta(days=400),
+                activated_at=now - dt.timedelta(days=400),
+            )
+            services.record_consent(
+                member,
+                policy_version=DEMO_POLICY_VERSION,
+                granted=["service_notifications", "marketing"],
+                channel="cs",
+            )
+            if follows:
+                identity = identities.get_or_create(current_settings().WECHAT_APP_ID, f"demo-openid-{phone}")
+                identities.bind(identity, member)
+                identities.follow(identity, now)
+            created += 1
+        _CARE_DATES[kind](member, today)
+    db.session.flush()
+    return created
+
+
+def _birthday_today(member: Member, today: dt.date) -> None:
+    if member.birth_month_day not in rules.birthday_month_days(today):
+        member.birthday = dt.date(1992, today.month, today.day)  # 1992 has a 29 February
+
+
+def _points_expiring_in_a_week(member: Member, today: dt.date) -> None:
+    """Points expire at month ends; the demo moves its lot's end to 7 days from today (a lot the
+    nightly expiry already took, or one spent, is replaced by a new one)."""
+    end = business_day_start(today + dt.timedelta(days=planning.EXPIRY_REMINDER_DAYS[-1] + 1))
+    lot_id = db.session.scalar(
+        sa.select(PointLot.id)
+        .join(PointEntry, PointEntry.id == PointLot.entry_id)
+        .where(
+            PointLot.member_id == member.id,
+            PointLot.status == "available",
+            PointLot.remaining > 0,
+            PointEntry.idempotency_key.startswith(f"demo-care-expiring:{member.id}:"),
+        )
+        .order_by(PointLot.id.desc())
+        .limit(1)
+    )
+    if lot_id is None:
+        posting = ledger.earn(
+            ledger.Earning(
+                member_id=member.id,
+                currency="reward",
+                points=EXPIRING_POINTS,
+                idempotency_key=f"demo-care-expiring:{member.id}:{today.isoformat()}",
+                source_type="demo",
+                note="demo: points that expire in a week",
+            )
+        )
+        lot_id = db.session.scalar(sa.select(PointLot.id).where(PointLot.entry_id == posting.id))
+    db.session.execute(sa.update(PointLot).where(PointLot.id == lot_id).values(expires_at=end))
+
+
+def _tier_at_risk(member: Member, today: dt.date) -> None:
+    """Gold for 11 months, reviewed in 30 days, nothing qualifying for over a year: would drop."""
+    state = policy.get_state(member.id, lock=True)
+    state.tier = "gold"
+    state.achieved_at = utcnow() - dt.timedelta(days=335)
+    state.review_on = today + dt.timedelta(days=policy.AT_RISK_DAYS.value())
+    state.last_qualifying_at = utcnow() - dt.timedelta(days=400)
+
+
+_CARE_DATES: dict[str, Callable[[Member, dt.date], None]] = {
+    "birthday": _birthday_today,
+    "points_expiring": _points_expiring_in_a_week,
+    "tier_at_risk": _tier_at_risk,
+}
+NO_QUIET_HOURS = {"start": "00:00", "end": "00:00"}
+WALKTHROUGH_ACTOR = ("cli", "demo-walkthrough")
+
+
+def walk_through_care(echo: Callable[[str], None], *, lift_quiet_hours: bool = False) -> list[Notification]:
+    """``flask demo walkthrough care``: seed, plan today's reminders, send them through the sandbox and
+    show what went out. The rules are the real ones; only the rows' due time (09:00) is moved to now,
+    and, if asked, the quiet hours are lifted for this run (an audited program setting, put back).
+    Commits as it goes (planning, then each send, like the jobs). Returns the care members' rows."""
+    settings = current_settings()
+    if settings.is_production or not settings.wechat_sandbox:
+        raise RuntimeError("the walkthrough sends messages: it runs against the WeChat sandbox only")
+    seed()
+    db.session.commit()
+    today, now = business_today(), utcnow()
+    members = {services.find_by_phone(phone).id: name for phone, name, _, _ in CARE_MEMBERS}  # type: ignore[union-attr]
+    echo(f"1. flask care plan  (today is {today} in Shanghai: a birthday, points expiring in 7 days, a tier at risk)")
+    for result in planning.plan(today, kinds=CARE_KINDS):
+        echo(f"   {result.kind:<16} {result.rows} new row(s)")
+    db.session.commit()
+    rows = _care_rows(members)
+    waiting = [row for row in rows if row.status == "planned"]
+    for row in waiting:
+        row.due_at = min(row.due_at, now)
+    db.session.commit()
+    echo(
+        f"2. Reminders are due at 09:00 Shanghai time; the walkthrough moves the {len(waiting)} waiting row(s)"
+        " to now. Everything else is the real rule set: consent, opt-outs, quiet hours, marketing caps,"
+        " channels in order (mini-app, service-account template, SMS)."
+    )
+    local = to_business(now)
+    quiet = rules.outside_quiet_hours("birthday", now) != now
+    previous_quiet_hours = rules.QUIET_HOURS.value()
+    if quiet and lift_quiet_hours:
+        tunables.set_value(rules.QUIET_HOURS.key, NO_QUIET_HOURS, actor=WALKTHROUGH_ACTOR, reason="demo walkthrough")
+        db.session.commit()
+        echo(f"   It is {local:%H:%M} in Shanghai, inside the quiet hours: lifted for this run (audited).")
+    elif quiet:
+        echo(
+            f"   It is {local:%H:%M} in Shanghai, inside the quiet hours {previous_quiet_hours['start']}–"
+            f"{previous_quiet_hours['end']}: the dispatcher holds these until they end. Run again with"
+            " --lift-quiet-hours to send them now."
+        )
+    installed = gateways.installed()
+    fakes = [installed.official_account, installed.mini_app, installed.sms]
+    calls_before = [len(getattr(fake, "calls", [])) for fake in fakes]
+    try:
+        handled = notify.send_due()
+    finally:
+        if quiet and lift_quiet_hours:
+            tunables.set_value(
+                rules.QUIET_HOURS.key, previous_quiet_hours, actor=WALKTHROUGH_ACTOR, reason="demo walkthrough done"
+            )
+            db.session.commit()
+    echo(f"3. flask care send-due: {handled} handled")
+    rows = _care_rows(members)
+    for row in rows:
+        outcome = row.status + (f" by {row.channel}" if row.status in {"sent", "delivered"} else "")
+        echo(f"   {members[row.member_id]:<4} {row.kind:<16} {outcome}{f'  ({row.error})' if row.error else ''}")
+    echo("4. What the sandbox was asked to send in this run:")
+    for fake, before in zip(fakes, calls_before, strict=True):
+        for call in getattr(fake, "calls", [])[before:]:
+            to = call.get("touser") or f"…{str(call.get('phone', ''))[-4:]}"
+            echo(f"   {call['api']:<14} to {to}  {call.get('template_id') or call.get('template_code') or ''}")
+    echo("   All of it, newest first: .venv/bin/flask --app wsgi wechat sandbox-calls")
+    return rows
+
+
+def _care_rows(members: dict[int, str]) -> list[Notification]:
+    """Today's reminders of the care members (every kind the walkthrough plans)."""
+    return list(
+        db.session.scalars(
+            sa.select(Notification)
+            .where(
+                Notification.member_id.in_(members),
+                Notification.kind.in_(CARE_KINDS),
+                Notification.created_at >= business_day_start(business_today()),
+            )
+            .order_by(Notification.id)
+            .execution_options(populate_existing=True)
+        )
+    )

@@ -31,7 +31,7 @@ def bench_environment(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         LOYALTY_ENV="development",
-        LOYALTY_DATABASE_URL=BENCH_DB_URL,
+        LOYALTY_DATABASE_URL=database_url(BENCH_DB),
         LOYALTY_REDIS_URL=BENCH_REDIS_URL,
         LOYALTY_JOBS_MODE="rq",
         LOYALTY_LOG_LEVEL="WARNING",
@@ -41,13 +41,18 @@ def bench_environment(**extra: str) -> dict[str, str]:
     return env
 
 
-def fresh_database(env: dict[str, str]) -> None:
-    """Drop and recreate the bench database, then migrate it."""
+def database_url(name: str) -> str:
+    return f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+
+
+def fresh_database(env: dict[str, str], name: str = BENCH_DB) -> None:
+    """Drop and recreate a bench database (``env`` must point at it), then migrate it."""
     import psycopg
 
+    assert env["LOYALTY_DATABASE_URL"] == database_url(name), "the environment points at another database"
     with psycopg.connect("host=127.0.0.1 user=postgres dbname=postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
     subprocess.run([str(VENV_BIN / "alembic"), "upgrade", "head"], cwd=ROOT, env=env, check=True, capture_output=True)
 
 

@@ -27,45 +27,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import psycopg
 
-from bench.common import BENCH_DB, bench_environment, fresh_database
+from bench.common import bench_environment, fresh_database
+from bench.seeding import PG, run_sql, seed_members
 
-PG = "host=127.0.0.1 user=postgres"
 PGBENCH_DB = "loyalty_pgbench"
 MEMBERS_FOR_THROUGHPUT = 10_000
-
-
-def _sql(statements: str, dbname: str = BENCH_DB) -> None:
-    """Run ``;``-separated statements one by one (VACUUM cannot share a transaction)."""
-    with psycopg.connect(f"{PG} dbname={dbname}", autocommit=True) as conn:
-        for statement in statements.split(";"):
-            if statement.strip():
-                conn.execute(statement)
-
-
-def seed_members(count: int, lots_each: int = 0, due: bool = False) -> None:
-    """Members with accounts (and optionally due lots), inserted set-based."""
-    expires = "'2020-01-31'" if due else "now() + interval '2 years'"
-    _sql(f"""
-        INSERT INTO members (member_no, status, enrollment_channel, locale, customer_type, lifecycle_stage,
-                             enrolled_at, created_at, updated_at)
-        SELECT '8' || lpad(g::text, 10, '0'), 'active', 'import', 'zh_CN', 'private', 'new', now(), now(), now()
-        FROM generate_series(1, {count}) g;
-        INSERT INTO point_accounts (member_id, reward_available, reward_pending, reward_debt, tier_points,
-                                    lifetime_earned, lifetime_spent, lifetime_expired, updated_at)
-        SELECT id, {100 * lots_each}, 0, 0, 0, {100 * lots_each}, 0, 0, now() FROM members;
-    """)
-    if lots_each:
-        _sql(f"""
-            INSERT INTO point_entries (member_id, currency, kind, points, idempotency_key, source_type, funder,
-                                       occurred_at, created_at)
-            SELECT m.id, 'reward', 'earn', 100, 'seed:' || m.id || ':' || k, 'bench', 'oem', now(), now()
-            FROM members m, generate_series(1, {lots_each}) k;
-            INSERT INTO point_lots (member_id, entry_id, points, remaining, status, available_at, expires_at,
-                                    expired_points, funder, created_at)
-            SELECT member_id, id, 100, 100, 'available', now(), {expires}, 0, 'oem', now()
-            FROM point_entries WHERE source_type = 'bench';
-            VACUUM ANALYZE;
-        """)
 
 
 # --- 1. award + spend vs pgbench ------------------------------------------------------------
@@ -141,9 +107,9 @@ RESET_LOTS = """
 
 
 def raw_update_seconds() -> float:
-    _sql(RESET_LOTS + "VACUUM ANALYZE;")
+    run_sql(RESET_LOTS + "VACUUM ANALYZE;")
     started = time.perf_counter()
-    _sql(
+    run_sql(
         "UPDATE point_lots SET expired_points = remaining, remaining = 0, status = 'expired' "
         "WHERE status = 'available' AND remaining > 0 AND expires_at <= now()"
     )
@@ -151,7 +117,7 @@ def raw_update_seconds() -> float:
 
 
 def expiry_seconds() -> tuple[float, str]:
-    _sql(RESET_LOTS + "VACUUM ANALYZE;")
+    run_sql(RESET_LOTS + "VACUUM ANALYZE;")
     os.environ.update(bench_environment())
     from app import create_app
     from app.core.db import db

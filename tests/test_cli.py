@@ -42,11 +42,12 @@ def test_a_miss_is_an_error_and_still_audited(app, app_ctx):
 def test_demo_seed_is_idempotent(app, app_ctx):
     runner = app.test_cli_runner()
     first = runner.invoke(args=["demo", "seed"])
-    assert "'dealers': 4" in first.output and "'members': 3" in first.output
+    assert "'dealers': 4" in first.output and "'members': 3" in first.output and "'care_members': 3" in first.output
     assert "'benefit_catalogs': 1, 'slots': 70" in first.output  # the demo can book at D0101
     second = runner.invoke(args=["demo", "seed"])
     expected = (
-        "{'dealers': 0, 'staff': 0, 'members': 0, 'operators': 0, 'benefit_catalogs': 0, 'slots': 0, 'mall_items': 0}"
+        "{'dealers': 0, 'staff': 0, 'members': 0, 'operators': 0, 'benefit_catalogs': 0, 'slots': 0,"
+        " 'mall_items': 0, 'care_members': 0}"
     )
     assert expected in second.output
     from app.members.services import find_by_phone

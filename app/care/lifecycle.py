@@ -11,8 +11,8 @@ they own (rules in the program setting ``care.lifecycle_rules``, first match win
 
 An interaction is anything the member did that we record against them: points earned or spent
 (purchases, service visits, insurance, redemptions: ``point_accounts.last_activity_at``), a mini-app
-sign-in, following the service account, activation or enrollment. Chat messages are not linked to
-members in the database yet, so they do not count.
+sign-in, following the service account, a chat message to it (``wechat_identities.last_message_at``,
+stamped at most once an hour), activation or enrollment.
 
 The pass walks members in id order (keyset pages). Each page locks its ``member_lifecycle`` rows, so
 two passes at once serialize per page and the second sees no change. Only a change writes: the
@@ -94,6 +94,11 @@ def _page_query(after: int, limit: int, now: dt.datetime) -> sa.Select:
         .where(WechatIdentity.member_id == Member.id)
         .scalar_subquery()
     )
+    messaged = (
+        sa.select(sa.func.max(WechatIdentity.last_message_at))
+        .where(WechatIdentity.member_id == Member.id)
+        .scalar_subquery()
+    )
     points = sa.select(PointAccount.last_activity_at).where(PointAccount.member_id == Member.id).scalar_subquery()
     vehicles = (
         sa.select(sa.func.count())
@@ -109,6 +114,7 @@ def _page_query(after: int, limit: int, now: dt.datetime) -> sa.Select:
             Member.activated_at,
             signed_in.label("signed_in_at"),
             followed.label("followed_at"),
+            messaged.label("messaged_at"),
             points.label("points_at"),
             vehicles.label("vehicles"),
         )
@@ -124,7 +130,7 @@ def _page_query(after: int, limit: int, now: dt.datetime) -> sa.Select:
 
 def last_interaction(row: Any) -> dt.datetime:
     """The latest of the member's recorded interactions (enrollment at the least)."""
-    moments = [row.enrolled_at, row.activated_at, row.signed_in_at, row.followed_at, row.points_at]
+    moments = [row.enrolled_at, row.activated_at, row.signed_in_at, row.followed_at, row.messaged_at, row.points_at]
     return max(moment for moment in moments if moment is not None)
 
 

@@ -76,7 +76,7 @@ def _insert_planned(kind: str, select: sa.Select, *, dry_run: bool) -> int:
         sa.literal(0),
         sa.literal(now, Notification.__table__.c.created_at.type),
         rows.c.due_at,
-    )
+    ).where(sa.true())  # SQLite: without a WHERE, "… FROM anon ON CONFLICT" parses as a join's ON
     columns = ["member_id", "kind", "channel", "dedupe_key", "period", "status", "payload", "attempts"]
     columns += ["created_at", "due_at"]
     dialect = postgresql if db.session.get_bind().dialect.name == "postgresql" else sqlite

@@ -98,6 +98,27 @@ def official_openid(member_id: int, app_id: str) -> str | None:
     )
 
 
+#: A member's chat messages are stamped on their identity at most this often (the lifecycle needs days).
+MESSAGE_STAMP_EVERY = dt.timedelta(hours=1)
+
+
+def record_message(identity: WechatIdentity, at: dt.datetime) -> bool:
+    """A member wrote to the account: an interaction for the lifecycle stage. One conditional UPDATE,
+    written at most once an hour per identity; returns whether it wrote."""
+    if identity.member_id is None:
+        return False
+    stamped = db.session.execute(
+        sa.update(WechatIdentity)
+        .where(
+            WechatIdentity.id == identity.id,
+            sa.or_(WechatIdentity.last_message_at.is_(None), WechatIdentity.last_message_at < at - MESSAGE_STAMP_EVERY),
+        )
+        .values(last_message_at=at)
+        .execution_options(synchronize_session="fetch")
+    )
+    return bool(stamped.rowcount)
+
+
 def record_location(identity: WechatIdentity, latitude: float, longitude: float, at: dt.datetime) -> None:
     identity.latitude, identity.longitude, identity.located_at = latitude, longitude, at
 

@@ -131,6 +131,8 @@ class WechatIdentity(Base):
     latitude: Mapped[float | None] = mapped_column(EncryptedFloat)
     longitude: Mapped[float | None] = mapped_column(EncryptedFloat)
     located_at: Mapped[dt.datetime | None]
+    #: When the member last wrote to the account (an interaction; stamped at most once an hour).
+    last_message_at: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     member: Mapped[Member | None] = relationship(back_populates="identities")

@@ -184,6 +184,8 @@ def route(message: Any, at: dt.datetime) -> Reply | None:
     identity = _identity(message)
     member = _member(identity)
     if message.type == "text":
+        if member is not None:
+            identities.record_message(identity, at)
         return _text(message.content or "", identity, member, at)
     if message.type == "location":
         point = _coordinates(message.location_x, message.location_y)
