@@ -443,6 +443,7 @@ def walk_booking(say: Callable[[str], None]) -> Walkthrough:
     )
     return result
 
+
 # --- care reminders: three members with something due today ------------------------------------
 
 CARE_MEMBERS = (
