@@ -79,12 +79,16 @@ def import_dealer_club(
         dry_run=dry_run,
         chunk_rows=chunk_rows,
     )
-    with click.progressbar(length=count_rows(file), label="importing" if not dry_run else "checking") as bar:
+    total = count_rows(file)
+    with click.progressbar(length=total, label="importing" if not dry_run else "checking") as bar:
         shown = [0]
 
         def progress(rows_done: int) -> None:
             bar.update(rows_done - shown[0])
             shown[0] = rows_done
+            if bar._is_atty or rows_done == 0:
+                return
+            click.echo(f"{rows_done}/{total} rows")  # not a terminal (a log): one line per chunk
 
         try:
             outcome = club_import.run_import(file, options, progress=progress)
