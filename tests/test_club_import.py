@@ -375,3 +375,88 @@ def test_an_import_process_killed_with_sigkill_at_a_random_moment_resumes_cleanl
     finished = _probe(path, "D0203", chunk=100)
     assert finished.returncode == 0, finished.stderr[-2000:]
     _assert_imported_exactly_once(app, rows, expected_leads=sum(1 for r in rows if r[6] == "否"))
+
+
+@pytest.fixture
+def upload_dir(tmp_path, monkeypatch):
+    from app.members import club_uploads
+
+    monkeypatch.setattr(club_uploads, "UPLOAD_DIR", tmp_path / "uploads")
+    return tmp_path / "uploads"
+
+
+def _csv_bytes(rows: list[list[str]]) -> bytes:
+    out = io.StringIO()
+    csv.writer(out).writerows([HEADER, *rows])
+    return out.getvalue().encode("utf-8-sig")
+
+
+@pytest.mark.postgres
+def test_a_dealer_manager_uploads_their_clubs_file_and_follows_the_job(app_ctx, client, upload_dir):
+    own, other = factories.dealer("D0801"), factories.dealer("D0802")
+    _manager, token = factories.operator("dealer_manager", dealer_id=own.id)
+    auth = {"Authorization": f"Bearer {token}", "Accept-Language": "en"}
+    body = _csv_bytes(
+        [["甲", "13700000801", "", "", "", "", "是", "", ""], ["乙", "999", "", "", "", "", "是", "", ""]]
+    )
+
+    refused = client.post(
+        "/api/v1/cs/imports/dealer-club",
+        data={"file": (io.BytesIO(body), "club.csv"), "dealer": "D0802"},
+        headers=auth,
+        content_type="multipart/form-data",
+    )
+    assert refused.status_code == 403  # another dealer's club
+    sent = client.post(
+        "/api/v1/cs/imports/dealer-club",
+        data={"file": (io.BytesIO(body), "我的俱乐部.csv")},
+        headers=auth,
+        content_type="multipart/form-data",
+    )
+    assert sent.status_code == 202, sent.get_json()
+    run_id = sent.get_json()["id"]
+    assert sent.get_json()["dealer"] == "D0801" and sent.get_json()["file_name"] == "我的俱乐部.csv"
+
+    status = client.get(f"/api/v1/cs/imports/{run_id}", headers=auth).get_json()
+    assert (status["status"], status["rows_done"], status["counts"]["created"], status["counts"]["errors"]) == (
+        "done",
+        2,
+        1,
+        1,
+    )
+    assert find_by_phone("13700000801").enrolling_dealer_id == own.id
+    report = client.get(f"/api/v1/cs/imports/{run_id}/errors.csv", headers=auth)
+    assert report.status_code == 200 and report.mimetype == "text/csv"
+    assert report.get_data(as_text=True).lstrip("\ufeff").splitlines()[1] == (
+        "3,手机号/phone,phone_invalid,This is not a valid mainland China mobile number."
+    )
+    assert list(upload_dir.iterdir()) == []  # the stored file goes once imported
+
+    again = client.post(
+        "/api/v1/cs/imports/dealer-club",
+        data={"file": (io.BytesIO(body), "club.csv")},
+        headers=auth,
+        content_type="multipart/form-data",
+    )
+    assert again.status_code == 409 and again.get_json()["error"]["code"] == "import_done"
+    _other_manager, other_token = factories.operator("dealer_manager", dealer_id=other.id)
+    hidden = client.get(f"/api/v1/cs/imports/{run_id}", headers={"Authorization": f"Bearer {other_token}"})
+    assert hidden.status_code == 404
+
+
+@pytest.mark.postgres
+def test_an_upload_without_a_file_or_without_required_columns_is_a_422_naming_the_field(app_ctx, client, upload_dir):
+    dealer = factories.dealer("D0803")
+    _manager, token = factories.operator("dealer_manager", dealer_id=dealer.id)
+    auth = {"Authorization": f"Bearer {token}"}
+    missing = client.post("/api/v1/cs/imports/dealer-club", data={}, headers=auth, content_type="multipart/form-data")
+    assert missing.status_code == 422 and "file" in missing.get_json()["error"]["fields"]
+    no_consent = b"name,phone\nLi,13700000803\n"
+    bad = client.post(
+        "/api/v1/cs/imports/dealer-club",
+        data={"file": (io.BytesIO(no_consent), "club.csv")},
+        headers=auth,
+        content_type="multipart/form-data",
+    )
+    assert bad.status_code == 422 and set(bad.get_json()["error"]["fields"]) == {"consent"}
+    assert bad.get_json()["error"]["fields"]["consent"] == ["文件中没有此字段对应的列。"]  # zh_CN by default

@@ -22,7 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from app.core.clock import utcnow
-from app.core.db import db
+from app.core.db import db, insert_if_absent
 from app.core.errors import Conflict, ValidationFailed
 from app.core.i18n import _l, in_locale
 from app.core.models import ImportRowError, ImportRun
@@ -136,23 +136,24 @@ def start_run(
 ) -> ImportRun:
     """The run for this file (created, or the earlier one to resume). Flushes."""
     digest = file_sha256(path)
+    # The unique (kind, scope, hash) decides between two processes starting the same file.
+    values = {
+        "kind": kind,
+        "scope": scope,
+        "file_sha256": digest,
+        "file_name": path.name[:255],
+        "requested_by": requested_by[:64],
+        "locale": locale,
+        "stored_path": stored_path,
+        "status": "queued",
+        "rows_done": 0,
+        "counts": {},
+    }
+    insert_if_absent(ImportRun, values, ("kind", "scope", "file_sha256"))
     run = db.session.scalar(
         sa.select(ImportRun).where(ImportRun.kind == kind, ImportRun.scope == scope, ImportRun.file_sha256 == digest)
     )
-    if run is None:
-        run = ImportRun(
-            kind=kind,
-            scope=scope,
-            file_sha256=digest,
-            file_name=path.name[:255],
-            requested_by=requested_by[:64],
-            locale=locale,
-            stored_path=stored_path,
-            status="queued",
-            counts={},
-        )
-        db.session.add(run)
-        db.session.flush()
+    assert run is not None
     return run
 
 

@@ -474,13 +474,18 @@ def check_policy_version(version: str | None) -> str:
     return version
 
 
+def check_headers(path: Path) -> dict[str, int]:
+    """The column positions of the club's fields; a 422 naming a missing required one."""
+    return imports.map_header(imports.read_header(path), COLUMNS, REQUIRED)
+
+
 def run_import(
     path: Path, options: ImportOptions, *, progress: Any = None, stored_path: str | None = None
 ) -> ImportOutcome:
     """Import (or resume, or dry-run) a club file for a dealer. Commits per chunk unless dry."""
     dealer = dealer_for_import(options.dealer_code)
     policy_version = check_policy_version(options.policy_version)
-    positions = imports.map_header(imports.read_header(path), COLUMNS, REQUIRED)
+    positions = check_headers(path)
     run = imports.start_run(
         kind=KIND,
         scope=dealer.code,
