@@ -39,7 +39,9 @@ def main() -> None:
 
         club_import.apply_rows = apply_then_die
     with app.app_context():
-        options = club_import.ImportOptions(dealer_code=dealer, actor=("cli", "probe"), chunk_rows=int(chunk))
+        options = club_import.ImportOptions(
+            dealer_code=dealer, actor=("cli", "probe"), chunk_rows=int(chunk), prepare_ahead=True
+        )
         outcome = club_import.run_import(Path(file), options)
     print(json.dumps(outcome.counts))
 

@@ -191,17 +191,25 @@ def run_chunks(
     *,
     chunk_size: int,
     apply_chunk: Callable[[ImportRun, list[tuple[int, list[str]]]], ChunkResult],
+    prepare: Callable[[list[tuple[int, list[str]]]], None] | None = None,
     dry_run: bool = False,
     progress: Callable[[int], None] | None = None,
 ) -> ImportRun:
     """Apply the file chunk by chunk from where the run stopped; one commit per chunk (a dry run
-    keeps everything in one transaction for the caller to roll back)."""
+    keeps everything in one transaction for the caller to roll back). ``prepare`` sees each chunk
+    one step ahead (to start its costly part elsewhere)."""
     if run.status == "done":
         raise RunAlreadyDone(details={"run": run.id, "counts": run.counts})
     run_id, reached = run.id, run.rows_done
     if progress:
         progress(reached)
-    for before, rows, after in iter_chunks(path, skip=reached, size=chunk_size):
+    chunks = iter_chunks(path, skip=reached, size=chunk_size)
+    following = next(chunks, None)
+    while following is not None:
+        before, rows, after = following
+        following = next(chunks, None)
+        if prepare is not None and following is not None and following[1]:
+            prepare(following[1])  # the next chunk, ahead of time
         current = run if dry_run else lock_run_at(run_id, before)
         result = apply_chunk(current, rows) if rows else ChunkResult()
         finish_chunk(current, after, result)

@@ -51,6 +51,11 @@ members_cli.add_command(import_cli)
 )
 @click.option("--chunk-rows", default=club_import.CHUNK_ROWS, show_default=True, type=click.IntRange(100, 50_000))
 @click.option(
+    "--prepare-ahead/--no-prepare-ahead",
+    default=True,
+    help="Check and encrypt the next chunk in a helper process while the current one is written.",
+)
+@click.option(
     "--generate-sample", type=click.IntRange(1, 2_000_000), help="First write a sample club file of N rows to FILE."
 )
 def import_dealer_club(
@@ -61,6 +66,7 @@ def import_dealer_club(
     locale: str,
     policy_version: str | None,
     chunk_rows: int,
+    prepare_ahead: bool,
     generate_sample: int | None,
 ) -> None:
     """Import a dealer club's members (CSV; Chinese or English headers). Running the same file
@@ -78,6 +84,7 @@ def import_dealer_club(
         policy_version=policy_version,
         dry_run=dry_run,
         chunk_rows=chunk_rows,
+        prepare_ahead=prepare_ahead,
     )
     total = count_rows(file)
     with click.progressbar(length=total, label="importing" if not dry_run else "checking") as bar:
