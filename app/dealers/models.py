@@ -79,7 +79,6 @@ class EnrollmentTarget(Base):
 
     __table_args__ = (
         sa.CheckConstraint("target >= 0", name="target_not_negative"),
-        sa.CheckConstraint("EXTRACT(DAY FROM month) = 1", name="first_of_month"),
         sa.Index(
             "uq_enrollment_targets_dealer",
             "month",

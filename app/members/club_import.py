@@ -1,20 +1,10 @@
 """Dealer-club import: a club's member spreadsheet becomes members, cars and consent leads.
 
 Built for 820,000 rows in one run. Rows are read in chunks; each row is checked and normalized
-in Python (phone, VIN, dates), its personal fields encrypted and blind-indexed there, and the
-chunk is COPYed into a temporary staging table. Set-based SQL then does the rest in the chunk's
-transaction, together with the run's progress (``core/imports.py``):
-
-1. rows without recorded consent become ``consent_leads`` for the dealer (not members);
-2. rows match existing members by phone, else by VIN when the car's owner has no phone on file;
-   a VIN owned by someone else (in the database or earlier in the file) is a conflict row;
-3. new members (``import``, ``pre_enrolled``, one per phone, the first row wins) get a member
-   number drawn in Python and checked against the table, and their points account;
-4. matched members get blank name, gender and birthday filled (never overwritten);
-5. the club's consent is recorded with its provenance (channel ``dealer_club``, the policy version
-   the club used, ``stated_at`` = the consent date or else the joining date), only for purposes
-   the member has no recorded decision on (a newer decision always wins);
-6. cars are created or found by VIN and linked when they have no current owner.
+in Python (phone, VIN, dates) and its personal fields encrypted and blind-indexed there (by a
+forked helper, one chunk ahead, when ``prepare_ahead``); the chunk is then loaded into a staging
+table and applied set-based (``club_import_sql``) in one transaction together with the run's
+progress (``core/imports.py``), so an interrupted run resumes at the next chunk.
 """
 
 from __future__ import annotations
@@ -29,8 +19,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
-
 from app.core import audit, imports
 from app.core.clock import utcnow
 from app.core.db import db
@@ -41,7 +29,8 @@ from app.core.models import ImportRun
 from app.core.security import cipher
 from app.dealers.models import Dealer
 from app.dealers.services import dealer_by_code
-from app.members.identifiers import VIN_MESSAGES, new_member_number, normalize_cn_mobile, normalize_vin, vin_problem
+from app.members import club_import_sql as staging
+from app.members.identifiers import VIN_MESSAGES, normalize_cn_mobile, normalize_vin, vin_problem
 from app.members.registration import POLICY_VERSION, known_policy_versions
 
 KIND = "dealer_club"
@@ -123,26 +112,6 @@ class _RowProblem(Exception):
         self.code, self.column = code, column
 
 
-STAGE_COLUMNS = (
-    "row_no",
-    "member_no",
-    "phone_index",
-    "phone_enc",
-    "name_enc",
-    "gender",
-    "birthday_enc",
-    "vin_index",
-    "vin_enc",
-    "plate_index",
-    "plate_enc",
-    "model_name",
-    "consent",
-    "marketing",
-    "stated_at",
-    "joined_at",
-)
-
-
 def _cell(cells: list[str], positions: dict[str, int], name: str, limit: int = 64) -> str:
     at = positions.get(name)
     value = cells[at].strip() if at is not None and at < len(cells) else ""
@@ -211,200 +180,7 @@ def stage_row(row_no: int, cells: list[str], positions: dict[str, int], today: d
         marketing,
         _midnight(consent_at or joined),
         _midnight(joined),
-    )
-
-
-def _create_stage() -> None:
-    db.session.execute(sa.text("DROP TABLE IF EXISTS club_stage"))
-    db.session.execute(
-        sa.text(
-            """CREATE TEMP TABLE club_stage (
-                row_no int PRIMARY KEY, member_no text, phone_index text NOT NULL, phone_enc text NOT NULL,
-                name_enc text, gender text, birthday_enc text, vin_index text, vin_enc text,
-                plate_index text, plate_enc text, model_name text, consent bool NOT NULL, marketing bool,
-                stated_at timestamptz, joined_at timestamptz,
-                member_id bigint, vehicle_id bigint, owner_id bigint, owner_has_phone bool, outcome text
-            )"""
-        )
-    )
-
-
-def _copy(rows: list[tuple[Any, ...]]) -> None:
-    raw = db.session.connection().connection.driver_connection
-    with raw.cursor() as cursor, cursor.copy(f"COPY club_stage ({', '.join(STAGE_COLUMNS)}) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row(row)
-
-
-def _sql(statement: str, **params: Any) -> sa.CursorResult[Any]:
-    return db.session.execute(sa.text(statement), params)
-
-
-def _assign_member_numbers() -> None:
-    """Draw member numbers for the rows that will create a member, until none collides."""
-    pending = [r for (r,) in _sql("SELECT row_no FROM club_stage WHERE outcome IS NULL AND member_id IS NULL")]
-    while pending:
-        drawn: dict[int, str] = {}
-        taken: set[str] = set()
-        for row_no in pending:
-            number = new_member_number()
-            while number in taken:
-                number = new_member_number()  # pragma: no cover - one in ~10^9
-            taken.add(number)
-            drawn[row_no] = number
-        _sql(
-            "UPDATE club_stage s SET member_no = d.member_no"
-            " FROM unnest(CAST(:rows AS int[]), CAST(:numbers AS text[])) AS d(row_no, member_no)"
-            " WHERE s.row_no = d.row_no",
-            rows=list(drawn),
-            numbers=list(drawn.values()),
-        )
-        pending = [
-            r
-            for (r,) in _sql(
-                "SELECT s.row_no FROM club_stage s JOIN members m ON m.member_no = s.member_no"
-                " WHERE s.outcome IS NULL AND s.member_id IS NULL"
-            )
-        ]
-
-
-def _resolve(dealer: Dealer, run_id: int | None, now: dt.datetime) -> int:
-    """Steps 1–2: leads, matches by phone and VIN, conflicts. Returns the leads created."""
-    _sql("UPDATE club_stage s SET member_id = m.id FROM members m WHERE m.phone_index = s.phone_index")
-    leads = _sql(
-        """WITH fresh AS (
-             SELECT DISTINCT ON (phone_index) * FROM club_stage s
-             WHERE NOT consent AND member_id IS NULL
-               AND NOT EXISTS (SELECT 1 FROM club_stage c WHERE c.consent AND c.phone_index = s.phone_index)
-             ORDER BY phone_index, row_no),
-           ins AS (
-             INSERT INTO consent_leads (dealer_id, phone, phone_index, name, vin, vin_index, import_run_id, row_no,
-                                        status, created_at)
-             SELECT :dealer, phone_enc, phone_index, name_enc, vin_enc, vin_index, :run, row_no, 'open', :now FROM fresh
-             ON CONFLICT (dealer_id, phone_index) DO NOTHING RETURNING row_no)
-           SELECT count(*) FROM ins""",
-        dealer=dealer.id,
-        run=run_id,
-        now=now,
-    ).scalar_one()
-    _sql(
-        "UPDATE club_stage SET outcome = CASE WHEN member_id IS NULL THEN 'lead' ELSE 'known_without_consent' END"
-        " WHERE NOT consent"
-    )
-    _sql(
-        "UPDATE club_stage s SET vehicle_id = v.id FROM vehicles v"
-        " WHERE s.outcome IS NULL AND v.vin_index = s.vin_index"
-    )
-    _sql(
-        """UPDATE club_stage s SET owner_id = o.member_id, owner_has_phone = m.phone_index IS NOT NULL
-           FROM ownerships o JOIN members m ON m.id = o.member_id
-           WHERE o.vehicle_id = s.vehicle_id AND o.role = 'owner' AND o.ended_on IS NULL"""
-    )
-    # The same car under two phones in the file: the first row keeps it.
-    _sql(
-        """UPDATE club_stage s SET outcome = 'vin_other_owner' WHERE s.outcome IS NULL AND s.vin_index IS NOT NULL
-           AND EXISTS (SELECT 1 FROM club_stage e WHERE e.consent AND e.vin_index = s.vin_index
-                       AND e.row_no < s.row_no AND e.phone_index <> s.phone_index)"""
-    )
-    # A car whose owner has no phone on file (an earlier import, a QR prospect): that owner is this person.
-    _sql(
-        """WITH per_owner AS (
-             SELECT DISTINCT ON (owner_id) owner_id, phone_index, phone_enc, row_no FROM club_stage
-             WHERE outcome IS NULL AND member_id IS NULL AND owner_id IS NOT NULL AND NOT owner_has_phone
-             ORDER BY owner_id, row_no),
-           pick AS (SELECT DISTINCT ON (phone_index) * FROM per_owner ORDER BY phone_index, row_no),
-           adopted AS (
-             UPDATE members m SET phone = pick.phone_enc, phone_index = pick.phone_index, updated_at = :now
-             FROM pick WHERE m.id = pick.owner_id AND m.phone_index IS NULL RETURNING m.id, m.phone_index)
-           UPDATE club_stage s SET member_id = adopted.id FROM adopted
-           WHERE s.phone_index = adopted.phone_index AND s.member_id IS NULL""",
-        now=now,
-    )
-    _sql(
-        """UPDATE club_stage SET outcome = 'vin_other_owner' WHERE outcome IS NULL AND owner_id IS NOT NULL
-           AND (member_id IS NULL OR member_id <> owner_id)"""
-    )
-    return int(leads)
-
-
-def _create_members(dealer: Dealer, now: dt.datetime) -> None:
-    """Step 3: one new member per new phone (the file's first row), with its points account."""
-    _assign_member_numbers()
-    _sql(
-        """WITH fresh AS (
-             SELECT DISTINCT ON (phone_index) * FROM club_stage
-             WHERE outcome IS NULL AND member_id IS NULL ORDER BY phone_index, row_no),
-           ins AS (
-             INSERT INTO members (member_no, status, name, gender, birthday, birthday_changes, phone, phone_index,
-                                  city, locale, customer_type, enrollment_channel, enrolling_dealer_id, enrolled_at,
-                                  lifecycle_stage, created_at, updated_at)
-             SELECT member_no, 'pre_enrolled', name_enc, gender, birthday_enc, 0, phone_enc, phone_index, :city,
-                    'zh_CN', 'private', 'import', :dealer, coalesce(joined_at, :now), 'new', :now, :now
-             FROM fresh RETURNING id, phone_index, member_no),
-           accounts AS (
-             INSERT INTO point_accounts (member_id, reward_available, reward_pending, reward_debt, tier_points,
-                                         lifetime_earned, lifetime_spent, lifetime_expired, updated_at)
-             SELECT id, 0, 0, 0, 0, 0, 0, 0, :now FROM ins)
-           UPDATE club_stage s SET member_id = ins.id,
-             outcome = CASE WHEN s.member_no = ins.member_no THEN 'created' ELSE 'matched' END
-           FROM ins WHERE s.phone_index = ins.phone_index AND s.member_id IS NULL AND s.outcome IS NULL""",
-        city=dealer.city,
-        dealer=dealer.id,
-        now=now,
-    )
-    _sql("UPDATE club_stage SET outcome = 'matched' WHERE outcome IS NULL AND member_id IS NOT NULL")
-
-
-def _complete(dealer: Dealer, policy_version: str, now: dt.datetime) -> None:
-    """Steps 4–6: fill blanks, consents with provenance, cars and ownerships."""
-    _sql(
-        """WITH src AS (
-             SELECT DISTINCT ON (member_id) member_id, name_enc, gender, birthday_enc FROM club_stage
-             WHERE outcome = 'matched' ORDER BY member_id, row_no)
-           UPDATE members m SET name = coalesce(m.name, src.name_enc), gender = coalesce(m.gender, src.gender),
-             birthday = coalesce(m.birthday, src.birthday_enc), updated_at = :now
-           FROM src WHERE m.id = src.member_id AND ((m.name IS NULL AND src.name_enc IS NOT NULL)
-             OR (m.gender IS NULL AND src.gender IS NOT NULL)
-             OR (m.birthday IS NULL AND src.birthday_enc IS NOT NULL))""",
-        now=now,
-    )
-    # ``granted`` is one of two fixed SQL expressions, never input.
-    for purpose, granted in (("privacy_policy", "true"), ("marketing", "marketing")):
-        _sql(
-            f"""INSERT INTO consents (member_id, purpose, granted, policy_version, channel, recorded_at, stated_at)
-                SELECT DISTINCT ON (member_id) member_id, CAST(:purpose AS text), {granted}, :version, :channel,
-                       :now, stated_at
-                FROM club_stage s
-                WHERE outcome IN ('created', 'matched') AND {granted} IS NOT NULL
-                  AND NOT EXISTS (SELECT 1 FROM consents c
-                                  WHERE c.member_id = s.member_id AND c.purpose = CAST(:purpose AS text))
-                ORDER BY member_id, row_no""",  # noqa: S608
-            purpose=purpose,
-            version=policy_version,
-            channel=CONSENT_CHANNEL,
-            now=now,
-        )
-    _sql(
-        """WITH new_cars AS (
-             SELECT DISTINCT ON (vin_index) * FROM club_stage
-             WHERE outcome IN ('created', 'matched') AND vin_index IS NOT NULL AND vehicle_id IS NULL
-             ORDER BY vin_index, row_no),
-           ins AS (
-             INSERT INTO vehicles (vin, vin_index, model_code, model_name, plate, plate_index, created_at, updated_at)
-             SELECT vin_enc, vin_index, 'unknown', coalesce(model_name, ''), plate_enc, plate_index, :now, :now
-             FROM new_cars ON CONFLICT (vin_index) DO NOTHING RETURNING id, vin_index)
-           UPDATE club_stage s SET vehicle_id = ins.id FROM ins WHERE s.vin_index = ins.vin_index""",
-        now=now,
-    )
-    _sql(
-        """INSERT INTO ownerships (member_id, vehicle_id, role, started_on, credited_dealer_id, created_at)
-           SELECT DISTINCT ON (vehicle_id) member_id, vehicle_id, 'owner', CAST(coalesce(joined_at, :now) AS date),
-                  :dealer, :now
-           FROM club_stage s WHERE outcome IN ('created', 'matched') AND vehicle_id IS NOT NULL AND owner_id IS NULL
-           ORDER BY vehicle_id, row_no
-           ON CONFLICT DO NOTHING""",
-        dealer=dealer.id,
-        now=now,
+        joined,
     )
 
 
@@ -436,14 +212,11 @@ def apply_rows(
     now = utcnow()
     staged, errors = prepared.get() if prepared is not None else stage_rows(rows, positions, now.date())
     db.session.flush()
-    _create_stage()
-    _copy(staged)
-    _sql("CREATE INDEX ON club_stage (phone_index); CREATE INDEX ON club_stage (vin_index); ANALYZE club_stage")
-    leads = _resolve(dealer, run.id if run else None, now)
-    _create_members(dealer, now)
-    _complete(dealer, policy_version, now)
-    outcomes = dict(_sql("SELECT outcome, count(*) FROM club_stage GROUP BY outcome").all())
-    conflicts = [r for (r,) in _sql("SELECT row_no FROM club_stage WHERE outcome = 'vin_other_owner'")]
+    staging.load_stage(staged)
+    leads = staging.resolve(dealer, run.id if run else None, now)
+    staging.create_members(dealer, now)
+    staging.complete(dealer, policy_version, now)
+    outcomes, conflicts = staging.outcomes()
     errors += [RowError(row_no, "vin_other_owner", "vin") for row_no in conflicts]
     errors.sort(key=lambda e: e.row_no)
     counts = {

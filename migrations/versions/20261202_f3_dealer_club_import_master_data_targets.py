@@ -82,7 +82,6 @@ def upgrade() -> None:
     sa.Column('staff_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
     sa.Column('target', sa.Integer(), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
-    sa.CheckConstraint('EXTRACT(DAY FROM month) = 1', name=op.f('ck_enrollment_targets_first_of_month')),
     sa.CheckConstraint('target >= 0', name=op.f('ck_enrollment_targets_target_not_negative')),
     sa.ForeignKeyConstraint(['dealer_id'], ['dealers.id'], name=op.f('fk_enrollment_targets_dealer_id_dealers')),
     sa.ForeignKeyConstraint(['staff_id'], ['staff.id'], name=op.f('fk_enrollment_targets_staff_id_staff')),
