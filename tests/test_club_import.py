@@ -460,3 +460,65 @@ def test_an_upload_without_a_file_or_without_required_columns_is_a_422_naming_th
     )
     assert bad.status_code == 422 and set(bad.get_json()["error"]["fields"]) == {"consent"}
     assert bad.get_json()["error"]["fields"]["consent"] == ["文件中没有此字段对应的列。"]  # zh_CN by default
+
+
+def test_under_make_run_on_sqlite_a_sample_club_file_imports_with_progress_and_a_report(tmp_path):
+    """The embedded SQLite set-up of ``make run`` runs the same set-based import (no COPY)."""
+    env = {
+        **os.environ,
+        "LOYALTY_ENV": "development",
+        "LOYALTY_DATABASE_URL": f"sqlite:///{tmp_path / 'demo.db'}",
+        "LOYALTY_REDIS_URL": "memory://demo",
+        "LOYALTY_JOBS_MODE": "eager",
+        "LOYALTY_LOG_LEVEL": "WARNING",
+    }
+    flask = [sys.executable, "-m", "flask", "--app", "wsgi"]
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [*flask, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False
+        )
+
+    assert run("db", "upgrade").returncode == 0
+    assert run("demo", "seed").returncode == 0
+    sample = tmp_path / "club.csv"
+    done = run("members", "import", "dealer-club", str(sample), "--dealer", "D0101", "--generate-sample", "600")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "600/600 rows" in done.stdout and '"errors": 12' in done.stdout
+    report = (tmp_path / "club.csv.errors.csv").read_text(encoding="utf-8-sig").splitlines()
+    assert report[0] == "行,列,代码,原因" and len(report) == 13
+    shown = run("members", "show", _first_phone(sample))
+    assert shown.returncode == 0 and '"enrollment_channel": "import"' in shown.stdout
+    again = run("members", "import", "dealer-club", str(sample), "--dealer", "D0101")
+    assert again.returncode != 0 and "此文件已导入过" in again.stderr  # the default report language
+
+
+def _first_phone(sample: Path) -> str:
+    rows = csv.reader(sample.open(encoding="utf-8"))
+    next(rows)
+    return next(rows)[1]
+
+
+@pytest.mark.postgres
+def test_a_failed_upload_job_shows_failed_and_the_same_upload_resumes_it(app_ctx, client, upload_dir, monkeypatch):
+    dealer = factories.dealer("D0804")
+    _manager, token = factories.operator("dealer_manager", dealer_id=dealer.id)
+    auth = {"Authorization": f"Bearer {token}"}
+    body = _csv_bytes([["甲", "13700000804", "", "", "", "", "是", "", ""]])
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(club_import, "apply_rows", broken)
+    form = {"file": (io.BytesIO(body), "club.csv")}
+    first = client.post("/api/v1/cs/imports/dealer-club", data=form, headers=auth, content_type="multipart/form-data")
+    assert first.status_code == 202
+    status = client.get(f"/api/v1/cs/imports/{first.get_json()['id']}", headers=auth).get_json()
+    assert (status["status"], status["failure"]) == ("failed", "RuntimeError: database went away")
+
+    monkeypatch.undo()
+    form = {"file": (io.BytesIO(body), "club.csv")}
+    again = client.post("/api/v1/cs/imports/dealer-club", data=form, headers=auth, content_type="multipart/form-data")
+    assert again.status_code == 202 and again.get_json()["id"] == first.get_json()["id"]
+    status = client.get(f"/api/v1/cs/imports/{first.get_json()['id']}", headers=auth).get_json()
+    assert (status["status"], status["counts"]["created"]) == ("done", 1)

@@ -91,5 +91,17 @@ def run_uploaded_import(run_id: int) -> dict[str, int] | None:
     except RunBusy:
         log.info("import run %s is being worked on by another worker", run_id)
         return None
+    except Exception as exc:
+        db.session.rollback()  # the failed chunk; the committed ones stay, and a retry resumes after them
+        _mark_failed(run_id, exc)
+        raise
     Path(run.stored_path).unlink(missing_ok=True)
     return outcome.counts
+
+
+def _mark_failed(run_id: int, exc: Exception) -> None:
+    """Show the failure on the run's status (a retry or the same upload resumes it)."""
+    run = db.session.get(ImportRun, run_id)
+    if run is not None and run.status != "done":
+        run.status, run.failure = "failed", f"{type(exc).__name__}: {exc}"[:255]
+        db.session.commit()

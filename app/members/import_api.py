@@ -11,7 +11,7 @@ from flask import Response, request
 from app.core import audit
 from app.core.errors import ValidationFailed
 from app.core.http import Blueprint
-from app.core.i18n import _l, select_locale
+from app.core.i18n import _l, catalog_name, select_locale
 from app.core.imports import row_errors
 from app.core.models import ImportRun
 from app.members import club_import, club_uploads
@@ -31,6 +31,7 @@ class ImportRunSchema(ma.Schema):
     status = ma.fields.String(metadata={"description": "queued, running, done or failed"})
     rows_done = ma.fields.Integer(metadata={"description": "Rows read so far (the run resumes after them)"})
     counts = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Integer())
+    failure = ma.fields.String(allow_none=True, metadata={"description": "Why the last attempt stopped"})
     created_at = ma.fields.DateTime()
     finished_at = ma.fields.DateTime(allow_none=True)
 
@@ -66,7 +67,7 @@ def upload(**_: Any) -> ImportRun:
     if len(data) > club_uploads.MAX_UPLOAD_BYTES:
         raise ValidationFailed(fields={"file": [_l("The file is too large.")]})
     dealer = (request.form.get("dealer") or "").strip()[:16] or None
-    return club_uploads.queue_upload(current_operator(), dealer, sent.filename, data, str(select_locale()))
+    return club_uploads.queue_upload(current_operator(), dealer, sent.filename, data, catalog_name(select_locale()))
 
 
 @blp.route("/<int:run_id>")
@@ -88,7 +89,7 @@ def error_report(run_id: int) -> Response:
     operator = current_operator()
     run = club_uploads.run_for(operator, run_id)
     out = io.StringIO()
-    club_import.write_report(row_errors(run.id), str(select_locale()), out)
+    club_import.write_report(row_errors(run.id), catalog_name(select_locale()), out)
     audit.record(actor=("operator", operator.username), action="import.report_read", subject=("import_run", run.id))
     return Response(
         "\ufeff" + out.getvalue(),
