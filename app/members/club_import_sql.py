@@ -1,8 +1,8 @@
 """The set-based half of a club-import chunk: staged rows (already checked and encrypted) become
 leads, matches, members, consents, cars and ownerships in a few statements.
 
-Portable SQL (PostgreSQL, and SQLite for ``make run``): "the first row per key" is
-``row_no = (SELECT min(row_no) …)`` rather than ``DISTINCT ON``; PostgreSQL loads the staging
+Portable SQL (PostgreSQL, and SQLite for ``make run``): "the first row per key" is a
+``row_number()`` window rather than ``DISTINCT ON``; PostgreSQL loads the staging
 table with ``COPY``, SQLite with one multi-row insert. Steps, per chunk, in the caller's transaction:
 
 1. rows without recorded consent become ``consent_leads`` (one per dealer and phone), not members;
@@ -60,9 +60,11 @@ def _sql(statement: str, **params: Any) -> sa.CursorResult[Any]:
 
 
 def _first(key: str, where: str) -> str:
-    """``s`` is the first row (lowest ``row_no``) among the rows ``where`` sharing its ``key``."""
-    same = f"e.{key} = s.{key} AND {where.format(t='e')}"
-    return f"s.row_no = (SELECT min(e.row_no) FROM club_stage e WHERE {same})"  # noqa: S608 - fixed fragments
+    """``s`` is the first row (lowest ``row_no``) among the rows ``where`` sharing its ``key``: one
+    window over the chunk (a correlated ``min`` per row would be quadratic on unindexed keys)."""
+    window = f"row_number() OVER (PARTITION BY e.{key} ORDER BY e.row_no)"
+    numbered = f"SELECT e.row_no, {window} AS n FROM club_stage e WHERE {where.format(t='e')}"  # noqa: S608
+    return f"s.row_no IN (SELECT w.row_no FROM ({numbered}) w WHERE w.n = 1)"  # noqa: S608 - fixed fragments
 
 
 def load_stage(staged: list[tuple[Any, ...]]) -> None:
@@ -175,10 +177,19 @@ def _assign_member_numbers() -> None:
             while number in taken:  # pragma: no cover - one in ~10^9
                 number = new_member_number()
             taken.add(number)
-        db.session.execute(
-            sa.text("UPDATE club_stage SET member_no = :number WHERE row_no = :row_no"),
-            [{"row_no": r, "number": n} for r, n in zip(pending, taken, strict=True)],
-        )
+        if db.dialect == "postgresql":
+            _sql(
+                "UPDATE club_stage SET member_no = d.number"
+                " FROM unnest(CAST(:rows AS int[]), CAST(:numbers AS text[])) AS d(row_no, number)"
+                " WHERE club_stage.row_no = d.row_no",
+                rows=pending,
+                numbers=list(taken),
+            )
+        else:
+            db.session.execute(
+                sa.text("UPDATE club_stage SET member_no = :number WHERE row_no = :row_no"),
+                [{"row_no": r, "number": n} for r, n in zip(pending, taken, strict=True)],
+            )
         pending = [
             r
             for (r,) in _sql(
