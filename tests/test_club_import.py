@@ -522,3 +522,18 @@ def test_a_failed_upload_job_shows_failed_and_the_same_upload_resumes_it(app_ctx
     assert again.status_code == 202 and again.get_json()["id"] == first.get_json()["id"]
     status = client.get(f"/api/v1/cs/imports/{first.get_json()['id']}", headers=auth).get_json()
     assert (status["status"], status["counts"]["created"]) == ("done", 1)
+
+
+@pytest.mark.postgres
+def test_a_file_that_is_not_csv_text_is_a_422_not_a_500(app_ctx, client, upload_dir):
+    dealer = factories.dealer("D0805")
+    _manager, token = factories.operator("dealer_manager", dealer_id=dealer.id)
+    binary = b"PK\x03\x04\x14\x00\x06\x00\x97\xff\xfe\x00\x00xl/workbook.xml"  # an .xlsx, say
+    sent = client.post(
+        "/api/v1/cs/imports/dealer-club",
+        data={"file": (io.BytesIO(binary), "club.xlsx")},
+        headers={"Authorization": f"Bearer {token}", "Accept-Language": "en"},
+        content_type="multipart/form-data",
+    )
+    assert sent.status_code == 422
+    assert sent.get_json()["error"]["fields"] == {"file": ["The file is not CSV text (UTF-8 or GB18030)."]}

@@ -105,15 +105,20 @@ def map_header(header: list[str], aliases: Mapping[str, tuple[str, ...]], requir
 
 
 def read_header(path: Path) -> list[str]:
-    with path.open(encoding=_encoding(path), newline="") as handle:
-        return next(csv.reader(handle), [])
+    """The first line's cells; a 422 if the file is not CSV text in UTF-8 or GB18030."""
+    try:
+        with path.open(encoding=_encoding(path), newline="") as handle:
+            return next(csv.reader(handle), [])
+    except (UnicodeDecodeError, csv.Error):
+        raise ValidationFailed(fields={"file": [_l("The file is not CSV text (UTF-8 or GB18030).")]}) from None
 
 
 def iter_chunks(path: Path, *, skip: int, size: int) -> Iterator[tuple[int, list[tuple[int, list[str]]], int]]:
     """``(rows_before, [(row_no, cells), …], rows_after)`` per chunk after the first ``skip`` data
     rows. ``row_no`` is the spreadsheet's line number (the header is line 1); blank lines count as
     rows (so a resume stays aligned) but are not returned."""
-    with path.open(encoding=_encoding(path), newline="") as handle:
+    # A stray undecodable byte further down spoils one cell (which then fails its check), not the run.
+    with path.open(encoding=_encoding(path), errors="replace", newline="") as handle:
         reader = csv.reader(handle)
         next(reader, None)
         index = 0

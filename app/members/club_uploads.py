@@ -42,7 +42,11 @@ def queue_upload(operator: Operator, dealer_code: str | None, file_name: str, da
     UPLOAD_DIR.mkdir(parents=True, exist_ok=True)
     stored = UPLOAD_DIR / f"{dealer.code}-{hashlib.sha256(data).hexdigest()}.csv"
     stored.write_bytes(data)
-    club_import.check_headers(stored)
+    try:
+        club_import.check_headers(stored)
+    except ValidationFailed:
+        stored.unlink(missing_ok=True)
+        raise
     run = start_run(
         kind=club_import.KIND,
         scope=dealer.code,
