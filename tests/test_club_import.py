@@ -537,3 +537,23 @@ def test_a_file_that_is_not_csv_text_is_a_422_not_a_500(app_ctx, client, upload_
     )
     assert sent.status_code == 422
     assert sent.get_json()["error"]["fields"] == {"file": ["The file is not CSV text (UTF-8 or GB18030)."]}
+
+
+@pytest.mark.postgres
+def test_a_column_mapping_names_a_files_own_headers(app, app_ctx, tmp_path):
+    factories.dealer("D0806")
+    path = write_csv(tmp_path / "own.csv", [["13700000806", "同意了", "钱多多"]], header=["联系电话", "授权", "客户"])
+    result = app.test_cli_runner().invoke(
+        args=[
+            *("members", "import", "dealer-club", str(path), "--dealer", "D0806"),
+            *("--column", "phone=联系电话", "--column", "consent=授权", "--column", "name=客户"),
+        ]
+    )
+    assert result.exit_code == 0, result.output
+    assert '"errors": 1' in result.output  # "同意了" is not a yes/no the import reads
+    report = (tmp_path / "own.csv.errors.csv").read_text(encoding="utf-8-sig").splitlines()
+    assert report[1].startswith("2,同意/consent,consent_invalid,")
+    unknown = app.test_cli_runner().invoke(
+        args=["members", "import", "dealer-club", str(path), "--dealer", "D0806", "--column", "shoe_size=鞋码"]
+    )
+    assert unknown.exit_code == 1 and "shoe_size" in unknown.output

@@ -51,6 +51,15 @@ members_cli.add_command(import_cli)
 )
 @click.option("--chunk-rows", default=club_import.CHUNK_ROWS, show_default=True, type=click.IntRange(100, 50_000))
 @click.option(
+    "--column",
+    "columns",
+    multiple=True,
+    metavar="FIELD=HEADER",
+    help="This file's header for a field, e.g. --column phone=联系电话 (fields: "
+    + ", ".join(club_import.COLUMNS)
+    + ").",
+)
+@click.option(
     "--prepare-ahead/--no-prepare-ahead",
     default=True,
     help="Check and encrypt the next chunk in a helper process while the current one is written.",
@@ -66,6 +75,7 @@ def import_dealer_club(
     locale: str,
     policy_version: str | None,
     chunk_rows: int,
+    columns: tuple[str, ...],
     prepare_ahead: bool,
     generate_sample: int | None,
 ) -> None:
@@ -77,6 +87,9 @@ def import_dealer_club(
         click.echo(f"wrote {generate_sample} sample rows to {file}")
     if not file.exists():
         raise click.BadParameter(f"{file} does not exist", param_hint="FILE")
+    mapping = dict(item.split("=", 1) for item in columns if "=" in item)
+    if len(mapping) != len(columns):
+        raise click.BadParameter("use FIELD=HEADER", param_hint="--column")
     options = club_import.ImportOptions(
         dealer_code=dealer_code,
         actor=("cli", getpass.getuser()),
@@ -85,6 +98,7 @@ def import_dealer_club(
         dry_run=dry_run,
         chunk_rows=chunk_rows,
         prepare_ahead=prepare_ahead,
+        columns=mapping,
     )
     total = count_rows(file)
     with click.progressbar(length=total, label="importing" if not dry_run else "checking") as bar:

@@ -105,6 +105,8 @@ class ImportOptions:
     chunk_rows: int = CHUNK_ROWS
     #: Check and encrypt the next chunk in a forked helper process while this one is written.
     prepare_ahead: bool = False
+    #: This file's own header per field, beyond the known aliases (``{"phone": "联系电话"}``).
+    columns: dict[str, str] | None = None
 
 
 class _RowProblem(Exception):
@@ -260,9 +262,16 @@ def check_policy_version(version: str | None) -> str:
     return version
 
 
-def check_headers(path: Path) -> dict[str, int]:
-    """The column positions of the club's fields; a 422 naming a missing required one."""
-    return imports.map_header(imports.read_header(path), COLUMNS, REQUIRED)
+def check_headers(path: Path, columns: dict[str, str] | None = None) -> dict[str, int]:
+    """The column positions of the club's fields; a 422 naming a missing required one.
+    ``columns`` maps a field to this file's own header for it (``{"phone": "联系电话"}``)."""
+    unknown = sorted(set(columns or {}) - set(COLUMNS))
+    if unknown:
+        raise ValidationFailed(fields={name: [_l("Unknown field.")] for name in unknown})
+    aliases = {
+        name: ((columns or {})[name], *names) if name in (columns or {}) else names for name, names in COLUMNS.items()
+    }
+    return imports.map_header(imports.read_header(path), aliases, REQUIRED)
 
 
 def run_import(
@@ -271,7 +280,7 @@ def run_import(
     """Import (or resume, or dry-run) a club file for a dealer. Commits per chunk unless dry."""
     dealer = dealer_for_import(options.dealer_code)
     policy_version = check_policy_version(options.policy_version)
-    positions = check_headers(path)
+    positions = check_headers(path, options.columns)
     run = imports.start_run(
         kind=KIND,
         scope=dealer.code,
