@@ -25,6 +25,7 @@ pytestmark = pytest.mark.postgres
 
 KEY_A, KEY_B, KEY_C = (Fernet.generate_key().decode() for _ in range(3))
 EXPECTED = {
+    "consent_leads": ("phone", "name", "vin"),
     "inbound_events": ("body", "response"),
     "members": ("name", "birthday", "phone"),
     "miniapp_sessions": ("session_key",),
