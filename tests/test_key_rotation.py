@@ -17,7 +17,7 @@ from app.core.db import db
 from app.core.models import InboundEvent
 from app.core.security import PiiCipher
 from app.members import services
-from app.members.models import Member, MiniappSession, VehicleClaim, WechatIdentity
+from app.members.models import ConsentLead, Member, MiniappSession, VehicleClaim, WechatIdentity
 from tests import factories
 from tests.conftest import DATA_KEY
 
@@ -61,6 +61,9 @@ def _one_row_per_encrypted_table(n: int) -> Member:
             ),
             VehicleClaim(member_id=member.id, vin=factories.vin(), vin_index=f"idx{n}", plate=f"沪B{n:05d}"),
             InboundEvent(source="dms", external_id=f"e{n}", type="t", body=b'{"phone": "1"}', response=b"ok"),
+            ConsentLead(
+                dealer_id=factories.dealer().id, phone=f"1370000{n:04d}", phone_index=f"lead{n}", name="线索", vin="V"
+            ),
         ]
     )
     db.session.flush()
