@@ -18,7 +18,7 @@ from app.core.models import InboundEvent
 from app.core.security import PiiCipher
 from app.mall.models import CodeBatch, MallItem, PartnerCode, RedemptionOrder, Voucher
 from app.members import services
-from app.members.models import Member, MiniappSession, VehicleClaim, WechatIdentity
+from app.members.models import ConsentLead, Member, MiniappSession, VehicleClaim, WechatIdentity
 from tests import factories
 from tests.conftest import DATA_KEY
 
@@ -26,6 +26,7 @@ pytestmark = pytest.mark.postgres
 
 KEY_A, KEY_B, KEY_C = (Fernet.generate_key().decode() for _ in range(3))
 EXPECTED = {
+    "consent_leads": ("phone", "name", "vin"),
     "inbound_events": ("body", "response"),
     "mall_code_batches": ("payload",),
     "mall_orders": ("address",),
@@ -65,6 +66,9 @@ def _one_row_per_encrypted_table(n: int) -> Member:
             ),
             VehicleClaim(member_id=member.id, vin=factories.vin(), vin_index=f"idx{n}", plate=f"沪B{n:05d}"),
             InboundEvent(source="dms", external_id=f"e{n}", type="t", body=b'{"phone": "1"}', response=b"ok"),
+            ConsentLead(
+                dealer_id=factories.dealer().id, phone=f"1370000{n:04d}", phone_index=f"lead{n}", name="线索", vin="V"
+            ),
         ]
     )
     db.session.flush()

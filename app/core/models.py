@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.clock import utcnow
-from app.core.db import Base, BigIntPK, JSONType
+from app.core.db import Base, BigIntPK, BigIntType, JSONType
 from app.core.security import EncryptedBytes
 
 
@@ -109,3 +109,58 @@ class ProgramSettingRow(Base):
     value: Mapped[Any] = mapped_column(JSONType)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_by: Mapped[str] = mapped_column(sa.String(64))
+
+
+IMPORT_KINDS = ("dealer_club", "dealer_master", "staff_master")
+IMPORT_STATUSES = ("queued", "running", "done", "failed")
+
+
+class ImportRun(Base):
+    """One bulk import of a file (a dealer club's members, HQ's dealer or staff master file).
+
+    ``(kind, scope, file_sha256)`` identifies the run, so the same file run again resumes after
+    ``rows_done``, the last data row whose chunk committed (the progress commits with the chunk's
+    rows). Dry runs roll back and leave no row.
+    """
+
+    __tablename__ = "import_runs"
+
+    id: Mapped[BigIntPK]
+    kind: Mapped[str] = mapped_column(sa.String(16))
+    #: The dealer code of a club file; ``hq`` for master data.
+    scope: Mapped[str] = mapped_column(sa.String(32))
+    file_sha256: Mapped[str] = mapped_column(sa.String(64))
+    file_name: Mapped[str] = mapped_column(sa.String(255))
+    #: Where an uploaded file is kept until its job has run it.
+    stored_path: Mapped[str | None] = mapped_column(sa.String(512))
+    requested_by: Mapped[str] = mapped_column(sa.String(64))
+    #: The operator's language: the error report's reasons are written in it.
+    locale: Mapped[str] = mapped_column(sa.String(8), default="zh_CN")
+    status: Mapped[str] = mapped_column(sa.String(8), default="queued")
+    rows_done: Mapped[int] = mapped_column(default=0)
+    counts: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    failure: Mapped[str | None] = mapped_column(sa.String(255))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[dt.datetime | None]
+
+    __table_args__ = (
+        sa.UniqueConstraint("kind", "scope", "file_sha256"),
+        sa.CheckConstraint(f"kind IN {IMPORT_KINDS}", name="kind"),
+        sa.CheckConstraint(f"status IN {IMPORT_STATUSES}", name="status"),
+    )
+
+
+class ImportRowError(Base):
+    """Why one row of an import was not taken: a reason code (rendered in the operator's language
+    in the report) and the column it concerns. No cell values: they may be personal data."""
+
+    __tablename__ = "import_row_errors"
+
+    id: Mapped[BigIntPK]
+    run_id: Mapped[int] = mapped_column(BigIntType, sa.ForeignKey("import_runs.id"))
+    row_no: Mapped[int]
+    column: Mapped[str | None] = mapped_column(sa.String(32))
+    code: Mapped[str] = mapped_column(sa.String(32))
+
+    __table_args__ = (sa.UniqueConstraint("run_id", "row_no"),)

@@ -6,8 +6,9 @@ from flask import Flask
 
 
 def register(app: Flask) -> None:
-    """The public dealer list of the mini-app."""
+    """The public dealer list of the mini-app; ``flask dealers`` (HQ master data)."""
     from app.core.http import api_of
-    from app.dealers import api
+    from app.dealers import api, cli
 
     api_of(app).register_blueprint(api.blp)
+    app.cli.add_command(cli.dealers_cli)

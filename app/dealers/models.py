@@ -29,6 +29,10 @@ class Dealer(Base):
     latitude: Mapped[float | None] = mapped_column(sa.Float)
     longitude: Mapped[float | None] = mapped_column(sa.Float)
     active: Mapped[bool] = mapped_column(default=True)
+    opened_on: Mapped[dt.date | None]
+    closed_on: Mapped[dt.date | None]
+    #: When HQ last changed this record (master file or CRM event): an older change is ignored.
+    master_changed_at: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     staff: Mapped[list[Staff]] = relationship(back_populates="dealer")
@@ -50,7 +54,12 @@ class Staff(Base):
         sa.ForeignKey("wechat_identities.id", use_alter=True),
         unique=True,  # members → staff → here
     )
+    #: False once the advisor left: their QR codes stop enrolling; members keep their attribution.
     active: Mapped[bool] = mapped_column(default=True)
+    joined_on: Mapped[dt.date | None]
+    left_on: Mapped[dt.date | None]
+    #: When HQ last changed this record (master file or CRM event): an older change is ignored.
+    master_changed_at: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     dealer: Mapped[Dealer] = relationship(back_populates="staff")
@@ -85,4 +94,38 @@ class SalesLead(Base):
         sa.CheckConstraint(f"status IN {LEAD_STATUSES}", name="status"),
         sa.CheckConstraint("member_id IS NOT NULL OR phone_index IS NOT NULL", name="who"),
         sa.Index("ix_sales_leads_dealer_created", "dealer_id", "created_at"),
+    )
+
+
+class EnrollmentTarget(Base):
+    """A monthly enrollment target set by HQ: per dealer (``staff_id`` None) or per advisor."""
+
+    __tablename__ = "enrollment_targets"
+
+    id: Mapped[BigIntPK]
+    #: The first day of the month.
+    month: Mapped[dt.date]
+    dealer_id: Mapped[int] = mapped_column(BigIntType, sa.ForeignKey("dealers.id"))
+    staff_id: Mapped[int | None] = mapped_column(BigIntType, sa.ForeignKey("staff.id"))
+    target: Mapped[int]
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        sa.CheckConstraint("target >= 0", name="target_not_negative"),
+        sa.Index(
+            "uq_enrollment_targets_dealer",
+            "month",
+            "dealer_id",
+            unique=True,
+            postgresql_where=sa.text("staff_id IS NULL"),
+            sqlite_where=sa.text("staff_id IS NULL"),
+        ),
+        sa.Index(
+            "uq_enrollment_targets_staff",
+            "month",
+            "staff_id",
+            unique=True,
+            postgresql_where=sa.text("staff_id IS NOT NULL"),
+            sqlite_where=sa.text("staff_id IS NOT NULL"),
+        ),
     )

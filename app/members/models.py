@@ -391,3 +391,30 @@ class MemberMerge(Base):
         sa.CheckConstraint(_in("status", MERGE_STATUSES), name="status"),
         sa.CheckConstraint(_in("source", MERGE_SOURCES), name="source"),
     )
+
+
+CONSENT_LEAD_STATUSES = ("open", "contacted", "converted", "declined")
+
+
+class ConsentLead(Base):
+    """A dealer-club member whose consent the club never recorded: not a member, a person for the
+    dealer to contact for consent. Phone and name stay encrypted; one lead per (dealer, phone)."""
+
+    __tablename__ = "consent_leads"
+
+    id: Mapped[BigIntPK]
+    dealer_id: Mapped[int] = mapped_column(BigIntType, sa.ForeignKey("dealers.id"))
+    phone: Mapped[str] = mapped_column(EncryptedText)
+    phone_index: Mapped[str] = mapped_column(sa.String(64))
+    name: Mapped[str | None] = mapped_column(EncryptedText)
+    vin: Mapped[str | None] = mapped_column(EncryptedText)
+    vin_index: Mapped[str | None] = mapped_column(sa.String(64))
+    import_run_id: Mapped[int | None] = mapped_column(BigIntType, sa.ForeignKey("import_runs.id"))
+    row_no: Mapped[int | None]
+    status: Mapped[str] = mapped_column(sa.String(10), default="open")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        sa.UniqueConstraint("dealer_id", "phone_index"),
+        sa.CheckConstraint(_in("status", CONSENT_LEAD_STATUSES), name="status"),
+    )

@@ -19,6 +19,7 @@ from app.core.clock import business_day_start, business_today, utcnow
 from app.core.db import db
 from app.core.errors import NotFound, ValidationFailed
 from app.core.i18n import _l
+from app.dealers.master_data import target_for
 from app.dealers.models import Staff
 from app.members import member_code
 from app.members.models import Member, StaffInvite, WechatIdentity
@@ -98,7 +99,7 @@ def enrollment_figures(staff: Staff, month: dt.date | None = None) -> dict[str, 
         for enrolled_at, activated_at in rows
         if activated_at is not None and activated_at - enrolled_at <= dt.timedelta(days=30)
     )
-    target = staff.monthly_enrollment_target
+    target = target_for(staff, first)
     return {
         "month": first.strftime("%Y-%m"),
         "enrolled": count,
