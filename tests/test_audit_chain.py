@@ -181,7 +181,7 @@ def test_on_sqlite_a_row_held_back_and_one_kept_regardless_are_chained_in_the_sa
     with factory() as session:
         session.connection()
         held = audit._entry(actor=("staff", "x"), action="slot.published", subject=("dealer_slot", 1))
-        session.info.setdefault(audit._HELD_BACK, []).append((session.get_transaction(), held))
+        session.info.setdefault(audit._held_back.key, []).append((session.get_transaction(), held))
         session.add(audit._entry(actor=("staff", "x"), action="member.read", subject=("member", 1)))
         session.flush()
         session.commit()
