@@ -1,12 +1,12 @@
 """Care in a member merge (``members.merging``).
 
-Notification history, callback tasks, lifecycle history and subscribe requests move to the survivor.
+Notification history, callback tasks and subscribe requests move to the survivor.
 Preferences: the survivor's choice wins per category; the merged member's moves only for a category
 the survivor never chose. Subscribe grants (the merged member's WeChat identities now belong to the
 survivor): a template the survivor has no grant for moves, one it has adds the merged member's
 counts to the survivor's. The merged member's current lifecycle stage row is dropped (the nightly
-pass stages the survivor again); its history stays. A callback task for a reason and period the
-survivor already has stays with the merged member (the unique key)."""
+pass stages the survivor again); its lifecycle history (append-only) stays with it. A callback
+task for a reason and period the survivor already has stays with the merged member (unique key)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ import sqlalchemy as sa
 from app.care.models import (
     CallbackTask,
     MemberLifecycle,
-    MemberLifecycleHistory,
     Notification,
     NotificationPreference,
     SubscribeGrant,
@@ -63,6 +62,5 @@ def move_care(survivor: Member, merged: Member, _key: str) -> dict[str, Any]:
         "grants": move_rows(SubscribeGrant, survivor, merged, unless_survivor_has=("template_id",)),
         "subscribe_requests": move_rows(SubscribeRequest, survivor, merged, unless_survivor_has=("request_id",)),
         "callback_tasks": move_rows(CallbackTask, survivor, merged, unless_survivor_has=("reason", "period")),
-        "lifecycle_history": move_rows(MemberLifecycleHistory, survivor, merged),
         "lifecycle_dropped": int(lifecycle_dropped.rowcount or 0),
     }
