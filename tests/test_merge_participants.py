@@ -38,36 +38,19 @@ def _rows_of(member: Member, benefit: Benefit, dealer_id: int, *, entitlement_ye
     """One row in every package for ``member``."""
     n = next(_n)
     now = utcnow()
+    same = dict(benefit_id=benefit.id, benefit_code=benefit.code, paid_with="quota", year_start=YEAR)
+    # both members used "same-request": the merged member's booking of that key stays with it
+    db.session.add(Booking(member_id=member.id, request_id="same-request", **same))
+    own = Booking(member_id=member.id, request_id=f"own-{n}", **same)
+    db.session.add(own)
+    db.session.flush()
+    entry = dict(member_id=member.id, benefit_code=benefit.code)
     db.session.add(
-        Booking(
-            member_id=member.id,
-            request_id="same-request",  # both members used it: the survivor's stays, the merged one's too
-            benefit_id=benefit.id,
-            benefit_code=benefit.code,
-            paid_with="quota",
-            year_start=YEAR,
-        )
-    )
-    db.session.add(
-        Booking(
-            member_id=member.id,
-            request_id=f"own-{n}",
-            benefit_id=benefit.id,
-            benefit_code=benefit.code,
-            paid_with="quota",
-            year_start=YEAR,
-        )
+        EntitlementEntry(**entry, year_start=YEAR, kind="use", quantity=-1, booking_id=own.id, idempotency_key=f"u{n}")
     )
     for year in entitlement_years:
         db.session.add(
-            EntitlementEntry(
-                member_id=member.id,
-                benefit_code=benefit.code,
-                year_start=year,
-                kind="grant",
-                quantity=2,
-                idempotency_key=f"grant-{n}-{year}",
-            )
+            EntitlementEntry(**entry, year_start=year, kind="grant", quantity=2, idempotency_key=f"grant-{n}-{year}")
         )
     db.session.add(
         BenefitShare(
@@ -160,16 +143,15 @@ def test_a_merge_moves_every_packages_rows_to_the_survivor_and_the_audit_chain_v
     assert _count(Voucher, Voucher.member_id, survivor.id) == before["vouchers"]
     assert _count(Complaint, Complaint.member_id, survivor.id) == before["complaints"]
     assert _count(BenefitShare, BenefitShare.from_member_id, survivor.id) == 2
-    # entitlements (append-only): the survivor's own year stays its own; a year it had none of is transferred
+    # entitlements (append-only) never move; the merged member's open booking carries its use along
     remaining = db.session.execute(
         sa.select(
             EntitlementEntry.member_id, EntitlementEntry.year_start, sa.func.sum(EntitlementEntry.quantity)
         ).group_by(EntitlementEntry.member_id, EntitlementEntry.year_start)
     ).all()
     last_year = dt.date(2025, 1, 1)
-    assert sorted(remaining) == sorted(
-        [(survivor.id, YEAR, 2), (survivor.id, last_year, 2), (merged.id, YEAR, 2), (merged.id, last_year, 0)]
-    )
+    assert sorted(remaining) == sorted([(survivor.id, YEAR, 0), (merged.id, YEAR, 1), (merged.id, last_year, 2)])
+    assert record.summary[str(merged.id)]["benefits"]["open_uses_carried"] == 1
     # care: survivor's preference wins, grants add up, the merged member's stage row is gone
     assert _count(NotificationPreference, NotificationPreference.member_id, survivor.id) == 1
     grant = db.session.scalar(sa.select(SubscribeGrant).where(SubscribeGrant.member_id == survivor.id))

@@ -1,10 +1,11 @@
 """The benefits package's part in a member merge (``members.merging``).
 
-Bookings and shares move to the survivor. Entitlement entries are an append-only ledger, so they
-never move: for a member-bound (benefit, year) the survivor has no entries for, what the merged
-member has left is transferred (a ``transfer`` out of the merged member, a ``grant`` to the
-survivor, keyed by the merge); where the survivor has entries of its own, the merged member's
-quota stays with it, so nothing is granted twice and the survivor's remaining is its own.
+Bookings and shares move to the survivor. Entitlement entries (an append-only ledger) never move:
+a member's remaining quota is its tier's quota for the year less its own uses (grant rows only
+follow the tier), so the survivor keeps exactly its own remaining and nothing is granted twice; the
+merged member's unused quota lapses with the account (one customer, one quota). An open booking
+that moves carries its quota use along (a ``use`` row on the survivor, keyed by the merge), so
+that cancelling it later gives back what the survivor holds, not a unit it never used.
 Car-bound entries count per car and follow the car. A booking or share whose request id the
 survivor already used stays (the unique key), and so does a share between the two members (it
 would become a share to oneself)."""
@@ -21,58 +22,43 @@ from app.members.merging import move_rows, participant
 from app.members.models import Member
 
 
-def _transfer_quota(survivor: Member, merged: Member, key: str) -> int:
-    """Per member-bound (benefit, year) the survivor has none of: the merged member's remaining."""
-    ours = sa.select(EntitlementEntry.id).where(
-        EntitlementEntry.member_id == survivor.id,
-        EntitlementEntry.vehicle_id.is_(None),
-        EntitlementEntry.benefit_code == sa.literal_column("theirs.benefit_code"),
-        EntitlementEntry.year_start == sa.literal_column("theirs.year_start"),
-    )
-    theirs = (
-        sa.select(
-            EntitlementEntry.benefit_code,
-            EntitlementEntry.year_start,
-            sa.func.sum(EntitlementEntry.quantity).label("remaining"),
-        )
-        .where(EntitlementEntry.member_id == merged.id, EntitlementEntry.vehicle_id.is_(None))
-        .group_by(EntitlementEntry.benefit_code, EntitlementEntry.year_start)
-        .subquery("theirs")
-    )
-    rows = db.session.execute(
-        sa.select(theirs.c.benefit_code, theirs.c.year_start, theirs.c.remaining).where(
-            theirs.c.remaining > 0, ~sa.exists(ours)
+def _carry_open_uses(survivor: Member, merged: Member, key: str) -> int:
+    """The member-bound quota uses of the merged member's open bookings (now the survivor's)."""
+    uses = db.session.scalars(
+        sa.select(EntitlementEntry)
+        .join(Booking, Booking.id == EntitlementEntry.booking_id)
+        .where(
+            EntitlementEntry.member_id == merged.id,
+            EntitlementEntry.vehicle_id.is_(None),
+            EntitlementEntry.kind == "use",
+            Booking.member_id == survivor.id,
+            Booking.status == "booked",
         )
     ).all()
-    for code, year_start, remaining in rows:
-        common = {"benefit_code": code, "year_start": year_start, "note": f"merge {merged.id} → {survivor.id}"}
-        db.session.add(
-            EntitlementEntry(
-                member_id=merged.id,
-                kind="transfer",
-                quantity=-remaining,
-                idempotency_key=f"{key}:{code}:{year_start}:out",
-                **common,
-            )
-        )
+    for use in uses:
         db.session.add(
             EntitlementEntry(
                 member_id=survivor.id,
-                kind="grant",
-                quantity=remaining,
-                idempotency_key=f"{key}:{code}:{year_start}:in",
-                **common,
+                benefit_code=use.benefit_code,
+                year_start=use.year_start,
+                kind="use",
+                quantity=use.quantity,
+                tier=use.tier,
+                booking_id=use.booking_id,
+                idempotency_key=f"{key}:use:{use.id}",
+                note=f"merged from member {merged.id}",
             )
         )
     db.session.flush()
-    return len(rows)
+    return len(uses)
 
 
 @participant("benefits", order=80)
 def move_benefits(survivor: Member, merged: Member, key: str) -> dict[str, Any]:
+    bookings = move_rows(Booking, survivor, merged, unless_survivor_has=("request_id",))
     return {
-        "bookings": move_rows(Booking, survivor, merged, unless_survivor_has=("request_id",)),
-        "quotas_transferred": _transfer_quota(survivor, merged, key),
+        "bookings": bookings,
+        "open_uses_carried": _carry_open_uses(survivor, merged, key),
         "shares_given": move_rows(
             BenefitShare,
             survivor,
