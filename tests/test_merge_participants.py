@@ -172,3 +172,42 @@ def test_a_merge_moves_every_packages_rows_to_the_survivor_and_the_audit_chain_v
     assert summary["mall"]["vouchers"] == 1 and summary["complaints"]["complaints"] == 1
     db.session.commit()
     assert audit_chain.verify(db.session()).ok
+
+
+def test_rows_between_the_two_members_stay_as_they_were(app_ctx):
+    """A referral or a share between survivor and merged member would point a member at itself."""
+    seed_catalog()
+    benefit = db.session.scalars(sa.select(Benefit).order_by(Benefit.id)).first()
+    dealer = factories.dealer(code="D0101")
+    survivor, merged = factories.member(), factories.member()
+    now = utcnow()
+    referral = Referral(
+        referrer_member_id=merged.id,
+        referee_member_id=survivor.id,
+        code="X",
+        dealer_id=dealer.id,
+        attributed_at=now,
+        expires_at=now + dt.timedelta(days=180),
+    )
+    share = BenefitShare(
+        key="between",
+        from_member_id=merged.id,
+        claimed_by_member_id=survivor.id,
+        request_id="between",
+        benefit_id=benefit.id,
+        benefit_code=benefit.code,
+        year_start=YEAR,
+        dealer_id=dealer.id,
+        expires_at=now + dt.timedelta(days=7),
+    )
+    db.session.add_all([referral, share])
+    db.session.flush()
+
+    record = merging.merge(survivor.id, [merged.id], request_key="crm:between", actor=("crm", "crm"))
+
+    db.session.refresh(referral)
+    db.session.refresh(share)
+    assert (referral.referrer_member_id, referral.referee_member_id) == (merged.id, survivor.id)
+    assert (share.from_member_id, share.claimed_by_member_id) == (merged.id, survivor.id)
+    moved = record.summary[str(merged.id)]
+    assert moved["referrals"]["referrals_made"] == 0 and moved["benefits"]["shares_given"] == 0
