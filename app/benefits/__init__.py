@@ -10,7 +10,7 @@ from flask import Flask
 def register(app: Flask) -> None:
     """Mini-app and back-office endpoints, ``flask benefits``, the tier-change subscriber, the
     no-show and unclaimed-share jobs."""
-    from app.benefits import api, booking, cli, events, hq_api, sharing, sharing_api  # noqa: F401 - events: subscribers
+    from app.benefits import api, booking, cli, events, hq_api, merging, sharing, sharing_api  # noqa: F401 - events, merging: subscribers, merge participant
     from app.core.http import api_of
     from app.jobs.schedule import periodic
 

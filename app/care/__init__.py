@@ -9,7 +9,7 @@ def register(app: Flask) -> None:
     """Subscription and preference endpoints, the back office's callback tasks and notification
     views, ``flask care``, the planners and the dispatcher, and subscriptions to other packages'
     events (``care.events``)."""
-    from app.care import api, cli, cs_api, dispatch, events, notify, planning  # noqa: F401 - events connects its subscribers
+    from app.care import api, cli, cs_api, dispatch, events, merging, notify, planning  # noqa: F401 - events, merging: subscribers, merge participant
     from app.core.http import api_of
     from app.jobs.schedule import periodic
 

@@ -46,6 +46,8 @@ TEMPLATE_KINDS = (
     "booking_reminder",
     "rating_request",
     "win_back",
+    "referral_milestone",
+    "referral_reward",
 )
 TEMPLATE_IDS = tunables.define(
     "wechat.template_ids",

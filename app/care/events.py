@@ -1,6 +1,7 @@
 """What care does when other packages publish: welcome a new member, tell a member about a tier
-change, confirm and remind bookings, ask for a rating after a benefit was used, and open a callback
-task when a member rated a benefit 2 or lower."""
+change, confirm and remind bookings, ask for a rating after a benefit was used, open a callback
+task when a member rated a benefit 2 or lower, and tell a referrer how their friend is getting on
+and when a referral reward was credited."""
 
 from __future__ import annotations
 
@@ -13,10 +14,18 @@ from app.care.models import Notification
 from app.core import events, tunables
 from app.core.clock import utcnow
 from app.core.db import db
-from app.core.events import BenefitUsed, BookingCancelled, BookingConfirmed, BookingRatedLow
+from app.core.events import (
+    BenefitUsed,
+    BookingCancelled,
+    BookingConfirmed,
+    BookingRatedLow,
+    ReferralMilestoneReached,
+    ReferralRewardCredited,
+)
 from app.members import services
 from app.members.events import MemberActivated
 from app.members.models import Member
+from app.points.models import PointEntry, PointLot
 from app.tiers.events import TierChanged
 
 BOOKING_REMINDER_HOURS = tunables.define(
@@ -106,3 +115,52 @@ LOW_RATING_REASON = "low_rating"
 def call_back_after_a_low_rating(event: BookingRatedLow) -> None:
     """A rating of 2 or lower opens one customer-service callback task for that booking."""
     callbacks.open_task(event.member_id, LOW_RATING_REASON, str(event.booking_id))
+
+
+#: Milestones a referrer hears about; a cancelled order is not announced (its reward is clawed back).
+ANNOUNCED_MILESTONES = ("lead", "test_drive", "order", "delivery")
+
+
+@events.within_transaction(ReferralMilestoneReached)
+def tell_the_referrer_of_a_milestone(event: ReferralMilestoneReached) -> None:
+    """The friend (shown masked when sent) reached a milestone: once per referral and milestone."""
+    if event.milestone in ANNOUNCED_MILESTONES:
+        _tell_the_referrer(event, "referral_milestone", referee_member_id=event.referee_member_id)
+
+
+def _tell_the_referrer(event: ReferralMilestoneReached | ReferralRewardCredited, kind: str, **facts: int | str) -> None:
+    """One notice of ``kind`` per referral and milestone."""
+    notify.queue(
+        event.referrer_member_id,
+        kind,
+        period=f"{event.referral_id}:{event.milestone}",
+        payload={"referral_id": event.referral_id, "milestone": event.milestone, **facts},
+    )
+
+
+def _referral_points_available_at(referral_id: int, member_id: int) -> dt.datetime | None:
+    """When the referral's still pending points become spendable (None: spendable already)."""
+    return db.session.scalar(
+        sa.select(sa.func.max(PointLot.available_at))
+        .join(PointEntry, PointEntry.id == PointLot.entry_id)
+        .where(
+            PointEntry.source_ref == f"referral:{referral_id}",  # referrals' ``rewards.ref_of``
+            PointEntry.member_id == member_id,
+            PointLot.status.in_(("pending", "held")),
+        )
+    )
+
+
+@events.within_transaction(ReferralRewardCredited)
+def tell_the_referrer_of_a_reward(event: ReferralRewardCredited) -> None:
+    """Points credited for a referral milestone, and from when they can be spent (the delivery
+    reward waits out the cooling period): once per referral and milestone."""
+    if event.reward_points <= 0:
+        return
+    available_at = _referral_points_available_at(event.referral_id, event.referrer_member_id)
+    _tell_the_referrer(
+        event,
+        "referral_reward",
+        reward_points=event.reward_points,
+        available_at=(available_at or event.at).isoformat(),
+    )

@@ -14,6 +14,7 @@ from app.core.clock import business_day_start, to_business
 from app.core.db import db
 from app.core.i18n import _, _l
 from app.mall import recommendations
+from app.members.identifiers import mask_name, mask_phone
 from app.members.models import Member, Ownership, Vehicle
 from app.points.models import PointAccount, PointLot
 from app.tiers import policy
@@ -223,6 +224,41 @@ def _win_back(notification: Notification) -> TemplateData | None:
     )
 
 
+#: What the referrer reads for each milestone of their friend.
+MILESTONE_NAMES = {
+    "lead": _l("Signed up with your referral"),
+    "test_drive": _l("Test drive taken"),
+    "order": _l("Car ordered"),
+    "delivery": _l("Car delivered"),
+}
+
+
+def _referral_milestone(notification: Notification) -> TemplateData | None:
+    payload = notification.payload
+    friend = db.session.get(Member, payload["referee_member_id"])
+    if _active_member(notification) is None or friend is None:
+        return None
+    return _fields(
+        _("Your friend has reached a milestone."),
+        mask_name(friend.name) or mask_phone(friend.phone) or _("Your friend"),
+        str(MILESTONE_NAMES[payload["milestone"]]),
+        _("See all your referrals and rewards in the mini-app."),
+    )
+
+
+def _referral_reward(notification: Notification) -> TemplateData | None:
+    if _active_member(notification) is None:
+        return None
+    payload = notification.payload
+    available = to_business(dt.datetime.fromisoformat(payload["available_at"])).date()
+    return _fields(
+        _("Your referral reward has been credited."),
+        _("%(points)s points", points=f"{payload['reward_points']:,}"),
+        available.isoformat(),
+        _("The points can be spent from the date shown. Thank you for recommending us!"),
+    )
+
+
 RENDERERS: dict[str, Callable[[Notification], TemplateData | None]] = {
     "tier_upgrade": _tier_upgrade,
     "tier_dropped": _tier_dropped,
@@ -240,6 +276,8 @@ RENDERERS: dict[str, Callable[[Notification], TemplateData | None]] = {
     ),
     "rating_request": _rating_request,
     "win_back": _win_back,
+    "referral_milestone": _referral_milestone,
+    "referral_reward": _referral_reward,
 }
 
 

@@ -6,4 +6,6 @@ from flask import Flask
 
 
 def register(app: Flask) -> None:
-    """No blueprint of its own: the console (``app/console``) is its channel."""
+    """No blueprint of its own: the console (``app/console``) is its channel. Its merge participant
+    registers on import."""
+    from app.complaints import merging  # noqa: F401 - registers the merge participant

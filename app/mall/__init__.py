@@ -12,7 +12,7 @@ def register(app: Flask) -> None:
     voucher expiry and low-stock jobs."""
     from app.core.http import api_of
     from app.jobs.schedule import periodic
-    from app.mall import api, cli, events, hq_api, reports, vouchers  # noqa: F401 - events: subscribers
+    from app.mall import api, cli, events, hq_api, merging, reports, vouchers  # noqa: F401 - events, merging: subscribers, merge participant
 
     api_of(app).register_blueprint(api.blp)
     api_of(app).register_blueprint(hq_api.blp)

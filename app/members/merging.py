@@ -4,10 +4,12 @@ A merge is one transaction under row locks on every member involved, taken in id
 idempotent by its ``request_key`` (the CRM's event id, or the console's request id). Each package
 that keeps rows per member registers a **participant** that moves them (``@participant``); the
 members package registers its own (identities, cars, claims, consents, tokens), the ledger's
-and the tier's, since those packages sit below it. Packages above (bookings, referrals…) register
-theirs in their ``register(app)``. Audit rows stay where they are (append-only); the merge adds
-its own. The merged member keeps its row: status ``merged``, ``merged_into_id`` the survivor, so
-its member number keeps resolving (``services.find_by_member_no``).
+and the tier's, since those packages sit below it. Packages above register theirs from their own
+``merging`` module, imported by their ``register(app)``: benefits, referrals, mall, care and
+complaints (``move_rows`` is the common mover); each module's docstring says what does not move.
+Audit rows stay where they are (append-only); the merge adds its own. The merged member keeps its
+row: status ``merged``, ``merged_into_id`` the survivor, so its member number keeps resolving
+(``services.find_by_member_no``).
 
 From the CRM a merge is applied at once (``merge``); from the console it is a request
 (``request_merge``) a supervisor approves (``approve_merge``) or rejects.
@@ -20,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.orm import aliased
 
 from app.core import audit, events
 from app.core.clock import utcnow
@@ -65,11 +68,29 @@ def participants() -> list[str]:
 # --- the members package's own rows -------------------------------------------------------------
 
 
-def _move(model: Any, survivor: Member, merged: Member, *conditions: Any) -> int:
-    result = db.session.execute(
-        sa.update(model).where(model.member_id == merged.id, *conditions).values(member_id=survivor.id)
-    )
+def move_rows(
+    model: Any,
+    survivor: Member,
+    merged: Member,
+    *conditions: Any,
+    column: str = "member_id",
+    unless_survivor_has: tuple[str, ...] | None = None,
+) -> int:
+    """Point the merged member's rows of ``model`` (by ``column``) at the survivor. With
+    ``unless_survivor_has`` (the other columns of a unique key that includes ``column``), a row whose
+    key the survivor already holds stays with the merged member; ``()`` means "any row at all"."""
+    owner = getattr(model, column)
+    query = sa.update(model).where(owner == merged.id, *conditions)
+    if unless_survivor_has is not None:
+        theirs = aliased(model)
+        same_key = [getattr(theirs, name) == getattr(model, name) for name in unless_survivor_has]
+        query = query.where(~sa.exists().where(getattr(theirs, column) == survivor.id, *same_key))
+    result = db.session.execute(query.values({column: survivor.id}).execution_options(synchronize_session="fetch"))
     return int(result.rowcount or 0)
+
+
+def _move(model: Any, survivor: Member, merged: Member, *conditions: Any) -> int:
+    return move_rows(model, survivor, merged, *conditions)
 
 
 @participant("identities", order=10)

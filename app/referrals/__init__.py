@@ -10,7 +10,7 @@ def register(app: Flask) -> None:
     """Mini-app and back-office endpoints, ``flask referrals``, and the simulation's replay source."""
     from app.core.http import api_of
     from app.points.simulation import add_replay_source
-    from app.referrals import api, cli, events, hq_api, replay  # noqa: F401 - events: its subscribers connect
+    from app.referrals import api, cli, events, hq_api, merging, replay  # noqa: F401 - events, merging: subscribers, merge participant
 
     api_of(app).register_blueprint(api.blp)
     api_of(app).register_blueprint(hq_api.blp)

@@ -103,6 +103,8 @@ def attribute(
     at = at or utcnow()
     code = codes.by_code(code_text)
     referrer = db.session.get(Member, code.member_id) if code else None
+    if referrer is not None and referrer.status == "merged" and referrer.merged_into_id:
+        referrer = db.session.get(Member, referrer.merged_into_id)  # a merged member's code is the survivor's
     if code is None or referrer is None or referrer.status not in ("active", "frozen"):
         raise UnknownCode()
     device = codes.device_hash(device_id)

@@ -120,13 +120,13 @@ def reward_delivery(referral: Referral, at: dt.datetime) -> None:
         referral.reward_status = "capped"
         return
     mine = _award(referral, referral.referrer_member_id, "referrer", "delivery", at)
-    theirs = _award(referral, referral.referee_member_id, "referee", "delivery", at)
+    _award(referral, referral.referee_member_id, "referee", "delivery", at)  # the friend's own, not in the event
     tiers.record_qualifying_activity(referral.referrer_member_id, at)
     referral.reward_status = "credited"
     referral.rewarded_at = at
     referral.reward_points = sum(a.points for a in mine if a.currency == "reward")
     reversal.reapply_undos(EVENT_TYPES["delivery"], ref_of(referral))
-    _publish_credit(referral, "delivery", mine + theirs, at)
+    _publish_credit(referral, "delivery", mine, at)
 
 
 def claw_back(referral: Referral, *, source_event_id: int | None, on: dt.date) -> int:
