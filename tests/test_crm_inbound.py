@@ -122,3 +122,41 @@ def test_a_crm_merge_webhook_merges_and_the_old_number_resolves(app_ctx, client)
     drain_inbox("crm")
     assert members.find_by_member_no(merged.member_no).id == survivor.id
     assert _outcome("e-8").startswith("merged 1 into")
+
+
+def test_hq_master_data_changes_arrive_as_crm_events_and_an_older_one_is_ignored(app_ctx, client):
+    from app.dealers.models import Dealer, Staff
+
+    opened = utcnow() - dt.timedelta(hours=1)
+    dealer = {"code": "D0901", "name": "哈尔滨新店", "region": "north", "city": "哈尔滨", "version": opened.isoformat()}
+    advisor = {"staff_code": "SA0901", "dealer_code": "D0901", "name": "李娜", "role": "sales_advisor"}
+    _post(client, _event("m-1", "dealer.changed", dealer))
+    _post(client, _event("m-2", "staff.changed", {**advisor, "version": opened.isoformat()}))
+    drain_inbox("crm")
+    assert (_outcome("m-1"), _outcome("m-2")) == ("dealer created", "staff created")
+
+    left = {**advisor, "status": "left", "left_on": "2026-12-01", "version": utcnow().isoformat()}
+    stale = {**advisor, "name": "旧名", "version": (opened - dt.timedelta(days=1)).isoformat()}
+    _post(client, _event("m-3", "staff.changed", left))
+    _post(client, _event("m-4", "staff.changed", stale))
+    drain_inbox("crm")
+    staff = db.session.scalar(sa.select(Staff).where(Staff.staff_code == "SA0901"))
+    assert (staff.active, staff.name) == (False, "李娜")
+    assert _outcome("m-4") == "staff stale"
+    assert db.session.scalar(sa.select(Dealer.active).where(Dealer.code == "D0901")) is True
+
+
+def test_a_master_record_hq_must_fix_is_kept_as_the_outcome_not_retried(app_ctx, client):
+    unknown_dealer = {
+        "staff_code": "SA0902",
+        "dealer_code": "D9999",
+        "name": "王强",
+        "role": "sales_advisor",
+        "version": utcnow().isoformat(),
+    }
+    _post(client, _event("m-5", "staff.changed", unknown_dealer))
+    drain_inbox("crm")
+    assert _outcome("m-5") == "staff refused: dealer_code: unknown_dealer"
+    bad = _post(client, _event("m-6", "dealer.changed", {"code": "D0902", "version": "yesterday"}))
+    assert bad.status_code == 422
+    assert set(bad.json["error"]["fields"]["data"]) >= {"name", "region", "city", "version"}

@@ -9,15 +9,20 @@
   mini-app (append-only; an older stated decision never overrides a newer recorded one).
 * ``member.merged``: duplicates merged into a survivor, applied at once (``members/merging``),
   idempotent by the event id.
+* ``dealer.changed`` / ``staff.changed``: HQ's master data (``dealers/master_data``, the same rules
+  as the master-file import): an older change than the one applied is ignored; a record HQ must fix
+  is kept as the event's outcome (``refused: field: reason``), not retried.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable
 from typing import Any
 
 from app.core.inbox import InboundEvent
+from app.dealers import master_data
 from app.jobs.drain import handles
 from app.members import merging, privacy, registration
 from app.members import services as members
@@ -95,3 +100,23 @@ def on_member_merged(event: InboundEvent, body: bytes) -> str:
         return "nothing to merge"
     record = merging.merge(survivor.id, merged_ids, request_key=f"crm:{event.external_id}"[:64], actor=("crm", "crm"))
     return f"merged {len(record.merged_ids)} into member {survivor.id}"
+
+
+def _master(apply: Callable[..., master_data.Applied], body: bytes) -> str:
+    data = _data(body)
+    version = dt.datetime.fromisoformat(data["version"]).astimezone(dt.UTC)
+    try:
+        applied = apply(data, changed_at=version, actor=("crm", "crm"))
+    except master_data.RecordProblem as problem:
+        return f"refused: {problem.field}: {problem.code}"
+    return applied.outcome
+
+
+@handles(SOURCE, "dealer.changed")
+def on_dealer_changed(event: InboundEvent, body: bytes) -> str:
+    return "dealer " + _master(master_data.apply_dealer_change, body)
+
+
+@handles(SOURCE, "staff.changed")
+def on_staff_changed(event: InboundEvent, body: bytes) -> str:
+    return "staff " + _master(master_data.apply_staff_change, body)

@@ -8,7 +8,7 @@ from marshmallow import fields
 from app.core.schemas import BaseSchema, Length, OneOf, Range
 from app.members.models import CONSENT_PURPOSES, GENDERS
 
-EVENT_TYPES = ("profile.updated", "consent.changed", "member.merged")
+EVENT_TYPES = ("profile.updated", "consent.changed", "member.merged", "dealer.changed", "staff.changed")
 _member_no = fields.String(required=True, validate=Length(min=4, max=16))
 
 
@@ -37,10 +37,50 @@ class MemberMergedSchema(BaseSchema):
     merged = fields.List(fields.String(validate=Length(min=4, max=16)), required=True, validate=Length(min=1, max=20))
 
 
+_version = fields.AwareDateTime(
+    required=True, metadata={"description": "When HQ made the change (an older one than applied is ignored)"}
+)
+_status = fields.String(validate=Length(max=16), metadata={"description": "open/active (default) or closed/left"})
+
+
+class DealerChangedSchema(BaseSchema):
+    """HQ's dealer master record: opening, moving (a new address/city/region), closing."""
+
+    version = _version
+    code = fields.String(required=True, validate=Length(min=1, max=16))
+    name = fields.String(required=True, validate=Length(min=1, max=128))
+    region = fields.String(required=True, validate=Length(min=1, max=32))
+    city = fields.String(required=True, validate=Length(min=1, max=64))
+    address = fields.String(allow_none=True, validate=Length(max=255))
+    phone = fields.String(allow_none=True, validate=Length(max=32))
+    latitude = fields.Float(allow_none=True, validate=Range(min=-90, max=90))
+    longitude = fields.Float(allow_none=True, validate=Range(min=-180, max=180))
+    opened_on = fields.Date(allow_none=True)
+    closed_on = fields.Date(allow_none=True)
+    status = _status
+    target = fields.Integer(allow_none=True, validate=Range(min=0, max=1_000_000))
+
+
+class StaffChangedSchema(BaseSchema):
+    """HQ's staff master record: an advisor joins, moves to another dealer, changes role or leaves."""
+
+    version = _version
+    staff_code = fields.String(required=True, validate=Length(min=1, max=32))
+    dealer_code = fields.String(required=True, validate=Length(min=1, max=16))
+    name = fields.String(required=True, validate=Length(min=1, max=128))
+    role = fields.String(required=True, validate=Length(min=1, max=32))
+    joined_on = fields.Date(allow_none=True)
+    left_on = fields.Date(allow_none=True)
+    status = _status
+    target = fields.Integer(allow_none=True, validate=Range(min=0, max=100_000))
+
+
 DATA_SCHEMAS = {
     "profile.updated": ProfileUpdatedSchema,
     "consent.changed": ConsentChangedSchema,
     "member.merged": MemberMergedSchema,
+    "dealer.changed": DealerChangedSchema,
+    "staff.changed": StaffChangedSchema,
 }
 
 
