@@ -9,6 +9,8 @@ import datetime as dt
 import pytest
 import sqlalchemy as sa
 
+from app.care import callbacks
+from app.care.models import Notification
 from app.complaints.models import Complaint
 from app.core.clock import utcnow
 from app.core.db import db
@@ -270,6 +272,37 @@ def test_every_tab_of_the_member_360_renders(client, agent, member):
     vehicles = _text(client.get(f"/console/members/{member.member_no}?tab=vehicles"))
     vin = member.current_vehicles[0].vin
     assert vin not in vehicles and vin[-6:] in vehicles and "吉A***45" in vehicles
+
+
+def test_the_packages_tabs_show_the_members_rows(client, agent, member):
+    db.session.add(
+        Notification(
+            member_id=member.id,
+            kind="tier_upgrade",
+            channel="official_template",
+            dedupe_key="tabs-1",
+            status="delivered",
+            delivery_status="success",
+            payload={},
+            sent_at=utcnow(),
+        )
+    )
+    callbacks.open_task(member.id, "churn_risk", "2026-12")
+    db.session.commit()
+    sign_in(client, agent.username)
+    notifications = _text(client.get(f"/console/members/{member.member_no}?tab=notifications"))
+    assert 'data-testid="tab-notifications"' in notifications
+    assert "tier_upgrade" in notifications and "official_template" in notifications and "success" in notifications
+    tasks = _text(client.get(f"/console/members/{member.member_no}?tab=callbacks"))
+    assert 'data-testid="tab-callbacks"' in tasks and "churn_risk" in tasks
+
+
+def test_a_dealer_manager_sees_no_callback_tasks_tab(client, dealer, member):
+    manager, _ = factories.operator("dealer_manager", dealer_id=dealer.id)
+    sign_in(client, manager.username)
+    page = _text(client.get(f"/console/members/{member.member_no}?tab=callbacks"))
+    assert 'data-tab="callbacks"' not in page and 'data-testid="callback-tasks"' not in page
+    assert 'data-testid="tab-profile"' in page and 'data-tab="notifications"' in page
 
 
 def test_a_dealer_manager_has_no_adjustment_or_freeze_forms(client, dealer, member):

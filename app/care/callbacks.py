@@ -52,6 +52,18 @@ def listing(status: str, *, page: int, per_page: int, agent: Agent) -> tuple[lis
     return [{**_fields(task), "member_no": member_no} for task, member_no in rows], total
 
 
+def tasks_of(member_id: int, *, page: int, per_page: int) -> tuple[list[dict], int]:
+    """The member's callback tasks, newest first (the member 360; its read is audited there)."""
+    query = sa.select(CallbackTask).where(CallbackTask.member_id == member_id)
+    total = db.session.scalar(sa.select(sa.func.count()).select_from(query.subquery())) or 0
+    rows = db.session.scalars(
+        query.order_by(CallbackTask.created_at.desc(), CallbackTask.id.desc())
+        .limit(per_page)
+        .offset((page - 1) * per_page)
+    )
+    return [_fields(task) for task in rows], total
+
+
 def _fields(task: CallbackTask) -> dict:
     columns = ("id", "reason", "period", "status", "created_at", "claimed_by", "claimed_at", "closed_at", "note")
     return {name: getattr(task, name) for name in columns}
