@@ -9,6 +9,7 @@ import datetime as dt
 import pytest
 import sqlalchemy as sa
 
+from app.benefits.models import Benefit, Booking
 from app.care import callbacks
 from app.care.models import Notification
 from app.complaints.models import Complaint
@@ -21,6 +22,7 @@ from app.members.models import Member, WechatIdentity
 from app.points import ledger, queries
 from app.points.models import AdjustmentRequest, PointLot
 from tests import factories
+from tests.benefit_helpers import seed_catalog, slot
 from tests.console_helpers import csrf_token, post_form, sign_in
 
 PHONE = "13800000088"
@@ -274,7 +276,24 @@ def test_every_tab_of_the_member_360_renders(client, agent, member):
     assert vin not in vehicles and vin[-6:] in vehicles and "吉A***45" in vehicles
 
 
-def test_the_packages_tabs_show_the_members_rows(client, agent, member):
+def test_the_packages_tabs_show_the_members_rows(client, agent, member, dealer):
+    seed_catalog()
+    benefit = db.session.scalars(sa.select(Benefit).order_by(Benefit.id)).first()
+    booked_slot = slot(dealer)
+    db.session.add(
+        Booking(
+            member_id=member.id,
+            request_id="tabs-b1",
+            benefit_id=benefit.id,
+            benefit_code=benefit.code,
+            slot_id=booked_slot.id,
+            dealer_id=dealer.id,
+            paid_with="quota",
+            year_start=dt.date(2026, 1, 1),
+            status="delivered",
+            rating=4,
+        )
+    )
     db.session.add(
         Notification(
             member_id=member.id,
@@ -295,6 +314,9 @@ def test_the_packages_tabs_show_the_members_rows(client, agent, member):
     assert "tier_upgrade" in notifications and "official_template" in notifications and "success" in notifications
     tasks = _text(client.get(f"/console/members/{member.member_no}?tab=callbacks"))
     assert 'data-testid="tab-callbacks"' in tasks and "churn_risk" in tasks
+    bookings = _text(client.get(f"/console/members/{member.member_no}?tab=bookings"))
+    assert 'data-testid="tab-bookings"' in bookings and benefit.name["zh_CN"] in bookings
+    assert dealer.name in bookings and "delivered" in bookings and "quota" in bookings
 
 
 def test_a_dealer_manager_sees_no_callback_tasks_tab(client, dealer, member):

@@ -99,6 +99,34 @@ def for_member(member_id: int, limit: int = 50) -> list[Booking]:
     )
 
 
+def history(member_id: int, *, page: int, per_page: int) -> tuple[list[dict], int]:
+    """The member's bookings, newest first, with the dealer's name and the slot's start (the member 360)."""
+    query = sa.select(Booking).where(Booking.member_id == member_id)
+    total = db.session.scalar(sa.select(sa.func.count()).select_from(query.subquery())) or 0
+    rows = db.session.execute(
+        sa.select(Booking, Dealer.name, DealerSlot.starts_at)
+        .outerjoin(Dealer, Dealer.id == Booking.dealer_id)
+        .outerjoin(DealerSlot, DealerSlot.id == Booking.slot_id)
+        .where(Booking.member_id == member_id)
+        .order_by(Booking.created_at.desc(), Booking.id.desc())
+        .limit(per_page)
+        .offset((page - 1) * per_page)
+    ).all()
+    return [
+        {
+            "benefit_code": booking.benefit_code,
+            "benefit_name": booking.benefit.name,
+            "dealer": dealer_name,
+            "slot_at": starts_at,
+            "status": booking.status,
+            "paid_with": booking.paid_with,
+            "points_spent": booking.points_spent,
+            "rating": booking.rating,
+        }
+        for booking, dealer_name, starts_at in rows
+    ], total
+
+
 def upcoming(member_id: int, limit: int = 3) -> list[Booking]:
     """The member's open bookings, soonest first (slotless ones last)."""
     return list(
