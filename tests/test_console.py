@@ -16,6 +16,7 @@ from app.complaints.models import Complaint
 from app.core.clock import utcnow
 from app.core.db import db
 from app.core.models import AuditEntry
+from app.mall.models import RedemptionOrder, Voucher
 from app.members import services
 from app.members.identifiers import new_member_number
 from app.members.models import Member, WechatIdentity
@@ -24,6 +25,7 @@ from app.points.models import AdjustmentRequest, PointLot
 from tests import factories
 from tests.benefit_helpers import seed_catalog, slot
 from tests.console_helpers import csrf_token, post_form, sign_in
+from tests.mall_helpers import item
 
 PHONE = "13800000088"
 
@@ -306,6 +308,29 @@ def test_the_packages_tabs_show_the_members_rows(client, agent, member, dealer):
             sent_at=utcnow(),
         )
     )
+    mall_item = item("physical")
+    order = RedemptionOrder(
+        member_id=member.id,
+        request_id="tabs-o1",
+        item_id=mall_item.id,
+        quantity=2,
+        unit_points=400,
+        points_spent=800,
+        status="fulfilled",
+        address="吉林省长春市绿园区东风大街1号",
+    )
+    db.session.add(order)
+    db.session.flush()
+    for n in range(2):
+        db.session.add(
+            Voucher(
+                order_id=order.id,
+                member_id=member.id,
+                code=f"TABS{n}",
+                code_hash=f"tabs-hash-{n}",
+                expires_at=utcnow() + dt.timedelta(days=30),
+            )
+        )
     callbacks.open_task(member.id, "churn_risk", "2026-12")
     db.session.commit()
     sign_in(client, agent.username)
@@ -317,6 +342,10 @@ def test_the_packages_tabs_show_the_members_rows(client, agent, member, dealer):
     bookings = _text(client.get(f"/console/members/{member.member_no}?tab=bookings"))
     assert 'data-testid="tab-bookings"' in bookings and benefit.name["zh_CN"] in bookings
     assert dealer.name in bookings and "delivered" in bookings and "quota" in bookings
+    redemptions = _text(client.get(f"/console/members/{member.member_no}?tab=redemptions"))
+    assert 'data-testid="tab-redemptions"' in redemptions and mall_item.name["zh_CN"] in redemptions
+    assert "800" in redemptions and "issued × 2" in redemptions
+    assert "吉林省长春市****" in redemptions and "东风大街" not in redemptions
 
 
 def test_a_dealer_manager_sees_no_callback_tasks_tab(client, dealer, member):

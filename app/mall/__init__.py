@@ -12,10 +12,11 @@ def register(app: Flask) -> None:
     voucher expiry and low-stock jobs."""
     from app.core.http import api_of
     from app.jobs.schedule import periodic
-    from app.mall import api, cli, events, hq_api, merging, reports, vouchers  # noqa: F401 - events, merging: subscribers, merge participant
+    from app.mall import api, cli, console, events, hq_api, merging, reports, vouchers  # noqa: F401 - console: member-360 tab; events, merging: subscribers, merge participant
 
     api_of(app).register_blueprint(api.blp)
     api_of(app).register_blueprint(hq_api.blp)
     app.cli.add_command(cli.mall_cli)
+    console.register_tabs()
     periodic(vouchers.expire_vouchers, "30 2 * * *", "expire unused mall vouchers past their validity")
     periodic(reports.check_low_stock, "0 * * * *", "warn about mall items low on stock")

@@ -109,6 +109,19 @@ def for_member(member_id: int, limit: int = 50) -> list[RedemptionOrder]:
     )
 
 
+def history(member_id: int, *, page: int, per_page: int) -> tuple[list[RedemptionOrder], int]:
+    """The member's redemption orders, newest first, with their items and vouchers (the member 360)."""
+    query = sa.select(RedemptionOrder).where(RedemptionOrder.member_id == member_id)
+    total = db.session.scalar(sa.select(sa.func.count()).select_from(query.subquery())) or 0
+    rows = db.session.scalars(
+        query.options(sa.orm.selectinload(RedemptionOrder.item), sa.orm.selectinload(RedemptionOrder.vouchers))
+        .order_by(RedemptionOrder.created_at.desc(), RedemptionOrder.id.desc())
+        .limit(per_page)
+        .offset((page - 1) * per_page)
+    )
+    return list(rows), total
+
+
 def _check(member: Member, item: MallItem, quantity: int, address: str | None, now: dt.datetime) -> None:
     if not catalog.is_open(item, now):
         raise ItemUnavailable()

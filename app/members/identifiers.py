@@ -86,6 +86,13 @@ def mask_plate(plate: str | None) -> str | None:
     return plate[:2] + "***" + plate[-2:] if len(plate) > 4 else "*" * len(plate)
 
 
+def mask_address(address: str | None) -> str | None:
+    """``吉林省长春市绿园区东风大街1号`` → ``吉林省长春市****``: the city stays, the street and number go."""
+    if not address:
+        return address
+    return address[:6] + "****" if len(address) > 6 else "****"
+
+
 def normalize_vin(value: str) -> str:
     return value.strip().upper()
 
