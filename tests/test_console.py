@@ -22,6 +22,7 @@ from app.members.identifiers import new_member_number
 from app.members.models import Member, WechatIdentity
 from app.points import ledger, queries
 from app.points.models import AdjustmentRequest, PointLot
+from app.referrals.models import Referral
 from tests import factories
 from tests.benefit_helpers import seed_catalog, slot
 from tests.console_helpers import csrf_token, post_form, sign_in
@@ -331,6 +332,20 @@ def test_the_packages_tabs_show_the_members_rows(client, agent, member, dealer):
                 expires_at=utcnow() + dt.timedelta(days=30),
             )
         )
+    referee = factories.member(phone="13911112222", name="李雷")
+    db.session.add(
+        Referral(
+            referrer_member_id=member.id,
+            referee_member_id=referee.id,
+            code="TABSREF",
+            dealer_id=dealer.id,
+            milestone="test_drive",
+            reward_status="credited",
+            reward_points=200,
+            attributed_at=utcnow(),
+            expires_at=utcnow() + dt.timedelta(days=90),
+        )
+    )
     callbacks.open_task(member.id, "churn_risk", "2026-12")
     db.session.commit()
     sign_in(client, agent.username)
@@ -346,6 +361,9 @@ def test_the_packages_tabs_show_the_members_rows(client, agent, member, dealer):
     assert 'data-testid="tab-redemptions"' in redemptions and mall_item.name["zh_CN"] in redemptions
     assert "800" in redemptions and "issued × 2" in redemptions
     assert "吉林省长春市****" in redemptions and "东风大街" not in redemptions
+    referrals = _text(client.get(f"/console/members/{member.member_no}?tab=referrals"))
+    assert 'data-testid="tab-referrals"' in referrals and "test_drive" in referrals and "credited" in referrals
+    assert "139****2222" in referrals and "李*" in referrals and "13911112222" not in referrals
 
 
 def test_a_dealer_manager_sees_no_callback_tasks_tab(client, dealer, member):

@@ -70,18 +70,34 @@ def my_referrals(member: Member, *, device_id: str | None = None) -> MyReferrals
         scene=codes.scene_of(code),
         rewarded_this_year=rewards.rewarded_this_year(member.id, utcnow()),
         yearly_cap=rewards.YEARLY_CAP.value(),
-        referees=[
-            RefereeLine(
-                referral_id=referral.id,
-                name=mask_name(referee.name),
-                phone=mask_phone(referee.phone),
-                milestone=referral.milestone,
-                reward_status=referral.reward_status,
-                reward_points=referral.reward_points,
-                attributed_at=referral.attributed_at,
-                expires_at=referral.expires_at,
-                available_at=_pending_until(referral),
-            )
-            for referral, referee in rows
-        ],
+        referees=[_line(referral, referee) for referral, referee in rows],
     )
+
+
+def _line(referral: Referral, referee: Member) -> RefereeLine:
+    return RefereeLine(
+        referral_id=referral.id,
+        name=mask_name(referee.name),
+        phone=mask_phone(referee.phone),
+        milestone=referral.milestone,
+        reward_status=referral.reward_status,
+        reward_points=referral.reward_points,
+        attributed_at=referral.attributed_at,
+        expires_at=referral.expires_at,
+        available_at=_pending_until(referral),
+    )
+
+
+def as_referrer(member_id: int, *, page: int, per_page: int) -> tuple[list[RefereeLine], int]:
+    """The member's referrals as referrer, newest first, referees masked; reads only (the member 360)."""
+    query = sa.select(Referral).where(Referral.referrer_member_id == member_id)
+    total = db.session.scalar(sa.select(sa.func.count()).select_from(query.subquery())) or 0
+    rows = db.session.execute(
+        sa.select(Referral, Member)
+        .join(Member, Member.id == Referral.referee_member_id)
+        .where(Referral.referrer_member_id == member_id)
+        .order_by(Referral.attributed_at.desc(), Referral.id.desc())
+        .limit(per_page)
+        .offset((page - 1) * per_page)
+    ).all()
+    return [_line(referral, referee) for referral, referee in rows], total
