@@ -16,6 +16,7 @@ from app.complaints.models import Complaint
 from app.core.clock import utcnow
 from app.core.db import db
 from app.core.models import AuditEntry
+from app.crm.models import CrmMemberSync, CrmOutboxEntry
 from app.mall.models import RedemptionOrder, Voucher
 from app.members import services
 from app.members.identifiers import new_member_number
@@ -346,6 +347,13 @@ def test_the_packages_tabs_show_the_members_rows(client, agent, member, dealer):
             expires_at=utcnow() + dt.timedelta(days=90),
         )
     )
+    synced_at = dt.datetime(2026, 11, 30, 2, 5, tzinfo=dt.UTC)
+    db.session.execute(sa.delete(CrmOutboxEntry).where(CrmOutboxEntry.member_id == member.id))
+    db.session.merge(CrmMemberSync(member_id=member.id, last_seq=9, last_delivered_at=synced_at))
+    for seq, status in ((10, "pending"), (11, "pending"), (12, "dead")):
+        db.session.add(
+            CrmOutboxEntry(member_id=member.id, seq=seq, kind="member", idempotency_key=f"tabs-{seq}", status=status)
+        )
     callbacks.open_task(member.id, "churn_risk", "2026-12")
     db.session.commit()
     sign_in(client, agent.username)
@@ -364,13 +372,19 @@ def test_the_packages_tabs_show_the_members_rows(client, agent, member, dealer):
     referrals = _text(client.get(f"/console/members/{member.member_no}?tab=referrals"))
     assert 'data-testid="tab-referrals"' in referrals and "test_drive" in referrals and "credited" in referrals
     assert "139****2222" in referrals and "李*" in referrals and "13911112222" not in referrals
+    crm = _text(client.get(f"/console/members/{member.member_no}?tab=crm"))
+    assert 'data-testid="crm-last-delivered">2026-11-30 10:05<' in crm
+    assert 'data-testid="crm-pending">2<' in crm and 'data-testid="crm-dead">1<' in crm
 
 
-def test_a_dealer_manager_sees_no_callback_tasks_tab(client, dealer, member):
+def test_a_dealer_manager_sees_no_callback_tasks_or_crm_tab(client, dealer, member):
     manager, _ = factories.operator("dealer_manager", dealer_id=dealer.id)
     sign_in(client, manager.username)
     page = _text(client.get(f"/console/members/{member.member_no}?tab=callbacks"))
     assert 'data-tab="callbacks"' not in page and 'data-testid="callback-tasks"' not in page
+    assert 'data-tab="crm"' not in page and 'data-testid="crm-sync"' not in _text(
+        client.get(f"/console/members/{member.member_no}?tab=crm")
+    )
     assert 'data-testid="tab-profile"' in page and 'data-tab="notifications"' in page
 
 

@@ -13,7 +13,7 @@ def register(app: Flask) -> None:
     from app.config import settings_of
     from app.core.db import db
     from app.core.http import api_of
-    from app.crm import api, cli, delivery, events, inbound, jobs, outbox, webhook_api  # noqa: F401 - events, inbound connect
+    from app.crm import api, cli, console, delivery, events, inbound, jobs, outbox, webhook_api  # noqa: F401 - events, inbound connect
     from app.gateways.crm_http import HttpCrm
     from app.gateways.fakes import FakeCrm
     from app.jobs.schedule import periodic
@@ -28,5 +28,6 @@ def register(app: Flask) -> None:
     api_of(app).register_blueprint(webhook_api.blp)
     api_of(app).register_blueprint(api.blp)
     app.cli.add_command(cli.crm_cli)
+    console.register_tabs()
     periodic(delivery.deliver_outbox, "* * * * *", "deliver the CRM outbox (per member in order)")
     periodic(jobs.reconcile_with_crm, "30 2 * * *", "reconcile members, tiers and balances with the CRM")
