@@ -365,6 +365,7 @@ def test_the_packages_tabs_show_the_members_rows(client, agent, member, dealer):
     bookings = _text(client.get(f"/console/members/{member.member_no}?tab=bookings"))
     assert 'data-testid="tab-bookings"' in bookings and benefit.name["zh_CN"] in bookings
     assert dealer.name in bookings and "delivered" in bookings and "quota" in bookings
+    assert 'data-tab="bookings">预约<' in bookings and 'data-tab="crm">CRM 同步<' in bookings  # labels translated
     redemptions = _text(client.get(f"/console/members/{member.member_no}?tab=redemptions"))
     assert 'data-testid="tab-redemptions"' in redemptions and mall_item.name["zh_CN"] in redemptions
     assert "800" in redemptions and "issued × 2" in redemptions
