@@ -378,6 +378,27 @@ def test_the_packages_tabs_show_the_members_rows(client, agent, member, dealer):
     assert 'data-testid="crm-pending">2<' in crm and 'data-testid="crm-dead">1<' in crm
 
 
+def test_the_notifications_tab_pages_newest_first(client, agent, member):
+    start = utcnow() - dt.timedelta(days=30)
+    for n in range(21):
+        db.session.add(
+            Notification(
+                member_id=member.id,
+                kind=f"kind_{n:02d}",
+                channel="sms",
+                dedupe_key=f"tabs-page-{n}",
+                payload={},
+                created_at=start + dt.timedelta(hours=n),
+            )
+        )
+    db.session.commit()
+    sign_in(client, agent.username)
+    first = _text(client.get(f"/console/members/{member.member_no}?tab=notifications"))
+    second = _text(client.get(f"/console/members/{member.member_no}?tab=notifications&page=2"))
+    assert "kind_20" in first and "kind_01" in first and "kind_00" not in first and "1 / 2" in first
+    assert "kind_00" in second and "kind_20" not in second
+
+
 def test_a_dealer_manager_sees_no_callback_tasks_or_crm_tab(client, dealer, member):
     manager, _ = factories.operator("dealer_manager", dealer_id=dealer.id)
     sign_in(client, manager.username)
