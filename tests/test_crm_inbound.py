@@ -16,6 +16,7 @@ from app.core.security import sign_timestamped
 from app.jobs.drain import drain_inbox
 from app.members import profile
 from app.members import services as members
+from app.members.models import address_index
 from tests import factories
 
 
@@ -97,6 +98,22 @@ def test_a_profile_update_older_than_a_local_change_is_ignored(app_ctx, client):
     assert member.city == "Xian"
     # and a later local change wins over that CRM version again
     assert member.profile_updated_at is not None
+
+
+def test_a_crm_profile_update_stores_the_home_address_with_its_blind_index(app_ctx, client):
+    member = factories.member()
+    db.session.commit()
+    update = _event(
+        "e-addr",
+        "profile.updated",
+        {"member_no": member.member_no, "version": utcnow().isoformat(), "address": "长春市绿园区西安大路1688号"},
+    )
+    assert _post(client, update).status_code == 202
+    drain_inbox("crm")
+    db.session.refresh(member)
+    assert member.address == "长春市绿园区西安大路1688号"
+    assert member.address_index == address_index("长春市 绿园区 西安大路 1688 号")
+    assert _outcome("e-addr") == "profile updated"
 
 
 def test_a_call_center_withdrawal_goes_through_the_consent_service(app_ctx, client):

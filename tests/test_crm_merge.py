@@ -135,7 +135,7 @@ def test_a_merge_moves_the_ledger_and_the_balances_add_up(app_ctx, survivor_step
 
 def test_a_merge_moves_every_related_row_and_keeps_the_old_number_resolving(app_ctx):
     survivor = factories.member(name="张三")
-    merged = factories.member(name="张三", city="Beijing")
+    merged = factories.member(name="张三", city="Beijing", address="北京市朝阳区1号")
     car = factories.vehicle(owner=merged)
     shared = factories.vehicle(owner=survivor)
     members.start_ownership(merged, shared, started_on=dt.date(2025, 1, 1), role="co_user")
@@ -154,8 +154,9 @@ def test_a_merge_moves_every_related_row_and_keeps_the_old_number_resolving(app_
 
     db.session.refresh(merged)
     assert (merged.status, merged.merged_into_id) == ("merged", survivor.id)
-    assert merged.phone is None and merged.name is None
+    assert merged.phone is None and merged.name is None and (merged.address, merged.address_index) == (None, None)
     assert survivor.phone == merged_phone and survivor.city == "Beijing"  # blanks filled
+    assert survivor.address == "北京市朝阳区1号" and survivor.address_index is not None
     assert members.find_by_phone(merged_phone).id == survivor.id
     assert members.find_by_member_no(merged.member_no).id == survivor.id
     assert members.find_member(merged.member_no).id == survivor.id

@@ -83,12 +83,13 @@ def test_delivery_sends_the_current_state_and_records_it(app_ctx, crm):
 
 
 def test_a_payload_carries_personal_data_only_in_the_request(app_ctx, crm):
-    member = factories.member(name="韩梅梅")
+    member = factories.member(name="韩梅梅", address="长春市绿园区西安大路1688号")
     db.session.commit()
     entry = _rows(member.id)[0]
 
     change = build_change(entry)
     assert change.payload["profile"]["name"] == "韩梅梅"
+    assert change.payload["profile"]["address"] == "长春市绿园区西安大路1688号"  # the home address reaches the CRM
     assert change.payload["member"]["member_no"] == member.member_no
 
 

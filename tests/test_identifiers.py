@@ -7,6 +7,7 @@ from app.members.identifiers import (
     mask_name,
     mask_phone,
     new_member_number,
+    normalize_address,
     normalize_cn_mobile,
     vin_problem,
     vin_with_check_digit,
@@ -91,3 +92,22 @@ def test_an_imported_european_car_is_delivered(post_dms, app_ctx):
     document["payload"]["vin"] = "WVGZZZ5NZJM131395"
     response = post_dms(document)
     assert response.status_code == 202, response.json
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "长春市绿园区西安大路1688号",
+        "长春市 绿园区 西安大路 1688 号",
+        "长春市，绿园区・西安大路１６８８号。",
+        " 长春市绿园区\t西安大路1688号\n",
+    ],
+)
+def test_an_address_compares_without_spaces_punctuation_or_full_width_forms(typed):
+    assert normalize_address(typed) == "长春市绿园区西安大路1688号"
+
+
+def test_address_normalization_folds_case_and_keeps_what_tells_addresses_apart():
+    assert normalize_address("Ｒｏｏｍ 12-B, Tower A") == normalize_address("room12b towera")
+    assert normalize_address("西安大路1688号") != normalize_address("西安大路1690号")
+    assert normalize_address(" ，。 ") == ""

@@ -32,7 +32,7 @@ EXPECTED = {
     "mall_orders": ("address",),
     "mall_partner_codes": ("code",),
     "mall_vouchers": ("code",),
-    "members": ("name", "birthday", "phone"),
+    "members": ("name", "birthday", "phone", "address"),
     "miniapp_sessions": ("session_key",),
     "vehicle_claims": ("vin", "plate"),
     "vehicles": ("vin", "plate"),

@@ -10,8 +10,9 @@ import sqlalchemy as sa
 from app.core import tunables
 from app.core.audit import AuditEntry
 from app.core.db import db
+from app.core.security import cipher
 from app.members import services
-from app.members.models import Consent, Member, Ownership, WechatIdentity
+from app.members.models import Consent, Member, Ownership, WechatIdentity, address_index
 from app.members.sessions import MiniappSession
 from app.members.vehicle_claims import VehicleClaim
 from app.points.models import PointEntry
@@ -242,6 +243,26 @@ def test_after_a_policy_change_nothing_personal_is_stored_until_the_member_accep
     audit = db.session.scalars(sa.select(AuditEntry).where(AuditEntry.action == "member.consent_changed")).all()[-1]
     assert audit.details["privacy_policy_version"] == "2026.2" and audit.details["marketing"] is True
     assert mini.patch("/api/v1/me/profile", json={"city": "长春"}).status_code == 200
+
+
+def test_the_home_address_is_shown_in_full_stored_encrypted_and_erased_on_withdrawal(mini, member):
+    address = "长春市绿园区西安大路1688号"
+    assert mini.patch("/api/v1/me/profile", json={"address": address}).json["address"] == address
+    assert mini.get("/api/v1/me/profile").json["address"] == address
+    stored, index = db.session.execute(
+        sa.text("SELECT address, address_index FROM members WHERE id = :id"), {"id": member.id}
+    ).one()
+    assert address not in stored and cipher().decrypt(stored) == address
+    assert index == address_index("长春市 绿园区 西安大路 1688 号") and "1688" not in index
+    too_long = mini.patch("/api/v1/me/profile", json={"address": "长" * 201}, headers={"Accept-Language": "en"})
+    assert too_long.status_code == 422 and "address" in too_long.json["error"]["fields"]
+    assert mini.post("/api/v1/me/consents/withdraw", json={"confirm": True}).status_code == 204
+    db.session.expire_all()
+    assert db.session.execute(
+        sa.text("SELECT address, address_index FROM members WHERE id = :id"), {"id": member.id}
+    ).one() == (None, None)
+    erased = db.session.scalar(sa.select(AuditEntry).where(AuditEntry.action == "member.consent_withdrawn"))
+    assert "address" in erased.details["erased"]
 
 
 def test_withdrawing_the_policy_erases_personal_data_and_closes_the_membership(mini, member):

@@ -111,6 +111,22 @@ def test_self_referral_within_a_household_is_refused(shop):
         refer(referrer, spouse)
 
 
+def test_self_referral_from_the_same_home_address_is_refused(shop):
+    referrer = factories.member(address="长春市绿园区西安大路1688号")
+    spouse = newcomer(address="长春市 绿园区 西安大路 １６８８ 号")  # spaces and full-width digits
+    with pytest.raises(attribution.SelfReferral) as refused:
+        refer(referrer, spouse)
+    assert refused.value.details == {"reason": "household"}
+    assert _referral(spouse) is None
+
+
+def test_a_referee_at_another_address_is_attributed(shop):
+    referrer = factories.member(address="长春市绿园区西安大路1688号")
+    neighbour = newcomer(address="长春市绿园区西安大路1690号")
+    assert refer(referrer, neighbour).referral.referrer_member_id == referrer.id
+    assert _referral(neighbour) is not None
+
+
 def test_milestones_from_signed_dms_events_pay_small_then_big_pending_rewards(shop, post_dms):
     referrer, friend = factories.member(), newcomer()
     refer(referrer, friend)

@@ -29,7 +29,7 @@ from app.members import services as members
 from app.members.models import Member
 
 SOURCE = "crm"
-PROFILE_FIELDS = ("name", "gender", "birthday", "city")
+PROFILE_FIELDS = ("name", "gender", "birthday", "city", "address")
 
 
 def _data(body: bytes) -> dict[str, Any]:

@@ -70,6 +70,7 @@ def _profile(member: Member) -> dict[str, Any]:
         "birthday": member.birthday.isoformat() if member.birthday else None,
         "phone": member.phone,
         "city": member.city,
+        "address": member.address,
         "locale": member.locale,
         "customer_type": member.customer_type,
         "enrollment_channel": member.enrollment_channel,

@@ -19,8 +19,8 @@ class ProfileUpdatedSchema(BaseSchema):
     gender = fields.String(allow_none=True, validate=OneOf(GENDERS))
     birthday = fields.Date(allow_none=True)
     city = fields.String(allow_none=True, validate=Length(max=64))
-    #: Accepted, not stored yet (no columns for them): the CRM keeps them.
-    address = fields.String(allow_none=True, validate=Length(max=255))
+    address = fields.String(allow_none=True, validate=Length(max=255), metadata={"description": "Home address"})
+    #: Accepted, not stored yet (no column for it): the CRM keeps it.
     preferred_dealer = fields.String(allow_none=True, validate=Length(max=16))
 
 

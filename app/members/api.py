@@ -176,6 +176,7 @@ def _profile(member: Member) -> dict[str, Any]:
         "birthday": member.birthday,
         "birthday_changes_left": profile.birthday_changes_left(member),
         "city": member.city,
+        "address": member.address,
         "locale": member.locale,
         "phone": mask_phone(member.phone),
     }
@@ -197,7 +198,7 @@ def get_profile() -> dict[str, Any]:
 @blp.alt_response(403, response="FORBIDDEN")
 @consented_member_required
 def patch_profile(args: dict[str, Any]) -> dict[str, Any]:
-    """Change name, gender, birthday (set once, changed at most once), city or language."""
+    """Change name, gender, birthday (set once, changed at most once), city, home address or language."""
     return _profile(profile.update(g.member, dict(args)))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import unicodedata
 
 import phonenumbers
 from stdnum import luhn
@@ -91,6 +92,14 @@ def mask_address(address: str | None) -> str | None:
     if not address:
         return address
     return address[:6] + "****" if len(address) > 6 else "****"
+
+
+def normalize_address(value: str) -> str:
+    """The address as compared for households: full-width folded to half-width (NFKC), lower case,
+    without spaces, punctuation or symbols, so ``长春市 绿园区，西安大路１６８８号`` matches
+    ``长春市绿园区西安大路1688号``."""
+    folded = unicodedata.normalize("NFKC", value).lower()
+    return "".join(ch for ch in folded if unicodedata.category(ch)[0] not in "PZSC")
 
 
 def normalize_vin(value: str) -> str:

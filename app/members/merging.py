@@ -188,11 +188,11 @@ def _tier(survivor: Member, merged: Member, _key: str) -> dict[str, Any]:
 
 def _fill_profile(survivor: Member, merged: Member) -> None:
     """The survivor keeps its own profile and takes what it lacks; the merged row keeps no personal data."""
-    for field in ("name", "gender", "birthday", "city"):
+    for field in ("name", "gender", "birthday", "city", "address"):
         if getattr(survivor, field) is None and getattr(merged, field) is not None:
             setattr(survivor, field, getattr(merged, field))
     phone = merged.phone
-    merged.phone = merged.phone_index = merged.name = merged.birthday = None
+    merged.phone = merged.phone_index = merged.name = merged.birthday = merged.address = None
     db.session.flush()  # free the phone's unique index before the survivor takes it
     if survivor.phone is None and phone:
         services.set_phone(survivor, phone)

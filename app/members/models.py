@@ -11,6 +11,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 from app.core.clock import utcnow
 from app.core.db import Base, BigIntPK, BigIntType
 from app.core.security import EncryptedDate, EncryptedFloat, EncryptedText, cipher
+from app.members.identifiers import normalize_address
 
 MEMBER_STATUSES = ("pre_enrolled", "active", "frozen", "closed", "merged")
 MERGE_STATUSES = ("requested", "applied", "rejected")
@@ -37,6 +38,12 @@ CLAIM_STATUSES = ("pending", "approved", "rejected")
 BIRTH_MONTH_DAY_COMMENT = (
     "MMDD of the encrypted birthday, in the clear for set-based birthday planning; not identifying without the year"
 )
+
+
+def address_index(address: str | None) -> str | None:
+    """Blind index of a normalized address (``normalize_address``); None when nothing is left."""
+    normalized = normalize_address(address) if address else ""
+    return cipher().blind_index(normalized, "address") if normalized else None
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -70,6 +77,10 @@ class Member(Base):
     phone: Mapped[str | None] = mapped_column(EncryptedText)
     phone_index: Mapped[str | None] = mapped_column(sa.String(64), unique=True)
     city: Mapped[str | None] = mapped_column(sa.String(64))
+    #: Home address, encrypted at rest; ``address_index`` is the blind index of its normalized form
+    #: (``address_index()``), kept in step by ``_keep_address_index``: the household check compares it.
+    address: Mapped[str | None] = mapped_column(EncryptedText)
+    address_index: Mapped[str | None] = mapped_column(sa.String(64), index=True)
     locale: Mapped[str] = mapped_column(sa.String(8), default="zh_CN")
     customer_type: Mapped[str] = mapped_column(sa.String(16), default="private")
     enrollment_channel: Mapped[str] = mapped_column(sa.String(16))
@@ -107,6 +118,12 @@ class Member(Base):
         """Every way a birthday is set (profile, registration, DMS, CRM, erasure) keeps MMDD in step."""
         self.birth_month_day = month_day(birthday)
         return birthday
+
+    @validates("address")
+    def _keep_address_index(self, _key: str, address: str | None) -> str | None:
+        """Every way an address is set (profile, CRM, erasure) keeps its blind index in step."""
+        self.address_index = address_index(address)
+        return address
 
     @property
     def current_vehicles(self) -> list[Vehicle]:

@@ -56,6 +56,7 @@ ERASED_ON_WITHDRAWAL = (
     "phone",
     "birthday",
     "city",
+    "address",
     "gender",
     "location",
     "plates",
@@ -80,7 +81,7 @@ def _source_events(member: Member) -> list[int]:
 def withdraw_everything(member: Member, *, channel: str = "miniapp") -> None:
     """The member withdraws consent to the privacy policy: erase personal data, close the membership.
 
-    Erased: the profile (name, phone, birthday, city, gender), WeChat links and location, every car
+    Erased: the profile (name, phone, birthday, city, home address, gender), WeChat links and location, every car
     link (current and ended: nothing ties the member number to a VIN any more), the plates of cars
     no one else is linked to, vehicle claims, the car on enrollment tokens, and the raw bodies of
     the inbound events that concern them (a SHA-256 of each stays). Kept: the member number, the
@@ -93,7 +94,7 @@ def withdraw_everything(member: Member, *, channel: str = "miniapp") -> None:
         withdrawn=["privacy_policy", *OPTIONAL_PURPOSES],
         channel=channel,
     )
-    member.name = member.birthday = member.city = member.gender = None
+    member.name = member.birthday = member.city = member.address = member.gender = None
     member.phone = member.phone_index = None
     member.status = "closed"
     member.profile_updated_at = utcnow()

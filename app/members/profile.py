@@ -1,4 +1,5 @@
-"""Profile changes by the member: name, gender, birthday (set once, changed at most once), city, locale."""
+"""Profile changes by the member: name, gender, birthday (set once, changed at most once), city,
+home address, locale."""
 
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ def update(member: Member, changes: dict[str, Any]) -> Member:
     birthday = changes.pop("birthday", None)
     if birthday is not None and birthday != member.birthday:
         _change_birthday(member, birthday)
-    for field in ("name", "gender", "city", "locale"):
+    for field in ("name", "gender", "city", "address", "locale"):
         if field in changes:
             setattr(member, field, changes[field])
     member.profile_updated_at = utcnow()

@@ -96,6 +96,7 @@ class ProfileSchema(ma.Schema):
         metadata={"description": "Changes still allowed; null until the birthday is first set (which is free)"},
     )
     city = ma.fields.String(allow_none=True)
+    address = ma.fields.String(allow_none=True, metadata={"description": "Home address, in full (the member's own)"})
     locale = ma.fields.String()
     phone = ma.fields.String(allow_none=True, metadata={"description": "Masked"})
 
@@ -105,6 +106,11 @@ class ProfileArgs(BaseSchema):
     gender = ma.fields.String(validate=OneOf(GENDERS))
     birthday = ma.fields.Date()
     city = ma.fields.String(validate=Length(min=1, max=64))
+    address = ma.fields.String(
+        allow_none=True,
+        validate=Length(min=1, max=200),
+        metadata={"description": "Home address (null clears it); the household self-referral check compares it"},
+    )
     locale = ma.fields.String(validate=OneOf(LOCALES))
 
 

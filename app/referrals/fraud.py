@@ -48,8 +48,15 @@ def _share_a_car(a: int, b: int) -> bool:
     )
 
 
+def _same_household(a: Member, b: Member) -> bool:
+    """The same home address (normalized, by its blind index) or a shared car."""
+    same_address = a.address_index is not None and a.address_index == b.address_index
+    return same_address or _share_a_car(a.id, b.id)
+
+
 def self_referral(referrer: Member, referee: Member, device: str | None) -> str | None:
-    """Why this is the referrer referring themself (phone, unionid, device, household), or None."""
+    """Why this is the referrer referring themself (phone, unionid, device, household: the same home
+    address or a shared car), or None."""
     if referrer.id == referee.id:
         return "same_member"
     if referrer.phone_index and referrer.phone_index == referee.phone_index:
@@ -58,7 +65,7 @@ def self_referral(referrer: Member, referee: Member, device: str | None) -> str 
         return "unionid"
     if device and db.session.get(MemberDevice, (referrer.id, device)) is not None:
         return "device"
-    if _share_a_car(referrer.id, referee.id):
+    if _same_household(referrer, referee):
         return "household"
     return None
 
