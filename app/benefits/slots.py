@@ -124,10 +124,8 @@ def _parse_row(row: dict[str, str]) -> tuple[dt.datetime, dt.datetime, str, int]
     return starts_at, ends_at, service_type, capacity
 
 
-def import_csv(dealer: Dealer, text: str, *, actor: str) -> CsvResult:
-    """A month (or any span) of slots from CSV ``date,start,end,service_type,capacity`` in dealer
-    time. All or nothing: any bad line refuses the file, naming each line."""
-    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
+def _parse_csv(text: str) -> list[tuple[dt.datetime, dt.datetime, str, int]]:
+    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff"), newline=""))
     if reader.fieldnames is None or tuple(name.strip() for name in reader.fieldnames) != CSV_COLUMNS:
         raise ValidationFailed(
             fields={"file": [str(_l("The header must be: {columns}").format(columns=",".join(CSV_COLUMNS)))]}
@@ -146,6 +144,16 @@ def import_csv(dealer: Dealer, text: str, *, actor: str) -> CsvResult:
         raise ValidationFailed(fields=errors)
     if not parsed:
         raise ValidationFailed(fields={"file": [str(_l("The file has no slots."))]})
+    return parsed
+
+
+def import_csv(dealer: Dealer, text: str, *, actor: str) -> CsvResult:
+    """A month (or any span) of slots from CSV ``date,start,end,service_type,capacity`` in dealer
+    time. All or nothing: any bad line refuses the file, naming each line."""
+    try:
+        parsed = _parse_csv(text)
+    except csv.Error:  # e.g. a lone carriage return or a NUL inside a field
+        raise ValidationFailed(fields={"file": [str(_l("The file is not readable as CSV."))]}) from None
     created = updated = 0
     for starts_at, ends_at, service_type, capacity in parsed:
         _slot, new = _upsert(dealer, service_type, starts_at, ends_at, capacity=capacity, actor=actor)
