@@ -26,6 +26,7 @@ from app.config import settings_of
 from app.core.db import db
 from app.core.errors import AppError, PartnerFailure, ServiceUnavailable, UpstreamUnavailable, ValidationFailed
 from app.core.i18n import _l, gettext
+from app.core.security import verify_timestamped_signature
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,30 @@ def parse_json(raw: bytes | str) -> Any:
         raise
     except (ValueError, RecursionError) as exc:
         raise json.JSONDecodeError(f"unparseable JSON ({type(exc).__name__})", doc="<body>", pos=0) from None
+
+
+def load_signed_envelope(
+    raw_body: bytes, timestamp: str | None, signature: str | None, *, secret: str, schema: ma.Schema
+) -> dict[str, Any]:
+    """A partner webhook (DMS, CRM): the signature over the raw bytes first (401), then the JSON
+    object and its envelope schema (422 with field messages). Returns the loaded envelope."""
+    verify_timestamped_signature(
+        secret=secret,
+        timestamp=timestamp,
+        signature=signature,
+        body=raw_body,
+        window_seconds=settings_of(current_app).SIGNATURE_WINDOW_SECONDS,
+    )
+    try:
+        document = parse_json(raw_body)
+    except json.JSONDecodeError:
+        raise ValidationFailed(fields={"body": [_l("Invalid JSON body.")]}) from None
+    if not isinstance(document, dict):
+        raise ValidationFailed(fields={"body": [_l("The body must be a JSON object.")]})
+    try:
+        return schema.load(document)
+    except ma.ValidationError as err:
+        raise ValidationFailed(fields=err.normalized_messages()) from None
 
 
 class TextSafeParser(FlaskParser):

@@ -5,17 +5,11 @@ idempotent by ``event_id``) and processed by the drain (``crm/inbound.py``)."""
 
 from __future__ import annotations
 
-import json
-
-import marshmallow as ma
 from flask import request
 
 from app.config import current_settings
 from app.core import inbox
-from app.core.errors import ValidationFailed
-from app.core.http import Blueprint, parse_json
-from app.core.i18n import _l
-from app.core.security import verify_timestamped_signature
+from app.core.http import Blueprint, load_signed_envelope
 from app.crm.inbound import SOURCE
 from app.crm.schemas import CrmAcceptedSchema, CrmEventSchema
 from app.jobs.drain import nudge
@@ -37,24 +31,7 @@ _envelope = CrmEventSchema()
 
 def accept_event(raw_body: bytes, timestamp: str | None, signature: str | None) -> tuple[str, bool]:
     """Verify (401), validate (422), store; returns (event id, stored now)."""
-    settings = current_settings()
-    verify_timestamped_signature(
-        secret=settings.CRM_SECRET,
-        timestamp=timestamp,
-        signature=signature,
-        body=raw_body,
-        window_seconds=settings.SIGNATURE_WINDOW_SECONDS,
-    )
-    try:
-        document = parse_json(raw_body)
-    except json.JSONDecodeError:
-        raise ValidationFailed(fields={"body": [_l("Invalid JSON body.")]}) from None
-    if not isinstance(document, dict):
-        raise ValidationFailed(fields={"body": [_l("The body must be a JSON object.")]})
-    try:
-        event = _envelope.load(document)
-    except ma.ValidationError as err:
-        raise ValidationFailed(fields=err.normalized_messages()) from None
+    event = load_signed_envelope(raw_body, timestamp, signature, secret=current_settings().CRM_SECRET, schema=_envelope)
     stored = inbox.store_event(
         source=SOURCE,
         external_id=event["event_id"],

@@ -7,17 +7,13 @@ acknowledged without a second effect. Nothing else is written in the request.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-
-import marshmallow as ma
 
 from app.config import current_settings
 from app.core import inbox
 from app.core.errors import ValidationFailed
-from app.core.http import parse_json
+from app.core.http import load_signed_envelope
 from app.core.i18n import _l
-from app.core.security import verify_timestamped_signature
 from app.dealers.services import dealer_by_code
 from app.jobs.drain import nudge
 from app.sync.schemas import DmsEventSchema
@@ -32,24 +28,9 @@ class IntakeResult:
 
 
 def accept_event(raw_body: bytes, timestamp: str | None, signature: str | None) -> IntakeResult:
-    settings = current_settings()
-    verify_timestamped_signature(
-        secret=settings.DMS_SECRET,
-        timestamp=timestamp,
-        signature=signature,
-        body=raw_body,
-        window_seconds=settings.SIGNATURE_WINDOW_SECONDS,
+    event = load_signed_envelope(
+        raw_body, timestamp, signature, secret=current_settings().DMS_SECRET, schema=_envelope_schema
     )
-    try:
-        document = parse_json(raw_body)
-    except json.JSONDecodeError:
-        raise ValidationFailed(fields={"body": [_l("Invalid JSON body.")]}) from None
-    if not isinstance(document, dict):
-        raise ValidationFailed(fields={"body": [_l("The body must be a JSON object.")]})
-    try:
-        event = _envelope_schema.load(document)
-    except ma.ValidationError as err:
-        raise ValidationFailed(fields=err.normalized_messages()) from None
     if dealer_by_code(event["dealer_code"]) is None:
         raise ValidationFailed(fields={"dealer_code": [_l("Unknown dealer code.")]})
 
