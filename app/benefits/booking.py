@@ -6,7 +6,10 @@ through the ledger under its own key), then a seat by a conditional UPDATE. Any 
 the edge rolls everything back. Lock order: booking row, quota lock / point account, slot rows.
 
 ``cancel`` until the cut-off (program setting, 24 h) restores the quota or the points; later it
-is recorded as a late cancellation. A reschedule is a cancel and a booking in one transaction.
+is recorded as a late cancellation. Customer service cancels on the member's behalf with
+``cancel_on_behalf`` (a reason, audited): HQ agents and supervisors may waive the cut-off (the
+quota or points come back as if in time); a dealer manager cancels only bookings at their own
+dealer and never waives. A reschedule is a cancel and a booking in one transaction.
 Check-in (staff scanned the member code) delivers the booking; a job marks no-shows after the slot.
 """
 
@@ -25,13 +28,15 @@ from app.benefits.models import Benefit, BenefitShare, Booking, DealerSlot
 from app.core import audit, events, tunables
 from app.core.clock import business_today, utcnow
 from app.core.db import db, insert_if_absent
-from app.core.errors import Conflict, NotFound, ValidationFailed
+from app.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from app.core.events import BenefitUsed, BookingCancelled, BookingConfirmed
 from app.core.i18n import _l
 from app.dealers.models import Dealer, Staff
 from app.dealers.services import dealer_by_code
 from app.jobs import job
 from app.members.models import Member
+from app.operators.access import may_act_for_dealer
+from app.operators.models import Operator
 from app.points import ledger
 from app.tiers.policy import current_tier
 
@@ -112,8 +117,12 @@ def history(member_id: int, *, page: int, per_page: int) -> tuple[list[dict], in
         .limit(per_page)
         .offset((page - 1) * per_page)
     ).all()
+    cutoff = utcnow() + dt.timedelta(hours=CANCEL_CUTOFF_HOURS.value())
     return [
         {
+            "id": booking.id,
+            "dealer_id": booking.dealer_id,
+            "past_cutoff": starts_at is not None and starts_at < cutoff,
             "benefit_code": booking.benefit_code,
             "benefit_name": booking.benefit.name,
             "dealer": dealer_name,
@@ -316,11 +325,12 @@ def _give_back(booking: Booking) -> None:
         entitlements.give_back(holder, booking.benefit_code, booking.year_start, booking_id=booking.id)
 
 
-def _close(booking: Booking, now: dt.datetime) -> str:
-    """Cancel a locked open booking: in time restores what it took, later is only recorded."""
+def _close(booking: Booking, now: dt.datetime, *, waive_cutoff: bool = False) -> str:
+    """Cancel a locked open booking: in time (or with the cut-off waived) restores what it took,
+    later is only recorded."""
     if booking.status != "booked":
         raise BookingClosed()
-    in_time = _in_time(booking, now)
+    in_time = waive_cutoff or _in_time(booking, now)
     if booking.slot_id is not None:
         slots.release_seat(booking.slot_id)  # someone else may still take it
     if in_time:
@@ -335,6 +345,37 @@ def _close(booking: Booking, now: dt.datetime) -> str:
 def cancel(member: Member, booking_id: int) -> Booking:
     booking = get_for_member(member.id, booking_id, lock=True)
     _close(booking, utcnow())
+    return booking
+
+
+#: Roles that may waive the cut-off when cancelling for a member (HQ customer service).
+WAIVERS = ("agent", "supervisor")
+
+
+def cancel_on_behalf(
+    member: Member, booking_id: int, *, operator: Operator, reason: str, waive_cutoff: bool = False
+) -> Booking:
+    """Customer service cancels the member's open booking (the member asked by phone). Before the
+    cut-off it is the member's own cancel; after it, a late cancellation unless an agent or
+    supervisor waives the cut-off, which gives the quota or points back. Audited with the reason."""
+    reason = reason.strip()
+    if not reason or len(reason) > 255:
+        raise ValidationFailed(fields={"reason": [_l("Give a reason of at most 255 characters.")]})
+    booking = get_for_member(member.id, booking_id, lock=True)
+    if not may_act_for_dealer(operator, booking.dealer_id):
+        raise NotFound()  # another dealer's booking answers like none
+    if waive_cutoff and operator.role not in WAIVERS:
+        raise Forbidden(_l("Only customer service may waive the cancellation cut-off."))
+    now = utcnow()
+    waived = waive_cutoff and not _in_time(booking, now)
+    status = _close(booking, now, waive_cutoff=waived)
+    audit.record(
+        actor=("staff", operator.actor),
+        action="booking.cancelled_for_member",
+        subject=("member", member.id),
+        reason=reason,
+        details={"booking_id": booking.id, "status": status, "cutoff_waived": waived},
+    )
     return booking
 
 

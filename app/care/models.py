@@ -160,6 +160,9 @@ class MemberLifecycleHistory(Base):
 
 
 CALLBACK_STATUSES = ("open", "claimed", "closed")
+#: What came of a callback: the member was reached and it is settled, reached and needs more,
+#: could not be reached, or did not want to talk.
+CALLBACK_OUTCOMES = ("resolved", "follow_up", "unreachable", "declined")
 
 
 class CallbackTask(Base):
@@ -178,10 +181,13 @@ class CallbackTask(Base):
     claimed_at: Mapped[dt.datetime | None]
     closed_at: Mapped[dt.datetime | None]
     note: Mapped[str | None] = mapped_column(sa.String(500))
+    #: Set when closed (``CALLBACK_OUTCOMES``); tasks closed before outcomes existed have none.
+    outcome: Mapped[str | None] = mapped_column(sa.String(16))
 
     __table_args__ = (
         sa.UniqueConstraint("member_id", "reason", "period"),
         sa.CheckConstraint(f"status IN {CALLBACK_STATUSES}", name="status"),
+        sa.CheckConstraint(f"outcome IN {CALLBACK_OUTCOMES}", name="outcome"),
         sa.Index(
             "ix_callback_tasks_open",
             "created_at",
@@ -189,3 +195,16 @@ class CallbackTask(Base):
             sqlite_where=sa.text("status = 'open'"),
         ),
     )
+
+
+class CallbackTaskNote(Base):
+    """Append-only: what the agent working a callback task wrote down between calls."""
+
+    __tablename__ = "callback_task_notes"
+
+    id: Mapped[BigIntPK]
+    task_id: Mapped[int] = mapped_column(BigIntType, sa.ForeignKey("callback_tasks.id"), index=True)
+    author_id: Mapped[int] = mapped_column(BigIntType, sa.ForeignKey("operators.id"))
+    author: Mapped[str] = mapped_column(sa.String(64))  # the operator's audit actor, shown as written
+    body: Mapped[str] = mapped_column(sa.String(500))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -14,7 +14,7 @@ from app.care.models import Notification
 from app.core import audit, tunables
 from app.core.clock import utcnow
 from app.core.db import db, insert_if_absent
-from app.core.errors import Conflict, NotFound
+from app.core.errors import Conflict, NotFound, ValidationFailed
 from app.core.i18n import _l
 
 #: A notification in one of these states may be sent again by an operator.
@@ -35,11 +35,17 @@ def set_paused(kind: str, paused: bool, *, actor: tuple[str, str | int], reason:
     return sorted(kinds)
 
 
-def resend(notification_id: int, *, actor: tuple[str, str | int], reason: str) -> Notification:
+def resend(
+    notification_id: int, *, actor: tuple[str, str | int], reason: str, member_id: int | None = None
+) -> Notification:
     """A new message with the same content, due now (the member's rules apply again at send time).
-    Two operators clicking at once make one resend; each resend is audited."""
+    Two operators clicking at once make one resend; each resend is audited. With ``member_id`` (the
+    console's member page) a notification of another member answers like none."""
+    reason = reason.strip()
+    if not reason or len(reason) > 255:
+        raise ValidationFailed(fields={"reason": [_l("Give a reason of at most 255 characters.")]})
     original = db.session.get(Notification, notification_id)
-    if original is None:
+    if original is None or (member_id is not None and original.member_id != member_id):
         raise NotFound(_l("No notification has this id."))
     if original.status not in RESENDABLE or original.kind == "chat_reply":
         raise Conflict(_l("This notification cannot be resent while it is %(status)s.", status=original.status))
