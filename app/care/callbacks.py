@@ -1,6 +1,7 @@
 """Customer-service callback tasks (a churn-risk win-back call, a low benefit rating …): open →
-claimed by one agent → closed with a note. A claim is one conditional UPDATE, so two agents cannot
-both take a task."""
+claimed by one agent (notes on the way, append-only) → closed with a note and an outcome. A claim is
+one conditional UPDATE, so two agents cannot both take a task. Tasks carry no dealer: they are HQ
+customer service's work."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from app.care.models import CallbackTask
+from app.care.models import CALLBACK_OUTCOMES, CallbackTask, CallbackTaskNote
 from app.core import audit
 from app.core.clock import utcnow
 from app.core.db import db, insert_if_absent
-from app.core.errors import Conflict, Forbidden, NotFound
+from app.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from app.core.i18n import _l
 from app.members.models import Member
+from app.operators.models import Operator
 
 
 @dataclass(frozen=True)
@@ -35,10 +37,17 @@ def open_task(member_id: int, reason: str, period: str) -> None:
     )
 
 
-def listing(status: str, *, page: int, per_page: int, agent: Agent) -> tuple[list[dict], int]:
-    """Tasks in ``status``, oldest first, with the member number to look the member up by (audited)."""
-    query = sa.select(CallbackTask, Member.member_no).join(Member, Member.id == CallbackTask.member_id)
+def listing(status: str, *, page: int, per_page: int, agent: Agent, mine: bool = False) -> tuple[list[dict], int]:
+    """Tasks in ``status`` (``mine``: those the agent holds), oldest first, with the member number
+    to look the member up by (audited)."""
+    query = (
+        sa.select(CallbackTask, Member.member_no, Operator.name)
+        .join(Member, Member.id == CallbackTask.member_id)
+        .outerjoin(Operator, Operator.id == CallbackTask.claimed_by)
+    )
     query = query.where(CallbackTask.status == status)
+    if mine:
+        query = query.where(CallbackTask.claimed_by == agent.operator_id)
     total = db.session.scalar(sa.select(sa.func.count()).select_from(query.subquery())) or 0
     rows = db.session.execute(
         query.order_by(CallbackTask.created_at, CallbackTask.id).limit(per_page).offset((page - 1) * per_page)
@@ -47,9 +56,9 @@ def listing(status: str, *, page: int, per_page: int, agent: Agent) -> tuple[lis
         actor=("staff", agent.actor),
         action="callback_tasks.listed",
         subject=("callback_tasks", status),
-        details={"members": [task.member_id for task, _no in rows]},
+        details={"members": [task.member_id for task, _no, _name in rows]},
     )
-    return [{**_fields(task), "member_no": member_no} for task, member_no in rows], total
+    return [{**_fields(task), "member_no": no, "claimed_by_name": name} for task, no, name in rows], total
 
 
 def tasks_of(member_id: int, *, page: int, per_page: int) -> tuple[list[dict], int]:
@@ -65,7 +74,19 @@ def tasks_of(member_id: int, *, page: int, per_page: int) -> tuple[list[dict], i
 
 
 def _fields(task: CallbackTask) -> dict:
-    columns = ("id", "reason", "period", "status", "created_at", "claimed_by", "claimed_at", "closed_at", "note")
+    columns = (
+        "id",
+        "member_id",
+        "reason",
+        "period",
+        "status",
+        "created_at",
+        "claimed_by",
+        "claimed_at",
+        "closed_at",
+        "note",
+        "outcome",
+    )
     return {name: getattr(task, name) for name in columns}
 
 
@@ -92,18 +113,65 @@ def claim(task_id: int, agent: Agent) -> CallbackTask:
     return task
 
 
-def close(task_id: int, note: str, agent: Agent) -> CallbackTask:
-    """Close a claimed task with what came of the call; only its agent (or a supervisor) may."""
+def _text(value: str, field: str) -> str:
+    value = value.strip()
+    if not value or len(value) > 500:
+        raise ValidationFailed(fields={field: [_l("Write at most 500 characters.")]})
+    return value
+
+
+def _held(task_id: int, agent: Agent) -> CallbackTask:
+    """The task locked, if it is claimed and the agent holds it (or supervises)."""
     task = db.session.get(CallbackTask, task_id, with_for_update=True, populate_existing=True) or _task(task_id)
     if task.status != "claimed":
-        raise Conflict(_l("Claim the callback task before closing it."))
+        raise Conflict(_l("Claim the callback task first."))
     if task.claimed_by != agent.operator_id and not agent.supervisor:
         raise Forbidden(_l("Another agent holds this callback task."))
-    task.status, task.note, task.closed_at = "closed", note, utcnow()
+    return task
+
+
+def add_note(task_id: int, body: str, agent: Agent) -> CallbackTaskNote:
+    """Write down how the calls go (no answer, call back after 18:00 …); notes are never edited."""
+    body = _text(body, "body")
+    task = _held(task_id, agent)
+    note = CallbackTaskNote(task_id=task.id, author_id=agent.operator_id, author=agent.actor, body=body)
+    db.session.add(note)
+    db.session.flush()
+    audit.record(
+        actor=("staff", agent.actor),
+        action="callback_task.noted",
+        subject=("member", task.member_id),
+        details={"task": task.id, "note": note.id},
+    )
+    return note
+
+
+def notes_of(task_ids: list[int]) -> dict[int, list[CallbackTaskNote]]:
+    """The notes of these tasks, oldest first, by task id."""
+    found: dict[int, list[CallbackTaskNote]] = {task_id: [] for task_id in task_ids}
+    if task_ids:
+        rows = db.session.scalars(
+            sa.select(CallbackTaskNote)
+            .where(CallbackTaskNote.task_id.in_(task_ids))
+            .order_by(CallbackTaskNote.created_at, CallbackTaskNote.id)
+        )
+        for row in rows:
+            found[row.task_id].append(row)
+    return found
+
+
+def close(task_id: int, note: str, agent: Agent, outcome: str | None = None) -> CallbackTask:
+    """Close a claimed task with what came of the call; only its agent (or a supervisor) may.
+    ``outcome`` is one of ``CALLBACK_OUTCOMES`` (the console requires it; the API may leave it out)."""
+    note = _text(note, "note")
+    if outcome is not None and outcome not in CALLBACK_OUTCOMES:
+        raise ValidationFailed(fields={"outcome": [_l("Choose what came of the call.")]})
+    task = _held(task_id, agent)
+    task.status, task.note, task.outcome, task.closed_at = "closed", note, outcome, utcnow()
     audit.record(
         actor=("staff", agent.actor),
         action="callback_task.closed",
         subject=("member", task.member_id),
-        details={"task": task.id},
+        details={"task": task.id, "outcome": outcome},
     )
     return task

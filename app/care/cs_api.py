@@ -70,8 +70,8 @@ def claim_task(task_id: int) -> Any:
 @blp.alt_response(409, response="CONFLICT")
 @require_operator(*AGENTS)
 def close_task(args: dict[str, Any], task_id: int) -> Any:
-    """Close your task with what came of the call (a supervisor may close anyone's)."""
-    return callbacks.close(task_id, args["note"], _agent())
+    """Close your task with what came of the call and its outcome (a supervisor may close anyone's)."""
+    return callbacks.close(task_id, args["note"], _agent(), outcome=args["outcome"])
 
 
 @blp.route("/members/<member_no>/notifications")

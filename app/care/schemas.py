@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import marshmallow as ma
 
+from app.care.models import CALLBACK_OUTCOMES
 from app.core.i18n import _l
 from app.core.schemas import BaseSchema, Length, OneOf, PageArgs
 
@@ -37,6 +38,11 @@ class CallbackCloseArgs(BaseSchema):
     note = ma.fields.String(
         required=True, validate=Length(min=1, max=500), metadata={"description": "What came of the call"}
     )
+    outcome = ma.fields.String(
+        load_default=None,
+        validate=OneOf(CALLBACK_OUTCOMES),
+        metadata={"description": "resolved, follow_up (reached, more to do), unreachable or declined"},
+    )
 
 
 class CallbackTaskSchema(ma.Schema):
@@ -50,6 +56,7 @@ class CallbackTaskSchema(ma.Schema):
     claimed_at = ma.fields.DateTime(allow_none=True)
     closed_at = ma.fields.DateTime(allow_none=True)
     note = ma.fields.String(allow_none=True)
+    outcome = ma.fields.String(allow_none=True)
 
 
 class CallbackPageSchema(ma.Schema):

@@ -71,6 +71,14 @@ AUDIT_ACTIONS = {
     "points.adjustment_rejected": _l("Rejected a points adjustment"),
     "complaint.logged": _l("Logged a complaint"),
     "complaint.updated": _l("Updated a complaint"),
+    "booking.cancelled_for_member": _l("Cancelled a booking for the member"),
+    "member.merge_requested": _l("Requested a merge"),
+    "member.merge_rejected": _l("Rejected a merge"),
+    "member.merged": _l("Merged another member into this one"),
+    "member.merged_away": _l("Merged into another member"),
+    "callback_task.claimed": _l("Claimed a callback task"),
+    "callback_task.noted": _l("Noted a callback attempt"),
+    "callback_task.closed": _l("Closed a callback task"),
 }
 TIERS = {"silver": _l("Silver"), "gold": _l("Gold"), "platinum": _l("Platinum"), "diamond": _l("Diamond")}
 

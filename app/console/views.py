@@ -187,6 +187,12 @@ def _act(member_no: str, tab: str, reason: str, action: Callable[[Member], str])
     return redirect(url_for("console.member", member_no=found.member_no, tab=tab))
 
 
+#: For the packages' console modules (``app/<package>/console.py``), which add their member actions
+#: to this blueprint: the member as this operator may see them, and one action run on them.
+visible_member = _member
+member_action = _act
+
+
 def _points(text: str) -> int:
     try:
         value = int(text.strip())

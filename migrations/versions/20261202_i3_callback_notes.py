@@ -47,5 +47,5 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_callback_task_notes_task_id"), table_name="callback_task_notes")
     op.drop_table("callback_task_notes")
     with op.batch_alter_table("callback_tasks") as batch:
-        batch.drop_constraint("ck_callback_tasks_outcome", type_="check")
+        batch.drop_constraint("outcome", type_="check")
         batch.drop_column("outcome")
