@@ -112,21 +112,19 @@ def _queue(view: str, *, status: int = 200, **extra: Any) -> tuple[str, int]:
     return page_html, status
 
 
-def _view_arg(source: Any) -> str:
-    view = source.get("view", "open")
-    return view if view in QUEUE_VIEWS else "open"
-
-
 @bp.route("/callbacks")
 @console_view(*CALLBACK_WORKERS, scope="queue")
 def callback_queue() -> Any:
     """Callback tasks, oldest first: open ones to claim, mine to work, claimed by anyone, closed."""
-    return _queue(_view_arg(request.args))
+    view = request.args.get("view", "open")
+    return _queue(view if view in QUEUE_VIEWS else "open")
 
 
-def _work(task_id: int, action: Any, done: str) -> Any:
-    """Run one step on a task; a refusal re-renders the queue with the message and its status."""
-    view = _view_arg(request.form)
+def _work(task_id: int, action: Any, *, done: str, failed: str) -> Any:
+    """Run one step on a task, then show the ``done`` view; a refusal re-renders the view the form
+    came from (else ``failed``, where the task is) with the message and its status."""
+    view = request.form.get("view", failed)
+    view = view if view in QUEUE_VIEWS else failed
     try:
         message = action()
     except ValidationFailed as error:
@@ -146,7 +144,7 @@ def claim_callback(task_id: int) -> Response | tuple[str, int]:
         callbacks.claim(task_id, _agent())
         return _("The callback task is yours.")
 
-    return _work(task_id, run, "mine")
+    return _work(task_id, run, done="mine", failed="open")
 
 
 @bp.route("/callbacks/<id:task_id>/notes", methods=["POST"])
@@ -156,7 +154,7 @@ def note_callback(task_id: int) -> Response | tuple[str, int]:
         callbacks.add_note(task_id, request.form.get("body", ""), _agent())
         return _("Note added.")
 
-    return _work(task_id, run, "mine")
+    return _work(task_id, run, done="mine", failed="mine")
 
 
 @bp.route("/callbacks/<id:task_id>/close", methods=["POST"])
@@ -167,7 +165,7 @@ def close_callback(task_id: int) -> Response | tuple[str, int]:
         callbacks.close(task_id, request.form.get("note", ""), _agent(), outcome=outcome)
         return _("The callback task is closed: %(outcome)s.", outcome=OUTCOME_LABELS.get(outcome, outcome))
 
-    return _work(task_id, run, "closed")
+    return _work(task_id, run, done="closed", failed="mine")
 
 
 def register_tabs() -> None:
