@@ -6,9 +6,12 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
+from app.care import callbacks
+from app.care.models import CallbackTask
 from app.core.db import db
 from app.core.models import AuditEntry
-from app.members.models import Member
+from app.members.models import Member, MemberMerge
+from app.points import ledger, queries
 from app.points.models import AdjustmentRequest, PointEntry
 from tests import factories
 from tests.conftest import run_concurrently
@@ -86,3 +89,59 @@ def test_agents_freezing_one_member_at_once_freeze_once(app):
     assert sorted(statuses) == [302, 409, 409, 409, 409]
     assert _count(app, sa.select(Member.status).where(Member.id == member_id)) == "frozen"
     assert _count(app, sa.select(sa.func.count()).where(AuditEntry.action == "member.frozen")) == 1
+
+
+def test_agents_claiming_one_callback_task_at_once_leave_it_to_exactly_one(app):
+    with app.app_context():
+        member = factories.member()
+        callbacks.open_task(member.id, "churn_risk", "2026-11-01")
+        agents = [factories.operator("agent", username=f"caller-{n}")[0] for n in range(4)]
+        db.session.commit()
+        task_id = db.session.scalar(sa.select(CallbackTask.id))
+        ids = {agent.id for agent in agents}
+    clients = _signed_in_clients(app, [f"caller-{n}" for n in range(4)], "/console/callbacks")
+
+    def claim(i):
+        client, token = clients[i]
+        return client.post(f"/console/callbacks/{task_id}/claim", data={"csrf_token": token}).status_code
+
+    statuses = run_concurrently(4, claim)
+    assert sorted(statuses) == [302, 409, 409, 409]
+    holder = _count(app, sa.select(CallbackTask.claimed_by).where(CallbackTask.id == task_id))
+    assert holder in ids
+    claims = sa.select(sa.func.count()).where(AuditEntry.action == "callback_task.claimed")
+    assert _count(app, claims) == 1
+
+
+def test_supervisors_approving_one_merge_at_once_apply_it_once(app):
+    with app.app_context():
+        survivor, duplicate = factories.member(), factories.member()
+        ledger.earn(
+            ledger.Earning(
+                member_id=duplicate.id, currency="reward", points=900, idempotency_key="dup-900", source_type="test"
+            )
+        )
+        factories.operator("agent", username="filer")
+        for n in range(4):
+            factories.operator("supervisor", username=f"merger-{n}")
+        db.session.commit()
+        survivor_no, survivor_id, duplicate_no = survivor.member_no, survivor.id, duplicate.member_no
+    filer = _signed_in_clients(app, ["filer"], f"/console/members/{survivor_no}?tab=merges")[0]
+    filed = filer[0].post(
+        f"/console/members/{survivor_no}/merge-requests",
+        data={"other_member_no": duplicate_no, "keep": "this", "reason": "dup", "csrf_token": filer[1]},
+    )
+    assert filed.status_code == 302
+    merge_id = _count(app, sa.select(MemberMerge.id))
+    bosses = _signed_in_clients(app, [f"merger-{n}" for n in range(4)], "/console/merges")
+
+    def approve(i):
+        client, token = bosses[i]
+        return client.post(f"/console/merges/{merge_id}/approve", data={"csrf_token": token}).status_code
+
+    statuses = run_concurrently(4, approve)
+    assert sorted(statuses) == [302, 409, 409, 409]
+    assert _count(app, sa.select(MemberMerge.status).where(MemberMerge.id == merge_id)) == "applied"
+    assert _count(app, sa.select(sa.func.count()).where(AuditEntry.action == "member.merged")) == 1
+    with app.app_context():
+        assert queries.balance(survivor_id).available == 900  # moved once
