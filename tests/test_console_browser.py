@@ -15,9 +15,12 @@ import sqlalchemy as sa
 from flask import Flask
 from werkzeug.serving import make_server
 
+from app.care import callbacks
+from app.care.models import CallbackTask
 from app.core.db import db
 from app.core.models import AuditEntry
 from app.members import services
+from app.members.models import MemberMerge
 from app.points import queries
 from app.points.models import AdjustmentRequest
 from tests import factories
@@ -235,4 +238,82 @@ def test_an_agent_logs_a_complaint_and_sees_it_in_the_top_10_in_english(app, liv
     page.goto(f"{live_server}/console/members/{member_no}?tab=ledger")
     _shot(page, "14-ledger-en")
     assert [row.details["category"] for row in _audit(app, "complaint.logged")] == ["points_missing"]
+    assert errors == []
+
+
+def test_an_agent_claims_notes_and_closes_a_callback_task_in_the_queue(app, live_server, browser, people):
+    with app.app_context():
+        member = services.find_by_member_no(people[PHONE_OURS])
+        callbacks.open_task(member.id, "low_rating", "booking-1")
+        db.session.commit()
+    errors: list[str] = []
+    page = _page(browser, errors)
+    _sign_in(page, live_server, "agent")
+    page.click("header nav >> text=回访任务")
+    row = page.locator("tr[data-task]")
+    expect(row).to_contain_text(people[PHONE_OURS])
+    expect(row).to_contain_text("权益低评分")
+    _shot(page, "15-callback-queue")
+    row.locator("button[type=submit]").click()
+    expect(page.locator(".flash")).to_have_text("已领取该回访任务。")
+    row = page.locator("tr[data-task]")
+    row.locator("input[name=body]").fill("无人接听，18点后再打")
+    row.locator("form[action$='/notes'] button").click()
+    expect(page.get_by_test_id("task-note")).to_contain_text("无人接听，18点后再打")
+    _shot(page, "16-callback-noted")
+    row = page.locator("tr[data-task]")
+    row.locator("select[name=outcome]").select_option("resolved")
+    row.locator("input[name=note]").fill("会员已改约下周保养")
+    row.locator("form[action$='/close'] button").click()
+    expect(page.locator(".flash")).to_contain_text("已联系，已解决")
+    expect(page.get_by_test_id("task-outcome")).to_contain_text("会员已改约下周保养")
+    _shot(page, "17-callback-closed")
+    with app.app_context():
+        task = db.session.scalars(sa.select(CallbackTask)).one()
+        assert (task.status, task.outcome) == ("closed", "resolved")
+    assert [row.actor_id for row in _audit(app, "callback_task.closed")] == ["operator:agent"]
+    assert errors == []
+
+
+def test_an_agent_requests_a_merge_and_a_supervisor_approves_it_in_another_browser(app, live_server, browser, people):
+    with app.app_context():
+        duplicate = factories.member(status="active", phone="13800000303", name="张伟")
+        db.session.commit()
+        duplicate_no = duplicate.member_no
+    member_no = people[PHONE_OURS]
+    errors: list[str] = []
+    agent = _page(browser, errors)
+    _sign_in(agent, live_server, "agent")
+    agent.goto(f"{live_server}/console/members/{member_no}?tab=merges")
+    agent.click("details.action summary")
+    agent.fill("details.action input[name=other_member_no]", duplicate_no)
+    agent.fill("details.action input[name=reason]", "同一车主两个账号")
+    _shot(agent, "18-merge-request-form")
+    agent.click("details.action button[type=submit]")
+    expect(agent.locator(".flash")).to_be_visible()
+    expect(agent.get_by_test_id("merge-requests")).to_contain_text(duplicate_no)
+
+    supervisor = _page(browser, errors)  # a second browser context: another person, another session
+    _sign_in(supervisor, live_server, "supervisor")
+    supervisor.click("header nav >> text=合并申请")
+    request_card = supervisor.locator("article[data-merge]")
+    expect(request_card.get_by_test_id("merge-side")).to_have_count(2)
+    expect(request_card).to_contain_text("138****0101")
+    expect(request_card).to_contain_text("138****0303")
+    expect(request_card).not_to_contain_text("13800000303")
+    _shot(supervisor, "19-merge-queue")
+    request_card.locator("button[value=approve]").click()
+    expect(supervisor.locator(".flash")).to_have_text("会员已合并。")
+    expect(supervisor.get_by_test_id("no-merges")).to_be_visible()
+
+    agent.goto(f"{live_server}/console/members/{duplicate_no}")  # the merged-away number opens the survivor
+    expect(agent.get_by_test_id("member-no")).to_have_text(member_no)
+    _shot(agent, "20-after-merge")
+    with app.app_context():
+        merge = db.session.scalars(sa.select(MemberMerge)).one()
+        assert (merge.status, merge.requested_by, merge.decided_by) == (
+            "applied",
+            "operator:agent",
+            "operator:supervisor",
+        )
     assert errors == []
