@@ -471,3 +471,14 @@ def test_the_api_closes_a_task_with_an_optional_outcome(client, agent, member):
         f"/api/v1/cs/callback-tasks/{task.id}/close", json={"note": "ok", "outcome": "declined"}, headers=headers
     )
     assert done.status_code == 200 and done.json["outcome"] == "declined"
+
+
+def test_the_callback_queue_pages_oldest_first(client, agent):
+    members = [factories.member() for _ in range(21)]
+    tasks = [_task(m, "churn_risk", f"2026-10-{n:02d}", age_days=30 - n) for n, m in enumerate(members, start=1)]
+    sign_in(client, agent.username)
+    first = _text(client.get("/console/callbacks"))
+    second = _text(client.get("/console/callbacks?view=open&page=2"))
+    assert f'data-task="{tasks[0].id}"' in first and f'data-task="{tasks[20].id}"' not in first
+    assert "1 / 2" in first and "?view=open&amp;page=2" in first
+    assert f'data-task="{tasks[20].id}"' in second and f'data-task="{tasks[0].id}"' not in second
