@@ -439,7 +439,7 @@ def walk_booking(say: Callable[[str], None]) -> Walkthrough:
     result.callback_task_id = task.id
     say(
         f"7. callback task #{task.id} ({task.reason}, {task.status}) is in the call centre's queue:"
-        " GET /api/v1/cs/callback-tasks"
+        " /console/callbacks (GET /api/v1/cs/callback-tasks)"
     )
     return result
 
