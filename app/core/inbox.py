@@ -11,6 +11,7 @@ import datetime as dt
 import functools
 import hashlib
 import os
+from dataclasses import dataclass
 
 import psycopg
 import sqlalchemy as sa
@@ -205,3 +206,37 @@ def sources_with_stalled_events(now: dt.datetime, older_than: dt.datetime) -> li
             sa.select(InboundEvent.source).where(_waiting(now), InboundEvent.received_at < older_than).distinct()
         )
     )
+
+
+@dataclass(frozen=True)
+class SourceBacklog:
+    """Events of one source still to process (``waiting``: received or failed, due or backing
+    off), the oldest of them, and those given up on (``dead``)."""
+
+    source: str
+    waiting: int
+    oldest_received_at: dt.datetime | None
+    dead: int
+
+
+def backlog() -> list[SourceBacklog]:
+    """Per source: two grouped reads over partial indexes (waiting; dead), cheap at scrape time."""
+    waiting = {
+        source: (int(count), oldest)
+        for source, count, oldest in db.session.execute(
+            sa.select(InboundEvent.source, sa.func.count(), sa.func.min(InboundEvent.received_at))
+            .where(InboundEvent.status.in_((RECEIVED, FAILED)))
+            .group_by(InboundEvent.source)
+        )
+    }
+    dead = dict(
+        db.session.execute(
+            sa.select(InboundEvent.source, sa.func.count())
+            .where(InboundEvent.status == DEAD)
+            .group_by(InboundEvent.source)
+        ).all()
+    )
+    return [
+        SourceBacklog(source, *waiting.get(source, (0, None)), dead=int(dead.get(source, 0)))
+        for source in sorted(waiting.keys() | dead.keys())
+    ]
