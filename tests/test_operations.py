@@ -7,7 +7,11 @@ import datetime as dt
 import io
 import json
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -18,16 +22,18 @@ from rq import Queue, SimpleWorker
 
 from app.care.models import Notification
 from app.config import load_settings
-from app.core import logs
+from app.core import inbox, logs
 from app.core.clock import utcnow
 from app.core.db import db
 from app.core.models import AuditEntry, InboundEvent
 from app.crm.models import CrmOutboxEntry
 from app.extensions import RQ_REDIS_KEY, rq_connection
-from tests import factories
+from app.points.models import PointEntry
+from tests import dms_events, factories
 from tests.console_helpers import sign_in
 
 log = logging.getLogger("tests.operations")
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -279,3 +285,76 @@ def test_an_operator_sees_the_apps_queues_and_only_same_origin_posts_change_them
     assert Queue("payments", connection=rq_connection()).count == 0
     audited = db.session.scalars(sa.select(AuditEntry).where(AuditEntry.action == "jobs.changed")).all()
     assert [(row.actor_id, row.subject_id) for row in audited] == [(person.actor, "/queue/payments/queued/empty")]
+
+
+# --- dead inbound events ------------------------------------------------------------------------
+
+
+def test_dead_events_are_listed_and_replayed_once_their_cause_is_fixed(app, app_ctx):
+    """A DMS service event that died (say the dealer was missing then) is processed on replay."""
+    dealer = factories.dealer(code="D0101")
+    factories.staff(dealer, code="SA0101")
+    car = factories.vehicle(owner=factories.member(status="active"), selling_dealer_id=dealer.id)
+    document = dms_events.service(car.vin, parts_fen=100_000, labour_fen=0)
+    event_id = inbox.store_event(
+        source="dms",
+        external_id=document["event_id"],
+        type=document["type"],
+        body=json.dumps(document).encode(),
+        occurred_at=utcnow(),
+        dealer_code="D0101",
+    )
+    inbox.mark(event_id, status=inbox.DEAD, attempts=6, last_error="RuntimeError: dealer D0101 unknown\n  traceback")
+    db.session.commit()
+    runner = app.test_cli_runner()
+
+    listed = runner.invoke(args=["inbox", "dead", "--source", "dms"])
+    assert listed.exit_code == 0, listed.output
+    assert str(event_id) in listed.output and "RuntimeError: dealer D0101 unknown" in listed.output
+    assert "traceback" not in listed.output
+
+    replayed = runner.invoke(args=["inbox", "replay", str(event_id), "999999"])
+    assert replayed.exit_code == 0, replayed.output
+    assert "1 event(s) queued again; not dead, left alone: [999999]" in replayed.output
+
+    event = db.session.get(InboundEvent, event_id)
+    db.session.refresh(event)
+    assert event.status == inbox.PROCESSED  # eager jobs: the drain ran after the commit
+    earned = sa.select(sa.func.count()).select_from(PointEntry).where(PointEntry.rule_code == "service_parts_reward")
+    assert db.session.scalar(earned) == 1
+    audited = db.session.scalars(sa.select(AuditEntry).where(AuditEntry.action == "inbox.replayed")).all()
+    assert [(row.subject_id, row.actor_type) for row in audited] == [(str(event_id), "cli")]
+    assert runner.invoke(args=["inbox", "dead"]).output == ""
+
+
+_SCRAPER = """
+import sys
+from app import create_app
+app = create_app({"ENV": "test", "DATABASE_URL": "sqlite://", "REDIS_URL": "memory://"})
+client = app.test_client()
+for _ in range(int(sys.argv[1])):
+    client.get("/healthz")
+sys.stdout.write(client.get("/metrics").get_data(as_text=True))
+"""
+
+
+def test_with_a_multiprocess_directory_a_scrape_adds_up_every_worker(tmp_path):
+    """gunicorn workers are processes: each writes its histogram to PROMETHEUS_MULTIPROC_DIR and any
+    worker's /metrics answers for all of them (two processes here, 2 + 1 requests)."""
+    environment = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    counts = []
+    for requests_made in (2, 1):
+        done = subprocess.run(
+            [sys.executable, "-c", _SCRAPER, str(requests_made)],
+            env=environment,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        samples = _samples(done.stdout)
+        key = (("endpoint", "health.healthz"), ("method", "GET"), ("status", "200"))
+        counts.append(samples[("loyalty_http_request_duration_seconds_count", key)])
+    assert counts == [2, 3]
+    assert list(tmp_path.glob("histogram_*.db"))

@@ -240,3 +240,25 @@ def backlog() -> list[SourceBacklog]:
         SourceBacklog(source, *waiting.get(source, (0, None)), dead=int(dead.get(source, 0)))
         for source in sorted(waiting.keys() | dead.keys())
     ]
+
+
+def dead_events(source: str | None = None, limit: int = 50) -> list[InboundEvent]:
+    """Events given up on, newest first (the partial index ``ix_inbound_events_dead``)."""
+    query = sa.select(InboundEvent).where(InboundEvent.status == DEAD).order_by(InboundEvent.id.desc()).limit(limit)
+    if source:
+        query = query.where(InboundEvent.source == source)
+    return list(db.session.scalars(query))
+
+
+def revive(event_ids: list[int]) -> list[InboundEvent]:
+    """Dead events back to ``received`` with a fresh count of attempts (the last error is kept
+    until the next attempt); events that are not dead are left alone."""
+    events = list(
+        db.session.scalars(
+            sa.select(InboundEvent).where(InboundEvent.id.in_(event_ids), InboundEvent.status == DEAD).with_for_update()
+        )
+    )
+    for event in events:
+        event.status, event.attempts, event.next_attempt_at = RECEIVED, 0, None
+    db.session.flush()
+    return events
