@@ -8,10 +8,12 @@ import io
 import json
 import logging
 import os
+import runpy
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import redis
@@ -280,6 +282,7 @@ def test_an_operator_sees_the_apps_queues_and_only_same_origin_posts_change_them
         == 403
     )
     assert Queue("payments", connection=rq_connection()).count == 1
+    assert client.get("/console/jobs/requeue/payments").status_code == 403  # a state change on a GET link
     emptied = client.post("/console/jobs/queue/payments/queued/empty", headers={"Origin": "http://localhost"})
     assert emptied.status_code == 200
     assert Queue("payments", connection=rq_connection()).count == 0
@@ -358,3 +361,17 @@ def test_with_a_multiprocess_directory_a_scrape_adds_up_every_worker(tmp_path):
         counts.append(samples[("loyalty_http_request_duration_seconds_count", key)])
     assert counts == [2, 3]
     assert list(tmp_path.glob("histogram_*.db"))
+
+
+def test_the_gunicorn_hooks_empty_the_directory_at_start_and_mark_exited_workers(tmp_path, monkeypatch):
+    hooks = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    (tmp_path / "histogram_123.db").write_bytes(b"stale")
+    hooks["on_starting"](None)  # without the variable: nothing happens
+    assert (tmp_path / "histogram_123.db").exists()
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    hooks["on_starting"](None)
+    assert not list(tmp_path.glob("*.db"))
+    (tmp_path / "gauge_livesum_77.db").write_bytes(b"live")
+    (tmp_path / "histogram_77.db").write_bytes(b"kept")  # counts of an exited worker still add up
+    hooks["child_exit"](None, SimpleNamespace(pid=77))
+    assert sorted(path.name for path in tmp_path.glob("*.db")) == ["histogram_77.db"]

@@ -8,7 +8,7 @@ exactly the queues the workers use, also the in-process Redis of ``make run``.
 
 Its buttons (requeue, delete, empty a queue) post by XHR without the console's CSRF token: a
 post is accepted only from this origin (``Origin``, else ``Referer``), on top of the session
-cookie's ``SameSite=Lax``; each is audited.
+cookie's ``SameSite=Lax``; each is audited. Its one state-changing GET (requeue all) is refused.
 """
 
 from __future__ import annotations
@@ -29,6 +29,9 @@ from app.extensions import rq_connection
 URL_PREFIX = "/console/jobs"
 ROLE = "operator"
 _SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+#: rq-dashboard also requeues a queue's failed jobs on a GET (its page posts): a link from another
+#: site would do it with the operator's cookie, so only the post is let through.
+_CHANGES_ON_GET = {"rq_dashboard.requeue_all"}
 
 
 def _same_origin() -> bool:
@@ -47,6 +50,8 @@ def guard() -> Any:
         return signed_out
     if current().role != ROLE:
         return _refuse(_("The job dashboard is for program operators."))
+    if request.endpoint in _CHANGES_ON_GET and request.method != "POST":
+        return _refuse(_("This form expired or did not come from the console. Reload the page and try again."))
     if request.method not in _SAFE_METHODS:
         if not _same_origin():
             return _refuse(_("This form expired or did not come from the console. Reload the page and try again."))
