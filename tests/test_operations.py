@@ -11,6 +11,7 @@ import os
 import runpy
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -261,6 +262,21 @@ def test_the_job_dashboard_is_forbidden_to_other_roles(client, app_ctx, role):
     assert client.get("/console/jobs/").status_code == 403
     assert client.get("/console/jobs/0/data/queues.json").status_code == 403
     assert client.post("/console/jobs/requeue/default", headers={"Origin": "http://localhost"}).status_code == 403
+
+
+def test_the_dashboards_polling_does_not_keep_an_idle_session_alive(client, app_ctx):
+    person, _ = factories.operator("operator")
+    sign_in(client, person.username)
+    twenty_minutes_ago = int(time.time()) - 20 * 60
+    with client.session_transaction() as cookie:
+        cookie["seen"] = twenty_minutes_ago
+    for _ in range(3):
+        assert client.get("/console/jobs/0/data/queues.json").status_code == 200
+    with client.session_transaction() as cookie:
+        assert cookie["seen"] == twenty_minutes_ago
+    assert client.get("/console/jobs/").status_code == 200  # opening a page is a click
+    with client.session_transaction() as cookie:
+        assert cookie["seen"] > twenty_minutes_ago
 
 
 def test_an_operator_sees_the_apps_queues_and_only_same_origin_posts_change_them(app, client, app_ctx):

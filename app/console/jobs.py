@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import rq_dashboard
-from flask import Flask, current_app, render_template, request
+from flask import Flask, current_app, render_template, request, session
 from werkzeug.wrappers import Response
 
 from app.console import views
@@ -32,6 +32,9 @@ _SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 #: rq-dashboard also requeues a queue's failed jobs on a GET (its page posts): a link from another
 #: site would do it with the operator's cookie, so only the post is let through.
 _CHANGES_ON_GET = {"rq_dashboard.requeue_all"}
+#: What its pages fetch on their own every few seconds: not a click, so not activity that keeps
+#: the console session from its idle timeout.
+_POLLS = {"rq_dashboard.list_queues", "rq_dashboard.list_jobs", "rq_dashboard.list_workers", "rq_dashboard.job_info"}
 
 
 def _same_origin() -> bool:
@@ -45,9 +48,12 @@ def _refuse(message: str) -> tuple[str, int]:
 
 def guard() -> Any:
     """Before every rq-dashboard request: a console session of an operator, the app's connection."""
+    last_click = session.get("seen")
     signed_out = load_operator()
     if signed_out is not None:
         return signed_out
+    if request.endpoint in _POLLS and last_click is not None:
+        session["seen"] = last_click
     if current().role != ROLE:
         return _refuse(_("The job dashboard is for program operators."))
     if request.endpoint in _CHANGES_ON_GET and request.method != "POST":
