@@ -57,7 +57,7 @@ def _packages() -> tuple[ModuleType, ...]:
 def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     """Build the app from ``LOYALTY_*`` environment variables (``overrides`` is for tests)."""
     from app import cli, models  # noqa: F401 - models: every table is mapped before anything runs
-    from app.core import after_commit, audit, audit_chain, http, i18n, ratelimit, security
+    from app.core import after_commit, audit, audit_chain, http, i18n, logs, ratelimit, security
     from app.extensions import db, init_redis
     from app.jobs import drain
 
@@ -77,7 +77,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
         OPENAPI_SWAGGER_UI_URL="/static/vendor/swagger-ui/",  # vendored; served only if API_DOCS
     )
     http.trust_proxies(app, settings.PROXY_HOPS)
-    http.configure_logging(settings.LOG_LEVEL)
+    logs.configure(settings.LOG_LEVEL, json=settings.json_logs)
     security.init_app(app)
     db.init_app(app)
     after_commit.init_session_factory(db.session_factory)

@@ -13,10 +13,10 @@ from flask.cli import AppGroup
 
 from app import demo, models
 from app.config import INSTANCE_DIR, PROJECT_ROOT, current_settings, describe_defaults
-from app.core import audit, audit_chain, key_rotation, security, tunables
+from app.core import audit, audit_chain, inbox, key_rotation, security, tunables
 from app.core.db import db
 from app.extensions import rq_connection
-from app.jobs import QUEUES, run_job, set_worker_app
+from app.jobs import QUEUES, drain, run_job, set_worker_app
 from app.jobs.schedule import entries, start_cron_scheduler, start_embedded_scheduler
 from app.members import registration
 from app.sync.samples import sample_delivery_body, signed_curl_snippet
@@ -157,6 +157,32 @@ def jobs_periodic() -> None:
 def jobs_run(name: str) -> None:
     """Run one job now, in this process (e.g. a periodic job by its dotted name)."""
     click.echo(f"{name} -> {run_job(name, ())!r}")
+
+
+# --- inbound events -------------------------------------------------------------------------
+
+inbox_cli = AppGroup("inbox", help="Stored inbound events (DMS, WeChat, CRM): the dead ones and their replay.")
+
+
+@inbox_cli.command("dead")
+@click.option("--source", type=click.Choice(["dms", "wechat", "crm"]), help="Only this source.")
+@click.option("--limit", default=50, show_default=True)
+def inbox_dead(source: str | None, limit: int) -> None:
+    """Events given up on after ``inbox.max_attempts``, newest first, with their last error."""
+    for event in inbox.dead_events(source, limit):
+        error = event.last_error.splitlines()[0][:100] if event.last_error else ""
+        when = f"{event.received_at:%Y-%m-%d %H:%M}"
+        click.echo(f"{event.id:>10} {event.source:<7} {event.type:<28} {event.attempts:>2} {when} {error}")
+
+
+@inbox_cli.command("replay")
+@click.argument("event_ids", type=int, nargs=-1, required=True)
+def inbox_replay(event_ids: tuple[int, ...]) -> None:
+    """Process dead events again once their cause is fixed (audited; their sources are drained)."""
+    revived = drain.replay_dead(list(event_ids), actor=_cli_actor())
+    db.session.commit()
+    skipped = sorted(set(event_ids) - set(revived))
+    click.echo(f"{len(revived)} event(s) queued again" + (f"; not dead, left alone: {skipped}" if skipped else ""))
 
 
 # --- program settings -----------------------------------------------------------------------
@@ -357,6 +383,6 @@ def console_accounts(base: str, *, show_passwords: bool) -> str:
 
 def register_commands(app: Flask) -> None:
     """The commands that belong to no one package (each package adds its own in ``register``)."""
-    for group in (db_cli, demo_cli, jobs_cli, program_cli, audit_cli, pii_cli):
+    for group in (db_cli, demo_cli, jobs_cli, inbox_cli, program_cli, audit_cli, pii_cli):
         app.cli.add_command(group)
     app.cli.add_command(serve)

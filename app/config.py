@@ -56,6 +56,7 @@ STRONG_SECRETS = (
     "WECHAT_PAY_API_KEY",
     "DMS_SECRET",
     "CRM_SECRET",
+    "METRICS_TOKEN",
 )
 MIN_SECRET_BYTES = 32
 
@@ -155,6 +156,15 @@ class Settings:
     #: e.g. ``LOYALTY_DB_STATEMENT_TIMEOUT_MS=600000`` in their environment (README, "Deploying").
     DB_STATEMENT_TIMEOUT_MS: int = 30_000
     LOG_LEVEL: str = "INFO"
+    #: ``json`` (one JSON object per line, the production default) or ``text`` (readable, the
+    #: default elsewhere); every line carries the request id and the RQ job id (``core/logs.py``).
+    LOG_FORMAT: str = ""
+    #: Bearer token ``GET /metrics`` wants (at least 32 bytes in production). Unset: /metrics
+    #: answers loopback clients only (a Prometheus agent on the same host).
+    METRICS_TOKEN: str = ""
+    #: prometheus-client's multiprocess directory (``PROMETHEUS_MULTIPROC_DIR``, not LOYALTY_):
+    #: set for gunicorn with several workers so /metrics adds up every worker (gunicorn.conf.py).
+    METRICS_MULTIPROC_DIR: str = ""
     #: Refuse plaintext WeChat callbacks: only safe-mode (AES, ``encrypt_type=aes``) messages are
     #: accepted. Needs ``WECHAT_AES_KEY``. Set it once the account is switched to safe mode only.
     WECHAT_SAFE_MODE_ONLY: bool = False
@@ -169,6 +179,10 @@ class Settings:
     @property
     def is_production(self) -> bool:
         return self.ENV == "production"
+
+    @property
+    def json_logs(self) -> bool:
+        return self.LOG_FORMAT == "json" or (not self.LOG_FORMAT and self.is_production)
 
     @property
     def wechat_sandbox(self) -> bool:
@@ -282,6 +296,9 @@ def load_settings(environ: dict[str, str] | None = None, overrides: dict | None 
             values[name] = environ[ENV_PREFIX + name]
     _parse_types(values)
     values.setdefault("API_DOCS", env_name != "production")
+    if values.get("LOG_FORMAT") not in (None, "", "json", "text"):
+        raise ConfigError(f"{ENV_PREFIX}LOG_FORMAT must be json or text, not {values['LOG_FORMAT']!r}")
+    values.setdefault("METRICS_MULTIPROC_DIR", environ.get("PROMETHEUS_MULTIPROC_DIR", ""))
 
     defaulted: list[str] = []
     if env_name == "production":

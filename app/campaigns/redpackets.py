@@ -32,6 +32,12 @@ WECHAT_STATUS_TO_GRANT = {
 }
 
 
+#: Grant states in which the money has left through WeChat Pay (a refund comes back later).
+PAID = ("sent", "received", "refunding", "refunded")
+#: Grant states holding budget that has not been paid out yet.
+RESERVED = ("reserved", "sending")
+
+
 @dataclass(frozen=True)
 class SignUp:
     outcome: str  # granted, already_granted, not_running, budget_exhausted, daily_cap_reached, channel_closed
@@ -265,7 +271,7 @@ def spending(campaign: Campaign) -> dict[str, int]:
         .group_by(RedPacketGrant.status)
     ).all()
     by_status = {status: (int(count), int(total)) for status, count, total in rows}
-    paid = sum(by_status.get(s, (0, 0))[1] for s in ("sent", "received", "refunding", "refunded"))
+    paid = sum(by_status.get(s, (0, 0))[1] for s in PAID)
     return {
         "budget_fen": campaign.budget_fen,
         "committed_fen": campaign.committed_fen,
@@ -273,3 +279,45 @@ def spending(campaign: Campaign) -> dict[str, int]:
         "refunded_fen": campaign.refunded_fen,
         "granted": sum(count for status, (count, _t) in by_status.items() if status != "failed"),
     }
+
+
+@dataclass(frozen=True)
+class Payouts:
+    """A campaign's money (fen) and its red-packet grants by status: (grants, fen) per status."""
+
+    campaign: Campaign
+    by_status: dict[str, tuple[int, int]]
+
+    def _fen(self, statuses: tuple[str, ...]) -> int:
+        return sum(self.by_status.get(status, (0, 0))[1] for status in statuses)
+
+    @property
+    def reserved_fen(self) -> int:
+        return self._fen(RESERVED)
+
+    @property
+    def paid_fen(self) -> int:
+        return self._fen(PAID)
+
+    @property
+    def remaining_fen(self) -> int:
+        return self.campaign.budget_fen - self.campaign.committed_fen
+
+
+def payouts(limit: int = 200) -> list[Payouts]:
+    """The latest campaigns with their grants by status: two queries whatever the number."""
+    campaigns = list(db.session.scalars(sa.select(Campaign).order_by(Campaign.id.desc()).limit(limit)))
+    rows = db.session.execute(
+        sa.select(
+            RedPacketGrant.campaign_id,
+            RedPacketGrant.status,
+            sa.func.count(),
+            sa.func.coalesce(sa.func.sum(RedPacketGrant.amount_fen), 0),
+        )
+        .where(RedPacketGrant.campaign_id.in_([c.id for c in campaigns]))
+        .group_by(RedPacketGrant.campaign_id, RedPacketGrant.status)
+    ).all()
+    grouped: dict[int, dict[str, tuple[int, int]]] = {}
+    for campaign_id, status, count, total in rows:
+        grouped.setdefault(campaign_id, {})[status] = (int(count), int(total))
+    return [Payouts(campaign, grouped.get(campaign.id, {})) for campaign in campaigns]

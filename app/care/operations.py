@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from app.care import dispatch, notify
-from app.care.models import Notification
+from app.care.models import OPEN_STATUSES, Notification
 from app.core import audit, tunables
 from app.core.clock import utcnow
 from app.core.db import db, insert_if_absent
@@ -133,3 +133,28 @@ def delivery_rates(since: dt.datetime, until: dt.datetime | None = None) -> list
         .order_by(Notification.kind, Notification.channel)
     )
     return [Rate(**row._mapping) for row in db.session.execute(query)]
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """Notifications not sent yet: planned for later, due now (or overdue), being sent."""
+
+    planned: int
+    due: int
+    sending: int
+    oldest_due_at: dt.datetime | None
+
+
+def backlog(now: dt.datetime | None = None) -> Backlog:
+    """One read over the partial index of open notifications (``ix_notifications_open_due``)."""
+    now = now or utcnow()
+    is_due = sa.and_(Notification.status == "planned", Notification.due_at <= now)
+    row = db.session.execute(
+        sa.select(
+            sa.func.count().filter(Notification.status == "planned", Notification.due_at > now),
+            sa.func.count().filter(is_due),
+            sa.func.count().filter(Notification.status == "sending"),
+            sa.func.min(Notification.due_at).filter(is_due),
+        ).where(Notification.status.in_(OPEN_STATUSES))
+    ).one()
+    return Backlog(planned=int(row[0]), due=int(row[1]), sending=int(row[2]), oldest_due_at=row[3])

@@ -364,7 +364,7 @@ def _in_language(code: str) -> str:
 
 
 @bp.context_processor
-def _console_globals() -> dict[str, Any]:
+def console_globals() -> dict[str, Any]:
     operator = g.get("console_operator")
     return {
         "in_language": _in_language,

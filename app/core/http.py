@@ -330,24 +330,6 @@ def security_headers(response: Response) -> Response:
     return response
 
 
-class RequestIdFilter(logging.Filter):
-    """Adds ``request_id`` to every log record (``-`` outside requests)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = current_request_id() or getattr(record, "request_id", "-")
-        return True
-
-
-def configure_logging(level: str) -> None:
-    handler = logging.StreamHandler()
-    handler.addFilter(RequestIdFilter())
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s"))
-    root = logging.getLogger()
-    if not any(isinstance(f, RequestIdFilter) for h in root.handlers for f in h.filters):
-        root.addHandler(handler)
-    root.setLevel(level)
-
-
 def trust_proxies(app: Flask, hops: int) -> None:
     """Behind ``hops`` reverse proxies, take the client's address and scheme from X-Forwarded-*."""
     if hops > 0:

@@ -11,6 +11,7 @@ import datetime as dt
 import functools
 import hashlib
 import os
+from dataclasses import dataclass
 
 import psycopg
 import sqlalchemy as sa
@@ -205,3 +206,59 @@ def sources_with_stalled_events(now: dt.datetime, older_than: dt.datetime) -> li
             sa.select(InboundEvent.source).where(_waiting(now), InboundEvent.received_at < older_than).distinct()
         )
     )
+
+
+@dataclass(frozen=True)
+class SourceBacklog:
+    """Events of one source still to process (``waiting``: received or failed, due or backing
+    off), the oldest of them, and those given up on (``dead``)."""
+
+    source: str
+    waiting: int
+    oldest_received_at: dt.datetime | None
+    dead: int
+
+
+def backlog() -> list[SourceBacklog]:
+    """Per source: two grouped reads over partial indexes (waiting; dead), cheap at scrape time."""
+    waiting = {
+        source: (int(count), oldest)
+        for source, count, oldest in db.session.execute(
+            sa.select(InboundEvent.source, sa.func.count(), sa.func.min(InboundEvent.received_at))
+            .where(InboundEvent.status.in_((RECEIVED, FAILED)))
+            .group_by(InboundEvent.source)
+        )
+    }
+    dead = dict(
+        db.session.execute(
+            sa.select(InboundEvent.source, sa.func.count())
+            .where(InboundEvent.status == DEAD)
+            .group_by(InboundEvent.source)
+        ).all()
+    )
+    return [
+        SourceBacklog(source, *waiting.get(source, (0, None)), dead=int(dead.get(source, 0)))
+        for source in sorted(waiting.keys() | dead.keys())
+    ]
+
+
+def dead_events(source: str | None = None, limit: int = 50) -> list[InboundEvent]:
+    """Events given up on, newest first (the partial index ``ix_inbound_events_dead``)."""
+    query = sa.select(InboundEvent).where(InboundEvent.status == DEAD).order_by(InboundEvent.id.desc()).limit(limit)
+    if source:
+        query = query.where(InboundEvent.source == source)
+    return list(db.session.scalars(query))
+
+
+def revive(event_ids: list[int]) -> list[InboundEvent]:
+    """Dead events back to ``received`` with a fresh count of attempts (the last error is kept
+    until the next attempt); events that are not dead are left alone."""
+    events = list(
+        db.session.scalars(
+            sa.select(InboundEvent).where(InboundEvent.id.in_(event_ids), InboundEvent.status == DEAD).with_for_update()
+        )
+    )
+    for event in events:
+        event.status, event.attempts, event.next_attempt_at = RECEIVED, 0, None
+    db.session.flush()
+    return events

@@ -99,6 +99,14 @@ class InboundEvent(Base):
             sqlite_where=sa.text("status IN ('received', 'failed')"),
         ),
         sa.Index("ix_inbound_events_type_occurred", "source", "type", "occurred_at"),
+        # /metrics counts the dead events per source at every scrape; an operator lists them.
+        sa.Index(
+            "ix_inbound_events_dead",
+            "source",
+            "id",
+            postgresql_where=sa.text("status = 'dead'"),
+            sqlite_where=sa.text("status = 'dead'"),
+        ),
     )
 
 

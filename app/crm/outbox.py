@@ -270,3 +270,15 @@ def sync_state(member_id: int) -> SyncState:
     )
     last = db.session.scalar(sa.select(CrmMemberSync.last_delivered_at).where(CrmMemberSync.member_id == member_id))
     return SyncState(last, int(counts.get("pending", 0)), int(counts.get("dead", 0)))
+
+
+def totals() -> dict[str, int]:
+    """Rows waiting to go to the CRM and rows given up on, over the whole outbox (partial index)."""
+    counts = dict(
+        db.session.execute(
+            sa.select(CrmOutboxEntry.status, sa.func.count())
+            .where(CrmOutboxEntry.status.in_(BLOCKING))
+            .group_by(CrmOutboxEntry.status)
+        ).all()
+    )
+    return {status: int(counts.get(status, 0)) for status in BLOCKING}

@@ -27,10 +27,10 @@ from typing import Any, Protocol
 
 import redis
 from flask import Flask, current_app, has_app_context, has_request_context
-from rq import Queue, Retry
+from rq import Queue, Retry, get_current_job
 
 from app.config import current_settings, settings_of
-from app.core import after_commit
+from app.core import after_commit, logs
 from app.core.db import db
 from app.extensions import rq_connection
 
@@ -211,7 +211,8 @@ def run_job(name: str, args: tuple[Any, ...]) -> Any:
     """What a worker executes: the job in a fresh app context and session, one commit at the end."""
     app = current_app._get_current_object() if has_app_context() else _app_for_worker()  # type: ignore[attr-defined]
     fn = resolve(name)
-    with app.app_context():
+    running = get_current_job()  # None in eager mode
+    with app.app_context(), logs.job_context(running.id if running else None):
         session = db.session()
         try:
             result = fn(*args)

@@ -19,7 +19,7 @@ from collections.abc import Callable
 import sqlalchemy as sa
 from flask import Flask
 
-from app.core import inbox, tunables
+from app.core import audit, inbox, tunables
 from app.core.clock import utcnow
 from app.core.db import db
 from app.jobs import clear_coalesced, dispatch, job
@@ -64,6 +64,17 @@ def nudge(source: str) -> None:
         drain_inbox.after_commit(source)
     else:
         dispatch(drain_inbox.spec, (source,))
+
+
+def replay_dead(event_ids: list[int], *, actor: tuple[str, str | int]) -> list[int]:
+    """Process dead events again (after their cause is fixed): each is audited and its source
+    drained after the commit. Returns the ids revived (those that were dead)."""
+    revived = inbox.revive(event_ids)
+    for event in revived:
+        audit.record(actor=actor, action="inbox.replayed", subject=("inbound_event", event.id))
+    for source in sorted({event.source for event in revived}):
+        nudge(source)
+    return [event.id for event in revived]
 
 
 def _apply(event: inbox.InboundEvent) -> str | None:
