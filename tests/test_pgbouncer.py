@@ -90,7 +90,9 @@ def test_psycopgs_automatic_prepared_statements_collide_behind_transaction_pooli
     """Why ``prepare_threshold`` is off: two clients sharing server connections both prepare
     ``_pg3_0`` on their fifth execution of a statement."""
     for threshold, collides in ((5, True), (None, False)):
-        clients = [psycopg.connect(_libpq(pgbouncer_url), autocommit=True, prepare_threshold=threshold) for _ in range(4)]
+        clients = [
+            psycopg.connect(_libpq(pgbouncer_url), autocommit=True, prepare_threshold=threshold) for _ in range(4)
+        ]
         try:
             failures = []
             for round_no in range(8):
