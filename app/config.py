@@ -155,6 +155,11 @@ class Settings:
     #: run batch jobs (expiry chunks, settlement, tier review) and are deployed with a longer value,
     #: e.g. ``LOYALTY_DB_STATEMENT_TIMEOUT_MS=600000`` in their environment (README, "Deploying").
     DB_STATEMENT_TIMEOUT_MS: int = 30_000
+    #: What ``DATABASE_URL`` points at: "" for PostgreSQL itself, "pgbouncer" for PgBouncer in
+    #: transaction pooling. Then no server-side prepared statements are made (a pooled server
+    #: connection changes hands between transactions) and no startup ``options`` are sent (PgBouncer
+    #: refuses them): ``statement_timeout`` is set on the database role instead (docs/scaling.md).
+    DB_POOLER: str = ""
     LOG_LEVEL: str = "INFO"
     #: ``json`` (one JSON object per line, the production default) or ``text`` (readable, the
     #: default elsewhere); every line carries the request id and the RQ job id (``core/logs.py``).
@@ -212,6 +217,8 @@ _INT_FIELDS = {
     "DB_CONNECT_TIMEOUT",
     "DB_STATEMENT_TIMEOUT_MS",
 }
+#: What may stand between us and PostgreSQL (``DB_POOLER``).
+DB_POOLERS = ("", "pgbouncer")
 _FLOAT_FIELDS = {"WECHAT_HTTP_TIMEOUT", "CRM_HTTP_TIMEOUT"}
 _BOOL_FIELDS = {"WECHAT_SAFE_MODE_ONLY", "API_DOCS"}
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
@@ -299,6 +306,8 @@ def load_settings(environ: dict[str, str] | None = None, overrides: dict | None 
     if values.get("LOG_FORMAT") not in (None, "", "json", "text"):
         raise ConfigError(f"{ENV_PREFIX}LOG_FORMAT must be json or text, not {values['LOG_FORMAT']!r}")
     values.setdefault("METRICS_MULTIPROC_DIR", environ.get("PROMETHEUS_MULTIPROC_DIR", ""))
+    if values.get("DB_POOLER", "") not in DB_POOLERS:
+        raise ConfigError(f"{ENV_PREFIX}DB_POOLER must be empty or pgbouncer, not {values['DB_POOLER']!r}")
 
     defaulted: list[str] = []
     if env_name == "production":

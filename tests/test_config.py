@@ -136,3 +136,10 @@ def test_api_docs_are_on_in_development_and_off_in_production_unless_enabled():
     assert load_settings({}).API_DOCS is True
     assert load_settings(ALL_PRODUCTION).API_DOCS is False
     assert load_settings({**ALL_PRODUCTION, "LOYALTY_API_DOCS": "1"}).API_DOCS is True
+
+
+def test_the_pooler_is_pgbouncer_or_nothing():
+    assert load_settings({}).DB_POOLER == ""
+    assert load_settings({"LOYALTY_DB_POOLER": "pgbouncer"}).DB_POOLER == "pgbouncer"
+    with pytest.raises(ConfigError, match="LOYALTY_DB_POOLER"):
+        load_settings({"LOYALTY_DB_POOLER": "pgpool"})

@@ -90,6 +90,7 @@ class Database:
             settings.DATABASE_URL,
             connect_timeout=settings.DB_CONNECT_TIMEOUT,
             statement_timeout_ms=settings.DB_STATEMENT_TIMEOUT_MS,
+            pooler=settings.DB_POOLER,
         )
         self.session_factory.configure(bind=self.engine)
         app.teardown_request(self._remove_session)
@@ -125,28 +126,33 @@ class Database:
         return bind.dialect.name
 
 
-def create_engine(url: str, *, connect_timeout: int = 5, statement_timeout_ms: int = 30_000) -> sa.Engine:
+def create_engine(
+    url: str, *, connect_timeout: int = 5, statement_timeout_ms: int = 30_000, pooler: str = ""
+) -> sa.Engine:
     """An engine tuned per backend: a pooled PostgreSQL, or a WAL-mode SQLite file for `make run`.
 
     On PostgreSQL a connection attempt gives up after ``connect_timeout`` seconds and every
     statement after ``statement_timeout_ms`` (0: never), so an unreachable or stuck database ends
     in an ``OperationalError`` (a 503 at the HTTP edge) rather than in a hung worker.
+
+    Behind PgBouncer in transaction pooling (``pooler="pgbouncer"``) a server connection serves
+    another client after each transaction, so nothing may live on it between transactions:
+    psycopg's automatic server-side prepared statements are switched off, and the statement
+    timeout, which PgBouncer will not take as a startup option, is the role's setting
+    (``ALTER ROLE … SET statement_timeout``, docs/scaling.md). Everything else the code keeps on a
+    connection is already transaction-scoped (``SET LOCAL``, ``pg_advisory_xact_lock``).
     """
     if url.startswith("sqlite"):
         engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    engine = sa.create_engine(
-        url,
-        pool_size=10,
-        max_overflow=20,
-        pool_recycle=1800,
-        connect_args={
-            "connect_timeout": max(2, connect_timeout),  # libpq treats 1 as 2 anyway
-            "options": f"-c statement_timeout={max(0, statement_timeout_ms)}",
-        },
-    )
+    connect_args: dict[str, Any] = {"connect_timeout": max(2, connect_timeout)}  # libpq treats 1 as 2 anyway
+    if pooler == "pgbouncer":
+        connect_args["prepare_threshold"] = None
+    else:
+        connect_args["options"] = f"-c statement_timeout={max(0, statement_timeout_ms)}"
+    engine = sa.create_engine(url, pool_size=10, max_overflow=20, pool_recycle=1800, connect_args=connect_args)
     event.listen(engine, "checkout", _refuse_closed_by_server)
     return engine
 
