@@ -1,7 +1,7 @@
 """care: callback tasks close with an outcome; agents' notes on a task (append-only)
 
 Revision ID: i3
-Revises: h1
+Revises: i2
 Create Date: 2026-12-02 19:00:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "i3"
-down_revision = "h1"
+down_revision = "i2"
 branch_labels = None
 depends_on = None
 
