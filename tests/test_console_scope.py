@@ -58,7 +58,7 @@ def test_the_url_map_has_the_console_views():
 def test_every_console_view_declares_roles_and_scope(app, rule):
     access = getattr(app.view_functions[rule.endpoint], "console_access", None)
     assert access is not None, f"{rule.endpoint}: decorate it with console_view(roles..., scope=...)"
-    assert set(access["roles"]) <= set(ROLES) and access["scope"] in ("member", "lookup", "queue", "operator")
+    assert set(access["roles"]) <= set(ROLES) and access["scope"] in ("member", "lookup", "queue", "operator", "dealer")
     if "<member_no>" in rule.rule:
         assert access["scope"] == "member", f"{rule.endpoint} takes a member: scope it as 'member'"
 

@@ -72,6 +72,12 @@ AUDIT_ACTIONS = {
     "complaint.logged": _l("Logged a complaint"),
     "complaint.updated": _l("Updated a complaint"),
 }
+REFERRAL_STAGES = {
+    "lead": _l("Referred (lead)"),
+    "test_drive": _l("Test drive"),
+    "order": _l("Order"),
+    "delivery": _l("Delivery"),
+}
 TIERS = {"silver": _l("Silver"), "gold": _l("Gold"), "platinum": _l("Platinum"), "diamond": _l("Diamond")}
 
 
