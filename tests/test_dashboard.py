@@ -484,3 +484,49 @@ def test_two_rollups_of_the_same_days_at_once_leave_one_set_of_rows(app, app_ctx
     assert not [r for r in results if isinstance(r, Exception)], results
     assert values("new_members") == {(DAY, ours.id, ""): 3}
     assert len(set(results)) == 1
+
+
+def test_benefit_use_and_ratings_per_benefit(app_ctx, two_dealers):
+    from app.benefits import catalog
+    from app.benefits.models import Booking
+
+    ours, theirs, *_ = two_dealers
+    catalog.seed_defaults(actor="test")
+    benefit = catalog.in_force().benefits[0]
+    member = factories.member(enrolling_dealer_id=ours.id)
+    cases = (
+        ("delivered", ours, 5, at(DAY, 10)),
+        ("delivered", ours, 3, at(DAY, 11)),
+        ("delivered", theirs, None, at(DAY, 12)),
+        ("cancelled", ours, None, None),
+        ("delivered", ours, 4, at(NEXT, 9)),  # used the next day: outside a one-day range
+    )
+    for n, (status, dealer, rating, delivered_at) in enumerate(cases):
+        db.session.add(
+            Booking(
+                member_id=member.id,
+                request_id=f"r{n}",
+                benefit_id=benefit.id,
+                benefit_code=benefit.code,
+                dealer_id=dealer.id,
+                status=status,
+                paid_with="quota",
+                year_start=dt.date(2026, 1, 1),
+                delivered_at=delivered_at,
+                rating=rating,
+                rated_at=delivered_at + dt.timedelta(hours=1) if rating else None,
+            )
+        )
+    db.session.flush()
+    rollup.roll(DAY, NEXT)
+
+    assert values("benefit_used") == {
+        (DAY, ours.id, benefit.code): 2,
+        (DAY, theirs.id, benefit.code): 1,
+        (NEXT, ours.id, benefit.code): 1,
+    }
+    assert values("benefit_rating_sum") == {(DAY, ours.id, benefit.code): 8, (NEXT, ours.id, benefit.code): 4}
+    name = benefit.name["zh_CN"]
+    assert dashboard.benefits(Period(DAY, DAY), Scope()).rows == [[name, 3, 2, 4.0]]
+    assert dashboard.benefits(Period(DAY, NEXT), Scope(dealer_id=ours.id)).rows == [[name, 3, 3, 4.0]]
+    assert dashboard.benefits(Period(DAY, NEXT), Scope(), "en").rows[0][0] == benefit.name["en"]

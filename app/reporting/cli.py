@@ -18,10 +18,13 @@ dashboard_cli = AppGroup("dashboard", help="The operator dashboard's daily rollu
     "--from", "first", type=click.DateTime(["%Y-%m-%d"]), default=None, help="First day (default: yesterday)."
 )
 @click.option("--to", "last", type=click.DateTime(["%Y-%m-%d"]), default=None, help="Last day (default: today).")
-def rollup_command(first: dt.datetime | None, last: dt.datetime | None) -> None:
+@click.option("--days", type=click.IntRange(1, rollup.MAX_BACKFILL_DAYS), default=None, help="Instead of --from.")
+def rollup_command(first: dt.datetime | None, last: dt.datetime | None, days: int | None) -> None:
     """Recompute every metric for the business days given (idempotent), a month per commit."""
     end = last.date() if last else business_today()
-    start = first.date() if first else end - dt.timedelta(days=1)
+    if days is not None and first is not None:
+        raise click.BadParameter("give --from or --days, not both", param_hint="--days")
+    start = first.date() if first else end - dt.timedelta(days=(days or 2) - 1)
     if end < start:
         raise click.BadParameter("--to is before --from", param_hint="--to")
     if (end - start).days >= rollup.MAX_BACKFILL_DAYS:

@@ -291,7 +291,7 @@ def points(when: Period, scope: Scope) -> Chart:
         "points",
         _l("Points issued, redeemed and expired"),
         "bar",
-        [_l("Day"), _l("Issued"), _l("Redeemed"), _l("Expired")],
+        [_l("Day"), _l("Points issued"), _l("Points redeemed"), _l("Points expired")],
     )
     for day in when.days:
         chart.rows.append([day.isoformat(), *flows.get(day, (0, 0, 0))])
@@ -391,7 +391,14 @@ def notifications(when: Period, scope: Scope) -> Chart:
         "notifications",
         _l("Notification delivery per kind and channel"),
         "stacked",
-        [_l("Kind · channel"), _l("Sent"), _l("Delivered"), _l("Failed"), _l("Skipped"), _l("Waiting")],
+        [
+            _l("Kind · channel"),
+            _l("Sent, no receipt yet"),
+            _l("Delivered"),
+            _l("Failed"),
+            _l("Skipped"),
+            _l("Waiting to send"),
+        ],
     )
     ranked = sorted(counts, key=lambda k: (-sum(counts[k].values()), k))[:TOP]
     for name in ranked:
