@@ -45,7 +45,12 @@ def rows(metric: str | None = None) -> dict[tuple, int]:
 
 
 def values(metric: str) -> dict[tuple, int]:
-    return {(day, dealer, key): value for (_m, day, dealer, key), value in rows(metric).items()}
+    """A metric's rows per dealer (without the rows summed over the dealers)."""
+    return {(day, dealer, key): value for (_m, day, dealer, key), value in rows(metric).items() if dealer != -1}
+
+
+def totals(metric: str) -> dict[tuple, int]:
+    return {(day, key): value for (_m, day, dealer, key), value in rows(metric).items() if dealer == -1}
 
 
 @pytest.fixture
@@ -66,11 +71,12 @@ def test_new_members_per_business_day_dealer_and_advisor(app_ctx, two_dealers):
     rollup.roll(DAY, NEXT)
 
     assert values("new_members") == {
-        (DAY, ours.id, str(advisor.id)): 2,
+        (DAY, ours.id, ""): 2,
         (NEXT, ours.id, ""): 1,
         (DAY, theirs.id, ""): 1,
         (DAY, 0, ""): 1,
     }
+    assert values("new_members_advisor") == {(DAY, ours.id, str(advisor.id)): 2}
     assert values("members_total") == {
         (DAY, ours.id, ""): 2,
         (NEXT, ours.id, ""): 3,
@@ -79,6 +85,9 @@ def test_new_members_per_business_day_dealer_and_advisor(app_ctx, two_dealers):
         (DAY, 0, ""): 1,
         (NEXT, 0, ""): 1,
     }
+    # HQ reads the sums over the dealers: one row per day and key
+    assert totals("new_members") == {(DAY, ""): 4, (NEXT, ""): 1}
+    assert totals("members_total") == {(DAY, ""): 4, (NEXT, ""): 5}
 
 
 def test_targets_prorate_by_day_and_the_dealer_manager_sees_only_his_dealer(app_ctx, two_dealers):
@@ -444,7 +453,7 @@ def test_the_csv_has_the_charts_numbers_scoped_and_is_audited(client, app_ctx, t
 def test_a_dealer_manager_without_a_dealer_sees_nothing(app_ctx):
     from app.operators.models import Operator
 
-    assert dashboard.scope_for(Operator(role="dealer_manager", dealer_id=None)) == Scope(dealer_id=-1)
+    assert dashboard.scope_for(Operator(role="dealer_manager", dealer_id=None)) == Scope(dealer_id=-2)
     hq, _ = factories.operator("supervisor")
     assert dashboard.scope_for(hq) == Scope()
 

@@ -26,7 +26,7 @@ from app.core.i18n import _, _l
 from app.dealers.models import Dealer, EnrollmentTarget, Staff
 from app.operators.models import Operator
 from app.points.settlement import POINT_VALUE_FEN
-from app.reporting.models import DailyMetric
+from app.reporting.models import ALL_DEALERS, DailyMetric
 
 DEFAULT_DAYS = 30
 MAX_DAYS = 366
@@ -36,11 +36,21 @@ FUNNEL = ("lead", "test_drive", "order", "delivery")
 NOTIFICATION_STATES = ("sent", "delivered", "failed", "skipped", "planned", "sending")
 
 
+#: A dealer id no row has: the scope of a dealer manager whose account names no dealer.
+NO_DEALER_AT_ALL = -2
+
+
 @dataclass(frozen=True)
 class Scope:
     """Whose figures: every dealer's (HQ) or one dealer's (``dealer_id``)."""
 
     dealer_id: int | None = None
+
+    def rows(self, *, per_dealer: bool = False) -> sa.ColumnElement[bool]:
+        """HQ reads the rows summed over the dealers, unless it wants them per dealer."""
+        if self.dealer_id is not None:
+            return DailyMetric.dealer_id == self.dealer_id
+        return DailyMetric.dealer_id != ALL_DEALERS if per_dealer else DailyMetric.dealer_id == ALL_DEALERS
 
 
 @dataclass(frozen=True)
@@ -102,10 +112,9 @@ def _sums(metric: str, when: Period, scope: Scope, *by: str) -> dict[tuple, int]
     query = (
         sa.select(*columns, sa.func.sum(DailyMetric.value))
         .where(DailyMetric.metric == metric, DailyMetric.day >= when.first, DailyMetric.day <= when.last)
+        .where(scope.rows(per_dealer="dealer_id" in by))
         .group_by(*columns)
     )
-    if scope.dealer_id is not None:
-        query = query.where(DailyMetric.dealer_id == scope.dealer_id)
     return {tuple(row[:-1]): int(row[-1]) for row in db.session.execute(query)}
 
 
@@ -115,10 +124,8 @@ def _by_day(metric: str, when: Period, scope: Scope) -> dict[dt.date, int]:
 
 def _last_day(metric: str, when: Period, scope: Scope) -> dt.date | None:
     query = sa.select(sa.func.max(DailyMetric.day)).where(
-        DailyMetric.metric == metric, DailyMetric.day >= when.first, DailyMetric.day <= when.last
+        DailyMetric.metric == metric, DailyMetric.day >= when.first, DailyMetric.day <= when.last, scope.rows()
     )
-    if scope.dealer_id is not None:
-        query = query.where(DailyMetric.dealer_id == scope.dealer_id)
     return db.session.scalar(query)
 
 
@@ -208,7 +215,7 @@ def new_members_by_dealer(when: Period, scope: Scope) -> Chart:
 
 
 def new_members_by_advisor(when: Period, scope: Scope) -> Chart:
-    counts = {int(key[0]): value for key, value in _sums("new_members", when, scope, "key").items() if key[0]}
+    counts = {int(key[0]): value for key, value in _sums("new_members_advisor", when, scope, "key").items()}
     targets = _prorated(_targets(when, scope, per_staff=True), when)
     owners = sorted(set(counts) | set(targets), key=lambda s: (-counts.get(s, 0), -targets.get(s, 0), s))[:TOP]
     names = _names(Staff, owners, lambda s: f"{s.staff_code} {s.name}")
@@ -456,5 +463,5 @@ def all_charts(when: Period, scope: Scope, *, locale: str = "zh_CN") -> list[Cha
 def scope_for(operator: Operator) -> Scope:
     """HQ roles see every dealer; a dealer's manager his dealer only (none at all without one)."""
     if operator.role == "dealer_manager":
-        return Scope(dealer_id=operator.dealer_id if operator.dealer_id is not None else -1)
+        return Scope(dealer_id=operator.dealer_id if operator.dealer_id is not None else NO_DEALER_AT_ALL)
     return Scope()

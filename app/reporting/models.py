@@ -4,7 +4,8 @@ One table rather than one per chart: every metric is a daily count or sum along 
 dimension besides the dealer (an advisor, a tier, a benefit, a notification kind…), so one shape
 serves them all, one job fills them all set-based and one index answers every chart. ``dealer_id``
 is the dealer the figure belongs to (the member's enrolling dealer, the booking's or referral's
-dealer, the campaign's); 0 when none, so a dealer manager's scope is one equality. Derived data:
+dealer, the campaign's); 0 when none, so a dealer manager's scope is one equality; -1 holds the
+sum over every dealer, so an HQ chart reads one row per day and key, not one per dealer. Derived data:
 the rollup job deletes and rewrites a window of days, so the rows are not append-only.
 """
 
@@ -18,6 +19,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 from app.core.db import Base, BigIntType
 
 NO_DEALER = 0
+#: The same figure summed over every dealer (and none): what HQ reads, one row per day and key.
+ALL_DEALERS = -1
 
 
 class DailyMetric(Base):

@@ -12,7 +12,8 @@ a referral that reaches its order) and status changes settle. ``flask dashboard 
 What each metric counts (day = Asia/Shanghai business day; dealer = the member's enrolling dealer
 unless said otherwise; merged members are never counted, closed ones not in the stocks):
 
-* ``new_members`` (key: the enrolling advisor's staff id, or empty) members enrolled that day.
+* ``new_members`` members enrolled that day; ``new_members_advisor`` (key: the enrolling advisor's
+  staff id) those an advisor enrolled.
 * ``preenrolled`` / ``preenrolled_activated``: buyers pre-enrolled from a DMS purchase that day,
   and how many of that cohort have activated since.
 * ``members_total``: members at the end of the day (a stock: every day before plus that day).
@@ -42,7 +43,7 @@ from app.core.db import db
 from app.core.errors import ValidationFailed
 from app.core.i18n import _
 from app.jobs import job
-from app.reporting.models import DailyMetric
+from app.reporting.models import ALL_DEALERS, DailyMetric
 
 REROLL_DAYS = tunables.define(
     "dashboard.reroll_days", 35, "Days the nightly dashboard rollup recomputes (late activations, milestones)"
@@ -65,22 +66,27 @@ def _day(column: str) -> str:
 
 
 def _stock(metric: str, *, source: str, ts: str, dealer: str, value: str, where: str) -> str:
-    """A stock at the end of each day: everything before the window plus the window's running sum."""
+    """A stock at the end of each day: everything before the window plus the window's running sum.
+
+    No join: the opening balance (dated the day before the window), the window's daily flows and a
+    zero for every day and dealer are summed per day and dealer, then summed up running per dealer.
+    """
     return (
         _INSERT
         + f"""
-WITH days AS ({_DAYS}),
-flow AS (SELECT {_day(ts)} AS day, {dealer} AS dealer, {value} AS n FROM {source}
-         WHERE {where} AND {ts} >= :t0 AND {ts} < :t1 GROUP BY 1, 2),
-base AS (SELECT {dealer} AS dealer, {value} AS n FROM {source} WHERE {where} AND {ts} < :t0 GROUP BY 1),
+WITH flow AS (SELECT {_day(ts)} AS day, {dealer} AS dealer, {value} AS n FROM {source}
+              WHERE {where} AND {ts} >= :t0 AND {ts} < :t1 GROUP BY 1, 2),
+base AS (SELECT CAST(:d0 AS date) - 1 AS day, {dealer} AS dealer, {value} AS n FROM {source}
+         WHERE {where} AND {ts} < :t0 GROUP BY 2),
 dealers AS (SELECT dealer FROM base UNION SELECT dealer FROM flow),
-running AS (
-  SELECT days.day, dealers.dealer,
-         COALESCE(base.n, 0) + COALESCE(SUM(flow.n) OVER (PARTITION BY dealers.dealer ORDER BY days.day), 0) AS n
-  FROM days CROSS JOIN dealers
-  LEFT JOIN base ON base.dealer = dealers.dealer
-  LEFT JOIN flow ON flow.day = days.day AND flow.dealer = dealers.dealer)
-SELECT '{metric}', day, dealer, '', n FROM running WHERE n <> 0"""
+daily AS (
+  SELECT day, dealer, sum(n) AS n FROM (
+    SELECT day, dealer, n FROM base
+    UNION ALL SELECT day, dealer, n FROM flow
+    UNION ALL SELECT days.day, dealers.dealer, 0 FROM ({_DAYS}) days CROSS JOIN dealers) x
+  GROUP BY day, dealer),
+running AS (SELECT day, dealer, sum(n) OVER (PARTITION BY dealer ORDER BY day) AS n FROM daily)
+SELECT '{metric}', day, dealer, '', n FROM running WHERE day >= :d0 AND n <> 0"""
     )
 
 
@@ -91,9 +97,16 @@ STATEMENTS: tuple[tuple[tuple[str, ...], str], ...] = (
     (
         ("new_members",),
         _INSERT
-        + f"""SELECT 'new_members', {_day("m.enrolled_at")}, {_MEMBER_DEALER},
-       COALESCE(CAST(m.enrolling_staff_id AS text), ''), count(*)
-FROM members m WHERE {_COUNTED} AND m.enrolled_at >= :t0 AND m.enrolled_at < :t1 GROUP BY 2, 3, 4""",
+        + f"""SELECT 'new_members', {_day("m.enrolled_at")}, {_MEMBER_DEALER}, '', count(*)
+FROM members m WHERE {_COUNTED} AND m.enrolled_at >= :t0 AND m.enrolled_at < :t1 GROUP BY 2, 3""",
+    ),
+    (
+        ("new_members_advisor",),
+        _INSERT
+        + f"""SELECT 'new_members_advisor', {_day("m.enrolled_at")}, {_MEMBER_DEALER},
+       CAST(m.enrolling_staff_id AS text), count(*)
+FROM members m WHERE {_COUNTED} AND m.enrolling_staff_id IS NOT NULL AND m.enrolled_at >= :t0 AND m.enrolled_at < :t1
+GROUP BY 2, 3, 4""",
     ),
     (
         ("preenrolled", "preenrolled_activated"),
@@ -223,6 +236,12 @@ WHERE c.created_at >= :t0 AND c.created_at < :t1 GROUP BY 2, 3, 4""",
     ),
 )
 METRICS: tuple[str, ...] = tuple(metric for metrics, _sql in STATEMENTS for metric in metrics)
+#: Last: every metric's rows summed over the dealers, for HQ's charts.
+_TOTALS = (
+    _INSERT
+    + f"""SELECT metric, day, {ALL_DEALERS}, key, sum(value) FROM daily_metrics
+WHERE day BETWEEN :d0 AND :d1 AND dealer_id <> {ALL_DEALERS} GROUP BY metric, day, key"""
+)
 
 
 @dataclass(frozen=True)
@@ -253,6 +272,7 @@ def roll(first: dt.date, last: dt.date) -> RollupRun:
     for _metrics, sql in STATEMENTS:
         for statement in sql.split(";\n"):
             db.session.execute(sa.text(statement), params)
+    db.session.execute(sa.text(_TOTALS), params)
     rows = db.session.scalar(
         sa.select(sa.func.count()).select_from(DailyMetric).where(DailyMetric.day >= first, DailyMetric.day <= last)
     )
