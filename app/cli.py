@@ -364,6 +364,7 @@ def console_accounts(base: str, *, show_passwords: bool) -> str:
     for username, name, role, dealer_code in demo.DEMO_OPERATORS:
         where = f" of dealer {dealer_code}" if dealer_code else ""
         lines.append(f"  {role:<15} {username:<11} {name}{where}")
+    lines.append(f"Operator dashboard: {base}/console/dashboard   (supervisor, operator; d0101 sees D0101 only)")
     return "\n".join(lines)
 
 
