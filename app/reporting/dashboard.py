@@ -349,7 +349,7 @@ def red_packets(when: Period, scope: Scope) -> Chart:
     chart = Chart(
         "red_packets", _l("Red-packet spend against budget"), "bar", [_l("Campaign"), _l("Spent ¥"), _l("Budget ¥")]
     )
-    campaigns = sorted(db.session.scalars(query.limit(TOP)), key=lambda c: (-spent.get(c.id, 0), c.id))
+    campaigns = sorted(db.session.scalars(query), key=lambda c: (-spent.get(c.id, 0), c.id))[:TOP]
     for campaign in campaigns:
         chart.rows.append([campaign.name, _yuan(spent.get(campaign.id, 0)), _yuan(campaign.budget_fen)])
     return chart
