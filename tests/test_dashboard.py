@@ -352,6 +352,36 @@ def test_rolling_twice_gives_the_same_rows_and_a_late_event_re_rolls_the_day(app
     assert values("members_total")[(NEXT, ours.id, "")] == 1
 
 
+def test_a_long_range_reads_whole_months_from_the_month_rows_and_the_ends_from_the_days(app_ctx, two_dealers):
+    ours, _theirs, advisor, _ = two_dealers
+    for day in (
+        dt.date(2026, 10, 9),
+        dt.date(2026, 10, 15),
+        dt.date(2026, 11, 10),
+        dt.date(2026, 11, 30),
+        dt.date(2026, 12, 20),
+    ):
+        factories.member(enrolling_dealer_id=ours.id, enrolling_staff_id=advisor.id, enrolled_at=at(day, 10))
+    rollup.roll(dt.date(2026, 10, 1), dt.date(2026, 12, 31))
+    assert values("new_members@month") == {
+        (dt.date(2026, 10, 1), ours.id, ""): 2,
+        (dt.date(2026, 11, 1), ours.id, ""): 2,
+        (dt.date(2026, 12, 1), ours.id, ""): 1,
+    }
+    # 10 Oct – 11 Dec: 15 Oct from October's days, November from its month row, nothing in December yet
+    when = Period(dt.date(2026, 10, 10), dt.date(2026, 12, 11))
+    assert dashboard.new_members_by_dealer(when, Scope()).rows[0][1] == 3
+    assert dashboard.new_members_by_advisor(when, Scope(dealer_id=ours.id)).rows[0][1] == 3
+    assert sum(row[1] for row in dashboard.new_members(when, Scope()).rows) == 3
+    whole = Period(dt.date(2026, 10, 1), dt.date(2026, 12, 31))
+    assert dashboard.new_members_by_advisor(whole, Scope()).rows[0][1] == 5
+    # a re-roll of one day recomputes its month from the days
+    factories.member(enrolling_dealer_id=ours.id, enrolled_at=at(dt.date(2026, 11, 20), 10))
+    rollup.roll(dt.date(2026, 11, 20), dt.date(2026, 11, 20))
+    assert values("new_members@month")[(dt.date(2026, 11, 1), ours.id, "")] == 3
+    assert totals("new_members@month")[(dt.date(2026, 11, 1), "")] == 3
+
+
 def test_the_window_outside_is_left_alone_and_bad_windows_are_refused(app_ctx, two_dealers):
     ours, *_ = two_dealers
     factories.member(enrolling_dealer_id=ours.id, enrolled_at=at(DAY, 10))
@@ -388,7 +418,7 @@ def test_the_cli_backfills_a_month_at_a_time(app, app_ctx, two_dealers):
 
 
 def _rows_between(first: dt.date, last: dt.date) -> int:
-    return len([key for key in rows() if first <= key[1] <= last])
+    return len([key for key in rows() if first <= key[1] <= last and not key[0].endswith("@month")])
 
 
 # --- the page and the CSV ----------------------------------------------------------------------

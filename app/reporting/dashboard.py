@@ -26,7 +26,8 @@ from app.core.i18n import _, _l
 from app.dealers.models import Dealer, EnrollmentTarget, Staff
 from app.operators.models import Operator
 from app.points.settlement import POINT_VALUE_FEN
-from app.reporting.models import ALL_DEALERS, DailyMetric
+from app.reporting.models import ALL_DEALERS, MONTHLY_SUFFIX, DailyMetric
+from app.reporting.rollup import MONTHLY
 
 DEFAULT_DAYS = 30
 MAX_DAYS = 366
@@ -107,15 +108,40 @@ def period(first: str | None, last: str | None) -> Period:
 
 
 def _sums(metric: str, when: Period, scope: Scope, *by: str) -> dict[tuple, int]:
-    """``sum(value)`` of one metric over the period, grouped by some of day, dealer_id, key."""
+    """``sum(value)`` of one metric over the period, grouped by some of day, dealer_id, key.
+
+    A flow summed over the whole period reads the month rows of the months inside it and the
+    daily rows only of the partial months at either end."""
+    if "day" in by or metric not in MONTHLY:
+        return _summed(metric, [when], scope, by)
+    first_month = when.first if when.first.day == 1 else _next_month(when.first)
+    after_last = _next_month(when.last)
+    end_month = after_last if when.last == after_last - dt.timedelta(days=1) else when.last.replace(day=1)
+    if first_month >= end_month:
+        return _summed(metric, [when], scope, by)
+    parts = [Period(when.first, first_month - dt.timedelta(days=1)), Period(end_month, when.last)]
+    result = _summed(metric, [p for p in parts if p.first <= p.last], scope, by)
+    months = Period(first_month, end_month - dt.timedelta(days=1))
+    for key, value in _summed(metric + MONTHLY_SUFFIX, [months], scope, by).items():
+        result[key] = result.get(key, 0) + value
+    return result
+
+
+def _summed(metric: str, periods: list[Period], scope: Scope, by: tuple[str, ...]) -> dict[tuple, int]:
+    if not periods:
+        return {}
     columns = [getattr(DailyMetric, name) for name in by]
+    in_periods = sa.or_(*(DailyMetric.day.between(p.first, p.last) for p in periods))
     query = (
         sa.select(*columns, sa.func.sum(DailyMetric.value))
-        .where(DailyMetric.metric == metric, DailyMetric.day >= when.first, DailyMetric.day <= when.last)
-        .where(scope.rows(per_dealer="dealer_id" in by))
+        .where(DailyMetric.metric == metric, in_periods, scope.rows(per_dealer="dealer_id" in by))
         .group_by(*columns)
     )
     return {tuple(row[:-1]): int(row[-1]) for row in db.session.execute(query)}
+
+
+def _next_month(day: dt.date) -> dt.date:
+    return (day.replace(day=1) + dt.timedelta(days=32)).replace(day=1)
 
 
 def _by_day(metric: str, when: Period, scope: Scope) -> dict[dt.date, int]:
@@ -144,7 +170,7 @@ def _months(when: Period) -> list[dt.date]:
     months, month = [], when.first.replace(day=1)
     while month <= when.last:
         months.append(month)
-        month = (month + dt.timedelta(days=32)).replace(day=1)
+        month = _next_month(month)
     return months
 
 

@@ -19,6 +19,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 from app.core.db import Base, BigIntType
 
 NO_DEALER = 0
+#: A month's sum of a daily flow is kept as ``<metric>@month`` on the month's first day, so a long
+#: range reads twelve rows a key instead of 365.
+MONTHLY_SUFFIX = "@month"
 #: The same figure summed over every dealer (and none): what HQ reads, one row per day and key.
 ALL_DEALERS = -1
 
@@ -26,9 +29,9 @@ ALL_DEALERS = -1
 class DailyMetric(Base):
     __tablename__ = "daily_metrics"
 
-    # The key's order serves every chart: one metric over a range of days (optionally one dealer).
-    metric: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
-    day: Mapped[dt.date] = mapped_column(primary_key=True)  # business day (Asia/Shanghai)
+    # The key's order serves every chart: one metric, one dealer (or -1, all of them), a range of days.
+    metric: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
     dealer_id: Mapped[int] = mapped_column(BigIntType, primary_key=True)
+    day: Mapped[dt.date] = mapped_column(primary_key=True)  # business day (Asia/Shanghai)
     key: Mapped[str] = mapped_column(sa.String(80), primary_key=True)
     value: Mapped[int] = mapped_column(BigIntType)

@@ -43,7 +43,7 @@ from app.core.db import db
 from app.core.errors import ValidationFailed
 from app.core.i18n import _
 from app.jobs import job
-from app.reporting.models import ALL_DEALERS, DailyMetric
+from app.reporting.models import ALL_DEALERS, MONTHLY_SUFFIX, DailyMetric
 
 REROLL_DAYS = tunables.define(
     "dashboard.reroll_days", 35, "Days the nightly dashboard rollup recomputes (late activations, milestones)"
@@ -236,7 +236,25 @@ WHERE c.created_at >= :t0 AND c.created_at < :t1 GROUP BY 2, 3, 4""",
     ),
 )
 METRICS: tuple[str, ...] = tuple(metric for metrics, _sql in STATEMENTS for metric in metrics)
-#: Last: every metric's rows summed over the dealers, for HQ's charts.
+#: Daily flows whose sums over a range the charts read (not stocks, not 30-day windows): these also
+#: get a row per month (``<metric>@month``), recomputed for every month the window touches.
+MONTHLY = (
+    "new_members",
+    "new_members_advisor",
+    "red_packet_fen",
+    "benefit_used",
+    "benefit_ratings",
+    "benefit_rating_sum",
+    "referrals",
+    "notifications",
+    "complaints",
+)
+_MONTHS = (
+    _INSERT
+    + f"""SELECT metric || '{MONTHLY_SUFFIX}', CAST(date_trunc('month', day) AS date), dealer_id, key, sum(value)
+FROM daily_metrics WHERE day >= :m0 AND day < :m1 AND metric IN :monthly GROUP BY 1, 2, 3, 4"""
+)
+#: Every metric's rows summed over the dealers, for HQ's charts.
 _TOTALS = (
     _INSERT
     + f"""SELECT metric, day, {ALL_DEALERS}, key, sum(value) FROM daily_metrics
@@ -273,10 +291,25 @@ def roll(first: dt.date, last: dt.date) -> RollupRun:
         for statement in sql.split(";\n"):
             db.session.execute(sa.text(statement), params)
     db.session.execute(sa.text(_TOTALS), params)
+    _roll_months(first, last)
     rows = db.session.scalar(
-        sa.select(sa.func.count()).select_from(DailyMetric).where(DailyMetric.day >= first, DailyMetric.day <= last)
+        sa.select(sa.func.count())
+        .select_from(DailyMetric)
+        .where(DailyMetric.day >= first, DailyMetric.day <= last, DailyMetric.metric.in_(METRICS))
     )
     return RollupRun(first, last, int(rows or 0))
+
+
+def _roll_months(first: dt.date, last: dt.date) -> None:
+    """Recompute the month rows of every month the window touches, from its daily rows."""
+    m0 = first.replace(day=1)
+    m1 = (last.replace(day=1) + dt.timedelta(days=32)).replace(day=1)
+    monthly = [metric + MONTHLY_SUFFIX for metric in MONTHLY]
+    db.session.execute(
+        sa.delete(DailyMetric).where(DailyMetric.metric.in_(monthly), DailyMetric.day >= m0, DailyMetric.day < m1)
+    )
+    statement = sa.text(_MONTHS).bindparams(sa.bindparam("monthly", expanding=True))
+    db.session.execute(statement, {"m0": m0, "m1": m1, "monthly": list(MONTHLY)})
 
 
 def backfill(first: dt.date, last: dt.date) -> list[RollupRun]:

@@ -19,12 +19,12 @@ depends_on = None
 def upgrade() -> None:
     op.create_table(
         "daily_metrics",
-        sa.Column("metric", sa.String(length=32), nullable=False),
-        sa.Column("day", sa.Date(), nullable=False),
+        sa.Column("metric", sa.String(length=40), nullable=False),
         sa.Column("dealer_id", sa.BigInteger(), nullable=False),
+        sa.Column("day", sa.Date(), nullable=False),
         sa.Column("key", sa.String(length=80), nullable=False),
         sa.Column("value", sa.BigInteger(), nullable=False),
-        sa.PrimaryKeyConstraint("metric", "day", "dealer_id", "key", name=op.f("pk_daily_metrics")),
+        sa.PrimaryKeyConstraint("metric", "dealer_id", "day", "key", name=op.f("pk_daily_metrics")),
     )
 
 
