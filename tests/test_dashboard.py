@@ -415,6 +415,12 @@ def test_the_cli_backfills_a_month_at_a_time(app, app_ctx, two_dealers):
     assert values("new_members") == {(DAY, ours.id, ""): 1}
     refused = app.test_cli_runner().invoke(args=["dashboard", "rollup", "--from", "2026-11-15", "--to", "2026-11-01"])
     assert refused.exit_code == 2 and "--to is before --from" in refused.output
+    week = app.test_cli_runner().invoke(args=["dashboard", "rollup", "--to", "2026-11-15", "--days", "7"])
+    assert week.output.splitlines() == [
+        f"2026-11-09 … 2026-11-15: {_rows_between(dt.date(2026, 11, 9), dt.date(2026, 11, 15))} rows"
+    ]
+    both = app.test_cli_runner().invoke(args=["dashboard", "rollup", "--from", "2026-11-01", "--days", "7"])
+    assert both.exit_code == 2 and "not both" in both.output
 
 
 def _rows_between(first: dt.date, last: dt.date) -> int:
