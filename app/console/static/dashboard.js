@@ -13,7 +13,7 @@
         type: onRight ? "line" : type,
         stack: stacked && !onRight ? "total" : undefined,
         yAxisIndex: onRight ? 1 : 0,
-        smooth: type === "line",
+        smooth: false,
         data: data.rows.map(function (row) { return row[position]; })
       };
     });
