@@ -26,6 +26,8 @@ run: $(STAMP) catalogs
 	$(FLASK) db upgrade
 	$(FLASK) demo seed
 	$(FLASK) demo walkthrough booking
+	$(FLASK) demo history
+	$(FLASK) dashboard rollup --days 35
 	$(FLASK) serve --port $(PORT)
 
 test: $(STAMP) catalogs

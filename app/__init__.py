@@ -31,6 +31,7 @@ def _packages() -> tuple[ModuleType, ...]:
         operators,
         points,
         referrals,
+        reporting,
         sync,
         tiers,
         wechat,
@@ -50,6 +51,7 @@ def _packages() -> tuple[ModuleType, ...]:
         benefits,
         referrals,
         crm,
+        reporting,
     )
     return (*lower_first, sync, wechat, console)
 

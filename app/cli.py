@@ -72,6 +72,18 @@ def demo_seed() -> None:
     click.echo(f"demo data: {created}")
 
 
+@demo_cli.command("history")
+@click.option("--days", type=click.IntRange(1, 90), default=demo.HISTORY_DAYS, show_default=True)
+def demo_history(days: int) -> None:
+    """A month of activity for the dashboard's charts (skips when it ran before); then run
+    ``flask dashboard rollup --days 35``."""
+    if current_settings().is_production:
+        raise click.ClickException("demo data is for local runs, not production")
+    created = demo.seed_history(days)
+    db.session.commit()
+    click.echo(f"demo history: {created or 'already there'}")
+
+
 @demo_cli.group("walkthrough")
 def demo_walkthrough() -> None:
     """Printed walk-throughs of one capability on the demo data, through the real services and the
@@ -378,6 +390,7 @@ def console_accounts(base: str, *, show_passwords: bool) -> str:
     for username, name, role, dealer_code in demo.DEMO_OPERATORS:
         where = f" of dealer {dealer_code}" if dealer_code else ""
         lines.append(f"  {role:<15} {username:<11} {name}{where}")
+    lines.append(f"Operator dashboard: {base}/console/dashboard   (supervisor, operator; d0101 sees D0101 only)")
     return "\n".join(lines)
 
 

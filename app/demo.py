@@ -5,10 +5,12 @@ and the walk-throughs ``make run`` prints (``flask demo walkthrough booking|mall
 from __future__ import annotations
 
 import datetime as dt
+import random
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -16,14 +18,17 @@ from app import gateways
 from app.benefits import availability, booking, ratings
 from app.benefits import catalog as benefit_catalog
 from app.benefits import slots as benefit_slots
-from app.benefits.models import DealerSlot
+from app.benefits.models import Booking, DealerSlot
+from app.campaigns.models import Campaign, RedPacketGrant
 from app.care import notify, planning, rules
 from app.care.models import CallbackTask, Notification
+from app.complaints import services as complaint_services
 from app.config import current_settings
 from app.core import tunables
 from app.core.clock import business_day_start, business_today, to_business, utcnow
 from app.core.db import db
 from app.core.errors import AppError
+from app.dealers import master_data
 from app.dealers.models import Dealer, Staff
 from app.mall import catalog as mall_catalog
 from app.mall import ordering as mall_ordering
@@ -34,9 +39,10 @@ from app.members.identifiers import vin_with_check_digit
 from app.members.models import Member, Vehicle
 from app.operators import auth
 from app.operators.models import Operator
-from app.points import earning, ledger
+from app.points import earning, expiry, ledger
 from app.points import queries as points_queries
 from app.points.models import PointEntry, PointLot
+from app.referrals.models import Referral
 from app.tiers import policy
 from app.tiers.policy import current_tier
 
@@ -621,3 +627,227 @@ def _care_rows(members: dict[int, str]) -> list[Notification]:
             .execution_options(populate_existing=True)
         )
     )
+
+
+# --- dashboard history: 30 days of plausible activity, then the rollups -------------------------
+
+HISTORY_DAYS = 30
+HISTORY_PHONE = "137{:08d}"  # the history's members: 137 + a sequence (the marker that it ran)
+HISTORY_KINDS = (
+    ("tier_upgrade", "official_template"),
+    ("points_expiring", "miniapp_subscribe"),
+    ("service_reminder", "official_template"),
+    ("birthday", "sms"),
+)
+HISTORY_STATES = ("delivered", "delivered", "delivered", "sent", "sent", "failed", "skipped")
+HISTORY_COMPLAINTS = ("points_missing", "points_missing", "service_quality", "benefit", "tier", "redemption", "other")
+
+
+@dataclass
+class _History:
+    """What the history's steps share: the dice, the clock, the campaign, the catalog, the tally."""
+
+    rng: random.Random
+    now: dt.datetime
+    campaign: Campaign
+    benefits: list[Any]
+    advisors: dict[int, Staff]
+    members: list[Member] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def count(self, what: str) -> None:
+        self.counts[what] = self.counts.get(what, 0) + 1
+
+
+def seed_history(days: int = HISTORY_DAYS, seed: int = 7) -> dict[str, int]:
+    """A month of enrolments, activations, points earned, spent and expired, tier upgrades, red
+    packets, benefit use and ratings, referrals, notifications and complaints, so that every chart
+    of the dashboard shows data. Real rows: members, ledger, tiers, targets and complaints through
+    their services; the rest as the services would have left them. Skipped when it ran before."""
+    if services.find_by_phone(HISTORY_PHONE.format(1)) is not None:
+        return {}
+    today, now = business_today(), utcnow()
+    dealers = list(db.session.scalars(sa.select(Dealer).order_by(Dealer.code)))
+    advisors = {s.dealer_id: s for s in db.session.scalars(sa.select(Staff).where(Staff.role == "sales_advisor"))}
+    for month in {today.replace(day=1), (today.replace(day=1) - dt.timedelta(days=1)).replace(day=1)}:
+        for dealer in dealers:
+            master_data.set_target(dealer, None, 60, now, month=month)
+            if dealer.id in advisors:
+                master_data.set_target(dealer, advisors[dealer.id], 45, now, month=month)
+    catalog = benefit_catalog.in_force()
+    campaign = Campaign(
+        code="DEMO-RP",
+        name="入会红包 · 冬季",
+        status="active",
+        budget_fen=300_000,
+        amount_fen=888,
+        starts_at=business_day_start(today - dt.timedelta(days=days)),
+        ends_at=business_day_start(today + dt.timedelta(days=30)),
+        channels=["official"],
+        send_name="一汽大众",
+        wishing="欢迎入会",
+        act_name="入会红包",
+        remark="demo",
+    )
+    db.session.add(campaign)
+    db.session.flush()
+    history = _History(
+        rng=random.Random(seed),  # noqa: S311 - demo data, not a secret
+        now=now,
+        campaign=campaign,
+        benefits=list(catalog.benefits) if catalog is not None else [],
+        advisors=advisors,
+    )
+    for back in range(days, -1, -1):
+        day = today - dt.timedelta(days=back)
+        for _n in range(history.rng.randint(4, 9)):
+            _history_member(history, history.rng.choice(dealers), day)
+        db.session.flush()
+    history.counts["expired_points"] = expiry.expire_due(now=now).points
+    return history.counts
+
+
+def _history_member(history: _History, dealer: Dealer, day: dt.date) -> None:
+    rng, now = history.rng, history.now
+    moment = business_day_start(day) + dt.timedelta(hours=rng.randint(9, 20), minutes=rng.randint(0, 59))
+    bought = rng.random() < 0.6
+    activated_at = moment + dt.timedelta(days=rng.randint(0, 5)) if bought else moment
+    activated = (not bought or rng.random() < 0.7) and activated_at <= now
+    history.count("members")
+    advisor = history.advisors.get(dealer.id)
+    member = services.create_member(
+        channel="purchase" if bought else rng.choice(("advisor_qr", "miniapp", "referral")),
+        status="active" if activated else "pre_enrolled",
+        phone=HISTORY_PHONE.format(history.counts["members"]),
+        name="演示会员",
+        city=dealer.city,
+        enrolling_dealer_id=dealer.id,
+        enrolling_staff_id=advisor.id if advisor and rng.random() < 0.8 else None,
+        enrolled_at=moment,
+        activated_at=activated_at if activated else None,
+    )
+    history.members.append(member)
+    _history_points(member, moment, rng, now)
+    if rng.random() < 0.2:
+        tier = "platinum" if rng.random() < 0.25 else "gold"
+        policy.change_tier(policy.get_state(member.id), tier, "upgrade", 20_000, moment + dt.timedelta(hours=1))
+    if rng.random() < 0.5:
+        _history_red_packet(history, member, day, moment)
+    if history.benefits and rng.random() < 0.35:
+        _history_booking(history, member, dealer, moment)
+    if len(history.members) > 5 and rng.random() < 0.3:
+        _history_referral(history, member, dealer, moment)
+    _history_notifications(history, member, moment)
+    if rng.random() < 0.12:
+        complaint = complaint_services.log_complaint(
+            member.id,
+            category=rng.choice(HISTORY_COMPLAINTS),
+            description="演示投诉",
+            status="open",
+            resolution=None,
+            actor="demo",
+        )
+        complaint.created_at = moment + dt.timedelta(hours=4)
+        history.count("complaints")
+
+
+def _history_red_packet(history: _History, member: Member, day: dt.date, moment: dt.datetime) -> None:
+    amount = history.rng.choice((588, 888, 1888))
+    grant = RedPacketGrant(
+        campaign_id=history.campaign.id,
+        member_id=member.id,
+        openid=f"demo-openid-{member.id}",
+        amount_fen=amount,
+        status=history.rng.choice(("sent", "received", "received")),
+        business_date=day,
+        sent_at=moment + dt.timedelta(minutes=2),
+    )
+    db.session.add(grant)
+    history.campaign.committed_fen += amount
+    history.count("red_packets")
+
+
+def _history_booking(history: _History, member: Member, dealer: Dealer, moment: dt.datetime) -> None:
+    benefit = history.rng.choice(history.benefits)
+    rating = history.rng.choice((3, 4, 5, 5, 5)) if history.rng.random() < 0.7 else None
+    booked = Booking(
+        member_id=member.id,
+        request_id=f"demo-history-{member.id}",
+        benefit_id=benefit.id,
+        benefit_code=benefit.code,
+        dealer_id=dealer.id,
+        status="delivered",
+        paid_with="quota",
+        year_start=to_business(moment).date().replace(month=1, day=1),
+        created_at=moment,
+        delivered_at=moment + dt.timedelta(hours=2),
+        rating=rating,
+        rated_at=moment + dt.timedelta(hours=3) if rating else None,
+    )
+    db.session.add(booked)
+    history.count("bookings")
+
+
+def _history_referral(history: _History, member: Member, dealer: Dealer, moment: dt.datetime) -> None:
+    rng, reached = history.rng, {}
+    for stage, after_days, chance in (("test_drive_at", 1, 0.6), ("ordered_at", 3, 0.5), ("delivered_at", 7, 0.6)):
+        if rng.random() >= chance:
+            break
+        reached[stage] = min(moment + dt.timedelta(days=after_days), history.now)
+    referral = Referral(
+        referrer_member_id=rng.choice(history.members[:-1]).id,
+        referee_member_id=member.id,
+        code="DEMO",
+        dealer_id=dealer.id,
+        milestone=("lead", "test_drive", "order", "delivery")[len(reached)],
+        attributed_at=moment,
+        expires_at=moment + dt.timedelta(days=90),
+        **reached,
+    )
+    db.session.add(referral)
+    history.count("referrals")
+
+
+def _history_notifications(history: _History, member: Member, moment: dt.datetime) -> None:
+    sent_at = moment + dt.timedelta(hours=1)
+    for kind, channel in HISTORY_KINDS:
+        if history.rng.random() < 0.4:
+            notice = Notification(
+                member_id=member.id,
+                kind=kind,
+                channel=channel,
+                dedupe_key=f"demo-history:{member.id}:{kind}",
+                status=history.rng.choice(HISTORY_STATES),
+                payload={},
+                created_at=sent_at,
+                due_at=sent_at,
+                finished_at=sent_at + dt.timedelta(minutes=1),
+            )
+            db.session.add(notice)
+            history.count("notifications")
+
+
+def _history_earn(member: Member, points: int, what: str, source_type: str, at: dt.datetime) -> None:
+    key = f"demo-history:{member.id}:{what}"
+    earning = ledger.Earning(
+        member_id=member.id, currency="reward", points=points, idempotency_key=key, source_type=source_type
+    )
+    ledger.earn(earning, at=at)
+
+
+def _history_points(member: Member, moment: dt.datetime, rng: random.Random, now: dt.datetime) -> None:
+    """A purchase's points, for some a redemption, and for some an old lot that has expired."""
+    earned = rng.choice((800, 1_200, 2_000, 3_500))
+    _history_earn(member, earned, "purchase", "vehicle.delivered", moment)
+    later = moment + dt.timedelta(days=rng.randint(1, 20))
+    if later < now and rng.random() < 0.5:
+        ledger.spend(
+            member.id,
+            rng.randint(1, earned // 100) * 50,
+            idempotency_key=f"demo-history:{member.id}:spend",
+            source_type="redemption",
+            at=later,
+        )
+    if rng.random() < 0.25:
+        # Earned 25 months before: expired at the end of last month (24 months' validity).
+        _history_earn(member, rng.choice((100, 200, 400)), "old", "service.completed", moment - dt.timedelta(days=775))

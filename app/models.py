@@ -17,6 +17,7 @@ from app.members import models as members
 from app.operators import models as operators
 from app.points import models as points
 from app.referrals import models as referrals
+from app.reporting import models as reporting
 from app.tiers import models as tiers
 
 MODELS = (
@@ -33,6 +34,7 @@ MODELS = (
     benefits,
     referrals,
     crm,
+    reporting,
 )
 metadata = Base.metadata
 

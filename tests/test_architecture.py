@@ -24,6 +24,7 @@ ROOT = APP_DIR.parent
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("composition",),  # app, app.cli, app.demo, app.models: the application factory and its commands
     ("channels", "console"),  # WeChat, DMS, API, console, CLI: translate the outside world into domain calls
+    ("reporting",),  # the dashboard's rollups: reads every domain package's tables
     ("campaigns", "care", "complaints", "benefits", "referrals", "crm"),
     ("mall",),  # below care: the care engine may ask it for recommendations
     ("members",),

@@ -590,6 +590,7 @@ def test_make_run_prints_the_console_and_a_demo_account_per_role(app, app_ctx, m
     assert demo.DEMO_PASSWORD not in console_line  # passwords are printed in development only
     shown = cli_module.console_accounts("http://h", show_passwords=True)
     assert demo.DEMO_PASSWORD in shown
+    assert "Operator dashboard: http://h/console/dashboard" in shown
 
 
 def test_chinese_by_default_english_on_request_and_the_choice_sticks(client, agent, member):

@@ -5,7 +5,10 @@ tests/artifacts/screenshots/ (gitignored; CI keeps them as artifacts)."""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import os
+import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,14 +18,18 @@ import sqlalchemy as sa
 from flask import Flask
 from werkzeug.serving import make_server
 
+from app import demo
 from app.care import callbacks
 from app.care.models import CallbackTask
+from app.core.clock import business_today
 from app.core.db import db
 from app.core.models import AuditEntry
+from app.dealers.models import Dealer
 from app.members import services
 from app.members.models import MemberMerge
 from app.points import queries
 from app.points.models import AdjustmentRequest
+from app.reporting import dashboard, rollup
 from tests import factories
 from tests.console_helpers import PASSWORD
 
@@ -308,7 +315,7 @@ def test_an_agent_requests_a_merge_and_a_supervisor_approves_it_in_another_brows
 
     agent.goto(f"{live_server}/console/members/{duplicate_no}")  # the merged-away number opens the survivor
     expect(agent.get_by_test_id("member-no")).to_have_text(member_no)
-    _shot(agent, "20-after-merge")
+    _shot(agent, "20a-after-merge")
     with app.app_context():
         merge = db.session.scalars(sa.select(MemberMerge)).one()
         assert (merge.status, merge.requested_by, merge.decided_by) == (
@@ -316,4 +323,75 @@ def test_an_agent_requests_a_merge_and_a_supervisor_approves_it_in_another_brows
             "operator:agent",
             "operator:supervisor",
         )
+    assert errors == []
+
+
+@pytest.fixture
+def demo_month(app: Flask) -> None:
+    """The demo data and its month of history, rolled up like ``make run`` does; an HQ operator
+    and a dealer manager of D0101 with the test password."""
+    with app.app_context():
+        demo.seed()
+        demo.seed_history()
+        db.session.commit()
+        today = business_today()
+        rollup.backfill(today - dt.timedelta(days=35), today)
+        dealer = db.session.scalars(sa.select(Dealer).where(Dealer.code == "D0101")).one()
+        factories.operator("operator", username="hq")
+        factories.operator("dealer_manager", dealer_id=dealer.id, username="mgr0101")
+        db.session.commit()
+
+
+def _chart_data(page: Page, name: str) -> dict:
+    return json.loads(page.locator(f"#data-{name}").text_content() or "{}")
+
+
+def test_the_dashboard_draws_every_chart_with_data_and_a_csv_downloads(app, live_server, browser, demo_month):
+    errors: list[str] = []
+    page = _page(browser, errors)
+    _sign_in(page, live_server, "hq")
+    page.click("nav >> text=数据看板")
+    expect(page).to_have_url(re.compile(r"/console/dashboard$"))
+    for name in dashboard.CHARTS:
+        chart = page.get_by_test_id(f"chart-{name}")
+        expect(chart).to_have_attribute("data-rendered", "true")
+        expect(chart.locator("canvas")).to_have_count(1)
+        numbers = [value for row in _chart_data(page, name)["rows"] for value in row[1:]]
+        assert any(numbers), f"{name}: the demo month shows no figure"
+    page.screenshot(path=str(SCREENSHOTS / "30-dashboard-hq.png"), full_page=True)
+
+    with page.expect_download() as download_info:
+        page.click("[data-testid=csv-new_members]")
+    download = download_info.value
+    lines = Path(download.path()).read_text(encoding="utf-8-sig").splitlines()
+    assert lines[0] == "日期,新增会员,日目标"
+    assert len(lines) == 1 + dashboard.DEFAULT_DAYS
+    shown = _chart_data(page, "new_members")["rows"]
+    assert [line.split(",")[:2] for line in lines[1:]] == [[row[0], str(row[1])] for row in shown]
+    assert [row.subject_id for row in _audit(app, "dashboard.exported")] == ["new_members"]
+
+    page.goto(f"{live_server}/console/dashboard?lang=en")
+    expect(page.locator("h2").first).to_have_text("New members per day")
+    page.locator("input[name=from]").fill((business_today() - dt.timedelta(days=6)).isoformat())
+    page.click("[data-testid=date-range] button[type=submit]")
+    expect(page.get_by_test_id("chart-points")).to_have_attribute("data-rendered", "true")
+    assert len(_chart_data(page, "points")["rows"]) == 7
+    _shot(page, "31-dashboard-week-en")
+    assert errors == []
+
+
+def test_a_dealer_manager_sees_only_his_dealers_figures(app, live_server, browser, demo_month):
+    errors: list[str] = []
+    page = _page(browser, errors)
+    _sign_in(page, live_server, "mgr0101")
+    page.click("nav >> text=数据看板")
+    expect(page.locator("main")).to_contain_text("仅本店数据")
+    dealers = [row[0] for row in _chart_data(page, "new_members_by_dealer")["rows"]]
+    assert len(dealers) == 1 and dealers[0].startswith("D0101")
+    assert all(row[0].startswith("SA0101") for row in _chart_data(page, "new_members_by_advisor")["rows"])
+    everyone = sum(row[1] for row in _chart_data(page, "new_members")["rows"])
+    with app.app_context():
+        hq = sum(row[1] for row in dashboard.new_members(dashboard.period(None, None), dashboard.Scope()).rows)
+    assert 0 < everyone < hq
+    _shot(page, "32-dashboard-dealer-manager")
     assert errors == []

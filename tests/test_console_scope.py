@@ -4,6 +4,7 @@ cases come from the URL map: a new view without a declaration, or not scoped, fa
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Iterator
 
@@ -15,21 +16,31 @@ from app import create_app
 from app.core.db import db
 from app.core.models import AuditEntry
 from app.operators.models import ROLES
+from app.reporting.models import DailyMetric
 from tests import factories
 from tests.console_helpers import sign_in
 
 PUBLIC = {"console.sign_in", "console.sign_out", "console.static"}
 
 
+_URL_APP = create_app({"ENV": "test"})  # the URL map is the same for every instance
+
+
 def _console_rules() -> list:
-    """Read from an app built like the test app (the URL map is the same for every instance)."""
+    """Read from an app built like the test app."""
     return sorted(
-        (rule for rule in create_app({"ENV": "test"}).url_map.iter_rules() if rule.endpoint.startswith("console.")),
+        (rule for rule in _URL_APP.url_map.iter_rules() if rule.endpoint.startswith("console.")),
         key=lambda rule: rule.endpoint,
     )
 
 
 RULES = [rule for rule in _console_rules() if rule.endpoint not in PUBLIC]
+#: Views showing figures (the dashboard): a dealer manager's are his dealer's only.
+DEALER_RULES = [
+    rule
+    for rule in RULES
+    if getattr(_URL_APP.view_functions[rule.endpoint], "console_access", {}).get("scope") == "dealer"
+]
 
 
 def _path(rule, member_no: str) -> str:
@@ -58,7 +69,7 @@ def test_the_url_map_has_the_console_views():
 def test_every_console_view_declares_roles_and_scope(app, rule):
     access = getattr(app.view_functions[rule.endpoint], "console_access", None)
     assert access is not None, f"{rule.endpoint}: decorate it with console_view(roles..., scope=...)"
-    assert set(access["roles"]) <= set(ROLES) and access["scope"] in ("member", "lookup", "queue", "operator")
+    assert set(access["roles"]) <= set(ROLES) and access["scope"] in ("member", "lookup", "queue", "operator", "dealer")
     if "<member_no>" in rule.rule:
         assert access["scope"] == "member", f"{rule.endpoint} takes a member: scope it as 'member'"
 
@@ -103,3 +114,22 @@ def test_every_member_page_read_is_audited(client, app_ctx, rule):
         sa.select(AuditEntry).where(AuditEntry.action == "member.read", AuditEntry.subject_id == str(member.id))
     ).all()
     assert [row.actor_id for row in reads] == [agent.actor]
+
+
+def test_the_dashboard_views_are_dealer_scoped():
+    assert {rule.endpoint for rule in DEALER_RULES} == {"console.dashboard_page", "console.dashboard_csv"}
+
+
+@pytest.mark.parametrize("rule", DEALER_RULES, ids=lambda rule: rule.endpoint)
+def test_every_dealer_scoped_view_shows_a_dealer_manager_his_dealers_figures_only(app, client, app_ctx, no_csrf, rule):
+    ours, theirs = factories.dealer(), factories.dealer()
+    day = dt.date(2026, 11, 10)
+    for dealer_id, value in ((ours.id, 1234), (theirs.id, 98765), (-1, 99999)):
+        db.session.add(DailyMetric(metric="complaints", day=day, dealer_id=dealer_id, key="tier", value=value))
+    db.session.flush()
+    manager, _ = factories.operator("dealer_manager", dealer_id=ours.id)
+    sign_in(client, manager.username)
+    body = client.get(f"{_path(rule, '1').replace('/1.csv', '/complaints.csv')}?from={day}&to={day}")
+    text = body.get_data(as_text=True)
+    assert body.status_code == 200 and "1234" in text
+    assert "98765" not in text and "99999" not in text

@@ -9,7 +9,7 @@ from flask import Flask
 def register(app: Flask) -> None:
     """The console blueprint, CSRF on its forms, its session cookie, the member-core tabs."""
     from app.config import settings_of
-    from app.console import jobs, member_tabs, rules, views
+    from app.console import dashboard, jobs, member_tabs, rules, views
     from app.console.registry import NavItem, add_nav
     from app.core.i18n import _l, domain
 
@@ -28,6 +28,7 @@ def register(app: Flask) -> None:
     add_nav(NavItem("console.lookup", _l("Look up a member"), order=10))
     add_nav(NavItem("console.approvals", _l("Approvals"), roles=("supervisor",), order=20))
     add_nav(NavItem("console.complaint_report", _l("Complaints top 10"), roles=views.HQ, order=30))
+    add_nav(NavItem("console.dashboard_page", _l("Dashboard"), roles=dashboard.ROLES, order=35))
     add_nav(NavItem("console.rule_sets", _l("Rule sets"), roles=rules.READERS, order=40))
     add_nav(NavItem("console.campaigns", _l("Campaigns"), roles=rules.READERS, order=50))
     jobs.init_app(app)

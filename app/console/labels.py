@@ -80,6 +80,12 @@ AUDIT_ACTIONS = {
     "callback_task.noted": _l("Noted a callback attempt"),
     "callback_task.closed": _l("Closed a callback task"),
 }
+REFERRAL_STAGES = {
+    "lead": _l("Referred (lead)"),
+    "test_drive": _l("Test drive"),
+    "order": _l("Order"),
+    "delivery": _l("Delivery"),
+}
 TIERS = {"silver": _l("Silver"), "gold": _l("Gold"), "platinum": _l("Platinum"), "diamond": _l("Diamond")}
 
 

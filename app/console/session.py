@@ -29,8 +29,9 @@ IDLE_MINUTES = tunables.define("console.idle_minutes", 30, "Minutes without a cl
 PUBLIC_ENDPOINTS = {"console.sign_in", "console.sign_out", "console.static"}
 #: How a view is scoped: ``member`` resolves the member through the visibility rule (404 and an
 #: audited refusal when not visible; the read audited), ``lookup`` filters results by that rule,
-#: ``queue`` lists work for HQ roles only, ``operator`` shows nothing about members.
-SCOPES = ("member", "lookup", "queue", "operator")
+#: ``queue`` lists work for HQ roles only, ``operator`` shows nothing about members, ``dealer``
+#: shows figures limited to the operator's dealer for dealer staff (the dashboard).
+SCOPES = ("member", "lookup", "queue", "operator", "dealer")
 
 
 def _fresh(locale: str | None) -> None:
