@@ -5,6 +5,7 @@
   wechatpy 1.8.18 lacks) by one process at a time, behind a Redis lock.
 * ``miniapp_client()`` — the mini-app (小程序): ``jscode2session``, phone numbers, subscribe messages.
 * ``pay_client()`` — WeChat Pay for red packets (client certificate from the settings).
+* ``pay_miniapp_client()`` — WeChat Pay orders paid in the mini-app (same merchant, mini-app appid).
 
 All of them time out (``LOYALTY_WECHAT_HTTP_TIMEOUT``). Only the real gateways
 (``app.wechat.gateways``) use them; in sandbox mode the in-process fakes stand in.
@@ -174,9 +175,35 @@ def pay_client() -> WeChatPay:
     return _cached("pay", build)
 
 
+def pay_miniapp_client() -> WeChatPay:
+    """WeChat Pay for the mini-app's orders: the same merchant, the mini-app's appid (JSAPI)."""
+    settings = current_settings()
+
+    def build() -> WeChatPay:
+        client = WeChatPay(
+            appid=settings.MINIAPP_APP_ID,
+            api_key=settings.WECHAT_PAY_API_KEY,
+            mch_id=settings.WECHAT_PAY_MCH_ID,
+            mch_cert=settings.WECHAT_PAY_CERT_PATH or None,
+            mch_key=settings.WECHAT_PAY_KEY_PATH or None,
+            timeout=settings.WECHAT_HTTP_TIMEOUT,
+        )
+        client.API_BASE_URL = pay_api_base() + "/"
+        return client
+
+    return _cached("pay_miniapp", build)
+
+
 def forget_clients(app: Flask) -> None:
     """Drop cached clients (tests switch bases; ``flask serve`` learns its address late)."""
     app.extensions.pop("loyalty.wechat_clients", None)
 
 
-__all__ = ["StableTokenClient", "forget_clients", "miniapp_client", "official_client", "pay_client"]
+__all__ = [
+    "StableTokenClient",
+    "forget_clients",
+    "miniapp_client",
+    "official_client",
+    "pay_client",
+    "pay_miniapp_client",
+]
