@@ -253,13 +253,15 @@ def sign_in() -> dict[str, Any]:
 @blp.doc(security=BEARER)
 @blp.arguments(ActivityArgs)
 @blp.response(200, ActivitySchema)
+@blp.alt_response(409, response="CONFLICT")
 @blp.alt_response(429, response="TOO_MANY_REQUESTS")
 @member_required
 @per_user_limit("30/minute")
 def activity(args: dict[str, Any]) -> dict[str, Any]:
-    """A survey answered: its points once per survey (capped per period by the earning rule)."""
-    points = engagement.survey_answered(g.member, args["ref"])
-    return {"activity": args["activity"], "ref": args["ref"], "points": points}
+    """A survey completed, an article read or content shared: its points once (per content id, or
+    per content and day for a share), within the earning rule's caps; 409 ``activity_capped`` once
+    the cap for the period is reached."""
+    return engagement.activity_done(g.member, args["activity"], args["ref"]).__dict__
 
 
 @blp.route("/staff/vouchers/scans", methods=["POST"])

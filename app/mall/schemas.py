@@ -5,6 +5,7 @@ from __future__ import annotations
 import marshmallow as ma
 
 from app.core.schemas import BaseSchema, Length, Month, OneOf, Range, identifier
+from app.mall.engagement import CONTENT_ACTIVITIES
 from app.mall.models import ITEM_KINDS
 from app.tiers.models import TIERS
 
@@ -143,14 +144,17 @@ class SignInSchema(ma.Schema):
 
 
 class ActivityArgs(BaseSchema):
-    activity = ma.fields.String(required=True, validate=OneOf(("survey",)))
-    ref = ma.fields.String(required=True, validate=identifier(40), metadata={"description": "Survey id"})
+    activity = ma.fields.String(required=True, validate=OneOf(CONTENT_ACTIVITIES))
+    ref = ma.fields.String(
+        required=True, validate=identifier(40), metadata={"description": "The survey's, article's or content's id"}
+    )
 
 
 class ActivitySchema(ma.Schema):
     activity = ma.fields.String()
     ref = ma.fields.String()
-    points = ma.fields.Integer(metadata={"description": "Points earned now (0: already counted or capped)"})
+    points = ma.fields.Integer(metadata={"description": "Points earned now (0: already counted)"})
+    new = ma.fields.Boolean(metadata={"description": "False: this activity was already counted (today)"})
 
 
 class VoucherScanArgs(BaseSchema):
