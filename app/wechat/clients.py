@@ -157,12 +157,12 @@ def miniapp_client() -> StableTokenClient:
     return _stable_client("miniapp", settings.MINIAPP_APP_ID, settings.MINIAPP_APP_SECRET)
 
 
-def pay_client() -> WeChatPay:
+def _pay(name: str, app_id: str) -> WeChatPay:
     settings = current_settings()
 
     def build() -> WeChatPay:
         client = WeChatPay(
-            appid=settings.WECHAT_APP_ID,
+            appid=app_id,
             api_key=settings.WECHAT_PAY_API_KEY,
             mch_id=settings.WECHAT_PAY_MCH_ID,
             mch_cert=settings.WECHAT_PAY_CERT_PATH or None,
@@ -172,26 +172,16 @@ def pay_client() -> WeChatPay:
         client.API_BASE_URL = pay_api_base() + "/"
         return client
 
-    return _cached("pay", build)
+    return _cached(name, build)
+
+
+def pay_client() -> WeChatPay:
+    return _pay("pay", current_settings().WECHAT_APP_ID)
 
 
 def pay_miniapp_client() -> WeChatPay:
     """WeChat Pay for the mini-app's orders: the same merchant, the mini-app's appid (JSAPI)."""
-    settings = current_settings()
-
-    def build() -> WeChatPay:
-        client = WeChatPay(
-            appid=settings.MINIAPP_APP_ID,
-            api_key=settings.WECHAT_PAY_API_KEY,
-            mch_id=settings.WECHAT_PAY_MCH_ID,
-            mch_cert=settings.WECHAT_PAY_CERT_PATH or None,
-            mch_key=settings.WECHAT_PAY_KEY_PATH or None,
-            timeout=settings.WECHAT_HTTP_TIMEOUT,
-        )
-        client.API_BASE_URL = pay_api_base() + "/"
-        return client
-
-    return _cached("pay_miniapp", build)
+    return _pay("pay_miniapp", current_settings().MINIAPP_APP_ID)
 
 
 def forget_clients(app: Flask) -> None:
