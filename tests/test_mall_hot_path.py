@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
+from app.core import tunables
 from app.core.db import db
 from app.members import services
 from app.wechat import clients
@@ -70,3 +71,13 @@ def test_a_resend_is_answered_from_the_same_single_lookup(mini):
     assert [v["id"] for v in again.json["vouchers"]] == [v["id"] for v in first.json["vouchers"]]
     other = mini.post("/api/v1/me/redemptions", json=body | {"quantity": 2})
     assert other.status_code == 409 and other.json["error"]["code"] == "request_id_reused"
+
+
+def test_the_remembered_acceptance_gives_way_to_a_new_policy_version_at_once(mini):
+    item("coupon", points=100, stock=100, code="hotpath")
+    body = {"item": "hotpath", "quantity": 1}
+    assert mini.post("/api/v1/me/redemptions", json=body | {"request_id": "cons-00001"}).status_code == 201
+    tunables.set_value("privacy.policy_version", "2026.2", actor=("test", "t"))
+    db.session.flush()
+    refused = mini.post("/api/v1/me/redemptions", json=body | {"request_id": "cons-00002"})
+    assert refused.status_code == 403 and refused.json["error"]["code"] == "consent_required"
