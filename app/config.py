@@ -90,6 +90,7 @@ def _dev_defaults() -> dict[str, str]:
         "WECHAT_PAY_MCH_ID": "1900000109",
         "WECHAT_PAY_API_KEY": _dev_secret("wechat-pay-api-key"),
         "WECHAT_PAY_API_BASE": "sandbox",
+        "WECHAT_PAY_NOTIFY_URL": "http://127.0.0.1:5000/api/v1/wechat-pay/notifications",
         "DMS_SECRET": "dev-dms-secret",
         "CRM_URL": "sandbox",
         "CRM_SECRET": _dev_secret("crm-secret"),
@@ -123,6 +124,9 @@ class Settings:
     WECHAT_PAY_API_BASE: str = REAL_WECHAT_PAY_API_BASE
     WECHAT_PAY_CERT_PATH: str = ""
     WECHAT_PAY_KEY_PATH: str = ""
+    #: Where WeChat Pay posts payment notifications (mall points + cash orders): this service's
+    #: public ``…/api/v1/wechat-pay/notifications`` URL (https in production).
+    WECHAT_PAY_NOTIFY_URL: str = ""
     PUBLIC_IP: str = "127.0.0.1"
     #: Seconds the service waits for WeChat's HTTP APIs.
     WECHAT_HTTP_TIMEOUT: float = 5.0
@@ -265,6 +269,10 @@ def production_problems(values: dict[str, object]) -> list[str]:
             for name in ("SMS_ACCESS_KEY_ID", "SMS_ACCESS_KEY_SECRET", "SMS_SIGN_NAME")
             if not values.get(name)
         ]
+    if values.get("WECHAT_PAY_API_BASE") != "sandbox" and not str(values.get("WECHAT_PAY_NOTIFY_URL") or "").startswith(
+        "https://"
+    ):
+        problems.append(f"{ENV_PREFIX}WECHAT_PAY_NOTIFY_URL must be this service's public https:// notification URL")
     aes_key = str(values.get("WECHAT_AES_KEY") or "")
     if aes_key and len(aes_key) != 43:
         problems.append(f"{ENV_PREFIX}WECHAT_AES_KEY must be WeChat's 43-character EncodingAESKey")

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from flask import current_app
 
 from app import gateways
 from app.benefits import availability, booking, ratings
@@ -30,8 +31,11 @@ from app.core.db import db
 from app.core.errors import AppError
 from app.dealers import master_data
 from app.dealers.models import Dealer, Staff
+from app.jobs.drain import drain_inbox
 from app.mall import catalog as mall_catalog
 from app.mall import ordering as mall_ordering
+from app.mall import payments as mall_payments
+from app.mall import settling as mall_settling
 from app.mall import vouchers as mall_vouchers
 from app.members import identities, member_code, services, staff_mode
 from app.members.activation import credit_welcome_gift
@@ -45,6 +49,7 @@ from app.points.models import PointEntry, PointLot
 from app.referrals.models import Referral
 from app.tiers import policy
 from app.tiers.policy import current_tier
+from app.wechat.pay_sandbox import FakeOrderPayments
 
 DEALERS = (
     # code, name, region, city, address, lat, lng
@@ -197,18 +202,22 @@ def seed() -> dict[str, int]:
 
 
 #: The demo mall: code, kind, zh_CN name, en name, points, stock, cost in fen.
-DEMO_MALL_ITEMS = (
-    ("labour200", "coupon", "工时费 200 元抵用券", "¥200 off labour", 1000, 500, 20_000),
-    ("wash", "service_voucher", "精致洗车一次", "One detailed car wash", 300, 1000, 5_000),
-    ("umbrella", "physical", "品牌晴雨伞", "Brand umbrella", 500, 200, 4_500),
-    ("coffee", "partner_voucher", "合作咖啡券", "Partner coffee voucher", 100, 0, 1_500),
-    ("green", "charity", "为公益植一棵树", "Plant a tree (charity)", 200, 100_000, 2_000),
+DEMO_MALL_ITEMS = (  # code, kind, names, points, stock, cost in fen, cash on top in fen
+    ("labour200", "coupon", "工时费 200 元抵用券", "¥200 off labour", 1000, 500, 20_000, 0),
+    ("wash", "service_voucher", "精致洗车一次", "One detailed car wash", 300, 1000, 5_000, 0),
+    ("umbrella", "physical", "品牌晴雨伞", "Brand umbrella", 500, 200, 4_500, 0),
+    ("coffee", "partner_voucher", "合作咖啡券", "Partner coffee voucher", 100, 0, 1_500, 0),
+    ("green", "charity", "为公益植一棵树", "Plant a tree (charity)", 200, 100_000, 2_000, 0),
+    ("oilkit", "service_voucher", "机油保养套餐（积分+现金）", "Oil kit (points + cash)", 300, 100, 19_900, 9_900),
 )
+#: The demo member's mini-app openid when paying the points + cash item in the sandbox.
+DEMO_MALL_OPENID = "o-demo-mall-payer"
+WECHAT_PAY_NOTIFICATIONS = "/api/v1/wechat-pay/notifications"
 
 
 def _demo_mall_items() -> int:
     created = 0
-    for code, kind, name_zh, name_en, points, stock, cost in DEMO_MALL_ITEMS:
+    for code, kind, name_zh, name_en, points, stock, cost, cash in DEMO_MALL_ITEMS:
         if mall_catalog.item_by_code(code) is None:
             fields = {
                 "kind": kind,
@@ -217,6 +226,7 @@ def _demo_mall_items() -> int:
                 "points_price": points,
                 "stock": stock,
                 "cost_fen": cost,
+                "cash_fen": cash,
                 "eligible_tiers": [],
                 "per_month_limit": 5 if kind != "charity" else None,
             }
@@ -227,11 +237,12 @@ def _demo_mall_items() -> int:
 
 def walkthrough_mall(out_dir: Path) -> list[str]:
     """The mall in ``make run``: redeem a coupon, write its QR, a dealer scans it, a second scan is
-    refused; a physical order cancelled returns points and stock. One commit per step (each step is
-    what one request would do). Returns the lines to show."""
+    refused; a physical order cancelled returns points and stock; a points + cash item paid through
+    the WeChat Pay sandbox. One commit per step (each step is what one request would do). Returns
+    the lines to show."""
     member = services.find_by_phone(DEMO_MALL_MEMBER)
     staff = db.session.scalar(sa.select(Staff).where(Staff.staff_code == "SV0101"))
-    if member is None or staff is None or mall_catalog.item_by_code("labour200") is None:
+    if member is None or staff is None or mall_catalog.item_by_code("oilkit") is None:
         raise LookupError("run `flask demo seed` first")
     stamp = utcnow().strftime("%Y%m%d%H%M%S%f")
     lines = [f"member {member.member_no}: {points_queries.balance(member.id).available} points"]
@@ -274,7 +285,37 @@ def walkthrough_mall(out_dir: Path) -> list[str]:
         f"cancelled it: order {order.status}, balance {points_after} (was {points_before}),"
         f" stock {umbrella.stock} (was {stock_before})"
     )
-    return lines
+    return lines + _walkthrough_points_and_cash(member, stamp)
+
+
+def _walkthrough_points_and_cash(member: Member, stamp: str) -> list[str]:
+    """Redeem the points + cash item, pay it in the sandbox, deliver WeChat's signed notification to
+    our endpoint and drain it as the worker would: the order is fulfilled once."""
+    kit = mall_ordering.redeem(
+        member, item_code="oilkit", quantity=1, request_id=f"demo-oilkit-{stamp}", payer_openid=DEMO_MALL_OPENID
+    ).order
+    db.session.commit()
+    payment = mall_payments.of_order(kit.id)
+    assert payment is not None
+    lines = [
+        f"redeemed oilkit for {kit.points_spent} points + ¥{kit.cash_fen / 100:.2f}: order {kit.id} {kit.status},"
+        f" WeChat Pay order {payment.out_trade_no}"
+    ]
+    sandbox = gateways.pay_orders()
+    if not isinstance(sandbox, FakeOrderPayments):
+        return [*lines, "WeChat Pay is the real one here: pay it in the mini-app"]
+    notification = sandbox.pay(payment.out_trade_no)
+    client = current_app.test_client()
+    answers = [client.post(WECHAT_PAY_NOTIFICATIONS, data=notification, content_type="text/xml") for _ in range(2)]
+    drain_inbox(mall_settling.SOURCE)  # what a worker does with the stored notification
+    db.session.commit()
+    db.session.refresh(kit)
+    return [
+        *lines,
+        f"paid in the sandbox; the notification delivered twice was answered {[a.status_code for a in answers]}:"
+        f" order {kit.status} with {len(kit.vouchers)} voucher(s),"
+        f" balance {points_queries.balance(member.id).available}",
+    ]
 
 
 def _demo_slots(dealer: Dealer) -> int:

@@ -193,7 +193,13 @@ def _isolation(request: pytest.FixtureRequest, app: Flask) -> Iterator[None]:
 def fakes(app: Flask) -> Iterator[gateways.Gateways]:
     """The partner fakes the app talks to (WeChat, WeChat Pay, SMS), fresh for every test."""
     installed = gateways.installed(app)
-    for fake in (installed.official_account, installed.mini_app, installed.payments, installed.sms):
+    for fake in (
+        installed.official_account,
+        installed.mini_app,
+        installed.payments,
+        installed.sms,
+        installed.pay_orders,
+    ):
         fake.reset()  # type: ignore[union-attr]
     yield installed
 

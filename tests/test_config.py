@@ -12,6 +12,7 @@ ALL_PRODUCTION = {
     "LOYALTY_DATABASE_URL": "postgresql+psycopg://db/loyalty",
     "LOYALTY_REDIS_URL": "redis://cache:6379/0",
     "LOYALTY_CRM_URL": "https://crm.example.com",
+    "LOYALTY_WECHAT_PAY_NOTIFY_URL": "https://loyalty.example.com/api/v1/wechat-pay/notifications",
 }
 
 

@@ -283,10 +283,10 @@ def test_recommendations_without_expiring_points_prefer_kinds_redeemed_before(me
 # --- items ------------------------------------------------------------------------------------------
 
 
-def test_items_refuse_unknown_tiers_bad_windows_and_cash_for_now(app_ctx):
+def test_items_refuse_unknown_tiers_and_bad_windows(app_ctx):
     with pytest.raises(ValidationFailed) as err:
         item(eligible_tiers=["bronze"], active_from=utcnow(), active_to=utcnow() - dt.timedelta(days=1), cash_fen=100)
-    assert set(err.value.fields) == {"eligible_tiers", "active_to", "cash_fen"}
+    assert set(err.value.fields) == {"eligible_tiers", "active_to"}
 
 
 def test_stock_changes_are_relative_and_never_below_zero(app_ctx):

@@ -15,7 +15,7 @@ from app.points.queries import balance
 
 def test_the_walkthrough_redeems_scans_once_and_a_cancel_gives_points_and_stock_back(app, app_ctx, tmp_path):
     runner = app.test_cli_runner()
-    assert "'mall_items': 5" in runner.invoke(args=["demo", "seed"]).output
+    assert "'mall_items': 6" in runner.invoke(args=["demo", "seed"]).output
     member = find_by_phone("13900000001")
     before = balance(member.id).available
     result = runner.invoke(args=["demo", "walkthrough", "mall", "--out", str(tmp_path)])
@@ -31,10 +31,13 @@ def test_the_walkthrough_redeems_scans_once_and_a_cancel_gives_points_and_stock_
     )
     png = next(tmp_path.glob("voucher-*.png"))
     assert png.read_bytes().startswith(b"\x89PNG") and str(png) in result.output
-    assert balance(member.id).available == before - 1000  # the coupon stays spent, the umbrella came back
-    assert db.session.scalar(sa.select(Voucher.status)) == "used"
+    paid = next(line for line in lines if line.startswith("paid in the sandbox"))
+    assert "answered [200, 200]: order fulfilled with 1 voucher(s)" in paid, lines
+    # the coupon and the oil kit stay spent, the umbrella came back
+    assert balance(member.id).available == before - 1000 - 300
+    assert sorted(db.session.scalars(sa.select(Voucher.status))) == ["issued", "used"]
     statuses = sorted(db.session.scalars(sa.select(RedemptionOrder.status)))
-    assert statuses == ["cancelled", "completed"]
+    assert statuses == ["cancelled", "completed", "fulfilled"]
     assert db.session.scalar(sa.select(sa.func.count()).where(AuditEntry.action == "mall.voucher_used")) == 1
 
 

@@ -66,7 +66,7 @@ def consented_member_required(view: Callable) -> Callable:
     @functools.wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         _authenticate_member()
-        registration.require_current_consent(g.member)
+        registration.require_current_consent(g.member, (g.mini_session.id, g.mini_session.created_at))
         return view(*args, **kwargs)
 
     return wrapper

@@ -17,6 +17,7 @@ Every failure comes out as one of three errors:
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -159,6 +160,68 @@ class Payments(Protocol):
         """SENDING, SENT, FAILED, RECEIVED, RFUND_ING or REFUND; None if WeChat never saw the bill."""
 
 
+@dataclass(frozen=True)
+class JsapiOrder:
+    """A WeChat Pay order the member pays in the mini-app (统一下单, trade_type JSAPI)."""
+
+    out_trade_no: str  # ≤ 32 characters; WeChat keeps one order per number
+    openid: str  # the member's mini-app openid
+    amount_fen: int
+    description: str  # 商品描述, ≤ 127 bytes
+    expires_at: dt.datetime  # UTC; WeChat refuses payment after it
+    client_ip: str
+
+
+@dataclass(frozen=True)
+class PaidOrder:
+    """What WeChat Pay says about one of our orders (a verified notification or an order query)."""
+
+    out_trade_no: str
+    #: SUCCESS (paid), NOTPAY, USERPAYING, CLOSED, REFUND, REVOKED, PAYERROR; None: WeChat never saw it
+    state: str | None
+    amount_fen: int = 0
+    transaction_id: str | None = None
+    paid_at: dt.datetime | None = None
+
+    @property
+    def paid(self) -> bool:
+        return self.state in ("SUCCESS", "REFUND")
+
+
+#: Order query states after which the member can no longer pay.
+UNPAYABLE = ("CLOSED", "REVOKED", "PAYERROR")
+
+
+class BadSignature(Refused):
+    """A payment notification whose signature does not verify (or that is not WeChat's XML)."""
+
+
+class OrderPayments(Protocol):
+    """WeChat Pay's merchant orders for the mini-app (API v2, the merchant key the red packets use)."""
+
+    def create_jsapi_order(self, order: JsapiOrder) -> str:
+        """统一下单: returns the prepay_id. The same ``out_trade_no`` with the same amount may be sent
+        again (WeChat answers the same order); ``Unavailable``: retry later."""
+
+    def jsapi_params(self, prepay_id: str) -> dict[str, str]:
+        """The signed parameters ``wx.requestPayment`` takes (appId, timeStamp, nonceStr, package,
+        signType, paySign)."""
+
+    def parse_notification(self, body: bytes) -> PaidOrder:
+        """A payment notification's XML, its signature verified; ``BadSignature`` otherwise."""
+
+    def query_order(self, out_trade_no: str) -> PaidOrder:
+        """订单查询 (reconciliation): ``state`` None when WeChat has no such order."""
+
+    def close_order(self, out_trade_no: str) -> PaidOrder:
+        """关单: afterwards the order can never be paid. When WeChat answers that it is paid
+        (ORDERPAID) the answer is the paid order, as a query would give it."""
+
+    def refund(self, out_trade_no: str, out_refund_no: str, total_fen: int, refund_fen: int) -> str:
+        """申请退款 (merchant certificate): returns WeChat's refund id; the same ``out_refund_no``
+        refunds once however often it is sent."""
+
+
 # --- the central member record (CRM) -----------------------------------------------------------
 
 
@@ -209,6 +272,8 @@ class Gateways:
     payments: Payments
     #: None when SMS is switched off (``LOYALTY_SMS_API_BASE`` empty): the channel is skipped.
     sms: Sms | None = None
+    #: WeChat Pay orders (points + cash in the mall).
+    pay_orders: OrderPayments | None = None
 
 
 _KEY = "loyalty.gateways"
@@ -237,6 +302,13 @@ def payments() -> Payments:
 
 def sms() -> Sms | None:
     return installed().sms
+
+
+def pay_orders() -> OrderPayments:
+    gateway = installed().pay_orders
+    if gateway is None:
+        raise Unavailable("WeChat Pay orders are not configured")
+    return gateway
 
 
 _CRM_KEY = "loyalty.gateways.crm"

@@ -11,7 +11,7 @@ from app.api.auth import BEARER, consented_member_required, member_required, per
 from app.core.clock import utcnow
 from app.core.errors import NotFound
 from app.core.http import Blueprint
-from app.mall import catalog, engagement, ordering, recommendations, vouchers
+from app.mall import catalog, engagement, ordering, payments, recommendations, settling, vouchers
 from app.mall.catalog import Offer
 from app.mall.models import RedemptionOrder, Voucher
 from app.mall.schemas import (
@@ -42,6 +42,7 @@ def offer_json(offer: Offer, locale: str) -> dict[str, Any]:
         "image_url": item.image_url,
         "points_price": offer.unit_points,
         "usual_points_price": item.points_price,
+        "cash_fen": item.cash_fen,
         "flash": None
         if flash is None
         else {
@@ -74,6 +75,19 @@ def voucher_json(row: Voucher, locale: str) -> dict[str, Any]:
     }
 
 
+def payment_json(row: RedemptionOrder, *, with_params: bool = False) -> dict[str, Any] | None:
+    """The cash part of a points + cash order (no read for a points-only one)."""
+    payment = payments.of_order(row.id) if row.cash_fen else None
+    if payment is None:
+        return None
+    return {
+        "status": payment.status,
+        "amount_fen": payment.amount_fen,
+        "expires_at": payment.expires_at,
+        "pay_params": payments.pay_params(payment) if with_params else None,
+    }
+
+
 def order_json(row: RedemptionOrder, locale: str, *, with_codes: bool = False) -> dict[str, Any]:
     return {
         "id": row.id,
@@ -84,7 +98,9 @@ def order_json(row: RedemptionOrder, locale: str, *, with_codes: bool = False) -
         "quantity": row.quantity,
         "unit_points": row.unit_points,
         "points_spent": row.points_spent,
+        "cash_fen": row.cash_fen,
         "status": row.status,
+        "payment": payment_json(row, with_params=with_codes),
         "flash_offer": row.flash_offer_id,
         "tracking_number": row.tracking_number,
         "created_at": row.created_at,
@@ -158,13 +174,16 @@ def my_orders() -> list[dict[str, Any]]:
 @per_user_limit("30/minute")
 def redeem(args: dict[str, Any]) -> dict[str, Any]:
     """Redeem: points spent and stock taken together; a resend with the same ``request_id``
-    returns the same order. Vouchers come with the answer."""
+    returns the same order. Vouchers come with the answer. A points + cash item answers
+    ``awaiting_payment`` with ``payment.pay_params`` for ``wx.requestPayment``; the order moves on
+    when WeChat Pay says it is paid, and is closed (points and stock given back) if unpaid in time."""
     result = ordering.redeem(
         g.member,
         item_code=args["item"],
         quantity=args["quantity"],
         request_id=args["request_id"],
         address=args.get("address"),
+        payer_openid=g.identity.openid,
     )
     return order_json(result.order, g.member.locale, with_codes=True)
 
@@ -176,8 +195,9 @@ def redeem(args: dict[str, Any]) -> dict[str, Any]:
 @blp.alt_response(409, response="CONFLICT")
 @member_required
 def cancel(order_id: int) -> dict[str, Any]:
-    """Cancel before fulfilment: the points go back into their lots, the stock is returned."""
-    return order_json(ordering.cancel(g.member, order_id), g.member.locale)
+    """Cancel before fulfilment: the points go back into their lots, the stock is returned; an
+    unpaid points + cash order is closed at WeChat Pay first, a paid one gets its cash refunded."""
+    return order_json(settling.cancel(g.member, order_id), g.member.locale)
 
 
 @blp.route("/me/vouchers")
@@ -233,13 +253,15 @@ def sign_in() -> dict[str, Any]:
 @blp.doc(security=BEARER)
 @blp.arguments(ActivityArgs)
 @blp.response(200, ActivitySchema)
+@blp.alt_response(409, response="CONFLICT")
 @blp.alt_response(429, response="TOO_MANY_REQUESTS")
 @member_required
 @per_user_limit("30/minute")
 def activity(args: dict[str, Any]) -> dict[str, Any]:
-    """A survey answered: its points once per survey (capped per period by the earning rule)."""
-    points = engagement.survey_answered(g.member, args["ref"])
-    return {"activity": args["activity"], "ref": args["ref"], "points": points}
+    """A survey completed, an article read or content shared: its points once (per content id, or
+    per content and day for a share), within the earning rule's caps; 409 ``activity_capped`` once
+    the cap for the period is reached."""
+    return engagement.activity_done(g.member, args["activity"], args["ref"]).__dict__
 
 
 @blp.route("/staff/vouchers/scans", methods=["POST"])

@@ -18,7 +18,7 @@ from app.mall.models import FlashOffer, MallItem, RedemptionOrder
 from app.tiers.models import TIERS
 
 #: Orders in these states count against a member's limits (a cancelled one gives its units back).
-COUNTED_STATUSES = ("created", "fulfilled", "completed", "expired")
+COUNTED_STATUSES = ("awaiting_payment", "created", "fulfilled", "completed", "expired")
 ITEM_FIELDS = (
     "kind",
     "name",
@@ -68,9 +68,6 @@ def _check_item(fields: dict[str, Any]) -> None:
     start, end = fields.get("active_from"), fields.get("active_to")
     if start is not None and end is not None and end <= start:
         errors["active_to"] = [_l("The end must come after the start.")]
-    if fields.get("cash_fen"):
-        # cash needs a WeChat Pay order before the points are spent; not offered yet
-        errors["cash_fen"] = [_l("Points plus cash is not available yet.")]
     if errors:
         raise ValidationFailed(fields=errors)
 
@@ -164,6 +161,31 @@ def add_flash_offer(
         details={"offer": offer.id, "points_price": points_price, "quantity": quantity},
     )
     return offer
+
+
+def redemption_context(
+    code: str, member_id: int, request_id: str, now: dt.datetime
+) -> tuple[MallItem, FlashOffer | None, RedemptionOrder | None] | None:
+    """One statement for the redemption hot path: the item, its flash offer now (in its window,
+    units left) and the member's order under this request id (a resend); None for an unknown code.
+    Flash windows of one item never overlap, so there is one row at most."""
+    row = db.session.execute(
+        sa.select(MallItem, FlashOffer, RedemptionOrder)
+        .outerjoin(
+            FlashOffer,
+            sa.and_(
+                FlashOffer.item_id == MallItem.id,
+                FlashOffer.starts_at <= now,
+                FlashOffer.ends_at > now,
+                FlashOffer.sold < FlashOffer.quantity,
+            ),
+        )
+        .outerjoin(
+            RedemptionOrder, sa.and_(RedemptionOrder.member_id == member_id, RedemptionOrder.request_id == request_id)
+        )
+        .where(MallItem.code == code)
+    ).first()
+    return None if row is None else (row[0], row[1], row[2])
 
 
 def flash_offer_now(item_id: int, now: dt.datetime) -> FlashOffer | None:

@@ -1,6 +1,8 @@
 """Activities that earn, called from the mini-app (SPEC §3): the daily sign-in with its streak,
-surveys. The points and their caps are the earning rules on ``activity.*`` events
-(``points/activities``); this module makes each count once per member and day (or survey)."""
+surveys and content activities (an article read, content shared). The points and their caps are
+the earning rules on ``activity.*`` events (``points/activities``); this module decides what
+counts once (``ONCE_PER``: per content id, per member and day, or per content and day) and turns
+a capped activity into a localized refusal."""
 
 from __future__ import annotations
 
@@ -9,11 +11,36 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from app.core import tunables
 from app.core.clock import to_business, utcnow
 from app.core.db import db, insert_if_absent
+from app.core.errors import Conflict
+from app.core.i18n import _l
 from app.mall.models import SignIn
 from app.members.models import Member
-from app.points.activities import record_activity
+from app.points.activities import credit_activity, record_activity
+
+#: The activities the mini-app reports (the sign-in has its own endpoint).
+CONTENT_ACTIVITIES = ("survey", "article_read", "content_shared")
+ONCE_PER = tunables.define(
+    "activities.once_per",
+    {"survey": "content", "article_read": "content", "content_shared": "content_day"},
+    "What makes a mini-app activity count once: content (per content id), day (per member and day) "
+    "or content_day (per content id and day)",
+)
+
+
+class ActivityCapped(Conflict):
+    code = "activity_capped"
+    default_message = _l("You have earned all the points this activity gives for now; thank you for taking part.")
+
+
+@dataclass(frozen=True)
+class ActivityResult:
+    activity: str
+    ref: str
+    points: int
+    new: bool
 
 
 @dataclass(frozen=True)
@@ -61,6 +88,19 @@ def sign_in(member: Member, now: dt.datetime | None = None) -> SignInResult:
     points = record_activity(member, "daily_sign_in", ref=day.isoformat(), at=now)  # capped per month by its rule
     db.session.execute(sa.update(SignIn).where(SignIn.member_id == member.id, SignIn.day == day).values(points=points))
     return SignInResult(day, True, True, points, streak)
+
+
+def activity_done(member: Member, activity: str, content_id: str, now: dt.datetime | None = None) -> ActivityResult:
+    """A survey completed, an article read, content shared: its points once (``ONCE_PER``), within
+    the rule's caps. A repeat answers ``new`` false with 0 points; a capped one is refused (409)."""
+    now = now or utcnow()
+    day = to_business(now).date().isoformat()
+    scope = ONCE_PER.value().get(activity, "content")
+    key = {"day": day, "content_day": f"{content_id}:{day}"}.get(scope, content_id)
+    credit = credit_activity(member, activity, ref=f"{activity}:{key}", at=now)
+    if credit.capped:
+        raise ActivityCapped(details={"activity": activity})
+    return ActivityResult(activity, content_id, credit.points, not credit.repeated)
 
 
 def survey_answered(member: Member, survey_id: str, now: dt.datetime | None = None) -> int:

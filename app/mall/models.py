@@ -23,7 +23,9 @@ from app.core.security import EncryptedText
 ITEM_KINDS = ("coupon", "physical", "service_voucher", "partner_voucher", "charity")
 #: Kinds delivered as a code the member shows (a QR): ours, or one a partner uploaded.
 VOUCHER_KINDS = ("coupon", "service_voucher", "partner_voucher")
-ORDER_STATUSES = ("created", "fulfilled", "completed", "cancelled", "expired")
+ORDER_STATUSES = ("awaiting_payment", "created", "fulfilled", "completed", "cancelled", "expired")
+#: A points + cash order's WeChat Pay order: awaiting → paid (→ refunding → refunded) or closed.
+PAYMENT_STATUSES = ("awaiting", "paid", "closed", "refunding", "refunded")
 VOUCHER_STATUSES = ("issued", "used", "expired", "void")
 BATCH_STATUSES = ("queued", "running", "done")
 
@@ -106,7 +108,8 @@ class FlashOffer(Base):
 
 class RedemptionOrder(Base):
     """created → fulfilled (voucher issued or shipped) → completed; cancelled (before fulfilment,
-    points and stock given back) or expired (an unused voucher ran out)."""
+    points and stock given back) or expired (an unused voucher ran out). A points + cash order
+    starts ``awaiting_payment`` (points spent, stock reserved) until WeChat Pay says it is paid."""
 
     __tablename__ = "mall_orders"
 
@@ -120,7 +123,7 @@ class RedemptionOrder(Base):
     points_spent: Mapped[int] = mapped_column(default=0)
     cash_fen: Mapped[int] = mapped_column(BigIntType, default=0)
     cost_fen: Mapped[int] = mapped_column(BigIntType, default=0)
-    status: Mapped[str] = mapped_column(sa.String(10), default="created")
+    status: Mapped[str] = mapped_column(sa.String(16), default="created")
     address: Mapped[str | None] = mapped_column(EncryptedText)
     tracking_number: Mapped[str | None] = mapped_column(sa.String(64))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
@@ -139,6 +142,39 @@ class RedemptionOrder(Base):
         sa.Index("ix_mall_orders_member_created", "member_id", "created_at"),
         sa.CheckConstraint(_in("status", ORDER_STATUSES), name="status"),
         sa.CheckConstraint("quantity > 0", name="quantity_positive"),
+    )
+
+
+class MallPayment(Base):
+    """The WeChat Pay order behind a points + cash redemption (one per order). ``out_trade_no`` is
+    WeChat's key for it: a paid notification, a query, the close and the refund all name it."""
+
+    __tablename__ = "mall_payments"
+
+    order_id: Mapped[int] = mapped_column(BigIntType, sa.ForeignKey("mall_orders.id"), primary_key=True)
+    out_trade_no: Mapped[str] = mapped_column(sa.String(32), unique=True)
+    amount_fen: Mapped[int] = mapped_column(BigIntType)
+    prepay_id: Mapped[str] = mapped_column(sa.String(64))
+    status: Mapped[str] = mapped_column(sa.String(10), default="awaiting")
+    #: Unpaid by then: closed at WeChat, points and stock given back.
+    expires_at: Mapped[dt.datetime]
+    transaction_id: Mapped[str | None] = mapped_column(sa.String(32))
+    paid_at: Mapped[dt.datetime | None]
+    closed_at: Mapped[dt.datetime | None]
+    refund_id: Mapped[str | None] = mapped_column(sa.String(64))
+    refunded_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        sa.CheckConstraint(_in("status", PAYMENT_STATUSES), name="status"),
+        sa.CheckConstraint("amount_fen > 0", name="amount_positive"),
+        # the reconciler's list: payments still open
+        sa.Index(
+            "ix_mall_payments_open",
+            "expires_at",
+            postgresql_where=sa.text("status IN ('awaiting', 'refunding')"),
+            sqlite_where=sa.text("status IN ('awaiting', 'refunding')"),
+        ),
     )
 
 

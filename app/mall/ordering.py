@@ -9,7 +9,9 @@ Lock order: order row, point account, item row, flash offer row — cancel and f
 Vouchers (coupon, service voucher) are issued at once, partner codes handed out at once, a
 donation is complete at once; physical goods wait for the fulfilment operator to ship them.
 Cancelling before fulfilment refunds the points into the lots the order drained (with their own
-expiry: ``ledger.refund``) and returns the stock.
+expiry: ``ledger.refund``) and returns the stock; a paid points + cash order also gets its cash
+refunded through WeChat Pay after the commit. Points + cash orders wait in ``awaiting_payment``
+(points spent, stock reserved) until paid or closed: ``app.mall.settling``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
 from app.core import audit
@@ -25,7 +28,7 @@ from app.core.clock import utcnow
 from app.core.db import db, insert_if_absent
 from app.core.errors import Conflict, NotFound, ValidationFailed
 from app.core.i18n import _l
-from app.mall import catalog, vouchers
+from app.mall import catalog, payments, vouchers
 from app.mall.catalog import ItemUnavailable
 from app.mall.models import VOUCHER_KINDS, FlashOffer, MallItem, RedemptionOrder
 from app.members.models import Member
@@ -140,47 +143,72 @@ def _status_at_once(item: MallItem) -> str:
     return "completed" if item.kind == "charity" else "created"
 
 
-def redeem(member: Member, *, item_code: str, quantity: int, request_id: str, address: str | None = None) -> Redeemed:
-    """Redeem once per ``request_id``: points spent, stock taken and the order made, or nothing."""
-    existing = find(member.id, request_id)
-    if existing is not None:
-        return Redeemed(_same_request(existing, item_code, quantity), False)
-    item = catalog.item_by_code(item_code)
-    if item is None:
-        raise ValidationFailed(fields={"item": [_l("Unknown item.")]})
+def redeem(
+    member: Member,
+    *,
+    item_code: str,
+    quantity: int,
+    request_id: str,
+    address: str | None = None,
+    payer_openid: str | None = None,
+) -> Redeemed:
+    """Redeem once per ``request_id``: points spent, stock taken and the order made, or nothing.
+
+    A points + cash item opens its WeChat Pay order first (``payments.open_order``, no lock held:
+    the call never keeps the item row locked), then everything below happens in the transaction,
+    the order ``awaiting_payment`` until WeChat says it is paid (``settling.settle``)."""
     now = utcnow()
+    found = catalog.redemption_context(item_code, member.id, request_id, now)
+    if found is None:
+        if (existing := find(member.id, request_id)) is not None:
+            return Redeemed(_same_request(existing, item_code, quantity), False)
+        raise ValidationFailed(fields={"item": [_l("Unknown item.")]})
+    item, flash, existing = found
+    if existing is not None:
+        if existing.item_id != item.id or existing.quantity != quantity:
+            raise RequestIdReused()
+        set_committed_value(existing, "item", item)
+        return Redeemed(existing, False)
     _check(member, item, quantity, address, now)
-    flash = catalog.flash_offer_now(item.id, now)
     unit = flash.points_price if flash else item.points_price
-    status = _status_at_once(item)
+    cash = item.cash_fen * quantity
+    status = "awaiting_payment" if cash else _status_at_once(item)
+    if cash:
+        if not payer_openid:
+            raise ValidationFailed(fields={"item": [_l("Points plus cash is paid in the mini-app.")]})
+        payment = payments.open_order(
+            member_id=member.id,
+            openid=payer_openid,
+            request_id=request_id,
+            item=item,
+            quantity=quantity,
+            amount_fen=cash,
+            now=now,
+        )
     # written as it will be if every step below succeeds; any refusal rolls the row back with the rest
-    order_id = insert_if_absent(
-        RedemptionOrder,
-        {
-            "member_id": member.id,
-            "request_id": request_id,
-            "item_id": item.id,
-            "flash_offer_id": flash.id if flash else None,
-            "quantity": quantity,
-            "unit_points": unit,
-            "points_spent": unit * quantity,
-            "cash_fen": 0,
-            "cost_fen": item.cost_fen * quantity,
-            "status": status,
-            "address": address if item.kind == "physical" else None,
-            "created_at": now,
-            "fulfilled_at": now if status != "created" else None,
-            "fulfilled_by": "system" if status != "created" else None,
-            "completed_at": now if status == "completed" else None,
-        },
-        ("member_id", "request_id"),
-    )
+    values = {
+        "member_id": member.id,
+        "request_id": request_id,
+        "item_id": item.id,
+        "flash_offer_id": flash.id if flash else None,
+        "quantity": quantity,
+        "unit_points": unit,
+        "points_spent": unit * quantity,
+        "cash_fen": cash,
+        "cost_fen": item.cost_fen * quantity,
+        "status": status,
+        "address": address if item.kind == "physical" else None,
+        "created_at": now,
+        "fulfilled_at": now if status in ("fulfilled", "completed") else None,
+        "fulfilled_by": "system" if status in ("fulfilled", "completed") else None,
+        "completed_at": now if status == "completed" else None,
+    }
+    order_id = insert_if_absent(RedemptionOrder, values, ("member_id", "request_id"))
     if order_id is None:  # a concurrent twin with this request id committed first
         twin = find(member.id, request_id)
         assert twin is not None
         return Redeemed(_same_request(twin, item_code, quantity), False)
-    order = db.session.get(RedemptionOrder, order_id)
-    assert order is not None
+    order = _known_row(order_id, values)
     if item.per_month_limit is not None or item.lifetime_limit is not None:
         ledger.lock_account(member.id)  # the member's redemptions queue here: limits are counted once
         limits = catalog.limits_left(member.id, item, now, exclude_order=order.id)
@@ -197,10 +225,46 @@ def redeem(member: Member, *, item_code: str, quantity: int, request_id: str, ad
     _take_stock(item.id, quantity)
     if flash is not None:
         _take_flash_units(flash.id, quantity, now)
-    issued = vouchers.issue(order, item, now) if item.kind in VOUCHER_KINDS else []
+    issued = vouchers.issue(order, item, now) if status == "fulfilled" and item.kind in VOUCHER_KINDS else []
     set_committed_value(order, "vouchers", issued)
     set_committed_value(order, "item", item)
+    if cash:
+        payments.record(order, *payment)
     return Redeemed(order, True)
+
+
+def _known_row(order_id: int, values: dict[str, object]) -> RedemptionOrder:
+    """The order just inserted, as the ORM's persistent row without reading it back: every column
+    is known (the INSERT wrote them), so nothing is loaded lazily afterwards."""
+    order = RedemptionOrder(id=order_id, tracking_number=None, cancelled_at=None, cancelled_by=None, **values)
+    make_transient_to_detached(order)
+    db.session.add(order)
+    return order
+
+
+def payment_received(order: RedemptionOrder) -> RedemptionOrder:
+    """A locked order awaiting payment was paid: on to what a points-only order is at once."""
+    now = utcnow()
+    item = order.item
+    order.status = _status_at_once(item)
+    if order.status in ("fulfilled", "completed"):
+        order.fulfilled_at, order.fulfilled_by = now, "system"
+    if order.status == "completed":
+        order.completed_at = now
+    db.session.flush()
+    if order.status == "fulfilled" and item.kind in VOUCHER_KINDS:
+        vouchers.issue(order, item, now)
+    return order
+
+
+def give_up_unpaid(order: RedemptionOrder, actor: str) -> RedemptionOrder:
+    """A locked order whose payment was closed unpaid: points into their lots, stock back."""
+    if order.status != "awaiting_payment":
+        raise OrderClosed()
+    _give_back(order)
+    order.status, order.cancelled_at, order.cancelled_by = "cancelled", utcnow(), actor
+    db.session.flush()
+    return order
 
 
 def _take_stock(item_id: int, quantity: int) -> None:
@@ -254,6 +318,8 @@ def _cancel_locked(order: RedemptionOrder, actor: str) -> RedemptionOrder:
         raise OrderClosed()
     _give_back(order)
     order.status, order.cancelled_at, order.cancelled_by = "cancelled", utcnow(), actor
+    if order.cash_fen:
+        payments.refund_after_cancel(order)  # the cash goes back through WeChat Pay after the commit
     db.session.flush()
     return order
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import marshmallow as ma
 
 from app.core.schemas import BaseSchema, Length, Month, OneOf, Range, identifier
+from app.mall.engagement import CONTENT_ACTIVITIES
 from app.mall.models import ITEM_KINDS
 from app.tiers.models import TIERS
 
@@ -53,6 +54,9 @@ class MallOfferSchema(ma.Schema):
     image_url = ma.fields.String(allow_none=True)
     points_price = ma.fields.Integer(metadata={"description": "Per unit, now (a flash offer's when on)"})
     usual_points_price = ma.fields.Integer()
+    cash_fen = ma.fields.Integer(
+        metadata={"description": "Cash on top of the points per unit, in fen (0: points only)"}
+    )
     flash = ma.fields.Nested(FlashSchema, allow_none=True)
     in_stock = ma.fields.Boolean()
     redeemable = ma.fields.Boolean()
@@ -90,6 +94,18 @@ class VoucherSchema(ma.Schema):
     used_at = ma.fields.DateTime(allow_none=True)
 
 
+class PaymentSchema(ma.Schema):
+    status = ma.fields.String(metadata={"description": "awaiting, paid, closed, refunding or refunded"})
+    amount_fen = ma.fields.Integer()
+    expires_at = ma.fields.DateTime(metadata={"description": "Unpaid by then, the order is closed and given back"})
+    pay_params = ma.fields.Dict(
+        keys=ma.fields.String(),
+        values=ma.fields.String(),
+        allow_none=True,
+        metadata={"description": "What wx.requestPayment takes (while the order can be paid)"},
+    )
+
+
 class OrderSchema(ma.Schema):
     id = ma.fields.Integer()
     request_id = ma.fields.String()
@@ -99,7 +115,11 @@ class OrderSchema(ma.Schema):
     quantity = ma.fields.Integer()
     unit_points = ma.fields.Integer()
     points_spent = ma.fields.Integer()
-    status = ma.fields.String()
+    cash_fen = ma.fields.Integer()
+    status = ma.fields.String(
+        metadata={"description": "awaiting_payment, created, fulfilled, completed, cancelled or expired"}
+    )
+    payment = ma.fields.Nested(PaymentSchema, allow_none=True)
     flash_offer = ma.fields.Integer(allow_none=True)
     tracking_number = ma.fields.String(allow_none=True)
     created_at = ma.fields.DateTime()
@@ -124,14 +144,17 @@ class SignInSchema(ma.Schema):
 
 
 class ActivityArgs(BaseSchema):
-    activity = ma.fields.String(required=True, validate=OneOf(("survey",)))
-    ref = ma.fields.String(required=True, validate=identifier(40), metadata={"description": "Survey id"})
+    activity = ma.fields.String(required=True, validate=OneOf(CONTENT_ACTIVITIES))
+    ref = ma.fields.String(
+        required=True, validate=identifier(40), metadata={"description": "The survey's, article's or content's id"}
+    )
 
 
 class ActivitySchema(ma.Schema):
     activity = ma.fields.String()
     ref = ma.fields.String()
-    points = ma.fields.Integer(metadata={"description": "Points earned now (0: already counted or capped)"})
+    points = ma.fields.Integer(metadata={"description": "Points earned now (0: already counted)"})
+    new = ma.fields.Boolean(metadata={"description": "False: this activity was already counted (today)"})
 
 
 class VoucherScanArgs(BaseSchema):

@@ -8,18 +8,20 @@ instead of creating a second one; a unionid-linked service-account member is reu
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from app import gateways
-from app.core import audit, tunables
+from app.core import audit, events, tunables
 from app.core.clock import utcnow
 from app.core.db import db
 from app.core.errors import Conflict, Forbidden, ServiceUnavailable, ValidationFailed
 from app.core.i18n import _l
 from app.members import activation, identities, services
+from app.members.events import ConsentChanged
 from app.members.identifiers import normalize_cn_mobile
 from app.members.models import Member, WechatIdentity
 
@@ -57,10 +59,36 @@ class ConsentRequired(Forbidden):
     default_message = _l("Please accept the current privacy policy first.")
 
 
-def require_current_consent(member: Member) -> None:
+#: Acceptances seen recently, per mini-app session: (session id, its creation time, member id) →
+#: (policy version accepted, monotonic deadline). The redemption hot path asks on every request; a
+#: session that showed an acceptance skips the consent read for ``CONSENT_CACHE_SECONDS``. Only an
+#: acceptance is kept; a consent change forgets the member's entries in this process at once (other
+#: processes within the same few seconds), a new policy version misses the cache at once.
+CONSENT_CACHE_SECONDS = 30.0
+_CONSENT_CACHE_SIZE = 10_000
+_accepted: dict[tuple[object, ...], tuple[str, float]] = {}
+
+
+def require_current_consent(member: Member, session_key: tuple[object, ...] | None = None) -> None:
     """Nothing personal is stored for a member who has not accepted the current policy version."""
+    current = POLICY_VERSION.value()
+    key = (*session_key, member.id) if session_key is not None else None
+    if key is not None:
+        seen = _accepted.get(key)
+        if seen is not None and seen[0] == current and seen[1] > time.monotonic():
+            return
     if needs_consent(member):
-        raise ConsentRequired(details={"current_policy_version": POLICY_VERSION.value()})
+        raise ConsentRequired(details={"current_policy_version": current})
+    if key is not None:
+        if len(_accepted) >= _CONSENT_CACHE_SIZE:
+            _accepted.clear()
+        _accepted[key] = (current, time.monotonic() + CONSENT_CACHE_SECONDS)
+
+
+@events.within_transaction(ConsentChanged)
+def _forget_acceptance(event: ConsentChanged) -> None:
+    for key in [k for k in list(_accepted) if k[-1] == event.member_id]:
+        _accepted.pop(key, None)
 
 
 def needs_consent(member: Member | None) -> bool:

@@ -57,6 +57,8 @@ INDICATORS: dict[str, dict[str, str]] = {
     "activity.survey": {},
     "activity.profile_completed": {},
     "activity.daily_sign_in": {},
+    "activity.article_read": {},
+    "activity.content_shared": {},
 }
 #: Facts about the member and place, available to every rule.
 CONTEXT_ATTRIBUTES = ("dealer_code", "region", "tier", "customer_type", "city")

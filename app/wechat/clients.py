@@ -5,6 +5,7 @@
   wechatpy 1.8.18 lacks) by one process at a time, behind a Redis lock.
 * ``miniapp_client()`` — the mini-app (小程序): ``jscode2session``, phone numbers, subscribe messages.
 * ``pay_client()`` — WeChat Pay for red packets (client certificate from the settings).
+* ``pay_miniapp_client()`` — WeChat Pay orders paid in the mini-app (same merchant, mini-app appid).
 
 All of them time out (``LOYALTY_WECHAT_HTTP_TIMEOUT``). Only the real gateways
 (``app.wechat.gateways``) use them; in sandbox mode the in-process fakes stand in.
@@ -156,12 +157,12 @@ def miniapp_client() -> StableTokenClient:
     return _stable_client("miniapp", settings.MINIAPP_APP_ID, settings.MINIAPP_APP_SECRET)
 
 
-def pay_client() -> WeChatPay:
+def _pay(name: str, app_id: str) -> WeChatPay:
     settings = current_settings()
 
     def build() -> WeChatPay:
         client = WeChatPay(
-            appid=settings.WECHAT_APP_ID,
+            appid=app_id,
             api_key=settings.WECHAT_PAY_API_KEY,
             mch_id=settings.WECHAT_PAY_MCH_ID,
             mch_cert=settings.WECHAT_PAY_CERT_PATH or None,
@@ -171,7 +172,16 @@ def pay_client() -> WeChatPay:
         client.API_BASE_URL = pay_api_base() + "/"
         return client
 
-    return _cached("pay", build)
+    return _cached(name, build)
+
+
+def pay_client() -> WeChatPay:
+    return _pay("pay", current_settings().WECHAT_APP_ID)
+
+
+def pay_miniapp_client() -> WeChatPay:
+    """WeChat Pay for the mini-app's orders: the same merchant, the mini-app's appid (JSAPI)."""
+    return _pay("pay_miniapp", current_settings().MINIAPP_APP_ID)
 
 
 def forget_clients(app: Flask) -> None:
@@ -179,4 +189,11 @@ def forget_clients(app: Flask) -> None:
     app.extensions.pop("loyalty.wechat_clients", None)
 
 
-__all__ = ["StableTokenClient", "forget_clients", "miniapp_client", "official_client", "pay_client"]
+__all__ = [
+    "StableTokenClient",
+    "forget_clients",
+    "miniapp_client",
+    "official_client",
+    "pay_client",
+    "pay_miniapp_client",
+]

@@ -15,12 +15,15 @@ from typing import Any
 import requests
 from flask import Flask
 from wechatpy.exceptions import WeChatClientException
-from wechatpy.pay import WeChatPayException
+from wechatpy.pay import WeChatPay, WeChatPayException
 
 from app.config import INSTANCE_DIR, Settings, settings_of
+from app.core.clock import BUSINESS_TZ
 from app.gateways import (
     Gateways,
+    JsapiOrder,
     MiniAppSignIn,
+    PaidOrder,
     PaymentRefused,
     QrTicket,
     RedPacketOrder,
@@ -31,7 +34,16 @@ from app.gateways import (
 from app.gateways import install as install_gateways
 from app.gateways.aliyun_sms import AliyunSms
 from app.gateways.fakes import FakeMiniApp, FakeOfficialAccount, FakePayments, FakeSms
-from app.wechat.clients import StableTokenClient, miniapp_client, official_client, pay_client, wechat_api_base
+from app.wechat import pay_xml
+from app.wechat.clients import (
+    StableTokenClient,
+    miniapp_client,
+    official_client,
+    pay_client,
+    pay_miniapp_client,
+    wechat_api_base,
+)
+from app.wechat.pay_sandbox import FakeOrderPayments
 
 #: WeChat's answers to a login or phone code we cannot use (invalid, used, too frequent).
 BAD_CODES = {40029, 40163, 45011, 40226, 40013}
@@ -188,6 +200,85 @@ class WeChatPayments:
         return str(info.get("status", "")).upper()
 
 
+#: Order errors after which the same call may simply be made again.
+RETRY_ORDER = {"SYSTEMERROR", "BIZERR_NEED_RETRY", "USERPAYING", "FREQUENCY_LIMITED", "NOTENOUGH"}
+
+
+@contextmanager
+def _pay_errors() -> Iterator[None]:
+    """A WeChat Pay order call's failures in our terms: a code worth retrying, no answer or a
+    FAIL return code → ``Unavailable``; any other business code → ``Refused`` with it."""
+    try:
+        yield
+    except WeChatPayException as exc:
+        code = (exc.errcode or exc.result_code or exc.return_code or "UNKNOWN").upper()
+        message = str(exc.errmsg or exc.return_msg or "")
+        if exc.return_code != "SUCCESS" or code in RETRY_ORDER:
+            raise Unavailable(message, code=code) from exc
+        raise Refused(message, code=code) from exc
+    except requests.RequestException as exc:
+        raise Unavailable(type(exc).__name__) from exc
+
+
+class WeChatOrderPayments:
+    """WeChat Pay API v2 orders for the mini-app (JSAPI), through wechatpy: the merchant key and
+    certificate the red packets already use."""
+
+    def __init__(self, api_key: str, notify_url: str, client: Callable[[], WeChatPay] = pay_miniapp_client) -> None:
+        self._api_key = api_key
+        self._notify_url = notify_url
+        self._client = client
+
+    def create_jsapi_order(self, order: JsapiOrder) -> str:
+        with _pay_errors():
+            result = self._client().order.create(
+                trade_type="JSAPI",
+                body=order.description[:40],
+                total_fee=order.amount_fen,
+                notify_url=self._notify_url,
+                client_ip=order.client_ip,
+                user_id=order.openid,
+                out_trade_no=order.out_trade_no,
+                time_expire=order.expires_at.astimezone(BUSINESS_TZ),
+            )
+        return str(result["prepay_id"])
+
+    def jsapi_params(self, prepay_id: str) -> dict[str, str]:
+        return dict(self._client().jsapi.get_jsapi_params(prepay_id))
+
+    def parse_notification(self, body: bytes) -> PaidOrder:
+        return pay_xml.paid_order(pay_xml.verified(body, self._api_key))
+
+    def query_order(self, out_trade_no: str) -> PaidOrder:
+        try:
+            with _pay_errors():
+                result = self._client().order.query(out_trade_no=out_trade_no)
+        except Refused as exc:
+            if exc.code == "ORDERNOTEXIST":
+                return PaidOrder(out_trade_no, None)
+            raise
+        return pay_xml.paid_order(result, state=str(result.get("trade_state") or "").upper() or None)
+
+    def close_order(self, out_trade_no: str) -> PaidOrder:
+        try:
+            with _pay_errors():
+                self._client().order.close(out_trade_no)
+        except Refused as exc:
+            if exc.code == "ORDERPAID":
+                return self.query_order(out_trade_no)
+            if exc.code == "ORDERCLOSED":
+                return PaidOrder(out_trade_no, "CLOSED")
+            raise
+        return PaidOrder(out_trade_no, "CLOSED")
+
+    def refund(self, out_trade_no: str, out_refund_no: str, total_fen: int, refund_fen: int) -> str:
+        with _pay_errors():
+            result = self._client().refund.apply(
+                total_fee=total_fen, refund_fee=refund_fen, out_refund_no=out_refund_no, out_trade_no=out_trade_no
+            )
+        return str(result.get("refund_id", ""))
+
+
 def for_settings(settings: Settings, journal: Path | None = None) -> Gateways:
     """Real gateways, or the in-process fakes where the settings say ``sandbox``."""
     official = FakeOfficialAccount(journal) if settings.wechat_sandbox else WeChatOfficialAccount()
@@ -196,8 +287,16 @@ def for_settings(settings: Settings, journal: Path | None = None) -> Gateways:
     else:
         mini = WeChatMiniApp(settings.MINIAPP_APP_ID, settings.MINIAPP_APP_SECRET, settings.WECHAT_HTTP_TIMEOUT)
     payments = FakePayments(journal) if settings.pay_sandbox else WeChatPayments()
+    if settings.pay_sandbox:
+        orders: Any = FakeOrderPayments(settings.WECHAT_PAY_API_KEY, journal)
+    else:
+        orders = WeChatOrderPayments(settings.WECHAT_PAY_API_KEY, settings.WECHAT_PAY_NOTIFY_URL)
     return Gateways(
-        official_account=official, mini_app=mini, payments=payments, sms=sms_for_settings(settings, journal)
+        official_account=official,
+        mini_app=mini,
+        payments=payments,
+        sms=sms_for_settings(settings, journal),
+        pay_orders=orders,
     )
 
 

@@ -1,0 +1,43 @@
+"""``POST /api/v1/wechat-pay/notifications``: WeChat Pay's payment notifications for points + cash
+orders. The signature is verified (401 and a FAIL answer otherwise: WeChat retries), the raw body
+is stored in the inbox first (``source = 'wechatpay'``, one event per paid order, so redelivery is
+harmless) and the drain settles the order (``settling.settle``) exactly once."""
+
+from __future__ import annotations
+
+from flask import Response, request
+
+from app import gateways
+from app.core import inbox
+from app.core.http import Blueprint
+from app.jobs.drain import nudge
+from app.mall.settling import PAID_EVENT, SOURCE
+from app.wechat import pay_xml
+
+blp = Blueprint("wechat_pay", __name__, url_prefix="/api/v1/wechat-pay", description="WeChat Pay → loyalty")
+
+_XML = {"text/xml": {"schema": {"type": "string"}}}
+
+
+@blp.route("/notifications", methods=["POST"])
+@blp.doc(
+    summary="A WeChat Pay payment notification (API v2 XML, signed with the merchant key)",
+    requestBody={"required": True, "content": _XML},
+    responses={
+        200: {"description": "Taken (stored, or already known): SUCCESS", "content": _XML},
+        401: {"description": "The signature does not verify: FAIL (WeChat retries)", "content": _XML},
+    },
+)
+def notification() -> Response:
+    raw = request.get_data(cache=False)
+    try:
+        paid = gateways.pay_orders().parse_notification(raw)
+    except gateways.BadSignature:
+        return Response(pay_xml.refusal("签名失败"), status=401, mimetype="text/xml")
+    if paid.paid:
+        stored = inbox.store_event(
+            source=SOURCE, external_id=f"paid:{paid.out_trade_no}", type=PAID_EVENT, body=raw, occurred_at=paid.paid_at
+        )
+        if stored is not None:
+            nudge(SOURCE)
+    return Response(pay_xml.ACK, mimetype="text/xml")

@@ -1,0 +1,83 @@
+"""The redemption hot path stays short: a points-only coupon redeemed through the API costs a fixed,
+small number of SQL statements (the bench's path, ``bench/mall.py``), so nothing creeps back in."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from app.core import tunables
+from app.core.db import db
+from app.members import services
+from app.wechat import clients
+from tests.benefit_helpers import give_points
+from tests.mall_helpers import item
+from tests.miniapp_helpers import FakeMiniappWeChat, MiniClient
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def mini(client, fakes, app, http_mock, app_ctx):
+    clients.forget_clients(app)
+    mini = MiniClient(client, FakeMiniappWeChat(fakes.mini_app))
+    mini.sign_in("o-mall-hot")
+    assert mini.register("13955557091").status_code == 201
+    give_points(services.find_by_phone("13955557091"), 5000)
+    return mini
+
+
+def statements_of(fn) -> list[str]:
+    seen: list[str] = []
+
+    def keep(conn, cursor, statement, parameters, context, executemany):
+        seen.append(statement)
+
+    sa.event.listen(db.engine, "before_cursor_execute", keep)
+    try:
+        fn()
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", keep)
+    return seen
+
+
+def test_a_redemption_costs_a_fixed_number_of_statements(mini):
+    """Session, item + flash offer + resend check (one SELECT), order INSERT, stock UPDATE, voucher
+    INSERT and the CRM outbox's two: 7 through SQLAlchemy (the ledger's lock and spend go through
+    the driver connection, 2 more). The consent is not read again within a session (cached)."""
+    item("coupon", points=100, stock=100, code="hotpath")
+    first = mini.post("/api/v1/me/redemptions", json={"item": "hotpath", "quantity": 1, "request_id": "warm-00001"})
+    assert first.status_code == 201, first.json
+    answers = []
+    seen = statements_of(
+        lambda: answers.append(
+            mini.post("/api/v1/me/redemptions", json={"item": "hotpath", "quantity": 1, "request_id": "hot-000002"})
+        )
+    )
+    assert answers[0].status_code == 201 and answers[0].json["vouchers"], answers[0].json
+    work = [s for s in seen if not s.startswith(("SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK TO SAVEPOINT"))]
+    assert len(work) == 7, work
+    assert not any("FROM consents" in s for s in work)  # the session's acceptance is remembered
+    assert sum(s.startswith("SELECT") for s in work) == 2  # the session, then item + offer + resend
+
+
+def test_a_resend_is_answered_from_the_same_single_lookup(mini):
+    item("coupon", points=100, stock=100, code="hotpath")
+    body = {"item": "hotpath", "quantity": 1, "request_id": "same-00001"}
+    first = mini.post("/api/v1/me/redemptions", json=body)
+    again = mini.post("/api/v1/me/redemptions", json=body)
+    assert first.status_code == again.status_code == 201
+    assert again.json["id"] == first.json["id"]
+    assert [v["id"] for v in again.json["vouchers"]] == [v["id"] for v in first.json["vouchers"]]
+    other = mini.post("/api/v1/me/redemptions", json=body | {"quantity": 2})
+    assert other.status_code == 409 and other.json["error"]["code"] == "request_id_reused"
+
+
+def test_the_remembered_acceptance_gives_way_to_a_new_policy_version_at_once(mini):
+    item("coupon", points=100, stock=100, code="hotpath")
+    body = {"item": "hotpath", "quantity": 1}
+    assert mini.post("/api/v1/me/redemptions", json=body | {"request_id": "cons-00001"}).status_code == 201
+    tunables.set_value("privacy.policy_version", "2026.2", actor=("test", "t"))
+    db.session.flush()
+    refused = mini.post("/api/v1/me/redemptions", json=body | {"request_id": "cons-00002"})
+    assert refused.status_code == 403 and refused.json["error"]["code"] == "consent_required"
