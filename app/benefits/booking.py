@@ -24,7 +24,7 @@ from app.benefits.entitlements import Holder
 from app.benefits.models import Benefit, BenefitShare, Booking, DealerSlot
 from app.core import audit, events, tunables
 from app.core.clock import business_today, utcnow
-from app.core.db import db, insert_if_absent
+from app.core.db import adopt_inserted, db, insert_if_absent
 from app.core.errors import Conflict, NotFound, ValidationFailed
 from app.core.events import BenefitUsed, BookingCancelled, BookingConfirmed
 from app.core.i18n import _l
@@ -151,7 +151,11 @@ def _bookable_slot(benefit: Benefit, slot_id: int | None, now: dt.datetime) -> D
         if slot_id is not None:
             raise ValidationFailed(fields={"slot": [_l("This benefit is used without a time slot.")]})
         return None
-    slot = db.session.get(DealerSlot, slot_id) if slot_id is not None else None
+    slot = (
+        db.session.get(DealerSlot, slot_id, options=[sa.orm.joinedload(DealerSlot.dealer)])
+        if slot_id is not None
+        else None
+    )
     if slot is None:
         raise ValidationFailed(fields={"slot": [_l("Choose an available time slot.")]})
     if slot.service_type != benefit.service_type:
@@ -212,35 +216,30 @@ def book(
         raise ValidationFailed(fields={"slot": [_l("A shared benefit is used at the dealer it was shared for.")]})
     holder = Holder(member.id, offer.vehicle_id if benefit.binding == "car" else None)
     year_start, _end = entitlements.membership_year(holder)
-    booking_id = insert_if_absent(
-        Booking,
-        {
-            "member_id": member.id,
-            "request_id": request_id,
-            "benefit_id": benefit.id,
-            "benefit_code": benefit.code,
-            "slot_id": slot.id if slot else None,
-            "dealer_id": share.dealer_id
-            if share is not None and slot is None
-            else _dealer_id(benefit, slot, dealer_code),
-            "vehicle_id": vehicle_id if vehicle_id is not None else offer.vehicle_id,
-            "status": "booked",
-            "paid_with": offer.pays_with,
-            "year_start": year_start,
-            "cost_fen": benefit.cost_fen,
-            "funder": benefit.funder,
-            "rescheduled_from_id": rescheduled_from.id if rescheduled_from else None,
-            "created_at": now,
-        },
-        ("member_id", "request_id"),
-    )
+    values = {
+        "member_id": member.id,
+        "request_id": request_id,
+        "benefit_id": benefit.id,
+        "benefit_code": benefit.code,
+        "slot_id": slot.id if slot else None,
+        "dealer_id": share.dealer_id if share is not None and slot is None else _dealer_id(benefit, slot, dealer_code),
+        "vehicle_id": vehicle_id if vehicle_id is not None else offer.vehicle_id,
+        "status": "booked",
+        "paid_with": offer.pays_with,
+        "year_start": year_start,
+        "cost_fen": benefit.cost_fen,
+        "funder": benefit.funder,
+        "rescheduled_from_id": rescheduled_from.id if rescheduled_from else None,
+        "created_at": now,
+    }
+    booking_id = insert_if_absent(Booking, values, ("member_id", "request_id"))
     if booking_id is None:  # a concurrent twin with this request id committed first
         twin = find(member.id, request_id)
         assert twin is not None
         return Booked(_same_request(twin, benefit_code, slot_id), False)
-    booking = db.session.get(Booking, booking_id)
-    assert booking is not None
+    booking = adopt_inserted(Booking, booking_id, values)  # what was inserted: no read back
     set_committed_value(booking, "benefit", benefit)  # already loaded: the answer needs no second read
+    set_committed_value(booking, "slot", slot)
     _pay(booking, benefit, offer, holder, share)
     if slot is not None and not slots.take_seat(slot.id, now=now):
         raise slots.SlotFull()

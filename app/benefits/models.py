@@ -12,13 +12,16 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.core.clock import utcnow
 from app.core.db import Base, BigIntPK, BigIntType, JSONType
+
+if TYPE_CHECKING:
+    from app.dealers.models import Dealer
 
 CATALOG_STATUSES = ("draft", "published", "retired")
 BINDINGS = ("member", "car")
@@ -170,6 +173,9 @@ class DealerSlot(Base):
     booked: Mapped[int] = mapped_column(default=0)
     created_by: Mapped[str] = mapped_column(sa.String(64))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    #: Read with the slot when booking (one statement for both; the answer names the dealer).
+    dealer: Mapped[Dealer] = relationship()
 
     __table_args__ = (
         sa.UniqueConstraint("dealer_id", "service_type", "starts_at"),
