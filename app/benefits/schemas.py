@@ -178,6 +178,9 @@ class ShareSchema(ma.Schema):
     booking = ma.fields.Integer(allow_none=True, metadata={"description": "The booking made with it"})
     scene = ma.fields.String(metadata={"description": "Scene for the mini-app code (wxacode.getUnlimited)"})
     path = ma.fields.String(metadata={"description": "Mini-app page of the share link"})
+    wxacode_url = ma.fields.String(
+        allow_none=True, metadata={"description": "The share's mini-app code image (PNG; the giver only)"}
+    )
 
 
 class CatalogArgs(BaseSchema):
