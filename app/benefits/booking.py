@@ -315,7 +315,7 @@ def _give_back(booking: Booking) -> None:
         entitlements.give_back(holder, booking.benefit_code, booking.year_start, booking_id=booking.id)
 
 
-def _close(booking: Booking, now: dt.datetime) -> str:
+def close(booking: Booking, now: dt.datetime) -> str:
     """Cancel a locked open booking: in time restores what it took, later is only recorded."""
     if booking.status != "booked":
         raise BookingClosed()
@@ -333,7 +333,7 @@ def _close(booking: Booking, now: dt.datetime) -> str:
 
 def cancel(member: Member, booking_id: int) -> Booking:
     booking = get_for_member(member.id, booking_id, lock=True)
-    _close(booking, utcnow())
+    close(booking, utcnow())
     return booking
 
 
@@ -359,7 +359,7 @@ def reschedule(member: Member, booking_id: int, *, slot_id: int, request_id: str
         if old.paid_with == "share"
         else None
     )
-    _close(old, now)
+    close(old, now)
     return book(
         member,
         benefit_code=old.benefit_code,
