@@ -159,6 +159,23 @@ def test_the_mini_app_books_a_lounge_with_points_sees_the_code_and_cancels_it(cl
     assert outcome == "used after the booking was cancelled"  # kept for review, not delivered
 
 
+def test_a_code_used_before_its_void_reached_the_partner_is_kept_for_review(program, client, app):
+    owner = factories.member()
+    car = factories.vehicle(owner)
+    made = _book(owner, "roadside_assistance", "rescue-req-005", vehicle_id=car.id)
+    order = _order(made.id)
+    program.use(order.out_order_no)  # the rescue happened while the member cancelled in the app
+    booking.cancel(owner, made.id)
+    db.session.commit()
+    voided = _order(made.id)
+    assert voided.status == "used" and "before the void" in voided.last_error and _left(car.id) == 4
+    assert _post_usage(client, app, _usage(order, event_id="use-late-1")).status_code == 202
+    drain_inbox(partners.SOURCE)
+    outcome = db.session.scalar(sa.select(InboundEvent.outcome).where(InboundEvent.external_id == "use-late-1"))
+    assert outcome == "used after the booking was cancelled" and _order(made.id).used_at is not None
+    assert partners.resend_open_orders(utcnow() + dt.timedelta(hours=1)) == 0  # nothing left to send
+
+
 def test_a_partner_that_refuses_ends_the_order_and_gives_the_quota_back(program):
     owner = factories.member()
     car = factories.vehicle(owner)

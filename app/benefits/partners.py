@@ -166,6 +166,7 @@ def void_service_code(order_id: int) -> str:
     except gateways.Refused as refused:
         if refused.code != gateways.ALREADY_USED:
             raise
+        order.status = "used"  # the partner's usage report records where and when (for review)
         order.last_error = "used at the partner before the void reached it"
         log.warning("benefit partner order %s was used before its void", order.out_order_no)
         return "already used"
@@ -231,7 +232,7 @@ def record_use(order_no: str, service_code: str, *, used_at: dt.datetime, used_w
     assert row is not None and order is not None
     if order.service_code != service_code:
         return "service code does not match the order"
-    if order.status == "used":
+    if order.used_at is not None:
         return "already recorded"
     now = utcnow()
     used_at = min(used_at, now)
