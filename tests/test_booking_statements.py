@@ -20,11 +20,11 @@ from tests.benefit_helpers import seed_catalog, set_tier, slot
 pytestmark = [pytest.mark.postgres, pytest.mark.committed]
 
 #: A first booking of a quota benefit in a slot, through the API (BEGIN and COMMIT not counted):
-#: session, consents, resend check, tier, slot with its dealer, booking insert, holder lock,
+#: session, consents, tier, slot with its dealer, booking insert (a resend conflicts here), holder lock,
 #: entitlement sums, use row, seat, opt-outs, confirmation, reminder of a moved booking, reminder.
 #: The balance read, the benchmark's floor, is 3.
-BOOKING_STATEMENTS = 14
-#: A resend of the same request: session, consents, the booking found, its dealer, benefit and slot.
+BOOKING_STATEMENTS = 13
+#: A resend of the same request: session, consents, tier, slot, the insert that conflicts, the booking.
 RESEND_STATEMENTS = 6
 
 

@@ -25,7 +25,7 @@ from app.benefits.models import Benefit, BenefitShare, Booking, DealerSlot
 from app.core import audit, events, tunables
 from app.core.clock import business_today, utcnow
 from app.core.db import adopt_inserted, db, insert_if_absent
-from app.core.errors import Conflict, NotFound, ValidationFailed
+from app.core.errors import AppError, Conflict, NotFound, ValidationFailed
 from app.core.events import BenefitUsed, BookingCancelled, BookingConfirmed
 from app.core.i18n import _l
 from app.dealers.models import Dealer, Staff
@@ -201,19 +201,21 @@ def book(
     share_key: str | None = None,
 ) -> Booked:
     """Book once per ``request_id``: the slot, and the quota or points (or a benefit a friend
-    shared, ``share_key``), together or not at all."""
-    existing = find(member.id, request_id)
-    if existing is not None:
-        return Booked(_same_request(existing, benefit_code, slot_id), False)
+    shared, ``share_key``), together or not at all.
+
+    A resend is found by the insert's conflict on (member, request id), not by a read first (one
+    statement less per booking); a resend that a check would now refuse (the slot has started, the
+    share is in use by this very booking) still answers the booking it made."""
     now = utcnow()
-    benefit = catalog.benefit_in_force(benefit_code, now)
-    if benefit is None:
-        raise ValidationFailed(fields={"benefit": [_l("Unknown benefit.")]})
-    share = _claimed_share(member, benefit, share_key) if share_key is not None else None
-    offer = _check_offer(member, benefit, vehicle_id) if share is None else _share_offer(member, benefit)
-    slot = _bookable_slot(benefit, slot_id, now)
-    if share is not None and slot is not None and slot.dealer_id != share.dealer_id:
-        raise ValidationFailed(fields={"slot": [_l("A shared benefit is used at the dealer it was shared for.")]})
+    try:
+        benefit, share, offer, slot = _checked(
+            member, benefit_code=benefit_code, share_key=share_key, vehicle_id=vehicle_id, slot_id=slot_id, now=now
+        )
+    except AppError:
+        existing = find(member.id, request_id)
+        if existing is None:
+            raise
+        return Booked(_same_request(existing, benefit_code, slot_id), False)
     holder = Holder(member.id, offer.vehicle_id if benefit.binding == "car" else None)
     year_start, _end = entitlements.membership_year(holder)
     values = {
@@ -233,10 +235,14 @@ def book(
         "created_at": now,
     }
     booking_id = insert_if_absent(Booking, values, ("member_id", "request_id"))
-    if booking_id is None:  # a concurrent twin with this request id committed first
+    if booking_id is None:  # a resend: the booking this request id made (a concurrent twin waited for)
         twin = find(member.id, request_id)
         assert twin is not None
-        return Booked(_same_request(twin, benefit_code, slot_id), False)
+        _same_request(twin, benefit_code, slot_id)
+        if twin.benefit_id == benefit.id:  # already loaded: the answer needs no second read
+            set_committed_value(twin, "benefit", benefit)
+        set_committed_value(twin, "slot", slot)
+        return Booked(twin, False)
     booking = adopt_inserted(Booking, booking_id, values)  # what was inserted: no read back
     set_committed_value(booking, "benefit", benefit)  # already loaded: the answer needs no second read
     set_committed_value(booking, "slot", slot)
@@ -247,6 +253,27 @@ def book(
         BookingConfirmed(member.id, booking.id, benefit.code, slot.starts_at if slot is not None else None, now)
     )
     return Booked(booking, True)
+
+
+def _checked(
+    member: Member,
+    *,
+    benefit_code: str,
+    share_key: str | None,
+    vehicle_id: int | None,
+    slot_id: int | None,
+    now: dt.datetime,
+) -> tuple[Benefit, BenefitShare | None, Offer, DealerSlot | None]:
+    """Everything checked before the booking row is written; raises the refusal."""
+    benefit = catalog.benefit_in_force(benefit_code, now)
+    if benefit is None:
+        raise ValidationFailed(fields={"benefit": [_l("Unknown benefit.")]})
+    share = _claimed_share(member, benefit, share_key) if share_key is not None else None
+    offer = _check_offer(member, benefit, vehicle_id) if share is None else _share_offer(member, benefit)
+    slot = _bookable_slot(benefit, slot_id, now)
+    if share is not None and slot is not None and slot.dealer_id != share.dealer_id:
+        raise ValidationFailed(fields={"slot": [_l("A shared benefit is used at the dealer it was shared for.")]})
+    return benefit, share, offer, slot
 
 
 def _claimed_share(member: Member, benefit: Benefit, key: str) -> BenefitShare:
