@@ -94,6 +94,8 @@ def _dev_defaults() -> dict[str, str]:
         "DMS_SECRET": "dev-dms-secret",
         "CRM_URL": "sandbox",
         "CRM_SECRET": _dev_secret("crm-secret"),
+        "BENEFIT_PARTNER_APP_ID": "loyalty-dev",
+        "BENEFIT_PARTNER_SECRET": _dev_secret("benefit-partner-secret"),
         "SMS_API_BASE": "sandbox",
     }
 
@@ -142,6 +144,12 @@ class Settings:
     SMS_SIGN_NAME: str = ""
     #: Seconds the outbox worker waits for the CRM's HTTP API ("sandbox" or empty CRM_URL: the fake).
     CRM_HTTP_TIMEOUT: float = 5.0
+    #: The partner that delivers roadside assistance and lounge visits: its API base ("sandbox" or
+    #: empty: the in-process fake), our app id there, and the shared secret that signs our calls
+    #: and its usage callbacks.
+    BENEFIT_PARTNER_URL: str = ""
+    BENEFIT_PARTNER_APP_ID: str = ""
+    BENEFIT_PARTNER_SECRET: str = ""
     #: "rq" queues jobs in Redis for workers; "eager" runs them in-process right after the commit.
     JOBS_MODE: str = "rq"
     #: Seconds a signed inbound request (DMS, WeChat) may be old or early.
@@ -208,6 +216,10 @@ class Settings:
     @property
     def crm_sandbox(self) -> bool:
         return self.CRM_URL in ("", "sandbox")
+
+    @property
+    def benefit_partner_sandbox(self) -> bool:
+        return self.BENEFIT_PARTNER_URL in ("", "sandbox")
 
     @property
     def data_keys(self) -> list[str]:

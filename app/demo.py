@@ -18,6 +18,7 @@ from flask import current_app
 from app import gateways
 from app.benefits import availability, booking, ratings
 from app.benefits import catalog as benefit_catalog
+from app.benefits import partners as benefit_partners
 from app.benefits import slots as benefit_slots
 from app.benefits.models import Booking, DealerSlot
 from app.campaigns.models import Campaign, RedPacketGrant
@@ -488,7 +489,45 @@ def walk_booking(say: Callable[[str], None]) -> Walkthrough:
         f"7. callback task #{task.id} ({task.reason}, {task.status}) is in the call centre's queue:"
         " /console/callbacks (GET /api/v1/cs/callback-tasks)"
     )
+    _walk_roadside(member, dealer, result, say)
     return result
+
+
+def _walk_roadside(member: Member, dealer: Dealer, result: Walkthrough, say: Callable[[str], None]) -> None:
+    """A benefit a partner delivers: roadside assistance on the member's car, its service code from
+    the partner (the sandbox), the partner's usage report recording the use."""
+    car = Vehicle(
+        vin=vin_with_check_digit("LFV2A21K", f"T{secrets.randbelow(10**7):07d}"),  # T: model year 2026
+        model_code="ID4",
+        model_name="ID.4 CROZZ",
+        model_year=2026,
+        purchase_date=business_today() - dt.timedelta(days=30),
+        price_fen=20_000_000,
+        selling_dealer_id=dealer.id,
+    )
+    db.session.add(car)
+    db.session.flush()
+    services.start_ownership(member, car, started_on=car.purchase_date)
+    db.session.refresh(member)
+    rescue = booking.book(
+        member, benefit_code="roadside_assistance", request_id=f"walk-{secrets.token_hex(6)}", vehicle_id=car.id
+    ).booking
+    order = benefit_partners.order_of(rescue.id)
+    assert order is not None
+    benefit_partners.issue_service_code(order.id)  # the job that runs after the commit, run here to show it
+    db.session.refresh(order)
+    say(
+        f"8. roadside assistance for the car (car-bound, {rescue.paid_with}): partner order {order.out_order_no}"
+        f" {order.status}, service code {order.service_code}"
+    )
+    outcome = benefit_partners.record_use(
+        order.out_order_no, order.service_code or "", used_at=utcnow(), used_where="G1 京哈高速 K88"
+    )
+    result.statuses.append(outcome)
+    say(
+        f"9. the partner reported the rescue (POST /api/v1/partners/benefit-usage): #{rescue.id} {outcome},"
+        " a rating request follows"
+    )
 
 
 # --- care reminders: three members with something due today ------------------------------------

@@ -27,6 +27,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from app import create_app, gateways
+from app.benefits import catalog as benefit_catalog
 from app.core import tunables
 from app.core.db import db
 from app.core.security import sign_timestamped
@@ -167,6 +168,7 @@ def _isolation(request: pytest.FixtureRequest, app: Flask) -> Iterator[None]:
     for key in ("loyalty.redis", "loyalty.rq_redis"):
         app.extensions[key].flushdb()
     tunables.forget_shared_snapshot()  # a previous test's (rolled back) settings must not leak
+    benefit_catalog.forget_cached()  # nor its benefit catalog
     engine = db.engine
     assert engine is not None
     if request.node.get_closest_marker("committed"):

@@ -18,6 +18,7 @@ from app.dealers.models import SalesLead
 from app.members import services
 from app.members.models import Member
 from app.wechat import clients
+from app.wechat.gateways import PNG_SIGNATURE
 from tests import factories
 from tests.benefit_helpers import seed_catalog, set_tier, slot
 from tests.conftest import run_concurrently
@@ -169,6 +170,31 @@ def test_the_mini_app_shares_shows_and_claims_a_benefit(client, wechat, program)
     assert friend_app.get("/api/v1/shares/nosuchkey123").status_code == 404
     bad = giver_app.post("/api/v1/me/shares", json={"benefit": "home test drive!", "request_id": "x"})
     assert bad.status_code == 422 and set(bad.json["error"]["fields"]) == {"benefit", "request_id"}
+
+
+def test_the_giver_gets_the_shares_mini_app_code_asked_of_wechat_once(client, wechat, fakes, program):
+    giver_app = MiniClient(client, wechat)
+    giver_app.sign_in("o-giver-2")
+    assert giver_app.register("13955550073").status_code == 201
+    set_tier(services.find_by_phone("13955550073"), "gold")
+    made = giver_app.post(
+        "/api/v1/me/shares", json={"benefit": "home_test_drive", "request_id": "tap-000002", "dealer": "D0701"}
+    ).json
+    key = made["key"]
+    assert made["wxacode_url"] == f"/api/v1/me/shares/{key}/wxacode.png"
+    first, second = giver_app.get(made["wxacode_url"]), giver_app.get(made["wxacode_url"])
+    assert first.status_code == 200 and first.mimetype == "image/png" and first.data.startswith(PNG_SIGNATURE)
+    assert second.data == first.data
+    calls = [c for c in fakes.mini_app.calls if c["api"] == "getwxacodeunlimit"]
+    assert calls == [{"api": "getwxacodeunlimit", "scene": f"s={key}", "page": sharing.CLAIM_PAGE}]  # then kept
+    assert db.session.scalar(sa.select(BenefitShare.wxacode_png).where(BenefitShare.key == key)) == first.data
+
+    friend_app = MiniClient(client, wechat)
+    friend_app.sign_in("o-friend-2")
+    assert friend_app.register("13955550074").status_code == 201
+    assert friend_app.get(f"/api/v1/shares/{key}").json["wxacode_url"] is None
+    assert friend_app.get(made["wxacode_url"]).status_code == 404  # only the giver
+    assert giver_app.get("/api/v1/me/shares/nosuchkey123/wxacode.png").status_code == 404
 
 
 # --- exactly once ----------------------------------------------------------------------------------

@@ -138,9 +138,11 @@ def test_benefit_commands_seed_draft_publish_and_import_slots(app, app_ctx, tmp_
 def test_the_booking_walkthrough_books_cancels_rebooks_checks_in_and_rates_low(app, app_ctx):
     result = app.test_cli_runner().invoke(args=["demo", "walkthrough", "booking"])
     assert result.exit_code == 0, result.output
-    lines = result.output.splitlines()
-    assert [line.split(".")[0] for line in lines[-7:]] == ["1", "2", "3", "4", "5", "6", "7"]
-    assert lines[-7].endswith("is a Gold member: 1 free home test drive left this year")
-    assert lines[-6].endswith(": 0 left") and lines[-5].endswith("1 left again") and lines[-4].endswith("0 left")
-    assert "delivered" in lines[-3] and lines[-2].endswith("rated it 2")
-    assert "callback task #" in lines[-1] and "(low_rating, open)" in lines[-1]
+    lines = result.output.splitlines()[-9:]
+    assert [line.split(".")[0] for line in lines] == ["1", "2", "3", "4", "5", "6", "7", "8", "9"]
+    assert lines[0].endswith("is a Gold member: 1 free home test drive left this year")
+    assert lines[1].endswith(": 0 left") and lines[2].endswith("1 left again") and lines[3].endswith("0 left")
+    assert "delivered" in lines[4] and lines[5].endswith("rated it 2")
+    assert "callback task #" in lines[6] and "(low_rating, open)" in lines[6]
+    assert "(car-bound, quota): partner order LB" in lines[7] and " issued, service code " in lines[7]
+    assert " delivered, a rating request follows" in lines[8]

@@ -7,7 +7,7 @@ from typing import Any
 from flask import g
 
 from app.api.auth import BEARER, consented_member_required, member_required, per_user_limit
-from app.benefits import availability, booking, catalog, ratings, slots
+from app.benefits import availability, booking, catalog, partners, ratings, slots
 from app.benefits.availability import Offer
 from app.benefits.models import Booking, DealerSlot
 from app.benefits.schemas import (
@@ -88,7 +88,18 @@ def booking_json(row: Booking, locale: str) -> dict[str, Any]:
         "rescheduled_from": row.rescheduled_from_id,
         "rating": row.rating,
         "rated_at": row.rated_at,
+        "partner": partner_json(row),
     }
+
+
+def partner_json(row: Booking) -> dict[str, Any] | None:
+    """A partner-delivered benefit's order (read only for those: a dealer booking costs nothing more)."""
+    if row.benefit.delivered_by != "partner":
+        return None
+    order = partners.order_of(row.id)
+    if order is None:
+        return None
+    return {"status": order.status, "service_code": order.service_code, "expires_at": order.code_expires_at}
 
 
 @blp.route("/benefits")

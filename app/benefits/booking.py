@@ -27,8 +27,8 @@ from app.benefits.entitlements import Holder
 from app.benefits.models import Benefit, BenefitShare, Booking, DealerSlot
 from app.core import audit, events, tunables
 from app.core.clock import business_today, utcnow
-from app.core.db import db, insert_if_absent
-from app.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from app.core.db import adopt_inserted, db, insert_if_absent
+from app.core.errors import AppError, Conflict, Forbidden, NotFound, ValidationFailed
 from app.core.events import BenefitUsed, BookingCancelled, BookingConfirmed
 from app.core.i18n import _l
 from app.dealers.models import Dealer, Staff
@@ -160,7 +160,11 @@ def _bookable_slot(benefit: Benefit, slot_id: int | None, now: dt.datetime) -> D
         if slot_id is not None:
             raise ValidationFailed(fields={"slot": [_l("This benefit is used without a time slot.")]})
         return None
-    slot = db.session.get(DealerSlot, slot_id) if slot_id is not None else None
+    slot = (
+        db.session.get(DealerSlot, slot_id, options=[sa.orm.joinedload(DealerSlot.dealer)])
+        if slot_id is not None
+        else None
+    )
     if slot is None:
         raise ValidationFailed(fields={"slot": [_l("Choose an available time slot.")]})
     if slot.service_type != benefit.service_type:
@@ -206,11 +210,70 @@ def book(
     share_key: str | None = None,
 ) -> Booked:
     """Book once per ``request_id``: the slot, and the quota or points (or a benefit a friend
-    shared, ``share_key``), together or not at all."""
-    existing = find(member.id, request_id)
-    if existing is not None:
-        return Booked(_same_request(existing, benefit_code, slot_id), False)
+    shared, ``share_key``), together or not at all.
+
+    A resend is found by the insert's conflict on (member, request id), not by a read first (one
+    statement less per booking); a resend that a check would now refuse (the slot has started, the
+    share is in use by this very booking) still answers the booking it made."""
     now = utcnow()
+    try:
+        benefit, share, offer, slot = _checked(
+            member, benefit_code=benefit_code, share_key=share_key, vehicle_id=vehicle_id, slot_id=slot_id, now=now
+        )
+    except AppError:
+        existing = find(member.id, request_id)
+        if existing is None:
+            raise
+        return Booked(_same_request(existing, benefit_code, slot_id), False)
+    holder = Holder(member.id, offer.vehicle_id if benefit.binding == "car" else None)
+    year_start, _end = entitlements.membership_year(holder)
+    values = {
+        "member_id": member.id,
+        "request_id": request_id,
+        "benefit_id": benefit.id,
+        "benefit_code": benefit.code,
+        "slot_id": slot.id if slot else None,
+        "dealer_id": share.dealer_id if share is not None and slot is None else _dealer_id(benefit, slot, dealer_code),
+        "vehicle_id": vehicle_id if vehicle_id is not None else offer.vehicle_id,
+        "status": "booked",
+        "paid_with": offer.pays_with,
+        "year_start": year_start,
+        "cost_fen": benefit.cost_fen,
+        "funder": benefit.funder,
+        "rescheduled_from_id": rescheduled_from.id if rescheduled_from else None,
+        "created_at": now,
+    }
+    booking_id = insert_if_absent(Booking, values, ("member_id", "request_id"))
+    if booking_id is None:  # a resend: the booking this request id made (a concurrent twin waited for)
+        twin = find(member.id, request_id)
+        assert twin is not None
+        _same_request(twin, benefit_code, slot_id)
+        if twin.benefit_id == benefit.id:  # already loaded: the answer needs no second read
+            set_committed_value(twin, "benefit", benefit)
+        set_committed_value(twin, "slot", slot)
+        return Booked(twin, False)
+    booking = adopt_inserted(Booking, booking_id, values)  # what was inserted: no read back
+    set_committed_value(booking, "benefit", benefit)  # already loaded: the answer needs no second read
+    set_committed_value(booking, "slot", slot)
+    _pay(booking, benefit, offer, holder, share)
+    if slot is not None and not slots.take_seat(slot.id, now=now):
+        raise slots.SlotFull()
+    events.publish(
+        BookingConfirmed(member.id, booking.id, benefit.code, slot.starts_at if slot is not None else None, now)
+    )
+    return Booked(booking, True)
+
+
+def _checked(
+    member: Member,
+    *,
+    benefit_code: str,
+    share_key: str | None,
+    vehicle_id: int | None,
+    slot_id: int | None,
+    now: dt.datetime,
+) -> tuple[Benefit, BenefitShare | None, Offer, DealerSlot | None]:
+    """Everything checked before the booking row is written; raises the refusal."""
     benefit = catalog.benefit_in_force(benefit_code, now)
     if benefit is None:
         raise ValidationFailed(fields={"benefit": [_l("Unknown benefit.")]})
@@ -219,44 +282,7 @@ def book(
     slot = _bookable_slot(benefit, slot_id, now)
     if share is not None and slot is not None and slot.dealer_id != share.dealer_id:
         raise ValidationFailed(fields={"slot": [_l("A shared benefit is used at the dealer it was shared for.")]})
-    holder = Holder(member.id, offer.vehicle_id if benefit.binding == "car" else None)
-    year_start, _end = entitlements.membership_year(holder)
-    booking_id = insert_if_absent(
-        Booking,
-        {
-            "member_id": member.id,
-            "request_id": request_id,
-            "benefit_id": benefit.id,
-            "benefit_code": benefit.code,
-            "slot_id": slot.id if slot else None,
-            "dealer_id": share.dealer_id
-            if share is not None and slot is None
-            else _dealer_id(benefit, slot, dealer_code),
-            "vehicle_id": vehicle_id if vehicle_id is not None else offer.vehicle_id,
-            "status": "booked",
-            "paid_with": offer.pays_with,
-            "year_start": year_start,
-            "cost_fen": benefit.cost_fen,
-            "funder": benefit.funder,
-            "rescheduled_from_id": rescheduled_from.id if rescheduled_from else None,
-            "created_at": now,
-        },
-        ("member_id", "request_id"),
-    )
-    if booking_id is None:  # a concurrent twin with this request id committed first
-        twin = find(member.id, request_id)
-        assert twin is not None
-        return Booked(_same_request(twin, benefit_code, slot_id), False)
-    booking = db.session.get(Booking, booking_id)
-    assert booking is not None
-    set_committed_value(booking, "benefit", benefit)  # already loaded: the answer needs no second read
-    _pay(booking, benefit, offer, holder, share)
-    if slot is not None and not slots.take_seat(slot.id, now=now):
-        raise slots.SlotFull()
-    events.publish(
-        BookingConfirmed(member.id, booking.id, benefit.code, slot.starts_at if slot is not None else None, now)
-    )
-    return Booked(booking, True)
+    return benefit, share, offer, slot
 
 
 def _claimed_share(member: Member, benefit: Benefit, key: str) -> BenefitShare:
@@ -325,7 +351,7 @@ def _give_back(booking: Booking) -> None:
         entitlements.give_back(holder, booking.benefit_code, booking.year_start, booking_id=booking.id)
 
 
-def _close(booking: Booking, now: dt.datetime, *, waive_cutoff: bool = False) -> str:
+def close(booking: Booking, now: dt.datetime, *, waive_cutoff: bool = False) -> str:
     """Cancel a locked open booking: in time (or with the cut-off waived) restores what it took,
     later is only recorded."""
     if booking.status != "booked":
@@ -344,7 +370,7 @@ def _close(booking: Booking, now: dt.datetime, *, waive_cutoff: bool = False) ->
 
 def cancel(member: Member, booking_id: int) -> Booking:
     booking = get_for_member(member.id, booking_id, lock=True)
-    _close(booking, utcnow())
+    close(booking, utcnow())
     return booking
 
 
@@ -368,7 +394,7 @@ def cancel_on_behalf(
         raise Forbidden(_l("Only customer service may waive the cancellation cut-off."))
     now = utcnow()
     waived = waive_cutoff and not _in_time(booking, now)
-    status = _close(booking, now, waive_cutoff=waived)
+    status = close(booking, now, waive_cutoff=waived)
     audit.record(
         actor=("staff", operator.actor),
         action="booking.cancelled_for_member",
@@ -401,7 +427,7 @@ def reschedule(member: Member, booking_id: int, *, slot_id: int, request_id: str
         if old.paid_with == "share"
         else None
     )
-    _close(old, now)
+    close(old, now)
     return book(
         member,
         benefit_code=old.benefit_code,

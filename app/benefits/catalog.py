@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import threading
+import time
+from dataclasses import dataclass
 from typing import Any
 
 import marshmallow as ma
 import sqlalchemy as sa
 
 from app.benefits.models import BINDINGS, DELIVERERS, FUNDERS, Benefit, BenefitCatalog, PilotMember
-from app.core import audit
+from app.core import after_commit, audit
 from app.core.clock import utcnow
-from app.core.db import db
+from app.core.db import db, detached_copy
 from app.core.errors import Conflict, NotFound, ValidationFailed
 from app.core.i18n import _l
 from app.core.schemas import BaseSchema, Length, OneOf, Range, identifier
@@ -216,12 +219,75 @@ def in_force(at: dt.datetime | None = None) -> BenefitCatalog | None:
     )
 
 
+#: How long a process reuses the catalog in force it read (every booking and catalog page asks).
+#: A version published here is seen at once (the cache is dropped on publish and on its commit);
+#: other processes see it within this many seconds.
+CACHE_SECONDS = 5.0
+_CHANGED_KEY = "benefit_catalog_changed_in"
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """The entries in force when read (copies that belong to no session), and until when."""
+
+    benefits: tuple[Benefit, ...]
+    effective_from: dt.datetime | None
+    effective_to: dt.datetime | None
+    read_at: float  # time.monotonic()
+
+    def serves(self, at: dt.datetime) -> bool:
+        if time.monotonic() - self.read_at >= CACHE_SECONDS:
+            return False
+        if self.effective_from is None:  # nothing was in force
+            return True
+        return self.effective_from <= at and (self.effective_to is None or at < self.effective_to)
+
+
+_cache: dict[str, _Snapshot] = {}
+_cache_lock = threading.Lock()
+
+
+def forget_cached() -> None:
+    """Drop the process's copy of the catalog in force (on publish; tests between tests)."""
+    with _cache_lock:
+        _cache.clear()
+
+
+def _changed_in_this_transaction() -> bool:
+    session = db.session()
+    changed_in = session.info.get(_CHANGED_KEY)
+    return changed_in is not None and changed_in is session.get_transaction()
+
+
 def benefits_in_force(at: dt.datetime | None = None) -> list[Benefit]:
+    """The entries of the version in force at ``at`` (now), from the process's copy when it is
+    fresh; the objects returned belong to the caller's session (merged without a read)."""
+    at = at or utcnow()
+    with _cache_lock:
+        snapshot = _cache.get("in_force")
+    if snapshot is not None and snapshot.serves(at) and not _changed_in_this_transaction():
+        return [db.session.merge(benefit, load=False) for benefit in snapshot.benefits]
     catalog = in_force(at)
-    return list(catalog.benefits) if catalog else []
+    benefits = list(catalog.benefits) if catalog else []
+    if not _changed_in_this_transaction():  # a publish not yet committed is not shared
+        fresh = _Snapshot(
+            tuple(detached_copy(b) for b in benefits),
+            catalog.effective_from if catalog else None,
+            catalog.effective_to if catalog else None,
+            time.monotonic(),
+        )
+        with _cache_lock:
+            _cache["in_force"] = fresh
+    return benefits
 
 
 def benefit_in_force(code: str, at: dt.datetime | None = None) -> Benefit | None:
+    at = at or utcnow()
+    with _cache_lock:
+        snapshot = _cache.get("in_force")
+    if snapshot is not None and snapshot.serves(at) and not _changed_in_this_transaction():
+        found = next((b for b in snapshot.benefits if b.code == code), None)
+        return db.session.merge(found, load=False) if found is not None else None
     return next((b for b in benefits_in_force(at) if b.code == code), None)
 
 
@@ -311,6 +377,10 @@ def publish(catalog: BenefitCatalog, *, actor: str, effective_from: dt.datetime 
             older.status = "retired"  # a future version that never took effect
         else:
             older.effective_to = start
+    session = db.session()
+    session.info[_CHANGED_KEY] = session.get_transaction()  # this unit of work reads its own catalog
+    forget_cached()
+    after_commit.defer(forget_cached)  # and the process's copy is read again once it is committed
     catalog.status = "published"
     catalog.effective_from = start
     catalog.published_by = actor

@@ -12,13 +12,16 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.core.clock import utcnow
 from app.core.db import Base, BigIntPK, BigIntType, JSONType
+
+if TYPE_CHECKING:
+    from app.dealers.models import Dealer
 
 CATALOG_STATUSES = ("draft", "published", "retired")
 BINDINGS = ("member", "car")
@@ -28,6 +31,7 @@ ENTRY_KINDS = ("grant", "revoke", "use", "restore", "transfer")
 BOOKING_STATUSES = ("booked", "cancelled", "late_cancelled", "no_show", "delivered")
 PAYMENTS = ("quota", "points", "free", "share")
 SHARE_STATUSES = ("open", "claimed", "returned")
+PARTNER_ORDER_STATUSES = ("pending", "issued", "failed", "used", "voiding", "voided")
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -171,6 +175,9 @@ class DealerSlot(Base):
     created_by: Mapped[str] = mapped_column(sa.String(64))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
+    #: Read with the slot when booking (one statement for both; the answer names the dealer).
+    dealer: Mapped[Dealer] = relationship()
+
     __table_args__ = (
         sa.UniqueConstraint("dealer_id", "service_type", "starts_at"),
         sa.CheckConstraint("ends_at > starts_at", name="window"),
@@ -259,6 +266,9 @@ class BenefitShare(Base):
     #: The friend's booking made with this share (at most one).
     booking_id: Mapped[int | None] = mapped_column(BigIntType, sa.ForeignKey("bookings.id"), unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    #: The share's mini-app code (getwxacodeunlimit), asked of WeChat once.
+    wxacode_png: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
+    wxacode_at: Mapped[dt.datetime | None]
 
     benefit: Mapped[Benefit] = relationship()
 
@@ -272,5 +282,47 @@ class BenefitShare(Base):
             "expires_at",
             postgresql_where=sa.text("status = 'open'"),
             sqlite_where=sa.text("status = 'open'"),
+        ),
+    )
+
+
+class PartnerOrder(Base):
+    """A benefit a partner delivers (roadside assistance, an airport lounge): the booking took the
+    quota or points; this row asks the partner for a service code after the commit (``pending`` →
+    ``issued``, retried by a job; ``failed`` when the partner refuses), records the partner's usage
+    report (``used``: the booking is delivered, as at a dealer check-in) and, when the member
+    cancels before use, the void at the partner (``voiding`` → ``voided``)."""
+
+    __tablename__ = "benefit_partner_orders"
+
+    id: Mapped[BigIntPK]
+    booking_id: Mapped[int] = mapped_column(BigIntType, sa.ForeignKey("bookings.id"), unique=True)
+    member_id: Mapped[int] = mapped_column(BigIntType, sa.ForeignKey("members.id"), index=True)
+    #: What the partner is asked for (the benefit's service type, else its code).
+    service: Mapped[str] = mapped_column(sa.String(32))
+    #: Our order number at the partner (its idempotency key: a retried issue returns the same code).
+    out_order_no: Mapped[str] = mapped_column(sa.String(32), unique=True)
+    status: Mapped[str] = mapped_column(sa.String(8), default="pending")
+    partner_order_no: Mapped[str | None] = mapped_column(sa.String(64))
+    service_code: Mapped[str | None] = mapped_column(sa.String(64))
+    code_expires_at: Mapped[dt.datetime | None]
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(sa.String(255))
+    issued_at: Mapped[dt.datetime | None]
+    used_at: Mapped[dt.datetime | None]
+    #: Where the partner delivered it (a rescue station, a lounge), as it reported.
+    used_where: Mapped[str | None] = mapped_column(sa.String(128))
+    voided_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    booking: Mapped[Booking] = relationship()
+
+    __table_args__ = (
+        sa.CheckConstraint(_in("status", PARTNER_ORDER_STATUSES), name="status"),
+        sa.Index(
+            "ix_benefit_partner_orders_open",
+            "status",
+            postgresql_where=sa.text("status IN ('pending', 'voiding')"),
+            sqlite_where=sa.text("status IN ('pending', 'voiding')"),
         ),
     )

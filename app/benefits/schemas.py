@@ -128,6 +128,32 @@ class BookingSchema(ma.Schema):
     rescheduled_from = ma.fields.Integer(allow_none=True)
     rating = ma.fields.Integer(allow_none=True)
     rated_at = ma.fields.DateTime(allow_none=True)
+    partner = ma.fields.Nested(
+        "PartnerOrderSchema", allow_none=True, metadata={"description": "A benefit a partner delivers: its code"}
+    )
+
+
+class PartnerOrderSchema(ma.Schema):
+    status = ma.fields.String(metadata={"description": "pending, issued, failed, used, voiding, voided"})
+    service_code = ma.fields.String(
+        allow_none=True, metadata={"description": "What the member shows or reads out to the partner (once issued)"}
+    )
+    expires_at = ma.fields.DateTime(allow_none=True)
+
+
+class PartnerUsageSchema(BaseSchema):
+    """The partner's usage callback (signed like the DMS and CRM webhooks)."""
+
+    event_id = ma.fields.String(required=True, validate=Length(min=1, max=64))
+    out_order_no = ma.fields.String(required=True, validate=Length(min=1, max=32))
+    service_code = ma.fields.String(required=True, validate=Length(min=1, max=64))
+    used_at = ma.fields.AwareDateTime(required=True)
+    used_where = ma.fields.String(load_default=None, allow_none=True, validate=Length(max=128))
+
+
+class PartnerAcceptedSchema(BaseSchema):
+    status = ma.fields.String(metadata={"description": "accepted or duplicate"})
+    event_id = ma.fields.String()
 
 
 class RatingArgs(BaseSchema):
@@ -178,6 +204,9 @@ class ShareSchema(ma.Schema):
     booking = ma.fields.Integer(allow_none=True, metadata={"description": "The booking made with it"})
     scene = ma.fields.String(metadata={"description": "Scene for the mini-app code (wxacode.getUnlimited)"})
     path = ma.fields.String(metadata={"description": "Mini-app page of the share link"})
+    wxacode_url = ma.fields.String(
+        allow_none=True, metadata={"description": "The share's mini-app code image (PNG; the giver only)"}
+    )
 
 
 class CatalogArgs(BaseSchema):

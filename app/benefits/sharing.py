@@ -29,6 +29,7 @@ from app.core.errors import Conflict, NotFound, ValidationFailed
 from app.core.i18n import _l
 from app.dealers import leads
 from app.dealers.services import dealer_by_code
+from app.gateways.wxacode import cached_unlimited_code
 from app.jobs import job
 from app.members.models import Member
 from app.tiers.policy import current_tier
@@ -138,6 +139,26 @@ def share(
 
 
 KEY_RE = re.compile(r"[A-Za-z0-9_-]{8,32}")
+#: The mini-app page a share link and code open; the code's scene carries the key (26 ≤ 32 characters).
+CLAIM_PAGE = "pages/share/claim"
+SCENE_PREFIX = "s="
+
+
+def scene_of(row: BenefitShare) -> str:
+    return f"{SCENE_PREFIX}{row.key}"
+
+
+def link_path(row: BenefitShare) -> str:
+    return f"{CLAIM_PAGE}?key={row.key}"
+
+
+def wxacode(member: Member, key: str) -> bytes:
+    """The mini-app code of a share the member gave (asked of WeChat once, then kept on the share).
+    Only the giver gets it: anyone else, 404."""
+    row = by_key(key)
+    if row.from_member_id != member.id:
+        raise NotFound(_l("No such share."))
+    return cached_unlimited_code(row, scene=scene_of(row), page=CLAIM_PAGE)
 
 
 def by_key(key: str) -> BenefitShare:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import g
+from flask import Response, g
 
 from app.api.auth import BEARER, consented_member_required, member_required, per_user_limit, signed_in
 from app.benefits import catalog, sharing
@@ -32,8 +32,9 @@ def share_json(row: BenefitShare, locale: str, viewer_id: int | None) -> dict[st
         "claimed_at": row.claimed_at,
         "mine": viewer_id == row.from_member_id,
         "booking": row.booking_id if viewer_id == row.claimed_by_member_id else None,
-        "scene": f"s={row.key}",
-        "path": f"pages/share/claim?key={row.key}",
+        "scene": sharing.scene_of(row),
+        "path": sharing.link_path(row),
+        "wxacode_url": f"/api/v1/me/shares/{row.key}/wxacode.png" if viewer_id == row.from_member_id else None,
     }
 
 
@@ -70,6 +71,17 @@ def give(args: dict[str, Any]) -> dict[str, Any]:
 def my_shares() -> list[dict[str, Any]]:
     """Shares I gave and shares I claimed, newest first."""
     return [share_json(row, g.member.locale, g.member.id) for row in sharing.shares_of(g.member.id)]
+
+
+@blp.route("/me/shares/<key>/wxacode.png")
+@blp.doc(security=BEARER, responses={200: {"description": "PNG", "content": {"image/png": {}}}})
+@blp.alt_response(404, response="NOT_FOUND")
+@member_required
+def share_wxacode(key: str) -> Response:
+    """The mini-app code of a share I gave (getwxacodeunlimit, asked of WeChat once and kept);
+    a friend scanning it opens the claim page. Only the giver: 404 for anyone else."""
+    image = sharing.wxacode(g.member, key)
+    return Response(image, mimetype="image/png", headers={"Cache-Control": "private, max-age=3600"})
 
 
 @blp.route("/shares/<key>")

@@ -11,6 +11,7 @@ import io
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app.benefits.models import DealerSlot
 from app.core import audit
@@ -183,25 +184,26 @@ def slots_on(dealer_id: int, day: dt.date, service_type: str | None = None) -> l
 
 def take_seat(slot_id: int, *, now: dt.datetime) -> bool:
     """One seat, if any is left and the slot has not started: the race guard is this statement."""
-    taken = db.session.execute(
+    booked = db.session.execute(
         sa.update(DealerSlot)
         .where(DealerSlot.id == slot_id, DealerSlot.booked < DealerSlot.capacity, DealerSlot.starts_at > now)
         .values(booked=DealerSlot.booked + 1)
-        .returning(DealerSlot.id)
+        .returning(DealerSlot.booked)
         .execution_options(synchronize_session=False)
     ).scalar_one_or_none()
-    _forget(slot_id)
-    return taken is not None
+    _seen(slot_id, booked)
+    return booked is not None
 
 
 def release_seat(slot_id: int) -> None:
-    db.session.execute(
+    booked = db.session.execute(
         sa.update(DealerSlot)
         .where(DealerSlot.id == slot_id, DealerSlot.booked > 0)
         .values(booked=DealerSlot.booked - 1)
+        .returning(DealerSlot.booked)
         .execution_options(synchronize_session=False)
-    )
-    _forget(slot_id)
+    ).scalar_one_or_none()
+    _seen(slot_id, booked)
 
 
 def lock_in_order(slot_ids: list[int]) -> None:
@@ -211,8 +213,13 @@ def lock_in_order(slot_ids: list[int]) -> None:
     )
 
 
-def _forget(slot_id: int) -> None:
-    """The UPDATE went behind the ORM's back: reload the slot next time it is read."""
+def _seen(slot_id: int, booked: int | None) -> None:
+    """The UPDATE went behind the ORM's back: give a loaded slot the count it returned (no re-read),
+    or, when it matched nothing, reload the slot next time it is read."""
     slot = db.session.identity_map.get(db.session.identity_key(DealerSlot, slot_id))
-    if slot is not None:
+    if slot is None:
+        return
+    if booked is None:
         db.session.expire(slot)
+    else:
+        set_committed_value(slot, "booked", booked)

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from app.care.models import CATEGORIES, NotificationPreference
 from app.care.rules import category_of
 from app.core.clock import utcnow
-from app.core.db import db, insert_if_absent
+from app.core.db import db, forget_memo, insert_if_absent, memo_in_transaction
 from app.members import services
 from app.members.models import Member
 
@@ -23,7 +23,15 @@ CONSENT_FOR = {"service": "service_notifications", "marketing": "marketing"}
 
 
 def opted_out(member_id: int) -> dict[str, bool]:
-    """The member's choice per category (no row: not opted out)."""
+    """The member's choice per category (no row: not opted out); read once per transaction."""
+    return dict(
+        memo_in_transaction(
+            ("opted_out", member_id), lambda: _read_opted_out(member_id), models=(NotificationPreference,)
+        )
+    )
+
+
+def _read_opted_out(member_id: int) -> dict[str, bool]:
     rows = db.session.execute(
         sa.select(NotificationPreference.category, NotificationPreference.opted_out).where(
             NotificationPreference.member_id == member_id
@@ -46,6 +54,7 @@ def set_opted_out(member_id: int, changes: dict[str, bool], *, via: str) -> dict
                 .where(NotificationPreference.member_id == member_id, NotificationPreference.category == category)
                 .values(opted_out=value, via=via, updated_at=utcnow())
             )
+    forget_memo(("opted_out", member_id))
     return opted_out(member_id)
 
 

@@ -17,7 +17,14 @@ from flask import Flask, has_app_context, has_request_context
 from flask.globals import app_ctx, request_ctx
 from sqlalchemy import event
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import DeclarativeBase, Session, mapped_column, scoped_session, sessionmaker
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Session,
+    make_transient_to_detached,
+    mapped_column,
+    scoped_session,
+    sessionmaker,
+)
 
 from app.config import settings_of
 
@@ -219,3 +226,82 @@ def _insert_ignore_statement(dialect: str, model: type[Base], conflict_columns: 
     table = model.__table__  # type: ignore[attr-defined]
     primary_key = list(table.primary_key.columns)
     return insert(table).on_conflict_do_nothing(index_elements=list(conflict_columns)).returning(*primary_key)
+
+
+def adopt_inserted(model: type[Base], pk: Any, values: dict[str, Any]) -> Any:
+    """The row just inserted with ``values`` (primary key ``pk``) as a persistent object in the
+    session, without reading it back: every column not in ``values`` takes its Python-side scalar
+    default, else NULL. Only for tables without server-side defaults (nothing to read back)."""
+    instance = model()
+    mapper = sa.inspect(model)
+    for attr in mapper.column_attrs:
+        column = attr.columns[0]
+        if attr.key in values:
+            value = values[attr.key]
+        elif column.primary_key:
+            value = pk
+        else:
+            assert column.server_default is None, f"{model.__name__}.{attr.key} has a server default"
+            default = column.default
+            value = default.arg if default is not None and default.is_scalar else None
+        setattr(instance, attr.key, value)
+    return attach_detached(instance)
+
+
+def attach_detached(instance: Any) -> Any:
+    """Put an object built in Python for a row that exists into the session as persistent (no SELECT)."""
+    make_transient_to_detached(instance)
+    db.session.add(instance)
+    return instance
+
+
+def detached_copy(instance: Any) -> Any:
+    """A copy of a loaded row (columns only) that belongs to no session: safe to keep across
+    sessions and threads (a process-wide cache) and to ``merge(load=False)`` into a session later."""
+    mapper = sa.inspect(type(instance))
+    copy = mapper.class_()
+    for attr in mapper.column_attrs:
+        setattr(copy, attr.key, getattr(instance, attr.key))
+    make_transient_to_detached(copy)
+    return copy
+
+
+_MEMO_KEY = "memo_in_transaction"
+
+
+def memo_in_transaction(key: Any, load: Any, *, models: tuple[type[Base], ...]) -> Any:
+    """``load()`` once per transaction: later calls with ``key`` in the same transaction get the
+    first answer, until a flush in this session writes a row of one of ``models`` (then it is read
+    again). For facts read several times per request (a member's consents on a booking)."""
+    session = db.session()
+    transaction = session.get_transaction()
+    memo = session.info.get(_MEMO_KEY)
+    if transaction is not None and memo is not None and memo[0] is transaction and key in memo[2]:
+        return memo[2][key]
+    value = load()
+    transaction = session.get_transaction()
+    if transaction is None:
+        return value
+    if memo is None or memo[0] is not transaction:
+        memo = (transaction, set(), {})
+        session.info[_MEMO_KEY] = memo
+    memo[1].update(models)
+    memo[2][key] = value
+    return value
+
+
+@event.listens_for(Session, "after_flush")
+def _forget_memos_on_write(session: Session, _flush_context: Any) -> None:
+    memo = session.info.get(_MEMO_KEY)
+    if memo is None:
+        return
+    watched = memo[1]
+    if any(isinstance(obj, tuple(watched)) for obj in (*session.new, *session.dirty, *session.deleted)):
+        session.info.pop(_MEMO_KEY, None)
+
+
+def forget_memo(key: Any) -> None:
+    """Drop one memo of this transaction (after a write the flush does not see: a Core statement)."""
+    memo = db.session().info.get(_MEMO_KEY)
+    if memo is not None:
+        memo[2].pop(key, None)

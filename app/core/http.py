@@ -98,6 +98,48 @@ def load_signed_envelope(
         raise ValidationFailed(fields=err.normalized_messages()) from None
 
 
+def signed_webhook_doc(
+    blp: flask_smorest.Blueprint,
+    *,
+    summary: str,
+    description: str,
+    schema: type[ma.Schema],
+    accepted: type[ma.Schema],
+    keyed_with: str,
+) -> Any:
+    """The OpenAPI of a partner webhook signed with ``X-Timestamp`` / ``X-Signature`` (see
+    :func:`load_signed_envelope`): 202 stored, 200 a repeat, 401 the signature, 422 the fields."""
+    parameters = [
+        {"name": "X-Timestamp", "in": "header", "required": True, "schema": {"type": "string"}},
+        {
+            "name": "X-Signature",
+            "in": "header",
+            "required": True,
+            "schema": {"type": "string"},
+            "description": f'sha256=<hex HMAC-SHA256 of "<X-Timestamp>.<raw body>"> keyed with {keyed_with}',
+        },
+    ]
+    decorators = [
+        blp.doc(
+            summary=summary,
+            description=description,
+            parameters=parameters,
+            requestBody={"required": True, "content": {"application/json": {"schema": schema}}},
+        ),
+        blp.response(202, accepted, description="Stored; processing is queued"),
+        blp.alt_response(200, schema=accepted, description="Already received; ignored", success=True),
+        blp.alt_response(401, response="UNAUTHORIZED"),
+        blp.alt_response(422, response="UNPROCESSABLE_ENTITY"),
+    ]
+
+    def decorate(view: Any) -> Any:
+        for decorator in reversed(decorators):
+            view = decorator(view)
+        return view
+
+    return decorate
+
+
 class TextSafeParser(FlaskParser):
     """Refuses NUL characters in any argument, field by field: PostgreSQL text cannot hold them and
     no legitimate client sends them. JSON bodies are read with :func:`parse_json`: hostile JSON is

@@ -9,23 +9,13 @@ from flask import request
 
 from app.config import current_settings
 from app.core import inbox
-from app.core.http import Blueprint, load_signed_envelope
+from app.core.http import Blueprint, load_signed_envelope, signed_webhook_doc
 from app.crm.inbound import SOURCE
 from app.crm.schemas import CrmAcceptedSchema, CrmEventSchema
 from app.jobs.drain import nudge
 
 blp = Blueprint("crm", __name__, url_prefix="/api/v1/crm", description="CRM (central member record) → loyalty")
 
-_SIGNATURE_HEADERS = [
-    {"name": "X-Timestamp", "in": "header", "required": True, "schema": {"type": "string"}},
-    {
-        "name": "X-Signature",
-        "in": "header",
-        "required": True,
-        "schema": {"type": "string"},
-        "description": 'sha256=<hex HMAC-SHA256 of "<X-Timestamp>.<raw body>"> keyed with the CRM secret',
-    },
-]
 _envelope = CrmEventSchema()
 
 
@@ -45,19 +35,17 @@ def accept_event(raw_body: bytes, timestamp: str | None, signature: str | None) 
 
 
 @blp.route("/events", methods=["POST"])
-@blp.doc(
+@signed_webhook_doc(
+    blp,
     summary="Deliver one CRM event",
     description=(
         "profile.updated, consent.changed or member.merged. Stored before it is processed; a repeated "
         "`event_id` is acknowledged (200, duplicate). 401 on a bad or stale signature, 422 with field errors."
     ),
-    parameters=_SIGNATURE_HEADERS,
-    requestBody={"required": True, "content": {"application/json": {"schema": CrmEventSchema}}},
+    schema=CrmEventSchema,
+    accepted=CrmAcceptedSchema,
+    keyed_with="the CRM secret",
 )
-@blp.response(202, CrmAcceptedSchema, description="Stored; processing is queued")
-@blp.alt_response(200, schema=CrmAcceptedSchema, description="Already received; ignored", success=True)
-@blp.alt_response(401, response="UNAUTHORIZED")
-@blp.alt_response(422, response="UNPROCESSABLE_ENTITY")
 def post_event() -> tuple[dict, int]:
     event_id, new = accept_event(
         request.get_data(cache=False), request.headers.get("X-Timestamp"), request.headers.get("X-Signature")

@@ -262,6 +262,55 @@ class Crm(Protocol):
         """The members of one bucket: member number → (tier, reward balance)."""
 
 
+# --- partners that deliver benefits (roadside assistance, airport lounges) ---------------------
+
+
+@dataclass(frozen=True)
+class ServiceOrder:
+    """What a delivering partner is asked for: one use of a service for one member (and car)."""
+
+    out_order_no: str  # ours, unique: the partner answers a repeat with the order it already made
+    service: str  # roadside, lounge, …
+    member_no: str
+    phone: str | None  # how the partner's agent reaches the member
+    vin: str | None  # car-bound services (roadside assistance)
+
+
+@dataclass(frozen=True)
+class IssuedService:
+    """The partner's answer: its order number and the code the member shows (or reads out)."""
+
+    partner_order_no: str
+    service_code: str
+    expires_at: dt.datetime | None
+
+
+class BenefitPartner(Protocol):
+    """A partner that delivers a benefit and reports each use back (``POST /api/v1/partners/benefit-usage``)."""
+
+    def issue(self, order: ServiceOrder) -> IssuedService:
+        """Create (or find, by ``out_order_no``) the order and its service code."""
+
+    def void(self, out_order_no: str) -> None:
+        """Cancel the order's code before use; an order the partner does not know is already void.
+        ``Refused`` with ``ALREADY_USED`` when the member used it in the meantime."""
+
+
+#: The partner's answer to a void of a code that was used: the use stands.
+ALREADY_USED = 40901
+
+_PARTNER_KEY = "loyalty.gateways.benefit_partner"
+
+
+def install_benefit_partner(app: Flask, gateway: BenefitPartner) -> None:
+    """The delivering partner's gateway, chosen once at start-up (``app.benefits.register``)."""
+    app.extensions[_PARTNER_KEY] = gateway
+
+
+def benefit_partner(app: Flask | None = None) -> BenefitPartner:
+    return (app or current_app).extensions[_PARTNER_KEY]
+
+
 # --- which implementation ------------------------------------------------------------------------
 
 

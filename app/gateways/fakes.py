@@ -23,16 +23,19 @@ from typing import Any
 
 from app.core.qr import qr_png
 from app.gateways import (
+    ALREADY_USED,
     BAD_CODE,
     INVALID_SCENE,
     CrmBucket,
     CrmChange,
     GatewayError,
+    IssuedService,
     MiniAppSignIn,
     PaymentRefused,
     QrTicket,
     RedPacketOrder,
     Refused,
+    ServiceOrder,
     SharedPhone,
     Unavailable,
 )
@@ -307,3 +310,49 @@ class FakeCrm(_Recorder):
         self._record("export_members", prefix=prefix)
         with self._state_lock:
             return {no: record for no, record in self.records.items() if no.startswith(prefix)}
+
+
+class FakeBenefitPartner(_Recorder):
+    """The roadside / lounge partner: one order and code per ``out_order_no`` (a repeat answers the
+    same), a void of a used code refused with ``ALREADY_USED``. ``use(out_order_no)`` is the member
+    using the code at the partner (a test then posts the partner's usage callback)."""
+
+    def __init__(self, journal: Path | None = None) -> None:
+        super().__init__(journal)
+        self._reset_state()
+
+    def _reset_state(self) -> None:
+        self.orders: dict[str, dict[str, Any]] = {}
+        self._numbers = itertools.count(1)
+
+    def reset(self) -> None:
+        super().reset()
+        with self._lock:
+            self._reset_state()
+
+    def issue(self, order: ServiceOrder) -> IssuedService:
+        self._record("issue", out_order_no=order.out_order_no, service=order.service, member_no=order.member_no)
+        with self._lock:
+            known = self.orders.get(order.out_order_no)
+            if known is None:
+                known = {
+                    "order_no": f"P{next(self._numbers):08d}",
+                    "code": "".join(secrets.choice("0123456789") for _ in range(8)),
+                    "status": "open",
+                }
+                self.orders[order.out_order_no] = known
+            return IssuedService(known["order_no"], known["code"], None)
+
+    def void(self, out_order_no: str) -> None:
+        self._record("void", out_order_no=out_order_no)
+        with self._lock:
+            known = self.orders.get(out_order_no)
+            if known is None:
+                return
+            if known["status"] == "used":
+                raise Refused("service code already used", code=ALREADY_USED)
+            known["status"] = "void"
+
+    def use(self, out_order_no: str) -> None:
+        with self._lock:
+            self.orders[out_order_no]["status"] = "used"

@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app.core import events, tunables
 from app.core.clock import utcnow
-from app.core.db import db, insert_if_absent
+from app.core.db import db, insert_if_absent, memo_in_transaction
 from app.core.errors import Conflict
 from app.core.i18n import _l
 from app.core.security import cipher, sha256_hex
@@ -131,7 +131,13 @@ def _current_consents(member: Member) -> dict[str, Consent]:
 
 
 def consent_state(member: Member) -> ConsentState:
-    """The current decision per purpose (the last one recorded)."""
+    """The current decision per purpose (the last one recorded). Read once per transaction (the
+    sign-in check and each notification planned in a booking ask again) until a consent is written."""
+    state = memo_in_transaction(("consent_state", member.id), lambda: _read_consent_state(member), models=(Consent,))
+    return ConsentState(policy_version=state.policy_version, purposes=dict(state.purposes))
+
+
+def _read_consent_state(member: Member) -> ConsentState:
     purposes: dict[str, bool] = {}
     version = None
     for row in db.session.scalars(sa.select(Consent).where(Consent.member_id == member.id).order_by(Consent.id)):

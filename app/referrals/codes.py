@@ -6,11 +6,11 @@ import secrets
 
 import sqlalchemy as sa
 
-from app import gateways
 from app.core import tunables
 from app.core.clock import utcnow
 from app.core.db import db, insert_if_absent
 from app.core.security import cipher
+from app.gateways.wxacode import cached_unlimited_code
 from app.referrals.models import MemberDevice, ReferralCode
 
 H5_BASE = tunables.define("wechat.h5_base_url", "https://m.loyalty.example.com", "Web fallback for mini-app links")
@@ -57,11 +57,7 @@ def share_link(code: ReferralCode) -> str:
 
 def wxacode(code: ReferralCode) -> bytes:
     """The mini-app code image; asked of WeChat once, then served from the row."""
-    if code.wxacode_png is None:
-        code.wxacode_png = gateways.mini_app().unlimited_code(scene_of(code), page=REFERRAL_PAGE)
-        code.wxacode_at = utcnow()
-        db.session.flush()
-    return code.wxacode_png
+    return cached_unlimited_code(code, scene=scene_of(code), page=REFERRAL_PAGE)
 
 
 def device_hash(device_id: str | None) -> str | None:
