@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.committed]
 #: The balance read, the benchmark's floor, is 3.
 BOOKING_STATEMENTS = 13
 #: A resend of the same request: session, consents, tier, slot, the insert that conflicts, the booking.
-RESEND_STATEMENTS = 6
+RESEND_STATEMENTS = 5
 
 
 class Counter:

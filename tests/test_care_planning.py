@@ -430,7 +430,7 @@ def test_a_dry_run_counts_stages_and_writes_nothing(app_ctx):
 
 
 def test_the_lifecycle_history_is_append_only(app_ctx):
-    follower()
+    follower(enrolled_at=NOW - dt.timedelta(days=10))  # joined before the judged moment, whatever today is
     lifecycle.judge(NOW)
     with pytest.raises(sa.exc.DBAPIError, match="append-only"), db.session.begin_nested():
         db.session.execute(sa.text("UPDATE member_lifecycle_history SET to_stage = 'mature'"))
