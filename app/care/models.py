@@ -40,6 +40,8 @@ class Notification(Base):
     openid: Mapped[str | None] = mapped_column(sa.String(64))
     #: WeChat's msgid for a template message; TEMPLATESENDJOBFINISH reports back with it.
     wechat_msgid: Mapped[int | None] = mapped_column(BigIntType, index=True)
+    #: The SMS provider's id for a message it accepted (Aliyun ``BizId``); its status reports carry it.
+    sms_message_id: Mapped[str | None] = mapped_column(sa.String(64))
     delivery_status: Mapped[str | None] = mapped_column(sa.String(32))
     error: Mapped[str | None] = mapped_column(sa.String(255))
     attempts: Mapped[int] = mapped_column(default=0)
