@@ -63,6 +63,12 @@ class Notification(Base):
             sqlite_where=sa.text(f"status IN {OPEN_STATUSES}"),
         ),
         sa.Index("ix_notifications_member_attempted", "member_id", "attempted_at"),  # frequency caps
+        sa.Index(  # SMS status reports
+            "ix_notifications_sms_message_id",
+            "sms_message_id",
+            postgresql_where=sa.text("sms_message_id IS NOT NULL"),
+            sqlite_where=sa.text("sms_message_id IS NOT NULL"),
+        ),
     )
 
 

@@ -18,7 +18,16 @@ depends_on = None
 
 def upgrade() -> None:
     op.add_column("notifications", sa.Column("sms_message_id", sa.String(length=64), nullable=True))
+    op.create_index(
+        "ix_notifications_sms_message_id",
+        "notifications",
+        ["sms_message_id"],
+        unique=False,
+        postgresql_where=sa.text("sms_message_id IS NOT NULL"),
+        sqlite_where=sa.text("sms_message_id IS NOT NULL"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_notifications_sms_message_id", table_name="notifications")
     op.drop_column("notifications", "sms_message_id")
