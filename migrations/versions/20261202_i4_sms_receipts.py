@@ -1,4 +1,7 @@
-"""notifications: the SMS provider's message id, for its delivery reports
+"""notifications: the SMS provider's message id, for its delivery reports; two indexes fewer to write when planning
+
+``ix_notifications_member_id`` is covered by ``ix_notifications_member_attempted`` (member first);
+``ix_notifications_wechat_msgid`` only needs the rows WeChat gave a msgid (not planned ones).
 
 Revision ID: i4
 Revises: h1
@@ -17,6 +20,16 @@ depends_on = None
 
 
 def upgrade() -> None:
+    op.drop_index("ix_notifications_member_id", table_name="notifications")
+    op.drop_index("ix_notifications_wechat_msgid", table_name="notifications")
+    op.create_index(
+        "ix_notifications_wechat_msgid",
+        "notifications",
+        ["wechat_msgid"],
+        unique=False,
+        postgresql_where=sa.text("wechat_msgid IS NOT NULL"),
+        sqlite_where=sa.text("wechat_msgid IS NOT NULL"),
+    )
     op.add_column("notifications", sa.Column("sms_message_id", sa.String(length=64), nullable=True))
     op.create_index(
         "ix_notifications_sms_message_id",
@@ -31,3 +44,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_notifications_sms_message_id", table_name="notifications")
     op.drop_column("notifications", "sms_message_id")
+    op.drop_index("ix_notifications_wechat_msgid", table_name="notifications")
+    op.create_index("ix_notifications_wechat_msgid", "notifications", ["wechat_msgid"], unique=False)
+    op.create_index("ix_notifications_member_id", "notifications", ["member_id"], unique=False)
