@@ -143,7 +143,12 @@ def deliver_batch(claims: Sequence[tuple[int, dt.datetime | None]]) -> dict[int,
     3. A failure goes back with a backoff until ``MAX_ATTEMPTS``, then fails with its reason.
 
     The rules are checked when the batch is prepared: a consent withdrawn or an opt-out made while
-    the batch is being sent (seconds) applies from the next batch."""
+    the batch is being sent (seconds) applies from the next batch; so do changed program settings."""
+    with tunables.frozen():
+        return _deliver_batch(claims)
+
+
+def _deliver_batch(claims: Sequence[tuple[int, dt.datetime | None]]) -> dict[int, str]:
     stamps = dict(claims)
     outcomes = dict.fromkeys(stamps, "done")
     rows = db.session.scalars(
