@@ -2,20 +2,22 @@
 
 1. **Claim** a batch (``planned`` → ``sending``, ``claimed_at`` stamped, ``FOR UPDATE SKIP LOCKED``,
    committed): other dispatchers skip these rows. Paused kinds (``care.paused_kinds``) stay planned.
-2. **Attempt** the batch in waves of ``care.send_concurrency`` rows (``notify.deliver_batch``): a
-   wave's ``attempted_at`` is committed in one conditional UPDATE (only rows still carrying this
-   dispatcher's claim stamp and never attempted) before the wave's calls go out, several at once.
+2. **Attempt**: up to ``care.send_concurrency`` calls in flight at once (``notify.deliver_batch``);
+   each call's ``attempted_at`` is committed before it goes out, in one conditional UPDATE for all
+   the calls starting together (only rows still carrying this dispatcher's claim stamp and never
+   attempted).
 3. **Record** the outcomes (sent / skipped / retry with backoff / failed), committed with the next
-   wave's attempts, the last wave's on their own.
+   attempts (the last ones on their own).
 
 A dispatcher killed at any point leaves rows ``sending``. The sweeper puts those it claimed but
-never attempted back to ``planned`` (nobody was called: they are sent later, once). The rows of the
-wave it was calling — at most ``care.send_concurrency`` per dead dispatcher — cannot be resolved:
-template and subscribe messages carry no idempotency key and WeChat gives the msgid only in the
-answer that was lost, and which of the wave's calls had gone out is not known either. The sweeper
-fails them as "outcome unknown" rather than risk a second message: at most once for the rows of
-that one wave (some may never have been sent), exactly once for every other. Concurrency widens
-the bound from one row to one wave; ``care.send_concurrency`` = 1 restores the one-row bound.
+never attempted back to ``planned`` (nobody was called: they are sent later, once). The rows whose
+calls were in flight — at most ``care.send_concurrency`` per dead dispatcher, since no more are
+ever attempted without an outcome on record — cannot be resolved: template and subscribe messages
+carry no idempotency key, WeChat gives the msgid only in the answer that was lost, and which of
+those calls had gone out is not known either. The sweeper fails them as "outcome unknown" rather
+than risk a second message: at most once for those rows (some may never have been sent), exactly
+once for every other. Concurrency widens the bound from one row to ``care.send_concurrency`` rows;
+setting it to 1 restores the one-row bound.
 """
 
 from __future__ import annotations
