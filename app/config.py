@@ -57,6 +57,7 @@ STRONG_SECRETS = (
     "DMS_SECRET",
     "CRM_SECRET",
     "METRICS_TOKEN",
+    "SMS_REPORT_SECRET",
 )
 MIN_SECRET_BYTES = 32
 
@@ -97,6 +98,7 @@ def _dev_defaults() -> dict[str, str]:
         "BENEFIT_PARTNER_APP_ID": "loyalty-dev",
         "BENEFIT_PARTNER_SECRET": _dev_secret("benefit-partner-secret"),
         "SMS_API_BASE": "sandbox",
+        "SMS_REPORT_SECRET": _dev_secret("sms-report-secret"),
     }
 
 
@@ -142,6 +144,9 @@ class Settings:
     SMS_ACCESS_KEY_ID: str = ""
     SMS_ACCESS_KEY_SECRET: str = ""
     SMS_SIGN_NAME: str = ""
+    #: The secret path segment of the SMS status-report address given to Aliyun
+    #: (``/api/v1/sms/reports/<secret>``): its HTTP push carries no signature. At least 32 bytes.
+    SMS_REPORT_SECRET: str = ""
     #: Seconds the outbox worker waits for the CRM's HTTP API ("sandbox" or empty CRM_URL: the fake).
     CRM_HTTP_TIMEOUT: float = 5.0
     #: The partner that delivers roadside assistance and lounge visits: its API base ("sandbox" or
@@ -278,7 +283,7 @@ def production_problems(values: dict[str, object]) -> list[str]:
     if values.get("SMS_API_BASE") and values.get("SMS_API_BASE") != "sandbox":
         problems += [
             f"{ENV_PREFIX}{name} is missing while {ENV_PREFIX}SMS_API_BASE is set"
-            for name in ("SMS_ACCESS_KEY_ID", "SMS_ACCESS_KEY_SECRET", "SMS_SIGN_NAME")
+            for name in ("SMS_ACCESS_KEY_ID", "SMS_ACCESS_KEY_SECRET", "SMS_SIGN_NAME", "SMS_REPORT_SECRET")
             if not values.get(name)
         ]
     if values.get("WECHAT_PAY_API_BASE") != "sandbox" and not str(values.get("WECHAT_PAY_NOTIFY_URL") or "").startswith(

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from app.care import dispatch, notify, subscriptions
 from app.care.models import Notification, SubscribeGrant
+from app.core import tunables
 from app.core.clock import utcnow
 from app.core.db import db
 from app.members import services
@@ -129,6 +130,8 @@ def test_a_dispatcher_killed_mid_batch_loses_nothing_and_sends_nothing_twice(app
     with app.app_context():
         members = followers(120)
         plan_rows(members, per_member=1)
+        tunables.set_value("care.claim_batch", 50, actor=("test", "proof"))  # the dead one claims 50 of 120
+        db.session.commit()
     journal = tmp_path / "calls.jsonl"
     done = subprocess.run(
         [
@@ -150,21 +153,35 @@ def test_a_dispatcher_killed_mid_batch_loses_nothing_and_sends_nothing_twice(app
     assert done.returncode == 3, done.stderr[-3000:]
     sent_by_the_dead = [json.loads(line)["touser"] for line in journal.read_text().splitlines()]
     assert len(sent_by_the_dead) == 30
+    # The dead dispatcher claimed a batch and kept ``width`` calls in flight, each call's attempt
+    # committed before it, its outcome committed with the next attempts: at any moment at most
+    # ``width`` rows were attempted without an outcome on record.
     with app.app_context():
+        width, batch = notify.CONCURRENCY.value(), dispatch.BATCH_SIZE.value()
+        assert batch == 50
         left = statuses()
-        assert left == {"sent": 29, "sending": dispatch.BATCH_SIZE.value() - 29, "planned": 120 - 50}, left
-        assert notify.send_due() == 70  # the live dispatchers carry on; the claimed rows wait
+        recorded = left["sent"]
+        assert 30 - width <= recorded < 30 and left == {"sent": recorded, "sending": batch - recorded, "planned": 70}
+        assert notify.send_due() == 120 - batch  # the live dispatchers carry on; the claimed rows wait
         db.session.commit()
+        attempted = db.session.scalar(
+            sa.select(sa.func.count()).where(Notification.status == "sending", Notification.attempted_at.is_not(None))
+        )
+        assert 30 - recorded <= attempted <= width
         later = utcnow() + dispatch.STALLED_AFTER + dispatch.STALLED_AFTER
-        assert dispatch.sweep_stalled(later) == 21
+        assert dispatch.sweep_stalled(later) == batch - recorded
         db.session.commit()
-        assert notify.send_due() == 20  # claimed by the dead one, never called: sent now, once
+        assert notify.send_due() == batch - recorded - attempted  # claimed by the dead one, never attempted: once
         unknown = db.session.scalars(sa.select(Notification).where(Notification.status == "failed")).all()
-        assert [row.error for row in unknown] == ["outcome unknown: the sender stopped during the call"]
-        assert f"o-{unknown[0].member_id}" == sent_by_the_dead[-1]  # it did reach WeChat: failed, not resent
-        assert statuses() == {"sent": 119, "failed": 1}
+        assert {row.error for row in unknown} == {"outcome unknown: the sender stopped during the call"}
+        assert statuses() == {"sent": 120 - attempted, "failed": attempted}
+        in_doubt = {f"o-{row.member_id}" for row in unknown}
+    # The calls in flight when it died: those WeChat accepted are failed, not resent (at most once);
+    # those that never went out are failed too. The bound: ``width`` rows per dead dispatcher.
+    assert len(set(sent_by_the_dead) & in_doubt) == 30 - recorded
     every_call = sent_by_the_dead + [call["touser"] for call in fakes.official_account.templates()]
-    assert sorted(every_call) == sorted(f"o-{member_id}" for member_id in members)  # each once, none twice
+    assert len(every_call) == len(set(every_call))  # none twice
+    assert set(every_call) | in_doubt == {f"o-{member_id}" for member_id in members}  # none lost unaccounted
 
 
 def test_the_marketing_cap_holds_with_three_dispatchers_on_one_member(app, fakes):

@@ -173,12 +173,17 @@ def test_production_refuses_the_logging_sms_gateway_and_a_real_one_without_keys(
     assert "LOYALTY_SMS_ACCESS_KEY_SECRET is missing" in str(raised.value)
     assert "LOYALTY_SMS_SIGN_NAME is missing" in str(raised.value)
     assert "LOYALTY_SMS_ACCESS_KEY_ID is missing" not in str(raised.value)
+    assert "LOYALTY_SMS_REPORT_SECRET is missing" in str(raised.value)  # its status reports' address
     full = {
         **ALL_PRODUCTION,
         "LOYALTY_SMS_API_BASE": SMS_API,
         "LOYALTY_SMS_ACCESS_KEY_ID": "LTAI5t",
         "LOYALTY_SMS_ACCESS_KEY_SECRET": "s" * 30,
         "LOYALTY_SMS_SIGN_NAME": "一汽大众会员",
+        "LOYALTY_SMS_REPORT_SECRET": "r" * 31,
     }
+    with pytest.raises(ConfigError, match="LOYALTY_SMS_REPORT_SECRET is shorter than 32 bytes"):
+        load_settings(full)
+    full["LOYALTY_SMS_REPORT_SECRET"] = "r" * 32
     assert load_settings(full).SMS_SIGN_NAME == "一汽大众会员"
     assert load_settings({"LOYALTY_ENV": "development"}).SMS_API_BASE == "sandbox"

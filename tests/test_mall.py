@@ -324,3 +324,32 @@ def test_the_expiring_points_reminder_names_the_recommended_item(app_ctx, time_m
     rendered = RENDERERS["points_expiring"](reminder)
     assert rendered["keyword1"]["value"] == "2,000 积分"
     assert rendered["remark"]["value"] == "请在过期前到积分商城兑换商品physical。"
+
+
+def test_recommendations_loaded_for_a_batch_are_the_ones_asked_one_by_one(app_ctx, time_machine):
+    """The care dispatcher loads the inputs of a batch in a few set queries (``preloaded``): same
+    picks, reasons and balances as asking member by member."""
+    expiring, redeemer, empty = factories.member(), factories.member(), factories.member()
+    give_points(expiring, 2000, key="old")
+    lot = db.session.scalar(sa.select(PointLot).where(PointLot.member_id == expiring.id))
+    time_machine.move_to(lot.expires_at - dt.timedelta(days=10))
+    give_points(expiring, 3000, key="new")
+    give_points(redeemer, 800, key="r")
+    item("coupon", points=500, code="small")
+    item("physical", points=1900, code="fits")
+    item("coupon", points=300, code="c1")
+    redeem(redeemer, "c1")
+    members = [expiring.id, redeemer.id, empty.id]
+
+    def picks() -> dict[int, list[tuple[str, str, str]]]:
+        return {
+            member_id: [(p.offer.item.code, p.reason, p.message) for p in recommendations.for_member(member_id)]
+            for member_id in members
+        }
+
+    one_by_one = picks()
+    with recommendations.preloaded(members):
+        assert picks() == one_by_one
+    assert one_by_one[expiring.id][0][:2] == ("fits", "expiring_points")
+    assert one_by_one[redeemer.id][0][1] == "redeemed_before" and one_by_one[empty.id] == []
+    assert queries.balances(members) == {member_id: queries.balance(member_id) for member_id in members}

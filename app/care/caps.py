@@ -37,8 +37,10 @@ def lock_member(member_id: int) -> None:
         db.session.execute(sa.select(sa.func.pg_advisory_xact_lock(_LOCK_SPACE, member_id)))
 
 
-def next_allowed(notification: Notification, now: dt.datetime) -> dt.datetime | None:
-    """None if this marketing message may go now; otherwise the first moment the caps allow it."""
+def next_allowed(notification: Notification, now: dt.datetime, *, pending: int = 0) -> dt.datetime | None:
+    """None if this marketing message may go now; otherwise the first moment the caps allow it.
+    ``pending``: the member's messages a dispatcher already let through today in the same batch
+    (attempts not yet on record; they count as sent today)."""
     caps = CAPS.value()
     today = to_business(now).date()
     week_start = business_day_start(today - dt.timedelta(days=6))
@@ -55,7 +57,7 @@ def next_allowed(notification: Notification, now: dt.datetime) -> dt.datetime | 
             )
             .order_by(Notification.attempted_at)
         )
-    ]
+    ] + [today] * pending
     candidates = []
     if sum(1 for day in sent_days if day == today) >= caps["per_day"]:
         candidates.append(business_day_start(today + dt.timedelta(days=1)))

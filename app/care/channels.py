@@ -5,14 +5,21 @@ channel's template ids and field names (``wechat.template_ids``, ``care.subscrib
 
 A channel the member cannot be reached on (no mini-app grant, not following, no phone, nothing
 configured) is passed over, and so is one WeChat refuses for that reason (43101 no grant, 43004
-not following). Any other failure is raised: the dispatcher retries the message later with backoff.
-Token rejections (40001/42001) were already retried once by the client after a refresh.
+not following). Any other failure ends the try (``Outcome.error``): the dispatcher retries the
+message later with backoff. Token rejections (40001/42001) were already retried once by the client
+after a refresh.
+
+Three phases, so that a dispatcher can have several messages in flight: ``route`` (in its session,
+from what was loaded for the batch: ``reach_of``), ``call`` (partners only, in a worker thread),
+``record`` (the outcome on the row, in its session again).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -23,10 +30,11 @@ from app.config import current_settings
 from app.core import tunables
 from app.core.clock import utcnow
 from app.core.db import db
-from app.members import identities
 from app.members.models import Member, WechatIdentity
 
 MINIAPP_SUBSCRIBE, OFFICIAL_TEMPLATE, SMS = "miniapp_subscribe", "official_template", "sms"
+#: A chat reply (customer-service message): to the openid on the row, not a member's channels.
+OFFICIAL_CUSTOM = "official_custom"
 ALL = (MINIAPP_SUBSCRIBE, OFFICIAL_TEMPLATE, SMS)
 #: WeChat's refusals that mean "not on this channel": try the next one.
 FALL_THROUGH = {gateways.NO_SUBSCRIPTION_GRANT, gateways.NOT_FOLLOWING}
@@ -84,112 +92,206 @@ SMS_TEMPLATES = tunables.define(
 )
 
 
-@dataclass
-class Outcome:
-    channel: str | None = None
-    message_id: str | None = None
-    passed_over: list[str] = field(default_factory=list)
-
-
 def order_for(kind: str) -> list[str]:
     configured = CHANNELS.value()
     return [c for c in configured.get(kind, configured.get("*", [])) if c in ALL]
 
 
-def send(notification: Notification, data: rendering.TemplateData) -> Outcome:
-    """Send on the first channel that reaches the member; ``Outcome.channel`` None if none did."""
+@dataclass
+class Reach:
+    """Where a batch's members can be reached, loaded in one query: mini-app openids (for this
+    mini-app) and service-account openids of followers."""
+
+    miniapp: dict[int, str] = field(default_factory=dict)
+    official: dict[int, str] = field(default_factory=dict)
+
+
+def reach_of(member_ids: Collection[int]) -> Reach:
+    settings, reach = current_settings(), Reach()
+    rows = db.session.execute(
+        sa.select(WechatIdentity.member_id, WechatIdentity.app_kind, WechatIdentity.openid).where(
+            WechatIdentity.member_id.in_(sorted(set(member_ids))),
+            sa.or_(
+                sa.and_(WechatIdentity.app_kind == "miniapp", WechatIdentity.app_id == settings.MINIAPP_APP_ID),
+                sa.and_(WechatIdentity.app_id == settings.WECHAT_APP_ID, WechatIdentity.following.is_(True)),
+            ),
+        )
+    )
+    for member_id, app_kind, openid in rows:
+        (reach.miniapp if app_kind == "miniapp" else reach.official)[member_id] = openid
+    return reach
+
+
+@dataclass
+class Step:
+    """One channel to try for a message: what to call it with, or why it is passed over unasked."""
+
+    channel: str
+    passed_over: str | None = None
+    to: str = ""  # openid or phone number
+    template: str = ""  # template id, or the SMS template code
+    fields: dict[str, Any] = field(default_factory=dict)
+    page: str | None = None
+
+
+@dataclass
+class Route:
+    """A message's channels in order, prepared in the dispatcher's session; ``call`` needs none."""
+
+    notification_id: int
+    member_id: int | None
+    steps: list[Step]
+    #: The subscribe grant taken for this message (``take_grant``), given back unless it was used.
+    grant: str | None = None
+
+
+@dataclass
+class Outcome:
+    channel: str | None = None
+    to: str | None = None
+    msgid: int | None = None  # WeChat's msgid
+    message_id: str | None = None  # the SMS provider's id (Aliyun BizId)
+    passed_over: list[str] = field(default_factory=list)
+    #: WeChat said the member has no subscribe grant left (43101): ours were out of step.
+    no_grant: bool = False
+    #: A failure to retry later (not a "not on this channel" refusal).
+    error: gateways.GatewayError | None = None
+
+
+def route(notification: Notification, data: rendering.TemplateData | None, reach: Reach) -> Route:
+    """The channels to try for ``notification``, each checked against what we know of the member."""
+    if notification.channel == OFFICIAL_CUSTOM:
+        step = Step(OFFICIAL_CUSTOM, to=notification.openid or "", fields=notification.payload)
+        return Route(notification.id, notification.member_id, [step])
+    assert data is not None
+    member_id = notification.member_id
+    steps = [_STEPS[channel](notification, data, reach, member_id) for channel in order_for(notification.kind)]
+    return Route(notification.id, member_id, steps)
+
+
+def _subscribe_step(notification: Notification, data: rendering.TemplateData, reach: Reach, member_id: Any) -> Step:
+    template = SUBSCRIBE_TEMPLATES.value().get(notification.kind)
+    if not template:
+        return Step(MINIAPP_SUBSCRIBE, "no template configured")
+    openid = reach.miniapp.get(member_id)
+    if openid is None:
+        return Step(MINIAPP_SUBSCRIBE, "no mini-app account")
+    fields = rendering.subscribe_fields(data, template["fields"])
+    page = template.get("page")
+    return Step(MINIAPP_SUBSCRIBE, to=openid, template=template["template_id"], fields=fields, page=page)
+
+
+def _template_step(notification: Notification, data: rendering.TemplateData, reach: Reach, member_id: Any) -> Step:
+    template_id = TEMPLATE_IDS.value().get(notification.kind)
+    if not template_id:
+        return Step(OFFICIAL_TEMPLATE, "no template configured")
+    openid = reach.official.get(member_id)
+    if openid is None:
+        return Step(OFFICIAL_TEMPLATE, "member does not follow the account")
+    return Step(OFFICIAL_TEMPLATE, to=openid, template=template_id, fields=data)
+
+
+def _sms_step(notification: Notification, data: rendering.TemplateData, reach: Reach, member_id: Any) -> Step:
+    template = SMS_TEMPLATES.value().get(notification.kind)
+    if gateways.sms() is None:
+        return Step(SMS, "SMS is switched off")
+    if not template:
+        return Step(SMS, "no template configured")
+    member = db.session.get(Member, member_id)  # loaded with the batch
+    if member is None or not member.phone:
+        return Step(SMS, "no phone number")
+    params = rendering.sms_params(data, template["params"])
+    return Step(SMS, to=member.phone, template=template["template_code"], fields=params)
+
+
+_STEPS = {MINIAPP_SUBSCRIBE: _subscribe_step, OFFICIAL_TEMPLATE: _template_step, SMS: _sms_step}
+
+
+def take_grant(planned: Route) -> None:
+    """Before the call, in the transaction that records the attempt: one grant = one send, taken
+    atomically; without one, the subscribe step is passed over."""
+    for step in planned.steps:
+        if step.channel == MINIAPP_SUBSCRIBE and step.passed_over is None:
+            if subscriptions.use_grant(planned.member_id, step.template):  # type: ignore[arg-type]
+                planned.grant = step.template
+            else:
+                step.passed_over = "no unused grant"
+
+
+def call(planned: Route, partners: gateways.Gateways) -> Outcome:
+    """Try the steps in order until one reaches the member; partners only, no database (a
+    dispatcher runs several at once). 43101 and 43004 fall through to the next channel."""
     outcome = Outcome()
-    for channel in order_for(notification.kind):
-        reason = _SENDERS[channel](notification, data, outcome)
-        if reason is None:
-            outcome.channel = channel
+    for step in planned.steps:
+        if step.passed_over is not None:
+            outcome.passed_over.append(f"{step.channel}: {step.passed_over}")
+            continue
+        try:
+            sent = _CALLS[step.channel](step, partners, planned.notification_id)
+        except gateways.Refused as exc:
+            if exc.code not in FALL_THROUGH or step.channel == OFFICIAL_CUSTOM:
+                outcome.error = exc
+                return outcome
+            outcome.no_grant = outcome.no_grant or exc.code == gateways.NO_SUBSCRIPTION_GRANT
+            outcome.passed_over.append(f"{step.channel}: {f'{exc.code} {exc.message}'.strip()}")
+            continue
+        except gateways.GatewayError as exc:
+            outcome.error = exc
             return outcome
-        outcome.passed_over.append(f"{channel}: {reason}")
+        outcome.channel, outcome.to = step.channel, step.to
+        if step.channel == SMS:
+            outcome.message_id = str(sent or "") or None
+        else:
+            outcome.msgid = int(sent or 0) or None
+        return outcome
     return outcome
 
 
-def _refused_for_channel(exc: gateways.Refused) -> str:
-    if exc.code in FALL_THROUGH:
-        return f"{exc.code} {exc.message}".strip()
-    raise exc
+def _call_subscribe(step: Step, partners: gateways.Gateways, notification_id: int) -> int:
+    return partners.mini_app.send_subscribe(step.to, step.template, step.fields, page=step.page)
 
 
-def _miniapp_openid(member_id: int) -> str | None:
-    return db.session.scalar(
-        sa.select(WechatIdentity.openid).where(
-            WechatIdentity.member_id == member_id,
-            WechatIdentity.app_kind == "miniapp",
-            WechatIdentity.app_id == current_settings().MINIAPP_APP_ID,
-        )
-    )
+def _call_template(step: Step, partners: gateways.Gateways, notification_id: int) -> int:
+    return partners.official_account.send_template(step.to, step.template, step.fields)
 
 
-def _subscribe(notification: Notification, data: rendering.TemplateData, outcome: Outcome) -> str | None:
-    template = SUBSCRIBE_TEMPLATES.value().get(notification.kind)
-    if not template:
-        return "no template configured"
-    openid = _miniapp_openid(notification.member_id)  # type: ignore[arg-type]
-    if openid is None:
-        return "no mini-app account"
-    try:
-        # A failed call gives the grant back; had WeChat used it after all, its 43101 next time corrects us.
-        with db.session.begin_nested():
-            if not subscriptions.use_grant(notification.member_id, template["template_id"]):  # type: ignore[arg-type]
-                return "no unused grant"
-            msgid = gateways.mini_app().send_subscribe(
-                openid,
-                template["template_id"],
-                rendering.subscribe_fields(data, template["fields"]),
-                page=template.get("page"),
-            )
-    except gateways.Refused as exc:
-        if exc.code == gateways.NO_SUBSCRIPTION_GRANT:  # WeChat knows of none: ours were out of step
-            subscriptions.forget_grants(notification.member_id, template["template_id"])  # type: ignore[arg-type]
-        return _refused_for_channel(exc)
-    _sent(notification, openid, msgid)
-    return None
+def _call_sms(step: Step, partners: gateways.Gateways, notification_id: int) -> str:
+    assert partners.sms is not None
+    return partners.sms.send(step.to, step.template, step.fields, out_id=str(notification_id))
 
 
-def _template(notification: Notification, data: rendering.TemplateData, outcome: Outcome) -> str | None:
-    template_id = TEMPLATE_IDS.value().get(notification.kind)
-    if not template_id:
-        return "no template configured"
-    openid = identities.official_openid(notification.member_id, current_settings().WECHAT_APP_ID)  # type: ignore[arg-type]
-    if openid is None:
-        return "member does not follow the account"
-    try:
-        msgid = gateways.official_account().send_template(openid, template_id, data)
-    except gateways.Refused as exc:
-        return _refused_for_channel(exc)
-    _sent(notification, openid, msgid)
-    return None
+def _call_custom(step: Step, partners: gateways.Gateways, notification_id: int) -> None:
+    if step.fields["type"] == "text":
+        partners.official_account.send_text(step.to, step.fields["content"])
+    else:
+        partners.official_account.send_articles(step.to, step.fields["articles"][:1])
 
 
-def _sms(notification: Notification, data: rendering.TemplateData, outcome: Outcome) -> str | None:
-    sms, template = gateways.sms(), SMS_TEMPLATES.value().get(notification.kind)
-    if sms is None:
-        return "SMS is switched off"
-    if not template:
-        return "no template configured"
-    member = db.session.get(Member, notification.member_id)
-    if member is None or not member.phone:
-        return "no phone number"
-    message_id = sms.send(
-        member.phone, template["template_code"], rendering.sms_params(data, template["params"]),
-        out_id=str(notification.id),
-    )  # fmt: skip
-    notification.status, notification.sent_at, notification.error = "sent", utcnow(), None
-    outcome.message_id = message_id
-    return None
+_CALLS: dict[str, Callable[[Step, gateways.Gateways, int], Any]] = {
+    OFFICIAL_CUSTOM: _call_custom,
+    MINIAPP_SUBSCRIBE: _call_subscribe,
+    OFFICIAL_TEMPLATE: _call_template,
+    SMS: _call_sms,
+}
 
 
-def _sent(notification: Notification, openid: str, msgid: int | None) -> None:
-    notification.status, notification.openid, notification.sent_at = "sent", openid, utcnow()
-    notification.wechat_msgid = msgid or None
+def record(notification: Notification, planned: Route, outcome: Outcome) -> None:
+    """The channel's side of the outcome on the row (the caller handles errors and commits): the
+    grant given back unless the subscribe message went out, forgotten after a 43101."""
+    if planned.grant is not None and outcome.channel != MINIAPP_SUBSCRIBE:
+        subscriptions.give_back(planned.member_id, planned.grant)  # type: ignore[arg-type]
+    if outcome.no_grant:
+        for step in planned.steps:
+            if step.channel == MINIAPP_SUBSCRIBE and step.template:
+                subscriptions.forget_grants(planned.member_id, step.template)  # type: ignore[arg-type]
+    if outcome.channel is None:
+        return
+    notification.status, notification.channel, notification.sent_at = "sent", outcome.channel, utcnow()
     notification.error = None
-
-
-_SENDERS = {MINIAPP_SUBSCRIBE: _subscribe, OFFICIAL_TEMPLATE: _template, SMS: _sms}
+    if outcome.channel in (MINIAPP_SUBSCRIBE, OFFICIAL_TEMPLATE):
+        notification.openid, notification.wechat_msgid = outcome.to, outcome.msgid
+    elif outcome.channel == SMS:
+        notification.sms_message_id = outcome.message_id
 
 
 def _reachable(channel: str, kind: str) -> sa.ColumnElement[bool]:

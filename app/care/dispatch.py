@@ -2,16 +2,22 @@
 
 1. **Claim** a batch (``planned`` → ``sending``, ``claimed_at`` stamped, ``FOR UPDATE SKIP LOCKED``,
    committed): other dispatchers skip these rows. Paused kinds (``care.paused_kinds``) stay planned.
-2. **Attempt** one row: its ``attempted_at`` is committed before the partner is called (and only if
-   the row still carries this dispatcher's claim stamp).
-3. **Record** the outcome (sent / skipped / retry with backoff / failed), committed.
+2. **Attempt**: up to ``care.send_concurrency`` calls in flight at once (``notify.deliver_batch``);
+   each call's ``attempted_at`` is committed before it goes out, in one conditional UPDATE for all
+   the calls starting together (only rows still carrying this dispatcher's claim stamp and never
+   attempted).
+3. **Record** the outcomes (sent / skipped / retry with backoff / failed), committed with the next
+   attempts (the last ones on their own).
 
 A dispatcher killed at any point leaves rows ``sending``. The sweeper puts those it claimed but
-never attempted back to ``planned`` (nobody was called: they are sent later, once). The row it was
-calling — at most one per dead dispatcher, calls are one at a time — cannot be resolved: template
-and subscribe messages carry no idempotency key and WeChat gives the msgid only in the answer that
-was lost. The sweeper fails it as "outcome unknown" rather than risk a second message: at most once
-for that one row, exactly once for every other.
+never attempted back to ``planned`` (nobody was called: they are sent later, once). The rows whose
+calls were in flight — at most ``care.send_concurrency`` per dead dispatcher, since no more are
+ever attempted without an outcome on record — cannot be resolved: template and subscribe messages
+carry no idempotency key, WeChat gives the msgid only in the answer that was lost, and which of
+those calls had gone out is not known either. The sweeper fails them as "outcome unknown" rather
+than risk a second message: at most once for those rows (some may never have been sent), exactly
+once for every other. Concurrency widens the bound from one row to ``care.send_concurrency`` rows;
+setting it to 1 restores the one-row bound.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from app.core.db import db
 from app.jobs import job
 
 MAX_ATTEMPTS = tunables.define("care.max_attempts", 4, "Attempts per notification before it fails")
-BATCH_SIZE = tunables.define("care.claim_batch", 50, "Due notifications a dispatcher claims at once")
+BATCH_SIZE = tunables.define("care.claim_batch", 200, "Due notifications a dispatcher claims at once")
 PAUSED_KINDS = tunables.define("care.paused_kinds", [], "Kinds not sent for now (they stay planned)")
 #: Waits after each failed attempt (seconds); the last one repeats.
 BACKOFF_SECONDS = (60, 300, 1800)

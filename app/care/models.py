@@ -27,7 +27,8 @@ class Notification(Base):
 
     id: Mapped[BigIntPK]
     #: None for a chat reply to someone who is not (yet) a member; ``openid`` says who then.
-    member_id: Mapped[int | None] = mapped_column(BigIntType, sa.ForeignKey("members.id"), index=True)
+    #: Looked up through ``ix_notifications_member_attempted`` (member first): no index of its own.
+    member_id: Mapped[int | None] = mapped_column(BigIntType, sa.ForeignKey("members.id"))
     kind: Mapped[str] = mapped_column(sa.String(32))  # tier_upgrade, chat_reply, points_expiring …
     channel: Mapped[str] = mapped_column(sa.String(24))  # official_template, official_custom, miniapp_subscribe, sms
     dedupe_key: Mapped[str] = mapped_column(sa.String(128), unique=True)
@@ -39,7 +40,9 @@ class Notification(Base):
     payload: Mapped[dict[str, Any]]
     openid: Mapped[str | None] = mapped_column(sa.String(64))
     #: WeChat's msgid for a template message; TEMPLATESENDJOBFINISH reports back with it.
-    wechat_msgid: Mapped[int | None] = mapped_column(BigIntType, index=True)
+    wechat_msgid: Mapped[int | None] = mapped_column(BigIntType)
+    #: The SMS provider's id for a message it accepted (Aliyun ``BizId``); its status reports carry it.
+    sms_message_id: Mapped[str | None] = mapped_column(sa.String(64))
     delivery_status: Mapped[str | None] = mapped_column(sa.String(32))
     error: Mapped[str | None] = mapped_column(sa.String(255))
     attempts: Mapped[int] = mapped_column(default=0)
@@ -61,6 +64,18 @@ class Notification(Base):
             sqlite_where=sa.text(f"status IN {OPEN_STATUSES}"),
         ),
         sa.Index("ix_notifications_member_attempted", "member_id", "attempted_at"),  # frequency caps
+        sa.Index(  # delivery reports; a planned row has no msgid yet: not indexed (cheaper planning)
+            "ix_notifications_wechat_msgid",
+            "wechat_msgid",
+            postgresql_where=sa.text("wechat_msgid IS NOT NULL"),
+            sqlite_where=sa.text("wechat_msgid IS NOT NULL"),
+        ),
+        sa.Index(  # SMS status reports
+            "ix_notifications_sms_message_id",
+            "sms_message_id",
+            postgresql_where=sa.text("sms_message_id IS NOT NULL"),
+            sqlite_where=sa.text("sms_message_id IS NOT NULL"),
+        ),
     )
 
 

@@ -12,8 +12,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections import deque
+from collections.abc import Sequence
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from contextlib import nullcontext
 
 import sqlalchemy as sa
+from flask import current_app
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app import gateways
 from app.care import caps, channels, dispatch, preferences, rendering, rules
@@ -28,6 +34,12 @@ from app.members.models import Member
 log = logging.getLogger(__name__)
 
 TEMPLATE_IDS = channels.TEMPLATE_IDS
+CONCURRENCY = tunables.define(
+    "care.send_concurrency",
+    8,
+    "Messages one dispatcher has in flight at once (worker threads calling WeChat or the SMS provider); "
+    "also the most marketing messages it lets through per batch",
+)
 TEXTS = tunables.define(
     "care.texts",
     {},
@@ -101,14 +113,6 @@ def queue_chat_reply(openid: str, member_id: int | None, reply: dict, *, for_eve
     return notification_id
 
 
-def _send_custom(notification: Notification) -> None:
-    payload = notification.payload
-    if payload["type"] == "text":
-        gateways.official_account().send_text(notification.openid, payload["content"])
-    else:
-        gateways.official_account().send_articles(notification.openid, payload["articles"][:1])
-
-
 @job("notifications")
 def send_notification(notification_id: int) -> str:
     """Send one notification now if it is still planned, due and not paused (the dispatcher sends the rest)."""
@@ -119,32 +123,155 @@ def send_notification(notification_id: int) -> str:
 
 
 def deliver(notification_id: int, claimed_at: dt.datetime | None = None) -> str:
-    """Send a claimed (``sending``) notification and record the outcome.
+    """Send one claimed (``sending``) notification and record the outcome (``deliver_batch``)."""
+    return deliver_batch([(notification_id, claimed_at)])[notification_id]
 
-    Before the call: the member's rules (consent, opt-out, marketing caps) and the rendering; a
-    message with nothing left to say, or one the member does not want, is skipped, one over a cap is
-    postponed. Then the attempt is committed, the channels are tried in order, and the outcome is
-    committed: a failure goes back with a backoff until ``MAX_ATTEMPTS``, then fails with its reason."""
-    notification = db.session.get(
-        Notification, notification_id, with_for_update=True, populate_existing=True
-    )  # claimed by a statement the session did not see
-    if not _still_ours(notification, claimed_at):
-        db.session.commit()
-        return "done"
-    assert notification is not None
-    data = None if notification.channel == "official_custom" else _prepare(notification)
-    if notification.status != "sending":  # skipped or postponed before any call
-        db.session.commit()
-        return notification.status
-    dispatch.mark_attempt(notification)
-    db.session.commit()  # the attempt is on record before the call (and the cap lock is released)
-    try:
-        outcome = _send(notification, data)
-    except gateways.GatewayError as exc:
+
+def deliver_batch(claims: Sequence[tuple[int, dt.datetime | None]]) -> dict[int, str]:
+    """Send claimed (``sending``) notifications and record the outcomes; returns each one's
+    (``done``: no longer ours; ``released``: given back unclaimed, see ``_prepare_batch``).
+
+    1. The rows, locked, and what their rules need, in a few set queries (members, consents and
+       opt-outs, openids, points expiring, the mall's recommendation inputs), not several queries
+       per message: a message the member does not want or with nothing left to say is skipped, one
+       inside quiet hours or over a marketing cap postponed, before any call.
+    2. Up to ``care.send_concurrency`` messages in flight at once, from worker threads (partners
+       only, no database). Each time calls finish, one transaction records their outcomes and the
+       attempts of as many messages as may start (one conditional UPDATE: only rows still carrying
+       this claim and never attempted), committed before those calls go out. So at any commit at
+       most ``care.send_concurrency`` rows are attempted without an outcome on record.
+    3. A failure goes back with a backoff until ``MAX_ATTEMPTS``, then fails with its reason.
+
+    The rules are checked when the batch is prepared: a consent withdrawn or an opt-out made while
+    the batch is being sent (seconds) applies from the next batch; so do changed program settings."""
+    with tunables.frozen():
+        return _deliver_batch(claims)
+
+
+def _deliver_batch(claims: Sequence[tuple[int, dt.datetime | None]]) -> dict[int, str]:
+    stamps = dict(claims)
+    outcomes = dict.fromkeys(stamps, "done")
+    rows = db.session.scalars(
+        sa.select(Notification)
+        .where(Notification.id.in_(sorted(stamps)))
+        .order_by(Notification.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)  # claimed by a statement the session did not see
+    ).all()
+    ready = _prepare_batch([row for row in rows if _still_ours(row, stamps[row.id])], outcomes)
+    width = max(1, int(CONCURRENCY.value()))
+    partners, app = gateways.installed(), current_app._get_current_object()  # type: ignore[attr-defined]
+
+    def send(item: tuple[Notification, channels.Route]) -> channels.Outcome | None:
+        with app.app_context():  # the partners' clients may read settings; the session is not used
+            try:
+                return channels.call(item[1], partners)
+            except Exception:  # a bug: the row stays "sending", attempted, for the sweeper
+                log.exception("sending notification %s failed", item[1].notification_id)
+                return None
+
+    waiting, in_flight = deque(ready), {}
+    finished: list[tuple[tuple[Notification, channels.Route], channels.Outcome | None]] = []
+    with ThreadPoolExecutor(width) if len(ready) > 1 else nullcontext() as pool:
+        while waiting or in_flight or finished:
+            for (notification, planned), outcome in finished:
+                outcomes[notification.id] = "unknown" if outcome is None else _record(notification, planned, outcome)
+            starting = [waiting.popleft() for _ in range(min(width - len(in_flight), len(waiting)))]
+            starting = _mark_attempts(starting, stamps, outcomes)
+            db.session.commit()  # outcomes in, attempts on record before the calls (and cap locks released)
+            if pool is None:
+                finished = [(item, send(item)) for item in starting]
+                continue
+            in_flight.update({pool.submit(send, item): item for item in starting})
+            finished = []
+            if in_flight:
+                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                finished = [(in_flight.pop(future), future.result()) for future in done]
+    db.session.commit()  # skips and holds, when nothing was to be sent
+    return outcomes
+
+
+#: A claimed row put back unclaimed, for the next batch (see ``_prepare_batch``).
+RELEASED = "released"
+
+
+def _prepare_batch(rows: list[Notification], outcomes: dict[int, str]) -> list[tuple[Notification, channels.Route]]:
+    """Check and render the batch; returns the messages to send with their routes, the marketing
+    ones first. Their attempts are all in the first commit, which also releases the caps' member
+    locks: a dispatcher lets at most ``care.send_concurrency`` marketing messages through per batch
+    and gives the rest back unclaimed (``RELEASED``, taken again by the next claim)."""
+    if not rows:
+        return []
+    member_ids = {row.member_id for row in rows if row.member_id is not None}
+    members = db.session.scalars(sa.select(Member).where(Member.id.in_(sorted(member_ids)))).all()
+    # the members are now in the session's identity map: the renderers' and channels' look-ups need no query
+    found = {member.id for member in members}
+    wishes, reach = preferences.wishes_of(found), channels.reach_of(found)
+    width, now = max(1, int(CONCURRENCY.value())), utcnow()
+    let_through: dict[int, int] = {}
+    ready = []
+    with rendering.preloaded(rows):
+        for row in rows:
+            marketing = rules.category_of(row.kind) == "marketing"
+            if marketing and sum(let_through.values()) >= width:
+                row.status, row.claimed_at, outcomes[row.id] = "planned", None, RELEASED
+                continue
+            data = None
+            if row.channel != channels.OFFICIAL_CUSTOM:
+                member_wishes = wishes.get(row.member_id)  # type: ignore[arg-type]
+                data = _prepare(row, member_wishes, now, pending=let_through.get(row.member_id, 0))  # type: ignore[arg-type]
+            if row.status != "sending":  # skipped or postponed before any call
+                outcomes[row.id] = row.status
+                continue
+            if marketing:
+                let_through[row.member_id] = let_through.get(row.member_id, 0) + 1  # type: ignore[index]
+            ready.append((row, channels.route(row, data, reach)))
+    ready.sort(key=lambda item: rules.category_of(item[0].kind) != "marketing")  # stable
+    return ready
+
+
+def _mark_attempts(
+    starting: list[tuple[Notification, channels.Route]], stamps: dict[int, dt.datetime | None], outcomes: dict[int, str]
+) -> list[tuple[Notification, channels.Route]]:
+    """Record these messages' attempts (the caller commits), only on rows still claimed by this
+    claim and never attempted; take their subscribe grants. Returns those that may be sent."""
+    now, marked = utcnow(), set()
+    by_stamp: dict[dt.datetime | None, list[int]] = {}
+    for notification, _planned in starting:
+        by_stamp.setdefault(stamps[notification.id], []).append(notification.id)
+    for stamp, ids in by_stamp.items():
+        statement = (
+            sa.update(Notification)
+            .where(Notification.id.in_(ids), Notification.status == "sending", Notification.attempted_at.is_(None))
+            .values(attempted_at=now, attempts=Notification.attempts + 1)
+            .returning(Notification.id)
+            .execution_options(synchronize_session=False)
+        )
+        if stamp is not None:
+            statement = statement.where(Notification.claimed_at == stamp)
+        marked.update(db.session.scalars(statement))  # flushes the outcomes recorded before
+    sendable = []
+    for notification, planned in starting:
+        if notification.id not in marked:
+            outcomes[notification.id] = "done"
+            continue
+        set_committed_value(notification, "attempted_at", now)
+        set_committed_value(notification, "attempts", notification.attempts + 1)
+        channels.take_grant(planned)
+        sendable.append((notification, planned))
+    return sendable
+
+
+def _record(notification: Notification, planned: channels.Route, outcome: channels.Outcome) -> str:
+    channels.record(notification, planned, outcome)
+    if outcome.error is not None:
+        exc = outcome.error
         dispatch.retry_later(notification, f"{exc.code or type(exc).__name__}: {exc.message or exc}")
-        outcome = notification.status
-    db.session.commit()
-    return outcome
+        return notification.status
+    if outcome.channel is None:
+        notification.channel = "none"  # counted apart in the delivery rates
+        return _skip(notification, "no channel reaches the member: " + "; ".join(outcome.passed_over))
+    return notification.status
 
 
 def _still_ours(notification: Notification | None, claimed_at: dt.datetime | None) -> bool:
@@ -157,13 +284,15 @@ def _still_ours(notification: Notification | None, claimed_at: dt.datetime | Non
     )
 
 
-def _prepare(notification: Notification) -> rendering.TemplateData | None:
-    """Check the member's rules and render; leaves the row ``sending`` only if it may go now."""
-    refusal = preferences.why_not_wanted(notification.member_id, notification.kind)
+def _prepare(
+    notification: Notification, wishes: preferences.Wishes | None, now: dt.datetime, *, pending: int = 0
+) -> rendering.TemplateData | None:
+    """Check the member's rules and render; leaves the row ``sending`` only if it may go now.
+    ``pending``: the member's marketing messages already let through in this batch."""
+    refusal = preferences.refusal(notification.kind, wishes)
     if refusal is not None:
         _skip(notification, refusal)
         return None
-    now = utcnow()
     if (morning := rules.outside_quiet_hours(notification.kind, now)) != now:  # due before, reached late
         _hold(notification, morning, "postponed: quiet hours")
         return None
@@ -174,6 +303,8 @@ def _prepare(notification: Notification) -> rendering.TemplateData | None:
     locale = normalize_locale(member.locale if member else None)
     with in_locale(locale):
         data = rendering.template_data(notification)
+        if data is not None:  # as text now, in the member's locale (lazy texts would follow the sender's)
+            data = {name: {key: str(value) for key, value in field.items()} for name, field in data.items()}
     overrides = TEXTS.value().get(notification.kind, {}).get(locale, {})
     if data is not None and overrides:
         data = {**data, **{field: {"value": str(text)} for field, text in overrides.items()}}
@@ -182,7 +313,7 @@ def _prepare(notification: Notification) -> rendering.TemplateData | None:
         return None
     if rules.category_of(notification.kind) == "marketing":
         caps.lock_member(notification.member_id)  # type: ignore[arg-type]
-        allowed_at = caps.next_allowed(notification, now)
+        allowed_at = caps.next_allowed(notification, now, pending=pending)
         if allowed_at is None:
             return data
         if caps.too_late(notification, allowed_at):
@@ -204,21 +335,35 @@ def _hold(notification: Notification, until: dt.datetime, reason: str) -> None:
 
 def send_due(limit: int | None = None) -> int:
     """Claim due notifications in batches and send them until none is left (or ``limit``); returns
-    how many were handled."""
+    how many were handled (a row released unclaimed is counted when it is handled)."""
     handled = 0
     while limit is None or handled < limit:
         batch = dispatch.claim_batch(None if limit is None else min(limit - handled, dispatch.BATCH_SIZE.value()))
         if not batch:
             break
-        for notification_id, claimed_at in batch:
-            try:
-                deliver(notification_id, claimed_at)
-            except Exception as exc:  # a bug or an outage must not strand the rest of the batch
-                db.session.rollback()
-                log.exception("notification %s could not be delivered", notification_id)
-                _give_up(notification_id, claimed_at, f"internal error: {type(exc).__name__}")
-        handled += len(batch)
+        outcomes = _deliver_claimed(batch)
+        handled += sum(1 for outcome in outcomes.values() if outcome != RELEASED)
     return handled
+
+
+def _deliver_claimed(batch: list[dispatch.Claim]) -> dict[int, str]:
+    """The batch at once; if that raised (a bug, an outage), each row on its own, so that one bad
+    row does not strand the rest."""
+    try:
+        return deliver_batch(batch)
+    except Exception:
+        db.session.rollback()
+        log.exception("a batch of %s notifications could not be delivered together; one by one", len(batch))
+    outcomes = {}
+    for notification_id, claimed_at in batch:
+        try:
+            outcomes[notification_id] = deliver(notification_id, claimed_at)
+        except Exception as exc:
+            db.session.rollback()
+            log.exception("notification %s could not be delivered", notification_id)
+            _give_up(notification_id, claimed_at, f"internal error: {type(exc).__name__}")
+            outcomes[notification_id] = "failed"
+    return outcomes
 
 
 def _give_up(notification_id: int, claimed_at: dt.datetime, reason: str) -> None:
@@ -249,20 +394,6 @@ def send_due_notifications() -> int:
 
 def _skip(notification: Notification, reason: str) -> str:
     notification.status, notification.error, notification.finished_at = "skipped", reason[:255], utcnow()
-    return notification.status
-
-
-def _send(notification: Notification, data: rendering.TemplateData | None) -> str:
-    if notification.channel == "official_custom":
-        _send_custom(notification)
-        notification.status, notification.sent_at = "sent", utcnow()
-        return notification.status
-    assert data is not None
-    outcome = channels.send(notification, data)
-    if outcome.channel is None:
-        notification.channel = "none"  # counted apart in the delivery rates
-        return _skip(notification, "no channel reaches the member: " + "; ".join(outcome.passed_over))
-    notification.channel = outcome.channel
     return notification.status
 
 

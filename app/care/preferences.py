@@ -9,6 +9,9 @@ member and are neither.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from dataclasses import dataclass
+
 import sqlalchemy as sa
 
 from app.care.models import CATEGORIES, NotificationPreference
@@ -16,7 +19,7 @@ from app.care.rules import category_of
 from app.core.clock import utcnow
 from app.core.db import db, forget_memo, insert_if_absent, memo_in_transaction
 from app.members import services
-from app.members.models import Member
+from app.members.models import Consent, Member
 
 #: The consent purpose each category needs.
 CONSENT_FOR = {"service": "service_notifications", "marketing": "marketing"}
@@ -66,13 +69,51 @@ def consented(member: Member) -> dict[str, bool]:
 
 def why_not_wanted(member_id: int | None, kind: str) -> str | None:
     """The reason this member must not get this kind now, or None."""
-    category = category_of(kind)
-    if category is None:
+    if category_of(kind) is None:
         return None  # a chat reply: the member just wrote to us
     member = db.session.get(Member, member_id) if member_id is not None else None
+    if member is None:
+        return refusal(kind, None)
+    return refusal(kind, Wishes(services.consent_state(member).purposes, opted_out(member.id)))
+
+
+@dataclass(frozen=True)
+class Wishes:
+    """A member's consents (purpose → granted, the latest decision) and opt-outs (category → bool)."""
+
+    purposes: dict[str, bool]
+    opted_out: dict[str, bool]
+
+
+def refusal(kind: str, wishes: Wishes | None) -> str | None:
+    """``why_not_wanted`` on known wishes (None: no such member)."""
+    category = category_of(kind)
+    if category is None:
+        return None
     purpose = CONSENT_FOR[category]
-    if member is None or services.consent_state(member).purposes.get(purpose) is not True:
+    if wishes is None or wishes.purposes.get(purpose) is not True:
         return f"no consent to {purpose.replace('_', ' ')}"
-    if opted_out(member.id)[category]:
+    if wishes.opted_out.get(category):
         return f"opted out of {category} messages"
     return None
+
+
+def wishes_of(member_ids: Collection[int]) -> dict[int, Wishes]:
+    """``Wishes`` of many members in two queries (a dispatcher's batch); members without a consent
+    row have empty purposes."""
+    ids = sorted(set(member_ids))
+    purposes: dict[int, dict[str, bool]] = {member_id: {} for member_id in ids}
+    for member_id, purpose, granted in db.session.execute(
+        sa.select(Consent.member_id, Consent.purpose, Consent.granted)
+        .where(Consent.member_id.in_(ids))
+        .order_by(Consent.id)  # the last decision per purpose wins, as in ``consent_state``
+    ):
+        purposes[member_id][purpose] = granted
+    choices: dict[int, dict[str, bool]] = {member_id: dict.fromkeys(CATEGORIES, False) for member_id in ids}
+    for member_id, category, value in db.session.execute(
+        sa.select(
+            NotificationPreference.member_id, NotificationPreference.category, NotificationPreference.opted_out
+        ).where(NotificationPreference.member_id.in_(ids))
+    ):
+        choices[member_id][category] = bool(value)
+    return {member_id: Wishes(purposes[member_id], choices[member_id]) for member_id in ids}

@@ -4,7 +4,9 @@ the data as it is then: points already spent or a tier already kept are not remi
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import sqlalchemy as sa
 
@@ -33,18 +35,61 @@ def _fields(first: str, keyword1: str, keyword2: str, remark: str) -> TemplateDa
     }
 
 
+#: Points expiring per (member, last day), loaded for a dispatcher's batch (``preloaded_points``).
+_PRELOADED_POINTS: ContextVar[dict[tuple[int, dt.date], int] | None] = ContextVar("care_points", default=None)
+
+
+def _expiring_lots(last_day: dt.date) -> sa.ColumnElement[bool]:
+    start, end = business_day_start(last_day), business_day_start(last_day + dt.timedelta(days=1))
+    return sa.and_(PointLot.status == "available", PointLot.expires_at > start, PointLot.expires_at <= end)
+
+
 def points_expiring_on(member_id: int, last_day: dt.date) -> int:
     """Spendable points of a member that expire at the end of ``last_day`` (business calendar)."""
-    start, end = business_day_start(last_day), business_day_start(last_day + dt.timedelta(days=1))
+    preloaded = _PRELOADED_POINTS.get()
+    if preloaded is not None and (member_id, last_day) in preloaded:
+        return preloaded[(member_id, last_day)]
     total = db.session.scalar(
         sa.select(sa.func.coalesce(sa.func.sum(PointLot.remaining), 0)).where(
-            PointLot.member_id == member_id,
-            PointLot.status == "available",
-            PointLot.expires_at > start,
-            PointLot.expires_at <= end,
+            PointLot.member_id == member_id, _expiring_lots(last_day)
         )
     )
     return int(total or 0)
+
+
+def expiring_day(notification: Notification) -> dt.date:
+    """The last day of the points a ``points_expiring`` reminder is about (its period's date)."""
+    return dt.date.fromisoformat(str(notification.period).split(":")[0])
+
+
+@contextmanager
+def preloaded(notifications: Iterable[Notification]) -> Iterator[None]:
+    """Render a batch's expiry reminders from a few set queries (the points expiring, one query per
+    last day; the mall's recommendation inputs), not several queries per message."""
+    wanted: dict[dt.date, set[int]] = {}
+    for notification in notifications:
+        if notification.kind == "points_expiring" and notification.member_id is not None:
+            wanted.setdefault(expiring_day(notification), set()).add(notification.member_id)
+    with _preloaded_points(wanted), recommendations.preloaded(set().union(*wanted.values())):
+        yield
+
+
+@contextmanager
+def _preloaded_points(wanted: dict[dt.date, set[int]]) -> Iterator[None]:
+    points: dict[tuple[int, dt.date], int] = {}
+    for last_day, member_ids in wanted.items():
+        points.update(dict.fromkeys(((member_id, last_day) for member_id in member_ids), 0))
+        rows = db.session.execute(
+            sa.select(PointLot.member_id, sa.func.sum(PointLot.remaining))
+            .where(PointLot.member_id.in_(sorted(member_ids)), _expiring_lots(last_day))
+            .group_by(PointLot.member_id)
+        )
+        points.update({(member_id, last_day): int(total or 0) for member_id, total in rows})
+    token = _PRELOADED_POINTS.set(points)
+    try:
+        yield
+    finally:
+        _PRELOADED_POINTS.reset(token)
 
 
 def _tier_upgrade(notification: Notification) -> TemplateData:
@@ -67,7 +112,7 @@ def _tier_dropped(notification: Notification) -> TemplateData:
 
 
 def _points_expiring(notification: Notification) -> TemplateData | None:
-    last_day = dt.date.fromisoformat(str(notification.period).split(":")[0])
+    last_day = expiring_day(notification)
     points = points_expiring_on(notification.member_id, last_day)  # type: ignore[arg-type]
     if points == 0:
         return None  # spent (or reversed) since it was planned

@@ -143,3 +143,46 @@ class RateSchema(ma.Schema):
     skipped = ma.fields.Integer()
     open = ma.fields.Integer()
     delivery_rate = ma.fields.Float(allow_none=True)
+
+
+class SmsReportSchema(ma.Schema):
+    """One Aliyun SMS status report (SmsReport, HTTP batch push). Fields Aliyun may add later are
+    ignored, not refused: a refused push is retried three times and then lost."""
+
+    class Meta:
+        unknown = ma.EXCLUDE
+
+    phone_number = ma.fields.String(required=True, validate=Length(max=32), metadata={"example": "1381111****"})
+    send_time = ma.fields.String(
+        load_default=None, validate=Length(max=32), metadata={"example": "2017-01-01 00:00:00"}
+    )
+    report_time = ma.fields.String(load_default=None, validate=Length(max=32))
+    success = ma.fields.Boolean(
+        required=True,
+        truthy={True},
+        falsy={False},
+        metadata={"description": "Whether the phone received the message (a JSON boolean)"},
+    )
+    err_code = ma.fields.String(
+        required=True, validate=Length(max=64), metadata={"example": "DELIVERED", "description": "Carrier status code"}
+    )
+    err_msg = ma.fields.String(load_default="", validate=Length(max=255))
+    sms_size = ma.fields.String(load_default=None, validate=Length(max=8))
+    biz_id = ma.fields.String(
+        required=True,
+        validate=Length(min=1, max=64),
+        metadata={"description": "The BizId SendSms answered with (kept on the notification)"},
+    )
+    out_id = ma.fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=Length(max=64),
+        metadata={"description": "The OutId given to SendSms: the notification's id"},
+    )
+
+
+class SmsReportAnswerSchema(ma.Schema):
+    """What Aliyun expects back (it only checks that ``code`` is a number and the HTTP status 200)."""
+
+    code = ma.fields.Integer(required=True, metadata={"example": 0})
+    msg = ma.fields.String(required=True, metadata={"example": "接收成功"})

@@ -72,6 +72,15 @@ def use_grant(member_id: int, template_id: str) -> bool:
     return used.rowcount == 1
 
 
+def give_back(member_id: int, template_id: str) -> None:
+    """A grant taken for a send that did not go out on the mini-app: unused after all."""
+    db.session.execute(
+        sa.update(SubscribeGrant)
+        .where(SubscribeGrant.member_id == member_id, SubscribeGrant.template_id == template_id)
+        .values(available=SubscribeGrant.available + 1, used_total=SubscribeGrant.used_total - 1, updated_at=utcnow())
+    )
+
+
 def forget_grants(member_id: int, template_id: str) -> None:
     """WeChat says the member has no grant left for this template: believe it."""
     db.session.execute(

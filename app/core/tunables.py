@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,7 +89,23 @@ def forget_shared_snapshot() -> None:
 
 def get(key: str) -> Any:
     setting = REGISTRY[key]
-    return _overrides().get(key, setting.default)
+    frozen = _FROZEN.get()
+    return (frozen if frozen is not None else _overrides()).get(key, setting.default)
+
+
+_FROZEN: ContextVar[dict[str, Any] | None] = ContextVar("tunables_frozen", default=None)
+
+
+@contextmanager
+def frozen() -> Iterator[None]:
+    """Read every setting from one snapshot taken now, for a loop that reads them per item (a
+    dispatcher's batch): a dictionary look-up each instead of the session's. Not for code that
+    changes settings."""
+    token = _FROZEN.set(dict(_overrides()))
+    try:
+        yield
+    finally:
+        _FROZEN.reset(token)
 
 
 def set_value(key: str, value: Any, *, actor: tuple[str, str | int], reason: str | None = None) -> None:

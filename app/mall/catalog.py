@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from types import EllipsisType
 from typing import Any
 
 import sqlalchemy as sa
@@ -273,8 +274,17 @@ class Offer:
         return self.reason is None
 
 
-def offer(item: MallItem, member_id: int, tier: str, available: int, now: dt.datetime) -> Offer:
-    flash = flash_offer_now(item.id, now)
+def offer(
+    item: MallItem,
+    member_id: int,
+    tier: str,
+    available: int,
+    now: dt.datetime,
+    *,
+    flash: FlashOffer | EllipsisType | None = ...,
+) -> Offer:
+    """``flash``: the item's flash offer now, when the caller already looked it up."""
+    flash = flash_offer_now(item.id, now) if isinstance(flash, EllipsisType) else flash
     unit = flash.points_price if flash else item.points_price
     limits = limits_left(member_id, item, now)
     reason = None

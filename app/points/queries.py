@@ -6,6 +6,7 @@ Chat ("积分"), the mini-app and the console all read through these functions.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,36 +46,65 @@ _ACCOUNT_COLUMNS = (
 _NO_ACCOUNT = dict.fromkeys(_ACCOUNT_COLUMNS, 0) | {"updated_at": None}
 
 
-def _balance_statement() -> sa.Select:
+def _balance_statement(*, many: bool = False) -> sa.Select:
     """The account row joined to the member's spendable lots grouped by expiry date (a member holds
-    a few dozen distinct expiry dates at most, so the windows are summed in Python)."""
-    member_id = sa.bindparam("member_id")
+    a few dozen distinct expiry dates at most, so the windows are summed in Python). ``many``: for
+    the members in the expanding ``member_ids`` parameter, each row with its member id."""
+    same_member = (
+        PointLot.member_id.in_(sa.bindparam("member_ids", expanding=True))
+        if many
+        else PointLot.member_id == sa.bindparam("member_id")
+    )
     lots = (
         sa.select(PointLot.member_id, PointLot.expires_at, sa.func.sum(PointLot.remaining).label("points"))
-        .where(PointLot.member_id == member_id, PointLot.status == "available", PointLot.remaining > 0)
+        .where(same_member, PointLot.status == "available", PointLot.remaining > 0)
         .group_by(PointLot.member_id, PointLot.expires_at)
         .subquery()
     )
+    accounts = (
+        PointAccount.member_id.in_(sa.bindparam("member_ids", expanding=True))
+        if many
+        else PointAccount.member_id == sa.bindparam("member_id")
+    )
     return (
-        sa.select(*(getattr(PointAccount, name) for name in _ACCOUNT_COLUMNS), lots.c.expires_at, lots.c.points)
+        sa.select(
+            *(getattr(PointAccount, name) for name in _ACCOUNT_COLUMNS),
+            lots.c.expires_at,
+            lots.c.points,
+            PointAccount.member_id,
+        )
         .outerjoin(lots, lots.c.member_id == PointAccount.member_id)
-        .where(PointAccount.member_id == member_id)
-        .order_by(lots.c.expires_at)
+        .where(accounts)
+        .order_by(PointAccount.member_id, lots.c.expires_at)
     )
 
 
 #: Built once: the balance is the hottest read of the program (every mini-app home screen).
 _BALANCE = _balance_statement()
+_BALANCES = _balance_statement(many=True)
 
 
 def balance(member_id: int, *, now: dt.datetime | None = None) -> Balance:
     return balance_and_version(member_id, now=now)[0]
 
 
+def balances(member_ids: Collection[int], *, now: dt.datetime | None = None) -> dict[int, Balance]:
+    """``balance`` of many members in one query (a batch of reminders)."""
+    now = now or utcnow()
+    rows: dict[int, list] = {member_id: [] for member_id in member_ids}
+    for row in db.session.execute(_BALANCES, {"member_ids": sorted(rows)}).mappings():
+        rows[row["member_id"]].append(row)
+    return {member_id: _balance_of(found, now)[0] for member_id, found in rows.items()}
+
+
 def balance_and_version(member_id: int, *, now: dt.datetime | None = None) -> tuple[Balance, str]:
     """The balance, and a version that changes whenever the account moves (for ETags). One query."""
+    balance, updated_at = _balance_of(db.session.execute(_BALANCE, {"member_id": member_id}).mappings().all(), now)
+    return balance, f"{member_id}:{updated_at.isoformat() if updated_at else 0}"
+
+
+def _balance_of(rows: Sequence[Any], now: dt.datetime | None) -> tuple[Balance, dt.datetime | None]:
     now = now or utcnow()
-    rows = db.session.execute(_BALANCE, {"member_id": member_id}).mappings().all()
     account = rows[0] if rows else _NO_ACCOUNT
     by_expiry = [(row["expires_at"], int(row["points"])) for row in rows if row["expires_at"] is not None]
     in_30, in_90 = now + dt.timedelta(days=30), now + dt.timedelta(days=90)
@@ -91,8 +121,7 @@ def balance_and_version(member_id: int, *, now: dt.datetime | None = None) -> tu
         lifetime_spent=account["lifetime_spent"],
         lifetime_expired=account["lifetime_expired"],
     )
-    updated_at = account["updated_at"]
-    return balance, f"{member_id}:{updated_at.isoformat() if updated_at else 0}"
+    return balance, account["updated_at"]
 
 
 def history(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
+from collections.abc import Collection
 
 import sqlalchemy as sa
 
@@ -75,6 +76,14 @@ def get_state(member_id: int, *, lock: bool = False) -> TierState:
 def current_tier(member_id: int) -> str:
     tier = db.session.scalar(sa.select(TierState.tier).where(TierState.member_id == member_id))
     return tier or "silver"
+
+
+def current_tiers(member_ids: Collection[int]) -> dict[int, str]:
+    """``current_tier`` of many members in one query."""
+    ids = sorted(set(member_ids))
+    rows = db.session.execute(sa.select(TierState.member_id, TierState.tier).where(TierState.member_id.in_(ids)))
+    found = {member_id: tier for member_id, tier in rows}
+    return {member_id: found.get(member_id) or "silver" for member_id in ids}
 
 
 def change_tier(state: TierState, to_tier: str, reason: str, tier_points: int, at: dt.datetime) -> TierChange:
