@@ -17,10 +17,13 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from app import gateways
 from app.core import imports
 from app.core.db import db
 from app.core.errors import ValidationFailed
 from app.core.models import ImportRowError, ImportRun
+from app.crm import delivery
+from app.crm.models import CrmOutboxEntry
 from app.members import club_import
 from app.members.identifiers import is_member_number, normalize_cn_mobile
 from app.members.models import Consent, ConsentLead, Member, Ownership, Vehicle
@@ -317,6 +320,28 @@ def _assert_imported_exactly_once(app, rows: list[list[str]], expected_leads: in
         assert run_row.status == "done" and run_row.rows_done == len(rows)
         assert run_row.counts["created"] == len(consenting) and run_row.counts["leads"] == expected_leads
         assert count(ImportRowError) == run_row.counts["errors"] == 0
+        _assert_each_member_reaches_the_crm_once(app, set(per_phone))
+
+
+def _assert_each_member_reaches_the_crm_once(app, phone_indexes: set[str]) -> None:
+    """The chunks wrote one snapshot outbox row per member (none from a chunk that died), and the
+    delivery sends each member to the fake CRM once."""
+    outbox_rows = db.session.execute(
+        sa.select(Member.phone_index, CrmOutboxEntry.kind, CrmOutboxEntry.seq).join(
+            CrmOutboxEntry, CrmOutboxEntry.member_id == Member.id
+        )
+    ).all()
+    assert sorted(phone for phone, _kind, _seq in outbox_rows) == sorted(phone_indexes)
+    assert {(kind, seq) for _phone, kind, seq in outbox_rows} == {("snapshot", 1)}
+    crm = gateways.crm(app)
+    crm.reset()
+    try:
+        assert delivery.deliver_until_idle() == len(phone_indexes)
+        numbers = set(db.session.scalars(sa.select(Member.member_no).where(Member.phone_index.in_(phone_indexes))))
+        assert dict(crm.accepted) == {number: [1] for number in numbers}
+        assert (crm.duplicates, crm.out_of_order) == (0, [])
+    finally:
+        crm.reset()
 
 
 def _crash_rows(prefix: str, n: int) -> list[list[str]]:

@@ -24,6 +24,7 @@ import datetime as dt
 import random
 import time
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,18 +54,28 @@ def backoff(attempts: int, rng: random.Random | None = None) -> dt.timedelta:
     return dt.timedelta(seconds=ceiling * (rng or random).uniform(0.5, 1.0))
 
 
-def _reserve_seqs(member_id: int, count: int) -> int:
-    """Take the member's next ``count`` numbers (locks its ``crm_member_sync`` row until the
-    commit); returns the first."""
+#: Members numbered per upsert statement (a bulk import's chunk holds thousands).
+RESERVE_BATCH = 1000
+
+
+def _reserve_seqs(counts: dict[int, int]) -> dict[int, int]:
+    """Take each member's next ``counts[member]`` numbers; returns each member's first. One upsert
+    of ``crm_member_sync`` per ``RESERVE_BATCH`` members, in member-id order (a multi-row upsert
+    takes its row locks in the order of its rows), holding the locks until the commit."""
     insert = pg_insert if db.dialect == "postgresql" else sqlite_insert
     table = CrmMemberSync.__table__
-    statement = (
-        insert(table)
-        .values(member_id=member_id, last_seq=count)
-        .on_conflict_do_update(index_elements=["member_id"], set_={"last_seq": table.c.last_seq + count})
-        .returning(table.c.last_seq)
-    )
-    return int(db.session.execute(statement).scalar_one()) - count + 1
+    first: dict[int, int] = {}
+    ordered = sorted(counts)
+    for at in range(0, len(ordered), RESERVE_BATCH):
+        statement = insert(table).values(
+            [{"member_id": member_id, "last_seq": counts[member_id]} for member_id in ordered[at : at + RESERVE_BATCH]]
+        )
+        statement = statement.on_conflict_do_update(
+            index_elements=["member_id"], set_={"last_seq": table.c.last_seq + statement.excluded.last_seq}
+        ).returning(table.c.member_id, table.c.last_seq)
+        for member_id, last_seq in db.session.execute(statement):
+            first[member_id] = int(last_seq) - counts[member_id] + 1
+    return first
 
 
 def enqueue(member_id: int, kind: str, refs: dict[str, Any] | None = None) -> None:
@@ -73,9 +84,14 @@ def enqueue(member_id: int, kind: str, refs: dict[str, Any] | None = None) -> No
     _held_back.hold((member_id, kind, refs or {}))
 
 
+def enqueue_all(member_ids: Iterable[int], kind: str, refs: dict[str, Any] | None = None) -> None:
+    """``enqueue`` for many members at once (a set-based change: a bulk import's chunk)."""
+    _held_back.hold_all([(member_id, kind, refs or {}) for member_id in member_ids])
+
+
 def _release(session: Session, held: list[tuple[int, str, dict[str, Any]]]) -> None:
     """Write the held-back rows: one per (member, kind) except merges, numbered per member under
-    the members' sync-row locks taken in id order, the last locks of the transaction."""
+    the members' sync-row locks taken in id order, the last locks of the transaction; one insert."""
     rows, seen = [], set()
     for member_id, kind, refs in held:
         if kind != "merge" and (member_id, kind) in seen:
@@ -84,25 +100,26 @@ def _release(session: Session, held: list[tuple[int, str, dict[str, Any]]]) -> N
         rows.append((member_id, kind, refs))
     if not rows:
         return
-    counts = Counter(member_id for member_id, _kind, _refs in rows)
-    next_seq = {member_id: _reserve_seqs(member_id, counts[member_id]) for member_id in sorted(counts)}
+    next_seq = _reserve_seqs(Counter(member_id for member_id, _kind, _refs in rows))
     now = utcnow()
+    values = []
     for member_id, kind, refs in rows:
         seq = next_seq[member_id]
         next_seq[member_id] += 1
-        session.add(
-            CrmOutboxEntry(
-                member_id=member_id,
-                seq=seq,
-                kind=kind,
-                payload=refs,
-                idempotency_key=f"loyalty-{member_id}-{seq}",
-                status="pending",
-                attempts=0,
-                next_attempt_at=now,
-                created_at=now,
-            )
+        values.append(
+            {
+                "member_id": member_id,
+                "seq": seq,
+                "kind": kind,
+                "payload": refs,
+                "idempotency_key": f"loyalty-{member_id}-{seq}",
+                "status": "pending",
+                "attempts": 0,
+                "next_attempt_at": now,
+                "created_at": now,
+            }
         )
+    session.execute(sa.insert(CrmOutboxEntry), values)
 
 
 _held_back = HeldBack("crm_outbox_held_back", _release, (CrmOutboxEntry, CrmMemberSync))

@@ -286,3 +286,8 @@ def outcomes() -> tuple[dict[str, int], list[int]]:
     counts = {str(k): int(v) for k, v in _sql("SELECT outcome, count(*) FROM club_stage GROUP BY outcome").all()}
     conflicts = [r for (r,) in _sql("SELECT row_no FROM club_stage WHERE outcome = 'vin_other_owner' ORDER BY row_no")]
     return counts, conflicts
+
+
+def member_ids() -> list[int]:
+    """The members this chunk created or matched (each once): the CRM must learn their new state."""
+    return [int(m) for (m,) in _sql(f"SELECT DISTINCT member_id FROM club_stage WHERE {MEMBER_ROWS} ORDER BY 1")]  # noqa: S608
