@@ -33,7 +33,7 @@ from app.dealers.models import Dealer
 from app.dealers.services import dealer_by_code
 from app.members import club_import_sql as staging
 from app.members.events import MembersImported
-from app.members.identifiers import VIN_MESSAGES, normalize_cn_mobile, normalize_vin, vin_problem
+from app.members.identifiers import VIN_MESSAGES, new_member_number, normalize_cn_mobile, normalize_vin, vin_problem
 from app.members.registration import POLICY_VERSION, known_policy_versions
 
 KIND = "dealer_club"
@@ -170,7 +170,7 @@ def stage_row(row_no: int, cells: list[str], positions: dict[str, int], today: d
     plate = _cell(cells, positions, "plate", 16).replace(" ", "").upper()
     return (
         row_no,
-        None,
+        new_member_number() if consent else None,  # used if the row creates a member
         pii.blind_index(phone, "phone"),
         pii.encrypt(phone),
         pii.encrypt(name) if name else None,  # a lead keeps its name: the dealer calls them
