@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -103,15 +104,17 @@ def copy_floor(path: Path) -> float:
     return elapsed
 
 
+_app: Any = None  # made before the pool forks: the floor's processes start warm
+
+
 def _stage_part(args: tuple[Path, int, int]) -> float:
     """Floor 2 in one pool process: the Python half for every ``step``-th block of 5,000 rows, then
     COPY of the staged rows into the bare table; returns the process's CPU seconds."""
-    from app import create_app
     from app.core.clock import utcnow
     from app.members import club_import
 
     path, part, step = args
-    with create_app().app_context():
+    with _app.app_context():
         started = time.process_time()
         positions = club_import.check_headers(path)
         with path.open(encoding="utf-8", newline="") as source:
@@ -131,17 +134,21 @@ def _stage_part(args: tuple[Path, int, int]) -> float:
 
 def encrypt_and_copy_floor(path: Path, env: dict[str, str], processes: int = 2) -> tuple[float, float]:
     """Floor 2: the Python half and COPY in ``processes`` processes (ours: the importer and its
-    helper); returns (seconds, CPU seconds of the Python processes)."""
+    helper), started and warm before the clock starts; returns (seconds, their CPU seconds)."""
+    global _app  # noqa: PLW0603 - handed to the forked pool
+    from app import create_app
     from app.members.club_import_sql import COLUMNS
 
     os.environ.update(env)
+    _app = _app or create_app()
     with psycopg.connect(f"{PG} dbname={BENCH_DB}", autocommit=True) as conn:
         conn.execute("DROP TABLE IF EXISTS bare_staged")
         conn.execute(f"CREATE TABLE bare_staged ({', '.join(f'{c} text' for c in COLUMNS)})")
-    started = time.perf_counter()
     with multiprocessing.get_context("fork").Pool(processes) as pool:
+        pool.map(abs, range(processes))  # started
+        started = time.perf_counter()
         cpu = pool.map(_stage_part, [(path, part, processes) for part in range(processes)])
-    elapsed = time.perf_counter() - started
+        elapsed = time.perf_counter() - started
     with psycopg.connect(f"{PG} dbname={BENCH_DB}", autocommit=True) as conn:
         conn.execute("DROP TABLE bare_staged")
     return elapsed, sum(cpu)

@@ -564,6 +564,20 @@ def test_a_file_that_is_not_csv_text_is_a_422_not_a_500(app_ctx, client, upload_
     assert sent.get_json()["error"]["fields"] == {"file": ["The file is not CSV text (UTF-8 or GB18030)."]}
 
 
+def test_a_nul_byte_in_the_dealer_code_or_file_name_is_no_500(app_ctx, client, upload_dir):
+    """Found by the contract fuzz: PostgreSQL text cannot hold NUL."""
+    dealer = factories.dealer("D0807")
+    _manager, token = factories.operator("dealer_manager", dealer_id=dealer.id)
+    sent = client.post(
+        "/api/v1/cs/imports/dealer-club",
+        data={"file": (io.BytesIO(_csv_bytes([])), "club\x00.csv"), "dealer": "D08\x0007"},
+        headers={"Authorization": f"Bearer {token}", "Accept-Language": "en"},
+        content_type="multipart/form-data",
+    )
+    assert sent.status_code == 202, sent.get_json()
+    assert sent.get_json()["file_name"] == "club.csv"
+
+
 @pytest.mark.postgres
 def test_a_column_mapping_names_a_files_own_headers(app, app_ctx, tmp_path):
     factories.dealer("D0806")
