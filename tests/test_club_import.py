@@ -564,6 +564,45 @@ def test_a_file_that_is_not_csv_text_is_a_422_not_a_500(app_ctx, client, upload_
     assert sent.get_json()["error"]["fields"] == {"file": ["The file is not CSV text (UTF-8 or GB18030)."]}
 
 
+@pytest.mark.postgres
+def test_imported_members_outbox_rows_follow_their_earlier_rows_in_order(app, app_ctx, tmp_path):
+    """A member who already had outbox rows, met again in two chunks of the file: the chunks' snapshot
+    rows take the next numbers, one per chunk, and the fake CRM gets them all in order, once."""
+    factories.dealer("D0808")
+    known = factories.member()
+    db.session.commit()
+    earlier = db.session.scalars(sa.select(CrmOutboxEntry.seq).where(CrmOutboxEntry.member_id == known.id)).all()
+    rows = [
+        ["", known.phone, "", "", "", "", "是", "是", ""],  # chunk 1: matched
+        ["新人", "13700090001", "", "", "", "", "是", "", ""],  # chunk 1: created
+        ["", known.phone, "", "", factories.vin(), "", "是", "", ""],  # chunk 2: matched again, a car
+        ["", "13700090001", "", "", "", "", "是", "", ""],  # chunk 2: the new member again
+    ]
+    club_import.run_import(write_csv(tmp_path / "club.csv", rows), options("D0808", chunk_rows=2))
+    newcomer = find_by_phone("13700090001")
+    snapshots = db.session.execute(
+        sa.select(CrmOutboxEntry.member_id, CrmOutboxEntry.seq)
+        .where(CrmOutboxEntry.kind == "snapshot")
+        .order_by(CrmOutboxEntry.member_id, CrmOutboxEntry.seq)
+    ).all()
+    last = max(earlier)
+    assert [tuple(r) for r in snapshots] == [
+        (known.id, last + 1),
+        (known.id, last + 2),
+        (newcomer.id, 1),
+        (newcomer.id, 2),
+    ]
+    crm = gateways.crm(app)
+    crm.reset()
+    try:
+        delivery.deliver_until_idle()
+        assert crm.accepted[known.member_no] == [*sorted(earlier), last + 1, last + 2]
+        assert crm.accepted[newcomer.member_no] == [1, 2]
+        assert (crm.duplicates, crm.out_of_order) == (0, [])
+    finally:
+        crm.reset()
+
+
 def test_a_nul_byte_in_the_dealer_code_or_file_name_is_no_500(app_ctx, client, upload_dir):
     """Found by the contract fuzz: PostgreSQL text cannot hold NUL."""
     dealer = factories.dealer("D0807")
