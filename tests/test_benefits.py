@@ -484,6 +484,22 @@ def test_the_birthday_discount_is_used_on_the_birthday_at_a_chosen_dealer(progra
     assert availability.offer(member, benefit, "silver").reason == "not_birthday"
 
 
+def test_a_dealer_benefit_without_a_dealer_goes_to_the_preferred_dealer_while_it_is_open(program, time_machine):
+    member = factories.member(birthday=dt.date(1990, 3, 14))
+    member.preferred_dealer_id = program.id
+    db.session.flush()
+    time_machine.move_to(dt.datetime(2027, 3, 13, 20, 0, tzinfo=dt.UTC))  # the birthday in Shanghai
+    made = book(member, None, "birthday_labour_discount").booking
+    assert (made.dealer_id, made.slot_id) == (program.id, None)
+
+    other = factories.member(birthday=dt.date(1990, 3, 14))
+    other.preferred_dealer_id = factories.dealer(code="D0597", active=False).id
+    db.session.flush()
+    with pytest.raises(ValidationFailed) as refused:  # a closed preferred dealer is no default
+        book(other, None, "birthday_labour_discount")
+    assert "dealer" in refused.value.fields
+
+
 def test_staff_of_another_dealer_cannot_check_a_booking_in(program):
     member = factories.member()
     set_tier(member, "gold")

@@ -17,10 +17,13 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from app import gateways
 from app.core import imports
 from app.core.db import db
 from app.core.errors import ValidationFailed
 from app.core.models import ImportRowError, ImportRun
+from app.crm import delivery
+from app.crm.models import CrmOutboxEntry
 from app.members import club_import
 from app.members.identifiers import is_member_number, normalize_cn_mobile
 from app.members.models import Consent, ConsentLead, Member, Ownership, Vehicle
@@ -317,6 +320,28 @@ def _assert_imported_exactly_once(app, rows: list[list[str]], expected_leads: in
         assert run_row.status == "done" and run_row.rows_done == len(rows)
         assert run_row.counts["created"] == len(consenting) and run_row.counts["leads"] == expected_leads
         assert count(ImportRowError) == run_row.counts["errors"] == 0
+        _assert_each_member_reaches_the_crm_once(app, set(per_phone))
+
+
+def _assert_each_member_reaches_the_crm_once(app, phone_indexes: set[str]) -> None:
+    """The chunks wrote one snapshot outbox row per member (none from a chunk that died), and the
+    delivery sends each member to the fake CRM once."""
+    outbox_rows = db.session.execute(
+        sa.select(Member.phone_index, CrmOutboxEntry.kind, CrmOutboxEntry.seq).join(
+            CrmOutboxEntry, CrmOutboxEntry.member_id == Member.id
+        )
+    ).all()
+    assert sorted(phone for phone, _kind, _seq in outbox_rows) == sorted(phone_indexes)
+    assert {(kind, seq) for _phone, kind, seq in outbox_rows} == {("snapshot", 1)}
+    crm = gateways.crm(app)
+    crm.reset()
+    try:
+        assert delivery.deliver_until_idle() == len(phone_indexes)
+        numbers = set(db.session.scalars(sa.select(Member.member_no).where(Member.phone_index.in_(phone_indexes))))
+        assert dict(crm.accepted) == {number: [1] for number in numbers}
+        assert (crm.duplicates, crm.out_of_order) == (0, [])
+    finally:
+        crm.reset()
 
 
 def _crash_rows(prefix: str, n: int) -> list[list[str]]:
@@ -537,6 +562,59 @@ def test_a_file_that_is_not_csv_text_is_a_422_not_a_500(app_ctx, client, upload_
     )
     assert sent.status_code == 422
     assert sent.get_json()["error"]["fields"] == {"file": ["The file is not CSV text (UTF-8 or GB18030)."]}
+
+
+@pytest.mark.postgres
+def test_imported_members_outbox_rows_follow_their_earlier_rows_in_order(app, app_ctx, tmp_path):
+    """A member who already had outbox rows, met again in two chunks of the file: the chunks' snapshot
+    rows take the next numbers, one per chunk, and the fake CRM gets them all in order, once."""
+    factories.dealer("D0808")
+    known = factories.member()
+    db.session.commit()
+    earlier = db.session.scalars(sa.select(CrmOutboxEntry.seq).where(CrmOutboxEntry.member_id == known.id)).all()
+    rows = [
+        ["", known.phone, "", "", "", "", "是", "是", ""],  # chunk 1: matched
+        ["新人", "13700090001", "", "", "", "", "是", "", ""],  # chunk 1: created
+        ["", known.phone, "", "", factories.vin(), "", "是", "", ""],  # chunk 2: matched again, a car
+        ["", "13700090001", "", "", "", "", "是", "", ""],  # chunk 2: the new member again
+    ]
+    club_import.run_import(write_csv(tmp_path / "club.csv", rows), options("D0808", chunk_rows=2))
+    newcomer = find_by_phone("13700090001")
+    snapshots = db.session.execute(
+        sa.select(CrmOutboxEntry.member_id, CrmOutboxEntry.seq)
+        .where(CrmOutboxEntry.kind == "snapshot")
+        .order_by(CrmOutboxEntry.member_id, CrmOutboxEntry.seq)
+    ).all()
+    last = max(earlier)
+    assert [tuple(r) for r in snapshots] == [
+        (known.id, last + 1),
+        (known.id, last + 2),
+        (newcomer.id, 1),
+        (newcomer.id, 2),
+    ]
+    crm = gateways.crm(app)
+    crm.reset()
+    try:
+        delivery.deliver_until_idle()
+        assert crm.accepted[known.member_no] == [*sorted(earlier), last + 1, last + 2]
+        assert crm.accepted[newcomer.member_no] == [1, 2]
+        assert (crm.duplicates, crm.out_of_order) == (0, [])
+    finally:
+        crm.reset()
+
+
+def test_a_nul_byte_in_the_dealer_code_or_file_name_is_no_500(app_ctx, client, upload_dir):
+    """Found by the contract fuzz: PostgreSQL text cannot hold NUL."""
+    dealer = factories.dealer("D0807")
+    _manager, token = factories.operator("dealer_manager", dealer_id=dealer.id)
+    sent = client.post(
+        "/api/v1/cs/imports/dealer-club",
+        data={"file": (io.BytesIO(_csv_bytes([])), "club\x00.csv"), "dealer": "D08\x0007"},
+        headers={"Authorization": f"Bearer {token}", "Accept-Language": "en"},
+        content_type="multipart/form-data",
+    )
+    assert sent.status_code == 202, sent.get_json()
+    assert sent.get_json()["file_name"] == "club.csv"
 
 
 @pytest.mark.postgres

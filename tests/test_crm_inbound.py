@@ -13,8 +13,10 @@ from app.core.clock import utcnow
 from app.core.db import db
 from app.core.models import InboundEvent
 from app.core.security import sign_timestamped
+from app.crm.models import CrmOutboxEntry
+from app.crm.payloads import build_change
 from app.jobs.drain import drain_inbox
-from app.members import profile
+from app.members import cards, profile
 from app.members import services as members
 from app.members.models import address_index
 from tests import factories
@@ -114,6 +116,62 @@ def test_a_crm_profile_update_stores_the_home_address_with_its_blind_index(app_c
     assert member.address == "长春市绿园区西安大路1688号"
     assert member.address_index == address_index("长春市 绿园区 西安大路 1688 号")
     assert _outcome("e-addr") == "profile updated"
+
+
+def test_the_preferred_dealer_is_taken_last_writer_wins_and_carried_to_the_card_and_the_crm(app_ctx, client):
+    member = factories.member()
+    first, second = factories.dealer(code="D0301"), factories.dealer(code="D0302")
+    db.session.commit()
+    now = utcnow()
+
+    def update(event_id: str, version: dt.datetime, **fields: Any) -> str | None:
+        data = {"member_no": member.member_no, "version": version.isoformat(), **fields}
+        assert _post(client, _event(event_id, "profile.updated", data)).status_code == 202
+        drain_inbox("crm")
+        db.session.refresh(member)
+        return _outcome(event_id)
+
+    assert update("pd-1", now, preferred_dealer="D0301") == "profile updated"
+    assert member.preferred_dealer_id == first.id
+    assert update("pd-2", now + dt.timedelta(minutes=1), preferred_dealer="D0302") == "profile updated"
+    assert member.preferred_dealer_id == second.id
+    # an update made in the CRM before the one applied is older news
+    assert update("pd-3", now + dt.timedelta(seconds=30), preferred_dealer="D0301") == (
+        "ignored: older than the local change"
+    )
+    assert member.preferred_dealer_id == second.id
+    assert cards.member_card(member)["preferred_dealer"] == f"D0302 {second.name}"
+
+    profile.update(member, {"city": "Wuhan"})  # the next change the CRM receives carries it
+    db.session.commit()
+    row = db.session.scalars(sa.select(CrmOutboxEntry).where(CrmOutboxEntry.member_id == member.id)).all()[-1]
+    assert build_change(row).payload["profile"]["preferred_dealer"] == "D0302"
+    # a null clears it (newer than the member's own change just now)
+    assert update("pd-4", utcnow() + dt.timedelta(seconds=1), preferred_dealer=None) == "profile updated"
+    assert member.preferred_dealer_id is None
+
+
+def test_an_unknown_or_closed_preferred_dealer_is_a_recorded_outcome_not_an_error(app_ctx, client):
+    member = factories.member(city="Shanghai")
+    kept = factories.dealer(code="D0401")
+    factories.dealer(code="D0402", active=False)
+    member.preferred_dealer_id = kept.id
+    db.session.commit()
+    for event_id, code, why in (("pd-5", "D9999", "unknown"), ("pd-6", "D0402", "closed")):
+        data = {
+            "member_no": member.member_no,
+            "version": utcnow().isoformat(),
+            "city": "Xian",
+            "preferred_dealer": code,
+        }
+
+        assert _post(client, _event(event_id, "profile.updated", data)).status_code == 202
+        drain_inbox("crm")
+        event = db.session.scalar(sa.select(InboundEvent).where(InboundEvent.external_id == event_id))
+        assert event.outcome == f"profile updated; preferred_dealer {code} refused: {why} dealer"
+        assert event.status == "processed"
+        db.session.refresh(member)
+        assert (member.preferred_dealer_id, member.city) == (kept.id, "Xian")  # the rest of the update applies
 
 
 def test_a_call_center_withdrawal_goes_through_the_consent_service(app_ctx, client):

@@ -307,6 +307,17 @@ def test_profile_updates_and_the_birthday_changes_only_once(mini, member):
     assert refused.status_code == 409 and "只能修改一次" in refused.json["error"]["message"]
 
 
+def test_the_profile_names_the_preferred_dealer_while_it_is_open(mini, member):
+    assert mini.get("/api/v1/me/profile").json["preferred_dealer"] is None
+    dealer = factories.dealer(code="D0709")
+    member.preferred_dealer_id = dealer.id  # as the CRM's profile update sets it
+    db.session.commit()
+    assert mini.get("/api/v1/me/profile").json["preferred_dealer"] == "D0709"
+    dealer.active = False
+    db.session.commit()
+    assert mini.get("/api/v1/me/profile").json["preferred_dealer"] is None
+
+
 def test_profile_validation_is_field_by_field_and_localized(mini, member):
     response = mini.patch(
         "/api/v1/me/profile",

@@ -34,6 +34,7 @@ from app.core.i18n import _l
 from app.dealers.models import Dealer, Staff
 from app.dealers.services import dealer_by_code
 from app.jobs import job
+from app.members import profile
 from app.members.models import Member
 from app.operators.access import may_act_for_dealer
 from app.operators.models import Operator
@@ -174,11 +175,15 @@ def _bookable_slot(benefit: Benefit, slot_id: int | None, now: dt.datetime) -> D
     return slot
 
 
-def _dealer_id(benefit: Benefit, slot: DealerSlot | None, dealer_code: str | None) -> int | None:
-    """The dealer that delivers: the slot's, or (no slot) the one named; a dealer benefit needs one."""
+def _dealer_id(member: Member, benefit: Benefit, slot: DealerSlot | None, dealer_code: str | None) -> int | None:
+    """The dealer that delivers: the slot's, or (no slot) the one named, else for a dealer benefit
+    the member's preferred dealer while it is open; a dealer benefit needs one."""
     if slot is not None:
         return slot.dealer_id
     if dealer_code is None:
+        preferred = profile.preferred_dealer(member) if benefit.delivered_by == "dealer" else None
+        if preferred is not None and preferred.active:
+            return preferred.id
         if benefit.delivered_by == "dealer":
             raise ValidationFailed(fields={"dealer": [_l("Choose the dealer where you will use this benefit.")]})
         return None
@@ -233,7 +238,9 @@ def book(
         "benefit_id": benefit.id,
         "benefit_code": benefit.code,
         "slot_id": slot.id if slot else None,
-        "dealer_id": share.dealer_id if share is not None and slot is None else _dealer_id(benefit, slot, dealer_code),
+        "dealer_id": share.dealer_id
+        if share is not None and slot is None
+        else _dealer_id(member, benefit, slot, dealer_code),
         "vehicle_id": vehicle_id if vehicle_id is not None else offer.vehicle_id,
         "status": "booked",
         "paid_with": offer.pays_with,

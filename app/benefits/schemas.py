@@ -25,7 +25,7 @@ class BookingArgs(BaseSchema):
         load_default=None,
         allow_none=True,
         validate=identifier(16),
-        metadata={"description": "Dealer code (benefits without a slot)"},
+        metadata={"description": "Dealer code (benefits without a slot; default: my preferred dealer while open)"},
     )
     request_id = ma.fields.String(
         required=True,

@@ -27,10 +27,14 @@ class HeldBack:
         self.read_models = read_models
 
     def hold(self, item: Any) -> None:
+        self.hold_all([item])
+
+    def hold_all(self, items: list[Any]) -> None:
+        """Keep items with the current transaction or savepoint (many at once for a set-based change)."""
         session = db.session()
-        session.connection()  # join a begun transaction, so that its rollback can drop the item
+        session.connection()  # join a begun transaction, so that its rollback can drop the items
         transaction = session.get_nested_transaction() or session.get_transaction()
-        session.info.setdefault(self.key, []).append((transaction, item))
+        session.info.setdefault(self.key, []).extend((transaction, item) for item in items)
 
     def release(self, session: Session) -> None:
         held = session.info.pop(self.key, [])  # popped first: the release's own queries find nothing

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from app.core import events
 from app.crm import outbox
-from app.members.events import ConsentChanged, IdentityLinked, MemberChanged, MembersMerged, OwnershipChanged
+from app.members.events import (
+    ConsentChanged,
+    IdentityLinked,
+    MemberChanged,
+    MembersImported,
+    MembersMerged,
+    OwnershipChanged,
+)
 from app.points.events import BalanceChanged
 from app.tiers.events import TierChanged
 
@@ -12,6 +19,12 @@ from app.tiers.events import TierChanged
 @events.within_transaction(MemberChanged)
 def _member_changed(event: MemberChanged) -> None:
     outbox.enqueue(event.member_id, "member")
+
+
+@events.within_transaction(MembersImported)
+def _members_imported(event: MembersImported) -> None:
+    """One snapshot row per member (its profile, identities, consents and cars as they are sent)."""
+    outbox.enqueue_all(event.member_ids, "snapshot", {"source": "import"})
 
 
 @events.within_transaction(IdentityLinked)

@@ -1,10 +1,11 @@
 """What the CRM tells us (``POST /api/v1/crm/events``, stored first, drained like the DMS's):
 
-* ``profile.updated``: name, gender, birthday, city. **Last writer wins by time**: the CRM stamps
-  each change with ``version`` (when it was made there); a member's ``profile_updated_at`` is when
-  the profile last changed here or was taken from the CRM. An update stamped at or before it is
-  older news and is ignored as a whole (a field group, not field by field: a name and birthday
-  typed together stay together). A closed or merged member's profile is never refilled.
+* ``profile.updated``: name, gender, birthday, city, address, preferred dealer (by code; one
+  naming no open dealer is left as it was and noted in the outcome). **Last writer wins by
+  time**: the CRM stamps each change with ``version`` (when it was made there); a member's
+  ``profile_updated_at`` is when the profile last changed here or was taken from the CRM. An
+  update stamped at or before it is older news and is ignored as a whole (a field group, not field
+  by field: a name and birthday typed together stay together). A closed or merged member's profile is never refilled.
 * ``consent.changed``: a call-center grant or withdrawal, through the same consent service as the
   mini-app (append-only; an older stated decision never overrides a newer recorded one).
 * ``member.merged``: duplicates merged into a survivor, applied at once (``members/merging``),
@@ -23,6 +24,7 @@ from typing import Any
 
 from app.core.inbox import InboundEvent
 from app.dealers import master_data
+from app.dealers.services import dealer_by_code
 from app.jobs.drain import handles
 from app.members import merging, privacy, registration
 from app.members import services as members
@@ -43,6 +45,19 @@ def _member(member_no: str) -> Member:
     return member
 
 
+def _preferred_dealer(member: Member, code: str | None) -> str | None:
+    """Set the preferred dealer from its code (None clears it); a code that names no open dealer
+    leaves the one held and is the outcome's note (HQ fixes its record), never an error."""
+    if not code:
+        member.preferred_dealer_id = None
+        return None
+    dealer = dealer_by_code(code)
+    if dealer is None or not dealer.active:
+        return f"preferred_dealer {code[:16]} refused: {'closed' if dealer else 'unknown'} dealer"
+    member.preferred_dealer_id = dealer.id
+    return None
+
+
 def apply_profile(member: Member, version: dt.datetime, changes: dict[str, Any]) -> str:
     """Take the CRM's profile fields unless what we hold is as new or newer."""
     if member.status in ("closed", "merged"):
@@ -53,8 +68,9 @@ def apply_profile(member: Member, version: dt.datetime, changes: dict[str, Any])
         if field in changes:
             value = changes[field]
             setattr(member, field, dt.date.fromisoformat(value) if field == "birthday" and value else value)
+    refused = _preferred_dealer(member, changes["preferred_dealer"]) if "preferred_dealer" in changes else None
     member.profile_updated_at = version
-    return "profile updated"
+    return f"profile updated; {refused}" if refused else "profile updated"
 
 
 @handles(SOURCE, "profile.updated")

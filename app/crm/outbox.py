@@ -21,13 +21,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import random
 import time
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, aliased, sessionmaker
@@ -53,18 +56,26 @@ def backoff(attempts: int, rng: random.Random | None = None) -> dt.timedelta:
     return dt.timedelta(seconds=ceiling * (rng or random).uniform(0.5, 1.0))
 
 
-def _reserve_seqs(member_id: int, count: int) -> int:
-    """Take the member's next ``count`` numbers (locks its ``crm_member_sync`` row until the
-    commit); returns the first."""
-    insert = pg_insert if db.dialect == "postgresql" else sqlite_insert
+def _reserve_seqs(counts: dict[int, int]) -> dict[int, int]:
+    """Take each member's next ``counts[member]`` numbers; returns each member's first. One upsert
+    of ``crm_member_sync`` rows in member-id order (PostgreSQL takes the row locks in that order;
+    SQLite, for ``make run``, locks the whole database anyway), holding the locks until the commit."""
     table = CrmMemberSync.__table__
-    statement = (
-        insert(table)
-        .values(member_id=member_id, last_seq=count)
-        .on_conflict_do_update(index_elements=["member_id"], set_={"last_seq": table.c.last_seq + count})
-        .returning(table.c.last_seq)
-    )
-    return int(db.session.execute(statement).scalar_one()) - count + 1
+    ordered = sorted(counts)
+    if db.dialect == "postgresql":  # the rows as one JSON array: no per-value parameter handling
+        member_id = sa.cast(sa.text("r->>0"), sa.BigInteger)
+        rows = (
+            sa.select(member_id, sa.cast(sa.text("r->>1"), sa.BigInteger))
+            .select_from(sa.func.jsonb_array_elements(_json_rows([[m, counts[m]] for m in ordered])).alias("r"))
+            .order_by(member_id)
+        )
+        statement = pg_insert(table).from_select(["member_id", "last_seq"], rows)
+    else:
+        statement = sqlite_insert(table).values([{"member_id": m, "last_seq": counts[m]} for m in ordered])
+    statement = statement.on_conflict_do_update(
+        index_elements=["member_id"], set_={"last_seq": table.c.last_seq + statement.excluded.last_seq}
+    ).returning(table.c.member_id, table.c.last_seq)
+    return {member_id: int(last_seq) - counts[member_id] + 1 for member_id, last_seq in db.session.execute(statement)}
 
 
 def enqueue(member_id: int, kind: str, refs: dict[str, Any] | None = None) -> None:
@@ -73,9 +84,14 @@ def enqueue(member_id: int, kind: str, refs: dict[str, Any] | None = None) -> No
     _held_back.hold((member_id, kind, refs or {}))
 
 
+def enqueue_all(member_ids: Iterable[int], kind: str, refs: dict[str, Any] | None = None) -> None:
+    """``enqueue`` for many members at once (a set-based change: a bulk import's chunk)."""
+    _held_back.hold_all([(member_id, kind, refs or {}) for member_id in member_ids])
+
+
 def _release(session: Session, held: list[tuple[int, str, dict[str, Any]]]) -> None:
     """Write the held-back rows: one per (member, kind) except merges, numbered per member under
-    the members' sync-row locks taken in id order, the last locks of the transaction."""
+    the members' sync-row locks taken in id order, the last locks of the transaction; one insert."""
     rows, seen = [], set()
     for member_id, kind, refs in held:
         if kind != "merge" and (member_id, kind) in seen:
@@ -84,25 +100,40 @@ def _release(session: Session, held: list[tuple[int, str, dict[str, Any]]]) -> N
         rows.append((member_id, kind, refs))
     if not rows:
         return
-    counts = Counter(member_id for member_id, _kind, _refs in rows)
-    next_seq = {member_id: _reserve_seqs(member_id, counts[member_id]) for member_id in sorted(counts)}
-    now = utcnow()
+    next_seq = _reserve_seqs(Counter(member_id for member_id, _kind, _refs in rows))
+    columns: dict[str, list[Any]] = {"member_id": [], "seq": [], "kind": [], "payload": [], "idempotency_key": []}
     for member_id, kind, refs in rows:
         seq = next_seq[member_id]
         next_seq[member_id] += 1
-        session.add(
-            CrmOutboxEntry(
-                member_id=member_id,
-                seq=seq,
-                kind=kind,
-                payload=refs,
-                idempotency_key=f"loyalty-{member_id}-{seq}",
-                status="pending",
-                attempts=0,
-                next_attempt_at=now,
-                created_at=now,
-            )
-        )
+        for name, value in zip(columns, (member_id, seq, kind, refs, f"loyalty-{member_id}-{seq}"), strict=True):
+            columns[name].append(value)
+    _insert_rows(session, columns, utcnow())
+
+
+def _insert_rows(session: Session, columns: dict[str, list[Any]], now: dt.datetime) -> None:
+    """The new pending rows: on PostgreSQL one ``INSERT … SELECT unnest(…)`` however many (a bulk
+    import's chunk has thousands), elsewhere an executemany."""
+    table = CrmOutboxEntry.__table__
+    fixed = {"status": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now}
+    if db.dialect != "postgresql":
+        rows = [dict(zip(columns, values, strict=True)) | fixed for values in zip(*columns.values(), strict=True)]
+        session.execute(sa.insert(table), rows)
+        return
+    element = sa.func.jsonb_array_elements(_json_rows([list(values) for values in zip(*columns.values(), strict=True)]))
+    select = sa.select(
+        sa.cast(sa.text("r->>0"), sa.BigInteger),
+        sa.cast(sa.text("r->>1"), sa.BigInteger),
+        sa.text("r->>2"),
+        sa.text("r->3"),
+        sa.text("r->>4"),
+        *(sa.literal(value, table.c[name].type) for name, value in fixed.items()),
+    ).select_from(element.alias("r"))
+    session.execute(sa.insert(table).from_select([*columns, *fixed], select))
+
+
+def _json_rows(rows: list[list[Any]]) -> sa.ColumnElement[Any]:
+    """A JSON array of rows as one parameter (thousands of values bound as one string)."""
+    return sa.cast(sa.literal(json.dumps(rows), sa.Text), JSONB)
 
 
 _held_back = HeldBack("crm_outbox_held_back", _release, (CrmOutboxEntry, CrmMemberSync))

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from app.core.db import db
 from app.crm.models import CrmOutboxEntry
+from app.dealers.models import Dealer
 from app.gateways import CrmChange
 from app.members import services as members
 from app.members.models import Member, Ownership, WechatIdentity
@@ -63,6 +64,11 @@ def headline(member: Member, batch: Batch | None = None) -> dict[str, Any]:
     }
 
 
+def _dealer_code(dealer_id: int | None) -> str | None:
+    dealer = db.session.get(Dealer, dealer_id) if dealer_id else None  # the identity map serves repeats
+    return dealer.code if dealer else None
+
+
 def _profile(member: Member) -> dict[str, Any]:
     return {
         "name": member.name,
@@ -71,6 +77,7 @@ def _profile(member: Member) -> dict[str, Any]:
         "phone": member.phone,
         "city": member.city,
         "address": member.address,
+        "preferred_dealer": _dealer_code(member.preferred_dealer_id),
         "locale": member.locale,
         "customer_type": member.customer_type,
         "enrollment_channel": member.enrollment_channel,

@@ -20,8 +20,11 @@ class ProfileUpdatedSchema(BaseSchema):
     birthday = fields.Date(allow_none=True)
     city = fields.String(allow_none=True, validate=Length(max=64))
     address = fields.String(allow_none=True, validate=Length(max=255), metadata={"description": "Home address"})
-    #: Accepted, not stored yet (no column for it): the CRM keeps it.
-    preferred_dealer = fields.String(allow_none=True, validate=Length(max=16))
+    preferred_dealer = fields.String(
+        allow_none=True,
+        validate=Length(max=16),
+        metadata={"description": "Dealer code (null clears it); a code naming no open dealer is noted, not applied"},
+    )
 
 
 class ConsentChangedSchema(BaseSchema):

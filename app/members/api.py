@@ -177,6 +177,7 @@ def _profile(member: Member) -> dict[str, Any]:
         "birthday_changes_left": profile.birthday_changes_left(member),
         "city": member.city,
         "address": member.address,
+        "preferred_dealer": dealer.code if (dealer := profile.preferred_dealer(member)) and dealer.active else None,
         "locale": member.locale,
         "phone": mask_phone(member.phone),
     }

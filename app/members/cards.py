@@ -10,7 +10,7 @@ from typing import Any
 from app.core import audit
 from app.core.db import db
 from app.dealers.models import Dealer, Staff
-from app.members import services
+from app.members import profile, services
 from app.members.identifiers import mask_name, mask_phone
 from app.members.models import Member
 
@@ -30,6 +30,7 @@ def read_member(query: str, *, actor: tuple[str, str | int], reason: str | None,
 
 def member_card(member: Member, *, reveal: bool = False) -> dict[str, Any]:
     dealer = db.session.get(Dealer, member.enrolling_dealer_id) if member.enrolling_dealer_id else None
+    preferred = profile.preferred_dealer(member)
     advisor = db.session.get(Staff, member.enrolling_staff_id) if member.enrolling_staff_id else None
     open_token = services.open_enrollment_token(member)
     consent = services.consent_state(member)
@@ -44,6 +45,7 @@ def member_card(member: Member, *, reveal: bool = False) -> dict[str, Any]:
         "enrollment_channel": member.enrollment_channel,
         "enrolled_at": member.enrolled_at.isoformat(),
         "dealer": dealer.code + " " + dealer.name if dealer else None,
+        "preferred_dealer": preferred.code + " " + preferred.name if preferred else None,
         "advisor": advisor.staff_code + " " + advisor.name if advisor else None,
         "consent": {"policy_version": consent.policy_version, **consent.purposes},
         "vehicles": [

@@ -4,7 +4,9 @@ Built for 820,000 rows in one run. Rows are read in chunks; each row is checked 
 in Python (phone, VIN, dates) and its personal fields encrypted and blind-indexed there (by a
 forked helper, one chunk ahead, when ``prepare_ahead``); the chunk is then loaded into a staging
 table and applied set-based (``club_import_sql``) in one transaction together with the run's
-progress (``core/imports.py``), so an interrupted run resumes at the next chunk.
+progress (``core/imports.py``) and the CRM outbox rows of the chunk's members (one ``snapshot``
+each, through ``MembersImported``), so an interrupted run resumes at the next chunk and the CRM
+hears of each imported member once per chunk that touched it.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from app.core import audit, imports
+from app.core import audit, events, imports
 from app.core.clock import utcnow
 from app.core.db import db
 from app.core.errors import NotFound, ValidationFailed
@@ -30,7 +32,8 @@ from app.core.security import cipher
 from app.dealers.models import Dealer
 from app.dealers.services import dealer_by_code
 from app.members import club_import_sql as staging
-from app.members.identifiers import VIN_MESSAGES, normalize_cn_mobile, normalize_vin, vin_problem
+from app.members.events import MembersImported
+from app.members.identifiers import VIN_MESSAGES, new_member_number, normalize_cn_mobile, normalize_vin, vin_problem
 from app.members.registration import POLICY_VERSION, known_policy_versions
 
 KIND = "dealer_club"
@@ -167,7 +170,7 @@ def stage_row(row_no: int, cells: list[str], positions: dict[str, int], today: d
     plate = _cell(cells, positions, "plate", 16).replace(" ", "").upper()
     return (
         row_no,
-        None,
+        new_member_number() if consent else None,  # used if the row creates a member
         pii.blind_index(phone, "phone"),
         pii.encrypt(phone),
         pii.encrypt(name) if name else None,  # a lead keeps its name: the dealer calls them
@@ -219,6 +222,7 @@ def apply_rows(
     staging.create_members(dealer, now)
     staging.complete(dealer, policy_version, now)
     outcomes, conflicts = staging.outcomes()
+    events.publish(MembersImported(tuple(staging.member_ids())))  # the CRM outbox, with this chunk
     errors += [RowError(row_no, "vin_other_owner", "vin") for row_no in conflicts]
     errors.sort(key=lambda e: e.row_no)
     counts = {

@@ -10,7 +10,7 @@ table with ``COPY``, SQLite with one multi-row insert. Steps, per chunk, in the 
    (that owner is this person); a car owned by someone else — in the database, or by an earlier
    row of the file with another phone — makes the row a ``vin_other_owner`` conflict;
 3. one new member per new phone (the first row wins; later rows with that phone match it) with a
-   member number drawn in Python and checked against the table, and its points account;
+   member number drawn in Python with the row (redrawn here if it collides), and its points account;
 4. matched members get blank name, gender and birthday filled (never overwritten);
 5. the club's consent with its provenance (channel ``dealer_club``, the club's policy version,
    ``stated_at``), only for purposes the member has no decision on yet: any recorded one is newer;
@@ -67,8 +67,26 @@ def _first(key: str, where: str) -> str:
     return f"s.row_no IN (SELECT w.row_no FROM ({numbered}) w WHERE w.n = 1)"  # noqa: S608 - fixed fragments
 
 
+#: Memory for the staging table (PostgreSQL's default 8 MB is less than a chunk's rows with their
+#: ciphertexts and the updated versions of them, so every statement re-read it from temp files).
+TEMP_BUFFERS = "256MB"
+
+
+def _roomy_temp_buffers() -> None:
+    """Raise ``temp_buffers`` for this connection; PostgreSQL allows it only before the session's
+    first temporary table, so on a connection that already had one the default stays."""
+    if db.dialect != "postgresql":
+        return
+    try:
+        with db.session.begin_nested():
+            _sql("SELECT set_config('temp_buffers', :size, false)", size=TEMP_BUFFERS)
+    except sa.exc.DBAPIError:
+        pass
+
+
 def load_stage(staged: list[tuple[Any, ...]]) -> None:
     """A fresh staging table holding the chunk's rows."""
+    _roomy_temp_buffers()
     _sql("DROP TABLE IF EXISTS club_stage")
     _sql(
         """CREATE TEMP TABLE club_stage (
@@ -168,8 +186,16 @@ def _adopt_phoneless_owners(now: dt.datetime) -> None:
 
 
 def _assign_member_numbers() -> None:
-    """Draw member numbers for the rows that may create a member, until none collides."""
-    pending = [r for (r,) in _sql("SELECT row_no FROM club_stage WHERE outcome IS NULL AND member_id IS NULL")]
+    """Member numbers for the rows that may create a member: each row comes with one drawn in
+    Python (``stage_row``, in the helper process); the few that collide with a member's or an
+    earlier row's are drawn again here until none does."""
+    colliding = (
+        "SELECT w.row_no FROM (SELECT s.row_no, s.member_no,"
+        "   row_number() OVER (PARTITION BY s.member_no ORDER BY s.row_no) AS n"
+        "   FROM club_stage s WHERE s.outcome IS NULL AND s.member_id IS NULL) w"
+        " WHERE w.member_no IS NULL OR w.n > 1 OR EXISTS (SELECT 1 FROM members m WHERE m.member_no = w.member_no)"
+    )
+    pending = [r for (r,) in _sql(colliding)]
     while pending:
         taken: set[str] = set()
         for _row_no in pending:
@@ -190,13 +216,7 @@ def _assign_member_numbers() -> None:
                 sa.text("UPDATE club_stage SET member_no = :number WHERE row_no = :row_no"),
                 [{"row_no": r, "number": n} for r, n in zip(pending, taken, strict=True)],
             )
-        pending = [
-            r
-            for (r,) in _sql(
-                "SELECT s.row_no FROM club_stage s JOIN members m ON m.member_no = s.member_no"
-                " WHERE s.outcome IS NULL AND s.member_id IS NULL"
-            )
-        ]
+        pending = [r for (r,) in _sql(colliding)]
 
 
 def create_members(dealer: Dealer, now: dt.datetime) -> None:
@@ -286,3 +306,8 @@ def outcomes() -> tuple[dict[str, int], list[int]]:
     counts = {str(k): int(v) for k, v in _sql("SELECT outcome, count(*) FROM club_stage GROUP BY outcome").all()}
     conflicts = [r for (r,) in _sql("SELECT row_no FROM club_stage WHERE outcome = 'vin_other_owner' ORDER BY row_no")]
     return counts, conflicts
+
+
+def member_ids() -> list[int]:
+    """The members this chunk created or matched (each once): the CRM must learn their new state."""
+    return [int(m) for (m,) in _sql(f"SELECT DISTINCT member_id FROM club_stage WHERE {MEMBER_ROWS} ORDER BY 1")]  # noqa: S608

@@ -35,6 +35,14 @@ class MemberChanged(DomainEvent):
 
 
 @dataclass(frozen=True)
+class MembersImported(DomainEvent):
+    """Members were created or changed set-based, not one by one (a chunk of a dealer-club import):
+    profile, consents and cars at once."""
+
+    member_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class IdentityLinked(DomainEvent):
     """A WeChat identity was bound to the member or learned its unionid."""
 

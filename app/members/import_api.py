@@ -66,8 +66,10 @@ def upload(**_: Any) -> ImportRun:
     data = sent.stream.read(club_uploads.MAX_UPLOAD_BYTES + 1)
     if len(data) > club_uploads.MAX_UPLOAD_BYTES:
         raise ValidationFailed(fields={"file": [_l("The file is too large.")]})
-    dealer = (request.form.get("dealer") or "").strip()[:16] or None
-    return club_uploads.queue_upload(current_operator(), dealer, sent.filename, data, catalog_name(select_locale()))
+    # PostgreSQL text holds no NUL: a code or name carrying one is that much shorter, never a 500.
+    dealer = (request.form.get("dealer") or "").replace("\x00", "").strip()[:16] or None
+    file_name = sent.filename.replace("\x00", "")
+    return club_uploads.queue_upload(current_operator(), dealer, file_name, data, catalog_name(select_locale()))
 
 
 @blp.route("/<int:run_id>")

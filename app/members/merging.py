@@ -188,7 +188,7 @@ def _tier(survivor: Member, merged: Member, _key: str) -> dict[str, Any]:
 
 def _fill_profile(survivor: Member, merged: Member) -> None:
     """The survivor keeps its own profile and takes what it lacks; the merged row keeps no personal data."""
-    for field in ("name", "gender", "birthday", "city", "address"):
+    for field in ("name", "gender", "birthday", "city", "address", "preferred_dealer_id"):
         if getattr(survivor, field) is None and getattr(merged, field) is not None:
             setattr(survivor, field, getattr(merged, field))
     phone = merged.phone

@@ -86,6 +86,9 @@ class Member(Base):
     enrollment_channel: Mapped[str] = mapped_column(sa.String(16))
     enrolling_dealer_id: Mapped[int | None] = mapped_column(BigIntType, sa.ForeignKey("dealers.id"), index=True)
     enrolling_staff_id: Mapped[int | None] = mapped_column(BigIntType, sa.ForeignKey("staff.id"), index=True)
+    #: The dealer the member prefers, as the CRM records it (``profile.updated``, last writer wins
+    #: with the other profile fields): the default dealer for a booking that names none.
+    preferred_dealer_id: Mapped[int | None] = mapped_column(BigIntType, sa.ForeignKey("dealers.id"), index=True)
     #: End of the advisor's protection period: purchases before it are credited to that advisor.
     attribution_until: Mapped[dt.datetime | None]
     enrolled_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
@@ -93,8 +96,9 @@ class Member(Base):
     lifecycle_stage: Mapped[str] = mapped_column(sa.String(16), default="new")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
-    #: When the profile fields the CRM also edits (name, birthday, city, gender) last changed here
-    #: or were taken from the CRM: a CRM update stamped earlier is older than what we hold.
+    #: When the profile fields the CRM also edits (name, birthday, city, gender, address, preferred
+    #: dealer) last changed here or were taken from the CRM: a CRM update stamped earlier is older
+    #: than what we hold.
     profile_updated_at: Mapped[dt.datetime | None]
     #: Set with status ``merged``: the survivor this member was merged into (its number resolves there).
     merged_into_id: Mapped[int | None] = mapped_column(BigIntType, sa.ForeignKey("members.id"))

@@ -1,5 +1,5 @@
 """Profile changes by the member: name, gender, birthday (set once, changed at most once), city,
-home address, locale."""
+home address, locale; the preferred dealer (kept by the CRM, read here)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from app.core.clock import business_today, utcnow
 from app.core.db import db
 from app.core.errors import Conflict, ValidationFailed
 from app.core.i18n import _l
+from app.dealers.models import Dealer
 from app.members import registration, services
 from app.members.events import MemberChanged
 from app.members.models import Member
@@ -24,6 +25,11 @@ def birthday_changes_left(member: Member) -> int | None:
     if member.birthday is None:
         return None
     return max(BIRTHDAY_CHANGES_ALLOWED - member.birthday_changes, 0)
+
+
+def preferred_dealer(member: Member) -> Dealer | None:
+    """The dealer the member prefers (set from the CRM's profile), open or not; None if none."""
+    return db.session.get(Dealer, member.preferred_dealer_id) if member.preferred_dealer_id else None
 
 
 def change_phone(member: Member, phone_code: str) -> Member:

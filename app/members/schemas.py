@@ -97,6 +97,13 @@ class ProfileSchema(ma.Schema):
     )
     city = ma.fields.String(allow_none=True)
     address = ma.fields.String(allow_none=True, metadata={"description": "Home address, in full (the member's own)"})
+    preferred_dealer = ma.fields.String(
+        allow_none=True,
+        metadata={
+            "description": "Code of the open dealer the member prefers (kept by the CRM): the default for slots"
+            " and for a booking that names no dealer"
+        },
+    )
     locale = ma.fields.String()
     phone = ma.fields.String(allow_none=True, metadata={"description": "Masked"})
 
