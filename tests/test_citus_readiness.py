@@ -70,7 +70,6 @@ PRIMARY_KEY_WIDENED_IN_PLAN = frozenset(
         "vehicle_claims",
     }
 )
-_WIDENED_PK = "primary key widened to (member_id, id) in plan step 2"
 
 #: Member-owned tables that lack the member id column (step 1 of the plan adds and backfills it).
 MISSING_MEMBER_ID = {
@@ -98,12 +97,13 @@ UNIQUE_KEY_EXCEPTIONS = {
     # Cheap and safe at migration time: both rows always belong to the same member.
     ("point_lots", ("entry_id",)): "widen to (member_id, entry_id): a lot and its entry share a member",
     ("benefit_partner_orders", ("booking_id",)): "widen to (member_id, booking_id): same member",
-    ("benefit_shares", ("booking_id",)): "widen to (from_member_id, booking_id) once bookings carry the sharer",
-    # Idempotency keys name their source event or object, which names one member.
-    ("point_entries", ("idempotency_key",)): "widen to (member_id, idempotency_key); keys embed their event",
+    ("crm_outbox", ("idempotency_key",)): "widen: the key is loyalty-{member_id}-{seq}, (member_id, seq) is unique",
+    # The claimant's booking lives on the claimant's shard, not the sharer's.
+    ("benefit_shares", ("booking_id",)): "moves to bookings as unique (member_id, share_id); FK dropped",
+    # Idempotency keys name their source event or object, which names one member (plan step 3).
+    ("point_entries", ("idempotency_key",)): "widen to (member_id, idempotency_key) after step 3's merge check",
     ("entitlement_entries", ("idempotency_key",)): "widen to (member_id, idempotency_key)",
-    ("crm_outbox", ("idempotency_key",)): "widen to (member_id, idempotency_key); (member_id, seq) exists",
-    ("notifications", ("dedupe_key",)): "widen to (member_id, dedupe_key); keys embed the member",
+    ("notifications", ("dedupe_key",)): "widen to (member_id, dedupe_key); keys name the member or its notification",
 }
 
 
