@@ -8,6 +8,10 @@ member's id and puts it in its primary key and in every unique constraint and un
 What does not hold yet is listed below, each with a one-line reason, and the test also fails when
 an entry is stale (the table or key was fixed or removed), so the lists only shrink. A new
 member-owned table without its member id in its keys fails until it is fixed or listed here.
+
+The rest of the plan is checked too: every other table has a place (reference, coordinator-local
+or its own colocation group), and every foreign key Citus could not keep under that placement is
+listed as one to drop at distribution.
 """
 
 from __future__ import annotations
@@ -24,17 +28,74 @@ DISTRIBUTION_COLUMN = {
     "referrals": "referee_member_id",  # one referral per referee (unique already)
 }
 
-#: Tables an FK walk from ``members`` reaches that are NOT distributed by member id. The walk stops
-#: at them; the FK that leads them to member data is dropped when the table is distributed.
-NOT_DISTRIBUTED = {
-    "staff": "reference table (dealer staff); its FK to wechat_identities is kept in code only",
-    "staff_invites": "reference table with staff",
-    "enrollment_targets": "reference table (one row per dealer/staff and month)",
-    "qr_codes": "coordinator-local (looked up by scene on every scan event); FK to enrollment_tokens dropped",
-    "wechat_identities": "lookup table distributed by openid: (app_id, openid) -> member_id; FK dropped",
-    "miniapp_sessions": "colocated with wechat_identities (found through its identity, not a member)",
-    "mall_partner_codes": "coordinator-local partner code stock by item; FK to mall_orders dropped",
+REFERENCE, LOCAL, BY_OPENID, BY_VEHICLE = "reference", "coordinator-local", "by openid", "by vehicle id"
+#: Every table NOT distributed by member id, and where it goes (docs/scaling.md). The walk from
+#: ``members`` stops at these; a table in neither this list nor the walk fails ``test_every_table_is_placed``.
+PLACEMENT = {
+    # Reference tables: small, copied to every node, rarely written.
+    "dealers": REFERENCE,
+    "staff": REFERENCE,
+    "staff_invites": REFERENCE,
+    "operators": REFERENCE,
+    "enrollment_targets": REFERENCE,
+    "program_settings": REFERENCE,
+    "rule_sets": REFERENCE,
+    "earning_rules": REFERENCE,
+    "benefit_catalogs": REFERENCE,
+    "benefits": REFERENCE,
+    "campaigns": REFERENCE,
+    "maintenance_intervals": REFERENCE,
+    # Coordinator-local: hot counters (one row serialises them anyway), ordered or staging data.
+    "mall_items": LOCAL,
+    "mall_flash_offers": LOCAL,
+    "mall_code_batches": LOCAL,
+    "mall_partner_codes": LOCAL,
+    "dealer_slots": LOCAL,
+    "rule_budgets": LOCAL,
+    "audit_log": LOCAL,
+    "inbound_events": LOCAL,
+    "qr_codes": LOCAL,
+    "point_undos": LOCAL,
+    "daily_metrics": LOCAL,
+    "dealer_settlements": LOCAL,
+    "dealer_settlement_lines": LOCAL,
+    "import_runs": LOCAL,
+    "import_row_errors": LOCAL,
+    "consent_leads": LOCAL,
+    # Own colocation groups.
+    "wechat_identities": BY_OPENID,  # the lookup of every callback: (app_id, openid) -> member_id
+    "miniapp_sessions": BY_OPENID,  # found through its identity
+    "vehicles": BY_VEHICLE,
+    "vehicle_servicings": BY_VEHICLE,
 }
+
+#: Foreign keys Citus cannot keep (distributed -> local or another group, reference/local ->
+#: distributed, or across members); dropped at distribution (plan step 4), the code keeps them.
+FKS_DROPPED = {
+    "members.merged_into_id": "the survivor is another member, on another shard",
+    "referrals.referrer_member_id": "the referrer is another member",
+    "sales_leads.referrer_member_id": "the referrer is another member",
+    "benefit_shares.claimed_by_member_id": "the claimant is another member",
+    "benefit_shares.booking_id": "the claimant's booking, on the claimant's shard",
+    "bookings.slot_id": "slots are coordinator-local counters (capacity under the slot lock)",
+    "bookings.vehicle_id": "vehicles are their own group",
+    "entitlement_entries.vehicle_id": "vehicles are their own group",
+    "enrollment_tokens.vehicle_id": "vehicles are their own group",
+    "ownerships.vehicle_id": "vehicles are their own group",
+    "mall_orders.item_id": "items are coordinator-local counters (stock under the item lock)",
+    "mall_orders.flash_offer_id": "flash offers are coordinator-local counters",
+    "point_entries.source_event_id": "the inbox is coordinator-local",
+    "ownerships.source_event_id": "the inbox is coordinator-local",
+    "enrollment_tokens.source_event_id": "the inbox is coordinator-local",
+    "mall_partner_codes.order_id": "a local row may not reference a distributed one",
+    "qr_codes.enrollment_token_id": "a local row may not reference a distributed one",
+    "staff.miniapp_identity_id": "a reference row may not reference a distributed one",
+    "wechat_identities.member_id": "identities are grouped by openid, not member",
+}
+
+#: Foreign keys to a member-owned row of ANOTHER member, which the schema cannot tell apart.
+OTHER_MEMBERS_ROWS = {"benefit_shares.booking_id"}
+
 
 #: Tables whose primary key is a surrogate ``id`` today: step 2 of the migration plan in
 #: docs/scaling.md widens each to ``(member_id, id)`` (ids stay globally unique from their sequence).
@@ -108,14 +169,14 @@ UNIQUE_KEY_EXCEPTIONS = {
 
 
 def _member_owned() -> dict[str, sa.Table]:
-    """Tables with a foreign-key path to ``members``, not walking through NOT_DISTRIBUTED ones."""
+    """Tables with a foreign-key path to ``members``, not walking through PLACEMENT ones."""
     tables = metadata.tables
     owned = {"members"}
     grew = True
     while grew:
         grew = False
         for name, table in tables.items():
-            if name in owned or name in NOT_DISTRIBUTED:
+            if name in owned or name in PLACEMENT:
                 continue
             if any(fk.column.table.name in owned for fk in table.foreign_keys):
                 owned.add(name)
@@ -171,21 +232,53 @@ def test_exceptions_are_not_stale():
         (set(MISSING_MEMBER_ID) - found["column"])
         | (PRIMARY_KEY_WIDENED_IN_PLAN - found["pk"])
         | {f"{table}{key}" for table, key in set(UNIQUE_KEY_EXCEPTIONS) - found["unique"]}
-        | (set(NOT_DISTRIBUTED) - set(metadata.tables))
+        | (set(PLACEMENT) - set(metadata.tables))
+        | (set(FKS_DROPPED) - set(_fks_citus_refuses()))
         | (set(DISTRIBUTION_COLUMN) - set(_member_owned()))
     )
     assert not stale, f"exceptions that no longer apply: {sorted(stale)}"
 
 
-def test_not_distributed_tables_are_reached_from_member_data():
-    """Each NOT_DISTRIBUTED entry must be one the walk would otherwise pull in (or it is noise)."""
-    owned = set(_member_owned())
-    pulled_in = {
-        name
-        for name in NOT_DISTRIBUTED
-        if any(fk.column.table.name in owned | set(NOT_DISTRIBUTED) for fk in metadata.tables[name].foreign_keys)
-    }
-    assert pulled_in == set(NOT_DISTRIBUTED)
+def _group(table: str) -> str:
+    return PLACEMENT.get(table, "by member id")
+
+
+def _fks_citus_refuses() -> list[str]:
+    """Foreign keys that break Citus's rules under the placement above."""
+    refused = []
+    for name, table in metadata.tables.items():
+        for fk in table.foreign_keys:
+            child, parent = _group(name), _group(fk.column.table.name)
+            if parent == REFERENCE:
+                allowed = True  # anything may reference a reference table
+            elif child == REFERENCE:
+                allowed = False
+            elif child == "by member id" and parent == "by member id":
+                # Colocated: the member's own rows (FK widened with member_id in plan step 2), not
+                # another member (a column other than the distribution column naming members.id).
+                column = DISTRIBUTION_COLUMN.get(name, "member_id")
+                allowed = fk.column.table.name != "members" or fk.parent.name == column
+                allowed = allowed and f"{name}.{fk.parent.name}" not in OTHER_MEMBERS_ROWS
+            else:
+                allowed = child == parent
+            if not allowed:
+                refused.append(f"{name}.{fk.parent.name}")
+    return refused
+
+
+def _unplaced() -> set[str]:
+    return set(metadata.tables) - set(_member_owned()) - set(PLACEMENT)
+
+
+def test_every_table_is_placed():
+    """Each table is distributed by member id (the walk finds it) or placed in PLACEMENT."""
+    unplaced = _unplaced()
+    assert not unplaced, f"tables without a place in the Citus plan (docs/scaling.md): {sorted(unplaced)}"
+
+
+def test_foreign_keys_citus_cannot_keep_are_listed():
+    refused = set(_fks_citus_refuses()) - set(FKS_DROPPED)
+    assert not refused, f"foreign keys Citus refuses under the plan (rethink or list them): {sorted(refused)}"
 
 
 def test_a_new_member_owned_table_without_member_id_in_its_keys_fails():
@@ -205,3 +298,23 @@ def test_a_new_member_owned_table_without_member_id_in_its_keys_fails():
     finally:
         metadata.remove(probe)
     assert "citus_probe_rows" not in _violations()["column"]
+
+
+def test_a_new_table_needs_a_place_and_its_foreign_keys_are_checked():
+    """A table outside member data must be placed; a reference table pointing at member data is refused."""
+    loose = sa.Table("citus_probe_loose", metadata, sa.Column("id", sa.BigInteger, primary_key=True))
+    pointing = sa.Table(
+        "citus_probe_reference",
+        metadata,
+        sa.Column("id", sa.BigInteger, primary_key=True),
+        sa.Column("order_id", sa.BigInteger, sa.ForeignKey("mall_orders.id")),
+    )
+    PLACEMENT["citus_probe_reference"] = REFERENCE
+    try:
+        assert _unplaced() == {"citus_probe_loose"}
+        assert "citus_probe_reference.order_id" in _fks_citus_refuses()
+    finally:
+        del PLACEMENT["citus_probe_reference"]
+        metadata.remove(loose)
+        metadata.remove(pointing)
+    assert not _unplaced()
