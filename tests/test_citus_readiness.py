@@ -98,7 +98,7 @@ OTHER_MEMBERS_ROWS = {"benefit_shares.booking_id"}
 
 
 #: Tables whose primary key is a surrogate ``id`` today: step 2 of the migration plan in
-#: docs/scaling.md widens each to ``(member_id, id)`` (ids stay globally unique from their sequence).
+#: docs/scaling.md widens each to ``(member_id, id)`` or its member column (ids stay unique from their sequence).
 PRIMARY_KEY_WIDENED_IN_PLAN = frozenset(
     {
         "benefit_partner_orders",
