@@ -52,17 +52,41 @@ REROLL_DAYS = tunables.define(
 CHUNK_DAYS = 31
 MAX_BACKFILL_DAYS = 3 * 366
 _LOCK = "hashtext('loyalty.dashboard.rollup')"
-_DAY = "(({col}) AT TIME ZONE 'Asia/Shanghai')::date"
-#: Local midnight ending business day ``d`` (the instant the next day starts).
-_END_OF = "((({d}) + 1)::timestamp AT TIME ZONE 'Asia/Shanghai')"
-_DAYS = "SELECT generate_series(CAST(:d0 AS date), CAST(:d1 AS date), interval '1 day')::date AS day"
+#: The few expressions PostgreSQL and SQLite (``make run``) spell differently; everything else in
+#: the statements below is common SQL. Business days are Asia/Shanghai (UTC+8, no summer time);
+#: on SQLite timestamps are stored as naive UTC text, which ``date(…, '+8 hours')`` turns into days.
+_DIALECTS = {
+    "postgresql": {
+        "day": "(({col}) AT TIME ZONE 'Asia/Shanghai')::date",
+        # local midnight ending business day ``d`` (the instant the next day starts)
+        "end_of": "((({d}) + 1)::timestamp AT TIME ZONE 'Asia/Shanghai')",
+        "days": "SELECT generate_series(CAST(:d0 AS date), CAST(:d1 AS date), interval '1 day')::date AS day",
+        "day_before_window": "CAST(:d0 AS date) - 1",
+        "days_before": "({d}) - {n}",
+        "month_of": "CAST(date_trunc('month', {d}) AS date)",
+    },
+    "sqlite": {
+        "day": "date({col}, '+8 hours')",
+        "end_of": "datetime({d}, '+1 day', '-8 hours')",
+        "days": "WITH RECURSIVE s(day) AS (SELECT date(:d0) UNION ALL SELECT date(day, '+1 day') FROM s "
+        "WHERE day < date(:d1)) SELECT day FROM s",
+        "day_before_window": "date(:d0, '-1 day')",
+        "days_before": "date({d}, '-{n} days')",
+        "month_of": "date({d}, 'start of month')",
+    },
+}
+_SQL = _DIALECTS["postgresql"]  # the dialect ``_statements`` is spelling for
 _COUNTED = "m.status <> 'merged'"
 _IN_STOCK = "m.status NOT IN ('merged', 'closed')"
 _INSERT = "INSERT INTO daily_metrics (metric, day, dealer_id, key, value) "
 
 
 def _day(column: str) -> str:
-    return _DAY.format(col=column)
+    return _SQL["day"].format(col=column)
+
+
+def _end_of(day: str) -> str:
+    return _SQL["end_of"].format(d=day)
 
 
 def _stock(metric: str, *, source: str, ts: str, dealer: str, value: str, where: str) -> str:
@@ -76,14 +100,14 @@ def _stock(metric: str, *, source: str, ts: str, dealer: str, value: str, where:
         + f"""
 WITH flow AS (SELECT {_day(ts)} AS day, {dealer} AS dealer, {value} AS n FROM {source}
               WHERE {where} AND {ts} >= :t0 AND {ts} < :t1 GROUP BY 1, 2),
-base AS (SELECT CAST(:d0 AS date) - 1 AS day, {dealer} AS dealer, {value} AS n FROM {source}
+base AS (SELECT {_SQL["day_before_window"]} AS day, {dealer} AS dealer, {value} AS n FROM {source}
          WHERE {where} AND {ts} < :t0 GROUP BY 2),
 dealers AS (SELECT dealer FROM base UNION SELECT dealer FROM flow),
 daily AS (
   SELECT day, dealer, sum(n) AS n FROM (
     SELECT day, dealer, n FROM base
     UNION ALL SELECT day, dealer, n FROM flow
-    UNION ALL SELECT days.day, dealers.dealer, 0 FROM ({_DAYS}) days CROSS JOIN dealers) x
+    UNION ALL SELECT days.day, dealers.dealer, 0 FROM ({_SQL["days"]}) days CROSS JOIN dealers) x
   GROUP BY day, dealer),
 running AS (SELECT day, dealer, sum(n) OVER (PARTITION BY dealer ORDER BY day) AS n FROM daily)
 SELECT '{metric}', day, dealer, '', n FROM running WHERE day >= :d0 AND n <> 0"""
@@ -92,150 +116,162 @@ SELECT '{metric}', day, dealer, '', n FROM running WHERE day >= :d0 AND n <> 0""
 
 _MEMBER_DEALER = "COALESCE(m.enrolling_dealer_id, 0)"
 
-#: In order: ``tier_mix``'s silver row is what ``members_total`` leaves after the other tiers.
-STATEMENTS: tuple[tuple[tuple[str, ...], str], ...] = (
-    (
-        ("new_members",),
-        _INSERT
-        + f"""SELECT 'new_members', {_day("m.enrolled_at")}, {_MEMBER_DEALER}, '', count(*)
-FROM members m WHERE {_COUNTED} AND m.enrolled_at >= :t0 AND m.enrolled_at < :t1 GROUP BY 2, 3""",
-    ),
-    (
-        ("new_members_advisor",),
-        _INSERT
-        + f"""SELECT 'new_members_advisor', {_day("m.enrolled_at")}, {_MEMBER_DEALER},
-       CAST(m.enrolling_staff_id AS text), count(*)
-FROM members m WHERE {_COUNTED} AND m.enrolling_staff_id IS NOT NULL AND m.enrolled_at >= :t0 AND m.enrolled_at < :t1
-GROUP BY 2, 3, 4""",
-    ),
-    (
-        ("preenrolled", "preenrolled_activated"),
-        _INSERT
-        + f"""SELECT x.metric, c.day, c.dealer, '', x.n FROM (
-  SELECT {_day("m.enrolled_at")} AS day, {_MEMBER_DEALER} AS dealer,
-         count(*) AS total, count(m.activated_at) AS activated
-  FROM members m WHERE {_COUNTED} AND m.enrollment_channel = 'purchase' AND m.enrolled_at >= :t0 AND m.enrolled_at < :t1
-  GROUP BY 1, 2) c
-CROSS JOIN LATERAL (VALUES ('preenrolled', c.total), ('preenrolled_activated', c.activated)) AS x(metric, n)
-WHERE x.n > 0""",
-    ),
-    (
-        ("members_total",),
-        _stock(
-            "members_total",
-            source="members m",
-            ts="m.enrolled_at",
-            dealer=_MEMBER_DEALER,
-            value="count(*)",
-            where=_IN_STOCK,
+
+def _spell_statements() -> tuple[tuple[tuple[str, ...], str], ...]:
+    """Every metric's statements in ``_SQL``'s dialect. In order: ``tier_mix``'s silver row is what
+    ``members_total`` leaves after the other tiers."""
+    return (
+        (
+            ("new_members",),
+            _INSERT
+            + f"""SELECT 'new_members', {_day("m.enrolled_at")}, {_MEMBER_DEALER}, '', count(*)
+    FROM members m WHERE {_COUNTED} AND m.enrolled_at >= :t0 AND m.enrolled_at < :t1 GROUP BY 2, 3""",
         ),
-    ),
-    (
-        ("active_30d",),
-        _INSERT
-        + f"""
-WITH days AS ({_DAYS}),
-act AS (SELECT DISTINCT {_day("e.occurred_at")} AS day, e.member_id FROM point_entries e
-        WHERE e.kind <> 'expire' AND e.occurred_at >= :ta AND e.occurred_at < :t1)
-SELECT 'active_30d', days.day, {_MEMBER_DEALER}, '', count(DISTINCT act.member_id)
-FROM days JOIN act ON act.day > days.day - 30 AND act.day <= days.day
-JOIN members m ON m.id = act.member_id AND {_IN_STOCK}
-GROUP BY 2, 3""",
-    ),
-    (
-        ("tier_mix",),
-        _INSERT
-        + f"""
-WITH days AS ({_DAYS}),
-spans AS (SELECT c.member_id, c.to_tier, c.changed_at AS since,
-                 lead(c.changed_at) OVER (PARTITION BY c.member_id ORDER BY c.changed_at, c.id) AS until
-          FROM tier_changes c WHERE c.changed_at < :t1)
-SELECT 'tier_mix', days.day, {_MEMBER_DEALER}, s.to_tier, count(*)
-FROM days
-JOIN spans s ON s.since < {_END_OF.format(d="days.day")}
-            AND (s.until IS NULL OR s.until >= {_END_OF.format(d="days.day")})
-JOIN members m ON m.id = s.member_id AND {_IN_STOCK} AND m.enrolled_at < {_END_OF.format(d="days.day")}
-WHERE s.to_tier <> 'silver'
-GROUP BY 2, 3, 4;
-"""
-        + _INSERT
-        + """SELECT 'tier_mix', t.day, t.dealer_id, 'silver', t.value - COALESCE(o.n, 0)
-FROM daily_metrics t
-LEFT JOIN (SELECT day, dealer_id, sum(value) AS n FROM daily_metrics
-           WHERE metric = 'tier_mix' AND day BETWEEN :d0 AND :d1 GROUP BY 1, 2) o
-  ON o.day = t.day AND o.dealer_id = t.dealer_id
-WHERE t.metric = 'members_total' AND t.day BETWEEN :d0 AND :d1 AND t.value - COALESCE(o.n, 0) > 0""",
-    ),
-    (
-        ("points",),
-        _INSERT
-        + f"""SELECT 'points', {_day("e.occurred_at")}, {_MEMBER_DEALER},
-       e.kind || CASE WHEN e.points > 0 THEN '+' ELSE '-' END, sum(e.points)
-FROM point_entries e JOIN members m ON m.id = e.member_id
-WHERE e.currency = 'reward' AND e.occurred_at >= :t0 AND e.occurred_at < :t1 GROUP BY 2, 3, 4""",
-    ),
-    (
-        ("points_balance",),
-        _stock(
-            "points_balance",
-            source="point_entries e JOIN members m ON m.id = e.member_id",
-            ts="e.occurred_at",
-            dealer=_MEMBER_DEALER,
-            value="sum(e.points)",
-            where="e.currency = 'reward'",
+        (
+            ("new_members_advisor",),
+            _INSERT
+            + f"""SELECT 'new_members_advisor', {_day("m.enrolled_at")}, {_MEMBER_DEALER},
+           CAST(m.enrolling_staff_id AS text), count(*)
+    FROM members m WHERE {_COUNTED} AND m.enrolling_staff_id IS NOT NULL
+      AND m.enrolled_at >= :t0 AND m.enrolled_at < :t1
+    GROUP BY 2, 3, 4""",
         ),
-    ),
-    (
-        ("red_packet_fen",),
-        _INSERT
-        + f"""SELECT 'red_packet_fen', {_day("g.sent_at")}, COALESCE(c.dealer_id, 0), CAST(g.campaign_id AS text),
-       sum(g.amount_fen)
-FROM red_packet_grants g JOIN campaigns c ON c.id = g.campaign_id
-WHERE g.status IN ('sent', 'received') AND g.sent_at >= :t0 AND g.sent_at < :t1 GROUP BY 2, 3, 4""",
-    ),
-    (
-        ("benefit_used",),
-        _INSERT
-        + f"""SELECT 'benefit_used', {_day("b.delivered_at")}, COALESCE(b.dealer_id, 0), b.benefit_code, count(*)
-FROM bookings b WHERE b.status = 'delivered' AND b.delivered_at >= :t0 AND b.delivered_at < :t1 GROUP BY 2, 3, 4""",
-    ),
-    (
-        ("benefit_ratings", "benefit_rating_sum"),
-        _INSERT
-        + f"""SELECT x.metric, r.day, r.dealer, r.code, x.n FROM (
-  SELECT {_day("b.rated_at")} AS day, COALESCE(b.dealer_id, 0) AS dealer, b.benefit_code AS code,
-         count(*) AS ratings, sum(b.rating) AS total
-  FROM bookings b WHERE b.rating IS NOT NULL AND b.rated_at >= :t0 AND b.rated_at < :t1 GROUP BY 1, 2, 3) r
-CROSS JOIN LATERAL (VALUES ('benefit_ratings', r.ratings), ('benefit_rating_sum', r.total)) AS x(metric, n)""",
-    ),
-    (
-        ("referrals",),
-        _INSERT
-        + f"""SELECT 'referrals', c.day, c.dealer_id, x.stage, x.n FROM (
-  SELECT {_day("r.attributed_at")} AS day, r.dealer_id, count(*) AS leads, count(r.test_drive_at) AS test_drives,
-         count(r.ordered_at) AS orders, count(r.delivered_at) AS deliveries
-  FROM referrals r WHERE r.attributed_at >= :t0 AND r.attributed_at < :t1 GROUP BY 1, 2) c
-CROSS JOIN LATERAL (VALUES ('lead', c.leads), ('test_drive', c.test_drives), ('order', c.orders),
-                           ('delivery', c.deliveries)) AS x(stage, n)
-WHERE x.n > 0""",
-    ),
-    (
-        ("notifications",),
-        _INSERT
-        + f"""SELECT 'notifications', {_day("n.created_at")}, {_MEMBER_DEALER},
-       n.kind || '|' || n.channel || '|' || n.status, count(*)
-FROM notifications n LEFT JOIN members m ON m.id = n.member_id
-WHERE n.created_at >= :t0 AND n.created_at < :t1 GROUP BY 2, 3, 4""",
-    ),
-    (
-        ("complaints",),
-        _INSERT
-        + f"""SELECT 'complaints', {_day("c.created_at")}, {_MEMBER_DEALER}, c.category, count(*)
-FROM complaints c JOIN members m ON m.id = c.member_id
-WHERE c.created_at >= :t0 AND c.created_at < :t1 GROUP BY 2, 3, 4""",
-    ),
-)
-METRICS: tuple[str, ...] = tuple(metric for metrics, _sql in STATEMENTS for metric in metrics)
+        (
+            ("preenrolled", "preenrolled_activated"),
+            _INSERT
+            + f"""SELECT metric, day, dealer, '', n FROM (
+    SELECT x.metric, c.day, c.dealer, CASE x.metric WHEN 'preenrolled' THEN c.total ELSE c.activated END AS n FROM (
+      SELECT {_day("m.enrolled_at")} AS day, {_MEMBER_DEALER} AS dealer,
+             count(*) AS total, count(m.activated_at) AS activated
+      FROM members m WHERE {_COUNTED} AND m.enrollment_channel = 'purchase'
+        AND m.enrolled_at >= :t0 AND m.enrolled_at < :t1
+      GROUP BY 1, 2) c
+    CROSS JOIN (SELECT 'preenrolled' AS metric UNION ALL SELECT 'preenrolled_activated') x) y
+    WHERE n > 0""",
+        ),
+        (
+            ("members_total",),
+            _stock(
+                "members_total",
+                source="members m",
+                ts="m.enrolled_at",
+                dealer=_MEMBER_DEALER,
+                value="count(*)",
+                where=_IN_STOCK,
+            ),
+        ),
+        (
+            ("active_30d",),
+            _INSERT
+            + f"""
+    WITH days AS ({_SQL["days"]}),
+    act AS (SELECT DISTINCT {_day("e.occurred_at")} AS day, e.member_id FROM point_entries e
+            WHERE e.kind <> 'expire' AND e.occurred_at >= :ta AND e.occurred_at < :t1)
+    SELECT 'active_30d', days.day, {_MEMBER_DEALER}, '', count(DISTINCT act.member_id)
+    FROM days JOIN act ON act.day > {_SQL["days_before"].format(d="days.day", n=30)} AND act.day <= days.day
+    JOIN members m ON m.id = act.member_id AND {_IN_STOCK}
+    GROUP BY 2, 3""",
+        ),
+        (
+            ("tier_mix",),
+            _INSERT
+            + f"""
+    WITH days AS ({_SQL["days"]}),
+    spans AS (SELECT c.member_id, c.to_tier, c.changed_at AS since,
+                     lead(c.changed_at) OVER (PARTITION BY c.member_id ORDER BY c.changed_at, c.id) AS until
+              FROM tier_changes c WHERE c.changed_at < :t1)
+    SELECT 'tier_mix', days.day, {_MEMBER_DEALER}, s.to_tier, count(*)
+    FROM days
+    JOIN spans s ON s.since < {_end_of("days.day")}
+                AND (s.until IS NULL OR s.until >= {_end_of("days.day")})
+    JOIN members m ON m.id = s.member_id AND {_IN_STOCK} AND m.enrolled_at < {_end_of("days.day")}
+    WHERE s.to_tier <> 'silver'
+    GROUP BY 2, 3, 4;
+    """
+            + _INSERT
+            + """SELECT 'tier_mix', t.day, t.dealer_id, 'silver', t.value - COALESCE(o.n, 0)
+    FROM daily_metrics t
+    LEFT JOIN (SELECT day, dealer_id, sum(value) AS n FROM daily_metrics
+               WHERE metric = 'tier_mix' AND day BETWEEN :d0 AND :d1 GROUP BY 1, 2) o
+      ON o.day = t.day AND o.dealer_id = t.dealer_id
+    WHERE t.metric = 'members_total' AND t.day BETWEEN :d0 AND :d1 AND t.value - COALESCE(o.n, 0) > 0""",
+        ),
+        (
+            ("points",),
+            _INSERT
+            + f"""SELECT 'points', {_day("e.occurred_at")}, {_MEMBER_DEALER},
+           e.kind || CASE WHEN e.points > 0 THEN '+' ELSE '-' END, sum(e.points)
+    FROM point_entries e JOIN members m ON m.id = e.member_id
+    WHERE e.currency = 'reward' AND e.occurred_at >= :t0 AND e.occurred_at < :t1 GROUP BY 2, 3, 4""",
+        ),
+        (
+            ("points_balance",),
+            _stock(
+                "points_balance",
+                source="point_entries e JOIN members m ON m.id = e.member_id",
+                ts="e.occurred_at",
+                dealer=_MEMBER_DEALER,
+                value="sum(e.points)",
+                where="e.currency = 'reward'",
+            ),
+        ),
+        (
+            ("red_packet_fen",),
+            _INSERT
+            + f"""SELECT 'red_packet_fen', {_day("g.sent_at")}, COALESCE(c.dealer_id, 0), CAST(g.campaign_id AS text),
+           sum(g.amount_fen)
+    FROM red_packet_grants g JOIN campaigns c ON c.id = g.campaign_id
+    WHERE g.status IN ('sent', 'received') AND g.sent_at >= :t0 AND g.sent_at < :t1 GROUP BY 2, 3, 4""",
+        ),
+        (
+            ("benefit_used",),
+            _INSERT
+            + f"""SELECT 'benefit_used', {_day("b.delivered_at")}, COALESCE(b.dealer_id, 0), b.benefit_code, count(*)
+    FROM bookings b WHERE b.status = 'delivered' AND b.delivered_at >= :t0 AND b.delivered_at < :t1 GROUP BY 2, 3, 4""",
+        ),
+        (
+            ("benefit_ratings", "benefit_rating_sum"),
+            _INSERT
+            + f"""SELECT x.metric, r.day, r.dealer, r.code,
+           CASE x.metric WHEN 'benefit_ratings' THEN r.ratings ELSE r.total END
+    FROM (
+      SELECT {_day("b.rated_at")} AS day, COALESCE(b.dealer_id, 0) AS dealer, b.benefit_code AS code,
+             count(*) AS ratings, sum(b.rating) AS total
+      FROM bookings b WHERE b.rating IS NOT NULL AND b.rated_at >= :t0 AND b.rated_at < :t1 GROUP BY 1, 2, 3) r
+    CROSS JOIN (SELECT 'benefit_ratings' AS metric UNION ALL SELECT 'benefit_rating_sum') x""",
+        ),
+        (
+            ("referrals",),
+            _INSERT
+            + f"""SELECT 'referrals', day, dealer_id, stage, n FROM (
+    SELECT c.day, c.dealer_id, x.stage,
+           CASE x.stage WHEN 'lead' THEN c.leads WHEN 'test_drive' THEN c.test_drives WHEN 'order' THEN c.orders
+                        ELSE c.deliveries END AS n FROM (
+      SELECT {_day("r.attributed_at")} AS day, r.dealer_id, count(*) AS leads, count(r.test_drive_at) AS test_drives,
+             count(r.ordered_at) AS orders, count(r.delivered_at) AS deliveries
+      FROM referrals r WHERE r.attributed_at >= :t0 AND r.attributed_at < :t1 GROUP BY 1, 2) c
+    CROSS JOIN (SELECT 'lead' AS stage UNION ALL SELECT 'test_drive' UNION ALL SELECT 'order'
+                UNION ALL SELECT 'delivery') x) y
+    WHERE n > 0""",
+        ),
+        (
+            ("notifications",),
+            _INSERT
+            + f"""SELECT 'notifications', {_day("n.created_at")}, {_MEMBER_DEALER},
+           n.kind || '|' || n.channel || '|' || n.status, count(*)
+    FROM notifications n LEFT JOIN members m ON m.id = n.member_id
+    WHERE n.created_at >= :t0 AND n.created_at < :t1 GROUP BY 2, 3, 4""",
+        ),
+        (
+            ("complaints",),
+            _INSERT
+            + f"""SELECT 'complaints', {_day("c.created_at")}, {_MEMBER_DEALER}, c.category, count(*)
+    FROM complaints c JOIN members m ON m.id = c.member_id
+    WHERE c.created_at >= :t0 AND c.created_at < :t1 GROUP BY 2, 3, 4""",
+        ),
+    )
+
+
 #: Daily flows whose sums over a range the charts read (not stocks, not 30-day windows): these also
 #: get a row per month (``<metric>@month``), recomputed for every month the window touches.
 MONTHLY = (
@@ -249,11 +285,22 @@ MONTHLY = (
     "notifications",
     "complaints",
 )
-_MONTHS = (
-    _INSERT
-    + f"""SELECT metric || '{MONTHLY_SUFFIX}', CAST(date_trunc('month', day) AS date), dealer_id, key, sum(value)
+
+
+def _spell_months() -> str:
+    return (
+        _INSERT
+        + f"""SELECT metric || '{MONTHLY_SUFFIX}', {_SQL["month_of"].format(d="day")}, dealer_id, key, sum(value)
 FROM daily_metrics WHERE day >= :m0 AND day < :m1 AND metric IN :monthly GROUP BY 1, 2, 3, 4"""
-)
+    )
+
+
+#: The statements spelled once per dialect at import (``_SQL`` is what the helpers above read).
+_SPELLED: dict[str, tuple[tuple[tuple[tuple[str, ...], str], ...], str]] = {}
+for _dialect, _SQL in _DIALECTS.items():  # the helpers above read _SQL
+    _SPELLED[_dialect] = (_spell_statements(), _spell_months())
+STATEMENTS = _SPELLED["postgresql"][0]
+METRICS: tuple[str, ...] = tuple(metric for metrics, _sql in STATEMENTS for metric in metrics)
 #: Every metric's rows summed over the dealers, for HQ's charts.
 _TOTALS = (
     _INSERT
@@ -276,7 +323,8 @@ def roll(first: dt.date, last: dt.date) -> RollupRun:
     if (last - first).days >= MAX_BACKFILL_DAYS:
         raise ValidationFailed(fields={"from": [_("At most %(days)s days at a time.", days=MAX_BACKFILL_DAYS)]})
     db.session.flush()
-    db.session.execute(sa.text(f"SELECT pg_advisory_xact_lock({_LOCK})"))
+    if db.dialect == "postgresql":  # SQLite (`make run`) writes one transaction at a time anyway
+        db.session.execute(sa.text(f"SELECT pg_advisory_xact_lock({_LOCK})"))
     db.session.execute(
         sa.delete(DailyMetric).where(DailyMetric.day >= first, DailyMetric.day <= last, DailyMetric.metric.in_(METRICS))
     )
@@ -287,7 +335,9 @@ def roll(first: dt.date, last: dt.date) -> RollupRun:
         "t1": business_day_start(last + dt.timedelta(days=1)),
         "ta": business_day_start(first - dt.timedelta(days=29)),
     }
-    for _metrics, sql in STATEMENTS:
+    if db.dialect == "sqlite":
+        params = {name: _as_sqlite_text(value) for name, value in params.items()}
+    for _metrics, sql in _SPELLED[db.dialect][0]:
         for statement in sql.split(";\n"):
             db.session.execute(sa.text(statement), params)
     db.session.execute(sa.text(_TOTALS), params)
@@ -300,6 +350,13 @@ def roll(first: dt.date, last: dt.date) -> RollupRun:
     return RollupRun(first, last, int(rows or 0))
 
 
+def _as_sqlite_text(value: dt.date) -> str:
+    """A bound date or instant as SQLite holds the columns it is compared with (naive UTC text)."""
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return value.isoformat()
+
+
 def _roll_months(first: dt.date, last: dt.date) -> None:
     """Recompute the month rows of every month the window touches, from its daily rows."""
     m0 = first.replace(day=1)
@@ -308,8 +365,11 @@ def _roll_months(first: dt.date, last: dt.date) -> None:
     db.session.execute(
         sa.delete(DailyMetric).where(DailyMetric.metric.in_(monthly), DailyMetric.day >= m0, DailyMetric.day < m1)
     )
-    statement = sa.text(_MONTHS).bindparams(sa.bindparam("monthly", expanding=True))
-    db.session.execute(statement, {"m0": m0, "m1": m1, "monthly": list(MONTHLY)})
+    statement = sa.text(_SPELLED[db.dialect][1]).bindparams(sa.bindparam("monthly", expanding=True))
+    bounds = {"m0": m0, "m1": m1}
+    if db.dialect == "sqlite":
+        bounds = {name: _as_sqlite_text(value) for name, value in bounds.items()}
+    db.session.execute(statement, {**bounds, "monthly": list(MONTHLY)})
 
 
 def backfill(first: dt.date, last: dt.date) -> list[RollupRun]:

@@ -21,7 +21,7 @@ def upgrade() -> None:
     op.add_column("benefit_shares", sa.Column("wxacode_at", sa.DateTime(timezone=True), nullable=True))
     op.create_table(
         "benefit_partner_orders",
-        sa.Column("id", sa.BigInteger(), nullable=False),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("booking_id", sa.BigInteger(), nullable=False),
         sa.Column("member_id", sa.BigInteger(), nullable=False),
         sa.Column("service", sa.String(length=32), nullable=False),
