@@ -12,7 +12,9 @@
    once unless ``--latency-ms`` makes it wait like WeChat does. Target: ≥ 0.8×.
    With ``--dispatchers N`` (and ``--concurrency C``, written to ``care.send_concurrency``), N
    dispatcher processes run ``send_due`` side by side over the same rows, as the issue deploys them;
-   the floor is the fake called directly from N × C threads (the same total in flight).
+   the floor is the fake called directly from N × C threads (the same total in flight). With
+   ``--lanes 2`` (``care.dispatch_lanes``) each dispatcher checks its next batch while the current
+   one's calls are in flight.
 
 Every sending round checks exactly-once: the fakes' journals (of every dispatcher) hold each due
 row's openid once and no other, and every row is ``sent`` after one attempt.
@@ -21,7 +23,7 @@ Uses its own database (``bench_care``, or ``LOYALTY_BENCH_DB``), dropped and rec
 ``LOYALTY_BENCH_REDIS_DB`` (see ``bench/common.py``).
 
     .venv/bin/python bench/care.py [--members 1000000] [--rounds 3] [--dispatch-rows 1000] [--latency-ms 0 50]
-        [--dispatchers 2 --concurrency 4 [--claim-batch 200]]
+        [--dispatchers 2 --concurrency 4] [--lanes 2] [--claim-batch 200]
 """
 
 from __future__ import annotations
@@ -378,6 +380,7 @@ def main() -> None:
     parser.add_argument("--dispatchers", type=int, default=1, help="dispatcher processes side by side")
     parser.add_argument("--concurrency", type=int, help="care.send_concurrency for this run (each dispatcher's)")
     parser.add_argument("--claim-batch", type=int, help="care.claim_batch for this run")
+    parser.add_argument("--lanes", type=int, help="care.dispatch_lanes for this run (batches per dispatcher at once)")
     parser.add_argument("--skip-planning", action="store_true", help="only the sending part (with --reuse)")
     parser.add_argument("--reuse", action="store_true", help="keep the seeded database of the last run")
     parser.add_argument("--seed-only", action="store_true", help="seed the database and stop (reuse it later)")
@@ -439,6 +442,10 @@ def send_rounds(app, args: argparse.Namespace) -> None:
     make_reachable(app, args.dispatch_rows)
     with run_settings(app, args):
         per_dispatcher = dispatch_width(app)
+        with app.app_context():
+            from app.care import notify
+
+            lane_count = int(notify.LANES.value())
         width = per_dispatcher * args.dispatchers
         ours_name = "notify.send_due" if args.dispatchers == 1 else f"{args.dispatchers} × notify.send_due"
         for latency_ms in args.latency_ms:
@@ -446,6 +453,7 @@ def send_rounds(app, args: argparse.Namespace) -> None:
             print(
                 f"\nsending {args.dispatch_rows} due reminders, fake gateway answering in {latency_ms:g} ms,"
                 f" {args.dispatchers} dispatcher(s) × {per_dispatcher} in flight (care.send_concurrency),"
+                f" {lane_count} lane(s) each,"
                 f" {args.rounds} alternating rounds",
                 flush=True,
             )
@@ -470,11 +478,15 @@ def send_rounds(app, args: argparse.Namespace) -> None:
 
 @contextmanager
 def run_settings(app, args: argparse.Namespace) -> Iterator[None]:
-    """``--concurrency`` and ``--claim-batch`` as program settings for the run, put back after."""
+    """``--concurrency``, ``--claim-batch`` and ``--lanes`` as program settings for the run, put back after."""
     from app.core import tunables
     from app.core.db import db
 
-    wanted = {"care.send_concurrency": args.concurrency, "care.claim_batch": args.claim_batch}
+    wanted = {
+        "care.send_concurrency": args.concurrency,
+        "care.claim_batch": args.claim_batch,
+        "care.dispatch_lanes": args.lanes,
+    }
     wanted = {key: value for key, value in wanted.items() if value is not None}
 
     def apply(values: dict) -> None:
