@@ -223,9 +223,9 @@ class CountingOfficialAccount(FakeOfficialAccount):
         return super().send_template(openid, template_id, data, url=url)
 
 
-def test_the_lanes_of_a_dispatcher_share_its_calls_in_flight(app, fakes):
+def test_the_lanes_of_a_dispatcher_share_its_calls_in_flight(app, fakes, monkeypatch):
     counting = CountingOfficialAccount()
-    fakes.official_account = counting
+    monkeypatch.setattr(fakes, "official_account", counting)  # this test only
     with app.app_context():
         plan_rows(followers(30), per_member=8)
         lanes(3)
