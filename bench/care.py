@@ -10,22 +10,35 @@
    attempt committed before the call, the outcome after) with the fake service-account gateway vs a
    loop calling that fake gateway directly with the same data and no logic. The fake answers at
    once unless ``--latency-ms`` makes it wait like WeChat does. Target: ≥ 0.8×.
+   With ``--dispatchers N`` (and ``--concurrency C``, written to ``care.send_concurrency``), N
+   dispatcher processes run ``send_due`` side by side over the same rows, as the issue deploys them;
+   the floor is the fake called directly from N × C threads (the same total in flight). With
+   ``--lanes 2`` (``care.dispatch_lanes``) each dispatcher checks its next batch while the current
+   one's calls are in flight.
+
+Every sending round checks exactly-once: the fakes' journals (of every dispatcher) hold each due
+row's openid once and no other, and every row is ``sent`` after one attempt.
 
 Uses its own database (``bench_care``, or ``LOYALTY_BENCH_DB``), dropped and recreated; Redis db
 ``LOYALTY_BENCH_REDIS_DB`` (see ``bench/common.py``).
 
     .venv/bin/python bench/care.py [--members 1000000] [--rounds 3] [--dispatch-rows 1000] [--latency-ms 0 50]
+        [--dispatchers 2 --concurrency 4] [--lanes 2] [--claim-batch 200]
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import multiprocessing
 import os
 import statistics
 import sys
 import time
+from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -253,16 +266,69 @@ def time_dispatch(app, rows: int, latency: float) -> tuple[float, dict[str, int]
         from app.core.db import db
 
         db.session.remove()
-    sent = len(official.templates())
     assert handled == rows, f"handled {handled} of {rows}"
+    return elapsed, sent_exactly_once([message["touser"] for message in official.templates()], rows)
+
+
+def sent_exactly_once(openids: list[str], rows: int) -> dict[str, int]:
+    """The journals against the rows: each due row's member messaged once, nobody twice, no one
+    else; every row ``sent`` after exactly one attempt. Returns the rows' statuses."""
+    expected = {f"bench-openid-{member_id}" for (member_id,) in _rows("SELECT member_id FROM bench_dispatch")}
+    twice = [openid for openid, count in Counter(openids).items() if count > 1]
+    assert not twice, f"{len(twice)} members messaged more than once, e.g. {twice[:3]}"
+    assert set(openids) == expected and len(expected) == rows, (
+        f"{len(expected - set(openids))} rows never sent, {len(set(openids) - expected)} unexpected messages"
+    )
     statuses = dict(
-        (status, count)
-        for status, count in _rows(
-            "SELECT status, count(*) FROM notifications WHERE id IN (SELECT id FROM bench_dispatch) GROUP BY 1"
+        _rows(
+            "SELECT status || CASE WHEN attempts = 1 THEN '' ELSE ' after ' || attempts || ' attempts' END, count(*)"
+            " FROM notifications WHERE id IN (SELECT id FROM bench_dispatch) GROUP BY 1"
         )
     )
-    assert sent == rows == statuses.get("sent"), f"sent {sent}, statuses {statuses}"
-    return elapsed, statuses
+    assert statuses == {"sent": rows}, f"statuses {statuses}"
+    return statuses
+
+
+def _dispatcher(latency: float, start, results) -> None:
+    """One dispatcher process: its own app, session and slow fake; waits at ``start`` so that the
+    start-up is not timed, then sends until nothing is due and reports its journal."""
+    import sqlalchemy as sa
+
+    from app import create_app
+    from app.care import notify
+    from app.core.db import db
+
+    app = create_app()
+    official = slow_fake(latency)
+    install_fakes(app, official)
+    with app.app_context():
+        db.session.execute(sa.text("SELECT 1"))  # connected before the clock starts
+        db.session.remove()
+        start.wait()
+        handled = notify.send_due()
+        db.session.remove()
+    results.put((handled, [message["touser"] for message in official.templates()]))
+
+
+def time_dispatchers(rows: int, latency: float, dispatchers: int) -> tuple[float, dict[str, int]]:
+    """``dispatchers`` processes running ``send_due`` side by side over the same due rows; the time
+    from their common start to the last one's report."""
+    reset_dispatch_rows()
+    context = multiprocessing.get_context("spawn")
+    start, results = context.Barrier(dispatchers + 1), context.Queue()
+    processes = [context.Process(target=_dispatcher, args=(latency, start, results)) for _ in range(dispatchers)]
+    for process in processes:
+        process.start()
+    start.wait()
+    started = time.perf_counter()
+    reports = [results.get(timeout=600) for _ in processes]
+    elapsed = time.perf_counter() - started
+    for process in processes:
+        process.join()
+        assert process.exitcode == 0, f"a dispatcher exited with {process.exitcode}"
+    handled = sum(report[0] for report in reports)
+    assert handled == rows, f"handled {handled} of {rows}"
+    return elapsed, sent_exactly_once([openid for report in reports for openid in report[1]], rows)
 
 
 def _rows(query: str) -> list[tuple]:
@@ -311,6 +377,10 @@ def main() -> None:
     parser.add_argument(
         "--latency-ms", type=float, nargs="*", default=[0.0, 50.0, 200.0], help="fake gateway latencies"
     )
+    parser.add_argument("--dispatchers", type=int, default=1, help="dispatcher processes side by side")
+    parser.add_argument("--concurrency", type=int, help="care.send_concurrency for this run (each dispatcher's)")
+    parser.add_argument("--claim-batch", type=int, help="care.claim_batch for this run")
+    parser.add_argument("--lanes", type=int, help="care.dispatch_lanes for this run (batches per dispatcher at once)")
     parser.add_argument("--skip-planning", action="store_true", help="only the sending part (with --reuse)")
     parser.add_argument("--reuse", action="store_true", help="keep the seeded database of the last run")
     parser.add_argument("--seed-only", action="store_true", help="seed the database and stop (reuse it later)")
@@ -370,28 +440,70 @@ def plan_rounds(app, today: dt.date, args: argparse.Namespace) -> None:
 
 def send_rounds(app, args: argparse.Namespace) -> None:
     make_reachable(app, args.dispatch_rows)
-    width = dispatch_width(app)
-    for latency_ms in args.latency_ms:
-        latency = latency_ms / 1000
-        print(
-            f"\nsending {args.dispatch_rows} due reminders, fake gateway answering in {latency_ms:g} ms,"
-            f" {width} in flight (care.send_concurrency), {args.rounds} alternating rounds",
-            flush=True,
-        )
-        ratios = []
-        for round_number in range(args.rounds):
-            direct = time_direct_calls(app, args.dispatch_rows, latency, width)
-            ours_seconds, statuses = time_dispatch(app, args.dispatch_rows, latency)
-            direct_rate, our_rate = args.dispatch_rows / direct, args.dispatch_rows / ours_seconds
-            ratios.append(our_rate / direct_rate)
+    with run_settings(app, args):
+        per_dispatcher = dispatch_width(app)
+        with app.app_context():
+            from app.care import notify
+
+            lane_count = int(notify.LANES.value())
+        width = per_dispatcher * args.dispatchers
+        ours_name = "notify.send_due" if args.dispatchers == 1 else f"{args.dispatchers} × notify.send_due"
+        for latency_ms in args.latency_ms:
+            latency = latency_ms / 1000
             print(
-                f"  round {round_number + 1}: fake called directly from {width} threads {direct_rate:9.1f} sends/s;"
-                f" notify.send_due {our_rate:9.1f} sends/s {statuses};"
-                f" our cost per message {(ours_seconds - direct) / args.dispatch_rows * 1000:6.2f} ms;"
-                f" ratio {our_rate / direct_rate:.2f}",
+                f"\nsending {args.dispatch_rows} due reminders, fake gateway answering in {latency_ms:g} ms,"
+                f" {args.dispatchers} dispatcher(s) × {per_dispatcher} in flight (care.send_concurrency),"
+                f" {lane_count} lane(s) each,"
+                f" {args.rounds} alternating rounds",
                 flush=True,
             )
-        print(f"send_due / direct calls rate ratio (median): {statistics.median(ratios):.2f}   (target >= 0.8)")
+            ratios = []
+            for round_number in range(args.rounds):
+                direct = time_direct_calls(app, args.dispatch_rows, latency, width)
+                if args.dispatchers == 1:
+                    ours_seconds, statuses = time_dispatch(app, args.dispatch_rows, latency)
+                else:
+                    ours_seconds, statuses = time_dispatchers(args.dispatch_rows, latency, args.dispatchers)
+                direct_rate, our_rate = args.dispatch_rows / direct, args.dispatch_rows / ours_seconds
+                ratios.append(our_rate / direct_rate)
+                print(
+                    f"  round {round_number + 1}: fake called directly from {width} threads"
+                    f" {direct_rate:9.1f} sends/s; {ours_name} {our_rate:9.1f} sends/s {statuses}, each once;"
+                    f" our cost per message {(ours_seconds - direct) / args.dispatch_rows * 1000:6.2f} ms;"
+                    f" ratio {our_rate / direct_rate:.2f}",
+                    flush=True,
+                )
+            print(f"{ours_name} / direct calls rate ratio (median): {statistics.median(ratios):.2f}   (target >= 0.8)")
+
+
+@contextmanager
+def run_settings(app, args: argparse.Namespace) -> Iterator[None]:
+    """``--concurrency``, ``--claim-batch`` and ``--lanes`` as program settings for the run, put back after."""
+    from app.core import tunables
+    from app.core.db import db
+
+    wanted = {
+        "care.send_concurrency": args.concurrency,
+        "care.claim_batch": args.claim_batch,
+        "care.dispatch_lanes": args.lanes,
+    }
+    wanted = {key: value for key, value in wanted.items() if value is not None}
+
+    def apply(values: dict) -> None:
+        with app.app_context():
+            for key, value in values.items():
+                tunables.set_value(key, value, actor=("cli", "bench"), reason="bench/care.py run")
+            db.session.commit()
+            db.session.remove()
+        tunables.forget_shared_snapshot()
+
+    with app.app_context():
+        before = {key: tunables.get(key) for key in wanted}
+    apply(wanted)
+    try:
+        yield
+    finally:
+        apply(before)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from app.care.models import Notification, SubscribeGrant
 from app.core import tunables
 from app.core.clock import utcnow
 from app.core.db import db
+from app.gateways.fakes import FakeOfficialAccount
 from app.members import services
 from app.members.models import WechatIdentity
 from tests import factories
@@ -106,6 +108,22 @@ def dispatchers(app, count: int) -> list[int]:
         return list(pool.map(dispatcher, range(count)))
 
 
+def dying_dispatcher(tmp_path: Path, *, die_after: int) -> list[str]:
+    """Run ``tests.care_dispatcher_probe`` until it dies; the openids WeChat accepted from it."""
+    journal = tmp_path / "calls.jsonl"
+    probe = [sys.executable, "-m", "tests.care_dispatcher_probe", PG_URL, REDIS_URL, str(journal)]
+    done = subprocess.run(
+        [*probe, str(die_after), utcnow().isoformat()],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 3, done.stderr[-3000:]
+    return [json.loads(line)["touser"] for line in journal.read_text().splitlines()]
+
+
 def test_three_dispatchers_over_10000_due_rows_send_each_exactly_once(app, fakes):
     with app.app_context():
         members = followers(100)
@@ -132,26 +150,7 @@ def test_a_dispatcher_killed_mid_batch_loses_nothing_and_sends_nothing_twice(app
         plan_rows(members, per_member=1)
         tunables.set_value("care.claim_batch", 50, actor=("test", "proof"))  # the dead one claims 50 of 120
         db.session.commit()
-    journal = tmp_path / "calls.jsonl"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tests.care_dispatcher_probe",
-            PG_URL,
-            REDIS_URL,
-            str(journal),
-            "30",
-            utcnow().isoformat(),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 3, done.stderr[-3000:]
-    sent_by_the_dead = [json.loads(line)["touser"] for line in journal.read_text().splitlines()]
+    sent_by_the_dead = dying_dispatcher(tmp_path, die_after=30)
     assert len(sent_by_the_dead) == 30
     # The dead dispatcher claimed a batch and kept ``width`` calls in flight, each call's attempt
     # committed before it, its outcome committed with the next attempts: at any moment at most
@@ -184,8 +183,99 @@ def test_a_dispatcher_killed_mid_batch_loses_nothing_and_sends_nothing_twice(app
     assert set(every_call) | in_doubt == {f"o-{member_id}" for member_id in members}  # none lost unaccounted
 
 
-def test_the_marketing_cap_holds_with_three_dispatchers_on_one_member(app, fakes):
+def lanes(count: int) -> None:
+    """Each dispatcher works on ``count`` batches at once (``care.dispatch_lanes``); committed."""
+    tunables.set_value("care.dispatch_lanes", count, actor=("test", "proof"))
+    db.session.commit()
+
+
+def test_three_dispatchers_of_two_lanes_each_send_each_row_exactly_once(app, fakes):
     with app.app_context():
+        members = followers(40)
+        total = plan_rows(members, per_member=50)
+        lanes(2)
+        tunables.set_value("care.claim_batch", 40, actor=("test", "proof"))
+        db.session.commit()
+    handled = dispatchers(app, 3)
+    assert sum(handled) == total == 2000
+    calls = [call["touser"] for call in fakes.official_account.templates()]
+    assert len(calls) == total
+    assert {member: calls.count(f"o-{member}") for member in members} == dict.fromkeys(members, 50)
+    with app.app_context():
+        assert statuses() == {"sent": total}
+
+
+class CountingOfficialAccount(FakeOfficialAccount):
+    """Answers after a short wait, counting the calls in flight at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.in_flight = self.most_in_flight = 0
+        self.counting = threading.Lock()
+
+    def send_template(self, openid, template_id, data, *, url=None) -> int:
+        with self.counting:
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        time.sleep(0.01)
+        with self.counting:
+            self.in_flight -= 1
+        return super().send_template(openid, template_id, data, url=url)
+
+
+def test_the_lanes_of_a_dispatcher_share_its_calls_in_flight(app, fakes, monkeypatch):
+    counting = CountingOfficialAccount()
+    monkeypatch.setattr(fakes, "official_account", counting)  # this test only
+    with app.app_context():
+        plan_rows(followers(30), per_member=8)
+        lanes(3)
+        tunables.set_value("care.claim_batch", 10, actor=("test", "proof"))
+        tunables.set_value("care.send_concurrency", 4, actor=("test", "proof"))
+        db.session.commit()
+        assert notify.send_due() == 240
+        assert statuses() == {"sent": 240}
+    assert len(counting.templates()) == 240
+    assert counting.most_in_flight == 4  # three lanes, never more than the dispatcher's width at once
+
+
+def test_a_dispatcher_of_two_lanes_killed_leaves_at_most_its_width_in_doubt(app, fakes, tmp_path):
+    with app.app_context():
+        members = followers(120)
+        plan_rows(members, per_member=1)
+        lanes(2)
+        tunables.set_value("care.claim_batch", 20, actor=("test", "proof"))
+        db.session.commit()
+    sent_by_the_dead = dying_dispatcher(tmp_path, die_after=50)
+    assert len(sent_by_the_dead) == 50
+    with app.app_context():
+        width = notify.CONCURRENCY.value()
+        left = statuses()
+        recorded = left["sent"]
+        attempted = db.session.scalar(
+            sa.select(sa.func.count()).where(Notification.status == "sending", Notification.attempted_at.is_not(None))
+        )
+        # both lanes' calls counted together: at most ``width`` attempted without an outcome on record
+        assert 50 - width <= recorded < 50 and 50 - recorded <= attempted <= width
+        claimed = left["sending"]
+        assert left.get("planned", 0) == 120 - recorded - claimed
+        assert notify.send_due() == 120 - recorded - claimed
+        later = utcnow() + dispatch.STALLED_AFTER + dispatch.STALLED_AFTER
+        assert dispatch.sweep_stalled(later) == claimed
+        db.session.commit()
+        assert notify.send_due() == claimed - attempted
+        unknown = db.session.scalars(sa.select(Notification).where(Notification.status == "failed")).all()
+        assert statuses() == {"sent": 120 - attempted, "failed": attempted}
+        in_doubt = {f"o-{row.member_id}" for row in unknown}
+    assert len(set(sent_by_the_dead) & in_doubt) == 50 - recorded
+    every_call = sent_by_the_dead + [call["touser"] for call in fakes.official_account.templates()]
+    assert len(every_call) == len(set(every_call))  # none twice
+    assert set(every_call) | in_doubt == {f"o-{member_id}" for member_id in members}  # none lost unaccounted
+
+
+@pytest.mark.parametrize("lane_count", [1, 2])
+def test_the_marketing_cap_holds_with_three_dispatchers_on_one_member(app, fakes, lane_count):
+    with app.app_context():
+        lanes(lane_count)
         (member,) = followers(1, marketing=True)
         plan_rows([member], per_member=6, kind="anniversary")
         db.session.execute(sa.update(Notification).values(period="2026"))  # the renderer reads the year
@@ -199,8 +289,10 @@ def test_the_marketing_cap_holds_with_three_dispatchers_on_one_member(app, fakes
         assert all(row.due_at > utcnow() for row in held)
 
 
-def test_one_grant_is_used_by_one_message_whatever_the_dispatchers_do(app, fakes):
+@pytest.mark.parametrize("lane_count", [1, 2])
+def test_one_grant_is_used_by_one_message_whatever_the_dispatchers_do(app, fakes, lane_count):
     with app.app_context():
+        lanes(lane_count)
         (member,) = followers(1, miniapp=True)
         subscriptions.record(member, "request-once-1", {"tier-dropped-subscribe": "accept"})
         db.session.commit()

@@ -17,7 +17,8 @@ carry no idempotency key, WeChat gives the msgid only in the answer that was los
 those calls had gone out is not known either. The sweeper fails them as "outcome unknown" rather
 than risk a second message: at most once for those rows (some may never have been sent), exactly
 once for every other. Concurrency widens the bound from one row to ``care.send_concurrency`` rows;
-setting it to 1 restores the one-row bound.
+setting it to 1 restores the one-row bound. A dispatcher's lanes (``care.dispatch_lanes``) share
+those slots (``notify.Slots``), so lanes do not widen it.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -39,6 +40,13 @@ CONCURRENCY = tunables.define(
     8,
     "Messages one dispatcher has in flight at once (worker threads calling WeChat or the SMS provider); "
     "also the most marketing messages it lets through per batch",
+)
+LANES = tunables.define(
+    "care.dispatch_lanes",
+    1,
+    "Batches one dispatcher works on at once (threads, each its own session): with 2 the next batch is "
+    "claimed and checked while the current one's calls are in flight; the lanes share the dispatcher's "
+    "care.send_concurrency calls in flight",
 )
 TEXTS = tunables.define(
     "care.texts",
@@ -127,7 +135,7 @@ def deliver(notification_id: int, claimed_at: dt.datetime | None = None) -> str:
     return deliver_batch([(notification_id, claimed_at)])[notification_id]
 
 
-def deliver_batch(claims: Sequence[tuple[int, dt.datetime | None]]) -> dict[int, str]:
+def deliver_batch(claims: Sequence[tuple[int, dt.datetime | None]], slots: Slots | None = None) -> dict[int, str]:
     """Send claimed (``sending``) notifications and record the outcomes; returns each one's
     (``done``: no longer ours; ``released``: given back unclaimed, see ``_prepare_batch``).
 
@@ -143,12 +151,39 @@ def deliver_batch(claims: Sequence[tuple[int, dt.datetime | None]]) -> dict[int,
     3. A failure goes back with a backoff until ``MAX_ATTEMPTS``, then fails with its reason.
 
     The rules are checked when the batch is prepared: a consent withdrawn or an opt-out made while
-    the batch is being sent (seconds) applies from the next batch; so do changed program settings."""
+    the batch is being sent (seconds) applies from the next batch; so do changed program settings.
+
+    ``slots``: the calls in flight the dispatcher's lanes share (``send_due``); by default the batch's own."""
     with tunables.frozen():
-        return _deliver_batch(claims)
+        return _deliver_batch(claims, slots or Slots(max(1, int(CONCURRENCY.value()))))
 
 
-def _deliver_batch(claims: Sequence[tuple[int, dt.datetime | None]]) -> dict[int, str]:
+class Slots:
+    """The calls a dispatcher may have in flight, shared by its lanes. A slot is taken before a
+    call's attempt is committed and given back only once its outcome is committed (or reused by the
+    attempt committed with it), so that a dead dispatcher leaves at most this many rows attempted
+    without an outcome, whatever its lanes were doing."""
+
+    def __init__(self, width: int) -> None:
+        self._free = width
+        self._changed = threading.Condition()
+
+    def take(self, wanted: int, *, at_least: int = 0) -> int:
+        """Up to ``wanted`` slots; waits until ``at_least`` are free."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._free >= at_least)
+            taken = min(wanted, self._free)
+            self._free -= taken
+            return taken
+
+    def give_back(self, count: int) -> None:
+        if count:
+            with self._changed:
+                self._free += count
+                self._changed.notify_all()
+
+
+def _deliver_batch(claims: Sequence[tuple[int, dt.datetime | None]], slots: Slots) -> dict[int, str]:
     stamps = dict(claims)
     outcomes = dict.fromkeys(stamps, "done")
     rows = db.session.scalars(
@@ -172,22 +207,36 @@ def _deliver_batch(claims: Sequence[tuple[int, dt.datetime | None]]) -> dict[int
 
     waiting, in_flight = deque(ready), {}
     finished: list[tuple[tuple[Notification, channels.Route], channels.Outcome | None]] = []
-    with ThreadPoolExecutor(width) if len(ready) > 1 else nullcontext() as pool:
-        while waiting or in_flight or finished:
-            for (notification, planned), outcome in finished:
-                outcomes[notification.id] = "unknown" if outcome is None else _record(notification, planned, outcome)
-            starting = [waiting.popleft() for _ in range(min(width - len(in_flight), len(waiting)))]
-            starting = _mark_attempts(starting, stamps, outcomes)
-            db.session.commit()  # outcomes in, attempts on record before the calls (and cap locks released)
-            if pool is None:
-                finished = [(item, send(item)) for item in starting]
-                continue
-            in_flight.update({pool.submit(send, item): item for item in starting})
-            finished = []
-            if in_flight:
-                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-                finished = [(in_flight.pop(future), future.result()) for future in done]
-    db.session.commit()  # skips and holds, when nothing was to be sent
+    # the marketing messages (first in line) all start in the first commit, which releases their caps' locks
+    first_wave = sum(1 for notification, _route in ready if rules.category_of(notification.kind) == "marketing")
+    held = 0  # slots of this batch: its calls in flight and the finished ones not yet recorded
+    try:
+        with ThreadPoolExecutor(width) if len(ready) > 1 else nullcontext() as pool:
+            while waiting or in_flight or finished:
+                for (notification, planned), outcome in finished:
+                    outcomes[notification.id] = (
+                        "unknown" if outcome is None else _record(notification, planned, outcome)
+                    )
+                reused = min(len(finished), len(waiting), width - len(in_flight))
+                must = max(first_wave - reused, 1 if waiting and not in_flight and not reused else 0)
+                taken = slots.take(min(width - len(in_flight), len(waiting)) - reused, at_least=must)
+                held, first_wave = held + taken, 0
+                starting = [waiting.popleft() for _ in range(reused + taken)]
+                starting = _mark_attempts(starting, stamps, outcomes)
+                db.session.commit()  # outcomes in, attempts on record before the calls (and cap locks released)
+                slots.give_back(held - len(in_flight) - len(starting))  # recorded, or not started after all
+                held = len(in_flight) + len(starting)
+                if pool is None:
+                    finished = [(item, send(item)) for item in starting]
+                    continue
+                in_flight.update({pool.submit(send, item): item for item in starting})
+                finished = []
+                if in_flight:
+                    done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                    finished = [(in_flight.pop(future), future.result()) for future in done]
+        db.session.commit()  # skips and holds, when nothing was to be sent
+    finally:
+        slots.give_back(held)  # (after a bug: the attempted rows stay "sending" for the sweeper)
     return outcomes
 
 
@@ -335,29 +384,70 @@ def _hold(notification: Notification, until: dt.datetime, reason: str) -> None:
 
 def send_due(limit: int | None = None) -> int:
     """Claim due notifications in batches and send them until none is left (or ``limit``); returns
-    how many were handled (a row released unclaimed is counted when it is handled)."""
+    how many were handled (a row released unclaimed is counted when it is handled). With
+    ``care.dispatch_lanes`` > 1, that many lanes claim, check and send batches side by side, sharing
+    ``care.send_concurrency`` calls in flight: one lane's batch is checked while another's calls
+    are out."""
+    lanes = max(1, int(LANES.value()))
+    if lanes == 1:
+        return _send_lane(_Budget(limit), None)
+    budget, slots = _Budget(limit), Slots(max(1, int(CONCURRENCY.value())))
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+
+    def lane() -> int:
+        with app.app_context():  # its own session
+            return _send_lane(budget, slots)
+
+    with ThreadPoolExecutor(lanes) as pool:
+        return sum(future.result() for future in [pool.submit(lane) for _ in range(lanes)])
+
+
+class _Budget:
+    """How many more rows the lanes of one ``send_due`` may claim (None: no limit)."""
+
+    def __init__(self, limit: int | None) -> None:
+        self._left, self._lock = limit, threading.Lock()
+
+    def take(self, wanted: int) -> int:
+        with self._lock:
+            if self._left is None:
+                return wanted
+            taken = min(wanted, self._left)
+            self._left -= taken
+            return taken
+
+    def give_back(self, count: int) -> None:
+        with self._lock:
+            if self._left is not None:
+                self._left += count
+
+
+def _send_lane(budget: _Budget, slots: Slots | None) -> int:
     handled = 0
-    while limit is None or handled < limit:
-        batch = dispatch.claim_batch(None if limit is None else min(limit - handled, dispatch.BATCH_SIZE.value()))
+    while wanted := budget.take(dispatch.BATCH_SIZE.value()):
+        batch = dispatch.claim_batch(wanted)
+        budget.give_back(wanted - len(batch))
         if not batch:
             break
-        outcomes = _deliver_claimed(batch)
-        handled += sum(1 for outcome in outcomes.values() if outcome != RELEASED)
+        outcomes = _deliver_claimed(batch, slots)
+        released = sum(1 for outcome in outcomes.values() if outcome == RELEASED)
+        budget.give_back(released)
+        handled += len(outcomes) - released
     return handled
 
 
-def _deliver_claimed(batch: list[dispatch.Claim]) -> dict[int, str]:
+def _deliver_claimed(batch: list[dispatch.Claim], slots: Slots | None = None) -> dict[int, str]:
     """The batch at once; if that raised (a bug, an outage), each row on its own, so that one bad
     row does not strand the rest."""
     try:
-        return deliver_batch(batch)
+        return deliver_batch(batch, slots)
     except Exception:
         db.session.rollback()
         log.exception("a batch of %s notifications could not be delivered together; one by one", len(batch))
     outcomes = {}
     for notification_id, claimed_at in batch:
         try:
-            outcomes[notification_id] = deliver(notification_id, claimed_at)
+            outcomes[notification_id] = deliver_batch([(notification_id, claimed_at)], slots)[notification_id]
         except Exception as exc:
             db.session.rollback()
             log.exception("notification %s could not be delivered", notification_id)
