@@ -42,7 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,6 +56,7 @@ from app.sync.samples import sample_delivery
 from app.wechat import simulator
 from bench.common import (
     BENCH_DB,
+    BENCH_REDIS_DB,
     ROOT,
     VENV_BIN,
     LoadResult,
@@ -347,13 +348,43 @@ def worker_errors(log: Path) -> list[str]:
 
 
 def _stop(process: subprocess.Popen) -> None:
+    """A warm shutdown, as a supervisor does it: SIGTERM to the worker itself (its scheduler and
+    work-horse children inherit RQ's handlers and must not get their own); then whatever is left
+    of its process group is killed."""
     if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
+        process.send_signal(signal.SIGTERM)
+        with suppress(subprocess.TimeoutExpired):
             process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+    with suppress(ProcessLookupError):  # the group may be gone already
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def running_job(pid: int) -> str | None:
+    """What the RQ worker with main process ``pid`` is running now (``drain_inbox('wechat')``), if anything."""
+    import redis
+    from rq import Worker
+    from rq.job import Job
+
+    connection = redis.Redis(db=BENCH_REDIS_DB + 1)
+    for worker in Worker.all(connection=connection):
+        job_id = worker.get_current_job_id() if worker.pid == pid else None
+        if job_id:
+            job = Job.fetch(job_id, connection=connection)
+            return f"{job.func_name.rsplit('.', 1)[-1]}{job.args!r}"
+    return None
+
+
+def busy_victim(workers: list[subprocess.Popen], patience: float = 10.0) -> tuple[int, str | None]:
+    """The index of an RQ worker in the middle of a job (the first one, if none is within ``patience``)."""
+    deadline = time.monotonic() + patience
+    while time.monotonic() < deadline:
+        for index, process in enumerate(workers):
+            job = running_job(process.pid)
+            if job:
+                return index, job
+        time.sleep(0.2)
+    return 0, None
 
 
 def inbox_counts() -> dict[str, int]:
@@ -513,7 +544,7 @@ def main() -> None:
     parser.add_argument("--server-connections", type=int, default=8, help="PgBouncer's server pool")
     parser.add_argument("--gunicorn-workers", type=int, default=1, help="worker processes per gunicorn server")
     parser.add_argument("--threads", type=int, default=4)
-    parser.add_argument("--drain-timeout", type=float, default=300.0)
+    parser.add_argument("--drain-timeout", type=float, default=600.0)
     args = parser.parse_args()
 
     direct = bench_environment(LOYALTY_WECHAT_APP_ID=APP_ID, LOYALTY_WECHAT_TOKEN=TOKEN, LOYALTY_DMS_SECRET=DMS_SECRET)
@@ -551,18 +582,27 @@ def main() -> None:
         for client in clients:
             client.start()
         time.sleep(seconds / 2)
-        victim = workers[0]
-        os.killpg(victim.pid, signal.SIGKILL)
+        index, job = busy_victim(workers[:3])
+        victim = workers[index]
+        os.killpg(victim.pid, signal.SIGKILL)  # the worker and its work-horse, mid-transaction
         victim.wait()
-        workers[0] = _worker(pooled, log, "worker")
-        print(f"t={time.time() - started:.0f} s: killed RQ worker pid {victim.pid} (SIGKILL), started a new one")
+        workers[index] = _worker(pooled, log, "worker")
+        print(
+            f"t={time.time() - started:.0f} s: killed RQ worker pid {victim.pid} (SIGKILL) while it ran {job}, "
+            "started a new one",
+            flush=True,
+        )
         results = [queue.get(timeout=seconds + 120) for _ in clients]
         elapsed = time.time() - started
         for client in clients:
             client.join()
         waiting = inbox_counts()
         counts, drained_in = wait_for_drain(args.drain_timeout)
-        print(f"inbox at the end of the load {waiting}; {drained_in:.0f} s later {counts}")
+        left = waiting.get("received", 0) + waiting.get("failed", 0)
+        print(
+            f"inbox at the end of the load {waiting}; {drained_in:.0f} s later {counts} "
+            f"(the backlog drained at {left / max(drained_in, 1):.0f}/s by 3 workers)"
+        )
 
     sent: dict[str, int] = {}
     per_kind: dict[str, LoadResult] = {}
