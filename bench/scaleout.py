@@ -35,14 +35,12 @@ import json
 import multiprocessing
 import os
 import random
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,54 +60,17 @@ from bench.common import (
     LoadResult,
     bench_environment,
     flush_redis,
+    free_port,
     fresh_database,
     gunicorn,
+    pgbouncer,
 )
 
 APP_ID, TOKEN, DMS_SECRET = "wxbench0000000001", "benchtoken", "bench-dms-secret"
-PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
 BENEFIT, ITEM, PRICE, POINTS_EACH = "home_test_drive", "scaleout_coupon", 100, 100_000
 #: (label, weight): the mix each client cycles through.
 MIX = (("callback", 4), ("dms", 3), ("balance", 4), ("booking", 1), ("redemption", 1))
 RESEND_EVERY = 20
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@contextmanager
-def pgbouncer(server_connections: int):
-    """PgBouncer in transaction pooling in front of the bench database; yields its port."""
-    port = _free_port()
-    folder = Path(tempfile.mkdtemp(prefix="pgbouncer-scaleout-"))
-    folder.chmod(0o755)  # PgBouncer drops root for the postgres user, which must read the file
-    config = folder / "pgbouncer.ini"
-    config.write_text(
-        f"[databases]\n{BENCH_DB} = host=127.0.0.1 port=5432 dbname={BENCH_DB} user=postgres\n"
-        f"[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\nauth_type = any\n"
-        f"pool_mode = transaction\ndefault_pool_size = {server_connections}\nmax_client_conn = 1000\n"
-    )
-    config.chmod(0o644)
-    command = [PGBOUNCER, *(["-u", "postgres"] if os.geteuid() == 0 else []), str(config)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"pgbouncer did not start: {process.stderr.read().decode()[-500:]}") from None
-                time.sleep(0.05)
-        yield port
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 @dataclass
@@ -555,13 +516,13 @@ def main() -> None:
 
     seconds = args.minutes * 60
     with ExitStack() as stack:
-        port = stack.enter_context(pgbouncer(args.server_connections))
+        port = stack.enter_context(pgbouncer(BENCH_DB, args.server_connections))
         pooled = dict(
             direct,
             LOYALTY_DATABASE_URL=f"postgresql+psycopg://postgres@127.0.0.1:{port}/{BENCH_DB}",
             LOYALTY_DB_POOLER="pgbouncer",
         )
-        ports = [_free_port(), _free_port()]
+        ports = [free_port(), free_port()]
         for web_port in ports:
             stack.enter_context(gunicorn("wsgi:app", pooled, web_port, args.gunicorn_workers, args.threads))
         log = Path(tempfile.mkdtemp(prefix="scaleout-workers-")) / "workers.log"
