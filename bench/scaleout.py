@@ -13,12 +13,12 @@ WeChat callbacks (newcomers scanning advisor SA0101's QR code: subscribe with ``
 events (deliveries to new buyers, then services of the vehicles delivered), balance reads, benefit
 bookings (slots smaller than the demand: some must be refused) and mall redemptions (stock smaller
 than the demand). One callback and one DMS event in 20 are resent as the senders' retries do.
-Halfway through, one RQ worker's process group is killed with SIGKILL (the work-horse with it) and a
-new worker started.
+Halfway through, an RQ worker that is running a job is killed with SIGKILL, its process group (the
+work-horse) with it, and a new worker started.
 
 The audit (after the inbox has drained): inbox all processed (nothing waiting, failed or dead);
 every accepted subscribe has exactly one identity with a member, every accepted delivery exactly one
-vehicle; point entries unique per idempotency key and per (inbound event, kind); each account's
+vehicle; point entries unique per idempotency key and per (inbound event, rule, kind); each account's
 balance equals the sum of its entries and its lots; every slot's ``booked`` equals its live bookings
 and stays within capacity; every stock ≥ 0 and stock + sold = the stock seeded. Any violation raises.
 
