@@ -5,10 +5,13 @@ from __future__ import annotations
 import http.client
 import multiprocessing
 import os
+import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -102,6 +105,52 @@ def _wait_until_serving(port: int, timeout: float = 30) -> None:
         except OSError:
             time.sleep(0.2)
     raise RuntimeError(f"gunicorn did not come up on port {port}")
+
+
+PGBOUNCER = shutil.which("pgbouncer") or ("/usr/sbin/pgbouncer" if os.path.exists("/usr/sbin/pgbouncer") else None)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def pgbouncer(
+    dbname: str, server_connections: int, *, host: str = "127.0.0.1", port: int = 5432, user: str = "postgres"
+) -> Iterator[int]:
+    """Debian's PgBouncer in transaction pooling in front of ``dbname`` (same name behind it), with
+    ``server_connections`` server connections, on a free port: yields the port (docs/scaling.md)."""
+    if PGBOUNCER is None:
+        raise RuntimeError("pgbouncer is not installed: apt-get install -y pgbouncer")
+    listen_port = free_port()
+    folder = Path(tempfile.mkdtemp(prefix="pgbouncer-"))
+    folder.chmod(0o755)  # PgBouncer drops root for the postgres user, which must read the file
+    config = folder / "pgbouncer.ini"
+    config.write_text(
+        f"[databases]\n{dbname} = host={host} port={port} dbname={dbname} user={user}\n"
+        f"[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {listen_port}\nauth_type = any\n"
+        f"pool_mode = transaction\ndefault_pool_size = {server_connections}\nmax_client_conn = 1000\n"
+    )
+    config.chmod(0o644)
+    command = [PGBOUNCER, *(["-u", "postgres"] if os.geteuid() == 0 else []), str(config)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", listen_port), timeout=0.2).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"pgbouncer did not start: {process.stderr.read().decode()[-500:]}") from None
+                time.sleep(0.05)
+        yield listen_port
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @dataclass

@@ -10,14 +10,7 @@ turns both off; the tests show each failure with the defaults, then the exactly-
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
-import tempfile
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -27,19 +20,12 @@ from sqlalchemy.engine import make_url
 from app.core.db import create_engine, db
 from app.points import ledger
 from app.points.models import PointAccount, PointEntry, PointLot
+from bench.common import PGBOUNCER, pgbouncer
 from tests import factories
 from tests.conftest import PG_URL, REQUIRE_SERVICES, run_concurrently
 
 pytestmark = [pytest.mark.postgres, pytest.mark.committed]
-
-PGBOUNCER = shutil.which("pgbouncer") or ("/usr/sbin/pgbouncer" if os.path.exists("/usr/sbin/pgbouncer") else None)
 SERVER_CONNECTIONS = 3
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -50,35 +36,14 @@ def pgbouncer_url() -> Iterator[str]:
             pytest.fail("pgbouncer is not installed (.ci/run installs Debian's package)")
         pytest.skip("pgbouncer is not installed: apt-get install -y pgbouncer")
     upstream = make_url(PG_URL)
-    port = _free_port()
-    folder = Path(tempfile.mkdtemp(prefix="pgbouncer-"))
-    folder.chmod(0o755)  # PgBouncer drops root for the postgres user, which must read the file
-    config = folder / "pgbouncer.ini"
-    config.write_text(
-        f"[databases]\n{upstream.database} = host={upstream.host or '127.0.0.1'} port={upstream.port or 5432} "
-        f"dbname={upstream.database} user={upstream.username or 'postgres'}\n"
-        "[pgbouncer]\nlisten_addr = 127.0.0.1\n"
-        f"listen_port = {port}\nauth_type = any\npool_mode = transaction\n"
-        f"default_pool_size = {SERVER_CONNECTIONS}\nmax_client_conn = 500\n"
-    )
-    config.chmod(0o644)
-    command = [PGBOUNCER, *(["-u", "postgres"] if os.geteuid() == 0 else []), str(config)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"pgbouncer did not start: {process.stderr.read().decode()[-500:]}") from None
-                time.sleep(0.05)
+    with pgbouncer(
+        upstream.database,
+        SERVER_CONNECTIONS,
+        host=upstream.host or "127.0.0.1",
+        port=upstream.port or 5432,
+        user=upstream.username or "postgres",
+    ) as port:
         yield upstream.set(host="127.0.0.1", port=port).render_as_string(hide_password=False)
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _libpq(url: str) -> str:
