@@ -298,10 +298,17 @@ def memo_in_transaction(key: Any, load: Any, *, models: tuple[type[Base], ...]) 
     memo = session.info.get(_MEMO_KEY)
     if transaction is not None and memo is not None and memo[0] is transaction and key in memo[2]:
         return memo[2][key]
-    value = load()
+    return remember_in_transaction(key, load(), models=models)
+
+
+def remember_in_transaction(key: Any, value: Any, *, models: tuple[type[Base], ...]) -> Any:
+    """Hand ``memo_in_transaction`` a value read along with something else (the member's tier with
+    their session), so that its first call for ``key`` in this transaction needs no statement."""
+    session = db.session()
     transaction = session.get_transaction()
     if transaction is None:
         return value
+    memo = session.info.get(_MEMO_KEY)
     if memo is None or memo[0] is not transaction:
         memo = (transaction, set(), {})
         session.info[_MEMO_KEY] = memo
