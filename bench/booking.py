@@ -1,10 +1,11 @@
 """Benefit bookings: ``POST /api/v1/me/bookings`` per second vs the balance read, same server, same run.
 
-Each booking verifies the session token and the member's consent, finds the catalog entry in force
-(the process's copy, read again every 5 s), checks tier, pilot and window, inserts the booking
+Each booking verifies the session token (the member's tier comes with it), finds the catalog entry
+in force (the process's copy, read again every 5 s), checks tier, pilot and window, inserts the booking
 (unique per member and request id: a resend conflicts there), takes one
 of the member's yearly home test drives under the holder's advisory lock (entitlement rows), takes
-a seat with the conditional ``UPDATE`` on the slot, and publishes ``BookingConfirmed``. The floor is
+a seat with the conditional ``UPDATE`` on the slot, and publishes ``BookingConfirmed`` (care checks
+consent and opt-outs and plans the confirmation and reminder in one insert). The floor is
 the simplest authenticated endpoint, ``GET /api/v1/me/points``, for the same members. Floor and
 ours alternate in rounds (the VM's speed drifts); last, bookings are offered at a steady rate
 (open loop) for the p99 (target: ratio ≥ 0.3, p99 < 200 ms at a steady 50 bookings/s).

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from app.benefits import availability, booking, catalog, entitlements, slots
 from app.benefits.entitlements import Holder
 from app.benefits.models import Booking, EntitlementEntry, PilotMember
+from app.care.models import Notification
 from app.core import events
 from app.core.audit import AuditEntry
 from app.core.clock import utcnow
@@ -230,6 +231,15 @@ def test_a_reschedule_moves_the_seat_and_keeps_one_use(program):
     db.session.refresh(new_slot)
     assert (old_slot.booked, new_slot.booked) == (0, 1)
     assert remaining(member) == 0
+    # care reminds of the new time only: the old booking's reminder went with its cancellation
+    reminders = db.session.execute(
+        sa.select(Notification.period, Notification.status).where(
+            Notification.member_id == member.id, Notification.kind == "booking_reminder"
+        )
+    ).all()
+    assert sorted((period.split(":")[0], status) for period, status in reminders) == sorted(
+        [(str(old.id), "skipped"), (str(moved.booking.id), "planned")]
+    )
 
 
 def test_no_shows_are_recorded_after_the_slot_and_keep_the_quota_used(program):

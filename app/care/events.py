@@ -56,25 +56,26 @@ def _booking_period(booking_id: int, starts_at: dt.datetime) -> str:
     return f"{booking_id}:{starts_at.astimezone(dt.UTC):%Y%m%dT%H%M}"
 
 
-def _drop_reminders(member_id: int, booking_id: int, *, keep: str | None, reason: str) -> None:
-    """Skip the booking's planned reminders (all, or all but the one for ``keep``)."""
-    query = sa.update(Notification).where(
-        Notification.member_id == member_id,
-        Notification.kind == "booking_reminder",
-        Notification.period.startswith(f"{booking_id}:", autoescape=True),
-        Notification.status == "planned",
-    )
-    if keep is not None:
-        query = query.where(Notification.period != keep)
+def _drop_reminders(member_id: int, booking_id: int, *, reason: str) -> None:
+    """Skip the booking's planned reminders."""
     db.session.execute(
-        query.values(status="skipped", error=reason, finished_at=utcnow()).execution_options(synchronize_session=False)
+        sa.update(Notification)
+        .where(
+            Notification.member_id == member_id,
+            Notification.kind == "booking_reminder",
+            Notification.period.startswith(f"{booking_id}:", autoescape=True),
+            Notification.status == "planned",
+        )
+        .values(status="skipped", error=reason, finished_at=utcnow())
+        .execution_options(synchronize_session=False)
     )
 
 
 @events.within_transaction(BookingConfirmed)
 def confirm_booking(event: BookingConfirmed) -> None:
-    """A confirmation now and a reminder 24 hours before; a moved booking replaces its reminder. A
-    benefit used without a slot is confirmed with nothing to remind of."""
+    """A confirmation now and a reminder 24 hours before, planned in one statement. A benefit used
+    without a slot is confirmed with nothing to remind of. A booking's time never changes: a
+    reschedule is a new booking, and the old one's reminder went with its cancellation."""
     starts_at = event.starts_at
     period = _booking_period(event.booking_id, starts_at or event.at)
     payload = {
@@ -82,18 +83,18 @@ def confirm_booking(event: BookingConfirmed) -> None:
         "benefit_code": event.benefit_code,
         "starts_at": starts_at.isoformat() if starts_at else None,
     }
-    notify.queue(event.member_id, "booking_confirmed", period=period, payload=payload)
-    _drop_reminders(event.member_id, event.booking_id, keep=period, reason="booking moved")
-    if starts_at is None:
-        return
-    remind_at = starts_at - dt.timedelta(hours=BOOKING_REMINDER_HOURS.value())
-    if remind_at > utcnow():  # booked for within a day: the confirmation is the reminder
-        notify.queue(event.member_id, "booking_reminder", period=period, payload=payload, due_at=remind_at)
+    planned = [notify.Notice("booking_confirmed", period, payload)]
+    if starts_at is not None:
+        remind_at = starts_at - dt.timedelta(hours=BOOKING_REMINDER_HOURS.value())
+        if remind_at > utcnow():  # booked for within a day: the confirmation is the reminder
+            planned.append(notify.Notice("booking_reminder", period, payload, remind_at))
+    notify.queue_all(event.member_id, planned)
 
 
 @events.within_transaction(BookingCancelled)
 def cancel_booking(event: BookingCancelled) -> None:
-    _drop_reminders(event.member_id, event.booking_id, keep=None, reason="booking cancelled")
+    """A cancelled booking, also the one a reschedule replaced, is not reminded of."""
+    _drop_reminders(event.member_id, event.booking_id, reason="booking cancelled")
 
 
 @events.within_transaction(BenefitUsed)

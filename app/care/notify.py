@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from contextlib import nullcontext
+from dataclasses import dataclass
 
 import sqlalchemy as sa
 from flask import current_app
@@ -27,7 +28,7 @@ from app.care import caps, channels, dispatch, preferences, rendering, rules
 from app.care.models import Notification
 from app.core import tunables
 from app.core.clock import to_business, utcnow
-from app.core.db import db, insert_if_absent
+from app.core.db import db, insert_all_if_absent, insert_if_absent
 from app.core.i18n import in_locale, normalize_locale
 from app.jobs import job
 from app.members.models import Member
@@ -71,30 +72,49 @@ def tier_changed(member_id: int, from_tier: str | None, to_tier: str, reason: st
 def queue(member_id: int, kind: str, *, period: str, payload: dict, due_at: dt.datetime | None = None) -> int | None:
     """Plan one notification per (member, kind, period). Due now, it is sent by a job after the
     commit; due later (a reminder's day, or after quiet hours), by the dispatcher. A member without
-    the consent the kind needs, or who opted out of its category, gets a ``skipped`` row, no send."""
-    refusal = preferences.why_not_wanted(member_id, kind)
+    the consent the kind needs, or who opted out of its category, gets a ``skipped`` row, no send.
+    Returns the new row's id (None: planned already)."""
+    return queue_all(member_id, [Notice(kind, period, payload, due_at)])[0]
+
+
+@dataclass(frozen=True)
+class Notice:
+    """One notification to plan (``queue``): due now unless ``due_at``."""
+
+    kind: str
+    period: str
+    payload: dict
+    due_at: dt.datetime | None = None
+
+
+def queue_all(member_id: int, planned: Sequence[Notice]) -> list[int | None]:
+    """``queue`` several notifications of one member in one INSERT (a booking's confirmation and
+    its reminder); the new ids in order, None where that (kind, period) was planned already."""
     now = utcnow()
-    due_at = rules.outside_quiet_hours(kind, due_at or now)
-    notification_id = insert_if_absent(
-        Notification,
-        {
-            "member_id": member_id,
-            "kind": kind,
-            "channel": (channels.order_for(kind) or [channels.OFFICIAL_TEMPLATE])[0],
-            "status": "planned" if refusal is None else "skipped",
-            "error": refusal,
-            "dedupe_key": f"{kind}:{member_id}:{period}",
-            "period": period,
-            "payload": payload,
-            "attempts": 0,
-            "created_at": now,
-            "due_at": due_at,
-        },
-        conflict_columns=("dedupe_key",),
-    )
-    if notification_id is not None and refusal is None and due_at <= now:
-        send_notification.after_commit(notification_id, job_id=f"notification-{notification_id}")
-    return notification_id
+    rows = []
+    for item in planned:
+        refusal = preferences.why_not_wanted(member_id, item.kind)  # consents and opt-outs: read once
+        rows.append(
+            {
+                "member_id": member_id,
+                "kind": item.kind,
+                "channel": (channels.order_for(item.kind) or [channels.OFFICIAL_TEMPLATE])[0],
+                "status": "planned" if refusal is None else "skipped",
+                "error": refusal,
+                "dedupe_key": f"{item.kind}:{member_id}:{item.period}",
+                "period": item.period,
+                "payload": item.payload,
+                "attempts": 0,
+                "created_at": now,
+                "due_at": rules.outside_quiet_hours(item.kind, item.due_at or now),
+            }
+        )
+    new = insert_all_if_absent(Notification, rows, ("dedupe_key",))
+    ids = [new.get((row["dedupe_key"],)) for row in rows]
+    for notification_id, row in zip(ids, rows, strict=True):
+        if notification_id is not None and row["status"] == "planned" and row["due_at"] <= now:
+            send_notification.after_commit(notification_id, job_id=f"notification-{notification_id}")
+    return ids
 
 
 def queue_chat_reply(openid: str, member_id: int | None, reply: dict, *, for_event: int) -> int | None:

@@ -10,6 +10,7 @@ import datetime as dt
 import functools
 import os
 import select
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 import sqlalchemy as sa
@@ -214,9 +215,27 @@ def insert_if_absent(model: type[Base], values: dict[str, Any], conflict_columns
     return session.execute(statement, values).scalar_one_or_none()
 
 
+def insert_all_if_absent(
+    model: type[Base], rows: Sequence[dict[str, Any]], conflict_columns: tuple[str, ...]
+) -> dict[tuple[Any, ...], Any]:
+    """``insert_if_absent`` of several rows in one multi-row INSERT … ON CONFLICT DO NOTHING: the
+    new primary key of each row inserted, keyed by its values of ``conflict_columns`` (rows that
+    existed are absent)."""
+    if not rows:
+        return {}
+    session = db.session
+    statement = _insert_ignore_statement(session.get_bind().dialect.name, model, conflict_columns, keyed=True)
+    result = session.execute(statement, list(rows))  # SQLAlchemy's "insertmanyvalues": one statement
+    width = len(conflict_columns)
+    return {tuple(row[1 : 1 + width]): row[0] for row in result}
+
+
 @functools.cache
-def _insert_ignore_statement(dialect: str, model: type[Base], conflict_columns: tuple[str, ...]) -> sa.Insert:
-    """Built once per (dialect, model): statement construction costs more than the insert itself."""
+def _insert_ignore_statement(
+    dialect: str, model: type[Base], conflict_columns: tuple[str, ...], *, keyed: bool = False
+) -> sa.Insert:
+    """Built once per (dialect, model): statement construction costs more than the insert itself.
+    ``keyed`` also returns the conflict columns (to tell which of several rows were new)."""
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     elif dialect == "sqlite":
@@ -225,7 +244,8 @@ def _insert_ignore_statement(dialect: str, model: type[Base], conflict_columns: 
         raise RuntimeError(f"unsupported dialect {dialect}")
     table = model.__table__  # type: ignore[attr-defined]
     primary_key = list(table.primary_key.columns)
-    return insert(table).on_conflict_do_nothing(index_elements=list(conflict_columns)).returning(*primary_key)
+    returned = primary_key + ([table.c[name] for name in conflict_columns] if keyed else [])
+    return insert(table).on_conflict_do_nothing(index_elements=list(conflict_columns)).returning(*returned)
 
 
 def adopt_inserted(model: type[Base], pk: Any, values: dict[str, Any]) -> Any:
@@ -278,10 +298,17 @@ def memo_in_transaction(key: Any, load: Any, *, models: tuple[type[Base], ...]) 
     memo = session.info.get(_MEMO_KEY)
     if transaction is not None and memo is not None and memo[0] is transaction and key in memo[2]:
         return memo[2][key]
-    value = load()
+    return remember_in_transaction(key, load(), models=models)
+
+
+def remember_in_transaction(key: Any, value: Any, *, models: tuple[type[Base], ...]) -> Any:
+    """Hand ``memo_in_transaction`` a value read along with something else (the member's tier with
+    their session), so that its first call for ``key`` in this transaction needs no statement."""
+    session = db.session()
     transaction = session.get_transaction()
     if transaction is None:
         return value
+    memo = session.info.get(_MEMO_KEY)
     if memo is None or memo[0] is not transaction:
         memo = (transaction, set(), {})
         session.info[_MEMO_KEY] = memo

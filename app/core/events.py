@@ -82,8 +82,8 @@ def after_commit(event_type: type[E]) -> Callable[[Callable[[E], None]], Callabl
 
 @dataclass(frozen=True)
 class BookingConfirmed(DomainEvent):
-    """A booking was made, or moved by a reschedule (published again with the new ``starts_at``);
-    care confirms each and reminds 24 hours before the latest time."""
+    """A booking was made (once per booking: a reschedule cancels the old booking and makes a new
+    one); care confirms it and reminds 24 hours before."""
 
     member_id: int
     booking_id: int

@@ -25,6 +25,8 @@ from app.core.errors import ServiceUnavailable, Unauthenticated
 from app.core.i18n import _l
 from app.members import identities
 from app.members.models import Member, MiniappSession, WechatIdentity
+from app.tiers.models import TierState
+from app.tiers.policy import remember_current_tier
 
 SESSION_HOURS = tunables.define("miniapp.session_hours", 2, "Hours a mini-app sign-in lasts before it must refresh")
 MAX_HOURS = tunables.define(
@@ -93,9 +95,10 @@ def sign_in_with_code(code: str) -> SignedIn:
 
 #: One round trip for the session, the identity and the member; built once (every request runs it).
 _SESSION_WITH_IDENTITY_AND_MEMBER = (
-    sa.select(MiniappSession, WechatIdentity, Member)
+    sa.select(MiniappSession, WechatIdentity, Member, TierState.tier)
     .join(WechatIdentity, WechatIdentity.id == MiniappSession.identity_id)
     .outerjoin(Member, Member.id == WechatIdentity.member_id)
+    .outerjoin(TierState, TierState.member_id == Member.id)  # what most answers are tailored by
     .where(MiniappSession.id == sa.bindparam("session_id"))
 )
 
@@ -111,10 +114,12 @@ def resolve(token: str) -> tuple[MiniappSession, WechatIdentity, Member | None]:
     row = db.session.execute(_SESSION_WITH_IDENTITY_AND_MEMBER, {"session_id": session_id}).first()
     if row is None:
         raise Unauthenticated()
-    session, identity, member = row
+    session, identity, member, tier = row
     now = utcnow()
     if session.revoked_at is not None or session.expires_at <= now or _end_of_life(session.signed_in_at) <= now:
         raise Unauthenticated(_l("Your session has expired. Please sign in again."))
+    if member is not None:
+        remember_current_tier(member.id, tier)  # the request's ``current_tier`` needs no statement
     return session, identity, member
 
 

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from app.core import events, tunables
 from app.core.clock import business_day_start, business_today, to_business, utcnow
-from app.core.db import db
+from app.core.db import db, forget_memo, memo_in_transaction, remember_in_transaction
 from app.tiers.events import TierChanged
 from app.tiers.models import TIERS, TierChange, TierState
 
@@ -73,9 +73,22 @@ def get_state(member_id: int, *, lock: bool = False) -> TierState:
     return state
 
 
+_TIER_MEMO = "current_tier"
+
+
 def current_tier(member_id: int) -> str:
-    tier = db.session.scalar(sa.select(TierState.tier).where(TierState.member_id == member_id))
-    return tier or "silver"
+    """The member's tier; read once per transaction until a tier state is written (the mini-app's
+    session read brings it along, ``remember_current_tier``)."""
+    return memo_in_transaction(
+        (_TIER_MEMO, member_id),
+        lambda: db.session.scalar(sa.select(TierState.tier).where(TierState.member_id == member_id)) or "silver",
+        models=(TierState,),
+    )
+
+
+def remember_current_tier(member_id: int, tier: str | None) -> None:
+    """The tier read with something else in this transaction (None: no tier state yet, Silver)."""
+    remember_in_transaction((_TIER_MEMO, member_id), tier or "silver", models=(TierState,))
 
 
 def current_tiers(member_ids: Collection[int]) -> dict[int, str]:
@@ -98,6 +111,7 @@ def change_tier(state: TierState, to_tier: str, reason: str, tier_points: int, a
     db.session.add(change)
     previous = state.tier
     state.tier = to_tier
+    forget_memo((_TIER_MEMO, state.member_id))  # read again (after the autoflush), not remembered
     state.achieved_at = at
     state.review_on = None if to_tier == "silver" else anniversary(to_business(at).date())
     events.publish(TierChanged(state.member_id, previous, to_tier, reason, tier_points, at))
