@@ -256,42 +256,36 @@ def new_members_by_advisor(when: Period, scope: Scope) -> Chart:
     return chart
 
 
-def activation(when: Period, scope: Scope) -> Chart:
-    buyers = _by_day("preenrolled", when, scope)
-    activated = _by_day("preenrolled_activated", when, scope)
-    chart = Chart(
-        "activation",
-        _l("Activation of pre-enrolled buyers"),
-        "line",
-        [_l("Day"), _l("Pre-enrolled buyers"), _l("Activated since"), _l("Activation rate %")],
-        right_axis=(3,),
-    )
+def _daily_rate(
+    when: Period, scope: Scope, *, code: str, title: Any, headers: list[Any], columns: tuple[str, str], part: str
+) -> Chart:
+    """A line per day of two metrics (``columns``, in the headers' order) and ``part`` as a % of the
+    other one, on the right axis."""
+    values = {metric: _by_day(metric, when, scope) for metric in columns}
+    (whole,) = set(columns) - {part}
+    chart = Chart(code, title, "line", headers, right_axis=(3,))
     for day in when.days:
-        total, done = buyers.get(day, 0), activated.get(day, 0)
-        chart.rows.append([day.isoformat(), total, done, _percent(done, total)])
+        row = [values[metric].get(day, 0) for metric in columns]
+        chart.rows.append([day.isoformat(), *row, _percent(values[part].get(day, 0), values[whole].get(day, 0))])
     return chart
+
+
+def activation(when: Period, scope: Scope) -> Chart:
+    headers = [_l("Day"), _l("Pre-enrolled buyers"), _l("Activated since"), _l("Activation rate %")]
+    columns = ("preenrolled", "preenrolled_activated")
+    title = _l("Activation of pre-enrolled buyers")
+    return _daily_rate(
+        when, scope, code="activation", title=title, headers=headers, columns=columns, part="preenrolled_activated"
+    )
 
 
 def monthly_active(when: Period, scope: Scope) -> Chart:
-    active = _by_day("active_30d", when, scope)
-    members = _by_day("members_total", when, scope)
-    chart = Chart(
-        "monthly_active",
-        _l("Monthly active rate"),
-        "line",
-        [_l("Day"), _l("Active in the last 30 days"), _l("Members"), _l("Monthly active rate %")],
-        right_axis=(3,),
+    headers = [_l("Day"), _l("Active in the last 30 days"), _l("Members"), _l("Monthly active rate %")]
+    columns = ("active_30d", "members_total")
+    title = _l("Monthly active rate")
+    return _daily_rate(
+        when, scope, code="monthly_active", title=title, headers=headers, columns=columns, part="active_30d"
     )
-    for day in when.days:
-        chart.rows.append(
-            [
-                day.isoformat(),
-                active.get(day, 0),
-                members.get(day, 0),
-                _percent(active.get(day, 0), members.get(day, 0)),
-            ]
-        )
-    return chart
 
 
 def tier_mix(when: Period, scope: Scope) -> Chart:
