@@ -1,9 +1,11 @@
 """Points + cash through WeChat Pay (the sandbox gateway): the order waits for its payment with the
 points spent and the stock reserved, the verified notification settles it once, an unpaid order is
-closed at WeChat and given back, a paid one cancelled before shipment is refunded."""
+closed at WeChat and given back, a paid one cancelled before shipment is refunded — done only when
+WeChat's refund result (its encrypted notification, or a query when none came) says so."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import pytest
@@ -14,16 +16,17 @@ from app.core.db import db
 from app.core.inbox import InboundEvent
 from app.gateways import Unavailable
 from app.mall import payments, settling
-from app.mall.models import MallItem, RedemptionOrder, Voucher
+from app.mall.models import MallItem, MallPayment, RedemptionOrder, Voucher
 from app.members import services
 from app.points import queries
 from app.points.models import PointLot
-from app.wechat import clients, pay_xml
+from app.wechat import clients, pay_sandbox, pay_xml
 from tests.benefit_helpers import give_points
 from tests.mall_helpers import item
 from tests.miniapp_helpers import FakeMiniappWeChat, MiniClient
 
 NOTIFY = "/api/v1/wechat-pay/notifications"
+REFUND_NOTIFY = "/api/v1/wechat-pay/refund-notifications"
 
 
 @pytest.fixture
@@ -57,6 +60,10 @@ def number_of(order_id: int) -> str:
 
 def notify(client, body: bytes):
     return client.post(NOTIFY, data=body, content_type="text/xml")
+
+
+def refund_notify(client, body: bytes):
+    return client.post(REFUND_NOTIFY, data=body, content_type="text/xml")
 
 
 def stock(code: str) -> int:
@@ -151,8 +158,94 @@ def test_a_paid_physical_order_cancelled_before_shipment_refunds_cash_and_points
     assert cancelled.status_code == 200 and cancelled.json["status"] == "cancelled"
     assert balance() == 1000 and stock("mug") == 5
     assert pay.refunded(number_of(order["id"])) == 2500  # after the commit, through WeChat Pay
-    assert payments.of_order(order["id"]).status == "refunded"
+    payment = payments.of_order(order["id"])
+    assert payment.status == "refunding" and payment.refund_id and payment.refund_requested_at  # accepted, not done
     assert mini.post(f"/api/v1/me/redemptions/{order['id']}/cancel").status_code == 409
+    result = pay.finish_refund(payments.refund_number(payment))  # WeChat's result, encrypted with the merchant key
+    first, again = refund_notify(client, result), refund_notify(client, result)
+    assert first.status_code == again.status_code == 200 and b"SUCCESS" in first.data
+    payment = db.session.get(MallPayment, order["id"], populate_existing=True)
+    assert (payment.status, payment.refund_state) == ("refunded", "SUCCESS") and payment.refunded_at
+    assert stored_refund_events() == 1 and pay.refunded(number_of(order["id"])) == 2500
+    assert mini.get("/api/v1/me/redemptions").json[0]["payment"]["status"] == "refunded"
+
+
+def paid_then_cancelled(mini, pay, client, request_id: str) -> MallPayment:
+    item("physical", points=400, stock=5, code="mug", cash_fen=2500)
+    order = redeem(mini, "mug", request_id, address="上海市静安区南京西路1号").json
+    notify(client, pay.pay(number_of(order["id"])))
+    assert mini.post(f"/api/v1/me/redemptions/{order['id']}/cancel").status_code == 200
+    payment = payments.of_order(order["id"])
+    assert payment.status == "refunding"
+    return payment
+
+
+def stored_refund_events() -> int:
+    return db.session.scalar(
+        sa.select(sa.func.count()).select_from(InboundEvent).where(InboundEvent.type == settling.REFUND_EVENT)
+    )
+
+
+def test_a_refund_the_payers_card_refused_is_marked_failed_for_an_operator(mini, pay, client, app):
+    payment = paid_then_cancelled(mini, pay, client, "pay-000011")
+    assert refund_notify(client, pay.finish_refund(payments.refund_number(payment), "CHANGE")).status_code == 200
+    payment = db.session.get(MallPayment, payment.order_id, populate_existing=True)
+    assert (payment.status, payment.refund_state, payment.refunded_at) == ("refund_failed", "CHANGE", None)
+    listed = app.test_cli_runner().invoke(args=["mall", "refunds"])
+    assert listed.exit_code == 0 and f"order {payment.order_id}" in listed.output and "CHANGE" in listed.output
+    # a late SUCCESS for the same refund does not overturn what an operator is now handling
+    refund_notify(client, pay.finish_refund(payments.refund_number(payment)))
+    assert db.session.get(MallPayment, payment.order_id, populate_existing=True).status == "refund_failed"
+
+
+def test_a_refund_notification_that_does_not_decrypt_or_is_not_ours_is_refused_and_not_stored(mini, pay, client):
+    payment = paid_then_cancelled(mini, pay, client, "pay-000012")
+    genuine = pay.finish_refund(payments.refund_number(payment))
+    other_key = pay_xml.encrypted_refund_notification(
+        {
+            "out_trade_no": payment.out_trade_no,
+            "out_refund_no": payments.refund_number(payment),
+            "refund_status": "SUCCESS",
+        },
+        "0" * 32,
+        app_id=pay_sandbox.SANDBOX_APP_ID,
+        mch_id=pay_sandbox.SANDBOX_MCH_ID,
+    )
+    other_merchant = genuine.replace(pay_sandbox.SANDBOX_MCH_ID.encode(), b"1900000999")
+    tampered = genuine.replace(b"<req_info><![CDATA[", b"<req_info><![CDATA[AAAA")
+    for body in (other_key, other_merchant, tampered, b"<xml><return_code>SUCCESS</return_code></xml>", b"\xff\x00"):
+        answer = refund_notify(client, body)
+        assert answer.status_code == 401 and b"FAIL" in answer.data, body
+    assert stored_refund_events() == 0
+    assert payments.of_order(payment.order_id).status == "refunding"
+
+
+def test_a_refund_result_naming_another_refund_number_or_amount_changes_nothing(mini, pay, client):
+    payment = paid_then_cancelled(mini, pay, client, "pay-000013")
+    result = pay.query_refund(payments.refund_number(payment))
+    with pytest.raises(payments.RefundMismatch):
+        payments.record_refund_result(dataclasses.replace(result, state="SUCCESS", out_refund_no="rf-someone-else"))
+    with pytest.raises(payments.RefundMismatch):
+        payments.record_refund_result(dataclasses.replace(result, state="SUCCESS", refund_fen=1))
+    assert db.session.get(MallPayment, payment.order_id, populate_existing=True).status == "refunding"
+
+
+def test_a_lost_refund_notification_is_made_up_by_asking_wechat(mini, pay, client, time_machine):
+    payment = paid_then_cancelled(mini, pay, client, "pay-000014")
+    settling.reconcile_payments()  # just accepted: not asked about yet
+    assert not pay.of("refundquery")
+    time_machine.move_to(utcnow() + settling.QUERY_AFTER + dt.timedelta(seconds=1))
+    settling.reconcile_payments()  # still processing at WeChat
+    assert len(pay.of("refundquery")) == 1
+    assert payments.of_order(payment.order_id).status == "refunding"
+    pay.finish_refund(payments.refund_number(payment))  # done at WeChat; its notification is lost
+    time_machine.move_to(utcnow() + dt.timedelta(minutes=1))
+    settling.reconcile_payments()
+    payment = db.session.get(MallPayment, payment.order_id, populate_existing=True)
+    assert (payment.status, payment.refund_state) == ("refunded", "SUCCESS")
+    time_machine.move_to(utcnow() + dt.timedelta(minutes=5))
+    settling.reconcile_payments()
+    assert len(pay.of("refundquery")) == 2  # nothing left to ask about
 
 
 def test_the_member_cancels_before_paying_closed_at_wechat_first(mini, pay):

@@ -192,8 +192,85 @@ def test_a_refund_names_the_order_and_its_refund_number(real, http_mock, key):
     body = sent(refund.calls[0])
     assert (body["out_trade_no"], body["out_refund_no"]) == (ORDER.out_trade_no, "rf" + ORDER.out_trade_no)
     assert (body["total_fee"], body["refund_fee"]) == ("1990", "1990")
+    assert body["notify_url"].endswith("/api/v1/wechat-pay/refund-notifications")  # beside the payment notices
     http_mock.replace(
         responses.POST, f"{PAY}/secapi/pay/refund", body=answer(key, result_code="FAIL", err_code="NOTENOUGH")
     )
     with pytest.raises(Unavailable):  # the merchant account is short: retried later, same refund number
         real.refund(ORDER.out_trade_no, "rf" + ORDER.out_trade_no, 1990, 1990)
+
+
+def refund_fields(**overrides: str) -> dict[str, str]:
+    """A refund notification's req_info as WeChat Pay documents it (退款结果通知)."""
+    return {
+        "transaction_id": "4200000208201812034435765656",
+        "out_trade_no": ORDER.out_trade_no,
+        "refund_id": "50000408942018111907145868882",
+        "out_refund_no": "rf" + ORDER.out_trade_no,
+        "total_fee": "1990",
+        "refund_fee": "1990",
+        "settlement_refund_fee": "1990",
+        "refund_status": "SUCCESS",
+        "success_time": "2026-12-03 16:05:09",
+        "refund_recv_accout": "支付用户零钱",
+        "refund_account": "REFUND_SOURCE_RECHARGE_FUNDS",
+        "refund_request_source": "API",
+    } | overrides
+
+
+def test_a_refund_notification_is_decrypted_with_the_merchant_key_for_our_app_and_merchant(real, key):
+    app_id = current_settings().MINIAPP_APP_ID
+    body = pay_xml.encrypted_refund_notification(refund_fields(), key, app_id=app_id, mch_id="1900000109")
+    result = real.parse_refund_notification(body)
+    assert (result.out_trade_no, result.out_refund_no, result.state) == (
+        ORDER.out_trade_no,
+        "rf" + ORDER.out_trade_no,
+        "SUCCESS",
+    )
+    assert (result.refund_fen, result.refund_id) == (1990, "50000408942018111907145868882")
+    assert result.refunded_at == dt.datetime(2026, 12, 3, 8, 5, 9, tzinfo=dt.UTC)  # Beijing time in the message
+    for forged in (
+        pay_xml.encrypted_refund_notification(refund_fields(), "x" * 32, app_id=app_id, mch_id="1900000109"),
+        pay_xml.encrypted_refund_notification(refund_fields(), key, app_id="wx-another-app", mch_id="1900000109"),
+        pay_xml.encrypted_refund_notification(
+            refund_fields(refund_fee="lots"), key, app_id=app_id, mch_id="1900000109"
+        ),
+        b"<xml><return_code>FAIL</return_code><return_msg>x</return_msg></xml>",
+    ):
+        with pytest.raises(BadSignature):
+            real.parse_refund_notification(forged)
+
+
+def test_a_refund_query_reads_the_first_refund_of_the_answer(real, http_mock, key):
+    query = http_mock.add(
+        responses.POST,
+        f"{PAY}/pay/refundquery",
+        body=answer(
+            key,
+            result_code="SUCCESS",
+            out_trade_no=ORDER.out_trade_no,
+            refund_count="1",
+            out_refund_no_0="rf" + ORDER.out_trade_no,
+            refund_id_0="50000408942018111907145868882",
+            refund_fee_0="1990",
+            refund_status_0="CHANGE",
+            refund_recv_accout_0="招商银行信用卡0403",
+        ),
+    )
+    result = real.query_refund("rf" + ORDER.out_trade_no)
+    assert (result.out_trade_no, result.state, result.refund_fen, result.refunded_at) == (
+        ORDER.out_trade_no,
+        "CHANGE",
+        1990,
+        None,
+    )
+    assert sent(query.calls[0])["out_refund_no"] == "rf" + ORDER.out_trade_no
+    http_mock.replace(
+        responses.POST, f"{PAY}/pay/refundquery", body=answer(key, result_code="FAIL", err_code="REFUNDNOTEXIST")
+    )
+    assert real.query_refund("rf" + ORDER.out_trade_no).state is None
+    http_mock.replace(
+        responses.POST, f"{PAY}/pay/refundquery", body=answer(key, result_code="FAIL", err_code="SYSTEMERROR")
+    )
+    with pytest.raises(Unavailable):
+        real.query_refund("rf" + ORDER.out_trade_no)

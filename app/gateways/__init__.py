@@ -188,6 +188,24 @@ class PaidOrder:
         return self.state in ("SUCCESS", "REFUND")
 
 
+@dataclass(frozen=True)
+class RefundResult:
+    """What WeChat Pay says about one of our refunds (a decrypted refund notification or a refund query)."""
+
+    out_trade_no: str
+    out_refund_no: str
+    #: SUCCESS (the money is back), PROCESSING, CHANGE (the payer's card refused it: the merchant must
+    #: refund by other means), REFUNDCLOSE (closed); None: WeChat knows no such refund
+    state: str | None
+    refund_fen: int = 0
+    refund_id: str | None = None
+    refunded_at: dt.datetime | None = None
+
+    @property
+    def final(self) -> bool:
+        return self.state in ("SUCCESS", "CHANGE", "REFUNDCLOSE")
+
+
 #: Order query states after which the member can no longer pay.
 UNPAYABLE = ("CLOSED", "REVOKED", "PAYERROR")
 
@@ -219,7 +237,16 @@ class OrderPayments(Protocol):
 
     def refund(self, out_trade_no: str, out_refund_no: str, total_fen: int, refund_fen: int) -> str:
         """申请退款 (merchant certificate): returns WeChat's refund id; the same ``out_refund_no``
-        refunds once however often it is sent."""
+        refunds once however often it is sent. Accepted is not done: the result comes later, in a
+        refund notification or a refund query."""
+
+    def parse_refund_notification(self, body: bytes) -> RefundResult:
+        """A refund notification (退款结果通知: ``req_info`` encrypted with the merchant key) for our
+        merchant and app, decrypted; ``BadSignature`` when it is not one."""
+
+    def query_refund(self, out_refund_no: str) -> RefundResult:
+        """查询退款 (reconciliation of a refund whose notification did not come): ``state`` None when
+        WeChat has no such refund."""
 
 
 # --- the central member record (CRM) -----------------------------------------------------------

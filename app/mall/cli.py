@@ -1,4 +1,4 @@
-"""``flask mall …``: items, stock, flash offers, partner codes, the monthly report, voucher expiry."""
+"""``flask mall …``: items, stock, flash offers, partner codes, the monthly report, voucher expiry, refunds."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import click
+import sqlalchemy as sa
 from flask.cli import AppGroup
 
 from app.core.clock import utcnow
@@ -14,7 +15,7 @@ from app.core.db import db
 from app.core.errors import AppError
 from app.core.schemas import parse_month
 from app.mall import catalog, codes, reports, vouchers
-from app.mall.models import ITEM_KINDS
+from app.mall.models import ITEM_KINDS, MallPayment
 
 mall_cli = AppGroup("mall", help="Points mall: items, stock, flash offers, partner codes, reports.")
 ACTOR = "cli"
@@ -165,3 +166,21 @@ def expire_vouchers() -> None:
     count = vouchers.expire_due()
     db.session.commit()
     click.echo(f"{count} vouchers expired")
+
+
+@mall_cli.command("refunds")
+@click.option("--all", "show_all", is_flag=True, help="Also the refunds WeChat confirmed.")
+def refunds(show_all: bool) -> None:
+    """Cash refunds of cancelled points + cash orders: waiting for WeChat's result, and failed ones
+    (CHANGE: the payer's card refused the money; REFUNDCLOSE) that an operator must settle by other means."""
+    statuses = ["refunding", "refund_failed"] + (["refunded"] if show_all else [])
+    rows = db.session.scalars(
+        sa.select(MallPayment).where(MallPayment.status.in_(statuses)).order_by(MallPayment.created_at)
+    ).all()
+    for payment in rows:
+        asked = f"accepted {payment.refund_requested_at:%Y-%m-%d %H:%M}" if payment.refund_requested_at else "not sent"
+        click.echo(
+            f"order {payment.order_id}\t{payment.out_trade_no}\t¥{payment.amount_fen / 100:.2f}\t{payment.status}"
+            f"\t{payment.refund_state or '-'}\t{asked}"
+        )
+    click.echo(f"{len(rows)} refund(s)")

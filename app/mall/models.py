@@ -25,7 +25,10 @@ ITEM_KINDS = ("coupon", "physical", "service_voucher", "partner_voucher", "chari
 VOUCHER_KINDS = ("coupon", "service_voucher", "partner_voucher")
 ORDER_STATUSES = ("awaiting_payment", "created", "fulfilled", "completed", "cancelled", "expired")
 #: A points + cash order's WeChat Pay order: awaiting → paid (→ refunding → refunded) or closed.
-PAYMENT_STATUSES = ("awaiting", "paid", "closed", "refunding", "refunded")
+#: ``refunding`` lasts until WeChat's result arrives (notification or query); ``refund_failed`` is
+#: WeChat saying the money could not go back (CHANGE: the card refused it; REFUNDCLOSE): an operator
+#: refunds by other means (``flask mall refunds``).
+PAYMENT_STATUSES = ("awaiting", "paid", "closed", "refunding", "refunded", "refund_failed")
 VOUCHER_STATUSES = ("issued", "used", "expired", "void")
 BATCH_STATUSES = ("queued", "running", "done")
 
@@ -155,13 +158,17 @@ class MallPayment(Base):
     out_trade_no: Mapped[str] = mapped_column(sa.String(32), unique=True)
     amount_fen: Mapped[int] = mapped_column(BigIntType)
     prepay_id: Mapped[str] = mapped_column(sa.String(64))
-    status: Mapped[str] = mapped_column(sa.String(10), default="awaiting")
+    status: Mapped[str] = mapped_column(sa.String(16), default="awaiting")
     #: Unpaid by then: closed at WeChat, points and stock given back.
     expires_at: Mapped[dt.datetime]
     transaction_id: Mapped[str | None] = mapped_column(sa.String(32))
     paid_at: Mapped[dt.datetime | None]
     closed_at: Mapped[dt.datetime | None]
     refund_id: Mapped[str | None] = mapped_column(sa.String(64))
+    #: When WeChat accepted the refund (its result is asked for if no notification came).
+    refund_requested_at: Mapped[dt.datetime | None]
+    #: WeChat's final word on the refund: SUCCESS, CHANGE or REFUNDCLOSE.
+    refund_state: Mapped[str | None] = mapped_column(sa.String(16))
     refunded_at: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 

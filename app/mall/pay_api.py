@@ -1,7 +1,12 @@
 """``POST /api/v1/wechat-pay/notifications``: WeChat Pay's payment notifications for points + cash
 orders. The signature is verified (401 and a FAIL answer otherwise: WeChat retries), the raw body
 is stored in the inbox first (``source = 'wechatpay'``, one event per paid order, so redelivery is
-harmless) and the drain settles the order (``settling.settle``) exactly once."""
+harmless) and the drain settles the order (``settling.settle``) exactly once.
+
+``POST /api/v1/wechat-pay/refund-notifications``: WeChat Pay's refund results (``req_info``
+encrypted with the merchant key; one that does not decrypt to our merchant's refund is refused),
+stored the same way (one event per refund and result) and applied by the drain
+(``payments.record_refund_result``)."""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ from app import gateways
 from app.core import inbox
 from app.core.http import Blueprint
 from app.jobs.drain import nudge
-from app.mall.settling import PAID_EVENT, SOURCE
+from app.mall.settling import PAID_EVENT, REFUND_EVENT, SOURCE
 from app.wechat import pay_xml
 
 blp = Blueprint("wechat_pay", __name__, url_prefix="/api/v1/wechat-pay", description="WeChat Pay → loyalty")
@@ -40,4 +45,31 @@ def notification() -> Response:
         )
         if stored is not None:
             nudge(SOURCE)
+    return Response(pay_xml.ACK, mimetype="text/xml")
+
+
+@blp.route("/refund-notifications", methods=["POST"])
+@blp.doc(
+    summary="A WeChat Pay refund result notification (API v2 XML, req_info encrypted with the merchant key)",
+    requestBody={"required": True, "content": _XML},
+    responses={
+        200: {"description": "Taken (stored, or already known): SUCCESS", "content": _XML},
+        401: {"description": "Not our merchant's refund, or it does not decrypt: FAIL", "content": _XML},
+    },
+)
+def refund_notification() -> Response:
+    raw = request.get_data(cache=False)
+    try:
+        result = gateways.pay_orders().parse_refund_notification(raw)
+    except gateways.BadSignature:
+        return Response(pay_xml.refusal("解密失败"), status=401, mimetype="text/xml")
+    stored = inbox.store_event(
+        source=SOURCE,
+        external_id=f"refund:{result.out_refund_no}:{result.state}"[:128],
+        type=REFUND_EVENT,
+        body=raw,
+        occurred_at=result.refunded_at,
+    )
+    if stored is not None:
+        nudge(SOURCE)
     return Response(pay_xml.ACK, mimetype="text/xml")

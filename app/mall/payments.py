@@ -6,8 +6,11 @@ even after a refusal, names the same WeChat order and WeChat answers the same pr
 redemption then spends the points and reserves the stock in one transaction, the order
 ``awaiting_payment`` with its ``MallPayment`` row (``record``); the answer carries the
 ``wx.requestPayment`` parameters (``pay_params``). Refunds go out after the commit, one refund
-number per order however often the job runs (``refund_payment``). Settling and closing:
-``app.mall.settling``.
+number per order however often the job runs (``refund_payment``); WeChat accepting a refund is not
+the money being back: the payment stays ``refunding`` until WeChat's result — its refund
+notification, or a refund query by the reconciler when none came — says SUCCESS (``refunded``) or
+CHANGE/REFUNDCLOSE (``refund_failed``, for an operator: ``record_refund_result``). Settling and
+closing: ``app.mall.settling``.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from app.config import current_settings
 from app.core import tunables
 from app.core.clock import utcnow
 from app.core.db import db
-from app.gateways import JsapiOrder
+from app.gateways import JsapiOrder, RefundResult
 from app.jobs import job
 from app.mall import catalog
 from app.mall.models import MallItem, MallPayment, RedemptionOrder
@@ -103,7 +106,8 @@ def refund_number(payment: MallPayment) -> str:
 
 @job("payments", retry=(30, 120, 600, 1800, 3600))
 def refund_payment(order_id: int) -> str:
-    """Refund a cancelled order's cash at WeChat (same refund number on every retry), then mark it."""
+    """Ask WeChat to refund a cancelled order's cash (the same refund number on every retry) and
+    note that it accepted; the result comes later (``record_refund_result``)."""
     payment = of_order(order_id)
     if payment is None or payment.status != "refunding":
         return "nothing to refund"
@@ -112,6 +116,33 @@ def refund_payment(order_id: int) -> str:
     )
     payment = of_order(order_id, lock=True)
     assert payment is not None
-    if payment.status == "refunding":
-        payment.status, payment.refund_id, payment.refunded_at = "refunded", refund_id, utcnow()
-    return f"refunded {payment.amount_fen} fen"
+    if payment.status == "refunding" and payment.refund_requested_at is None:
+        payment.refund_id, payment.refund_requested_at = refund_id, utcnow()
+    return f"refund of {payment.amount_fen} fen accepted by WeChat: {payment.status}"
+
+
+class RefundMismatch(ValueError):
+    """A refund result that names our order but not our refund (another number or amount)."""
+
+
+def record_refund_result(result: RefundResult) -> str:
+    """WeChat's result for a refund (notification or query), applied once under the payment's lock:
+    SUCCESS → refunded; CHANGE or REFUNDCLOSE → refund_failed; PROCESSING or unknown → unchanged."""
+    order_id = db.session.scalar(sa.select(MallPayment.order_id).where(MallPayment.out_trade_no == result.out_trade_no))
+    if order_id is None:
+        raise LookupError(f"no mall payment {result.out_trade_no}")
+    payment = of_order(order_id, lock=True)
+    assert payment is not None
+    if result.out_refund_no != refund_number(payment) or result.refund_fen not in (0, payment.amount_fen):
+        raise RefundMismatch(f"refund {result.out_refund_no} of {result.refund_fen} fen is not ours")
+    if payment.status != "refunding":
+        return f"already {payment.status}"
+    if not result.final:
+        return f"refund {result.state or 'unknown at WeChat'}: still refunding"
+    payment.refund_state = result.state
+    payment.refund_id = payment.refund_id or result.refund_id
+    if result.state == "SUCCESS":
+        payment.status, payment.refunded_at = "refunded", result.refunded_at or utcnow()
+    else:
+        payment.status = "refund_failed"
+    return f"refund {result.state}: {payment.status}"

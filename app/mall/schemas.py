@@ -95,7 +95,9 @@ class VoucherSchema(ma.Schema):
 
 
 class PaymentSchema(ma.Schema):
-    status = ma.fields.String(metadata={"description": "awaiting, paid, closed, refunding or refunded"})
+    status = ma.fields.String(
+        metadata={"description": "awaiting, paid, closed, refunding (until WeChat confirms), refunded or refund_failed"}
+    )
     amount_fen = ma.fields.Integer()
     expires_at = ma.fields.DateTime(metadata={"description": "Unpaid by then, the order is closed and given back"})
     pay_params = ma.fields.Dict(

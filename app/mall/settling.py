@@ -32,9 +32,10 @@ from app.mall import ordering, payments
 from app.mall.models import MallPayment, RedemptionOrder
 from app.members.models import Member
 
-#: The inbox source and event type of WeChat Pay's paid notifications (``pay_api``).
+#: The inbox source and event types of WeChat Pay's paid and refund notifications (``pay_api``).
 SOURCE = "wechatpay"
 PAID_EVENT = "mall.paid"
+REFUND_EVENT = "mall.refund"
 #: An order awaiting payment is asked about (its notification may be lost) after this long.
 QUERY_AFTER = dt.timedelta(minutes=2)
 RECONCILE_BATCH = 200
@@ -59,7 +60,7 @@ def settle(paid: PaidOrder) -> str:
     assert payment is not None
     if paid.amount_fen != payment.amount_fen:
         raise ValueError(f"paid {paid.amount_fen} fen for an order of {payment.amount_fen}")
-    if payment.status in ("paid", "refunding", "refunded"):
+    if payment.status in ("paid", "refunding", "refunded", "refund_failed"):
         return f"already {payment.status}"
     payment.status, payment.transaction_id, payment.paid_at = "paid", paid.transaction_id, paid.paid_at or utcnow()
     if order.status != "awaiting_payment":  # given up here, yet WeChat took the money: give it back
@@ -120,15 +121,37 @@ def _paid_notification(_event: InboundEvent, body: bytes) -> str:
     return settle(gateways.pay_orders().parse_notification(body))
 
 
+@handles(SOURCE, REFUND_EVENT)
+def _refund_notification(_event: InboundEvent, body: bytes) -> str:
+    """A stored refund notification (decrypted again: the body is what WeChat sent)."""
+    return payments.record_refund_result(gateways.pay_orders().parse_refund_notification(body))
+
+
 @job("payments")
 def reconcile_payment(order_id: int) -> str:
     return close_unpaid(order_id, utcnow())
 
 
+@job("payments")
+def reconcile_refund(order_id: int) -> str:
+    """A refund WeChat accepted a while ago and never reported on: ask for its result."""
+    payment = payments.of_order(order_id)
+    if payment is None or payment.status != "refunding" or payment.refund_requested_at is None:
+        return "not waiting for a refund result"
+    result = gateways.pay_orders().query_refund(payments.refund_number(payment))
+    if result.state is None:  # accepted, yet unknown now: send it again (the same number refunds once)
+        payment = payments.of_order(order_id, lock=True)
+        if payment is not None and payment.status == "refunding":
+            payment.refund_requested_at = None
+        return "refund unknown at WeChat: to be sent again"
+    return payments.record_refund_result(result)
+
+
 @job("periodic", timeout=600)
 def reconcile_payments() -> int:
     """Every minute: orders awaiting payment for a while are asked about (a lost notification)
-    and closed once past their time; refunds left unsent are sent again. One job per order."""
+    and closed once past their time; refunds left unsent are sent again, refunds accepted a while
+    ago without a result are asked about. One job per order."""
     now = utcnow()
     awaiting = db.session.scalars(
         sa.select(MallPayment.order_id)
@@ -136,13 +159,19 @@ def reconcile_payments() -> int:
         .order_by(MallPayment.expires_at)
         .limit(RECONCILE_BATCH)
     ).all()
-    refunding = db.session.scalars(
-        sa.select(MallPayment.order_id).where(MallPayment.status == "refunding").limit(RECONCILE_BATCH)
+    refunding = db.session.execute(
+        sa.select(MallPayment.order_id, MallPayment.refund_requested_at)
+        .where(MallPayment.status == "refunding")
+        .where(sa.or_(MallPayment.refund_requested_at.is_(None), MallPayment.refund_requested_at <= now - QUERY_AFTER))
+        .limit(RECONCILE_BATCH)
     ).all()
     for order_id in awaiting:
         dispatch(reconcile_payment.spec, (order_id,), f"mall-reconcile-{order_id}-{now:%Y%m%d%H%M}")
-    for order_id in refunding:
-        dispatch(payments.refund_payment.spec, (order_id,), f"mall-refund-{order_id}-{now:%Y%m%d%H%M}")
+    for order_id, requested_at in refunding:
+        if requested_at is None:  # never accepted by WeChat: send it again (same refund number)
+            dispatch(payments.refund_payment.spec, (order_id,), f"mall-refund-{order_id}-{now:%Y%m%d%H%M}")
+        else:
+            dispatch(reconcile_refund.spec, (order_id,), f"mall-refund-result-{order_id}-{now:%Y%m%d%H%M}")
     return len(awaiting) + len(refunding)
 
 

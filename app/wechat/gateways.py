@@ -27,6 +27,7 @@ from app.gateways import (
     PaymentRefused,
     QrTicket,
     RedPacketOrder,
+    RefundResult,
     Refused,
     SharedPhone,
     Unavailable,
@@ -274,9 +275,32 @@ class WeChatOrderPayments:
     def refund(self, out_trade_no: str, out_refund_no: str, total_fen: int, refund_fen: int) -> str:
         with _pay_errors():
             result = self._client().refund.apply(
-                total_fee=total_fen, refund_fee=refund_fen, out_refund_no=out_refund_no, out_trade_no=out_trade_no
+                total_fee=total_fen,
+                refund_fee=refund_fen,
+                out_refund_no=out_refund_no,
+                out_trade_no=out_trade_no,
+                notify_url=refund_notify_url(self._notify_url),
             )
         return str(result.get("refund_id", ""))
+
+    def parse_refund_notification(self, body: bytes) -> RefundResult:
+        client = self._client()
+        return pay_xml.refund_notification(body, self._api_key, app_id=client.appid, mch_id=client.mch_id)
+
+    def query_refund(self, out_refund_no: str) -> RefundResult:
+        try:
+            with _pay_errors():
+                result = self._client().refund.query(out_refund_no=out_refund_no)
+        except Refused as exc:
+            if exc.code == "REFUNDNOTEXIST":
+                return RefundResult("", out_refund_no, None)
+            raise
+        return pay_xml.refund_result(result, suffix="_0")
+
+
+def refund_notify_url(payment_notify_url: str) -> str:
+    """Refund results are posted beside the payment notifications: ``…/wechat-pay/refund-notifications``."""
+    return payment_notify_url.rsplit("/", 1)[0] + "/refund-notifications"
 
 
 def for_settings(settings: Settings, journal: Path | None = None) -> Gateways:

@@ -2,9 +2,11 @@
 
 It keeps WeChat's rules that the mall depends on: one order per ``out_trade_no`` (sent again with
 the same amount it answers the same prepay id, with another amount it refuses), a closed order
-can never be paid and a paid one cannot be closed (ORDERPAID), one refund per ``out_refund_no``.
+can never be paid and a paid one cannot be closed (ORDERPAID), one refund per ``out_refund_no``,
+accepted at once and finished later (PROCESSING until ``finish_refund``).
 ``pay(out_trade_no)`` is the member paying in the mini-app: it returns the signed notification XML
-WeChat would POST to us, signed with the merchant key like the real one.
+WeChat would POST to us, signed with the merchant key like the real one; ``finish_refund`` returns
+the encrypted refund notification the same way.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.core.clock import utcnow
-from app.gateways import JsapiOrder, PaidOrder, Refused
+from app.gateways import JsapiOrder, PaidOrder, RefundResult, Refused
 from app.gateways.fakes import _Recorder
 from app.wechat import pay_xml as xml
 
@@ -40,6 +42,7 @@ class FakeOrderPayments(_Recorder):
         self.api_key = api_key
         self.orders: dict[str, _Order] = {}
         self.refunds: dict[str, tuple[str, int]] = {}  # out_refund_no → (out_trade_no, fen): once each
+        self.refund_states: dict[str, str] = {}  # out_refund_no → PROCESSING, SUCCESS, CHANGE, REFUNDCLOSE
         self._state_lock = threading.Lock()
 
     def reset(self) -> None:
@@ -47,6 +50,7 @@ class FakeOrderPayments(_Recorder):
         with self._state_lock:
             self.orders.clear()
             self.refunds.clear()
+            self.refund_states.clear()
 
     def create_jsapi_order(self, order: JsapiOrder) -> str:
         self._record("unifiedorder", out_trade_no=order.out_trade_no, openid=order.openid, total_fee=order.amount_fen)
@@ -96,7 +100,52 @@ class FakeOrderPayments(_Recorder):
             if refund_fen > known.order.amount_fen or total_fen != known.order.amount_fen:
                 raise Refused("退款金额错误", code="INVALID_REQUEST")
             self.refunds.setdefault(out_refund_no, (out_trade_no, refund_fen))  # the money moves once per number
+            self.refund_states.setdefault(out_refund_no, "PROCESSING")
             known.state = "REFUND"
+        return self._refund_id(out_refund_no)
+
+    def parse_refund_notification(self, body: bytes) -> RefundResult:
+        return xml.refund_notification(body, self.api_key, app_id=SANDBOX_APP_ID, mch_id=SANDBOX_MCH_ID)
+
+    def query_refund(self, out_refund_no: str) -> RefundResult:
+        self._record("refundquery", out_refund_no=out_refund_no)
+        with self._state_lock:
+            return self._refund_of(out_refund_no)
+
+    def finish_refund(self, out_refund_no: str, state: str = "SUCCESS") -> bytes:
+        """WeChat finishes a refund (SUCCESS, CHANGE or REFUNDCLOSE): returns the notification it sends."""
+        with self._state_lock:
+            self.refund_states[out_refund_no] = state
+            result = self._refund_of(out_refund_no)
+        fields = {
+            "out_trade_no": result.out_trade_no,
+            "out_refund_no": out_refund_no,
+            "refund_id": result.refund_id,
+            "refund_fee": str(result.refund_fen),
+            "settlement_refund_fee": str(result.refund_fen),
+            "refund_status": state,
+            "success_time": xml.refund_time(utcnow()) if state == "SUCCESS" else None,
+            "refund_recv_accout": "支付用户零钱",
+            "refund_request_source": "API",
+        }
+        return xml.encrypted_refund_notification(fields, self.api_key, app_id=SANDBOX_APP_ID, mch_id=SANDBOX_MCH_ID)
+
+    def _refund_of(self, out_refund_no: str) -> RefundResult:
+        if out_refund_no not in self.refunds:
+            return RefundResult("", out_refund_no, None)
+        out_trade_no, fen = self.refunds[out_refund_no]
+        state = self.refund_states[out_refund_no]
+        return RefundResult(
+            out_trade_no,
+            out_refund_no,
+            state,
+            refund_fen=fen,
+            refund_id=self._refund_id(out_refund_no),
+            refunded_at=utcnow().replace(microsecond=0) if state == "SUCCESS" else None,
+        )
+
+    @staticmethod
+    def _refund_id(out_refund_no: str) -> str:
         return f"5030{hashlib.sha256(out_refund_no.encode()).hexdigest()[:24]}"
 
     # --- the member's side (tests, the demo) ------------------------------------------------------
