@@ -91,7 +91,8 @@ def enqueue_all(member_ids: Iterable[int], kind: str, refs: dict[str, Any] | Non
 
 def _release(session: Session, held: list[tuple[int, str, dict[str, Any]]]) -> None:
     """Write the held-back rows: one per (member, kind) except merges, numbered per member under
-    the members' sync-row locks taken in id order, the last locks of the transaction; one insert."""
+    the members' sync-row locks taken in id order, the last locks of the transaction; one insert
+    (on PostgreSQL the numbering and the insert are one statement)."""
     rows, seen = [], set()
     for member_id, kind, refs in held:
         if kind != "merge" and (member_id, kind) in seen:
@@ -100,7 +101,11 @@ def _release(session: Session, held: list[tuple[int, str, dict[str, Any]]]) -> N
         rows.append((member_id, kind, refs))
     if not rows:
         return
-    next_seq = _reserve_seqs(Counter(member_id for member_id, _kind, _refs in rows))
+    counts = Counter(member_id for member_id, _kind, _refs in rows)
+    if db.dialect == "postgresql":
+        _number_and_insert(session, rows, counts, utcnow())
+        return
+    next_seq = _reserve_seqs(counts)
     columns: dict[str, list[Any]] = {"member_id": [], "seq": [], "kind": [], "payload": [], "idempotency_key": []}
     for member_id, kind, refs in rows:
         seq = next_seq[member_id]
@@ -108,6 +113,45 @@ def _release(session: Session, held: list[tuple[int, str, dict[str, Any]]]) -> N
         for name, value in zip(columns, (member_id, seq, kind, refs, f"loyalty-{member_id}-{seq}"), strict=True):
             columns[name].append(value)
     _insert_rows(session, columns, utcnow())
+
+
+#: ``_reserve_seqs`` and ``_insert_rows`` as ONE statement (the hot paths — every balance change —
+#: save a round trip): the upsert reserves each member's numbers in member-id order (the same lock
+#: order), the insert numbers each row from its member's reserved range by its place in the list.
+_NUMBER_AND_INSERT = sa.text(
+    """
+WITH wanted AS (
+    SELECT (r->>0)::bigint AS member_id, (r->>1)::bigint AS n FROM jsonb_array_elements(:counts) AS r
+), reserved AS (
+    INSERT INTO crm_member_sync (member_id, last_seq)
+    SELECT member_id, n FROM wanted ORDER BY member_id
+    ON CONFLICT (member_id) DO UPDATE SET last_seq = crm_member_sync.last_seq + excluded.last_seq
+    RETURNING member_id, last_seq
+), fresh AS (
+    SELECT (r->>0)::bigint AS member_id, r->>1 AS kind, r->2 AS payload, (r->>3)::bigint AS place,
+           (r->>4)::bigint AS n
+    FROM jsonb_array_elements(:rows) AS r
+)
+INSERT INTO crm_outbox (member_id, seq, kind, payload, idempotency_key, status, attempts, next_attempt_at, created_at)
+SELECT fresh.member_id, numbered.seq, fresh.kind, fresh.payload,
+       'loyalty-' || fresh.member_id || '-' || numbered.seq, 'pending', 0, :now, :now
+FROM fresh
+JOIN reserved USING (member_id)
+CROSS JOIN LATERAL (SELECT reserved.last_seq - fresh.n + 1 + fresh.place AS seq) AS numbered
+"""
+).bindparams(sa.bindparam("counts", type_=JSONB), sa.bindparam("rows", type_=JSONB))
+
+
+def _number_and_insert(
+    session: Session, rows: list[tuple[int, str, dict[str, Any]]], counts: Counter[int], now: dt.datetime
+) -> None:
+    ordered = sorted(counts)
+    places: Counter[int] = Counter()
+    numbered = []
+    for member_id, kind, refs in rows:
+        numbered.append([member_id, kind, refs, places[member_id], counts[member_id]])
+        places[member_id] += 1
+    session.execute(_NUMBER_AND_INSERT, {"counts": [[m, counts[m]] for m in ordered], "rows": numbered, "now": now})
 
 
 def _insert_rows(session: Session, columns: dict[str, list[Any]], now: dt.datetime) -> None:
