@@ -173,6 +173,20 @@ def test_the_error_report_speaks_the_operators_language(app_ctx, tmp_path):
 
 
 @pytest.mark.postgres
+def test_a_nul_byte_inside_a_cell_spoils_that_cell_not_the_import(app_ctx, tmp_path):
+    factories.dealer("D0104")
+    rows = [
+        ["张\x00三", "13700000021", "", "", "", "", "是", "", ""],  # the name: kept, the NUL replaced
+        ["李四", "137000\x0000022", "", "", "", "", "是", "", ""],  # the phone: fails its check
+        ["王五", "13700000023", "", "", "LSVWE7SW9HW6SVG0U", "粤B\x0012345", "是", "", ""],  # a plain column
+    ]
+    outcome = club_import.run_import(write_csv(tmp_path / "club.csv", rows), options("D0104"))
+    assert (outcome.rows_done, [error.row_no for error in outcome.errors]) == (3, [3])
+    assert find_by_phone("13700000021").name == "张\ufffd三" and find_by_phone("13700000023") is not None
+    assert find_by_phone("13700000022") is None
+
+
+@pytest.mark.postgres
 def test_english_headers_work_and_a_missing_required_column_names_the_field(app_ctx, tmp_path):
     factories.dealer("D0104")
     english = write_csv(tmp_path / "en.csv", [["Li Lei", "13700000013", "yes"]], header=["Name", "Mobile", "Consent"])

@@ -113,6 +113,13 @@ def read_header(path: Path) -> list[str]:
         raise ValidationFailed(fields={"file": [_l("The file is not CSV text (UTF-8 or GB18030).")]}) from None
 
 
+def _without_nul(cells: list[str]) -> list[str]:
+    """PostgreSQL text cannot hold NUL: a NUL spoils its cell like an undecodable byte does."""
+    if any("\x00" in cell for cell in cells):
+        return [cell.replace("\x00", "\ufffd") for cell in cells]
+    return cells
+
+
 def iter_chunks(path: Path, *, skip: int, size: int) -> Iterator[tuple[int, list[tuple[int, list[str]]], int]]:
     """``(rows_before, [(row_no, cells), …], rows_after)`` per chunk after the first ``skip`` data
     rows. ``row_no`` is the spreadsheet's line number (the header is line 1); blank lines count as
@@ -128,7 +135,7 @@ def iter_chunks(path: Path, *, skip: int, size: int) -> Iterator[tuple[int, list
             index += 1
             if index <= skip or not any(cell.strip() for cell in cells):
                 continue
-            chunk.append((index + 1, cells))
+            chunk.append((index + 1, _without_nul(cells)))
             if len(chunk) >= size:
                 yield start, chunk, index
                 start, chunk = index, []
