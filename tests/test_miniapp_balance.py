@@ -194,3 +194,15 @@ def test_on_postgresql_it_is_one_statement_outside_a_transaction_and_sees_every_
         sa.event.remove(db.engine, "before_cursor_execute", note)
     with db.engine.connect() as connection:  # the pooled connection went back as it came: transactional
         assert connection.connection.driver_connection.autocommit is False
+
+
+def test_the_read_takes_program_settings_from_the_process_snapshot_without_a_session(app):
+    """``tunables.shared``: what ``get`` returns, without making the unit of work's session."""
+    tunables.forget_shared_snapshot()
+    with app.test_request_context("/"):
+        assert tunables.shared("miniapp.session_hours") == 2  # a stale snapshot: read through a session
+        assert db.session.registry.has()
+    with app.test_request_context("/"):
+        assert tunables.shared("miniapp.session_max_hours") == tunables.REGISTRY["miniapp.session_max_hours"].default
+        assert not db.session.registry.has()
+        assert tunables.get("miniapp.session_max_hours") == 720

@@ -36,11 +36,15 @@ def _authenticate() -> None:
         use_member_locale(g.member.locale)
 
 
-def admit_member(status: str | None, locale: str | None) -> None:
-    """``member_required`` for a handler that resolved the session itself (the balance read, in one
-    statement with its data): a member whose membership is active or frozen, else 403."""
-    if status is not None:
-        use_member_locale(locale)
+#: Memberships the member endpoints serve (closed ones are gone).
+_MEMBERS = ("active", "frozen")
+
+
+def admit_member(status: str | None, locale: str | None = None) -> None:
+    """``member_required``'s rule, also for a handler that resolved the session itself (the balance
+    read, in one statement with its data): a membership that is active or frozen, else 403 (in the
+    member's ``locale``, when there is a member)."""
+    use_member_locale(locale)
     if status not in _MEMBERS:
         raise NotAMember()
 
@@ -56,13 +60,9 @@ def signed_in(view: Callable) -> Callable:
     return wrapper
 
 
-_MEMBERS = ("active", "frozen")
-
-
 def _authenticate_member() -> None:
     _authenticate()
-    if g.member is None or g.member.status not in _MEMBERS:
-        raise NotAMember()
+    admit_member(None if g.member is None else g.member.status)
 
 
 def member_required(view: Callable) -> Callable:

@@ -79,7 +79,7 @@ def _new_session(
 
 
 def _end_of_life(signed_in_at: dt.datetime) -> dt.datetime:
-    return signed_in_at + dt.timedelta(hours=MAX_HOURS.value())
+    return signed_in_at + dt.timedelta(hours=MAX_HOURS.shared_value())
 
 
 def sign_in(openid: str, session_key: str, unionid: str | None) -> SignedIn:
@@ -116,7 +116,7 @@ _SESSION_WITH_IDENTITY_AND_MEMBER = (
 def _session_id_of(token: str) -> int:
     """The session id a bearer token signs, or 401 (forged, or older than a refresh period)."""
     try:
-        return _serializer().loads(token, max_age=SESSION_HOURS.value() * 3600)
+        return _serializer().loads(token, max_age=SESSION_HOURS.shared_value() * 3600)
     except SignatureExpired:
         raise Unauthenticated(_l("Your session has expired. Please sign in again.")) from None
     except (BadSignature, ValueError, TypeError):
