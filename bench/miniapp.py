@@ -114,6 +114,71 @@ def tokens_of_sessions(env: dict[str, str], session_ids: list[int]) -> list[str]
         return [sessions._serializer().dumps(session_id) for session_id in session_ids]
 
 
+def postgres_cpu() -> float:
+    """Seconds of CPU the PostgreSQL backends connected to the bench database have used (from /proc)."""
+    with psycopg.connect(f"{PG} dbname=postgres", autocommit=True) as conn:
+        pids = [
+            row[0]
+            for row in conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", (BENCH_DB,)
+            )
+        ]
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def in_process(env: dict[str, str], tokens: list[str], session_ids: list[int], reads: int) -> dict[str, float]:
+    """The balance read through the Flask test client (no HTTP, no gunicorn, one thread): CPU µs per
+    read of this process and of its PostgreSQL backend, wall p50/p99, and the shared buffers one
+    read's statement touches (EXPLAIN ANALYZE over ``session_ids``). CPU and buffers hardly move
+    with the other processes on the machine, so they show what the population size changes."""
+    os.environ.update(env)
+    from app import create_app
+    from app.core.db import db
+    from app.members import sessions
+
+    app = create_app()
+    client = app.test_client()
+
+    def read(i: int) -> None:
+        response = client.get("/api/v1/me/points", headers={"Authorization": f"Bearer {tokens[i % len(tokens)]}"})
+        assert response.status_code == 200, response.status_code
+
+    for i in range(200):
+        read(i)
+    latencies = []
+    cpu, pg = time.process_time(), postgres_cpu()
+    for i in range(reads):
+        started = time.perf_counter()
+        read(i)
+        latencies.append((time.perf_counter() - started) * 1000)
+    cpu, pg = (time.process_time() - cpu) / reads * 1e6, (postgres_cpu() - pg) / reads * 1e6
+    with app.app_context():
+        compiled = sessions._SESSION_WITH_BALANCE.compile(dialect=db.engine.dialect)
+    buffers, executions = [], []
+    with psycopg.connect(f"{PG} dbname={BENCH_DB}", autocommit=True) as conn:
+        for session_id in session_ids:
+            params = {**compiled.params, "session_id": session_id}
+            plan = conn.execute(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {compiled}", params).fetchone()[0][0]
+            buffers.append(plan["Plan"]["Shared Hit Blocks"] + plan["Plan"]["Shared Read Blocks"])
+            executions.append(plan["Execution Time"])
+    latencies.sort()
+    return {
+        "cpu_us": cpu,
+        "pg_cpu_us": pg,
+        "p50_ms": latencies[len(latencies) // 2],
+        "p99_ms": latencies[int(len(latencies) * 0.99)],
+        "buffers": statistics.mean(buffers),
+        "execution_ms": statistics.median(executions),
+    }
+
+
 def etag_for(port: int, token: str) -> str:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     connection.request("GET", "/api/v1/me/points", headers={"Authorization": f"Bearer {token}"})
@@ -196,14 +261,23 @@ def populations(args: argparse.Namespace, env: dict[str, str]) -> None:
     flush_redis()
     health = [("GET", "/healthz", b"", {})] * args.reads
     results: list[tuple[int, LoadResult, LoadResult, list[float], LoadResult]] = []
+    measures: list[dict[str, float]] = []
     seeded = 0
     picker = random.Random(18)
     for size in sizes:
         seed_population(env, seeded, size)
         seeded = size
         members = sorted(picker.sample(range(1, size + 1), args.sample))  # spread over the whole population
-        tokens = tokens_of_sessions(env, _sessions_of(members))
+        session_ids = _sessions_of(members)
+        tokens = tokens_of_sessions(env, session_ids)
         picker.shuffle(tokens)
+        measured = in_process(env, tokens, session_ids[:200], args.in_process_reads)
+        print(
+            f"{size:,} members, in process: {measured['cpu_us']:.0f} µs CPU + {measured['pg_cpu_us']:.0f} µs "
+            f"PostgreSQL per read, p50 {measured['p50_ms']:.2f} ms p99 {measured['p99_ms']:.2f} ms; "
+            f"{measured['buffers']:.1f} shared buffers, {measured['execution_ms']:.3f} ms execution per statement",
+            flush=True,
+        )
         reads = reads_of(tokens, args.reads)
         with gunicorn("wsgi:app", env, args.port):
             run_load("warm-up", args.port, reads_of(tokens, len(tokens)) + health[:400], args.concurrency)
@@ -221,6 +295,7 @@ def populations(args: argparse.Namespace, env: dict[str, str]) -> None:
             )
         assert set(ours.statuses) == {200}, f"unexpected statuses {ours.statuses}"
         results.append((size, floor, ours, ratios, steady))
+        measures.append(measured)
         report(
             [floor.line(), ours.line(), steady.line()],
             f"{size:,} members: balance reads / healthz throughput ratio",
@@ -240,6 +315,14 @@ def populations(args: argparse.Namespace, env: dict[str, str]) -> None:
     def growth(big: LoadResult, small: LoadResult, p: float) -> float:
         return big.percentile(p) / small.percentile(p)
 
+    first, last = measures[0], measures[-1]
+    print(
+        f"{big_size:,} / {small_size:,} members, in process: CPU {last['cpu_us'] / first['cpu_us']:.2f}×, "
+        f"PostgreSQL CPU {last['pg_cpu_us'] / max(first['pg_cpu_us'], 1):.2f}×, "
+        f"p50 {last['p50_ms'] / first['p50_ms']:.2f}×, "
+        f"p99 {last['p99_ms'] / first['p99_ms']:.2f}×, buffers {last['buffers'] / first['buffers']:.2f}×, "
+        f"execution {last['execution_ms'] / first['execution_ms']:.2f}×"
+    )
     print(
         f"{big_size:,} / {small_size:,} members: under load p50 {growth(big_ours, small_ours, 50):.2f}× "
         f"p99 {growth(big_ours, small_ours, 99):.2f}×; at a steady {args.steady_rate:.0f}/s "
@@ -268,6 +351,9 @@ def main() -> None:
     parser.add_argument("--steady-rate", type=float, default=100.0, help="requests/s for the p99 at steady load")
     parser.add_argument("--population", help="comma-separated member counts, seeded set-based, e.g. 100000,1000000")
     parser.add_argument("--sample", type=int, default=2000, help="members read per population")
+    parser.add_argument(
+        "--in-process-reads", type=int, default=3000, help="reads through the test client per population"
+    )
     parser.add_argument("--port", type=int, default=5803)
     args = parser.parse_args()
 

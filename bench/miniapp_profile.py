@@ -21,30 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import psycopg
-
-from bench.common import BENCH_DB, bench_environment, flush_redis, fresh_database
-from bench.miniapp import members_with_tokens
-from bench.seeding import PG
-
-
-def postgres_cpu() -> float:
-    """Seconds of CPU the PostgreSQL backends connected to the bench database have used (from /proc)."""
-    with psycopg.connect(f"{PG} dbname=postgres", autocommit=True) as conn:
-        pids = [
-            row[0]
-            for row in conn.execute(
-                "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", (BENCH_DB,)
-            )
-        ]
-    ticks = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        ticks += int(fields[11]) + int(fields[12])  # utime, stime
-    return ticks / os.sysconf("SC_CLK_TCK")
+from bench.common import bench_environment, flush_redis, fresh_database
+from bench.miniapp import members_with_tokens, postgres_cpu
 
 
 def main() -> None:
@@ -52,6 +30,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--members", type=int, default=50)
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--sort", default="cumulative", help="pstats order: cumulative, tottime …")
+    parser.add_argument("--only-balance", action="store_true")
+    parser.add_argument("--cpu", action="store_true", help="profile CPU time (time.process_time), not wall time")
     parser.add_argument("--no-seed", action="store_true", help="reuse the bench database as it is")
     args = parser.parse_args()
 
@@ -89,7 +70,8 @@ def main() -> None:
     def health(_i: int):
         return client.get("/healthz")
 
-    for name, call in (("/healthz", health), ("GET /api/v1/me/points", balance)):
+    calls = (("/healthz", health), ("GET /api/v1/me/points", balance))
+    for name, call in calls[1:] if args.only_balance else calls:
         for i in range(200):  # warm: caches, pool, compiled statements, the tunables snapshot
             assert call(i).status_code == 200
         for key in counts:
@@ -101,13 +83,13 @@ def main() -> None:
         cpu = (time.process_time() - cpu_started) / args.requests * 1e6
         pg_cpu = (postgres_cpu() - pg_started) / args.requests * 1e6
         per_request = {key: value / args.requests for key, value in counts.items()}
-        profiler = cProfile.Profile()
+        profiler = cProfile.Profile(time.process_time) if args.cpu else cProfile.Profile()
         profiler.enable()
         for i in range(args.requests):
             call(i)
         profiler.disable()
         out = io.StringIO()
-        pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(args.top)
+        pstats.Stats(profiler, stream=out).sort_stats(args.sort).print_stats(args.top)
         print(
             f"== {name}: {plain:.0f} µs per request, {cpu:.0f} µs of this process's CPU and {pg_cpu:.0f} µs of "
             "its PostgreSQL backends' (no profiler); "
