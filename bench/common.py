@@ -94,7 +94,7 @@ def gunicorn(app_spec: str, env: dict[str, str], port: int, workers: int = 2, th
         process.wait(timeout=30)
 
 
-def _wait_until_serving(port: int, timeout: float = 30) -> None:
+def _wait_until_serving(port: int, timeout: float = 120) -> None:  # a busy shared VM takes its time
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:

@@ -22,13 +22,31 @@ class NotAMember(Forbidden):
     default_message = _l("Please join the membership first.")
 
 
-def _authenticate() -> None:
+def bearer_token() -> str:
+    """The mini-app session token the request carries, or 401."""
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated(headers={"WWW-Authenticate": 'Bearer realm="miniapp"'})
-    g.mini_session, g.identity, g.member = sessions.resolve(token.strip())
+    return token.strip()
+
+
+def _authenticate() -> None:
+    g.mini_session, g.identity, g.member = sessions.resolve(bearer_token())
     if g.member is not None:
         use_member_locale(g.member.locale)
+
+
+#: Memberships the member endpoints serve (closed ones are gone).
+_MEMBERS = ("active", "frozen")
+
+
+def admit_member(status: str | None, locale: str | None = None) -> None:
+    """``member_required``'s rule, also for a handler that resolved the session itself (the balance
+    read, in one statement with its data): a membership that is active or frozen, else 403 (in the
+    member's ``locale``, when there is a member)."""
+    use_member_locale(locale)
+    if status not in _MEMBERS:
+        raise NotAMember()
 
 
 def signed_in(view: Callable) -> Callable:
@@ -44,8 +62,7 @@ def signed_in(view: Callable) -> Callable:
 
 def _authenticate_member() -> None:
     _authenticate()
-    if g.member is None or g.member.status not in ("active", "frozen"):
-        raise NotAMember()
+    admit_member(None if g.member is None else g.member.status)
 
 
 def member_required(view: Callable) -> Callable:

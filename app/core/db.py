@@ -128,6 +128,18 @@ class Database:
         """Whether this unit of work has begun a transaction (without creating a session for it)."""
         return self.session.registry.has() and self.session().in_transaction()
 
+    def read_once(self, statement: sa.Executable, params: dict[str, Any]) -> list[sa.Row]:
+        """The rows of one read-only statement in one round trip. On a PostgreSQL engine, when this
+        unit of work has not begun a transaction, it runs on a pooled connection in autocommit: no
+        BEGIN, no COMMIT (a single statement reads one snapshot on its own; nothing is written).
+        Otherwise (SQLite, a test's outer transaction, a unit of work that already read or wrote)
+        it runs in the session, where it sees the unit of work's own changes."""
+        bind = self.bind
+        if isinstance(bind, sa.Engine) and bind.dialect.name == "postgresql" and not self.in_transaction():
+            with bind.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+                return connection.execute(statement, params).all()
+        return self.session.execute(statement, params).all()
+
     @property
     def dialect(self) -> str:
         bind = self.session.get_bind()

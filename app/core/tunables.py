@@ -39,6 +39,11 @@ class ProgramSetting:
     def value(self) -> Any:
         return get(self.key)
 
+    def shared_value(self) -> Any:
+        """``value``, without making a unit of work's session when none exists yet (a hot read
+        that may need none: the balance read runs outside the session). See ``shared``."""
+        return shared(self.key)
+
 
 REGISTRY: dict[str, ProgramSetting] = {}
 _CACHE_KEY = "program_settings"
@@ -91,6 +96,17 @@ def get(key: str) -> Any:
     setting = REGISTRY[key]
     frozen = _FROZEN.get()
     return (frozen if frozen is not None else _overrides()).get(key, setting.default)
+
+
+def shared(key: str) -> Any:
+    """``get`` from the process's snapshot while it is fresh, when this unit of work has no session
+    yet: what ``get`` would return (a new session takes that same snapshot), minus the session it
+    would make for it. Otherwise ``get``."""
+    if _FROZEN.get() is None and not db.session.registry.has():
+        with _shared_lock:
+            if _shared and time.monotonic() - _shared["at"] < SHARED_SECONDS:
+                return _shared["overrides"].get(key, REGISTRY[key].default)
+    return get(key)
 
 
 _FROZEN: ContextVar[dict[str, Any] | None] = ContextVar("tunables_frozen", default=None)

@@ -10,6 +10,7 @@ the mini-app must sign in again with a fresh ``wx.login`` code.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -25,6 +26,9 @@ from app.core.errors import ServiceUnavailable, Unauthenticated
 from app.core.i18n import _l
 from app.members import identities
 from app.members.models import Member, MiniappSession, WechatIdentity
+from app.points import queries as points
+from app.points.models import PointAccount
+from app.points.queries import Balance
 from app.tiers.models import TierState
 from app.tiers.policy import remember_current_tier
 
@@ -46,7 +50,13 @@ class SignedIn:
 
 
 def _serializer() -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=_SALT)
+    return _serializer_for(current_app.config["SECRET_KEY"])
+
+
+@functools.lru_cache(maxsize=4)
+def _serializer_for(secret_key: str) -> URLSafeTimedSerializer:
+    """Built once per key (stateless, so shared by threads): every request checks a token."""
+    return URLSafeTimedSerializer(secret_key, salt=_SALT)
 
 
 def _new_session(
@@ -69,7 +79,7 @@ def _new_session(
 
 
 def _end_of_life(signed_in_at: dt.datetime) -> dt.datetime:
-    return signed_in_at + dt.timedelta(hours=MAX_HOURS.value())
+    return signed_in_at + dt.timedelta(hours=MAX_HOURS.shared_value())
 
 
 def sign_in(openid: str, session_key: str, unionid: str | None) -> SignedIn:
@@ -103,24 +113,101 @@ _SESSION_WITH_IDENTITY_AND_MEMBER = (
 )
 
 
-def resolve(token: str) -> tuple[MiniappSession, WechatIdentity, Member | None]:
-    """The live session of a bearer token with its identity and member (None before joining), or 401."""
+def _session_id_of(token: str) -> int:
+    """The session id a bearer token signs, or 401 (forged, or older than a refresh period)."""
     try:
-        session_id = _serializer().loads(token, max_age=SESSION_HOURS.value() * 3600)
+        return _serializer().loads(token, max_age=SESSION_HOURS.shared_value() * 3600)
     except SignatureExpired:
         raise Unauthenticated(_l("Your session has expired. Please sign in again.")) from None
     except (BadSignature, ValueError, TypeError):
         raise Unauthenticated() from None
+
+
+def _ensure_live(revoked_at: dt.datetime | None, expires_at: dt.datetime, signed_in_at: dt.datetime) -> None:
+    """401 once a session is revoked (signed out, rotated), expired, or past the sign-in's absolute lifetime."""
+    now = utcnow()
+    if revoked_at is not None or expires_at <= now or _end_of_life(signed_in_at) <= now:
+        raise Unauthenticated(_l("Your session has expired. Please sign in again."))
+
+
+def resolve(token: str) -> tuple[MiniappSession, WechatIdentity, Member | None]:
+    """The live session of a bearer token with its identity and member (None before joining), or 401."""
+    session_id = _session_id_of(token)
     row = db.session.execute(_SESSION_WITH_IDENTITY_AND_MEMBER, {"session_id": session_id}).first()
     if row is None:
         raise Unauthenticated()
     session, identity, member, tier = row
-    now = utcnow()
-    if session.revoked_at is not None or session.expires_at <= now or _end_of_life(session.signed_in_at) <= now:
-        raise Unauthenticated(_l("Your session has expired. Please sign in again."))
+    _ensure_live(session.revoked_at, session.expires_at, session.signed_in_at)
     if member is not None:
         remember_current_tier(member.id, tier)  # the request's ``current_tier`` needs no statement
     return session, identity, member
+
+
+@dataclass(frozen=True)
+class MemberBalance:
+    """``resolve_with_balance``: who is asking (the member's fields the answer needs) and the balance."""
+
+    member_id: int | None
+    member_no: str | None
+    member_status: str | None
+    locale: str | None
+    balance: Balance | None
+    version: str | None
+
+
+def _session_with_balance() -> sa.Select:
+    """The session, its identity's member, the member's account and spendable lots by expiry date,
+    in one statement (the lots by the member id of the same session, an init plan run once)."""
+    session_id = sa.bindparam("session_id")
+    member_of_session = (
+        sa.select(WechatIdentity.member_id)
+        .join(MiniappSession, MiniappSession.identity_id == WechatIdentity.id)
+        .where(MiniappSession.id == session_id)
+        .scalar_subquery()
+    )
+    lots = points.spendable_lots_by_expiry(member_of_session)
+    return (
+        sa.select(
+            MiniappSession.revoked_at.label("session_revoked_at"),
+            MiniappSession.expires_at.label("session_expires_at"),
+            MiniappSession.signed_in_at.label("session_signed_in_at"),
+            Member.id.label("member_id"),
+            Member.member_no,
+            Member.status.label("member_status"),
+            Member.locale,
+            *points.ACCOUNT_COLUMNS,
+            lots.c.expires_at,
+            lots.c.points,
+        )
+        .select_from(MiniappSession)
+        .join(WechatIdentity, WechatIdentity.id == MiniappSession.identity_id)
+        .outerjoin(Member, Member.id == WechatIdentity.member_id)
+        .outerjoin(PointAccount, PointAccount.member_id == Member.id)
+        .outerjoin(lots, sa.true())
+        .where(MiniappSession.id == session_id)
+        .order_by(lots.c.expires_at)
+    )
+
+
+#: Built once: the mini-app's home screen reads it on every visit.
+_SESSION_WITH_BALANCE = _session_with_balance()
+
+
+def resolve_with_balance(token: str) -> MemberBalance:
+    """``resolve`` and the member's ``points.queries.balance_and_version`` in one round trip (one
+    statement, no transaction around it: ``Database.read_once``), no ORM objects: the balance read,
+    the hottest request of the program. The same 401s as ``resolve``; a session of someone who has
+    not joined comes back with ``member_id`` None."""
+    rows = db.read_once(_SESSION_WITH_BALANCE, {"session_id": _session_id_of(token)})
+    if not rows:
+        raise Unauthenticated()
+    first = rows[0]
+    _ensure_live(first.session_revoked_at, first.session_expires_at, first.session_signed_in_at)
+    if first.member_id is None:
+        return MemberBalance(None, None, None, None, None, None)
+    has_account = first.reward_available is not None  # else no rows: zeros, as ``balance_and_version``
+    balance, version = points.balance_and_version_of(first.member_id, rows if has_account else [])
+    return MemberBalance(first.member_id, first.member_no, first.member_status, first.locale, balance, version)
 
 
 def rotate(session: MiniappSession, identity: WechatIdentity) -> SignedIn:

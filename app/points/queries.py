@@ -79,6 +79,35 @@ def _balance_statement(*, many: bool = False) -> sa.Select:
     )
 
 
+#: The account's columns a balance reads, for a statement that joins ``PointAccount`` itself.
+ACCOUNT_COLUMNS = tuple(getattr(PointAccount, name) for name in _ACCOUNT_COLUMNS)
+
+
+def spendable_lots_by_expiry(member_id: sa.ColumnElement[int]) -> sa.Subquery:
+    """The spendable points of the member ``member_id`` (any SQL expression: a scalar subquery)
+    by expiry date, columns ``expires_at`` and ``points``; ``_balance_of`` reads them."""
+    return (
+        sa.select(PointLot.expires_at, sa.func.sum(PointLot.remaining).label("points"))
+        .where(PointLot.member_id == member_id, PointLot.status == "available", PointLot.remaining > 0)
+        .group_by(PointLot.expires_at)
+        .subquery()
+    )
+
+
+def balance_and_version_of(
+    member_id: int, rows: Sequence[sa.Row], *, now: dt.datetime | None = None
+) -> tuple[Balance, str]:
+    """``balance_and_version`` from rows read by another statement: each with the account's
+    ``ACCOUNT_COLUMNS`` and one expiry date's ``expires_at`` and ``points`` (NULL: none), ordered
+    by expiry date; no rows: no account."""
+    balance, updated_at = _balance_of([row._mapping for row in rows], now)
+    return balance, _version(member_id, updated_at)
+
+
+def _version(member_id: int, updated_at: dt.datetime | None) -> str:
+    return f"{member_id}:{updated_at.isoformat() if updated_at else 0}"
+
+
 #: Built once: the balance is the hottest read of the program (every mini-app home screen).
 _BALANCE = _balance_statement()
 _BALANCES = _balance_statement(many=True)
@@ -100,7 +129,7 @@ def balances(member_ids: Collection[int], *, now: dt.datetime | None = None) -> 
 def balance_and_version(member_id: int, *, now: dt.datetime | None = None) -> tuple[Balance, str]:
     """The balance, and a version that changes whenever the account moves (for ETags). One query."""
     balance, updated_at = _balance_of(db.session.execute(_BALANCE, {"member_id": member_id}).mappings().all(), now)
-    return balance, f"{member_id}:{updated_at.isoformat() if updated_at else 0}"
+    return balance, _version(member_id, updated_at)
 
 
 def _balance_of(rows: Sequence[Any], now: dt.datetime | None) -> tuple[Balance, dt.datetime | None]:
