@@ -28,10 +28,10 @@ from flask.testing import FlaskClient
 
 from app import create_app, gateways
 from app.benefits import catalog as benefit_catalog
-from app.dealers import services as dealer_services
 from app.core import tunables
 from app.core.db import db
 from app.core.security import sign_timestamped
+from app.dealers import services as dealer_services
 
 PG_URL = os.environ.get("LOYALTY_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("LOYALTY_TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
