@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from app.core.security import sign_timestamped
 from app.sync.samples import sample_delivery
 from bench.common import (
+    BENCH_DB,
     ROOT,
     VENV_BIN,
     bench_environment,
@@ -44,6 +45,25 @@ def signed_event(i: int) -> tuple[str, str, bytes, dict[str, str]]:
     ).encode()
     headers = {"Content-Type": "application/json", **sign_timestamped(DMS_SECRET, body)}
     return "POST", "/api/v1/dms/events", body, headers
+
+
+def commit_latency_ms(samples: int = 50) -> float:
+    """Median time of a one-row autocommitted INSERT on the bench database: mostly the WAL flush
+    (fdatasync) that every stored event waits for, which other loads on this machine stretch."""
+    import statistics
+    import time
+
+    import psycopg
+
+    with psycopg.connect(f"host=127.0.0.1 user=postgres dbname={BENCH_DB}", autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS bench_commit_probe (id serial PRIMARY KEY)")
+        timings = []
+        for _ in range(samples):
+            started = time.perf_counter()
+            conn.execute("INSERT INTO bench_commit_probe DEFAULT VALUES")
+            timings.append((time.perf_counter() - started) * 1000)
+        conn.execute("DROP TABLE bench_commit_probe")
+    return statistics.median(timings)
 
 
 def main() -> None:
@@ -75,7 +95,9 @@ def main() -> None:
     with gunicorn("bench.dms_app:app", env, args.port):
         run_load("warm-up", args.port, warmup + bare[:200], args.concurrency)
         labels = ("bare endpoint (floor)", "DMS intake")
+        commit_before = commit_latency_ms()
         floor, ours, ratios = run_interleaved(labels, args.port, bare, measured, args.concurrency, args.rounds)
+        commit_after = commit_latency_ms()
         steady_run = run_paced(f"DMS intake at {args.rate:.0f}/s", args.port, paced, args.rate)
 
     assert set(ours.statuses) == {202}, f"unexpected statuses {ours.statuses}"
@@ -92,6 +114,7 @@ def main() -> None:
         f"p99 at a steady {args.rate:.0f} events/s: {steady_run.percentile(99):.1f} ms "
         f"(p50 {steady_run.percentile(50):.1f} ms)"
     )
+    print(f"one-row autocommit INSERT (WAL flush) median: {commit_before:.1f} ms before, {commit_after:.1f} ms after")
     flush_redis()
 
 
