@@ -31,6 +31,7 @@ from app.benefits import catalog as benefit_catalog
 from app.core import tunables
 from app.core.db import db
 from app.core.security import sign_timestamped
+from app.dealers import services as dealer_services
 
 PG_URL = os.environ.get("LOYALTY_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("LOYALTY_TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
@@ -169,6 +170,7 @@ def _isolation(request: pytest.FixtureRequest, app: Flask) -> Iterator[None]:
         app.extensions[key].flushdb()
     tunables.forget_shared_snapshot()  # a previous test's (rolled back) settings must not leak
     benefit_catalog.forget_cached()  # nor its benefit catalog
+    dealer_services.forget_dealer_codes()  # nor the dealer codes it created
     engine = db.engine
     assert engine is not None
     if request.node.get_closest_marker("committed"):

@@ -276,3 +276,26 @@ def test_an_event_gives_up_after_the_configured_attempts(shop, post_dms, monkeyp
     db.session.refresh(event)
     assert (event.status, event.attempts) == ("dead", 2)
     assert process_inbound_event(event_id) is None  # dead events are left for an operator
+
+
+def test_a_dealer_opened_after_a_refusal_is_accepted_from_the_next_event(shop, post_dms):
+    document = delivery()
+    document["dealer_code"] = "D0999"
+    assert post_dms(document).status_code == 422
+    assert count(inbox.InboundEvent) == 0
+    factories.dealer(code="D0999")
+    assert post_dms(document).status_code == 202  # unknown codes are never remembered
+
+
+def test_a_known_dealer_code_is_read_once_per_ttl(app_ctx, monkeypatch):
+    from app.dealers import services as dealers
+
+    factories.dealer(code="D0777")
+    assert dealers.dealer_code_exists("D0777")
+    reads: list[object] = []
+    real_scalar = db.session.scalar
+    monkeypatch.setattr(db.session, "scalar", lambda *a, **k: reads.append(a) or real_scalar(*a, **k))
+    assert dealers.dealer_code_exists("D0777") and reads == []
+    assert not dealers.dealer_code_exists("D0778") and len(reads) == 1
+    dealers._known_codes["D0777"] -= dealers.DEALER_CODE_SECONDS  # read a TTL ago
+    assert dealers.dealer_code_exists("D0777") and len(reads) == 2

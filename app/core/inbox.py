@@ -100,12 +100,20 @@ def stored_outcome(source: str, external_id: str) -> str | None:
 
 
 def store_event_at_once(
-    *, source: str, external_id: str, type: str, body: bytes, occurred_at: dt.datetime, signed_nonce: str | None = None
+    *,
+    source: str,
+    external_id: str,
+    type: str,
+    body: bytes,
+    occurred_at: dt.datetime,
+    dealer_code: str | None = None,
+    signed_nonce: str | None = None,
 ) -> int | None:
     """``store_event`` as its own transaction, committed when this returns (the caller nudges
     the drain at once, not after a commit).
 
-    The callback's hot path (a launch-day QR scan stores its event and nothing else): an
+    The hot path of the WeChat callback (a launch-day QR scan stores its event and nothing else)
+    and of DMS intake (a delivery batch from the dealers' systems): an
     autocommitted INSERT outside the session, shared by the requests storing at the same moment
     (``group_commit``). Compared with the session it skips BEGIN, COMMIT and the ORM's
     unit-of-work machinery, and under load most round trips and WAL flushes. Falls back to
@@ -120,6 +128,7 @@ def store_event_at_once(
             type=type,
             body=body,
             occurred_at=occurred_at,
+            dealer_code=dealer_code,
             signed_nonce=signed_nonce,
         )
     # Outside the session nothing applies the column types: encrypt as EncryptedBytes would.
@@ -129,7 +138,7 @@ def store_event_at_once(
         type=type,
         body=cipher().encrypt_bytes(body),
         occurred_at=occurred_at,
-        dealer_code=None,
+        dealer_code=dealer_code,
         signed_nonce=signed_nonce,
     )
     try:

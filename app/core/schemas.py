@@ -104,3 +104,95 @@ class PageArgs(ma.Schema):
 
 def page_of(items: list, *, page: int, per_page: int, total: int) -> dict:
     return {"items": items, "page": page, "per_page": per_page, "total": total}
+
+
+class _Unsure(Exception):
+    """The quick check cannot vouch for the document: marshmallow's full load decides."""
+
+
+#: Fields that load a JSON value of this type as it is (then only their validators run).
+_PLAIN: dict[type, type] = {ma.fields.String: str, ma.fields.Integer: int, Money: int}
+#: Hooks the quick check can run itself (field validators, whole-schema validators); a schema
+#: with any other hook (pre_load, post_load, pass_original, many) is always loaded in full.
+_QUICK_HOOKS = {"validates", "validates_schema"}
+
+
+def _quick(schema: ma.Schema, data: Any) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise _Unsure
+    hooks = schema._hooks
+    if any(entries for tag, entries in hooks.items() if tag not in _QUICK_HOOKS):
+        raise _Unsure
+    fields = _load_keys(schema)
+    if schema.unknown != ma.RAISE or not data.keys() <= fields.keys():
+        raise _Unsure  # an unknown field (or another policy for them): marshmallow words it
+    loaded: dict[str, Any] = {}
+    for key, (name, field) in fields.items():
+        if key in data:
+            loaded[field.attribute or name] = _quick_field(field, key, data)
+        elif field.required:
+            raise _Unsure
+        elif field.load_default is not ma.missing:
+            default = field.load_default
+            loaded[field.attribute or name] = default() if callable(default) else default
+    _run_validator_hooks(schema, loaded)
+    return loaded
+
+
+def _quick_field(field: ma.fields.Field, key: str, data: dict[str, Any]) -> Any:
+    value = data[key]
+    if type(field) is ma.fields.Nested and not field.many and not field.validators and value is not None:
+        nested = field.schema
+        if nested.only or nested.exclude or nested.partial or field.unknown is not None:
+            raise _Unsure
+        return _quick(nested, value)
+    try:
+        if type(value) is _PLAIN.get(type(field)):  # what marshmallow would return unchanged
+            for validator in field.validators:
+                validator(value)
+            return value
+        return field.deserialize(value, key, data)
+    except ma.ValidationError:
+        raise _Unsure from None
+
+
+def _run_validator_hooks(schema: ma.Schema, loaded: dict[str, Any]) -> None:
+    """``@validates`` and ``@validates_schema`` on the loaded values, as ``Schema.load`` runs them."""
+    hooks = schema._hooks
+    try:
+        for attr_name, _many, options in hooks["validates"]:
+            for field_name in options["field_names"]:
+                field = schema.fields[field_name]
+                if (field.attribute or field_name) in loaded:
+                    validate = getattr(schema, attr_name)
+                    validate(loaded[field.attribute or field_name], data_key=field.data_key or field_name)
+        for attr_name, many, options in hooks["validates_schema"]:
+            if many or options.get("pass_original"):
+                raise _Unsure
+            getattr(schema, attr_name)(loaded, partial=None, many=False, unknown=schema.unknown)
+    except ma.ValidationError:
+        raise _Unsure from None
+
+
+def _load_keys(schema: ma.Schema) -> dict[str, tuple[str, ma.fields.Field]]:
+    """The input keys of a schema's loadable fields → (field name, field); built once per schema."""
+    keys = schema.__dict__.get("_quick_load_keys")
+    if keys is None:
+        keys = {field.data_key or name: (name, field) for name, field in schema.load_fields.items()}
+        schema.__dict__["_quick_load_keys"] = keys
+    return keys
+
+
+def quick_load(schema: ma.Schema, data: Any) -> dict[str, Any] | None:
+    """``schema.load(data)`` for a document marshmallow accepts, at a fraction of its cost; None
+    when it cannot vouch for the document (anything it rejects, or a construct it does not know),
+    so that the caller runs ``schema.load`` and gets marshmallow's own messages.
+
+    It only skips the schema machinery around the fields: each field is still deserialized and
+    validated by marshmallow itself (``Field.deserialize``), nested schemas are walked the same way,
+    unknown and missing required fields are refused, and ``@validates`` / ``@validates_schema``
+    hooks are run. A schema with other hooks is not vouched for."""
+    try:
+        return _quick(schema, data)
+    except _Unsure:
+        return None

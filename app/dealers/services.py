@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import threading
+import time
 
 import sqlalchemy as sa
 
@@ -12,6 +14,36 @@ from app.dealers.models import Dealer, Staff
 
 def dealer_by_code(code: str) -> Dealer | None:
     return db.session.scalar(sa.select(Dealer).where(Dealer.code == code))
+
+
+#: How long a process trusts that a dealer code it read exists (DMS intake asks on every event).
+#: Only codes found are kept: an unknown code is read again every time (so it stays a 422 until the
+#: dealer is created, and is accepted from the first request after). Dealers are never deleted.
+DEALER_CODE_SECONDS = 60.0
+_DEALER_CODES_MAX = 10_000
+_known_codes: dict[str, float] = {}  # code -> monotonic time it was read
+_known_codes_lock = threading.Lock()
+
+
+def dealer_code_exists(code: str) -> bool:
+    """Whether a dealer has this code: the process's recent answer, or a one-column read."""
+    now = time.monotonic()
+    read_at = _known_codes.get(code)
+    if read_at is not None and now - read_at < DEALER_CODE_SECONDS:
+        return True
+    if db.session.scalar(sa.select(Dealer.id).where(Dealer.code == code)) is None:
+        return False
+    with _known_codes_lock:
+        if len(_known_codes) >= _DEALER_CODES_MAX:
+            _known_codes.clear()
+        _known_codes[code] = now
+    return True
+
+
+def forget_dealer_codes() -> None:
+    """Drop the process's known dealer codes (tests between tests)."""
+    with _known_codes_lock:
+        _known_codes.clear()
 
 
 def staff_at_dealer(staff_code: str | None, dealer: Dealer) -> Staff | None:

@@ -3,6 +3,10 @@
 Order matters: the signature is checked on the raw bytes first (401), then the payload is
 validated (422), then the event is stored with a unique (source, event_id) so a resend is
 acknowledged without a second effect. Nothing else is written in the request.
+
+The store is the inbox's group commit (``inbox.store_event_at_once``): one autocommitted INSERT
+shared by the events arriving at the same moment, committed before the nudge and the 202. The
+dealer code is checked against the process's recently seen codes (``dealer_code_exists``).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from app.core import inbox
 from app.core.errors import ValidationFailed
 from app.core.http import load_signed_envelope
 from app.core.i18n import _l
-from app.dealers.services import dealer_by_code
+from app.dealers.services import dealer_code_exists
 from app.jobs.drain import nudge
 from app.sync.schemas import DmsEventSchema
 
@@ -31,10 +35,10 @@ def accept_event(raw_body: bytes, timestamp: str | None, signature: str | None) 
     event = load_signed_envelope(
         raw_body, timestamp, signature, secret=current_settings().DMS_SECRET, schema=_envelope_schema
     )
-    if dealer_by_code(event["dealer_code"]) is None:
+    if not dealer_code_exists(event["dealer_code"]):
         raise ValidationFailed(fields={"dealer_code": [_l("Unknown dealer code.")]})
 
-    stored_id = inbox.store_event(
+    stored_id = inbox.store_event_at_once(
         source="dms",
         external_id=event["event_id"],
         type=event["type"],

@@ -14,7 +14,7 @@ import marshmallow as ma
 from app.config import current_settings
 from app.core.clock import utcnow
 from app.core.i18n import _l
-from app.core.schemas import BaseSchema, Length, Money, OneOf, Range, identifier
+from app.core.schemas import BaseSchema, Length, Money, OneOf, Range, identifier, quick_load
 from app.members.identifiers import VIN_MESSAGES, normalize_cn_mobile, normalize_vin, vin_problem
 from app.members.models import CONSENT_PURPOSES, CUSTOMER_TYPES, GENDERS
 from app.members.registration import known_policy_versions
@@ -162,23 +162,54 @@ PAYLOAD_SCHEMAS: dict[str, BaseSchema] = {
 }
 
 
-class DmsEventSchema(BaseSchema):
-    """``{event_id, type, occurred_at, dealer_code, payload}``; the payload is checked per type.
-
-    ``intake=True`` (the webhook) also checks what may change after an event is stored: the buyer's
-    privacy-policy version must be one the program knows (``privacy.policy_versions`` or the
-    current one). A stored event is not re-judged on it when processed or replayed.
-    """
-
-    def __init__(self, *args: Any, intake: bool = False, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.intake = intake
+class _DmsEnvelopeSchema(BaseSchema):
+    """The envelope's own fields (``DmsEventSchema`` adds the payload's check by type)."""
 
     event_id = ma.fields.String(required=True, validate=identifier(64))
     type = ma.fields.String(required=True, validate=OneOf(sorted(PAYLOAD_SCHEMAS)))
     occurred_at = ma.fields.AwareDateTime(required=True)
     dealer_code = ma.fields.String(required=True, validate=Length(min=1, max=16))
     payload = ma.fields.Dict(required=True)
+
+
+_ENVELOPE = _DmsEnvelopeSchema()
+
+
+class DmsEventSchema(_DmsEnvelopeSchema):
+    """``{event_id, type, occurred_at, dealer_code, payload}``; the payload is checked per type.
+
+    ``intake=True`` (the webhook) also checks what may change after an event is stored: the buyer's
+    privacy-policy version must be one the program knows (``privacy.policy_versions`` or the
+    current one). A stored event is not re-judged on it when processed or replayed.
+
+    At intake a well-formed event is vouched for by ``quick_load`` (the same fields, validators
+    and hooks without marshmallow's machinery around them); anything it cannot vouch for is
+    loaded in full, so every refusal carries marshmallow's field messages.
+    """
+
+    def __init__(self, *args: Any, intake: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.intake = intake
+
+    def load(self, data: Any, *, many: bool | None = None, partial: Any = None, unknown: Any = None) -> Any:
+        if self.intake and many is None and partial is None and unknown is None:
+            quick = self._quick_load(data)
+            if quick is not None:
+                return quick
+        return super().load(data, many=many, partial=partial, unknown=unknown)
+
+    def _quick_load(self, data: Any) -> dict[str, Any] | None:
+        envelope = quick_load(_ENVELOPE, data)
+        if envelope is None:
+            return None
+        payload = quick_load(PAYLOAD_SCHEMAS[envelope["type"]], envelope["payload"])
+        if payload is None:
+            return None
+        consent = payload.get("buyer", {}).get("consent")
+        if consent is not None and consent["policy_version"] not in known_policy_versions():
+            return None
+        envelope["payload"] = payload
+        return envelope
 
     @ma.post_load
     def _load_payload(self, data: dict[str, Any], **_kwargs: Any) -> dict[str, Any]:

@@ -1,0 +1,157 @@
+"""DMS intake's quick envelope check: it vouches only for what marshmallow accepts, loads it the
+same, and leaves every refusal (and its field messages) to marshmallow."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+import marshmallow as ma
+import pytest
+
+from app.core.clock import utcnow
+from app.core.schemas import BaseSchema, quick_load
+from app.members.identifiers import vin_with_check_digit
+from app.sync.schemas import DmsEventSchema
+from tests import dms_events
+
+VIN = vin_with_check_digit("LFV2A21K", "D0000001")
+
+
+def _order_placed() -> dict[str, Any]:
+    return dms_events._envelope(
+        "order.placed",
+        {
+            "order_no": "SO-Q1",
+            "phone": "+86 138-0013-8000",
+            "model_code": "MAGOTAN",
+            "price_fen": 19_990_000,
+            "ordered_on": "2026-11-30",
+        },
+    )
+
+
+VALID: dict[str, Callable[[], dict[str, Any]]] = {
+    "delivered": lambda: dms_events.delivered("13800138000", VIN),
+    "delivered, family": lambda: dms_events.delivered(
+        "13800138000", VIN.lower(), purchase_type="family", credit_member_no="91234567890", plate="吉A12345"
+    ),
+    "cancelled": lambda: dms_events.cancelled("SO-1", VIN, dealer_code="D0102"),
+    "service": lambda: dms_events.service(VIN, parts_fen=0, labour_fen=35_000),
+    "refund": lambda: dms_events.refund("RO-1", VIN, parts_fen=100, labour_fen=0),
+    "insurance": lambda: dms_events.insurance(VIN, premium_fen=450_000),
+    "test drive": lambda: dms_events.test_drive("13800138000"),
+    "order placed": _order_placed,
+}
+
+
+def _full(schema: DmsEventSchema, document: Any) -> dict[str, Any]:
+    """marshmallow's own load, hooks and all (what the quick check stands in for)."""
+    return ma.Schema.load(schema, document)
+
+
+@pytest.mark.parametrize("name", VALID)
+def test_a_valid_event_is_vouched_for_and_loads_as_marshmallow_loads_it(app_ctx, name):
+    schema = DmsEventSchema(intake=True)
+    document = VALID[name]()
+    quick = schema._quick_load(copy.deepcopy(document))
+    assert quick is not None
+    assert quick == _full(schema, copy.deepcopy(document))
+
+
+def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    def mutate(document: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        node = document
+        for key in parents:
+            node = node[key]
+        node[last] = value
+
+    return mutate
+
+
+def _drop(path: str) -> Callable[[dict[str, Any]], None]:
+    def mutate(document: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        node = document
+        for key in parents:
+            node = node[key]
+        del node[last]
+
+    return mutate
+
+
+FUTURE = (utcnow() + dt.timedelta(hours=1)).isoformat()
+BROKEN = [
+    _set("event_id", ""),
+    _set("event_id", "has space"),
+    _set("event_id", 12),
+    _set("event_id", None),
+    _drop("event_id"),
+    _set("type", "vehicle.exploded"),
+    _set("occurred_at", "2026-11-23T10:00:00"),  # no timezone
+    _set("occurred_at", "yesterday"),
+    _set("dealer_code", ""),
+    _set("dealer_code", "D" * 17),
+    _set("payload", []),
+    _set("payload", None),
+    _set("surprise", 1),
+    _set("payload.surprise", 1),
+    _set("payload.vin", "LFV2A21K9D3000001"),  # wrong check digit
+    _set("payload.price_fen", 0),
+    _set("payload.price_fen", 1.5),
+    _set("payload.price_fen", "100"),
+    _set("payload.price_fen", True),
+    _set("payload.model_year", 1989),
+    _set("payload.model_year", "2026"),
+    _set("payload.delivered_on", "2026-13-01"),
+    _set("payload.delivered_on", 20261201),
+    _set("payload.purchase_type", "stolen"),
+    _set("payload.credit_member_no", "123"),
+    _drop("payload.model_name"),
+    _set("payload.buyer", "周杰"),
+    _set("payload.buyer.phone", "12345"),
+    _set("payload.buyer.phone", "010-12345678"),  # a landline
+    _set("payload.buyer.gender", "x"),
+    _set("payload.buyer.customer_type", "alien"),
+    _set("payload.buyer.name", ""),
+    _set("payload.buyer.surprise", True),
+    _drop("payload.buyer.consent"),
+    _set("payload.buyer.consent.policy_version", "1999.1"),  # unknown: refused at intake
+    _set("payload.buyer.consent.accepted_at", FUTURE),
+    _set("payload.buyer.consent.purposes", ["privacy_policy"]),
+    _set("payload.buyer.consent.purposes", "service_notifications"),
+]
+
+
+@pytest.mark.parametrize("mutate", BROKEN)
+def test_a_broken_event_is_left_to_marshmallow_and_its_messages(app_ctx, mutate):
+    schema = DmsEventSchema(intake=True)
+    document = VALID["delivered"]()
+    mutate(document)
+    assert schema._quick_load(copy.deepcopy(document)) is None
+    with pytest.raises(ma.ValidationError):
+        _full(schema, copy.deepcopy(document))
+
+
+def test_an_insurance_ending_before_it_starts_is_left_to_marshmallow(app_ctx):
+    schema = DmsEventSchema(intake=True)
+    document = VALID["insurance"]()
+    document["payload"]["ends_on"] = document["payload"]["starts_on"]
+    assert schema._quick_load(copy.deepcopy(document)) is None
+    with pytest.raises(ma.ValidationError):
+        _full(schema, document)
+
+
+def test_a_schema_with_a_hook_it_does_not_run_is_never_vouched_for():
+    class Trimmed(BaseSchema):
+        name = ma.fields.String()
+
+        @ma.pre_load
+        def _trim(self, data: dict[str, Any], **_kwargs: Any) -> dict[str, Any]:
+            return {key: value.strip() for key, value in data.items()}
+
+    assert quick_load(Trimmed(), {"name": " x "}) is None
+    assert Trimmed().load({"name": " x "}) == {"name": "x"}
