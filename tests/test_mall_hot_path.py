@@ -97,3 +97,30 @@ def test_the_answer_is_the_document_the_schema_describes(mini):
     assert len(answer.json["vouchers"]) == 2 and answer.json["vouchers"][0]["code"].startswith("MV.")
     listed = mini.get("/api/v1/me/redemptions").json[0]  # through the schema's dump
     assert listed == answer.json
+
+
+def test_the_rate_limit_costs_one_redis_call_and_its_headers_still_count_down(mini, monkeypatch):
+    """The fixed window's increment answers the TTL too; the headers come from that answer."""
+    import redis
+
+    from app.core.ratelimit import OneTripFixedWindow, limiter
+
+    if not isinstance(limiter.limiter, OneTripFixedWindow):
+        pytest.skip("the memory:// storage (no Redis here) keeps limits' own fixed window")
+    item("coupon", points=100, stock=100, code="hotpath")
+    body = {"item": "hotpath", "quantity": 1}
+    first = mini.post("/api/v1/me/redemptions", json=body | {"request_id": "rate-00001"})
+    calls: list[str] = []
+    original = redis.Redis.execute_command
+
+    def counted(self, *args, **kwargs):
+        calls.append(str(args[0]))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(redis.Redis, "execute_command", counted)
+    second = mini.post("/api/v1/me/redemptions", json=body | {"request_id": "rate-00002"})
+    assert first.status_code == second.status_code == 201
+    assert calls == ["EVALSHA"]
+    assert first.headers["X-RateLimit-Limit"] == second.headers["X-RateLimit-Limit"] == "30"
+    assert int(second.headers["X-RateLimit-Remaining"]) == int(first.headers["X-RateLimit-Remaining"]) - 1
+    assert int(second.headers["X-RateLimit-Reset"]) - int(first.headers["X-RateLimit-Reset"]) in (-1, 0, 1)
