@@ -2,15 +2,24 @@
 
 Limits fail open: if Redis is unavailable, requests are served (the signature, session and
 single-use checks still protect the endpoints).
+
+A limited request costs one Redis round trip, not three: the counter's increment also returns
+the window's time to live (``OneTripFixedWindow``), and the ``X-RateLimit-*`` headers are written
+from that answer instead of a ``GET`` and a ``TTL`` after the view.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
 
 from flask import Flask, g, request
 from flask_limiter import Limiter
+from limits import RateLimitItem
 from limits import parse as parse_limit
+from limits.storage import RedisStorage
+from limits.strategies import FixedWindowRateLimiter, WindowStats
 
 from app.config import settings_of
 
@@ -31,6 +40,48 @@ limiter = Limiter(key_func=client_ip, headers_enabled=True, swallow_errors=True,
 
 log = logging.getLogger(__name__)
 
+#: ``limits``' own increment script (a new window's first hit sets its expiry), answering the
+#: window's remaining seconds as well.
+_INCR_EXPIRE_TTL = """
+local amount = tonumber(ARGV[2])
+local current = redis.call("incrby", KEYS[1], amount)
+if tonumber(current) == amount then
+    redis.call("expire", KEYS[1], ARGV[1])
+end
+return {current, redis.call("ttl", KEYS[1])}
+"""
+
+#: How long a hit's answer may stand for the window's state in the response headers (a request
+#: slower than this reads the counter again, as ``limits`` does).
+_STATS_FRESH_SECONDS = 5.0
+
+
+class OneTripFixedWindow(FixedWindowRateLimiter):
+    """The fixed window of ``limits``, with one Redis call per limited request: ``hit`` learns the
+    count and the reset time in the same script, and ``get_window_stats`` for that key in the same
+    thread (flask-limiter's headers, right after the view) answers from it once. Other storages
+    (``memory://``) and any other caller go the usual way."""
+
+    def __init__(self, storage: RedisStorage) -> None:
+        super().__init__(storage)
+        self._script = storage.get_connection().register_script(_INCR_EXPIRE_TTL)
+        self._last = threading.local()
+
+    def hit(self, item: RateLimitItem, *identifiers: str, cost: int = 1) -> bool:
+        key = item.key_for(*identifiers)
+        count, ttl = self._script([self.storage.prefixed_key(key)], [item.get_expiry(), cost])
+        count = int(count)
+        self._last.stats = (key, count, max(int(ttl), 0) + time.time(), time.monotonic())
+        return count <= item.amount
+
+    def get_window_stats(self, item: RateLimitItem, *identifiers: str) -> WindowStats:
+        key = item.key_for(*identifiers)
+        last = getattr(self._last, "stats", None)
+        if last is not None and last[0] == key and time.monotonic() - last[3] < _STATS_FRESH_SECONDS:
+            self._last.stats = None
+            return WindowStats(last[2], max(0, item.amount - last[1]))
+        return super().get_window_stats(item, *identifiers)
+
 
 def allow(scope: str, key: str, limit: str) -> bool:
     """Count one hit for ``key`` under ``limit`` (e.g. ``"30/minute"``, fixed window) outside a
@@ -48,3 +99,8 @@ def init_app(app: Flask) -> None:
     app.config["RATELIMIT_STORAGE_URI"] = "memory://" if url.startswith("memory://") else url
     app.config.setdefault("RATELIMIT_KEY_PREFIX", "ratelimit")
     limiter.init_app(app)
+    # flask-limiter builds the storage from the config and has just made its fixed window on it (no
+    # public setter for the strategy object): ours instead, on a Redis storage
+    storage = limiter._storage
+    if isinstance(storage, RedisStorage):
+        limiter._limiter = OneTripFixedWindow(storage)

@@ -23,6 +23,8 @@ from app.core.security import EncryptedText
 ITEM_KINDS = ("coupon", "physical", "service_voucher", "partner_voucher", "charity")
 #: Kinds delivered as a code the member shows (a QR): ours, or one a partner uploaded.
 VOUCHER_KINDS = ("coupon", "service_voucher", "partner_voucher")
+#: Voucher kinds whose codes we make (a partner voucher hands out codes the partner uploaded).
+OWN_VOUCHER_KINDS = ("coupon", "service_voucher")
 ORDER_STATUSES = ("awaiting_payment", "created", "fulfilled", "completed", "cancelled", "expired")
 #: A points + cash order's WeChat Pay order: awaiting → paid (→ refunding → refunded) or closed.
 #: ``refunding`` lasts until WeChat's result arrives (notification or query); ``refund_failed`` is
