@@ -165,7 +165,11 @@ def drain_inbox(source: str) -> int:
             events = inbox.claim_due(source, utcnow(), size)
             if not events:
                 return processed
-            processed += _apply_batch(events)
+            if len(events) == 1:
+                _apply_alone(events[0])  # nothing to share; a failure need not run twice
+                processed += 1
+            else:
+                processed += _apply_batch(events)
             continue
         event = inbox.claim_next(source, utcnow())
         if event is None:
