@@ -91,6 +91,26 @@ def test_in_rq_mode_jobs_wait_in_redis_until_a_worker_runs_them(app_ctx, rq_mode
     assert [value for value, _ in CALLS] == ["queued"]
 
 
+def test_the_jobs_of_one_unit_of_work_go_to_redis_together_each_once(app_ctx, rq_mode, monkeypatch):
+    """One pipeline after the commit (a drain's batch enqueues two jobs per enrollment); a job asked
+    for twice under one id is enqueued once; a savepoint rolled back drops its own."""
+    pipelines = []
+    original = type(rq_mode).pipeline
+    monkeypatch.setattr(type(rq_mode), "pipeline", lambda self, *a, **k: pipelines.append(1) or original(self, *a, **k))
+    remember.after_commit("a", job_id="remember-a")
+    remember.after_commit("b", job_id="remember-b")
+    remember.after_commit("a", job_id="remember-a")
+    with db.session.begin_nested() as savepoint:
+        remember.after_commit("dropped", job_id="remember-dropped")
+        savepoint.rollback()
+    db.session.commit()
+    queue = Queue("default", connection=rq_mode)
+    assert queue.job_ids == ["remember-a", "remember-b"]
+    assert len(pipelines) == 1
+    SimpleWorker([queue], connection=rq_mode).work(burst=True)
+    assert sorted(value for value, _ in CALLS) == ["a", "b"]
+
+
 def test_with_redis_down_the_dms_event_is_kept_and_the_sweeper_delivers_it_later(
     app, app_ctx, client, post_dms, rq_mode, monkeypatch
 ):

@@ -53,13 +53,27 @@ def _committed(session: Session) -> None:
 
 
 def _transaction_ended(session: Session, transaction: SessionTransaction) -> None:
+    """Run the deferred calls in order; the calls of a function that can take them all at once
+    (its ``together`` attribute, given the list of argument tuples: the jobs to enqueue, in one
+    Redis round trip) are gathered into one call after the others."""
     if transaction.parent is not None:
         return  # a savepoint ended; the enclosing transaction decides
+    gathered: dict[Callable[[list[tuple[Any, ...]]], Any], list[tuple[Any, ...]]] = {}
     for _registered_in, fn, args in session.info.pop(_READY_KEY, []):
-        try:
-            fn(*args)
-        except Exception:
-            log.exception("after-commit call %r%r failed", fn, args)
+        together = getattr(fn, "together", None)
+        if together is not None:
+            gathered.setdefault(together, []).append(args)
+            continue
+        _call(fn, *args)
+    for together, calls in gathered.items():
+        _call(together, calls)
+
+
+def _call(fn: Callable[..., Any], *args: Any) -> None:
+    try:
+        fn(*args)
+    except Exception:
+        log.exception("after-commit call %r%r failed", fn, args)
 
 
 def _rolled_back(session: Session, previous_transaction: SessionTransaction) -> None:

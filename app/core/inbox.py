@@ -208,6 +208,42 @@ def claim_next(source: str, now: dt.datetime) -> InboundEvent | None:
     ).one_or_none()
 
 
+def claim_due(source: str, now: dt.datetime, limit: int) -> list[InboundEvent]:
+    """Up to ``limit`` of the oldest due events of ``source``, locked; others draining skip them."""
+    return list(
+        db.session.scalars(
+            sa.select(InboundEvent)
+            .where(InboundEvent.source == source, _waiting(now))
+            .order_by(InboundEvent.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    )
+
+
+def mark_processed(done: list[tuple[int, int, str | None]], at: dt.datetime) -> None:
+    """Mark locked events processed: (id, attempts, outcome) each, in one executemany UPDATE."""
+    if not done:
+        return
+    table = InboundEvent.__table__
+    db.session.execute(
+        sa.update(table)
+        .where(table.c.id == sa.bindparam("event_id"))
+        .values(
+            status=PROCESSED,
+            outcome=sa.bindparam("outcome_text"),
+            processed_at=at,
+            attempts=sa.bindparam("attempt_count"),
+            last_error=None,
+            next_attempt_at=None,
+        ),
+        [
+            {"event_id": event_id, "attempt_count": attempts, "outcome_text": outcome[:255] if outcome else None}
+            for event_id, attempts, outcome in done
+        ],
+    )
+
+
 def sources_with_stalled_events(now: dt.datetime, older_than: dt.datetime) -> list[str]:
     """Sources with due events received before ``older_than``: their nudge was lost (or failed)."""
     return list(

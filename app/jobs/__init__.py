@@ -110,6 +110,61 @@ def dispatch(spec: JobSpec, args: tuple[Any, ...], job_id: str | None = None) ->
     _send_or_log(app, spec, args, job_id)
 
 
+def dispatch_all(calls: list[tuple[JobSpec, tuple[Any, ...], str | None]]) -> None:
+    """``dispatch`` of the jobs a unit of work asked for, called once after its commit: with
+    workers, the plain jobs (not nudges) go to Redis in one pipeline (a drain's batch of enrollments
+    enqueues two jobs per enrollment). Never raises, like ``dispatch``."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    if settings_of(app).JOBS_MODE == "eager" or len(calls) == 1:
+        for spec, args, job_id in calls:
+            dispatch(spec, args, job_id)
+        return
+    plain = []
+    for spec, args, job_id in calls:
+        if spec.coalesce_seconds:
+            dispatch(spec, args, job_id)
+        else:
+            plain.append((spec, args, job_id))
+    try:
+        _send_many(app, plain)
+    except Exception:
+        log.exception("could not enqueue %d jobs; sweepers will retry them", len(plain))
+
+
+dispatch.together = dispatch_all  # type: ignore[attr-defined]
+
+
+def _send_many(app: Flask, calls: list[tuple[JobSpec, tuple[Any, ...], str | None]]) -> None:
+    if not calls:
+        return
+    connection = app.extensions["loyalty.rq_redis"]
+    with connection.pipeline() as pipeline:
+        by_queue: dict[str, list[Any]] = {}
+        named: set[str] = set()
+        for spec, args, job_id in calls:
+            if job_id is not None:
+                if job_id in named:
+                    continue  # the same job asked for twice (two scans of one person): once is enough
+                named.add(job_id)
+            by_queue.setdefault(spec.queue, []).append(
+                Queue.prepare_data(
+                    "app.jobs.run_job",
+                    args=(spec.name, args),
+                    timeout=spec.timeout,
+                    job_id=job_id,
+                    retry=_retry(spec),
+                    description=f"{spec.name}{args!r}",
+                )
+            )
+        for name, prepared in by_queue.items():
+            Queue(name, connection=connection).enqueue_many(prepared, pipeline=pipeline)
+        pipeline.execute()
+
+
+def _retry(spec: JobSpec) -> Retry | None:
+    return Retry(max=len(spec.retry_intervals), interval=list(spec.retry_intervals)) if spec.retry_intervals else None
+
+
 def _send_or_log(app: Flask, spec: JobSpec, args: tuple[Any, ...], job_id: str | None = None) -> None:
     try:
         _send(app, spec, args, job_id)
@@ -122,13 +177,12 @@ def _send(app: Flask, spec: JobSpec, args: tuple[Any, ...], job_id: str | None =
     if spec.coalesce_seconds and not connection.set(_coalesce_key(spec, args), 1, nx=True, ex=spec.coalesce_seconds):
         return  # one is already on its way
     queue = Queue(spec.queue, connection=connection)
-    retry = Retry(max=len(spec.retry_intervals), interval=list(spec.retry_intervals)) if spec.retry_intervals else None
     queue.enqueue_call(
         "app.jobs.run_job",
         args=(spec.name, args),
         timeout=spec.timeout,
         job_id=job_id,
-        retry=retry,
+        retry=_retry(spec),
         description=f"{spec.name}{args!r}",
     )
 

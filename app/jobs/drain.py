@@ -7,6 +7,15 @@ Redis call each instead of a queued job each. A drain claims the oldest due even
 processed in one transaction, then takes the next. A failing handler rolls back whole; the failure
 is recorded with a backoff (``next_attempt_at``) until the attempts run out and the event is dead.
 A periodic sweeper nudges sources whose events wait too long (Redis was down, a worker died).
+
+A source whose handlers keep to the unit of work (``batched(source)``: no commit of their own, side
+effects after the commit) is drained in small batches instead: up to ``inbox.drain_batch`` due
+events claimed in one statement, applied one after the other and marked processed in one
+transaction (one BEGIN and COMMIT, one claim, one status UPDATE, the held-back audit and CRM rows
+in one INSERT each, lookups shared by the batch). A batch is all or nothing, like a single event:
+a worker killed mid-batch leaves every event of it waiting, unprocessed. If one event fails, the
+batch is rolled back and its events are taken again one transaction each, so the failing one is
+recorded with its backoff and its batch-mates are processed as before.
 """
 
 from __future__ import annotations
@@ -37,10 +46,17 @@ BODY_RETENTION_DAYS = tunables.define(
 PURGE_BATCH = 500
 BACKOFF_SECONDS = (10, 60, 300, 900, 3600)
 DRAIN_SECONDS = 60  # a drain hands over to a fresh job after this long
+BATCH = tunables.define(
+    "inbox.drain_batch",
+    20,
+    "Due events a drain claims and processes in one transaction, for sources whose handlers allow it "
+    "(1: one transaction per event)",
+)
 
 #: A handler gets the stored event and its raw body (JSON for the DMS, XML for WeChat).
 Handler = Callable[[inbox.InboundEvent, bytes], str]
 _HANDLERS: dict[tuple[str, str], Handler] = {}
+_BATCHED: set[str] = set()
 
 
 def handles(source: str, event_type: str) -> Callable[[Handler], Handler]:
@@ -51,6 +67,13 @@ def handles(source: str, event_type: str) -> Callable[[Handler], Handler]:
         return fn
 
     return register
+
+
+def batched(source: str) -> None:
+    """Declare that every handler of ``source`` keeps to the unit of work it is given (flushes,
+    never commits; side effects after the commit), so a drain may apply several of its events in
+    one transaction."""
+    _BATCHED.add(source)
 
 
 def handler_for(source: str, event_type: str) -> Handler | None:
@@ -79,10 +102,7 @@ def replay_dead(event_ids: list[int], *, actor: tuple[str, str | int]) -> list[i
 
 def _apply(event: inbox.InboundEvent) -> str | None:
     """Run the handler of a locked event and mark it processed (the caller commits)."""
-    handler = handler_for(event.source, event.type)
-    if handler is None:
-        raise LookupError(f"no handler for {event.source} {event.type}")
-    outcome = handler(event, event.body)
+    outcome = _run(event)
     event.status = inbox.PROCESSED
     event.outcome = outcome[:255] if outcome else None
     event.processed_at = utcnow()
@@ -90,6 +110,13 @@ def _apply(event: inbox.InboundEvent) -> str | None:
     event.last_error = None
     event.next_attempt_at = None
     return outcome
+
+
+def _run(event: inbox.InboundEvent) -> str:
+    handler = handler_for(event.source, event.type)
+    if handler is None:
+        raise LookupError(f"no handler for {event.source} {event.type}")
+    return handler(event, event.body)
 
 
 def _record_failure(event_id: int, exc: Exception) -> None:
@@ -128,23 +155,66 @@ def process_inbound_event(event_id: int) -> str | None:
 
 @job("events", coalesce=5, timeout=DRAIN_SECONDS * 2)
 def drain_inbox(source: str) -> int:
-    """Process due events of ``source`` one transaction each, until none is left (or time is up)."""
+    """Process due events of ``source`` one transaction each (a batch each for a ``batched``
+    source), until none is left (or time is up)."""
     clear_coalesced(drain_inbox, (source,))  # events arriving from now on schedule another drain
     deadline, processed = time.monotonic() + DRAIN_SECONDS, 0
+    size = max(1, int(BATCH.value())) if source in _BATCHED else 1
     while time.monotonic() < deadline:
+        if size > 1:
+            events = inbox.claim_due(source, utcnow(), size)
+            if not events:
+                return processed
+            if len(events) == 1:
+                _apply_alone(events[0])  # nothing to share; a failure need not run twice
+                processed += 1
+            else:
+                processed += _apply_batch(events)
+            continue
         event = inbox.claim_next(source, utcnow())
         if event is None:
             return processed
-        event_id = event.id
-        try:
-            _apply(event)
-            db.session.commit()
-        except Exception as exc:
-            db.session.rollback()
-            _record_failure(event_id, exc)
+        _apply_alone(event)
         processed += 1
     nudge(source)  # more may be waiting: hand over to a fresh job
     return processed
+
+
+def _apply_alone(event: inbox.InboundEvent) -> None:
+    """Apply one locked event in its own transaction; a failure is recorded with its backoff."""
+    event_id = event.id
+    try:
+        _apply(event)
+        db.session.commit()
+    except Exception as exc:
+        db.session.rollback()
+        _record_failure(event_id, exc)
+
+
+def _apply_batch(events: list[inbox.InboundEvent]) -> int:
+    """Apply locked events in one transaction, marked processed in one UPDATE; if any fails, roll
+    them all back and take them again one transaction each. Returns how many were attempted."""
+    ids = [event.id for event in events]
+    try:
+        finished = []
+        for event in events:
+            outcome = _run(event)
+            finished.append((event, outcome))
+        inbox.mark_processed([(event.id, event.attempts + 1, outcome) for event, outcome in finished], utcnow())
+        db.session.commit()
+        return len(ids)
+    except Exception as exc:
+        db.session.rollback()
+        log.info("a batch of %d %s events failed (%r): taking them one by one", len(ids), events[0].source, exc)
+    attempted = 0
+    for event_id in ids:
+        event = inbox.lock_for_processing(event_id)
+        if event is None or event.status not in (inbox.RECEIVED, inbox.FAILED):
+            db.session.rollback()  # another worker has it, or has done it since the rollback
+            continue
+        _apply_alone(event)
+        attempted += 1
+    return attempted
 
 
 @job("periodic")

@@ -5,31 +5,73 @@ from __future__ import annotations
 import datetime as dt
 
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
 from app import gateways
 from app.core import events
 from app.core.clock import utcnow
-from app.core.db import db, insert_if_absent
+from app.core.db import adopt_inserted, db, insert_if_absent
 from app.jobs import job
 from app.members.events import IdentityLinked
 from app.members.models import Member, WechatIdentity
 
 
-def get_or_create(app_id: str, openid: str, *, app_kind: str = "official") -> WechatIdentity:
-    """The identity for (app, openid), created on first contact; safe when two requests race."""
-    insert_if_absent(
-        WechatIdentity,
-        {"app_kind": app_kind, "app_id": app_id, "openid": openid, "following": False, "created_at": utcnow()},
-        conflict_columns=("app_id", "openid"),
-    )
-    # populate_existing: a copy loaded earlier in this session (before the lock) would otherwise be
-    # returned as it was, e.g. still without the member a concurrent drain just bound to it.
-    return db.session.scalars(
-        sa.select(WechatIdentity)
-        .where(WechatIdentity.app_id == app_id, WechatIdentity.openid == openid)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).one()
+def get_or_create(
+    app_id: str, openid: str, *, app_kind: str = "official", following_since: dt.datetime | None = None
+) -> WechatIdentity:
+    """The identity for (app, openid), locked for this transaction, created on first contact (as
+    following since ``following_since`` when given: a subscribe); safe when two requests race.
+
+    One statement for a newcomer (the INSERT; a row this transaction inserted is locked for it
+    already), two for a known identity (the INSERT that conflicts, the SELECT … FOR UPDATE), none
+    when this transaction has it locked already (the drain's handler asks twice per event)."""
+    identity = _locked_in_transaction().get((app_id, openid))
+    if identity is not None:
+        return identity
+    values = {
+        "app_kind": app_kind,
+        "app_id": app_id,
+        "openid": openid,
+        "following": following_since is not None,
+        "followed_at": following_since,
+        "created_at": utcnow(),
+    }
+    new_id = insert_if_absent(WechatIdentity, values, conflict_columns=("app_id", "openid"))
+    if new_id is not None:
+        identity = adopt_inserted(WechatIdentity, new_id, values)
+    else:
+        # populate_existing: a copy loaded earlier in this session (before the lock) would otherwise
+        # be returned as it was, e.g. still without the member a concurrent drain just bound to it.
+        identity = db.session.scalars(
+            sa.select(WechatIdentity)
+            .where(WechatIdentity.app_id == app_id, WechatIdentity.openid == openid)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        ).one()
+    _locked_in_transaction()[(app_id, openid)] = identity
+    return identity
+
+
+_LOCKED_KEY = "wechat_identities_locked"
+
+
+def _locked_in_transaction() -> dict[tuple[str, str], WechatIdentity]:
+    """The identities this session's current transaction has locked (by ``get_or_create``)."""
+    session = db.session()
+    transaction = session.get_transaction()
+    if transaction is None:
+        return {}  # nothing locked before the first statement
+    kept = session.info.get(_LOCKED_KEY)
+    if kept is None or kept[0] is not transaction:
+        kept = (transaction, {})
+        session.info[_LOCKED_KEY] = kept
+    return kept[1]
+
+
+@sa.event.listens_for(Session, "after_soft_rollback")
+def _forget_locked_on_rollback(session: Session, _previous: object) -> None:
+    """A rollback (of a savepoint too) may have undone an INSERT or released a lock: ask again."""
+    session.info.pop(_LOCKED_KEY, None)
 
 
 def find(app_id: str, openid: str) -> WechatIdentity | None:

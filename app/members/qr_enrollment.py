@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from app.core import audit
-from app.core.db import db
+from app.core.db import db, memo_in_transaction
 from app.dealers.models import Dealer, Staff
 from app.members import activation, identities, prospects, services
 from app.members.models import Member, WechatIdentity
@@ -97,12 +97,26 @@ def enroll_newcomer(
 
 def enroll_from_advisor_qr(staff_code: str, identity: WechatIdentity, at: dt.datetime) -> AdvisorScan:
     """Scanning an advisor's personal code: a newcomer joins with that advisor as theirs."""
-    staff = db.session.scalar(sa.select(Staff).where(Staff.staff_code == staff_code, Staff.active))
+    staff, dealer = _advisor(staff_code)
     if staff is None:
         return AdvisorScan("invalid_code")
-    dealer = db.session.get(Dealer, staff.dealer_id)
     member = identities.member_of(identity)
     if member is not None:
         return AdvisorScan("already_member", member, staff, dealer)
     member, credited = enroll_newcomer(identity, channel="advisor_qr", at=at, staff=staff)
     return AdvisorScan("enrolled", member, staff, dealer, credited)
+
+
+def _advisor(staff_code: str) -> tuple[Staff | None, Dealer | None]:
+    """The active advisor with this code and their dealer, in one query, read once per transaction
+    (a drain's batch of scans of one advisor's code at a launch asks once)."""
+
+    def load() -> tuple[Staff | None, Dealer | None]:
+        row = db.session.execute(
+            sa.select(Staff, Dealer)
+            .join(Dealer, Dealer.id == Staff.dealer_id)
+            .where(Staff.staff_code == staff_code, Staff.active)
+        ).one_or_none()
+        return (row[0], row[1]) if row is not None else (None, None)
+
+    return memo_in_transaction(("advisor_by_code", staff_code), load, models=(Staff, Dealer))

@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app.core import events, tunables
 from app.core.clock import utcnow
-from app.core.db import db, insert_if_absent, memo_in_transaction
+from app.core.db import db, insert_if_absent, memo_in_transaction, remember_in_transaction
 from app.core.errors import Conflict
 from app.core.i18n import _l
 from app.core.security import cipher, sha256_hex
@@ -20,6 +20,7 @@ from app.members.events import ConsentChanged, MemberChanged, OwnershipChanged
 from app.members.identifiers import is_member_number, new_member_number, normalize_cn_mobile, normalize_vin
 from app.members.models import Consent, EnrollmentToken, Member, Ownership, Vehicle, VehicleServicing, vin_index
 from app.points.ledger import insert_account
+from app.tiers.policy import remember_current_tier
 
 ORDER_TOKEN_DAYS = tunables.define(
     "enrollment.order_token_days",
@@ -95,10 +96,12 @@ def claim_phone(member: Member, phone: str) -> None:
 
 
 def create_member(*, channel: str, status: str = "pre_enrolled", **fields: object) -> Member:
-    """A new member with a fresh member number; attribution fields come in ``fields``."""
-    member_no = new_member_number()
-    while db.session.scalar(sa.select(sa.exists().where(Member.member_no == member_no))):
-        member_no = new_member_number()  # pragma: no cover - one in ~10^9 per draw
+    """A new member with a fresh member number; attribution fields come in ``fields``.
+
+    What this transaction now knows of the newcomer is remembered for it: no consents yet, no tier
+    state yet (Silver), so the enrollment that follows (the welcome gift's rules, care's welcome)
+    reads neither."""
+    member_no = _free_member_number()
     phone = fields.pop("phone", None)
     member = Member(member_no=member_no, status=status, enrollment_channel=channel, **fields)
     if phone:
@@ -107,7 +110,31 @@ def create_member(*, channel: str, status: str = "pre_enrolled", **fields: objec
     db.session.flush()
     events.publish(MemberChanged(member.id))
     insert_account(member.id)  # created with the member: ledger writes then only lock it
+    remember_in_transaction(("consent_state", member.id), ConsentState(None, {}), models=(Consent,))
+    remember_current_tier(member.id, None)
     return member
+
+
+_FREE_NUMBERS = "free_member_numbers"
+NUMBER_DRAWS = 16
+
+
+def _free_member_number() -> str:
+    """A fresh member number nobody holds. Numbers are drawn ``NUMBER_DRAWS`` at a time and checked
+    in one query, the free ones kept for this transaction's next members (a drain's batch of
+    enrollments checks once). The unique constraint stays the arbiter: two transactions drawing the
+    same random number at once (one in ~10^9) fail one of them, which is retried."""
+    session = db.session()
+    transaction = session.get_transaction()
+    kept = session.info.get(_FREE_NUMBERS)
+    if kept is None or kept[0] is not transaction:
+        kept = (transaction, [])
+        session.info[_FREE_NUMBERS] = kept
+    while not kept[1]:
+        drawn = {new_member_number() for _draw in range(NUMBER_DRAWS)}
+        taken = set(db.session.scalars(sa.select(Member.member_no).where(Member.member_no.in_(drawn))))
+        kept[1].extend(sorted(drawn - taken))
+    return kept[1].pop()
 
 
 def attribution_deadline(start: dt.datetime) -> dt.datetime:

@@ -175,7 +175,7 @@ def award_event(
     candidates = evaluate(list(rule_set.rules), facts)
     if not candidates:
         return []
-    ledger.lock_account(member.id)
+    ledger.hold_lock(member.id)  # no statement for an account this transaction created (a newcomer's)
     results = []
     budgeted_first = sorted(candidates, key=lambda c: (c.budget_points is None, c.rule_code))
     for candidate in budgeted_first:

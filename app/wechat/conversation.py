@@ -23,6 +23,7 @@ from app.members.models import Member
 from app.points import queries
 from app.referrals import views as referral_views
 from app.tiers.display import tier_highlights, tier_name
+from app.tiers.policy import current_tier
 from app.wechat.replies import Article, Articles, Reply, Text, TransferToAgent
 
 H5_BASE = tunables.define("wechat.h5_base_url", "https://m.loyalty.example.com", "Web fallback for mini-app links")
@@ -273,7 +274,7 @@ def answer(intent: str, member: Member | None) -> Reply:
 
 def welcome_reply(member: Member, *, credited: int = 0) -> Reply:
     """After activation or enrollment: tier, benefits, what was credited."""
-    tier = queries.tier_progress(member.id).tier
+    tier = current_tier(member.id)  # read once per transaction (the welcome gift's rules read it already)
     greeting = _("Welcome to the club, %(name)s!", name=member.name) if member.name else _("Welcome to the club!")
     lines = [greeting, _("You are a %(tier)s member. Your benefits:", tier=tier_name(tier))]
     lines += [f"· {item}" for item in tier_highlights(tier)]

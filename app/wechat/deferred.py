@@ -9,10 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from app.care import notify
-from app.config import current_settings
 from app.core.i18n import in_locale
 from app.core.inbox import InboundEvent
-from app.jobs.drain import handles
+from app.jobs.drain import batched, handles
 from app.members import identities
 from app.wechat import protocol, router
 from app.wechat.replies import Articles, Reply, Text
@@ -36,13 +35,15 @@ def reply_payload(reply: Reply) -> dict[str, Any] | None:
 @handles("wechat", "message.text")
 def process_deferred(event: InboundEvent, body: bytes) -> str:
     message = protocol.read_message(body)
-    app_id = current_settings().WECHAT_APP_ID
-    known = identities.find(app_id, message.source)
-    member = identities.member_of(known)
+    at: Any = event.occurred_at
+    identity = router.identity_for(message, at)  # locked for the transaction: route gets it again for free
+    member = identities.member_of(identity)
     with in_locale(member.locale if member else None):
-        reply = router.route(message, event.occurred_at)  # type: ignore[arg-type]
+        reply = router.route(message, at)
         payload = reply_payload(reply) if reply is not None else None
-    identity = identities.find(app_id, message.source)
     if payload is not None:
-        notify.queue_chat_reply(message.source, identity.member_id if identity else None, payload, for_event=event.id)
+        notify.queue_chat_reply(message.source, identity.member_id, payload, for_event=event.id)
     return (payload or {}).get("content", "")[:200] or "processed"
+
+
+batched("wechat")  # the handlers above keep to the unit of work: the drain may batch them

@@ -162,9 +162,13 @@ def _kind(message: Any) -> str:
     return f"event.{message.event}" if message.type == "event" else f"message.{message.type}"
 
 
-def _identity(message: Any) -> WechatIdentity:
-    settings = current_settings()
-    return identities.get_or_create(settings.WECHAT_APP_ID, message.source)
+def identity_for(message: Any, at: dt.datetime) -> WechatIdentity:
+    """The sender's identity, locked for the transaction (``route`` asks for it again at no cost);
+    a newcomer who subscribes is created following."""
+    subscribed = message.type == "event" and message.event in ("subscribe", "subscribe_scan")
+    return identities.get_or_create(
+        current_settings().WECHAT_APP_ID, message.source, following_since=at if subscribed else None
+    )
 
 
 def _member(identity: WechatIdentity) -> Member | None:
@@ -181,7 +185,7 @@ def route(message: Any, at: dt.datetime) -> Reply | None:
         return None
     if message.type == "event":
         return _event(message, at)
-    identity = _identity(message)
+    identity = identity_for(message, at)
     member = _member(identity)
     if message.type == "text":
         if member is not None:
@@ -249,7 +253,7 @@ def _event(message: Any, at: dt.datetime) -> Reply | None:  # noqa: PLR0911 - on
     if event == "templatesendjobfinish":
         notify.record_delivery(int(message.id), message.status)
         return None
-    identity = _identity(message)
+    identity = identity_for(message, at)
     if event in ("subscribe", "subscribe_scan"):
         identities.follow(identity, at)
     if event in ("subscribe", "subscribe_scan", "scan"):

@@ -7,6 +7,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
 from app.core import tunables
 from app.core.clock import BUSINESS_TZ, utcnow
@@ -98,12 +99,43 @@ def lock_account(member_id: int) -> PointAccount:
     return account
 
 
+def hold_lock(member_id: int) -> None:
+    """Make sure this transaction holds the account's lock (``lock_account``), without a statement
+    when this transaction created the account: nobody else can see that row before the commit."""
+    if member_id not in _created_in_transaction():
+        lock_account(member_id)
+
+
 def insert_account(member_id: int) -> None:
     """Create the member's (empty) account if it does not exist; safe under concurrency."""
-    db.session.execute(
+    created = db.session.execute(
         _insert_account_statement(db.session.get_bind().dialect.name),
         {"member_id": member_id, "updated_at": utcnow()},
-    )
+    ).scalar_one_or_none()
+    if created is not None:
+        _created_in_transaction().add(created)
+
+
+_CREATED_KEY = "point_accounts_created"
+
+
+def _created_in_transaction() -> set[int]:
+    """The accounts this session's current transaction inserted (locked for it until the commit)."""
+    session = db.session()
+    transaction = session.get_transaction()
+    if transaction is None:
+        return set()
+    kept = session.info.get(_CREATED_KEY)
+    if kept is None or kept[0] is not transaction:
+        kept = (transaction, set())
+        session.info[_CREATED_KEY] = kept
+    return kept[1]
+
+
+@sa.event.listens_for(Session, "after_soft_rollback")
+def _forget_created_on_rollback(session: Session, _previous: object) -> None:
+    """A rollback (of a savepoint too) may have undone an INSERT: lock by a statement again."""
+    session.info.pop(_CREATED_KEY, None)
 
 
 def _insert_account_statement(dialect: str) -> sa.Insert:
@@ -111,7 +143,8 @@ def _insert_account_statement(dialect: str) -> sa.Insert:
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    return insert(PointAccount.__table__).on_conflict_do_nothing(index_elements=["member_id"])
+    table = PointAccount.__table__
+    return insert(table).on_conflict_do_nothing(index_elements=["member_id"]).returning(table.c.member_id)
 
 
 def find_entry(key: str, member_id: int, kind: str) -> PointEntry | None:
