@@ -352,6 +352,40 @@ def test_stage_rules(enrolled_days_ago, idle_days, vehicles, stage):
     assert lifecycle.stage_for(NOW, enrolled, last, vehicles, RULES) == stage
 
 
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    ("enrolled_at", "idle", "vehicles"),
+    [
+        (NOW - dt.timedelta(days=days), dt.timedelta(days=idle_days), vehicles)
+        for days, idle_days, vehicles in [(10, 0, 1), (89, 0, 1), (90, 0, 1), (400, 89, 1), (400, 90, 1), (30, 120, 2)]
+    ]
+    + [
+        (NOW - dt.timedelta(days=400), dt.timedelta(days=90, seconds=-1), 1),
+        (NOW - dt.timedelta(days=400), dt.timedelta(days=365, seconds=-1), 1),
+        (NOW - dt.timedelta(days=400), dt.timedelta(days=365), 1),
+        (NOW - dt.timedelta(days=90, seconds=-1), dt.timedelta(0), 1),
+        (NOW - dt.timedelta(days=200), dt.timedelta(days=10), 2),
+        # two years on the business calendar: NOW is 3 December, 02:00 in Shanghai
+        (dt.datetime(2024, 12, 2, 15, 59, tzinfo=dt.UTC), dt.timedelta(days=10), 1),
+        (dt.datetime(2024, 12, 2, 16, 0, tzinfo=dt.UTC), dt.timedelta(days=10), 1),
+        (dt.datetime(2024, 12, 3, 15, 59, tzinfo=dt.UTC), dt.timedelta(days=10), 1),
+        (dt.datetime(2024, 12, 3, 16, 0, tzinfo=dt.UTC), dt.timedelta(days=10), 1),
+    ],
+)
+def test_the_sql_stage_rules_judge_like_stage_for(app_ctx, enrolled_at, idle, vehicles):
+    """The page query judges in SQL on PostgreSQL (``stage_sql``); it must agree with ``stage_for``."""
+    last = NOW - idle
+    column = sa.DateTime(timezone=True)
+    in_sql = db.session.scalar(
+        sa.select(
+            lifecycle.stage_sql(
+                NOW, sa.literal(enrolled_at, column), sa.literal(last, column), sa.literal(vehicles), RULES
+            )
+        )
+    )
+    assert in_sql == lifecycle.stage_for(NOW, enrolled_at, last, vehicles, RULES)
+
+
 def sign_in(member: Member, at: dt.datetime) -> None:
     identity = db.session.scalar(sa.select(WechatIdentity).where(WechatIdentity.member_id == member.id))
     db.session.add(MiniappSession(identity_id=identity.id, signed_in_at=at, expires_at=at + dt.timedelta(days=1)))
