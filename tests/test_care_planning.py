@@ -23,7 +23,7 @@ from app.core.db import db
 from app.core.events import BenefitUsed, BookingCancelled, BookingConfirmed, BookingRatedLow
 from app.core.security import cipher
 from app.members import activation, services
-from app.members.models import Member, MiniappSession, WechatIdentity
+from app.members.models import Member, MiniappSession, Vehicle, WechatIdentity
 from app.points import ledger
 from tests import dms_events, factories
 from tests.conftest import run_concurrently
@@ -166,6 +166,24 @@ def test_the_due_date_is_the_interval_in_months_or_the_extrapolated_km_whichever
     assert maintenance.due_on(heavy, interval) == dt.date(2026, 4, 11)  # 82 km/day: 10,000 km in 122 days
     assert maintenance.due_on(new, interval) == dt.date(2027, 3, 31)  # never serviced: from the purchase
     assert maintenance.due_on(new, MaintenanceInterval(model_code="y", months=11, km=1)) == dt.date(2027, 2, 28)
+
+
+@pytest.mark.postgres
+def test_the_sql_due_date_the_planner_filters_on_is_due_on(app_ctx):
+    owner = factories.member()
+    cars = [
+        serviced_car(owner, bought=dt.date(2024, 12, 10), serviced=dt.date(2025, 12, 10), km=9_000),
+        serviced_car(owner, bought=dt.date(2025, 6, 10), serviced=dt.date(2025, 12, 10), km=15_000),
+        serviced_car(owner, bought=dt.date(2025, 6, 10), serviced=dt.date(2025, 12, 10), km=15_001, model_code="ID4"),
+        serviced_car(owner, bought=dt.date(2025, 1, 31), serviced=dt.date(2025, 1, 31), km=700),
+        serviced_car(owner, bought=dt.date(2024, 2, 29), serviced=dt.date(2025, 3, 31), km=3, model_code="SAGITAR"),
+        factories.vehicle(owner=owner, purchase_date=dt.date(2026, 3, 31)),
+        factories.vehicle(owner=owner, purchase_date=dt.date(2024, 2, 29), model_code="NO-SUCH-MODEL"),
+    ]
+    db.session.flush()
+    for car in cars:
+        in_sql = db.session.scalar(sa.select(maintenance.due_sql()).where(Vehicle.id == car.id))
+        assert in_sql == maintenance.due_on(car, maintenance.interval_for(car.model_code)), car.model_code
 
 
 def test_the_migration_seeds_a_default_interval(app_ctx):
@@ -350,6 +368,40 @@ def test_stage_rules(enrolled_days_ago, idle_days, vehicles, stage):
     enrolled = NOW - dt.timedelta(days=enrolled_days_ago)
     last = NOW - dt.timedelta(days=idle_days)
     assert lifecycle.stage_for(NOW, enrolled, last, vehicles, RULES) == stage
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    ("enrolled_at", "idle", "vehicles"),
+    [
+        (NOW - dt.timedelta(days=days), dt.timedelta(days=idle_days), vehicles)
+        for days, idle_days, vehicles in [(10, 0, 1), (89, 0, 1), (90, 0, 1), (400, 89, 1), (400, 90, 1), (30, 120, 2)]
+    ]
+    + [
+        (NOW - dt.timedelta(days=400), dt.timedelta(days=90, seconds=-1), 1),
+        (NOW - dt.timedelta(days=400), dt.timedelta(days=365, seconds=-1), 1),
+        (NOW - dt.timedelta(days=400), dt.timedelta(days=365), 1),
+        (NOW - dt.timedelta(days=90, seconds=-1), dt.timedelta(0), 1),
+        (NOW - dt.timedelta(days=200), dt.timedelta(days=10), 2),
+        # two years on the business calendar: NOW is 3 December, 02:00 in Shanghai
+        (dt.datetime(2024, 12, 2, 15, 59, tzinfo=dt.UTC), dt.timedelta(days=10), 1),
+        (dt.datetime(2024, 12, 2, 16, 0, tzinfo=dt.UTC), dt.timedelta(days=10), 1),
+        (dt.datetime(2024, 12, 3, 15, 59, tzinfo=dt.UTC), dt.timedelta(days=10), 1),
+        (dt.datetime(2024, 12, 3, 16, 0, tzinfo=dt.UTC), dt.timedelta(days=10), 1),
+    ],
+)
+def test_the_sql_stage_rules_judge_like_stage_for(app_ctx, enrolled_at, idle, vehicles):
+    """The page query judges in SQL on PostgreSQL (``stage_sql``); it must agree with ``stage_for``."""
+    last = NOW - idle
+    column = sa.DateTime(timezone=True)
+    in_sql = db.session.scalar(
+        sa.select(
+            lifecycle.stage_sql(
+                NOW, sa.literal(enrolled_at, column), sa.literal(last, column), sa.literal(vehicles), RULES
+            )
+        )
+    )
+    assert in_sql == lifecycle.stage_for(NOW, enrolled_at, last, vehicles, RULES)
 
 
 def sign_in(member: Member, at: dt.datetime) -> None:

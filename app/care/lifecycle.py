@@ -14,8 +14,11 @@ An interaction is anything the member did that we record against them: points ea
 sign-in, following the service account, a chat message to it (``wechat_identities.last_message_at``,
 stamped at most once an hour), activation or enrollment.
 
-The pass walks members in id order (keyset pages). Each page locks its ``member_lifecycle`` rows, so
-two passes at once serialize per page and the second sees no change. Only a change writes: the
+The pass walks members in id order (keyset pages). On PostgreSQL the page query itself judges
+(``stage_sql``, the same rules as ``stage_for``) and brings the recorded stage along, so Python
+only touches the members whose stage changed; elsewhere (SQLite) ``stage_for`` judges each row.
+The changed members' ``member_lifecycle`` rows are locked and read again before writing, so two
+passes at once serialize on them and the second sees no change. Only a change writes: the
 current row, ``members.lifecycle_stage`` and one append-only history row. Entering ``churn_risk``
 plans a win-back message and opens a customer-service callback task (active members only), both
 once per (member, day entered).
@@ -34,7 +37,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from app.care import callbacks, notify, rules
 from app.care.models import MemberLifecycle, MemberLifecycleHistory
 from app.core import tunables
-from app.core.clock import business_day_start, business_today, to_business, utcnow
+from app.core.clock import BUSINESS_TZ, business_day_start, business_today, to_business, utcnow
 from app.core.db import db
 from app.members.models import Member, MiniappSession, Ownership, WechatIdentity
 from app.points.models import PointAccount
@@ -80,6 +83,59 @@ def stage_for(
     if enrolled_on <= _months_before(today, rules["mature_years"]) or vehicles >= rules["mature_vehicles"]:
         return "mature"
     return "growing"
+
+
+def stage_sql(
+    now: dt.datetime,
+    enrolled_at: sa.ColumnElement[dt.datetime],
+    last_interaction_at: sa.ColumnElement[dt.datetime],
+    vehicles: sa.ColumnElement[int],
+    rules: dict[str, int],
+) -> sa.ColumnElement[str]:
+    """``stage_for`` in PostgreSQL's SQL (same order, same bounds; the maturity date on the
+    business calendar), for the page query to judge without sending every member to Python."""
+    at = sa.bindparam("lifecycle_now", now, type_=sa.DateTime(timezone=True))
+    idle = at - last_interaction_at
+    today = to_business(now).date()
+    enrolled_on = sa.cast(sa.func.timezone(str(BUSINESS_TZ), enrolled_at), sa.Date)
+    mature_before = sa.bindparam("lifecycle_mature_before", _months_before(today, rules["mature_years"]), sa.Date)
+    return sa.case(
+        (idle >= sa.bindparam("lifecycle_churned", dt.timedelta(days=rules["churned_days"]), sa.Interval), "churned"),
+        (
+            idle >= sa.bindparam("lifecycle_churn_risk", dt.timedelta(days=rules["churn_risk_days"]), sa.Interval),
+            "churn_risk",
+        ),
+        (at - enrolled_at < sa.bindparam("lifecycle_new", dt.timedelta(days=rules["new_days"]), sa.Interval), "new"),
+        (sa.or_(enrolled_on <= mature_before, vehicles >= rules["mature_vehicles"]), "mature"),
+        else_="growing",
+    )
+
+
+def _judged_page_query(after: int, limit: int, now: dt.datetime, rules: dict[str, int]) -> sa.Select:
+    """PostgreSQL: the page judged in SQL, with the stage on record (None: never judged)."""
+    page = _page_query(after, limit, now).subquery("page")
+    last = sa.func.greatest(
+        page.c.enrolled_at,
+        page.c.activated_at,
+        page.c.signed_in_at,
+        page.c.followed_at,
+        page.c.messaged_at,
+        page.c.points_at,
+    )  # greatest() skips NULLs, like last_interaction
+    stage = stage_sql(now, page.c.enrolled_at, last, page.c.vehicles, rules)
+    changed = stage.is_distinct_from(MemberLifecycle.stage)
+    return (
+        sa.select(  # the rest only for the members whose stage changed: the others are just counted
+            page.c.id,
+            stage.label("stage"),
+            changed.label("changed"),
+            sa.case((changed, page.c.status)).label("status"),
+            sa.case((changed, last)).label("last_interaction_at"),
+        )
+        .select_from(page)
+        .outerjoin(MemberLifecycle, MemberLifecycle.member_id == page.c.id)
+        .order_by(page.c.id)
+    )
 
 
 def _page_query(after: int, limit: int, now: dt.datetime) -> sa.Select:
@@ -209,16 +265,26 @@ def judge(
     now = now or utcnow()
     today = to_business(now).date()
     thresholds, run, after = RULES.value(), LifecycleRun(), 0
+    in_sql = db.dialect == "postgresql"
     while True:
-        rows = db.session.execute(_page_query(after, page, now)).all()
+        query = _judged_page_query(after, page, now, thresholds) if in_sql else _page_query(after, page, now)
+        rows = db.session.execute(query).all()
         if not rows:
             return run
         after = rows[-1].id
         active = {row.id for row in rows if row.status == "active"}
-        judged: dict[int, tuple[str, dt.datetime]] = {}
+        judged: dict[int, tuple[str, dt.datetime]] = {}  # the members whose stage may change
         for row in rows:
-            last = last_interaction(row)
-            judged[row.id] = (stage_for(now, row.enrolled_at, last, row.vehicles, thresholds), last)
+            if in_sql:
+                stage = row.stage
+                if row.changed:
+                    judged[row.id] = (stage, row.last_interaction_at)
+            else:
+                last = last_interaction(row)
+                stage = stage_for(now, row.enrolled_at, last, row.vehicles, thresholds)
+                judged[row.id] = (stage, last)
+            run.by_stage[stage] = run.by_stage.get(stage, 0) + 1
+        run.judged += len(rows)
         current = _current_stages(list(judged), lock=not dry_run)
         fresh: set[int] = set()
         if not dry_run:
@@ -227,12 +293,10 @@ def judge(
             current.update(_current_stages(lost, lock=True))
         changes: list[Change] = []
         for member_id, (stage, last) in judged.items():
-            run.by_stage[stage] = run.by_stage.get(stage, 0) + 1
             if member_id in fresh:
                 changes.append((member_id, None, stage, last))
             elif current.get(member_id) != stage:
                 changes.append((member_id, current.get(member_id), stage, last))
-        run.judged += len(judged)
         run.changed += len(changes)
         entering = [m for m, old, to, _last in changes if to == "churn_risk" and old != "churn_risk" and m in active]
         run.entered_churn_risk += len(entering)

@@ -52,5 +52,22 @@ def due_on(vehicle: Any, interval: MaintenanceInterval) -> dt.date | None:
     return due
 
 
+def due_sql() -> sa.ColumnElement[dt.date]:
+    """``due_on`` in PostgreSQL's SQL for the ``vehicles`` row of the query (its model's interval,
+    else ``default``; NULL when neither exists or the car has no date): the planner's filter, so
+    that only cars near their due date come to Python, which decides as before."""
+    return sa.literal_column(
+        """(SELECT least(
+                (coalesce(vehicles.last_service_on, vehicles.purchase_date) + i.months * interval '1 month')::date,
+                CASE WHEN vehicles.last_service_on > vehicles.purchase_date AND vehicles.last_service_km <> 0
+                     THEN vehicles.last_service_on + ceil(i.km::numeric * (vehicles.last_service_on
+                          - vehicles.purchase_date) / vehicles.last_service_km)::int END)
+            FROM (SELECT months, km FROM maintenance_intervals
+                  WHERE model_code IN (vehicles.model_code, 'default')
+                  ORDER BY model_code = 'default' LIMIT 1) i)""",
+        sa.Date,
+    )
+
+
 def interval_for(model_code: str) -> MaintenanceInterval | None:
     return db.session.get(MaintenanceInterval, model_code) or db.session.get(MaintenanceInterval, "default")

@@ -228,10 +228,15 @@ def plan_maintenance(today: dt.date, *, dry_run: bool = False) -> int:
     by_model, lead = maintenance.intervals(), dt.timedelta(days=MAINTENANCE_LEAD_DAYS.value())
     default = by_model.get("default")
     planned, after = 0, 0
+    near_due = sa.true()
+    if db.dialect == "postgresql":  # only cars whose due date (the same rule in SQL) is in the window
+        near_due = maintenance.due_sql().between(today, today + lead)
     while True:  # keyset pages over owned cars: the due date is decided in Python
         page = db.session.execute(
             _current_owner_join(sa.select(*maintenance.SERVICE_COLUMNS, Ownership.member_id))
-            .where(Vehicle.id > after)
+            # Both sides of the join bounded: with only the cars' bound, the planner merge-joins by
+            # walking the owners' index from its start on every page (quadratic over the base).
+            .where(Vehicle.id > after, Ownership.vehicle_id > after, near_due)
             .order_by(Vehicle.id)
             .limit(PAGE)
         ).all()
