@@ -1,14 +1,23 @@
 """gunicorn reads this file from the working directory (``gunicorn wsgi:app`` in the repository).
 
-Only the hooks prometheus-client's multiprocess mode needs (docs/operations.md, "Metrics"): with
-``PROMETHEUS_MULTIPROC_DIR`` set, every worker writes its request histogram to files there and
-``/metrics`` adds them up. The directory is emptied when gunicorn starts (stale files of a previous
-run would be counted) and a worker's live files are marked dead when it exits. Without the variable
-these hooks do nothing. Workers, threads and the bind address stay on the command line (README).
+* The hooks prometheus-client's multiprocess mode needs (docs/operations.md, "Metrics"): with
+  ``PROMETHEUS_MULTIPROC_DIR`` set, every worker writes its request histogram to files there and
+  ``/metrics`` adds them up. The directory is emptied when gunicorn starts (stale files of a
+  previous run would be counted) and a worker's live files are marked dead when it exits. Without
+  the variable these hooks do nothing.
+* The garbage collector: once a worker has imported the app, everything it holds (modules, mapped
+  classes, compiled statements, translations: a few hundred thousand objects) is moved out of the
+  collector's reach (``gc.freeze``). Left in, each full collection walked all of it: 80–190 ms
+  during which the worker's threads all stood still, once per worker every 20–40 s under the
+  callback benchmark (the p99 at a steady 300/s). A full collection now walks only what requests
+  left behind.
+
+Workers, threads and the bind address stay on the command line (README).
 """
 
 from __future__ import annotations
 
+import gc
 import os
 from pathlib import Path
 from typing import Any
@@ -32,3 +41,9 @@ def child_exit(server: Any, worker: Any) -> None:
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)
+
+
+def post_worker_init(worker: Any) -> None:
+    """The app is imported (gunicorn loads it in each worker after the fork): freeze what it holds."""
+    gc.collect()
+    gc.freeze()

@@ -94,7 +94,8 @@ def gunicorn(app_spec: str, env: dict[str, str], port: int, workers: int = 2, th
         process.wait(timeout=30)
 
 
-def _wait_until_serving(port: int, timeout: float = 120) -> None:  # a busy shared VM takes its time
+def _wait_until_serving(port: int, timeout: float = 120) -> None:
+    # 120 s: on the shared VM at a load average of 20-30, importing the app alone took 45 s.
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:

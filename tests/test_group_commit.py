@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -10,7 +11,7 @@ import sqlalchemy as sa
 
 from app.core import inbox
 from app.core.clock import utcnow
-from app.core.db import db
+from app.core.db import closed_by_server, db
 from app.core.group_commit import GroupInserter
 
 pytestmark = [pytest.mark.postgres, pytest.mark.committed]
@@ -90,3 +91,20 @@ def test_a_replayed_nonce_in_a_batch_fails_only_its_own_request(app):
     with app.app_context():
         stored = set(db.session.scalars(sa.select(inbox.InboundEvent.external_id)))
     assert stored == {"first", "blocker", "second", "third"}
+
+
+def test_the_leaders_connection_is_replaced_once_the_server_has_closed_it(app):
+    """The leaders keep one connection between batches; a restart or ``pg_terminate_backend``
+    costs no request: the next batch sees it closed (no round trip) and takes a fresh one."""
+    with app.app_context():
+        assert _store("before", "nonce-before") is not None
+        inserter = inbox._group_inserter(db.engine)
+        held = inserter._held.driver_connection
+        with db.engine.begin() as connection:
+            connection.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": held.info.backend_pid})
+        deadline = time.monotonic() + 10
+        while not closed_by_server(held) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert _store("after", "nonce-after") is not None
+        assert inserter._held.driver_connection is not held
+        assert set(db.session.scalars(sa.select(inbox.InboundEvent.external_id))) == {"before", "after"}

@@ -4,6 +4,7 @@ logs with request and job ids, and rq-dashboard under /console/jobs for operator
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import io
 import json
 import logging
@@ -391,3 +392,13 @@ def test_the_gunicorn_hooks_empty_the_directory_at_start_and_mark_exited_workers
     (tmp_path / "histogram_77.db").write_bytes(b"kept")  # counts of an exited worker still add up
     hooks["child_exit"](None, SimpleNamespace(pid=77))
     assert sorted(path.name for path in tmp_path.glob("*.db")) == ["histogram_77.db"]
+
+
+def test_a_gunicorn_worker_freezes_what_the_app_holds_once_it_is_imported():
+    """Full collections then walk only what requests left behind, not the whole app (bench/README)."""
+    hooks = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    try:
+        hooks["post_worker_init"](None)
+        assert gc.get_freeze_count() > 10_000
+    finally:
+        gc.unfreeze()

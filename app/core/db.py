@@ -178,16 +178,21 @@ def create_engine(
 
 
 def _refuse_closed_by_server(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
-    """A pre-ping without the round trip: an idle pooled connection has nothing to read, unless the
-    server ended it (restart, ``pg_terminate_backend``, idle timeout) and sent its goodbye or EOF.
-    The pool then discards it and checks out another. A peer that vanished without a word is caught
-    by the first query failing, as with any disconnect."""
+    """A pre-ping without the round trip (``closed_by_server``): the pool then discards the
+    connection and checks out another."""
+    if closed_by_server(dbapi_connection):
+        raise sa.exc.DisconnectionError("the server closed this idle connection")
+
+
+def closed_by_server(dbapi_connection: Any) -> bool:
+    """An idle psycopg connection has nothing to read, unless the server ended it (restart,
+    ``pg_terminate_backend``, idle timeout) and sent its goodbye or EOF. A peer that vanished
+    without a word is caught by the first query failing, as with any disconnect."""
     if dbapi_connection.closed or dbapi_connection.broken:
-        raise sa.exc.DisconnectionError("connection already closed")
+        return True
     poller = select.poll()
     poller.register(dbapi_connection.fileno(), select.POLLIN)
-    if poller.poll(0):
-        raise sa.exc.DisconnectionError("the server closed this idle connection")
+    return bool(poller.poll(0))
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
