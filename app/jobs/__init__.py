@@ -147,14 +147,7 @@ def _send_many(app: Flask, calls: list[tuple[JobSpec, tuple[Any, ...], str | Non
                     continue  # the same job asked for twice (two scans of one person): once is enough
                 named.add(job_id)
             by_queue.setdefault(spec.queue, []).append(
-                Queue.prepare_data(
-                    "app.jobs.run_job",
-                    args=(spec.name, args),
-                    timeout=spec.timeout,
-                    job_id=job_id,
-                    retry=_retry(spec),
-                    description=f"{spec.name}{args!r}",
-                )
+                Queue.prepare_data("app.jobs.run_job", **_job_options(spec, args, job_id))
             )
         for name, prepared in by_queue.items():
             Queue(name, connection=connection).enqueue_many(prepared, pipeline=pipeline)
@@ -163,6 +156,17 @@ def _send_many(app: Flask, calls: list[tuple[JobSpec, tuple[Any, ...], str | Non
 
 def _retry(spec: JobSpec) -> Retry | None:
     return Retry(max=len(spec.retry_intervals), interval=list(spec.retry_intervals)) if spec.retry_intervals else None
+
+
+def _job_options(spec: JobSpec, args: tuple[Any, ...], job_id: str | None) -> dict[str, Any]:
+    """What RQ is told about one of our jobs, sent alone or in a pipeline."""
+    return {
+        "args": (spec.name, args),
+        "timeout": spec.timeout,
+        "job_id": job_id,
+        "retry": _retry(spec),
+        "description": f"{spec.name}{args!r}",
+    }
 
 
 def _send_or_log(app: Flask, spec: JobSpec, args: tuple[Any, ...], job_id: str | None = None) -> None:
@@ -177,14 +181,7 @@ def _send(app: Flask, spec: JobSpec, args: tuple[Any, ...], job_id: str | None =
     if spec.coalesce_seconds and not connection.set(_coalesce_key(spec, args), 1, nx=True, ex=spec.coalesce_seconds):
         return  # one is already on its way
     queue = Queue(spec.queue, connection=connection)
-    queue.enqueue_call(
-        "app.jobs.run_job",
-        args=(spec.name, args),
-        timeout=spec.timeout,
-        job_id=job_id,
-        retry=_retry(spec),
-        description=f"{spec.name}{args!r}",
-    )
+    queue.enqueue_call("app.jobs.run_job", **_job_options(spec, args, job_id))
 
 
 #: How long the nudger lets requests gather before it sends their nudges.
