@@ -8,6 +8,7 @@ import sqlalchemy as sa
 
 from app.care import notify
 from app.care.models import Notification
+from app.core.clock import business_today
 from app.core.db import db
 from app.core.models import AuditEntry
 from app.members import services
@@ -151,7 +152,7 @@ def test_delivery_rates_per_kind_and_channel(client, app_ctx, fakes):
         sa.update(Notification).where(Notification.id == skipped.id).values(status="skipped", channel="sms")
     )
     _supervisor, token = factories.operator("supervisor")
-    today = db.session.scalar(sa.select(sa.func.current_date()))
+    today = business_today()  # the app's clock (the tests freeze it), not the database server's date
     response = client.get("/api/v1/cs/notifications/rates", query_string={"since": str(today)}, headers=auth(token))
     assert response.status_code == 200, response.json
     rates = {(r["kind"], r["channel"]): r for r in response.json}
