@@ -284,3 +284,19 @@ def test_concurrent_merges_apply_once_and_opposite_merges_do_not_both_win(app):
             sa.select(sa.func.count()).where(PointEntry.reason_code == "merge_in", PointEntry.member_id == ids["a"])
         )
         assert entries == 1
+
+
+def test_a_merge_request_naming_ids_beyond_bigint_is_a_422_not_a_500(app_ctx, client):
+    """Found by the contract fuzzer: an id PostgreSQL cannot hold reached the query (bigint out of range)."""
+    survivor = factories.member()
+    _agent, agent_token = factories.operator("agent")
+    for body in (
+        {"survivor_id": survivor.id, "merged_ids": [5927440619472638814202773133181583360]},
+        {"survivor_id": 2**63, "merged_ids": [survivor.id]},
+    ):
+        response = client.post(
+            "/api/v1/cs/merges",
+            json=body | {"request_id": "req-00002", "reason": "同一客户"},
+            headers=_auth(agent_token),
+        )
+        assert response.status_code == 422, response.json

@@ -5,6 +5,7 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import fields
 
+from app.core.http import BIGINT_MAX
 from app.core.schemas import BaseSchema, Length, OneOf, Range
 from app.members.models import CONSENT_PURPOSES, GENDERS
 
@@ -116,9 +117,11 @@ class SyncStateSchema(BaseSchema):
 
 class MergeRequestSchema(BaseSchema):
     request_id = fields.String(required=True, validate=Length(min=8, max=64))
-    survivor_id = fields.Integer(required=True, strict=True, validate=Range(min=1))
+    survivor_id = fields.Integer(required=True, strict=True, validate=Range(min=1, max=BIGINT_MAX))
     merged_ids = fields.List(
-        fields.Integer(strict=True, validate=Range(min=1)), required=True, validate=Length(min=1, max=20)
+        fields.Integer(strict=True, validate=Range(min=1, max=BIGINT_MAX)),
+        required=True,
+        validate=Length(min=1, max=20),
     )
     reason = fields.String(required=True, validate=Length(min=2, max=255))
 
