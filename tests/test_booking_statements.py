@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-import sqlalchemy as sa
 
 from app.benefits import catalog
 from app.benefits.models import Booking, DealerSlot
@@ -16,6 +15,7 @@ from app.core.db import db
 from app.members import registration, sessions
 from tests import factories
 from tests.benefit_helpers import seed_catalog, set_tier, slot
+from tests.statement_helpers import Statements
 
 pytestmark = [pytest.mark.postgres, pytest.mark.committed]
 
@@ -26,34 +26,6 @@ pytestmark = [pytest.mark.postgres, pytest.mark.committed]
 BOOKING_STATEMENTS = 10
 #: A resend of the same request: session with the tier, slot, the insert that conflicts, the booking.
 RESEND_STATEMENTS = 4
-
-
-class Counter:
-    """The statements of the request's own transaction, up to its commit. What runs after the commit
-    is not the booking's cost: outside quiet hours the test app sends the confirmation in-process
-    right after it (a worker does in production), so counting on would depend on the time of day."""
-
-    def __init__(self, app):
-        with app.app_context():
-            self.engine = db.engine
-        self.sent: list[str] = []
-        self.committed = False
-
-    def __enter__(self):
-        sa.event.listen(self.engine, "before_cursor_execute", self._keep)
-        sa.event.listen(self.engine, "commit", self._commit)
-        return self.sent
-
-    def __exit__(self, *_exc):
-        sa.event.remove(self.engine, "before_cursor_execute", self._keep)
-        sa.event.remove(self.engine, "commit", self._commit)
-
-    def _commit(self, _conn):
-        self.committed = True
-
-    def _keep(self, _conn, _cursor, statement, _parameters, _context, _many):
-        if not self.committed:
-            self.sent.append(" ".join(statement.split()))
 
 
 def _diamond_member_with_a_slot(app):
@@ -83,12 +55,12 @@ def test_a_booking_through_the_api_costs_a_pinned_number_of_statements(app, clie
         return client.post("/api/v1/me/bookings", json=body, headers=headers)
 
     assert book("warm-the-catalog-01").status_code == 201  # the process reads the catalog once
-    with Counter(app) as sent:
+    with Statements(until_commit=True) as sent:
         booked = book("counted-booking-01")
     assert booked.status_code == 201, booked.json
     assert booked.json["slot"]["available"] == 3 and booked.json["dealer_code"] == "D0801"
     assert len(sent) == BOOKING_STATEMENTS, "\n".join(sent)
-    with Counter(app) as sent:
+    with Statements(until_commit=True) as sent:
         again = book("counted-booking-01")
     assert again.json["id"] == booked.json["id"]
     assert len(sent) == RESEND_STATEMENTS, "\n".join(sent)
@@ -102,7 +74,7 @@ def test_the_cached_catalog_is_read_once_and_dropped_when_a_version_is_published
     with app.app_context():
         seed_catalog()
         db.session.commit()
-    with app.app_context(), Counter(app) as sent:
+    with app.app_context(), Statements(until_commit=True) as sent:
         first = catalog.benefit_in_force("home_test_drive")
         catalog.benefit_in_force("airport_lounge")
         assert len(catalog.benefits_in_force()) == 7

@@ -24,7 +24,7 @@ from app.jobs.drain import drain_inbox
 from app.members.models import Member, WechatIdentity
 from app.points.models import PointEntry
 from tests import factories
-from tests.test_booking_statements import Counter
+from tests.statement_helpers import Statements
 from tests.wechat_helpers import event_xml
 
 pytestmark = [pytest.mark.postgres, pytest.mark.committed]
@@ -86,7 +86,7 @@ def test_a_batch_of_enrollments_costs_a_pinned_number_of_statements(app, advisor
 
         original = ledger_sql._execute
         monkeypatch.setattr(ledger_sql, "_execute", lambda sql, params: driver.append(sql) or original(sql, params))
-        with Counter(app) as sent:
+        with Statements(until_commit=True) as sent:
             assert drain_inbox("wechat") == 10
             db.session.commit()
         assert len(sent) == BATCH_OF_TEN_STATEMENTS, "\n".join(sent)

@@ -4,7 +4,6 @@ small number of SQL statements (the bench's path, ``bench/mall.py``), so nothing
 from __future__ import annotations
 
 import pytest
-import sqlalchemy as sa
 
 from app.core import tunables
 from app.core.db import db
@@ -13,6 +12,7 @@ from app.wechat import clients
 from tests.benefit_helpers import give_points
 from tests.mall_helpers import item
 from tests.miniapp_helpers import FakeMiniappWeChat, MiniClient
+from tests.statement_helpers import Statements
 
 pytestmark = pytest.mark.postgres
 
@@ -28,16 +28,8 @@ def mini(client, fakes, app, http_mock, app_ctx):
 
 
 def statements_of(fn) -> list[str]:
-    seen: list[str] = []
-
-    def keep(conn, cursor, statement, parameters, context, executemany):
-        seen.append(statement)
-
-    sa.event.listen(db.engine, "before_cursor_execute", keep)
-    try:
+    with Statements() as seen:
         fn()
-    finally:
-        sa.event.remove(db.engine, "before_cursor_execute", keep)
     return seen
 
 

@@ -21,6 +21,7 @@ from app.points.models import PointAccount, PointEntry, PointLot
 from app.points.schemas import MemberBalanceSchema
 from app.wechat import clients
 from tests.miniapp_helpers import FakeMiniappWeChat, MiniClient
+from tests.statement_helpers import Statements
 
 
 @pytest.fixture
@@ -173,13 +174,11 @@ def test_on_postgresql_it_is_one_statement_outside_a_transaction_and_sees_every_
     mini = MiniClient(app.test_client(), wechat)
     with app.app_context():
         member = join(mini, "o-bal-one", "13911110000")
-    seen: list[tuple[str, bool]] = []
 
-    def note(connection, _cursor, statement, *_args) -> None:
-        seen.append((statement, connection.connection.driver_connection.autocommit))
+    def note(connection, statement, _parameters) -> tuple[str, bool]:
+        return statement, connection.connection.driver_connection.autocommit
 
-    sa.event.listen(db.engine, "before_cursor_execute", note)
-    try:
+    with Statements(keep=note) as seen:
         first = mini.get("/api/v1/me/points")
         assert first.status_code == 200
         assert len(seen) == 1 and seen[0][1] is True  # autocommit: no BEGIN, no COMMIT on the wire
@@ -190,8 +189,6 @@ def test_on_postgresql_it_is_one_statement_outside_a_transaction_and_sees_every_
             db.session.commit()
         again = mini.get("/api/v1/me/points", headers={"If-None-Match": first.headers["ETag"]})
         assert again.status_code == 200 and again.json["available"] == first.json["available"] + 9
-    finally:
-        sa.event.remove(db.engine, "before_cursor_execute", note)
     with db.engine.connect() as connection:  # the pooled connection went back as it came: transactional
         assert connection.connection.driver_connection.autocommit is False
 

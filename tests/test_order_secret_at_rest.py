@@ -13,6 +13,7 @@ from app.core.db import Base, db
 from app.members.models import EnrollmentToken, Member
 from app.wechat import protocol, simulator
 from tests import dms_events, factories
+from tests.statement_helpers import Statements
 from tests.wechat_helpers import TOKEN, Callback, event_xml
 
 pytestmark = [pytest.mark.postgres, pytest.mark.committed]
@@ -80,20 +81,16 @@ def test_a_scanned_order_secret_is_stored_nowhere_in_clear_and_a_retry_is_still_
     assert post_dms(dms_events.delivered("13800000031", factories.vin())).status_code == 202
     with app.app_context():
         member_no = db.session.scalar(sa.select(Member.member_no))
-    statements: list[str] = []
 
-    def keep(_conn, _cursor, statement, parameters, _context, _many):
-        statements.append(f"{statement} {parameters!r}")
+    def keep(_connection, statement, parameters) -> str:
+        return f"{statement} {parameters!r}"
 
-    sa.event.listen(db.engine, "before_cursor_execute", keep)
-    try:
+    with Statements(keep=keep) as statements:
         handed = client.post(
             f"/api/v1/cs/members/{member_no}/enrollment-qr",
             json={"reason": "交车"},
             headers={"Authorization": f"Bearer {token}"},
         )
-    finally:
-        sa.event.remove(db.engine, "before_cursor_execute", keep)
     assert handed.status_code == 200, handed.json
     secret = _secret_of(handed.json)
     assert statements and all(secret not in sent for sent in statements)  # not even briefly written
