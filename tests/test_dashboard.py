@@ -5,6 +5,8 @@ manager's scope, and the page and its audited CSV exports."""
 from __future__ import annotations
 
 import datetime as dt
+import json
+import re
 
 import pytest
 import sqlalchemy as sa
@@ -328,8 +330,8 @@ def test_red_packets_referrals_notifications_and_complaints(app_ctx, two_dealers
     ]
     assert dashboard.referral_funnel(when, Scope(dealer_id=theirs.id)).rows[0] == ["lead", 0]
     assert dashboard.notifications(when, Scope()).rows == [
-        ["tier_upgrade · official_template", 1, 1, 1, 0, 0],
-        ["points_expiring · official_template", 0, 0, 0, 0, 1],
+        [("tier_upgrade", "official_template"), 1, 1, 1, 0, 0],
+        [("points_expiring", "official_template"), 0, 0, 0, 0, 1],
     ]
     assert dashboard.complaints(when, Scope()).rows == [["points_missing", 2], ["tier", 1]]
     assert dashboard.complaints(when, Scope(dealer_id=theirs.id)).rows == []
@@ -484,6 +486,63 @@ def test_the_csv_has_the_charts_numbers_scoped_and_is_audited(client, app_ctx, t
         (manager.actor, "complaints", ours.id),
         (manager.actor, "complaints", ours.id),
     ]
+
+
+def test_the_notification_chart_and_its_csv_name_kinds_and_channels_in_the_operators_language(client, app_ctx):
+    member = factories.member(enrolled_at=at(DAY, 8))
+    sends = (
+        ("birthday", "sms", "delivered"),
+        ("tier_upgrade", "official_template", "sent"),
+        ("a_new_kind", "official_template", "failed"),
+    )
+    for n, (kind, channel, status) in enumerate(sends):
+        db.session.add(
+            Notification(
+                member_id=member.id,
+                kind=kind,
+                channel=channel,
+                dedupe_key=f"n{n}",
+                status=status,
+                payload={},
+                created_at=at(DAY, 9),
+            )
+        )
+    db.session.flush()
+    rollup.roll(DAY, DAY)
+    operator, _ = factories.operator("operator")
+    sign_in(client, operator.username)
+
+    def csv_lines(lang: str) -> list[str]:
+        response = client.get(f"/console/dashboard/notifications.csv?from={DAY}&to={DAY}&lang={lang}")
+        assert response.status_code == 200
+        return sorted(response.get_data(as_text=True).lstrip("\ufeff").splitlines()[1:])
+
+    assert csv_lines("en") == [
+        "Birthday · SMS,0,1,0,0,0",
+        "Tier upgrade · Service-account template message,1,0,0,0,0",
+        "a_new_kind · Service-account template message,0,0,1,0,0",  # a code the console does not know yet
+    ]
+    assert csv_lines("zh_CN") == [
+        "a_new_kind · 服务号模板消息,0,0,1,0,0",
+        "生日 · 短信,0,1,0,0,0",
+        "等级升级 · 服务号模板消息,1,0,0,0,0",
+    ]
+    page = client.get(f"/console/dashboard?from={DAY}&to={DAY}&lang=zh_CN").get_data(as_text=True)
+    drawn = re.search(r'<script type="application/json" id="data-notifications">(.*?)</script>', page, re.S)
+    assert drawn, "the notification chart's figures are not on the page"
+    assert sorted(row[0] for row in json.loads(drawn.group(1))["rows"]) == [
+        "a_new_kind · 服务号模板消息",
+        "生日 · 短信",
+        "等级升级 · 服务号模板消息",
+    ]
+
+
+def test_every_notification_kind_and_channel_has_a_label():
+    from app.care import channels, rendering
+    from app.console import labels
+
+    assert set(labels.NOTIFICATION_KINDS) == {*rendering.RENDERERS, *channels.TEMPLATE_KINDS, "chat_reply"}
+    assert set(labels.NOTIFICATION_CHANNELS) == {*channels.ALL, channels.OFFICIAL_CUSTOM}
 
 
 def test_a_dealer_manager_without_a_dealer_sees_nothing(app_ctx):

@@ -25,11 +25,17 @@ ROLES = ("supervisor", "operator", "dealer_manager")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
+def _label_of(tables: str | tuple[str, ...], code: Any) -> str:
+    """One code's label, or a tuple of codes' labels joined (a notification's kind · channel)."""
+    if isinstance(tables, str):
+        return str(labels.label(getattr(labels, tables), code))
+    return " · ".join(_label_of(table, part) for table, part in zip(tables, code, strict=True))
+
+
 def _labelled(chart: Chart) -> Chart:
     """The codes of the first column (tiers, categories, stages) as the operator's language says them."""
     if chart.labels:
-        table = getattr(labels, chart.labels)
-        chart.rows = [[str(labels.label(table, row[0])), *row[1:]] for row in chart.rows]
+        chart.rows = [[_label_of(chart.labels, row[0]), *row[1:]] for row in chart.rows]
     chart.columns = [str(column) for column in chart.columns]
     chart.title = str(chart.title)
     return chart

@@ -87,6 +87,32 @@ REFERRAL_STAGES = {
     "delivery": _l("Delivery"),
 }
 TIERS = {"silver": _l("Silver"), "gold": _l("Gold"), "platinum": _l("Platinum"), "diamond": _l("Diamond")}
+#: ``Notification.kind``: the kinds with a message template (``app.care.channels.TEMPLATE_KINDS``) and the chat reply.
+NOTIFICATION_KINDS = {
+    "tier_upgrade": _l("Tier upgrade"),
+    "tier_dropped": _l("Tier lowered"),
+    "tier_at_risk": _l("Tier at risk"),
+    "points_expiring": _l("Points expiring"),
+    "anniversary": _l("Membership anniversary"),
+    "welcome": _l("Welcome message"),
+    "birthday": _l("Birthday"),
+    "maintenance_due": _l("Maintenance due"),
+    "insurance_renewal": _l("Insurance renewal"),
+    "booking_confirmed": _l("Booking confirmed"),
+    "booking_reminder": _l("Booking reminder"),
+    "rating_request": _l("Rating request"),
+    "win_back": _l("Win-back"),
+    "referral_milestone": _l("Referral milestone"),
+    "referral_reward": _l("Referral reward"),
+    "chat_reply": _l("Chat reply"),
+}
+#: ``Notification.channel`` (``app.care.channels``).
+NOTIFICATION_CHANNELS = {
+    "miniapp_subscribe": _l("Mini-app subscribe message"),
+    "official_template": _l("Service-account template message"),
+    "official_custom": _l("Service-account customer-service message"),
+    "sms": _l("SMS"),
+}
 
 
 def label(table: dict[str, Any], code: str | None) -> Any:

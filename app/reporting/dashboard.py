@@ -73,8 +73,9 @@ class Chart:
     kind: str  # line, bar, stacked, pie, funnel, hbar
     columns: list[Any]
     rows: list[list[Any]] = field(default_factory=list)
-    #: The console's label table for the codes in the first column (tiers, complaint categories…).
-    labels: str | None = None
+    #: The console's label table for the codes in the first column (tiers, complaint categories…),
+    #: or one table per code where that column holds a tuple of codes (kind, channel).
+    labels: str | tuple[str, ...] | None = None
     #: Columns (by index) drawn on a second axis (rates in %, money in ¥).
     right_axis: tuple[int, ...] = ()
 
@@ -410,10 +411,10 @@ def referral_funnel(when: Period, scope: Scope) -> Chart:
 
 
 def notifications(when: Period, scope: Scope) -> Chart:
-    counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    counts: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for (key,), value in _sums("notifications", when, scope, "key").items():
         kind, channel, status = [*key.split("|"), "", ""][:3]
-        counts[f"{kind} · {channel}"][status] += value
+        counts[(kind, channel)][status] += value
     chart = Chart(
         "notifications",
         _l("Notification delivery per kind and channel"),
@@ -426,6 +427,7 @@ def notifications(when: Period, scope: Scope) -> Chart:
             _l("Skipped"),
             _l("Waiting to send"),
         ],
+        labels=("NOTIFICATION_KINDS", "NOTIFICATION_CHANNELS"),
     )
     ranked = sorted(counts, key=lambda k: (-sum(counts[k].values()), k))[:TOP]
     for name in ranked:
