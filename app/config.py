@@ -145,7 +145,9 @@ class Settings:
     SMS_ACCESS_KEY_SECRET: str = ""
     SMS_SIGN_NAME: str = ""
     #: The secret path segment of the SMS status-report address given to Aliyun
-    #: (``/api/v1/sms/reports/<secret>``): its HTTP push carries no signature. At least 32 bytes.
+    #: (``/api/v1/sms/reports/<secret>``): its HTTP push carries no signature. At least 32 bytes,
+    #: URL-safe. While the address changes, two comma-separated (the new one first): both are taken
+    #: (docs/operations.md, "Rotate keys and secrets").
     SMS_REPORT_SECRET: str = ""
     #: Seconds the outbox worker waits for the CRM's HTTP API ("sandbox" or empty CRM_URL: the fake).
     CRM_HTTP_TIMEOUT: float = 5.0
@@ -228,7 +230,19 @@ class Settings:
 
     @property
     def data_keys(self) -> list[str]:
-        return [k.strip() for k in self.DATA_KEY.split(",") if k.strip()]
+        return _listed(self.DATA_KEY)
+
+    @property
+    def sms_report_secrets(self) -> list[str]:
+        return _listed(self.SMS_REPORT_SECRET)
+
+
+#: Settings that hold one value, or several comma-separated (newest first) while rotating.
+LISTED = ("DATA_KEY", "SMS_REPORT_SECRET")
+
+
+def _listed(value: object) -> list[str]:
+    return [part.strip() for part in str(value or "").split(",") if part.strip()]
 
 
 _INT_FIELDS = {
@@ -267,11 +281,12 @@ def production_problems(values: dict[str, object]) -> list[str]:
         value = values.get(name)
         if name in {"WECHAT_AES_KEY", "WECHAT_API_BASE", "WECHAT_PAY_API_BASE", "CRM_URL", "SMS_API_BASE"} or not value:
             continue  # bases have their own line below
-        if value == default or (name == "DATA_KEY" and default in str(value).split(",")):
+        if value == default or (name in LISTED and default in _listed(value)):
             problems.append(f"{ENV_PREFIX}{name} is the development default")
     for name in STRONG_SECRETS:
         value = str(values.get(name) or "")
-        if value and value != dev.get(name) and len(value.encode()) < MIN_SECRET_BYTES:
+        parts = _listed(value) if name in LISTED else [value]
+        if value and value != dev.get(name) and any(len(part.encode()) < MIN_SECRET_BYTES for part in parts):
             problems.append(f"{ENV_PREFIX}{name} is shorter than {MIN_SECRET_BYTES} bytes")
     if str(values.get("REDIS_URL") or "").startswith("memory://"):
         problems.append(f"{ENV_PREFIX}REDIS_URL is the in-process memory:// Redis")

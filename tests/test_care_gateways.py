@@ -186,4 +186,12 @@ def test_production_refuses_the_logging_sms_gateway_and_a_real_one_without_keys(
         load_settings(full)
     full["LOYALTY_SMS_REPORT_SECRET"] = "r" * 32
     assert load_settings(full).SMS_SIGN_NAME == "一汽大众会员"
+    # while the address given to Aliyun changes: the new and the old secret, each a full-strength one
+    full["LOYALTY_SMS_REPORT_SECRET"] = f"{'n' * 32}, {'r' * 32}"
+    assert load_settings(full).sms_report_secrets == ["n" * 32, "r" * 32]
+    with pytest.raises(ConfigError, match="LOYALTY_SMS_REPORT_SECRET is shorter than 32 bytes"):
+        load_settings({**full, "LOYALTY_SMS_REPORT_SECRET": f"{'n' * 32},short"})
+    development = load_settings({"LOYALTY_ENV": "development"}).SMS_REPORT_SECRET
+    with pytest.raises(ConfigError, match="LOYALTY_SMS_REPORT_SECRET is the development default"):
+        load_settings({**full, "LOYALTY_SMS_REPORT_SECRET": f"{'n' * 32},{development}"})
     assert load_settings({"LOYALTY_ENV": "development"}).SMS_API_BASE == "sandbox"

@@ -3,7 +3,13 @@ stored raw first, idempotent, applied to the notification by its BizId; early an
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import json
+import logging
+import runpy
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import responses
@@ -16,7 +22,7 @@ from app.config import current_settings
 from app.core import tunables
 from app.core.clock import utcnow
 from app.core.db import db
-from app.core.models import InboundEvent
+from app.core.models import AuditEntry, InboundEvent
 from app.gateways.aliyun_sms import AliyunSms
 from app.jobs.drain import drain_inbox
 from tests import factories
@@ -170,3 +176,87 @@ def test_the_real_gateways_biz_id_is_kept_and_its_report_finds_the_row(app, app_
     assert push(client, [report("900619746936498440^0", row.id, success=False, code="UNDELIV")]).status_code == 200
     drain_inbox(sms_reports.SOURCE)
     assert (fresh(row).status, fresh(row).delivery_status) == ("failed", "UNDELIV")
+
+
+@pytest.fixture
+def two_secrets(app, monkeypatch):
+    """The address given to Aliyun is changing: the new secret first, the old one still taken."""
+    new, old = "n" * 32 + "-new", "o" * 32 + "-old"
+    settings = app.extensions["loyalty.settings"]
+    monkeypatch.setitem(
+        app.extensions, "loyalty.settings", dataclasses.replace(settings, SMS_REPORT_SECRET=f"{new}, {old}")
+    )
+    return new, old
+
+
+def test_while_the_secret_rotates_both_addresses_are_taken_then_only_the_new_one(app, app_ctx, client, two_secrets):
+    new, old = two_secrets
+    assert push(client, [], secret=new).status_code == 200  # the console's connectivity test
+    assert push(client, [], secret=old).status_code == 200  # Aliyun's retries of pushes to the old address
+    assert push(client, [], secret=f"{new},{old}").status_code == 401  # the setting itself is no secret
+    assert push(client, [], secret=new[:-1]).status_code == 401
+    settings = app.extensions["loyalty.settings"]
+    app.extensions["loyalty.settings"] = dataclasses.replace(settings, SMS_REPORT_SECRET=new)
+    assert push(client, [], secret=old).status_code == 401
+    assert push(client, [], secret=new).status_code == 200
+
+
+def test_no_secret_configured_takes_nothing(app, app_ctx, client, monkeypatch):
+    settings = app.extensions["loyalty.settings"]
+    monkeypatch.setitem(app.extensions, "loyalty.settings", dataclasses.replace(settings, SMS_REPORT_SECRET=" , "))
+    assert push(client, [], secret=" ").status_code == 401
+
+
+def test_the_secret_is_compared_in_constant_time_with_every_configured_secret(app, app_ctx, two_secrets, monkeypatch):
+    compared = []
+
+    def compare_digest(a, b):
+        compared.append((a, b))
+        return a == b
+
+    monkeypatch.setattr(sms_reports.hmac, "compare_digest", compare_digest)
+    new, old = two_secrets
+    sms_reports.check_secret(new)  # the first matches: the second is compared all the same
+    assert compared == [(new.encode(), new.encode()), (new.encode(), old.encode())]
+
+
+def test_the_secret_is_in_no_log_line_audit_row_or_stored_event(app, app_ctx, client, fakes, caplog):
+    caplog.set_level(logging.DEBUG)
+    secret = current_settings().SMS_REPORT_SECRET
+    row = sent_by_sms(member_on(follows=False))
+    assert push(client, [report(row.sms_message_id, row.id)]).status_code == 200
+    assert push(client, b"{not json").status_code == 422
+    assert push(client, [], secret=secret + "x").status_code == 401  # a near miss is not logged either
+    drain_inbox(sms_reports.SOURCE)
+    assert fresh(row).status == "delivered"
+    assert caplog.records and secret not in caplog.text
+    for model in (InboundEvent, AuditEntry):
+        for stored in db.session.scalars(sa.select(model)):
+            assert secret not in repr({c.key: getattr(stored, c.key) for c in sa.inspect(model).mapper.column_attrs})
+
+
+def test_request_lines_are_logged_without_the_secret(app, caplog):
+    """The development server's request lines (werkzeug) and gunicorn's access log."""
+    from gunicorn.config import Config
+
+    secret = app.extensions["loyalty.settings"].SMS_REPORT_SECRET
+    caplog.set_level(logging.INFO, logger="werkzeug")
+    line = f"POST /api/v1/sms/reports/{secret}?x=1 HTTP/1.1"
+    logging.getLogger("werkzeug").info('%s - - "%s" %s -', "127.0.0.1", line, 200)
+    assert secret not in caplog.text and '"POST /api/v1/sms/reports/[redacted]?x=1 HTTP/1.1" 200' in caplog.text
+
+    hooks = runpy.run_path(str(Path(__file__).resolve().parent.parent / "gunicorn.conf.py"))
+    access = hooks["logger_class"](Config())
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "RAW_URI": f"/api/v1/sms/reports/{secret}?x=1",
+        "PATH_INFO": f"/api/v1/sms/reports/{secret}",
+        "QUERY_STRING": "x=1",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "HTTP_REFERER": f"https://loyalty.example.com/api/v1/sms/reports/{secret}",
+    }
+    response = SimpleNamespace(status="200 OK", sent=20, headers=[])
+    atoms = access.atoms(response, SimpleNamespace(headers=[]), environ, dt.timedelta(milliseconds=3))
+    assert secret not in repr(atoms)
+    assert atoms["r"] == "POST /api/v1/sms/reports/[redacted]?x=1 HTTP/1.1"
+    assert atoms["U"] == "/api/v1/sms/reports/[redacted]"

@@ -21,8 +21,9 @@ blp = Blueprint("sms", __name__, url_prefix="/api/v1/sms", description="SMS prov
     summary="Receive SMS status reports (Aliyun SmsReport, HTTP batch push)",
     description=(
         "A JSON array of status reports. The path's last segment is the secret configured with the address in "
-        "the Aliyun console (401 otherwise; the push carries no signature). Stored before it is applied; the same "
-        "push again is acknowledged without a second effect. 422 with field errors (by position in the array)."
+        "the Aliyun console (401 otherwise; the push carries no signature, and the console takes an address only); "
+        "while it is rotated the previous secret is taken too. Stored before it is applied; the same push again is "
+        "acknowledged without a second effect. 422 with field errors (by position in the array)."
     ),
     requestBody={
         "required": True,

@@ -3,8 +3,12 @@
 
 Aliyun POSTs a JSON array of reports to the address configured in its console, several per
 request, and retries after 1, 5 and 10 minutes unless it gets HTTP 200 (answer ``{"code": 0}``).
-Its push carries no signature, so the address holds a secret path segment
-(``LOYALTY_SMS_REPORT_SECRET``), compared in constant time (401 otherwise).
+Its push carries no signature (nor any header we could set: the console takes an address only),
+so the address holds a secret path segment (``LOYALTY_SMS_REPORT_SECRET``; two while it is rotated),
+compared in constant time (401 otherwise). The secret is part of the path, so nothing may log paths
+raw: gunicorn's access log and the development server's request lines go through
+``core.logs.redact_secret_paths``, our own log lines, audit rows and metrics name the endpoint, never
+the path, and the load balancer in front must do the same (docs/operations.md).
 
 Like every inbound webhook, the raw body is stored first (the inbox, ``source = 'aliyun_sms'``,
 idempotent by the body's SHA-256: Aliyun's retry of a push is acknowledged as a duplicate), then
@@ -43,9 +47,11 @@ class SendNotRecorded(Exception):
 
 
 def check_secret(secret: str) -> None:
-    """The address's secret segment, compared in constant time (401 when wrong or not configured)."""
-    expected = current_settings().SMS_REPORT_SECRET
-    if not expected or not hmac.compare_digest(secret.encode(), expected.encode()):
+    """The address's secret segment, compared in constant time with each configured secret (every
+    one of them, so the time does not tell which matched): 401 when none does or none is set."""
+    given = secret.encode()
+    matches = [hmac.compare_digest(given, expected.encode()) for expected in current_settings().sms_report_secrets]
+    if not any(matches):
         raise BadSignature()
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
+import re
 from collections.abc import Iterator
 from typing import IO
 
@@ -61,9 +62,37 @@ def handler(*, json: bool, stream: IO[str] | None = None) -> logging.Handler:
     return made
 
 
+#: Addresses whose last segment is a secret, because the caller cannot sign (Aliyun's SMS status
+#: push: ``care/sms_api.py``). Whatever logs request paths or request lines passes them through
+#: ``redact_secret_paths``: gunicorn's access log (``gunicorn.conf.py``) and the development server.
+SECRET_PATH_PREFIXES = ("/api/v1/sms/reports/",)
+_SECRET_SEGMENT = re.compile("(" + "|".join(re.escape(p) for p in SECRET_PATH_PREFIXES) + r")[^/?#\s\"']+")
+REDACTED = "[redacted]"
+
+
+def redact_secret_paths(text: str) -> str:
+    """``text`` with the secret segment of every such address replaced by ``[redacted]``."""
+    return _SECRET_SEGMENT.sub(r"\1" + REDACTED, text) if "/api/" in text else text
+
+
+class RedactSecretPaths(logging.Filter):
+    """Rewrites a record whose message holds a secret address (the development server's request
+    lines: werkzeug logs ``"POST /path HTTP/1.1" 200``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = redact_secret_paths(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
 def configure(level: str, *, json: bool) -> None:
     """Install the root handler once per process (an app built twice does not log twice)."""
     root = logging.getLogger()
     if not any(isinstance(f, ContextFilter) for h in root.handlers for f in h.filters):
         root.addHandler(handler(json=json))
+    werkzeug = logging.getLogger("werkzeug")
+    if not any(isinstance(f, RedactSecretPaths) for f in werkzeug.filters):
+        werkzeug.addFilter(RedactSecretPaths())
     root.setLevel(level)
