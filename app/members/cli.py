@@ -11,8 +11,7 @@ import click
 from flask.cli import AppGroup
 
 from app.core.db import db
-from app.core.errors import AppError
-from app.core.imports import count_rows
+from app.core.imports_cli import run_file_import
 from app.crm import outbox
 from app.members import club_import
 from app.members.cards import member_card, read_member
@@ -102,27 +101,11 @@ def import_dealer_club(
         prepare_ahead=prepare_ahead,
         columns=mapping,
     )
-    total = count_rows(file)
-    with click.progressbar(length=total, label="importing" if not dry_run else "checking") as bar:
-        shown = [0]
-
-        def progress(rows_done: int) -> None:
-            bar.update(rows_done - shown[0])
-            shown[0] = rows_done
-            if bar._is_atty or rows_done == 0:
-                return
-            click.echo(f"{rows_done}/{total} rows")  # not a terminal (a log): one line per chunk
-
-        try:
-            outcome = club_import.run_import(file, options, progress=progress)
-        except AppError as exc:
-            db.session.rollback()
-            extra = {"fields": getattr(exc, "fields", None), **(exc.details or {})}
-            raise click.ClickException(f"{exc.message} {json.dumps(extra, ensure_ascii=False, default=str)}") from None
-    if dry_run:
-        db.session.rollback()
-    report = report or file.with_name(file.name + ".errors.csv")
-    with report.open("w", encoding="utf-8-sig", newline="") as out:
-        club_import.write_report(outcome.errors, locale, out)
-    click.echo(("dry run, nothing changed: " if dry_run else f"run {outcome.run_id}: ") + json.dumps(outcome.counts))
-    click.echo(f"{len(outcome.errors)} rows refused; report: {report}")
+    run_file_import(
+        file,
+        lambda progress: club_import.run_import(file, options, progress=progress),
+        lambda errors, out: club_import.write_report(errors, locale, out),
+        dry_run=dry_run,
+        report=report,
+        lines_off_a_terminal=True,
+    )
