@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.core.i18n import _l
+from app.tiers.display import TIER_NAMES
 
 REVEAL_REASONS = {
     "caller_verification": _l("Verify the caller's identity"),
@@ -86,7 +87,7 @@ REFERRAL_STAGES = {
     "order": _l("Order"),
     "delivery": _l("Delivery"),
 }
-TIERS = {"silver": _l("Silver"), "gold": _l("Gold"), "platinum": _l("Platinum"), "diamond": _l("Diamond")}
+TIERS = TIER_NAMES  # the names the member sees (chat, mini-app, notices)
 #: ``Notification.kind``: the kinds with a message template (``app.care.channels.TEMPLATE_KINDS``) and the chat reply.
 NOTIFICATION_KINDS = {
     "tier_upgrade": _l("Tier upgrade"),
