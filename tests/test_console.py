@@ -359,7 +359,8 @@ def test_the_packages_tabs_show_the_members_rows(client, agent, member, dealer):
     sign_in(client, agent.username)
     notifications = _text(client.get(f"/console/members/{member.member_no}?tab=notifications"))
     assert 'data-testid="tab-notifications"' in notifications
-    assert "tier_upgrade" in notifications and "official_template" in notifications and "success" in notifications
+    assert "等级升级" in notifications and "服务号模板消息" in notifications and "success" in notifications
+    assert "tier_upgrade" not in notifications  # the kind's label, not its code
     tasks = _text(client.get(f"/console/members/{member.member_no}?tab=callbacks"))
     assert 'data-testid="tab-callbacks"' in tasks and "churn_risk" in tasks
     bookings = _text(client.get(f"/console/members/{member.member_no}?tab=bookings"))
