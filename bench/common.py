@@ -67,8 +67,9 @@ def flush_redis() -> None:
 
 
 @contextmanager
-def gunicorn(app_spec: str, env: dict[str, str], port: int, workers: int = 2, threads: int = 4) -> Iterator[None]:
-    """Serve ``app_spec`` with gunicorn's threaded workers (keep-alive) until the block exits."""
+def gunicorn(app_spec: str, env: dict[str, str], port: int, workers: int = 2, threads: int = 4) -> Iterator[int]:
+    """Serve ``app_spec`` with gunicorn's threaded workers (keep-alive) until the block exits; the
+    block gets the master's pid (its children are the workers)."""
     command = [
         str(VENV_BIN / "gunicorn"),
         app_spec,
@@ -88,7 +89,7 @@ def gunicorn(app_spec: str, env: dict[str, str], port: int, workers: int = 2, th
     process = subprocess.Popen(command, cwd=ROOT, env=env)
     try:
         _wait_until_serving(port)
-        yield
+        yield process.pid
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)

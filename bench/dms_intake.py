@@ -66,6 +66,19 @@ def commit_latency_ms(samples: int = 50) -> float:
     return statistics.median(timings)
 
 
+def seeded_database(env: dict[str, str]) -> None:
+    """A fresh bench database with the demo dealers (the events name one), and empty Redis."""
+    fresh_database(env)
+    flush_redis()
+    subprocess.run(
+        [str(VENV_BIN / "flask"), "--app", "wsgi", "demo", "seed"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=6000)
@@ -77,15 +90,7 @@ def main() -> None:
     args = parser.parse_args()
 
     env = bench_environment(LOYALTY_DMS_SECRET=DMS_SECRET)
-    fresh_database(env)
-    flush_redis()
-    subprocess.run(
-        [str(VENV_BIN / "flask"), "--app", "wsgi", "demo", "seed"],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-    )
+    seeded_database(env)
 
     steady = int(args.rate * args.seconds)
     events = [signed_event(i) for i in range(200 + args.events + steady)]

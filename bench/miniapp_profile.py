@@ -17,12 +17,35 @@ import os
 import pstats
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import bench_environment, flush_redis, fresh_database
 from bench.miniapp import members_with_tokens, postgres_cpu
+
+
+def timed(call: Callable[[int], object], requests: int) -> tuple[float, float, float]:
+    """µs per call: wall time, this process's CPU, its PostgreSQL backends' CPU (no profiler)."""
+    started, cpu_started, pg_started = time.perf_counter(), time.process_time(), postgres_cpu()
+    for i in range(requests):
+        call(i)
+    plain = (time.perf_counter() - started) / requests * 1e6
+    cpu = (time.process_time() - cpu_started) / requests * 1e6
+    return plain, cpu, (postgres_cpu() - pg_started) / requests * 1e6
+
+
+def profiled(call: Callable[[int], object], requests: int, *, cpu: bool, sort: str, top: int) -> str:
+    """cProfile's report of ``requests`` calls (``cpu``: ``time.process_time``, else wall time)."""
+    profiler = cProfile.Profile(time.process_time) if cpu else cProfile.Profile()
+    profiler.enable()
+    for i in range(requests):
+        call(i)
+    profiler.disable()
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).sort_stats(sort).print_stats(top)
+    return "\n".join(out.getvalue().splitlines()[: 12 + top])
 
 
 def main() -> None:
@@ -76,20 +99,9 @@ def main() -> None:
             assert call(i).status_code == 200
         for key in counts:
             counts[key] = 0
-        started, cpu_started, pg_started = time.perf_counter(), time.process_time(), postgres_cpu()
-        for i in range(args.requests):
-            call(i)
-        plain = (time.perf_counter() - started) / args.requests * 1e6
-        cpu = (time.process_time() - cpu_started) / args.requests * 1e6
-        pg_cpu = (postgres_cpu() - pg_started) / args.requests * 1e6
+        plain, cpu, pg_cpu = timed(call, args.requests)
         per_request = {key: value / args.requests for key, value in counts.items()}
-        profiler = cProfile.Profile(time.process_time) if args.cpu else cProfile.Profile()
-        profiler.enable()
-        for i in range(args.requests):
-            call(i)
-        profiler.disable()
-        out = io.StringIO()
-        pstats.Stats(profiler, stream=out).sort_stats(args.sort).print_stats(args.top)
+        profile = profiled(call, args.requests, cpu=args.cpu, sort=args.sort, top=args.top)
         print(
             f"== {name}: {plain:.0f} µs per request, {cpu:.0f} µs of this process's CPU and {pg_cpu:.0f} µs of "
             "its PostgreSQL backends' (no profiler); "
@@ -97,7 +109,7 @@ def main() -> None:
         )
         if args.top == 0:
             continue
-        print("\n".join(out.getvalue().splitlines()[: 12 + args.top]))
+        print(profile)
     flush_redis()
 
 

@@ -1,8 +1,11 @@
 """Identifiers people type: member numbers, VINs, mobile numbers, masks."""
 
+import random
+
 import pytest
 
 from app.members.identifiers import (
+    cn_mobile,
     is_member_number,
     mask_name,
     mask_phone,
@@ -111,3 +114,17 @@ def test_address_normalization_folds_case_and_keeps_what_tells_addresses_apart()
     assert normalize_address("Ｒｏｏｍ 12-B, Tower A") == normalize_address("room12b towera")
     assert normalize_address("西安大路1688号") != normalize_address("西安大路1690号")
     assert normalize_address(" ，。 ") == ""
+
+
+def test_the_plain_mobile_shortcut_agrees_with_libphonenumber():
+    """``cn_mobile`` (DMS intake) answers 11 ASCII digits from a 7-digit prefix check: every 5-digit
+    prefix and random numbers agree with the full parse; other shapes go through it unchanged."""
+    rng = random.Random(18)
+    samples = [f"1{prefix:05d}{rng.randrange(10**5):05d}" for prefix in range(0, 100_000, 7)]
+    samples += [f"1{rng.randrange(10**10):010d}" for _ in range(3000)]
+    samples += ["13800138000", "12345678901", "10086", "023800138000", "+86 138-0013-8000", "8613800138000"]
+    samples += ["１３８００１３８０００", "1380013800０", "138\n0013\n8000", " 13800138000", "13800138000 "]
+    for raw in samples:
+        assert cn_mobile(raw) == normalize_cn_mobile(raw), raw
+    assert cn_mobile("13800138000") == "13800138000"
+    assert cn_mobile("10000000000") is None

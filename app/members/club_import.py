@@ -17,7 +17,6 @@ import random
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,14 @@ from app.dealers.models import Dealer
 from app.dealers.services import dealer_by_code
 from app.members import club_import_sql as staging
 from app.members.events import MembersImported
-from app.members.identifiers import VIN_MESSAGES, new_member_number, normalize_cn_mobile, normalize_vin, vin_problem
+from app.members.identifiers import (
+    VIN_MESSAGES,
+    mobile_prefix_valid,
+    new_member_number,
+    normalize_cn_mobile,
+    normalize_vin,
+    vin_problem,
+)
 from app.members.registration import POLICY_VERSION, known_policy_versions
 
 KIND = "dealer_club"
@@ -76,13 +82,6 @@ GENDERS = {"男": "male", "m": "male", "male": "male", "女": "female", "f": "fe
 _NOT_DIGITS = re.compile(r"[\s\-()（）]")
 
 
-@lru_cache(maxsize=65_536)
-def _mobile_prefix_valid(prefix7: str) -> bool:
-    """Whether mobile numbers starting so are valid: libphonenumber decides mainland mobile
-    ranges by their first digits, so one full check per 7-digit prefix serves every number."""
-    return normalize_cn_mobile(prefix7 + "0000") is not None
-
-
 def fast_cn_mobile(raw: str) -> str | None:
     """``normalize_cn_mobile`` with a fast path for the common shapes (11 digits, +86 / 0086)."""
     digits = _NOT_DIGITS.sub("", raw)
@@ -93,7 +92,7 @@ def fast_cn_mobile(raw: str) -> str | None:
     elif len(digits) == 13 and digits.startswith("86"):
         digits = digits[2:]
     if len(digits) == 11 and digits.isdigit() and digits[0] == "1":
-        return digits if _mobile_prefix_valid(digits[:7]) else None
+        return digits if mobile_prefix_valid(digits[:7]) else None
     return normalize_cn_mobile(raw)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import secrets
 import unicodedata
 
@@ -43,20 +44,35 @@ def is_member_number(value: str) -> bool:
     return len(value) == MEMBER_NO_BODY_DIGITS + 1 and value.isdigit() and value[0] != "0" and luhn.is_valid(value)
 
 
+_CN_MOBILE_TYPES = (phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE)
+
+
 def normalize_cn_mobile(value: str) -> str | None:
     """``+86 138-1234-1234`` → ``13812341234``; None unless it is a valid mainland mobile number."""
     try:
         parsed = phonenumbers.parse(value, "CN")
     except phonenumbers.NumberParseException:
         return None
-    if parsed.country_code != 86 or not phonenumbers.is_valid_number(parsed):
-        return None
-    if phonenumbers.number_type(parsed) not in (
-        phonenumbers.PhoneNumberType.MOBILE,
-        phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE,
-    ):
+    # For +86 (one region, CN) ``is_valid_number`` is ``number_type(...) != UNKNOWN`` over the same
+    # metadata: asking for the type alone decides both, with the patterns matched once.
+    if parsed.country_code != 86 or phonenumbers.number_type(parsed) not in _CN_MOBILE_TYPES:
         return None
     return str(parsed.national_number)
+
+
+@functools.lru_cache(maxsize=65_536)
+def mobile_prefix_valid(prefix7: str) -> bool:
+    """Whether mobile numbers starting so are valid: libphonenumber decides mainland mobile
+    ranges by their first digits, so one full check per 7-digit prefix serves every number."""
+    return normalize_cn_mobile(prefix7 + "0000") is not None
+
+
+def cn_mobile(value: str) -> str | None:
+    """``normalize_cn_mobile``, answered from ``mobile_prefix_valid`` for the plain shape (exactly
+    11 ASCII digits, the first a 1: what a dealer system sends); any other shape is parsed in full."""
+    if len(value) == 11 and value.isascii() and value.isdigit() and value[0] == "1":
+        return value if mobile_prefix_valid(value[:7]) else None
+    return normalize_cn_mobile(value)
 
 
 def mask_phone(phone: str | None) -> str | None:

@@ -50,8 +50,9 @@ def check_policy_version(version: str) -> None:
 
 
 def known_policy_versions() -> set[str]:
-    """Versions a consent may be recorded under: the listed ones and always the current one."""
-    return {*POLICY_VERSIONS.value(), POLICY_VERSION.value()}
+    """Versions a consent may be recorded under: the listed ones and always the current one. Read
+    like ``tunables.shared``: DMS intake asks on every event and otherwise needs no session."""
+    return {*POLICY_VERSIONS.shared_value(), POLICY_VERSION.shared_value()}
 
 
 class ConsentRequired(Forbidden):

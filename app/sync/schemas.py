@@ -15,7 +15,7 @@ from app.config import current_settings
 from app.core.clock import utcnow
 from app.core.i18n import _l
 from app.core.schemas import BaseSchema, Length, Money, OneOf, Range, identifier, quick_load
-from app.members.identifiers import VIN_MESSAGES, normalize_cn_mobile, normalize_vin, vin_problem
+from app.members.identifiers import VIN_MESSAGES, cn_mobile, normalize_vin, vin_problem
 from app.members.models import CONSENT_PURPOSES, CUSTOMER_TYPES, GENDERS
 from app.members.registration import known_policy_versions
 
@@ -35,7 +35,7 @@ class MobileField(ma.fields.String):
     """A mainland China mobile number, normalized to 11 digits."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
-        normalized = normalize_cn_mobile(super()._deserialize(value, attr, data, **kwargs))
+        normalized = cn_mobile(super()._deserialize(value, attr, data, **kwargs))
         if normalized is None:
             raise ma.ValidationError(str(_l("Not a valid mainland China mobile number.")))
         return normalized
