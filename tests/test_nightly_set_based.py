@@ -10,6 +10,7 @@ import datetime as dt
 import pytest
 import sqlalchemy as sa
 
+from app.care import preferences
 from app.care.models import Notification
 from app.core.db import db
 from app.crm.models import CrmOutboxEntry
@@ -169,6 +170,10 @@ TIER_SCENARIOS = [
         ),
     ),
     ("not due yet", lambda m: platinum(m, 350_000, None, review_on=REVIEW_DAY + dt.timedelta(days=1))),
+    (
+        "opted out of service messages: the notice is skipped",
+        lambda m: (platinum(m, 350_000, None), preferences.set_opted_out(m.id, {"service": True}, via="test")),
+    ),
 ]
 
 
@@ -227,6 +232,7 @@ def test_the_set_based_review_leaves_the_same_rows_as_review_member(app_ctx, tim
     assert first["outbox"][-2:] == ["balance", "tier"]
     assert tier_snapshot(pairs[2][0].id)["state"][:2] == ("silver", None)
     assert tier_snapshot(pairs[6][0].id)["state"][:2] == ("platinum", dt.date(2027, 2, 28))
+    assert tier_snapshot(pairs[-1][0].id)["notices"][0][3] == "skipped"
 
 
 def test_a_second_review_run_changes_nothing(app_ctx, time_machine):

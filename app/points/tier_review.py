@@ -19,7 +19,7 @@ from app.points import ledger
 from app.points.events import BalanceChanged
 from app.points.models import PointAccount
 from app.tiers import policy
-from app.tiers.events import TierChanged
+from app.tiers.events import TierChanged, TierChangesComing
 from app.tiers.models import TIERS, TierState
 
 
@@ -157,6 +157,9 @@ def review_due_pg(today: dt.date, *, chunk: int = CHUNK_MEMBERS) -> dict[str, in
             },
         ).all()
         _expire_loaded(set(locked.locked))
+        drops = tuple(row.member_id for row in rows if row.tier != row.to_tier)
+        if drops:
+            events.publish(TierChangesComing(drops))
         for member_id, from_tier, to_tier, frozen, tier_points in rows:
             if from_tier == to_tier:
                 kept += 1

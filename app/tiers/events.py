@@ -18,3 +18,12 @@ class TierChanged(DomainEvent):
     reason: str
     tier_points: int
     at: dt.datetime
+
+
+@dataclass(frozen=True)
+class TierChangesComing(DomainEvent):
+    """Many members' tiers change next in this transaction (a tier review's chunk); a ``TierChanged``
+    follows for each. Subscribers of ``TierChanged`` may read what they need for all of them at
+    once here, instead of a statement or two per member."""
+
+    member_ids: tuple[int, ...]
