@@ -44,10 +44,12 @@ def notify_tier_change(event: TierChanged) -> None:
 
 @events.within_transaction(TierChangesComing)
 def preload_for_tier_notices(event: TierChangesComing) -> None:
-    """A review's chunk: the members' consents and opt-outs read at once for the notices that follow
-    (the members are kept in the session until the transaction ends)."""
+    """A review's chunk: the members' consents and opt-outs read at once, and the notices of all
+    the changes that follow planned in one INSERT (each ``TierChanged`` then finds its notice
+    planned). The members are kept in the session until the transaction ends."""
     members = preferences.preload(event.member_ids)
     remember_in_transaction(("tier_notice_members", event.member_ids), members, models=())
+    notify.tier_changes_coming([(c.member_id, c.from_tier, c.to_tier, c.reason, c.at) for c in event.changes])
 
 
 @events.within_transaction(MemberActivated)

@@ -157,18 +157,20 @@ def review_due_pg(today: dt.date, *, chunk: int = CHUNK_MEMBERS) -> dict[str, in
             },
         ).all()
         _expire_loaded(set(locked.locked))
-        drops = tuple(row.member_id for row in rows if row.tier != row.to_tier)
-        if drops:
-            events.publish(TierChangesComing(drops))
-        for member_id, from_tier, to_tier, frozen, tier_points in rows:
-            if from_tier == to_tier:
-                kept += 1
-                continue
-            dropped += 1
+        changes = [
+            (TierChanged(member_id, from_tier, to_tier, "review_drop", tier_points, now), frozen)
+            for member_id, from_tier, to_tier, frozen, tier_points in rows
+            if from_tier != to_tier
+        ]
+        kept += len(rows) - len(changes)
+        dropped += len(changes)
+        if changes:
+            events.publish(TierChangesComing(tuple(change for change, _frozen in changes)))
+        for change, frozen in changes:
             if frozen:
-                events.publish(BalanceChanged(member_id))  # as ``ledger.freeze_tier_points``
-            forget_memo((policy._TIER_MEMO, member_id))
-            events.publish(TierChanged(member_id, from_tier, to_tier, "review_drop", tier_points, now))
+                events.publish(BalanceChanged(change.member_id))  # as ``ledger.freeze_tier_points``
+            forget_memo((policy._TIER_MEMO, change.member_id))
+            events.publish(change)
         for member_id in sorted(set(locked.due) - {row.member_id for row in rows}):
             outcome = review_member(member_id, today=today)
             if outcome is not None:

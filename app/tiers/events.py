@@ -22,8 +22,12 @@ class TierChanged(DomainEvent):
 
 @dataclass(frozen=True)
 class TierChangesComing(DomainEvent):
-    """Many members' tiers change next in this transaction (a tier review's chunk); a ``TierChanged``
-    follows for each. Subscribers of ``TierChanged`` may read what they need for all of them at
-    once here, instead of a statement or two per member."""
+    """Many members' tiers change next in this transaction (a tier review's chunk); the
+    ``TierChanged`` of each of ``changes`` follows. Subscribers of ``TierChanged`` may do here, for
+    all of them at once, what they would do per change (read the members' data, plan notices)."""
 
-    member_ids: tuple[int, ...]
+    changes: tuple[TierChanged, ...]
+
+    @property
+    def member_ids(self) -> tuple[int, ...]:
+        return tuple(change.member_id for change in self.changes)
