@@ -112,10 +112,24 @@ SELECT member_id, CAST(%(kind)s AS text), 'official_template',
        CAST(%(kind)s AS text) || ':' || member_id || ':' || period, period, 'planned', '{}'::jsonb, 0, now(), %(due)s
 FROM ("""
 
-#: Expiry: the due lots zeroed (``bench/ledger.py``'s floor); ours also writes one entry per
-#: member and moves the balances.
-FLOOR_EXPIRY = """UPDATE point_lots SET expired_points = remaining, remaining = 0, status = 'expired'
-WHERE status = 'available' AND remaining > 0 AND expires_at <= %(now)s"""
+#: Expiry: what ours does to the same rows, in one statement without chunks or locks: one
+#: ``expire`` entry per member, the due lots zeroed and pointed at it, the balances moved.
+#: (Until 2026-12-03 afternoon the floor only zeroed the lots, ``bench/ledger.py``'s floor.)
+FLOOR_EXPIRY = """WITH due AS (
+    SELECT member_id, sum(remaining) AS points FROM point_lots
+    WHERE status = 'available' AND remaining > 0 AND expires_at <= %(now)s GROUP BY member_id),
+entries AS (
+    INSERT INTO point_entries (member_id, currency, kind, points, idempotency_key, source_type, funder,
+                               occurred_at, created_at)
+    SELECT member_id, 'reward', 'expire', -points, 'expire-floor:' || member_id, 'expiry', 'oem', %(now)s, %(now)s
+    FROM due RETURNING id, member_id, -points AS points),
+lots AS (
+    UPDATE point_lots l SET expired_points = l.remaining, remaining = 0, status = 'expired', expired_by_entry_id = e.id
+    FROM entries e
+    WHERE l.member_id = e.member_id AND l.status = 'available' AND l.remaining > 0 AND l.expires_at <= %(now)s)
+UPDATE point_accounts a SET reward_available = a.reward_available - e.points,
+       lifetime_expired = a.lifetime_expired + e.points, updated_at = %(now)s
+FROM entries e WHERE a.member_id = e.member_id"""
 
 #: Pending release: the due pending lots made available and the accounts' pending moved.
 FLOOR_RELEASE = """WITH released AS (
@@ -127,7 +141,8 @@ UPDATE point_accounts a SET reward_pending = a.reward_pending - p.points,
 FROM per_member p WHERE a.member_id = p.member_id"""
 
 #: Tier review: due states kept (next anniversary) or dropped a tier (tier change, frozen points as
-#: a tier ``expire`` entry, the account's tier points).
+#: a tier ``expire`` entry, the account's tier points, and — since 2026-12-03 afternoon, as ours
+#: writes them — the member's ``tier_dropped`` notice and CRM outbox rows, balance and tier).
 FLOOR_TIER_REVIEW = """WITH due AS (
     SELECT t.member_id, t.tier, t.review_on, a.tier_points,
            (t.last_qualifying_at IS NULL OR t.last_qualifying_at <
@@ -153,7 +168,24 @@ frozen AS (
                                occurred_at, created_at)
     SELECT member_id, 'tier', 'expire', -frozen, 'tier-freeze:' || member_id || ':' || review_on, 'tier_review',
            'oem', %(now)s, %(now)s
-    FROM judged WHERE drops AND frozen > 0)
+    FROM judged WHERE drops AND frozen > 0),
+notices AS (
+    INSERT INTO notifications (member_id, kind, channel, dedupe_key, period, status, payload, attempts,
+                               created_at, due_at)
+    SELECT member_id, 'tier_dropped', 'official_template',
+           'tier_dropped:' || member_id || ':' || lower || ':' || %(today)s, lower || ':' || %(today)s, 'planned',
+           jsonb_build_object('from_tier', tier, 'to_tier', lower), 0, %(now)s, %(now)s
+    FROM judged WHERE drops),
+synced AS (
+    INSERT INTO crm_member_sync (member_id, last_seq) SELECT member_id, 2 FROM judged WHERE drops ORDER BY member_id
+    ON CONFLICT (member_id) DO UPDATE SET last_seq = crm_member_sync.last_seq + excluded.last_seq
+    RETURNING member_id, last_seq),
+outbox AS (
+    INSERT INTO crm_outbox (member_id, seq, kind, payload, idempotency_key, status, attempts, next_attempt_at,
+                            created_at)
+    SELECT s.member_id, s.last_seq - 2 + k.n, k.kind, '{}'::jsonb,
+           'loyalty-' || s.member_id || '-' || (s.last_seq - 2 + k.n), 'pending', 0, %(now)s, %(now)s
+    FROM synced s CROSS JOIN (VALUES (1, 'balance'), (2, 'tier')) k(n, kind))
 UPDATE point_accounts a SET tier_points = a.tier_points - j.frozen, updated_at = %(now)s
 FROM judged j WHERE a.member_id = j.member_id AND j.drops AND j.frozen > 0"""
 

@@ -9,11 +9,11 @@ import datetime as dt
 
 import sqlalchemy as sa
 
-from app.care import callbacks, notify
+from app.care import callbacks, notify, preferences
 from app.care.models import Notification
 from app.core import events, tunables
 from app.core.clock import utcnow
-from app.core.db import db
+from app.core.db import db, remember_in_transaction
 from app.core.events import (
     BenefitUsed,
     BookingCancelled,
@@ -26,7 +26,7 @@ from app.members import services
 from app.members.events import MemberActivated
 from app.members.models import Member
 from app.points.models import PointEntry, PointLot
-from app.tiers.events import TierChanged
+from app.tiers.events import TierChanged, TierChangesComing
 
 BOOKING_REMINDER_HOURS = tunables.define(
     "care.booking_reminder_hours", 24, "Hours before a booked benefit when the member is reminded"
@@ -40,6 +40,16 @@ RATING_REQUEST_DELAY_HOURS = tunables.define(
 def notify_tier_change(event: TierChanged) -> None:
     """Queue the notice in the same transaction as the change; it is sent after the commit."""
     notify.tier_changed(event.member_id, event.from_tier, event.to_tier, event.reason, event.at)
+
+
+@events.within_transaction(TierChangesComing)
+def preload_for_tier_notices(event: TierChangesComing) -> None:
+    """A review's chunk: the members' consents and opt-outs read at once, and the notices of all
+    the changes that follow planned in one INSERT (each ``TierChanged`` then finds its notice
+    planned). The members are kept in the session until the transaction ends."""
+    members = preferences.preload(event.member_ids)
+    remember_in_transaction(("tier_notice_members", event.member_ids), members, models=())
+    notify.tier_changes_coming([(c.member_id, c.from_tier, c.to_tier, c.reason, c.at) for c in event.changes])
 
 
 @events.within_transaction(MemberActivated)

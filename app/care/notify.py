@@ -28,7 +28,7 @@ from app.care import caps, channels, dispatch, preferences, rendering, rules
 from app.care.models import Notification
 from app.core import tunables
 from app.core.clock import to_business, utcnow
-from app.core.db import db, insert_all_if_absent, insert_if_absent
+from app.core.db import db, insert_all_if_absent, insert_if_absent, memo_in_transaction, remember_in_transaction
 from app.core.i18n import in_locale, normalize_locale
 from app.jobs import job
 from app.members.models import Member
@@ -57,16 +57,35 @@ TEXTS = tunables.define(
 )
 
 
-def tier_changed(member_id: int, from_tier: str | None, to_tier: str, reason: str, at: dt.datetime) -> None:
+def _tier_notice(from_tier: str | None, to_tier: str, reason: str, at: dt.datetime) -> Notice | None:
     kind = {"upgrade": "tier_upgrade", "review_drop": "tier_dropped"}.get(reason)
     if kind is None:
-        return
-    queue(
-        member_id,
-        kind,
-        period=f"{to_tier}:{to_business(at).date()}",
-        payload={"from_tier": from_tier, "to_tier": to_tier},
-    )
+        return None
+    return Notice(kind, f"{to_tier}:{to_business(at).date()}", {"from_tier": from_tier, "to_tier": to_tier})
+
+
+def tier_changed(member_id: int, from_tier: str | None, to_tier: str, reason: str, at: dt.datetime) -> None:
+    notice = _tier_notice(from_tier, to_tier, reason, at)
+    if notice is None or memo_in_transaction(_planned_key(member_id, notice), lambda: False, models=()):
+        return  # planned already with its batch (``tier_changes_coming``)
+    queue_all(member_id, [notice])
+
+
+def tier_changes_coming(changes: Sequence[tuple[int, str | None, str, str, dt.datetime]]) -> None:
+    """Plan the notices of many tier changes (a review's chunk: member, from, to, reason, at) in
+    one INSERT; each change's own ``tier_changed`` then finds its notice planned in this transaction."""
+    planned = []
+    for member_id, from_tier, to_tier, reason, at in changes:
+        notice = _tier_notice(from_tier, to_tier, reason, at)
+        if notice is not None:
+            planned.append((member_id, notice))
+    _queue_many(planned)
+    for member_id, notice in planned:
+        remember_in_transaction(_planned_key(member_id, notice), True, models=())
+
+
+def _planned_key(member_id: int, notice: Notice) -> tuple:
+    return ("tier_notice_planned", member_id, notice.kind, notice.period)
 
 
 def queue(member_id: int, kind: str, *, period: str, payload: dict, due_at: dt.datetime | None = None) -> int | None:
@@ -90,9 +109,14 @@ class Notice:
 def queue_all(member_id: int, planned: Sequence[Notice]) -> list[int | None]:
     """``queue`` several notifications of one member in one INSERT (a booking's confirmation and
     its reminder); the new ids in order, None where that (kind, period) was planned already."""
+    return _queue_many([(member_id, item) for item in planned])
+
+
+def _queue_many(planned: Sequence[tuple[int, Notice]]) -> list[int | None]:
+    """``queue_all`` for notices of several members, in one INSERT."""
     now = utcnow()
     rows = []
-    for item in planned:
+    for member_id, item in planned:
         refusal = preferences.why_not_wanted(member_id, item.kind)  # consents and opt-outs: read once
         rows.append(
             {

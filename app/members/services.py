@@ -165,13 +165,32 @@ def consent_state(member: Member) -> ConsentState:
 
 
 def _read_consent_state(member: Member) -> ConsentState:
+    rows = db.session.scalars(sa.select(Consent).where(Consent.member_id == member.id).order_by(Consent.id))
+    return _consent_state_of(rows)
+
+
+def _consent_state_of(rows: Iterable[Consent]) -> ConsentState:
     purposes: dict[str, bool] = {}
     version = None
-    for row in db.session.scalars(sa.select(Consent).where(Consent.member_id == member.id).order_by(Consent.id)):
+    for row in rows:
         purposes[row.purpose] = row.granted
         if row.purpose == "privacy_policy" and row.granted:
             version = row.policy_version
     return ConsentState(policy_version=version, purposes=purposes)
+
+
+def preload_consent_states(member_ids: Iterable[int]) -> list[Member]:
+    """The members and their ``consent_state`` read for many members in two queries and remembered
+    for this transaction (a batch about to plan a notice for each); returns the members, which the
+    caller keeps while it needs them in the session."""
+    ids = sorted(set(member_ids))
+    members = list(db.session.scalars(sa.select(Member).where(Member.id.in_(ids))))
+    rows: dict[int, list[Consent]] = {member_id: [] for member_id in ids}
+    for row in db.session.scalars(sa.select(Consent).where(Consent.member_id.in_(ids)).order_by(Consent.id)):
+        rows[row.member_id].append(row)
+    for member_id, consents in rows.items():
+        remember_in_transaction(("consent_state", member_id), _consent_state_of(consents), models=(Consent,))
+    return members
 
 
 def record_consent(

@@ -19,10 +19,12 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from app.core import events
 from app.core.clock import utcnow
 from app.core.db import db
 from app.jobs import job
 from app.points import ledger
+from app.points.events import BalanceChanged
 from app.points.models import PointAccount, PointEntry, PointLot
 
 CHUNK_MEMBERS = 5000
@@ -202,9 +204,62 @@ def _expire_portable(now: dt.datetime, policy: str, run_key: str) -> ExpiryRun:
     return run
 
 
+#: Pending release, step 1: lock the accounts of the next members (lowest ids first) with due
+#: pending lots, in member-id order (a member busy spending is waited for, not skipped: the release
+#: is due now, and the next run would start from the same lowest ids anyway).
+_PG_RELEASE_LOCK = sa.text("""
+WITH due_members AS (
+    SELECT DISTINCT member_id FROM point_lots
+    WHERE status = 'pending' AND available_at <= :now
+    ORDER BY member_id LIMIT :limit
+), locked AS (
+    SELECT a.member_id FROM point_accounts a JOIN due_members d ON d.member_id = a.member_id
+    ORDER BY a.member_id
+    FOR UPDATE OF a
+)
+SELECT coalesce((SELECT array_agg(member_id ORDER BY member_id) FROM due_members), '{}') AS due,
+       coalesce((SELECT array_agg(member_id ORDER BY member_id) FROM locked), '{}') AS locked
+""")
+
+#: Step 2 (its own snapshot, taken after the locks): ``undoing.release_lots`` for every locked
+#: member at once. Each member's due lots in id order pay off the account's debt first (a running
+#: sum of the lots before: ``make_available``), with an allocation row per lot that paid; the lots
+#: become available (depleted if the debt took all) and the account moves its pending points to
+#: available. No lot lock: every writer of a member's lots holds the account lock taken in step 1.
+_PG_RELEASE = sa.text("""
+WITH due AS (
+    SELECT l.id, l.member_id, l.entry_id, l.remaining,
+           least(l.remaining, greatest(0, a.reward_debt - coalesce(sum(l.remaining) OVER (
+               PARTITION BY l.member_id ORDER BY l.id ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0))) AS paid
+    FROM point_lots l JOIN point_accounts a ON a.member_id = l.member_id
+    WHERE l.member_id = ANY(CAST(:member_ids AS bigint[])) AND l.status = 'pending' AND l.available_at <= :now
+), lots AS (
+    UPDATE point_lots l
+    SET remaining = d.remaining - d.paid,
+        status = CASE WHEN d.remaining - d.paid > 0 THEN 'available' ELSE 'depleted' END
+    FROM due d WHERE l.id = d.id
+), allocations AS (
+    INSERT INTO point_allocations (entry_id, lot_id, points)
+    SELECT entry_id, id, -paid FROM due WHERE paid > 0
+), totals AS (
+    SELECT member_id, sum(remaining) AS points, sum(paid) AS paid FROM due GROUP BY member_id
+), accounts AS (
+    UPDATE point_accounts a
+    SET reward_pending = a.reward_pending - t.points, reward_available = a.reward_available + t.points,
+        reward_debt = a.reward_debt - t.paid, updated_at = :now
+    FROM totals t WHERE a.member_id = t.member_id
+)
+SELECT member_id, points FROM totals ORDER BY member_id
+""")
+
+
 def release_due(now: dt.datetime | None = None, *, limit: int = 1000) -> int:
-    """Make pending lots whose lock period ended spendable; returns how many members were touched."""
+    """Make pending lots whose lock period ended spendable; returns how many members were touched
+    (at most ``limit``: the job calls again until none are left). Set-based on PostgreSQL (the
+    same effects as ``ledger.release_lots`` member by member, which SQLite keeps)."""
     now = now or utcnow()
+    if db.dialect == "postgresql":
+        return _release_due_pg(now, limit)
     member_ids = db.session.scalars(
         sa.select(PointLot.member_id)
         .where(PointLot.status == "pending", PointLot.available_at <= now)
@@ -214,6 +269,29 @@ def release_due(now: dt.datetime | None = None, *, limit: int = 1000) -> int:
     for member_id in member_ids:
         ledger.release_lots(member_id, ("pending",), now=now)
     return len(member_ids)
+
+
+def _release_due_pg(now: dt.datetime, limit: int) -> int:
+    db.session.flush()
+    row = db.session.execute(_PG_RELEASE_LOCK, {"now": now, "limit": limit}).one()
+    if not row.due:
+        return 0
+    released = db.session.execute(_PG_RELEASE, {"now": now, "member_ids": list(row.locked)}).all()
+    _expire_loaded(set(row.locked))
+    for member_id, points in released:
+        if points:
+            events.publish(BalanceChanged(member_id))  # as ``ledger.release_lots``: the CRM outbox row
+    for member_id in sorted(set(row.due) - set(row.locked)):  # no account yet: the ledger creates it
+        ledger.release_lots(member_id, ("pending",), now=now)
+    return len(row.due)
+
+
+def _expire_loaded(member_ids: set[int]) -> None:
+    """Objects of these members' accounts and lots this session loaded before a Core statement
+    wrote them: read again on next access."""
+    for obj in list(db.session.identity_map.values()):
+        if isinstance(obj, PointAccount | PointLot) and obj.member_id in member_ids:
+            db.session.expire(obj)
 
 
 @job("periodic", timeout=3600)

@@ -63,6 +63,9 @@ _DIALECTS = {
         "days": "SELECT generate_series(CAST(:d0 AS date), CAST(:d1 AS date), interval '1 day')::date AS day",
         "day_before_window": "CAST(:d0 AS date) - 1",
         "days_before": "({d}) - {n}",
+        "days_after": "({d}) + {n}",
+        "greatest": "greatest",
+        "least": "least",
         "month_of": "CAST(date_trunc('month', {d}) AS date)",
     },
     "sqlite": {
@@ -72,6 +75,9 @@ _DIALECTS = {
         "WHERE day < date(:d1)) SELECT day FROM s",
         "day_before_window": "date(:d0, '-1 day')",
         "days_before": "date({d}, '-{n} days')",
+        "days_after": "date({d}, '+{n} days')",
+        "greatest": "max",  # SQLite's scalar max/min of several arguments
+        "least": "min",
         "month_of": "date({d}, 'start of month')",
     },
 }
@@ -85,8 +91,8 @@ def _day(column: str) -> str:
     return _SQL["day"].format(col=column)
 
 
-def _end_of(day: str) -> str:
-    return _SQL["end_of"].format(d=day)
+def _plus(day: str, days: int) -> str:
+    return _SQL["days_after"].format(d=day, n=days)
 
 
 def _stock(metric: str, *, source: str, ts: str, dealer: str, value: str, where: str) -> str:
@@ -162,31 +168,59 @@ def _spell_statements() -> tuple[tuple[tuple[str, ...], str], ...]:
         ),
         (
             ("active_30d",),
+            # Linear in the movements: each member's distinct active days become ranges [day, next
+            # active day or day + 30), which never overlap; a member is active on the days its ranges
+            # cover, so the day's count is the running sum of the ranges' starts (+1) and ends (-1).
             _INSERT
             + f"""
-    WITH days AS ({_SQL["days"]}),
-    act AS (SELECT DISTINCT {_day("e.occurred_at")} AS day, e.member_id FROM point_entries e
-            WHERE e.kind <> 'expire' AND e.occurred_at >= :ta AND e.occurred_at < :t1)
-    SELECT 'active_30d', days.day, {_MEMBER_DEALER}, '', count(DISTINCT act.member_id)
-    FROM days JOIN act ON act.day > {_SQL["days_before"].format(d="days.day", n=30)} AND act.day <= days.day
-    JOIN members m ON m.id = act.member_id AND {_IN_STOCK}
-    GROUP BY 2, 3""",
+    WITH act AS (SELECT DISTINCT {_day("e.occurred_at")} AS day, e.member_id FROM point_entries e
+                 WHERE e.kind <> 'expire' AND e.occurred_at >= :ta AND e.occurred_at < :t1),
+    ranges AS (
+      SELECT r.starts, r.ends, {_MEMBER_DEALER} AS dealer FROM (
+        SELECT member_id, day AS starts,
+               {_SQL["least"]}(COALESCE(lead(day) OVER (PARTITION BY member_id ORDER BY day), {_plus("day", 30)}),
+                               {_plus("day", 30)}) AS ends
+        FROM act) r
+      JOIN members m ON m.id = r.member_id AND {_IN_STOCK}),
+    dealers AS (SELECT DISTINCT dealer FROM ranges),
+    daily AS (
+      SELECT day, dealer, sum(n) AS n FROM (
+        SELECT starts AS day, dealer, 1 AS n FROM ranges
+        UNION ALL SELECT ends, dealer, -1 FROM ranges WHERE ends <= :d1
+        UNION ALL SELECT days.day, dealers.dealer, 0 FROM ({_SQL["days"]}) days CROSS JOIN dealers) x
+      GROUP BY day, dealer),
+    running AS (SELECT day, dealer, sum(n) OVER (PARTITION BY dealer ORDER BY day) AS n FROM daily)
+    SELECT 'active_30d', day, dealer, '', n FROM running WHERE day >= :d0 AND n > 0""",
         ),
         (
             ("tier_mix",),
             _INSERT
             + f"""
-    WITH days AS ({_SQL["days"]}),
-    spans AS (SELECT c.member_id, c.to_tier, c.changed_at AS since,
-                     lead(c.changed_at) OVER (PARTITION BY c.member_id ORDER BY c.changed_at, c.id) AS until
-              FROM tier_changes c WHERE c.changed_at < :t1)
-    SELECT 'tier_mix', days.day, {_MEMBER_DEALER}, s.to_tier, count(*)
-    FROM days
-    JOIN spans s ON s.since < {_end_of("days.day")}
-                AND (s.until IS NULL OR s.until >= {_end_of("days.day")})
-    JOIN members m ON m.id = s.member_id AND {_IN_STOCK} AND m.enrolled_at < {_end_of("days.day")}
-    WHERE s.to_tier <> 'silver'
-    GROUP BY 2, 3, 4;
+    WITH spans AS (
+      SELECT c.member_id, c.to_tier, c.changed_at AS since,
+             lead(c.changed_at) OVER (PARTITION BY c.member_id ORDER BY c.changed_at, c.id) AS until
+      FROM tier_changes c WHERE c.changed_at < :t1),
+    -- A span counts at the end of day D if it began (and its member was enrolled) by then and
+    -- ended after: on the days [starts, ends). Those live in the window become +1 on their first
+    -- day (the day before the window for those live already: the opening count) and -1 on the
+    -- day they end, summed up running per dealer and tier: linear in the history.
+    live AS (
+      SELECT {_MEMBER_DEALER} AS dealer, s.to_tier AS tier,
+             {_SQL["greatest"]}({_day("s.since")}, {_day("m.enrolled_at")}, {_SQL["day_before_window"]}) AS starts,
+             {_day("s.until")} AS ends
+      FROM spans s JOIN members m ON m.id = s.member_id AND {_IN_STOCK}
+      WHERE s.to_tier <> 'silver' AND m.enrolled_at < :t1
+        AND (s.until IS NULL OR {_day("s.until")} > {_SQL["greatest"]}({_day("s.since")}, {_day("m.enrolled_at")},
+                                                                         {_SQL["day_before_window"]}))),
+    kinds AS (SELECT DISTINCT dealer, tier FROM live),
+    daily AS (
+      SELECT day, dealer, tier, sum(n) AS n FROM (
+        SELECT starts AS day, dealer, tier, 1 AS n FROM live
+        UNION ALL SELECT ends, dealer, tier, -1 FROM live WHERE ends <= :d1
+        UNION ALL SELECT days.day, kinds.dealer, kinds.tier, 0 FROM ({_SQL["days"]}) days CROSS JOIN kinds) x
+      GROUP BY day, dealer, tier),
+    running AS (SELECT day, dealer, tier, sum(n) OVER (PARTITION BY dealer, tier ORDER BY day) AS n FROM daily)
+    SELECT 'tier_mix', day, dealer, tier, n FROM running WHERE day >= :d0 AND n > 0;
     """
             + _INSERT
             + """SELECT 'tier_mix', t.day, t.dealer_id, 'silver', t.value - COALESCE(o.n, 0)
@@ -397,7 +431,9 @@ def roll_recent() -> dict[str, object]:
 
 @job("periodic", timeout=3600)
 def reroll_window() -> dict[str, object]:
-    """Nightly: the last ``dashboard.reroll_days`` days (cohorts settle, statuses change)."""
+    """Nightly: the last ``dashboard.reroll_days`` days (cohorts settle, statuses change), in one
+    window: the stocks' opening balances read the whole history once, not once per month."""
     today = business_today()
-    runs = backfill(today - dt.timedelta(days=max(1, int(REROLL_DAYS.value())) - 1), today)
-    return {"from": runs[0].first.isoformat(), "to": runs[-1].last.isoformat(), "rows": sum(r.rows for r in runs)}
+    run = roll(today - dt.timedelta(days=max(1, int(REROLL_DAYS.value())) - 1), today)
+    db.session.commit()
+    return {"from": run.first.isoformat(), "to": run.last.isoformat(), "rows": run.rows}

@@ -18,3 +18,16 @@ class TierChanged(DomainEvent):
     reason: str
     tier_points: int
     at: dt.datetime
+
+
+@dataclass(frozen=True)
+class TierChangesComing(DomainEvent):
+    """Many members' tiers change next in this transaction (a tier review's chunk); the
+    ``TierChanged`` of each of ``changes`` follows. Subscribers of ``TierChanged`` may do here, for
+    all of them at once, what they would do per change (read the members' data, plan notices)."""
+
+    changes: tuple[TierChanged, ...]
+
+    @property
+    def member_ids(self) -> tuple[int, ...]:
+        return tuple(change.member_id for change in self.changes)
