@@ -8,20 +8,22 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
+import psycopg
 import pytest
 import sqlalchemy as sa
 
 from app.core import tunables
 from app.core.clock import utcnow
-from app.core.db import db
-from app.members import services
+from app.core.db import HELD_READS, db
+from app.core.errors import Unauthenticated
+from app.core.i18n import _l
+from app.members import services, sessions
 from app.members.models import Member
 from app.points import ledger, queries
 from app.points.models import PointAccount, PointEntry, PointLot
 from app.points.schemas import MemberBalanceSchema
 from app.wechat import clients
 from tests.miniapp_helpers import FakeMiniappWeChat, MiniClient
-from tests.statement_helpers import Statements
 
 
 @pytest.fixture
@@ -170,27 +172,54 @@ def test_a_member_reads_in_their_locale(mini, app_ctx):
 
 @pytest.mark.postgres
 @pytest.mark.committed
-def test_on_postgresql_it_is_one_statement_outside_a_transaction_and_sees_every_commit(app, wechat):
+def test_on_postgresql_it_is_one_statement_outside_a_transaction_and_sees_every_commit(app, wechat, monkeypatch):
     mini = MiniClient(app.test_client(), wechat)
     with app.app_context():
         member = join(mini, "o-bal-one", "13911110000")
+    seen: list[tuple[str, bool]] = []
+    execute = psycopg.Cursor.execute
 
-    def note(connection, statement, _parameters) -> tuple[str, bool]:
-        return statement, connection.connection.driver_connection.autocommit
+    def note(cursor, query, *args, **kwargs):  # every statement psycopg sends, SQLAlchemy's or not
+        seen.append((str(query), cursor.connection.autocommit))
+        return execute(cursor, query, *args, **kwargs)
 
-    with Statements(keep=note) as seen:
-        first = mini.get("/api/v1/me/points")
-        assert first.status_code == 200
-        assert len(seen) == 1 and seen[0][1] is True  # autocommit: no BEGIN, no COMMIT on the wire
-        with app.app_context():
-            ledger.earn(
-                ledger.Earning(member_id=member.id, currency="reward", points=9, idempotency_key="one", source_type="t")
-            )
-            db.session.commit()
-        again = mini.get("/api/v1/me/points", headers={"If-None-Match": first.headers["ETag"]})
-        assert again.status_code == 200 and again.json["available"] == first.json["available"] + 9
-    with db.engine.connect() as connection:  # the pooled connection went back as it came: transactional
-        assert connection.connection.driver_connection.autocommit is False
+    monkeypatch.setattr(psycopg.Cursor, "execute", note)
+    first = mini.get("/api/v1/me/points")
+    assert first.status_code == 200
+    assert len(seen) == 1 and seen[0][1] is True, seen  # autocommit: no BEGIN, no COMMIT on the wire
+    with app.app_context():
+        ledger.earn(
+            ledger.Earning(member_id=member.id, currency="reward", points=9, idempotency_key="one", source_type="t")
+        )
+        db.session.commit()
+    again = mini.get("/api/v1/me/points", headers={"If-None-Match": first.headers["ETag"]})
+    assert again.status_code == 200 and again.json["available"] == first.json["available"] + 9
+    assert db.engine.pool.checkedout() <= HELD_READS  # kept in autocommit between reads
+    for _ in range(db.engine.pool.checkedin()):  # the pool's idle connections are transactional
+        with db.engine.connect() as connection:
+            assert connection.connection.driver_connection.autocommit is False
+
+
+def test_a_verified_token_is_still_checked_for_age_every_time(app, time_machine):
+    """The signature of a token is checked once per process (``sessions._verified``), its age
+    (``miniapp.session_hours``) on every request; forged tokens are never remembered."""
+    start = dt.datetime.now(dt.UTC)
+    time_machine.move_to(start, tick=False)
+    with app.test_request_context("/"):
+        token = sessions._serializer().dumps(12345)
+        assert sessions._session_id_of(token) == 12345
+        assert sessions._session_id_of(token) == 12345  # remembered
+        forged = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+        for _ in range(2):
+            with pytest.raises(Unauthenticated):
+                sessions._session_id_of(forged)
+        time_machine.move_to(start + dt.timedelta(hours=2, seconds=1), tick=False)
+        with pytest.raises(Unauthenticated) as expired:
+            sessions._session_id_of(token)
+        assert str(expired.value.message) == str(_l("Your session has expired. Please sign in again."))
+        time_machine.move_to(start - dt.timedelta(seconds=5), tick=False)  # signed in the future
+        with pytest.raises(Unauthenticated):
+            sessions._session_id_of(token)
 
 
 def test_the_read_takes_program_settings_from_the_process_snapshot_without_a_session(app):
@@ -203,3 +232,19 @@ def test_the_read_takes_program_settings_from_the_process_snapshot_without_a_ses
         assert tunables.shared("miniapp.session_max_hours") == tunables.REGISTRY["miniapp.session_max_hours"].default
         assert not db.session.registry.has()
         assert tunables.get("miniapp.session_max_hours") == 720
+
+
+def test_the_endpoints_that_skip_the_limiters_hook_have_no_limit_to_check(app):
+    """``ratelimit.skip_request_check`` (the balance read, the WeChat callback): flask-limiter's
+    per-request hook would find nothing to check there; it must stay so."""
+    from flask_limiter.util import get_qualified_name
+
+    from app.core import ratelimit
+
+    manager = ratelimit.limiter.limit_manager
+    assert "points.points" in ratelimit._UNCHECKED
+    assert not manager.application_limits and not manager.default_limits
+    for endpoint in ratelimit._UNCHECKED:
+        view = app.view_functions[endpoint]
+        assert not manager.decorated_limits(get_qualified_name(view)), endpoint
+        assert not manager.blueprint_limits(app, endpoint.rpartition(".")[0]), endpoint

@@ -134,3 +134,19 @@ def test_200_concurrent_spends_through_pgbouncer_spend_exactly_what_there_is(app
     assert spends == 100
     assert (account.reward_available, account.lifetime_spent, lots_left) == (0, 1_000, 0)
     assert sum(entries) == account.reward_available
+
+
+def test_reads_in_autocommit_on_held_connections_work_through_pgbouncer(app, through_pgbouncer):
+    """``Database.read_once`` keeps client connections in autocommit between reads: nothing of it
+    lives on a server connection, so 50 threads reading 10 times each through 3 server connections
+    each get their own answers (the held connections keep the engine's connect arguments: no
+    automatic prepared statements, see the collision test above)."""
+    statement = sa.select(sa.bindparam("n", type_=sa.Integer()).label("n"), sa.literal("x").label("x"))
+
+    def read(i: int) -> list[tuple[int, str]]:
+        with app.app_context():
+            return [tuple(db.read_once(statement, {"n": i * 100 + k})[0]) for k in range(10)]
+
+    results = run_concurrently(50, read)
+    assert not [r for r in results if isinstance(r, Exception)], results
+    assert results == [[(i * 100 + k, "x") for k in range(10)] for i in range(50)]

@@ -6,10 +6,13 @@ the unit of work (request handler, job runner, CLI command) commits once.
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import functools
 import os
 import select
+import threading
+import time
 from collections.abc import Sequence
 from typing import Annotated, Any
 
@@ -128,22 +131,224 @@ class Database:
         """Whether this unit of work has begun a transaction (without creating a session for it)."""
         return self.session.registry.has() and self.session().in_transaction()
 
-    def read_once(self, statement: sa.Executable, params: dict[str, Any]) -> list[sa.Row]:
-        """The rows of one read-only statement in one round trip. On a PostgreSQL engine, when this
-        unit of work has not begun a transaction, it runs on a pooled connection in autocommit: no
-        BEGIN, no COMMIT (a single statement reads one snapshot on its own; nothing is written).
+    def read_once(self, statement: sa.Select, params: dict[str, Any]) -> list[Any]:
+        """The rows of one read-only statement in one round trip, each with attribute access and
+        ``_mapping`` like SQLAlchemy's. On a PostgreSQL engine, when this unit of work has not begun
+        a transaction, it runs in autocommit on a pooled connection: no BEGIN, no COMMIT (a single
+        statement reads one snapshot on its own; nothing is written), see ``_read_in_autocommit``.
         Otherwise (SQLite, a test's outer transaction, a unit of work that already read or wrote)
         it runs in the session, where it sees the unit of work's own changes."""
         bind = self.bind
         if isinstance(bind, sa.Engine) and bind.dialect.name == "postgresql" and not self.in_transaction():
-            with bind.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-                return connection.execute(statement, params).all()
+            return _read_in_autocommit(bind, _compiled_read(bind.dialect, statement), params)
         return self.session.execute(statement, params).all()
 
     @property
     def dialect(self) -> str:
         bind = self.session.get_bind()
         return bind.dialect.name
+
+
+class _CompiledRead:
+    """A statement for ``Database.read_once``, compiled once: its SQL, the literal parameters it
+    carries, the bind and result conversions of its types (``UTCDateTime``) and a row class."""
+
+    def __init__(self, dialect: sa.Dialect, statement: sa.Select) -> None:
+        compiled = statement.compile(dialect=dialect)
+        self.sql = str(compiled)
+        if "POSTCOMPILE" in self.sql or compiled.escaped_bind_names or compiled.positional:
+            raise ValueError("read_once takes plain named parameters only (no expanding IN, no escaped names)")
+        binds = {name: bind.type.dialect_impl(dialect).bind_processor(dialect) for name, bind in compiled.binds.items()}
+        self.bind_processors = {name: processor for name, processor in binds.items() if processor is not None}
+        self.defaults = {
+            name: self.bind_processors[name](value) if name in self.bind_processors else value
+            for name, value in compiled.params.items()
+            if value is not None or not compiled.binds[name].required
+        }
+        columns = list(statement.selected_columns)
+        self.row_class = _row_class(tuple(statement.selected_columns.keys()))
+        self.result_processors = [
+            (index, processor)
+            for index, column in enumerate(columns)
+            if (processor := column.type.dialect_impl(dialect).result_processor(dialect, None)) is not None
+        ]
+
+    def parameters(self, params: dict[str, Any]) -> dict[str, Any]:
+        values = dict(self.defaults)
+        processors = self.bind_processors
+        for name, value in params.items():
+            values[name] = processors[name](value) if name in processors else value
+        return values
+
+    def rows(self, fetched: list[tuple[Any, ...]]) -> list[Any]:
+        make = self.row_class._make
+        if not self.result_processors:
+            return [make(row) for row in fetched]
+        rows = []
+        for row in fetched:
+            values = list(row)
+            for index, processor in self.result_processors:
+                values[index] = processor(values[index])
+            rows.append(make(values))
+        return rows
+
+
+def _row_class(keys: tuple[str, ...]) -> type:
+    base = collections.namedtuple("ReadRow", keys)  # type: ignore[misc]
+
+    class ReadRow(base):  # type: ignore[misc, valid-type]
+        """A row read by ``read_once``: a named tuple with SQLAlchemy's ``Row._mapping``."""
+
+        __slots__ = ()
+
+        @property
+        def _mapping(self) -> dict[str, Any]:
+            return self._asdict()
+
+    return ReadRow
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled_read(dialect: sa.Dialect, statement: sa.Select) -> _CompiledRead:
+    """Compiled once per engine's dialect: the statements are module constants, built once too."""
+    return _CompiledRead(dialect, statement)
+
+
+#: Idle connections ``read_once`` keeps in autocommit per engine, at most: about one per thread
+#: that reads at the same time (gunicorn's threads). More concurrent reads check out and give back.
+HELD_READS = 4
+
+
+class _HeldReads:
+    """Pooled connections ``read_once`` keeps checked out, in autocommit, between reads (the group
+    commit's pattern, ``GroupInserter._connection``, for several threads): a checkout, a return
+    and two autocommit switches per read cost more CPU than the statement's own client side.
+
+    Each is checked without a round trip before use (``closed_by_server``), replaced after an
+    error, a server-side close or the pool's recycle age, and goes back to the pool transactional.
+    Autocommit is psycopg's client-side switch: nothing is sent, nothing stays on the server's
+    session, so PgBouncer's transaction pooling serves them like any other connection."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        self.pool = engine.pool
+        self.idle: list[tuple[Any, float]] = []  # (pooled connection, checked out at)
+        self.lock = threading.Lock()
+
+    def take(self) -> tuple[Any, float]:
+        recycle = self.engine.pool._recycle
+        while True:
+            with self.lock:
+                if not self.idle:
+                    break
+                pooled, since = self.idle.pop()
+            if closed_by_server(pooled.driver_connection):
+                pooled.invalidate()  # closed and returned to the pool, which connects anew
+            elif recycle >= 0 and time.monotonic() - since >= recycle:
+                _give_to_pool(pooled)
+            else:
+                return pooled, since
+        return autocommit_connection(self.engine), time.monotonic()
+
+    def keep(self, pooled: Any, since: float) -> None:
+        with self.lock:
+            if len(self.idle) < HELD_READS and self.pool is self.engine.pool:
+                self.idle.append((pooled, since))
+                return
+        _give_to_pool(pooled)
+
+    def release(self) -> None:
+        """Give every idle connection back (the engine is being disposed)."""
+        with self.lock:
+            idle, self.idle = self.idle, []
+        for pooled, _since in idle:
+            pooled.invalidate()  # its pool is going away: close it
+
+
+_held_reads: dict[sa.Engine, _HeldReads] = {}
+_held_reads_lock = threading.Lock()
+#: Held connections a forked child inherited: the parent's, never to be used nor closed here.
+_inherited_reads: list[dict[sa.Engine, _HeldReads]] = []
+
+
+def _held_reads_of(engine: sa.Engine) -> _HeldReads:
+    held = _held_reads.get(engine)
+    if held is None or held.pool is not engine.pool:
+        with _held_reads_lock:
+            held = _held_reads.get(engine)
+            if held is None or held.pool is not engine.pool:
+                if held is not None:
+                    held.release()
+                held = _held_reads[engine] = _HeldReads(engine)
+    return held
+
+
+def _release_held_reads(engine: sa.Engine) -> None:
+    with _held_reads_lock:
+        held = _held_reads.pop(engine, None)
+    if held is not None:
+        held.release()
+
+
+def autocommit_connection(engine: sa.Engine) -> Any:
+    """A pooled connection (SQLAlchemy's pool proxy) with its driver's connection switched to
+    autocommit, to be held; ``_give_to_pool`` switches it back."""
+    pooled = engine.raw_connection()
+    try:
+        pooled.driver_connection.autocommit = True
+    except BaseException:
+        pooled.invalidate()
+        raise
+    return pooled
+
+
+def _give_to_pool(pooled: Any) -> None:
+    """Back to the pool transactional, as it came; invalidated if it is in no state for it."""
+    try:
+        pooled.driver_connection.autocommit = False
+    except Exception:  # anything here means: do not reuse this connection
+        pooled.invalidate()
+    else:
+        pooled.close()
+
+
+def _read_in_autocommit(engine: sa.Engine, read: _CompiledRead, params: dict[str, Any]) -> list[Any]:
+    """Run a compiled read on a held connection (``_HeldReads``) in autocommit.
+
+    Only the driver is involved: SQLAlchemy's ``Connection`` around one statement (its pool
+    checkout and return, isolation-level switch and reset, execution context, compiled-cache
+    lookup and result wrapping) cost 3–4 times the statement's own client side. What SQLAlchemy
+    would do on an error is done here: a driver error is raised as SQLAlchemy's
+    (``OperationalError``: a 503 at the HTTP edge), and a connection lost on the way is invalidated
+    rather than used again. Statement events (``before_cursor_execute``) do not see this
+    statement; the pool's (``checkout``) see each connection's first.
+    """
+    values = read.parameters(params)
+    dbapi_error = engine.dialect.loaded_dbapi.Error
+    held = _held_reads_of(engine)
+    try:
+        pooled, since = held.take()
+    except dbapi_error as exc:
+        raise sa.exc.DBAPIError.instance(read.sql, values, exc, dbapi_error, dialect=engine.dialect) from exc
+    connection = pooled.driver_connection
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(read.sql, values)
+            fetched = cursor.fetchall()
+    except dbapi_error as exc:
+        lost = connection.closed or connection.broken
+        if lost:
+            pooled.invalidate(exc)
+        else:
+            _give_to_pool(pooled)
+        raise sa.exc.DBAPIError.instance(
+            read.sql, values, exc, dbapi_error, connection_invalidated=lost, dialect=engine.dialect
+        ) from exc
+    except BaseException:
+        pooled.invalidate()  # in an unknown state (interrupted): not for the next read
+        raise
+    held.keep(pooled, since)
+    return read.rows(fetched)
 
 
 def create_engine(
@@ -174,6 +379,7 @@ def create_engine(
         connect_args["options"] = f"-c statement_timeout={max(0, statement_timeout_ms)}"
     engine = sa.create_engine(url, pool_size=10, max_overflow=20, pool_recycle=1800, connect_args=connect_args)
     event.listen(engine, "checkout", _refuse_closed_by_server)
+    event.listen(engine, "engine_disposed", _release_held_reads)
     return engine
 
 
@@ -215,6 +421,10 @@ db = Database()
 
 def _dispose_pool_after_fork() -> None:
     """RQ forks a work horse per job: the child must not reuse the parent's connections."""
+    global _held_reads_lock  # noqa: PLW0603 - a lock another thread of the parent held is useless here
+    _inherited_reads.append(dict(_held_reads))  # kept referenced: a collected one would close it
+    _held_reads.clear()
+    _held_reads_lock = threading.Lock()
     if db.engine is not None:
         db.engine.dispose(close=False)
 

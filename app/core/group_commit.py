@@ -30,7 +30,7 @@ from typing import Any
 import psycopg
 import sqlalchemy as sa
 
-from app.core.db import closed_by_server
+from app.core.db import autocommit_connection, closed_by_server
 
 #: Rows per INSERT at most (one statement per batch size is built and cached).
 MAX_BATCH = 32
@@ -138,12 +138,7 @@ class GroupInserter:
             else:
                 held.close()  # back to the pool, which recycles it
             self._held = None
-        pooled = self.engine.raw_connection()
-        try:
-            pooled.driver_connection.autocommit = True
-        except BaseException:
-            pooled.invalidate()
-            raise
+        pooled = autocommit_connection(self.engine)
         self._held, self._held_since = pooled, time.monotonic()
         return pooled
 

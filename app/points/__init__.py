@@ -7,12 +7,14 @@ from flask import Flask
 
 def register(app: Flask) -> None:
     """Points endpoints (mini-app, back office, HQ), ``flask points`` and the nightly jobs."""
+    from app.core import ratelimit
     from app.core.http import api_of
     from app.jobs.schedule import periodic
     from app.points import api, cli, cs_api, expiry, hq_api, settlement, tier_review
 
     for blueprint in (api.blp, cs_api.blp, hq_api.blp):
         api_of(app).register_blueprint(blueprint)
+    ratelimit.skip_request_check("points.points")  # the balance read: no limit (the home screen's hot path)
     app.cli.add_command(cli.points_cli)
     periodic(expiry.release_due_pending, "5 * * * *", "make pending points spendable after the lock")
     periodic(expiry.expire_due_lots, "30 0 * * *", "expire reward points due (set-based)")
