@@ -250,6 +250,9 @@ def test_the_fast_mobile_check_agrees_with_libphonenumber():
     rng = random.Random(3)
     samples = [f"1{rng.randrange(10**10):010d}" for _ in range(3000)]
     samples += ["+86 138-0013-8000", "0086 13800138000", "8613800138000", "138 0013 8000", "10086", "23800138000"]
+    # full-width digits come out in ASCII; a tab or a line break inside the number is refused, as the full parse does
+    samples += ["１３８００１３８０００", "138\t0013\t8000"]
+    samples += ["138\n0013\n8000", "138\u30000013\u30008000", "(138)00138000"]
     for raw in samples:
         assert club_import.fast_cn_mobile(raw) == normalize_cn_mobile(raw), raw
 

@@ -79,7 +79,7 @@ MESSAGES: dict[str, Any] = {
 }
 GENDERS = {"男": "male", "m": "male", "male": "male", "女": "female", "f": "female", "female": "female", "": None}
 
-_NOT_DIGITS = re.compile(r"[\s\-()（）]")
+_NOT_DIGITS = re.compile("[ \u00a0\u3000\\-()（）]")  # the separators libphonenumber accepts too
 
 
 def fast_cn_mobile(raw: str) -> str | None:
@@ -91,7 +91,7 @@ def fast_cn_mobile(raw: str) -> str | None:
         digits = digits[4:]
     elif len(digits) == 13 and digits.startswith("86"):
         digits = digits[2:]
-    if len(digits) == 11 and digits.isdigit() and digits[0] == "1":
+    if len(digits) == 11 and digits.isascii() and digits.isdigit() and digits[0] == "1":
         return digits if mobile_prefix_valid(digits[:7]) else None
     return normalize_cn_mobile(raw)
 
