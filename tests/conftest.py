@@ -28,7 +28,7 @@ from flask.testing import FlaskClient
 
 from app import create_app, gateways
 from app.benefits import catalog as benefit_catalog
-from app.core import tunables
+from app.core import ratelimit, tunables
 from app.core.db import db
 from app.core.security import sign_timestamped
 from app.dealers import services as dealer_services
@@ -166,6 +166,7 @@ def _truncate_all() -> None:
 @pytest.fixture(autouse=True)
 def _isolation(request: pytest.FixtureRequest, app: Flask) -> Iterator[None]:
     """Flush Redis; wrap the test in a rolled-back transaction unless it is marked ``committed``."""
+    ratelimit.forget_local_counts()  # a previous test's senders, counted in this process
     for key in ("loyalty.redis", "loyalty.rq_redis"):
         app.extensions[key].flushdb()
     tunables.forget_shared_snapshot()  # a previous test's (rolled back) settings must not leak

@@ -3,6 +3,12 @@
 Limits fail open: if Redis is unavailable, requests are served (the signature, session and
 single-use checks still protect the endpoints).
 
+The WeChat callback's per-sender limit (``allow``) counts most hits in the process first
+(``LocalFront``): far below the limit a hit is admitted at once and its count reaches Redis within
+``FLUSH_SECONDS``, in one pipeline with the other senders' counts; from half the limit on, every
+hit asks Redis before it is answered, so the limit still holds exactly for one process and to within
+one flush interval's hits across processes.
+
 A limited request costs one Redis round trip, not three: the counter's increment also returns
 the window's time to live (``OneTripFixedWindow``), and the ``X-RateLimit-*`` headers are written
 from that answer instead of a ``GET`` and a ``TTL`` after the view.
@@ -15,11 +21,16 @@ a request. The WeChat callback does, on its hot path; it counts its senders itse
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import functools
 import logging
+import math
+import os
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from flask import Flask, g, request
 from flask_limiter import Limiter
@@ -27,6 +38,7 @@ from limits import RateLimitItem
 from limits import parse as parse_limit
 from limits.storage import RedisStorage
 from limits.strategies import FixedWindowRateLimiter, WindowStats
+from redis.exceptions import NoScriptError
 
 from app.config import settings_of
 
@@ -73,6 +85,7 @@ class OneTripFixedWindow(FixedWindowRateLimiter):
         super().__init__(storage)
         self._script = storage.get_connection().register_script(_INCR_EXPIRE_TTL)
         self._last = threading.local()
+        self.front = LocalFront(self)
 
     def hit(self, item: RateLimitItem, *identifiers: str, cost: int = 1) -> bool:
         key = item.key_for(*identifiers)
@@ -90,12 +103,175 @@ class OneTripFixedWindow(FixedWindowRateLimiter):
         return super().get_window_stats(item, *identifiers)
 
 
+#: Below this share of its limit, a key's hits are admitted in the process and counted in Redis
+#: in the background (``LocalFront``); from there on each hit waits for Redis's count.
+LOCAL_SHARE = 0.5
+#: How long the counts admitted locally gather before they are sent (one pipeline).
+FLUSH_SECONDS = 0.01
+
+
+@dataclass(eq=False)
+class _Tally:
+    """One key's window as this process knows it."""
+
+    item: RateLimitItem
+    known: int = 0  # the window's count in Redis, as last answered
+    pending: int = 0  # hits admitted here and not sent yet
+    in_flight: int = 0  # hits sent, not answered yet
+    expires: float = math.inf  # when Redis's window ends (monotonic; inf: no answer yet)
+
+    def counted(self) -> int:
+        return self.known + self.in_flight + self.pending
+
+    def learn(self, count: int, ttl: int, now: float) -> None:
+        expires = now + max(ttl, 0)
+        if self.expires != math.inf and expires > self.expires + 1:  # a new window began
+            self.known = count
+        else:
+            self.known = max(self.known, count)
+        self.expires = expires
+
+
+class LocalFront:
+    """``allow``'s fixed window with most hits counted in the process first.
+
+    Far below the limit (under ``LOCAL_SHARE`` of it, counting what this process knows of the
+    window), a hit is admitted without a round trip and its count is sent to Redis by a background
+    thread within ``FLUSH_SECONDS``, with every other key's, in one pipeline; the answers (the
+    window's counts and remaining seconds, other processes' hits included) update what the process
+    knows. From ``LOCAL_SHARE`` on, a hit is counted in Redis (with any of the key's hits still
+    pending) before it is answered, as without the front: in one process the limit holds exactly;
+    across processes a sender can pass it only by hits that reach several processes within one
+    flush interval. Fails open: counts that cannot be sent are dropped, as ``allow`` serves when
+    Redis is down.
+    """
+
+    def __init__(self, strategy: OneTripFixedWindow) -> None:
+        self._strategy = strategy
+        self._sha = strategy._script.sha  # the increment script's digest, for the pipelines
+        self._lock = threading.Lock()  # guards _tallies and _thread
+        self._sending = threading.Lock()  # one flush at a time
+        self._wake = threading.Event()
+        self._tallies: dict[str, _Tally] = {}
+        self._thread: threading.Thread | None = None
+        os.register_at_fork(after_in_child=self._forget_after_fork)
+        atexit.register(self.flush)
+
+    def _forget_after_fork(self) -> None:
+        """A forked child has none of the parent's threads, counts or held locks."""
+        self._lock, self._sending, self._wake = threading.Lock(), threading.Lock(), threading.Event()
+        self._tallies, self._thread = {}, None
+
+    def hit(self, item: RateLimitItem, *identifiers: str) -> bool:
+        key = item.key_for(*identifiers)
+        now = time.monotonic()
+        with self._lock:
+            tally = self._tallies.get(key)
+            if tally is None:
+                tally = self._tallies[key] = _Tally(item)
+            elif now >= tally.expires:  # Redis's window is over: so is what we knew of it
+                tally.known, tally.expires = 0, math.inf
+            if tally.counted() + 1 <= int(item.amount * LOCAL_SHARE):
+                tally.pending += 1
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._run, name="ratelimit-flush", daemon=True)
+                    self._thread.start()
+                local = True
+            else:
+                cost, tally.pending = tally.pending + 1, 0
+                tally.in_flight += cost
+                local = False
+        if local:
+            self._wake.set()
+            return True
+        try:
+            count, ttl = self._strategy._script([self._strategy.storage.prefixed_key(key)], [item.get_expiry(), cost])
+        finally:
+            with self._lock:
+                tally.in_flight -= cost
+        with self._lock:
+            tally.learn(int(count), int(ttl), time.monotonic())
+        return int(count) <= item.amount
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            time.sleep(FLUSH_SECONDS)
+            self._wake.clear()
+            try:
+                self.flush()
+            except Exception as exc:  # the thread must outlive a Redis outage
+                log.warning("rate limit counts not sent: %s", type(exc).__name__)
+
+    def flush(self) -> None:
+        """Send the hits admitted so far, one pipeline for every key; learn each window's count.
+        A failure drops them (fail open) and raises."""
+        with self._sending:
+            with self._lock:
+                now = time.monotonic()
+                sent = []
+                for key, tally in list(self._tallies.items()):
+                    if tally.pending:
+                        sent.append((key, tally, tally.pending))
+                        tally.in_flight, tally.pending = tally.in_flight + tally.pending, 0
+                    elif not tally.in_flight and now >= tally.expires:
+                        del self._tallies[key]  # its window is over
+            if not sent:
+                return
+            answers: list = []
+            try:
+                answers = self._send(sent)
+            finally:
+                with self._lock:
+                    now = time.monotonic()
+                    for (key, tally, cost), answer in zip(sent, answers or [None] * len(sent), strict=True):
+                        tally.in_flight -= cost
+                        if answer is not None:
+                            tally.learn(int(answer[0]), int(answer[1]), now)
+                        elif not tally.pending and not tally.in_flight and tally.expires == math.inf:
+                            self._tallies.pop(key, None)
+
+    def _send(self, sent: list[tuple[str, _Tally, int]]) -> list:
+        """The increments in one pipeline, by the script's digest (loaded first if Redis lost it)."""
+        connection = self._strategy.storage.get_connection()
+        for attempt in (1, 2):
+            try:
+                with connection.pipeline(transaction=False) as pipeline:
+                    for key, tally, cost in sent:
+                        pipeline.evalsha(
+                            self._sha, 1, self._strategy.storage.prefixed_key(key), tally.item.get_expiry(), cost
+                        )
+                    return pipeline.execute()
+            except NoScriptError:
+                if attempt == 2:
+                    raise
+                connection.script_load(_INCR_EXPIRE_TTL)
+        return []  # pragma: no cover - the loop returns or raises
+
+    def forget(self) -> None:
+        """Send what is pending, then forget every count (tests, between their Redis flushes)."""
+        with contextlib.suppress(Exception):  # forgetting is the point
+            self.flush()
+        with self._sending, self._lock:
+            self._tallies.clear()
+
+
+def forget_local_counts() -> None:
+    """Forget the counts this process keeps in front of Redis (tests flush Redis between tests)."""
+    strategy = getattr(limiter, "_limiter", None)
+    if isinstance(strategy, OneTripFixedWindow):
+        strategy.front.forget()
+
+
 def allow(scope: str, key: str, limit: str) -> bool:
     """Count one hit for ``key`` under ``limit`` (e.g. ``"30/minute"``, fixed window) outside a
     route decorator; False once over. Fails open like the decorators: with the storage unreachable
-    every hit is allowed."""
+    every hit is allowed. With Redis, most hits are counted in the process first (``LocalFront``)."""
     try:
-        return limiter.limiter.hit(_parsed(limit), "ratelimit", scope, key)
+        strategy = limiter.limiter
+        if isinstance(strategy, OneTripFixedWindow):
+            return strategy.front.hit(_parsed(limit), "ratelimit", scope, key)
+        return strategy.hit(_parsed(limit), "ratelimit", scope, key)
     except Exception as exc:  # the storage (Redis) is down or not configured: serve
         log.warning("rate limit %s not checked: %s", scope, type(exc).__name__)
         return True

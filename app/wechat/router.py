@@ -11,9 +11,11 @@ dedupe key; a retry of the same message finds the row and gets the same reply.
   the real answer as a customer-service message. If Redis is down, the event waits in the inbox and
   the sweeper picks it up.
 * A per-sender limit (``LOYALTY_WECHAT_CALLBACK_RATE_LIMIT``, counted in Redis, fails open): every callback
-  counts, but only a *new* message is refused. Over the limit the message is stored and marked
-  processed with outcome ``rate_limited`` (nothing routed, no job, no reply: WeChat gets
-  ``success``), in the request's transaction so no drain can see it waiting. A retry of a message
+  counts, but only a *new* message is refused. Below half the limit a sender's hits are counted in
+  the process and sent to Redis in the background (``ratelimit.LocalFront``: no round trip on the
+  path of a launch-day scan); from there on each hit waits for Redis's count. Over the limit the
+  message is stored and marked processed with outcome ``rate_limited`` (nothing routed, no job, no
+  reply: WeChat gets ``success``), in the request's transaction so no drain can see it waiting. A retry of a message
   stored earlier still gets its stored reply (or its acknowledgement), over the limit or not; a
   retry of a rate-limited message stays unanswered.
 """
