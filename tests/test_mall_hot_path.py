@@ -12,7 +12,6 @@ from app.wechat import clients
 from tests.benefit_helpers import give_points
 from tests.mall_helpers import item
 from tests.miniapp_helpers import FakeMiniappWeChat, MiniClient
-from tests.statement_helpers import Statements
 
 pytestmark = pytest.mark.postgres
 
@@ -27,32 +26,59 @@ def mini(client, fakes, app, http_mock, app_ctx):
     return mini
 
 
-def statements_of(fn) -> list[str]:
-    with Statements() as seen:
+def statements_of(fn, monkeypatch) -> tuple[list[str], list[str]]:
+    """The statements ``fn`` sends through SQLAlchemy, and those sent straight to the driver's
+    connection (``psycopg.Connection.execute``: the hot path's raw statements)."""
+    import psycopg
+
+    seen: list[str] = []
+    raw: list[str] = []
+
+    def keep(conn, cursor, statement, parameters, context, executemany):
+        seen.append(statement)
+
+    original = psycopg.Connection.execute
+
+    def kept(self, query, *args, **kwargs):
+        raw.append(str(query))
+        return original(self, query, *args, **kwargs)
+
+    sa.event.listen(db.engine, "before_cursor_execute", keep)
+    monkeypatch.setattr(psycopg.Connection, "execute", kept)
+    try:
         fn()
-    return seen
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", keep)
+        monkeypatch.undo()
+    return seen, raw
 
 
-def test_a_redemption_costs_a_fixed_number_of_statements(mini):
-    """Session, item + flash offer + resend check (one SELECT) and the CRM outbox's one (numbering and
-    rows in one statement): 3 through SQLAlchemy; the order INSERT, the ledger's lock and spend, and
-    the stock UPDATE with the voucher INSERT (one statement) go through the driver connection: 4 more
-    (7 in all). The consent is not read again within a session (cached)."""
+def test_a_redemption_costs_a_fixed_number_of_statements(mini, monkeypatch):
+    """The CRM outbox's one statement (numbering and rows together) goes through SQLAlchemy; the
+    session (with identity, member and tier, as plain values), the item + flash offer + resend check
+    (one SELECT), the order INSERT, the ledger's lock and spend, and the stock UPDATE with the voucher
+    INSERT (one statement) go through the driver connection: 6 more (7 in all). The consent is not
+    read again within a session (cached)."""
     item("coupon", points=100, stock=100, code="hotpath")
     first = mini.post("/api/v1/me/redemptions", json={"item": "hotpath", "quantity": 1, "request_id": "warm-00001"})
     assert first.status_code == 201, first.json
     answers = []
-    seen = statements_of(
+    seen, raw = statements_of(
         lambda: answers.append(
             mini.post("/api/v1/me/redemptions", json={"item": "hotpath", "quantity": 1, "request_id": "hot-000002"})
-        )
+        ),
+        monkeypatch,
     )
     assert answers[0].status_code == 201 and answers[0].json["vouchers"], answers[0].json
-    work = [s for s in seen if not s.startswith(("SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK TO SAVEPOINT"))]
-    assert len(work) == 3, work
-    assert not any(s.startswith(("INSERT INTO mall_", "UPDATE mall_")) for s in work)  # the driver's
-    assert not any("FROM consents" in s for s in work)  # the session's acceptance is remembered
-    assert sum(s.startswith("SELECT") for s in work) == 2  # the session, then item + offer + resend
+    savepoints = ("SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK TO SAVEPOINT")
+    work = [s for s in seen if not s.startswith(savepoints)]
+    assert len(work) == 1, work
+    assert not any(s.lstrip().startswith(("SELECT", "INSERT INTO mall_", "UPDATE mall_")) for s in work)
+    assert not any("FROM consents" in s for s in work + raw)  # the session's acceptance is remembered
+    direct = [s for s in raw if not s.startswith(savepoints)]
+    assert len(direct) == 6, direct
+    assert sum("FROM miniapp_sessions" in s for s in direct) == 1  # the session, read once
+    assert sum("FROM mall_items LEFT OUTER JOIN mall_flash_offers" in s for s in direct) == 1  # + resend
 
 
 def test_a_resend_is_answered_from_the_same_single_lookup(mini):

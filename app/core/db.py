@@ -495,6 +495,22 @@ def adopt_inserted(model: type[Base], pk: Any, values: dict[str, Any]) -> Any:
     return attach_detached(instance)
 
 
+def adopt_loaded(model: type[Base], values: dict[str, Any]) -> Any:
+    """A row a raw statement read (``values``: every column attribute, as the ORM hands them back)
+    as the session's persistent object, as an ORM load would give it: the object already in the
+    session under that primary key if there is one, else one built from ``values`` and attached
+    without a SELECT."""
+    mapper = sa.inspect(model)
+    key = mapper.identity_key_from_primary_key([values[column.key] for column in mapper.primary_key])
+    present = db.session.identity_map.get(key)
+    if present is not None:
+        return present
+    instance = model()
+    for name, value in values.items():
+        setattr(instance, name, value)
+    return attach_detached(instance)
+
+
 def attach_detached(instance: Any) -> Any:
     """Put an object built in Python for a row that exists into the session as persistent (no SELECT)."""
     make_transient_to_detached(instance)

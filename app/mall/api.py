@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Response, g, jsonify
 
-from app.api.auth import BEARER, consented_member_required, member_required, per_user_limit, staff_required
+from app.api.auth import BEARER, consented_member_ref_required, member_required, per_user_limit, staff_required
 from app.core.clock import utcnow
 from app.core.errors import NotFound
 from app.core.http import Blueprint
@@ -171,7 +171,7 @@ def my_orders() -> list[dict[str, Any]]:
 @blp.alt_response(409, response="CONFLICT")
 @blp.alt_response(403, response="FORBIDDEN")
 @blp.alt_response(429, response="TOO_MANY_REQUESTS")
-@consented_member_required
+@consented_member_ref_required
 @per_user_limit("30/minute")
 def redeem(args: dict[str, Any]) -> Response:
     """Redeem: points spent and stock taken together; a resend with the same ``request_id``

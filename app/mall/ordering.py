@@ -33,6 +33,7 @@ from app.mall import catalog, payments, vouchers
 from app.mall.catalog import ItemUnavailable
 from app.mall.models import OWN_VOUCHER_KINDS, VOUCHER_KINDS, FlashOffer, MallItem, RedemptionOrder, Voucher
 from app.members.models import Member
+from app.members.sessions import MemberRef
 from app.points import ledger
 from app.tiers.policy import current_tier
 
@@ -126,7 +127,7 @@ def history(member_id: int, *, page: int, per_page: int) -> tuple[list[Redemptio
     return list(rows), total
 
 
-def _check(member: Member, item: MallItem, quantity: int, address: str | None, now: dt.datetime) -> None:
+def _check(member: Member | MemberRef, item: MallItem, quantity: int, address: str | None, now: dt.datetime) -> None:
     if not catalog.is_open(item, now):
         raise ItemUnavailable()
     if item.eligible_tiers and not catalog.tier_allowed(item, current_tier(member.id)):
@@ -145,7 +146,7 @@ def _status_at_once(item: MallItem) -> str:
 
 
 def redeem(
-    member: Member,
+    member: Member | MemberRef,
     *,
     item_code: str,
     quantity: int,

@@ -10,6 +10,9 @@ stored the same way (one event per refund and result) and applied by the drain
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Callable
+
 from flask import Response, request
 
 from app import gateways
@@ -34,18 +37,11 @@ _XML = {"text/xml": {"schema": {"type": "string"}}}
     },
 )
 def notification() -> Response:
-    raw = request.get_data(cache=False)
-    try:
+    def paid_event(raw: bytes) -> tuple[str, str, dt.datetime | None] | None:
         paid = gateways.pay_orders().parse_notification(raw)
-    except gateways.BadSignature:
-        return Response(pay_xml.refusal("签名失败"), status=401, mimetype="text/xml")
-    if paid.paid:
-        stored = inbox.store_event(
-            source=SOURCE, external_id=f"paid:{paid.out_trade_no}", type=PAID_EVENT, body=raw, occurred_at=paid.paid_at
-        )
-        if stored is not None:
-            nudge(SOURCE)
-    return Response(pay_xml.ACK, mimetype="text/xml")
+        return (f"paid:{paid.out_trade_no}", PAID_EVENT, paid.paid_at) if paid.paid else None
+
+    return _take(paid_event, refusal="签名失败")
 
 
 @blp.route("/refund-notifications", methods=["POST"])
@@ -58,18 +54,27 @@ def notification() -> Response:
     },
 )
 def refund_notification() -> Response:
+    def refund_event(raw: bytes) -> tuple[str, str, dt.datetime | None]:
+        result = gateways.pay_orders().parse_refund_notification(raw)
+        return f"refund:{result.out_refund_no}:{result.state}"[:128], REFUND_EVENT, result.refunded_at
+
+    return _take(refund_event, refusal="解密失败")
+
+
+def _take(parse: Callable[[bytes], tuple[str, str, dt.datetime | None] | None], *, refusal: str) -> Response:
+    """Both notifications: parse (401 and FAIL if it does not verify: WeChat retries), store the raw
+    body under the event's external id once (a redelivery is known already), nudge the drain, ACK.
+    ``parse`` answers (external id, event type, when it happened), or None for nothing to keep."""
     raw = request.get_data(cache=False)
     try:
-        result = gateways.pay_orders().parse_refund_notification(raw)
+        event = parse(raw)
     except gateways.BadSignature:
-        return Response(pay_xml.refusal("解密失败"), status=401, mimetype="text/xml")
-    stored = inbox.store_event(
-        source=SOURCE,
-        external_id=f"refund:{result.out_refund_no}:{result.state}"[:128],
-        type=REFUND_EVENT,
-        body=raw,
-        occurred_at=result.refunded_at,
-    )
-    if stored is not None:
-        nudge(SOURCE)
+        return Response(pay_xml.refusal(refusal), status=401, mimetype="text/xml")
+    if event is not None:
+        external_id, event_type, occurred_at = event
+        stored = inbox.store_event(
+            source=SOURCE, external_id=external_id, type=event_type, body=raw, occurred_at=occurred_at
+        )
+        if stored is not None:
+            nudge(SOURCE)
     return Response(pay_xml.ACK, mimetype="text/xml")

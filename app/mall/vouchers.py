@@ -18,12 +18,11 @@ import datetime as dt
 import secrets
 
 import sqlalchemy as sa
-from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
 from app.core import audit
 from app.core.clock import business_day_start, to_business, utcnow
-from app.core.db import db
+from app.core.db import adopt_inserted, db
 from app.core.errors import Conflict, NotFound
 from app.core.i18n import _l
 from app.core.qr import qr_png
@@ -124,21 +123,10 @@ def take_stock_and_issue(order: RedemptionOrder, item: MallItem, now: dt.datetim
     ids = {code_hash: voucher_id for voucher_id, code_hash in rows}
     issued = []
     for code, code_hash in zip(codes, hashes, strict=True):
-        voucher = Voucher(
-            id=ids[code_hash],
-            order_id=order.id,
-            member_id=order.member_id,
-            code=code,
-            code_hash=code_hash,
-            status="issued",
-            issued_at=now,
-            expires_at=expires_at,
-            used_at=None,
-            used_at_dealer_id=None,
-            used_by_staff_id=None,
+        written = {"order_id": order.id, "member_id": order.member_id, "code": code, "code_hash": code_hash}
+        voucher = adopt_inserted(  # the row as written: persistent, nothing to load or flush
+            Voucher, ids[code_hash], written | {"status": "issued", "issued_at": now, "expires_at": expires_at}
         )
-        make_transient_to_detached(voucher)  # the row as written: persistent, nothing to load or flush
-        db.session.add(voucher)
         set_committed_value(voucher, "order", order)
         issued.append(voucher)
     return issued

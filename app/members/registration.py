@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -24,6 +25,9 @@ from app.members import activation, identities, services
 from app.members.events import ConsentChanged
 from app.members.identifiers import normalize_cn_mobile
 from app.members.models import Member, WechatIdentity
+
+if TYPE_CHECKING:
+    from app.members.sessions import MemberRef
 
 POLICY_VERSION = tunables.define("privacy.policy_version", "2026.1", "Privacy policy version members must accept")
 POLICY_VERSIONS = tunables.define(
@@ -70,15 +74,16 @@ _CONSENT_CACHE_SIZE = 10_000
 _accepted: dict[tuple[object, ...], tuple[str, float]] = {}
 
 
-def require_current_consent(member: Member, session_key: tuple[object, ...] | None = None) -> None:
-    """Nothing personal is stored for a member who has not accepted the current policy version."""
+def require_current_consent(member: Member | MemberRef, session_key: tuple[object, ...] | None = None) -> None:
+    """Nothing personal is stored for a member who has not accepted the current policy version
+    (``member`` as a ``MemberRef``: its row is loaded only if the consent must be read)."""
     current = POLICY_VERSION.value()
     key = (*session_key, member.id) if session_key is not None else None
     if key is not None:
         seen = _accepted.get(key)
         if seen is not None and seen[0] == current and seen[1] > time.monotonic():
             return
-    if needs_consent(member):
+    if needs_consent(member if isinstance(member, Member) else db.session.get(Member, member.id)):
         raise ConsentRequired(details={"current_policy_version": current})
     if key is not None:
         if len(_accepted) >= _CONSENT_CACHE_SIZE:
