@@ -12,6 +12,7 @@ from app.wechat import clients
 from tests.benefit_helpers import give_points
 from tests.mall_helpers import item
 from tests.miniapp_helpers import FakeMiniappWeChat, MiniClient
+from tests.statement_helpers import Statements
 
 pytestmark = pytest.mark.postgres
 
@@ -31,24 +32,18 @@ def statements_of(fn, monkeypatch) -> tuple[list[str], list[str]]:
     connection (``psycopg.Connection.execute``: the hot path's raw statements)."""
     import psycopg
 
-    seen: list[str] = []
     raw: list[str] = []
-
-    def keep(conn, cursor, statement, parameters, context, executemany):
-        seen.append(statement)
-
     original = psycopg.Connection.execute
 
     def kept(self, query, *args, **kwargs):
         raw.append(str(query))
         return original(self, query, *args, **kwargs)
 
-    sa.event.listen(db.engine, "before_cursor_execute", keep)
     monkeypatch.setattr(psycopg.Connection, "execute", kept)
     try:
-        fn()
+        with Statements(keep=lambda _connection, statement, _parameters: statement) as seen:
+            fn()
     finally:
-        sa.event.remove(db.engine, "before_cursor_execute", keep)
         monkeypatch.undo()
     return seen, raw
 
