@@ -66,12 +66,18 @@ def release_snapshot(member_id):
     }
 
 
-def in_debt_with_two_pending_lots(member):
-    old = earn(member.id, 100, "old")
-    ledger.spend(member.id, 80, idempotency_key=f"spend-{member.id}", source_type="test")
-    ledger.reverse(old, 100, idempotency_key=f"rev-{member.id}", source_type="order.cancelled")  # debt 80
+def owing_with_pending_50_and_60(member, *, earned, spent):
+    """``earned`` points, ``spent`` of them, then the earning reversed whole: a debt of ``spent``;
+    then two pending lots of 50 and 60."""
+    old = earn(member.id, earned, "old")
+    ledger.spend(member.id, spent, idempotency_key=f"spend-{member.id}", source_type="test")
+    ledger.reverse(old, earned, idempotency_key=f"rev-{member.id}", source_type="order.cancelled")
     earn(member.id, 50, "p1", pending_days=7)
     earn(member.id, 60, "p2", pending_days=7)
+
+
+def in_debt_with_two_pending_lots(member):
+    owing_with_pending_50_and_60(member, earned=100, spent=80)  # debt 80
 
 
 def one_pending_lot(member):
@@ -85,11 +91,7 @@ def one_due_one_not(member):
 
 
 def debt_larger_than_all_pending(member):
-    old = earn(member.id, 200, "old")
-    ledger.spend(member.id, 200, idempotency_key=f"spend-{member.id}", source_type="test")
-    ledger.reverse(old, 200, idempotency_key=f"rev-{member.id}", source_type="order.cancelled")  # debt 200
-    earn(member.id, 50, "p1", pending_days=7)
-    earn(member.id, 60, "p2", pending_days=7)
+    owing_with_pending_50_and_60(member, earned=200, spent=200)  # debt 200
 
 
 SCENARIOS = [in_debt_with_two_pending_lots, one_pending_lot, one_due_one_not, debt_larger_than_all_pending]

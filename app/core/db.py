@@ -236,17 +236,12 @@ class _HeldReads:
         self.lock = threading.Lock()
 
     def take(self) -> tuple[Any, float]:
-        recycle = self.engine.pool._recycle
         while True:
             with self.lock:
                 if not self.idle:
                     break
                 pooled, since = self.idle.pop()
-            if closed_by_server(pooled.driver_connection):
-                pooled.invalidate()  # closed and returned to the pool, which connects anew
-            elif recycle >= 0 and time.monotonic() - since >= recycle:
-                _give_to_pool(pooled)
-            else:
+            if still_usable(self.engine, pooled, since):
                 return pooled, since
         return autocommit_connection(self.engine), time.monotonic()
 
@@ -255,7 +250,7 @@ class _HeldReads:
             if len(self.idle) < HELD_READS and self.pool is self.engine.pool:
                 self.idle.append((pooled, since))
                 return
-        _give_to_pool(pooled)
+        give_back_to_pool(pooled)
 
     def release(self) -> None:
         """Give every idle connection back (the engine is being disposed)."""
@@ -302,7 +297,21 @@ def autocommit_connection(engine: sa.Engine) -> Any:
     return pooled
 
 
-def _give_to_pool(pooled: Any) -> None:
+def still_usable(engine: sa.Engine, pooled: Any, since: float) -> bool:
+    """Whether a connection held in autocommit since ``since`` may serve again, checked without a
+    round trip; if not, it is invalidated (the server closed it) or given back (the pool's recycle
+    age), and the caller takes a fresh one."""
+    if closed_by_server(pooled.driver_connection):
+        pooled.invalidate()  # closed and returned to the pool, which connects anew
+        return False
+    recycle = engine.pool._recycle
+    if recycle >= 0 and time.monotonic() - since >= recycle:
+        give_back_to_pool(pooled)
+        return False
+    return True
+
+
+def give_back_to_pool(pooled: Any) -> None:
     """Back to the pool transactional, as it came; invalidated if it is in no state for it."""
     try:
         pooled.driver_connection.autocommit = False
@@ -340,7 +349,7 @@ def _read_in_autocommit(engine: sa.Engine, read: _CompiledRead, params: dict[str
         if lost:
             pooled.invalidate(exc)
         else:
-            _give_to_pool(pooled)
+            give_back_to_pool(pooled)
         raise sa.exc.DBAPIError.instance(
             read.sql, values, exc, dbapi_error, connection_invalidated=lost, dialect=engine.dialect
         ) from exc

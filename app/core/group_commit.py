@@ -30,7 +30,7 @@ from typing import Any
 import psycopg
 import sqlalchemy as sa
 
-from app.core.db import autocommit_connection, closed_by_server
+from app.core.db import autocommit_connection, still_usable
 
 #: Rows per INSERT at most (one statement per batch size is built and cached).
 MAX_BATCH = 32
@@ -130,13 +130,8 @@ class GroupInserter:
         else a fresh one from the pool, switched to autocommit. Only the leader calls this."""
         held = self._held
         if held is not None:
-            recycle = self.engine.pool._recycle
-            if closed_by_server(held.driver_connection):
-                held.invalidate()
-            elif recycle < 0 or time.monotonic() - self._held_since < recycle:
+            if still_usable(self.engine, held, self._held_since):
                 return held
-            else:
-                held.close()  # back to the pool, which recycles it
             self._held = None
         pooled = autocommit_connection(self.engine)
         self._held, self._held_since = pooled, time.monotonic()
