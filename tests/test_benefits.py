@@ -8,6 +8,7 @@ import datetime as dt
 import flask_babel
 import pytest
 import sqlalchemy as sa
+import time_machine
 
 from app.benefits import availability, booking, catalog, entitlements, slots
 from app.benefits.entitlements import Holder
@@ -15,7 +16,7 @@ from app.benefits.models import Booking, EntitlementEntry, PilotMember
 from app.care.models import Notification
 from app.core import events
 from app.core.audit import AuditEntry
-from app.core.clock import utcnow
+from app.core.clock import BUSINESS_TZ, utcnow
 from app.core.db import db
 from app.core.errors import Conflict, NotFound, ValidationFailed
 from app.core.events import BenefitUsed, BookingCancelled, BookingConfirmed
@@ -519,6 +520,22 @@ def test_staff_of_another_dealer_cannot_check_a_booking_in(program):
     with pytest.raises(NotFound):
         booking.check_in(elsewhere, member, made.id)
     assert made.status == "booked"
+
+
+def test_a_slot_just_after_midnight_can_be_checked_in_shortly_before_it(program):
+    """Check-in takes today's bookings, and also one whose slot starts within the hour (the next
+    business day's first minutes) or is running; a slot hours away on the next day is refused."""
+    member = factories.member()
+    set_tier(member, "diamond")
+    staff = factories.staff(program, role="service_advisor")
+    with time_machine.travel(dt.datetime(2027, 1, 5, 23, 58, tzinfo=BUSINESS_TZ), tick=False):
+        later = book(member, slot(program, hours_ahead=3), request_id="later").booking
+        soon = book(member, slot(program, hours_ahead=2 / 60), request_id="soon").booking
+        assert soon.slot.day == dt.date(2027, 1, 6) and later.slot.day == dt.date(2027, 1, 6)
+        assert booking.check_in(staff, member) == soon  # the only one due
+        with pytest.raises(booking.BookingClosed):
+            booking.check_in(staff, member, later.id)
+    assert soon.status == "delivered" and later.status == "booked"
 
 
 def test_a_reschedule_to_a_full_slot_changes_nothing(mini, member, program):

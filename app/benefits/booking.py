@@ -457,8 +457,17 @@ def open_at_dealer(member_id: int, dealer_id: int) -> list[Booking]:
     )
 
 
+CHECK_IN_EARLY = dt.timedelta(hours=1)
+
+
 def _due_today(booking: Booking) -> bool:
-    return booking.slot is None or booking.slot.day == business_today()
+    """Due for check-in: its slot is today's, or the member is there up to an hour early or while the
+    slot runs (a slot just after midnight can be checked in before it, one that runs over midnight during it)."""
+    slot = booking.slot
+    if slot is None or slot.day == business_today():
+        return True
+    now = utcnow()
+    return slot.starts_at - CHECK_IN_EARLY <= now <= slot.ends_at
 
 
 def check_in(staff: Staff, member: Member, booking_id: int | None = None) -> Booking | None:
