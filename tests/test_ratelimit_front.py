@@ -89,3 +89,27 @@ def test_a_window_over_in_redis_is_forgotten_here(strategy, redis_calls):
     calls_before = len(redis_calls)
     assert ratelimit.allow("test", "o-later", limit)
     assert len(redis_calls) == calls_before  # far below the limit again: no round trip
+
+
+def test_the_background_flush_sends_and_a_dropped_front_leaves_nothing_behind(strategy):
+    """One fork and one exit handler serve every front; a front's flusher thread sends its counts on
+    its own, holds no reference to it, and ends once the front is gone (apps built and dropped in tests)."""
+    import gc
+    import time
+    import weakref
+
+    front = LocalFront(strategy)
+    assert front in ratelimit._LIVE_FRONTS
+    assert front.hit(ratelimit._parsed("10/minute"), "ratelimit", "test", "o-dropped")
+    thread = front._thread
+    assert thread is not None
+    deadline = time.monotonic() + 5
+    while _count_in_redis(strategy, "10/minute", "o-dropped") != 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert _count_in_redis(strategy, "10/minute", "o-dropped") == 1  # sent without an explicit flush
+    gone = weakref.ref(front)
+    del front
+    gc.collect()
+    assert gone() is None  # nothing (no thread, no handler) kept it alive
+    thread.join(timeout=5)
+    assert not thread.is_alive()

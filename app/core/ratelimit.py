@@ -29,6 +29,7 @@ import math
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -154,8 +155,7 @@ class LocalFront:
         self._wake = threading.Event()
         self._tallies: dict[str, _Tally] = {}
         self._thread: threading.Thread | None = None
-        os.register_at_fork(after_in_child=self._forget_after_fork)
-        atexit.register(self.flush)
+        _LIVE_FRONTS.add(self)  # forgotten in a forked child, flushed at exit (one handler for all)
 
     def _forget_after_fork(self) -> None:
         """A forked child has none of the parent's threads, counts or held locks."""
@@ -174,7 +174,9 @@ class LocalFront:
             if tally.counted() + 1 <= int(item.amount * LOCAL_SHARE):
                 tally.pending += 1
                 if self._thread is None:
-                    self._thread = threading.Thread(target=self._run, name="ratelimit-flush", daemon=True)
+                    self._thread = threading.Thread(
+                        target=_flush_loop, args=(weakref.ref(self), self._wake), name="ratelimit-flush", daemon=True
+                    )
                     self._thread.start()
                 local = True
             else:
@@ -192,16 +194,6 @@ class LocalFront:
         with self._lock:
             tally.learn(int(count), int(ttl), time.monotonic())
         return int(count) <= item.amount
-
-    def _run(self) -> None:
-        while True:
-            self._wake.wait()
-            time.sleep(FLUSH_SECONDS)
-            self._wake.clear()
-            try:
-                self.flush()
-            except Exception as exc:  # the thread must outlive a Redis outage
-                log.warning("rate limit counts not sent: %s", type(exc).__name__)
 
     def flush(self) -> None:
         """Send the hits admitted so far, one pipeline for every key; learn each window's count.
@@ -254,6 +246,44 @@ class LocalFront:
             self.flush()
         with self._sending, self._lock:
             self._tallies.clear()
+
+
+def _flush_loop(front_ref: weakref.ref[LocalFront], wake: threading.Event) -> None:
+    """A front's flusher: sends its hits ``FLUSH_SECONDS`` after the first one since the last send.
+    Holds the front only while sending, and ends once it is gone (an app dropped, as tests do)."""
+    while True:
+        if not wake.wait(timeout=1.0):
+            if front_ref() is None:
+                return
+            continue
+        time.sleep(FLUSH_SECONDS)
+        wake.clear()
+        front = front_ref()
+        if front is None:
+            return
+        try:
+            front.flush()
+        except Exception as exc:  # the thread must outlive a Redis outage
+            log.warning("rate limit counts not sent: %s", type(exc).__name__)
+        del front
+
+
+_LIVE_FRONTS: weakref.WeakSet[LocalFront] = weakref.WeakSet()
+
+
+def _forget_fronts_after_fork() -> None:
+    for front in list(_LIVE_FRONTS):
+        front._forget_after_fork()
+
+
+def _flush_fronts_at_exit() -> None:
+    for front in list(_LIVE_FRONTS):
+        with contextlib.suppress(Exception):  # fail open, as ever
+            front.flush()
+
+
+os.register_at_fork(after_in_child=_forget_fronts_after_fork)
+atexit.register(_flush_fronts_at_exit)
 
 
 def forget_local_counts() -> None:
