@@ -290,9 +290,10 @@ def test_a_csv_of_slots_is_all_or_nothing_and_capacity_never_goes_below_bookings
     assert slots.import_csv(program, good, actor="mgr") == slots.CsvResult(2, 0)
     assert slots.import_csv(program, good.replace(",4\n", ",6\n"), actor="mgr") == slots.CsvResult(0, 2)
     bad = good + f"{day},12:00,11:00,test_drive,2\nnot-a-date,09:00,10:00,test_drive,1\n"
+    bad += "0001-01-01,09:00,10:00,test_drive,1\n9999-12-31,23:00,23:30,test_drive,1\n"  # were a 500 (overflow)
     with pytest.raises(ValidationFailed) as refused:
         slots.import_csv(program, bad, actor="mgr")
-    assert set(refused.value.fields) == {"line 4", "line 5"}
+    assert set(refused.value.fields) == {"line 4", "line 5", "line 6", "line 7"}
     windows_file = good.replace(",4\n", ",6\n").replace("\n", "\r\n")  # Excel on Windows: same slots
     assert slots.import_csv(program, windows_file, actor="mgr") == slots.CsvResult(0, 2)
     with pytest.raises(ValidationFailed) as refused:  # a lone carriage return: found by the contract fuzz (was a 500)

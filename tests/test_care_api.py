@@ -171,3 +171,7 @@ def test_delivery_rates_per_kind_and_channel(client, app_ctx, fakes):
         ).status_code
         == 422
     )
+    edges = [({"since": "0001-01-01"}, "since"), ({"since": str(today), "until": "9999-12-31"}, "until")]
+    for edge, field in edges:  # were a 500: the day's start overflowed the time-zone arithmetic
+        refused = client.get("/api/v1/cs/notifications/rates", query_string=edge, headers=auth(token))
+        assert refused.status_code == 422 and list(refused.json["error"]["fields"]) == [field]

@@ -153,6 +153,8 @@ def test_duplicate_codes_and_bad_days_and_a_past_start_are_field_errors(client, 
     assert refused.status_code == 422 and 'data-field="effective_from"' in _text(refused)
     garbage = post_form(client, f"{page}/publish", {"effective_from": "tomorrow"}, from_page=page)
     assert garbage.status_code == 422 and 'data-field="effective_from"' in _text(garbage)
+    year_one = post_form(client, f"{page}/publish", {"effective_from": "0001-01-01T00:00"}, from_page=page)
+    assert year_one.status_code == 422 and 'data-field="effective_from"' in _text(year_one)  # was a 500
 
 
 def test_a_supervisor_may_look_but_not_change_and_an_agent_may_not_look(client, app_ctx):

@@ -445,6 +445,7 @@ def test_the_page_shows_every_chart_and_refuses_a_bad_range(client, app_ctx, two
     backwards = client.get(f"/console/dashboard?from={NEXT}&to={DAY}")
     assert backwards.status_code == 422
     assert client.get("/console/dashboard?from=2025-01-01&to=2026-11-01").status_code == 422
+    assert client.get("/console/dashboard?from=0001-01-01&to=0001-01-02").status_code == 422  # was a 500
     assert client.get("/console/dashboard/nonsense.csv").status_code == 404
 
 

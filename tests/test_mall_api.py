@@ -214,9 +214,10 @@ def test_partner_codes_upload_with_progress_and_per_row_errors(client, hq, app_c
     item("partner_voucher", points=100, stock=0, code="coffee")
     csv_text = (
         "code,expires_on\nCOFFEE-0001,2027-06-30\n,\nbad code!,\nCOFFEE-0002,2027-13-01\nCOFFEE-0001,\nCOFFEE-0003,\n"
+        "COFFEE-0004,9999-12-31\nCOFFEE-0005,0001-01-01\n"  # were a failed job (overflow)
     )
     uploaded = client.post("/api/v1/program/mall/items/coffee/code-batches", json={"csv": csv_text}, headers=hq)
-    assert uploaded.status_code == 202 and uploaded.json["total_rows"] == 6
+    assert uploaded.status_code == 202 and uploaded.json["total_rows"] == 8
     batch = client.get(f"/api/v1/program/mall/code-batches/{uploaded.json['id']}", headers=hq).json
     assert batch["status"] == "done" and batch["progress_percent"] == 100 and batch["accepted"] == 2
     assert [(e["line"], e["error"]) for e in batch["errors"]] == [
@@ -224,6 +225,8 @@ def test_partner_codes_upload_with_progress_and_per_row_errors(client, hq, app_c
         (4, "malformed code"),
         (5, "bad expires_on (YYYY-MM-DD)"),
         (6, "duplicate code"),
+        (8, "bad expires_on (YYYY-MM-DD)"),
+        (9, "bad expires_on (YYYY-MM-DD)"),
     ]
     assert catalog.item_by_code("coffee").stock == 2
     assert db.session.get(CodeBatch, batch["id"]).payload is None  # the codes live encrypted in their rows

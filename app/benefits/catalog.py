@@ -24,7 +24,7 @@ from app.core.clock import utcnow
 from app.core.db import db, detached_copy
 from app.core.errors import Conflict, NotFound, ValidationFailed
 from app.core.i18n import _l
-from app.core.schemas import BaseSchema, Length, OneOf, Range, identifier
+from app.core.schemas import BaseSchema, Length, Moment, OneOf, Range, identifier
 from app.members.models import Member
 from app.tiers.models import TIERS
 
@@ -68,8 +68,8 @@ class BenefitSchema(BaseSchema):
     delivered_by = ma.fields.String(load_default="dealer", validate=OneOf(DELIVERERS))
     cost_fen = ma.fields.Integer(load_default=0, validate=Range(min=0, max=100_000_000))
     funder = ma.fields.String(load_default="oem", validate=OneOf(FUNDERS))
-    active_from = ma.fields.AwareDateTime(allow_none=True, load_default=None)
-    active_to = ma.fields.AwareDateTime(allow_none=True, load_default=None)
+    active_from = Moment(allow_none=True, load_default=None)
+    active_to = Moment(allow_none=True, load_default=None)
     pilot_size = ma.fields.Integer(allow_none=True, load_default=None, validate=Range(min=1, max=10_000_000))
     pilot_seed = ma.fields.String(allow_none=True, load_default=None, validate=identifier(32))
     creates_lead = ma.fields.Boolean(load_default=False)

@@ -7,7 +7,7 @@ import re
 import marshmallow as ma
 
 from app.benefits.catalog import BenefitSchema
-from app.core.schemas import BaseSchema, Length, Range, Regexp, identifier
+from app.core.schemas import BaseSchema, Day, Length, Moment, Range, Regexp, identifier
 
 ROW_ID = {"validate": Range(min=1, max=2**63 - 1)}
 SHARE_KEY = [Length(min=8, max=32), Regexp(re.compile(r"[A-Za-z0-9_-]+"))]
@@ -46,7 +46,7 @@ class RescheduleArgs(BaseSchema):
 
 
 class SlotQueryArgs(BaseSchema):
-    day = ma.fields.Date(required=True)
+    day = Day(required=True)
     service_type = ma.fields.String(load_default=None, validate=identifier(32))
 
 
@@ -68,8 +68,8 @@ class NewSlotArgs(BaseSchema):
         metadata={"description": "HQ only; a dealer manager publishes for their dealer"},
     )
     service_type = ma.fields.String(required=True, validate=identifier(32))
-    starts_at = ma.fields.AwareDateTime(required=True)
-    ends_at = ma.fields.AwareDateTime(required=True)
+    starts_at = Moment(required=True)
+    ends_at = Moment(required=True)
     capacity = ma.fields.Integer(required=True, validate=Range(min=0, max=1000))
 
 
@@ -147,7 +147,7 @@ class PartnerUsageSchema(BaseSchema):
     event_id = ma.fields.String(required=True, validate=Length(min=1, max=64))
     out_order_no = ma.fields.String(required=True, validate=Length(min=1, max=32))
     service_code = ma.fields.String(required=True, validate=Length(min=1, max=64))
-    used_at = ma.fields.AwareDateTime(required=True)
+    used_at = Moment(required=True)
     used_where = ma.fields.String(load_default=None, allow_none=True, validate=Length(max=128))
 
 
@@ -218,7 +218,7 @@ class CatalogBenefitsArgs(BaseSchema):
 
 
 class PublishCatalogArgs(BaseSchema):
-    effective_from = ma.fields.AwareDateTime(load_default=None)
+    effective_from = Moment(load_default=None)
 
 
 class CatalogSchema(ma.Schema):

@@ -15,7 +15,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from app.benefits.models import DealerSlot
 from app.core import audit
-from app.core.clock import BUSINESS_TZ, to_business, utcnow
+from app.core.clock import BUSINESS_TZ, parse_day, to_business, utcnow
 from app.core.db import db
 from app.core.errors import Conflict, NotFound, ValidationFailed
 from app.core.i18n import _l
@@ -109,7 +109,7 @@ def _upsert(
 
 def _parse_row(row: dict[str, str]) -> tuple[dt.datetime, dt.datetime, str, int]:
     try:
-        day = dt.date.fromisoformat(row["date"].strip())
+        day = parse_day(row["date"].strip())
         start = dt.time.fromisoformat(row["start"].strip())
         end = dt.time.fromisoformat(row["end"].strip())
         capacity = int(row["capacity"].strip())

@@ -6,7 +6,7 @@ import marshmallow as ma
 
 from app.care.models import CALLBACK_OUTCOMES
 from app.core.i18n import _l
-from app.core.schemas import BaseSchema, Length, OneOf, PageArgs
+from app.core.schemas import BaseSchema, Day, Length, OneOf, PageArgs
 
 
 class SubscriptionArgs(BaseSchema):
@@ -129,8 +129,8 @@ class NotificationPageSchema(ma.Schema):
 
 
 class RatesArgs(BaseSchema):
-    since = ma.fields.Date(required=True, metadata={"description": "First day (Asia/Shanghai), planned on or after"})
-    until = ma.fields.Date(metadata={"description": "Last day included (default: today)"})
+    since = Day(required=True, metadata={"description": "First day (Asia/Shanghai), planned on or after"})
+    until = Day(metadata={"description": "Last day included (default: today)"})
 
 
 class RateSchema(ma.Schema):

@@ -18,7 +18,7 @@ from app.campaigns import redpackets
 from app.campaigns.models import GRANT_STATUSES
 from app.console.session import console_view, current
 from app.console.views import bp
-from app.core.clock import BUSINESS_TZ
+from app.core.clock import parse_local_moment
 from app.core.errors import AppError, ValidationFailed
 from app.core.i18n import _, _l
 from app.points import rulesets, simulation
@@ -200,12 +200,9 @@ def _effective_from(text: str) -> dt.datetime | None:
     if not text:
         return None
     try:
-        local = dt.datetime.fromisoformat(text)
+        return parse_local_moment(text)
     except ValueError:
         raise ValidationFailed(fields={"effective_from": [_("Give a date and time.")]}) from None
-    if local.tzinfo is not None:
-        raise ValidationFailed(fields={"effective_from": [_("Give a date and time.")]})
-    return local.replace(tzinfo=BUSINESS_TZ).astimezone(dt.UTC)
 
 
 @bp.route("/rule-sets/<id:rule_set_id>/publish", methods=["POST"])

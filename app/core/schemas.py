@@ -13,6 +13,7 @@ from typing import Any
 
 import marshmallow as ma
 
+from app.core.clock import EARLIEST_DAY, LATEST_DAY, within_calendar
 from app.core.i18n import _l
 
 
@@ -93,6 +94,32 @@ class Month(ma.fields.Field):
 
     def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
         return None if value is None else f"{value.year:04d}-{value.month:02d}"
+
+
+class WithinCalendar(ma.validate.Validator):
+    """A date or an aware datetime within the program's calendar (``clock.within_calendar``)."""
+
+    def __call__(self, value: dt.date) -> dt.date:
+        if not within_calendar(value):
+            message = _l("Must be between {min} and {max}.")
+            raise ma.ValidationError(str(message).format(min=EARLIEST_DAY, max=LATEST_DAY))
+        return value
+
+
+def Day(**kwargs: Any) -> ma.fields.Date:
+    """``ma.fields.Date`` within the program's calendar (any ``validate`` given runs too)."""
+    return ma.fields.Date(**_within_calendar(kwargs))
+
+
+def Moment(**kwargs: Any) -> ma.fields.AwareDateTime:
+    """``ma.fields.AwareDateTime`` (an offset required) within the program's calendar."""
+    return ma.fields.AwareDateTime(**_within_calendar(kwargs))
+
+
+def _within_calendar(kwargs: dict[str, Any]) -> dict[str, Any]:
+    given = kwargs.get("validate")
+    given = [] if given is None else list(given) if isinstance(given, list | tuple) else [given]
+    return {**kwargs, "validate": [*given, WithinCalendar()]}
 
 
 class PageArgs(ma.Schema):

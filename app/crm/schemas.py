@@ -6,7 +6,7 @@ import marshmallow as ma
 from marshmallow import fields
 
 from app.core.http import BIGINT_MAX
-from app.core.schemas import BaseSchema, Length, OneOf, Range
+from app.core.schemas import BaseSchema, Day, Length, Moment, OneOf, Range
 from app.members.models import CONSENT_PURPOSES, GENDERS
 
 EVENT_TYPES = ("profile.updated", "consent.changed", "member.merged", "dealer.changed", "staff.changed")
@@ -15,10 +15,10 @@ _member_no = fields.String(required=True, validate=Length(min=4, max=16))
 
 class ProfileUpdatedSchema(BaseSchema):
     member_no = _member_no
-    version = fields.AwareDateTime(required=True, metadata={"description": "When the change was made in the CRM"})
+    version = Moment(required=True, metadata={"description": "When the change was made in the CRM"})
     name = fields.String(allow_none=True, validate=Length(max=64))
     gender = fields.String(allow_none=True, validate=OneOf(GENDERS))
-    birthday = fields.Date(allow_none=True)
+    birthday = Day(allow_none=True)
     city = fields.String(allow_none=True, validate=Length(max=64))
     address = fields.String(allow_none=True, validate=Length(max=255), metadata={"description": "Home address"})
     preferred_dealer = fields.String(
@@ -32,7 +32,7 @@ class ConsentChangedSchema(BaseSchema):
     member_no = _member_no
     purpose = fields.String(required=True, validate=OneOf(CONSENT_PURPOSES))
     granted = fields.Boolean(required=True)
-    decided_at = fields.AwareDateTime(required=True)
+    decided_at = Moment(required=True)
     policy_version = fields.String(validate=Length(max=16))
 
 
@@ -41,7 +41,7 @@ class MemberMergedSchema(BaseSchema):
     merged = fields.List(fields.String(validate=Length(min=4, max=16)), required=True, validate=Length(min=1, max=20))
 
 
-_version = fields.AwareDateTime(
+_version = Moment(
     required=True, metadata={"description": "When HQ made the change (an older one than applied is ignored)"}
 )
 _status = fields.String(validate=Length(max=16), metadata={"description": "open/active (default) or closed/left"})
@@ -59,8 +59,8 @@ class DealerChangedSchema(BaseSchema):
     phone = fields.String(allow_none=True, validate=Length(max=32))
     latitude = fields.Float(allow_none=True, validate=Range(min=-90, max=90))
     longitude = fields.Float(allow_none=True, validate=Range(min=-180, max=180))
-    opened_on = fields.Date(allow_none=True)
-    closed_on = fields.Date(allow_none=True)
+    opened_on = Day(allow_none=True)
+    closed_on = Day(allow_none=True)
     status = _status
     target = fields.Integer(allow_none=True, validate=Range(min=0, max=1_000_000))
 
@@ -73,8 +73,8 @@ class StaffChangedSchema(BaseSchema):
     dealer_code = fields.String(required=True, validate=Length(min=1, max=16))
     name = fields.String(required=True, validate=Length(min=1, max=128))
     role = fields.String(required=True, validate=Length(min=1, max=32))
-    joined_on = fields.Date(allow_none=True)
-    left_on = fields.Date(allow_none=True)
+    joined_on = Day(allow_none=True)
+    left_on = Day(allow_none=True)
     status = _status
     target = fields.Integer(allow_none=True, validate=Range(min=0, max=100_000))
 
@@ -91,7 +91,7 @@ DATA_SCHEMAS = {
 class CrmEventSchema(BaseSchema):
     event_id = fields.String(required=True, validate=Length(min=1, max=64))
     type = fields.String(required=True, validate=OneOf(EVENT_TYPES))
-    occurred_at = fields.AwareDateTime(required=True)
+    occurred_at = Moment(required=True)
     data = fields.Dict(required=True)
 
     @ma.validates_schema

@@ -11,7 +11,7 @@ import io
 import sqlalchemy as sa
 
 from app.core import audit
-from app.core.clock import business_day_start, utcnow
+from app.core.clock import business_day_start, parse_day, utcnow
 from app.core.db import db, insert_if_absent
 from app.core.errors import ValidationFailed
 from app.core.i18n import _l
@@ -61,7 +61,7 @@ def _check_row(row: list[str]) -> tuple[str, dt.datetime | None] | str:
     expires = None
     if len(row) > 1 and row[1].strip():
         try:
-            expires = business_day_start(dt.date.fromisoformat(row[1].strip()) + dt.timedelta(days=1))
+            expires = business_day_start(parse_day(row[1].strip()) + dt.timedelta(days=1))
         except ValueError:
             return "bad expires_on (YYYY-MM-DD)"
     return code, expires

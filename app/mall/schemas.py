@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import marshmallow as ma
 
-from app.core.schemas import BaseSchema, Length, Month, OneOf, Range, identifier
+from app.core.schemas import BaseSchema, Length, Moment, Month, OneOf, Range, identifier
 from app.mall.engagement import CONTENT_ACTIVITIES
 from app.mall.models import ITEM_KINDS
 from app.tiers.models import TIERS
@@ -180,8 +180,8 @@ class ItemFields(BaseSchema):
     per_month_limit = ma.fields.Integer(load_default=None, allow_none=True, **UNITS)
     lifetime_limit = ma.fields.Integer(load_default=None, allow_none=True, **UNITS)
     eligible_tiers = ma.fields.List(ma.fields.String(validate=OneOf(TIERS)), load_default=list)
-    active_from = ma.fields.AwareDateTime(load_default=None, allow_none=True)
-    active_to = ma.fields.AwareDateTime(load_default=None, allow_none=True)
+    active_from = Moment(load_default=None, allow_none=True)
+    active_to = Moment(load_default=None, allow_none=True)
     voucher_valid_days = ma.fields.Integer(load_default=90, validate=Range(min=1, max=3650))
     active = ma.fields.Boolean(load_default=True)
 
@@ -201,8 +201,8 @@ class ItemChangeArgs(BaseSchema):
     per_month_limit = ma.fields.Integer(allow_none=True, **UNITS)
     lifetime_limit = ma.fields.Integer(allow_none=True, **UNITS)
     eligible_tiers = ma.fields.List(ma.fields.String(validate=OneOf(TIERS)))
-    active_from = ma.fields.AwareDateTime(allow_none=True)
-    active_to = ma.fields.AwareDateTime(allow_none=True)
+    active_from = Moment(allow_none=True)
+    active_to = Moment(allow_none=True)
     active = ma.fields.Boolean()
 
 
@@ -239,8 +239,8 @@ class ItemSchema(ma.Schema):
 class FlashOfferArgs(BaseSchema):
     points_price = ma.fields.Integer(required=True, **POINTS)
     quantity = ma.fields.Integer(required=True, **UNITS)
-    starts_at = ma.fields.AwareDateTime(required=True)
-    ends_at = ma.fields.AwareDateTime(required=True)
+    starts_at = Moment(required=True)
+    ends_at = Moment(required=True)
 
 
 class FlashOfferSchema(ma.Schema):

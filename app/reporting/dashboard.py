@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from app.benefits.models import Benefit
 from app.campaigns.models import Campaign
-from app.core.clock import business_day_start, business_today
+from app.core.clock import business_day_start, business_today, parse_day
 from app.core.db import db
 from app.core.errors import NotFound, ValidationFailed
 from app.core.i18n import _, _l
@@ -88,7 +88,7 @@ def period(first: str | None, last: str | None) -> Period:
         if not text:
             return default
         try:
-            return dt.date.fromisoformat(text)
+            return parse_day(text)
         except ValueError:
             errors[name] = [_("Give a date as YYYY-MM-DD.")]
             return default

@@ -14,7 +14,7 @@ import marshmallow as ma
 from app.config import current_settings
 from app.core.clock import utcnow
 from app.core.i18n import _l
-from app.core.schemas import BaseSchema, Length, Money, OneOf, Range, identifier, quick_load
+from app.core.schemas import BaseSchema, Day, Length, Moment, Money, OneOf, Range, identifier, quick_load
 from app.members.identifiers import VIN_MESSAGES, cn_mobile, normalize_vin, vin_problem
 from app.members.models import CONSENT_PURPOSES, CUSTOMER_TYPES, GENDERS
 from app.members.registration import known_policy_versions
@@ -45,7 +45,7 @@ class ConsentSchema(BaseSchema):
     """The consent the buyer gave at the dealer (PIPL): without it we store nothing about them."""
 
     policy_version = ma.fields.String(required=True, validate=Length(min=1, max=16))
-    accepted_at = ma.fields.AwareDateTime(required=True)
+    accepted_at = Moment(required=True)
     purposes = ma.fields.List(
         ma.fields.String(validate=OneOf([p for p in CONSENT_PURPOSES if p != "privacy_policy"])),
         load_default=list,
@@ -63,7 +63,7 @@ class BuyerSchema(BaseSchema):
     name = ma.fields.String(required=True, validate=Length(min=1, max=64))
     phone = MobileField(required=True)
     gender = ma.fields.String(validate=OneOf(GENDERS))
-    birthday = ma.fields.Date()
+    birthday = Day()
     city = ma.fields.String(validate=Length(max=64))
     customer_type = ma.fields.String(load_default="private", validate=OneOf(CUSTOMER_TYPES))
     consent = ma.fields.Nested(ConsentSchema, required=True)
@@ -76,7 +76,7 @@ class VehicleDeliveredSchema(BaseSchema):
     model_name = ma.fields.String(required=True, validate=Length(min=1, max=64))
     model_year = ma.fields.Integer(strict=True, validate=Range(min=1990, max=2100))
     price_fen = Money(required=True, validate=Range(min=1))
-    delivered_on = ma.fields.Date(required=True)
+    delivered_on = Day(required=True)
     plate = ma.fields.String(validate=Length(max=16))
     advisor_code = ma.fields.String(validate=Length(max=32))
     purchase_type = ma.fields.String(load_default="new", validate=OneOf(("new", "add_on", "replacement", "family")))
@@ -88,14 +88,14 @@ class VehicleDeliveredSchema(BaseSchema):
 class OrderCancelledSchema(BaseSchema):
     order_no = ma.fields.String(required=True, validate=identifier(64))
     vin = VinField(required=True)
-    cancelled_on = ma.fields.Date(required=True)
+    cancelled_on = Day(required=True)
     reason = ma.fields.String(validate=Length(max=255))
 
 
 class ServiceCompletedSchema(BaseSchema):
     repair_order_no = ma.fields.String(required=True, validate=identifier(64))
     vin = VinField(required=True)
-    completed_on = ma.fields.Date(required=True)
+    completed_on = Day(required=True)
     mileage_km = ma.fields.Integer(strict=True, required=True, validate=Range(min=0, max=2_000_000))
     parts_fen = Money(required=True)
     labour_fen = Money(required=True)
@@ -109,7 +109,7 @@ class ServiceRefundedSchema(BaseSchema):
     repair_order_no = ma.fields.String(required=True, validate=identifier(64))
     refund_no = ma.fields.String(required=True, validate=identifier(64))
     vin = VinField(required=True)
-    refunded_on = ma.fields.Date(required=True)
+    refunded_on = Day(required=True)
     parts_fen = Money(required=True, metadata={"description": "Refunded parts amount in fen"})
     labour_fen = Money(required=True, metadata={"description": "Refunded labour amount in fen"})
 
@@ -118,9 +118,9 @@ class InsuranceRenewedSchema(BaseSchema):
     policy_no = ma.fields.String(required=True, validate=identifier(64))
     vin = VinField(required=True)
     premium_fen = Money(required=True, validate=Range(min=1))
-    starts_on = ma.fields.Date(required=True)
-    ends_on = ma.fields.Date(required=True)
-    renewed_on = ma.fields.Date(required=True)
+    starts_on = Day(required=True)
+    ends_on = Day(required=True)
+    renewed_on = Day(required=True)
     insurer = ma.fields.String(
         load_default=None, validate=Length(max=64), metadata={"description": "The insurer's name (optional)"}
     )
@@ -135,7 +135,7 @@ class TestDriveCompletedSchema(BaseSchema):
     test_drive_id = ma.fields.String(required=True, validate=identifier(64))
     phone = MobileField(required=True)
     model_code = ma.fields.String(required=True, validate=Length(min=1, max=32))
-    driven_on = ma.fields.Date(required=True)
+    driven_on = Day(required=True)
     advisor_code = ma.fields.String(validate=Length(max=32))
 
 
@@ -146,7 +146,7 @@ class OrderPlacedSchema(BaseSchema):
     phone = MobileField(required=True)
     model_code = ma.fields.String(required=True, validate=Length(min=1, max=32))
     price_fen = Money(required=True, validate=Range(min=1))
-    ordered_on = ma.fields.Date(required=True)
+    ordered_on = Day(required=True)
     advisor_code = ma.fields.String(validate=Length(max=32))
 
 
@@ -167,7 +167,7 @@ class _DmsEnvelopeSchema(BaseSchema):
 
     event_id = ma.fields.String(required=True, validate=identifier(64))
     type = ma.fields.String(required=True, validate=OneOf(sorted(PAYLOAD_SCHEMAS)))
-    occurred_at = ma.fields.AwareDateTime(required=True)
+    occurred_at = Moment(required=True)
     dealer_code = ma.fields.String(required=True, validate=Length(min=1, max=16))
     payload = ma.fields.Dict(required=True)
 
