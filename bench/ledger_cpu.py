@@ -5,6 +5,7 @@ commit). CPU per pair does not depend on how loaded the machine is nearly as muc
 so two trees or two schemas compared block by block, alternating, give a usable A/B at any load.
 
     .venv/bin/python bench/ledger_cpu.py --db NAME [--seed] [--pairs 600] [--warmup 200] [--tree DIR]
+    .venv/bin/python bench/ledger_cpu.py --db NAME --pairs 100 --ab-outbox 10   # in-process A/B
 """
 
 from __future__ import annotations
@@ -34,6 +35,13 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--tag", default="")
     parser.add_argument("--tree", help="import the app from this checkout (A/B of two trees)")
+    parser.add_argument(
+        "--ab-outbox",
+        type=int,
+        metavar="BLOCKS",
+        help="alternate, in this one process, BLOCKS blocks of --pairs with the CRM outbox row by its"
+        " one-row statement and by the several-rows statement (main's path before ledger3)",
+    )
     args = parser.parse_args()
     if args.tree:
         sys.path.insert(0, str(Path(args.tree).resolve()))
@@ -83,6 +91,9 @@ def main() -> None:
                 db.session.commit()
 
         pairs(args.warmup)
+        if args.ab_outbox:
+            _ab_outbox(pairs, backend, args.pairs, args.ab_outbox)
+            return
         client0, backend0, wall0 = time.process_time(), _proc_cpu(backend), time.perf_counter()
         pairs(args.pairs)
         client = (time.process_time() - client0) / args.pairs * 1e6
@@ -94,6 +105,35 @@ def main() -> None:
         f" total {client + server:6.0f} us, wall {wall:6.0f} us (load {load:.1f})",
         flush=True,
     )
+
+
+def _ab_outbox(pairs, backend: int, per_block: int, blocks: int) -> None:
+    from collections import Counter
+
+    from app.crm import outbox
+
+    one_row = outbox._number_and_insert_one
+
+    def several_rows(session, member_id, kind, refs, now):
+        outbox._number_and_insert(session, [(member_id, kind, refs)], Counter([member_id]), now)
+
+    paths = {"one-row statement": one_row, "several-rows statement": several_rows}
+    spent = {name: [0.0, 0.0] for name in paths}
+    for block in range(blocks):
+        for name in list(paths)[:: 1 if block % 2 else -1]:
+            outbox._number_and_insert_one = paths[name]
+            client0, backend0 = time.process_time(), _proc_cpu(backend)
+            pairs(per_block)
+            spent[name][0] += time.process_time() - client0
+            spent[name][1] += _proc_cpu(backend) - backend0
+    outbox._number_and_insert_one = one_row
+    count = per_block * blocks
+    for name, (client, server) in spent.items():
+        print(
+            f"{name}: per pair client {client / count * 1e6:6.0f} us, backend {server / count * 1e6:6.0f} us,"
+            f" total {(client + server) / count * 1e6:6.0f} us (load {os.getloadavg()[0]:.1f})",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":
