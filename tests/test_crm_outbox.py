@@ -68,6 +68,25 @@ def test_a_rolled_back_change_leaves_no_outbox_row(app_ctx):
     assert [r.kind for r in _rows(member.id)][-1] == "balance"
 
 
+def test_a_failing_outbox_row_fails_the_commit_with_sqlalchemys_error(app_ctx, monkeypatch):
+    """One member's one row goes to the driver directly (not the several-rows statement); its
+    failure is still SQLAlchemy's error (the HTTP edge maps those) and the session recovers."""
+    member = factories.member()
+    db.session.commit()
+    before = len(_rows(member.id))
+    monkeypatch.setattr(outbox, "_number_and_insert", None)  # the one-row path only
+    outbox.enqueue(10**12, "balance")  # no such member: the sync row's foreign key fails
+    with pytest.raises(sa.exc.IntegrityError):
+        db.session.commit()
+    db.session.rollback()
+    assert db.session.get(CrmMemberSync, 10**12) is None
+    outbox.enqueue(member.id, "balance")
+    db.session.commit()
+    rows = _rows(member.id)
+    assert len(rows) == before + 1 and rows[-1].kind == "balance" and rows[-1].seq == rows[-2].seq + 1
+    assert rows[-1].idempotency_key == f"loyalty-{member.id}-{rows[-1].seq}" and rows[-1].payload == {}
+
+
 def test_delivery_sends_the_current_state_and_records_it(app_ctx, crm):
     member = factories.member(name="李雷")
     _earn(member.id, 120, "d-1")
