@@ -137,3 +137,29 @@ def test_the_rate_limit_costs_one_redis_call_and_its_headers_still_count_down(mi
     assert first.headers["X-RateLimit-Limit"] == second.headers["X-RateLimit-Limit"] == "30"
     assert int(second.headers["X-RateLimit-Remaining"]) == int(first.headers["X-RateLimit-Remaining"]) - 1
     assert int(second.headers["X-RateLimit-Reset"]) - int(first.headers["X-RateLimit-Reset"]) in (-1, 0, 1)
+
+
+def test_the_limit_counted_by_the_route_answers_as_flask_limiters_did(mini, client):
+    """``ratelimit.counted`` (the per-user limit without flask-limiter's bookkeeping): flask-limiter's
+    counter key, the same 429 body and the same headers as a route flask-limiter still limits."""
+    from app.core.ratelimit import limiter
+
+    item("coupon", points=100, stock=100, code="hotpath")
+    body = {"item": "hotpath", "quantity": 1}
+    answers = [mini.post("/api/v1/me/redemptions", json=body | {"request_id": f"lim-{i:05d}"}) for i in range(31)]
+    assert [a.status_code for a in answers] == [201] * 30 + [429]
+    assert [int(a.headers["X-RateLimit-Remaining"]) for a in answers] == [*range(29, -1, -1), 0]
+    refused = answers[-1]
+    assert refused.json["error"]["code"] == "rate_limited" and refused.json["error"]["message"]
+    assert refused.headers["X-RateLimit-Limit"] == "30"
+    assert 0 <= int(refused.headers["Retry-After"]) <= 61
+    assert abs(int(refused.headers["X-RateLimit-Reset"]) - int(answers[0].headers["X-RateLimit-Reset"])) <= 1
+    # flask-limiter's own limit on another route: the same headers, the same error body
+    ip_limited = [client.post("/api/v1/sessions", json={"code": f"x{i}"}) for i in range(21)]
+    assert ip_limited[-1].status_code == 429
+    names = {"X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "Retry-After"}
+    assert names <= set(ip_limited[-1].headers.keys()) and names <= set(refused.headers.keys())
+    assert ip_limited[-1].json["error"] | {"message": ""} == refused.json["error"] | {"message": ""}
+    if limiter._storage is not None and hasattr(limiter._storage, "get_connection"):
+        keys = [k.decode() for k in limiter._storage.get_connection().keys("*LIMITER/ratelimit/identity:*")]
+        assert any(k.endswith("/mall.redeem/30/1/minute") for k in keys), keys

@@ -10,7 +10,7 @@ from flask import g, request
 
 from app.core.errors import Forbidden, Unauthenticated
 from app.core.i18n import _l, use_member_locale
-from app.core.ratelimit import limiter, wechat_user
+from app.core.ratelimit import counted, wechat_user
 from app.members import registration, sessions
 from app.members.staff_mode import staff_of
 
@@ -123,5 +123,6 @@ def staff_required(view: Callable) -> Callable:
 def per_user_limit(limit: str) -> Callable:
     """A rate limit per signed-in WeChat user. Put it *below* the auth decorator: limits are checked
     when the decorated function is called, and only then is the user known (above it, every user
-    behind one IP — a dealership's Wi-Fi, a proxy — would share one counter)."""
-    return limiter.limit(limit, key_func=wechat_user)
+    behind one IP — a dealership's Wi-Fi, a proxy — would share one counter). Counted by the route
+    itself (``ratelimit.counted``: flask-limiter's key, window, 429 and headers, less bookkeeping)."""
+    return counted(limit, wechat_user)
