@@ -93,14 +93,15 @@ def consented_member_ref_required(view: Callable) -> Callable:
     """``consented_member_required`` for a hot path that needs only who the member is: the same
     rule and refusals, but ``g.mini_session``, ``g.identity`` and ``g.member`` are plain values
     (``sessions.SessionRef``, ``IdentityRef``, ``MemberRef``: ids, openid, status, locale), read
-    without building ORM rows; the member's row is loaded only when the consent must be read."""
+    without building ORM rows; the member's last accepted policy version comes with them (the
+    same statement), so the consent needs no read and no cache."""
 
     @functools.wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         g.mini_session, g.identity, g.member = sessions.resolve_refs(bearer_token())
         member = g.member
         admit_member(None if member is None else member.status, None if member is None else member.locale)
-        registration.require_current_consent(member, (g.mini_session.id, g.mini_session.created_at))
+        registration.require_accepted_policy(None if member is None else member.accepted_policy)
         return view(*args, **kwargs)
 
     return wrapper
