@@ -165,3 +165,57 @@ def test_the_limit_counted_by_the_route_answers_as_flask_limiters_did(mini, clie
     if limiter._storage is not None and hasattr(limiter._storage, "get_connection"):
         keys = [k.decode() for k in limiter._storage.get_connection().keys("*LIMITER/ratelimit/identity:*")]
         assert any(k.endswith("/mall.redeem/30/1/minute") for k in keys), keys
+
+
+REDEMPTION_BODIES = [
+    {"item": "hotpath", "quantity": 1, "request_id": "body-00001"},
+    {"item": "hotpath", "request_id": "body-00002"},
+    {"item": "hotpath", "quantity": 3, "request_id": "body-00003", "address": None},
+    {"item": "hotpath", "quantity": 1, "request_id": "body-00004", "address": "上海市 1 号"},
+    {"item": "hotpath", "quantity": "2", "request_id": "body-00005"},
+    {"item": "hotpath", "quantity": 1.0, "request_id": "body-00006"},
+    {"item": "hotpath", "quantity": True, "request_id": "body-00007"},
+    {"item": "hotpath", "quantity": 0, "request_id": "body-00008"},
+    {"item": "hotpath", "quantity": 101, "request_id": "body-00009"},
+    {"item": "hot path", "quantity": 1, "request_id": "body-00010"},
+    {"item": "", "quantity": 1, "request_id": "body-00011"},
+    {"item": "hotpath", "quantity": 1, "request_id": "short"},
+    {"item": "hotpath", "quantity": 1},
+    {"quantity": 1, "request_id": "body-00012"},
+    {"item": "hotpath", "quantity": 1, "request_id": "body-00013", "extra": 1},
+    {"item": 5, "quantity": 1, "request_id": "body-00014"},
+    {"item": "hotpath", "quantity": 1, "request_id": "body-00015", "address": "x" * 301},
+    {"item": "hotpath", "quantity": None, "request_id": "body-00016"},
+]
+
+
+@pytest.mark.parametrize("body", REDEMPTION_BODIES)
+def test_the_quick_load_of_a_redemption_is_marshmallows_or_none(body):
+    """``RedemptionArgs.QUICK_LOAD``: what the quick check loads is what marshmallow loads; what
+    marshmallow refuses, it leaves to marshmallow (so every 422 keeps marshmallow's messages)."""
+    import marshmallow as ma
+
+    from app.core.schemas import quick_load
+    from app.mall.schemas import RedemptionArgs
+
+    schema = RedemptionArgs()
+    quick = quick_load(schema, body)
+    try:
+        loaded = schema.load(body)
+    except ma.ValidationError:
+        assert quick is None
+    else:
+        assert quick is None or quick == loaded
+
+
+def test_a_refused_redemption_body_has_marshmallows_messages(mini):
+    from app.mall.schemas import RedemptionArgs
+
+    for body in REDEMPTION_BODIES:
+        expected = RedemptionArgs().validate(body)
+        if not expected:
+            continue
+        answer = mini.post("/api/v1/me/redemptions", json=body)
+        assert answer.status_code == 422, (body, answer.json)
+        fields = answer.json["error"]["fields"]  # marshmallow's messages, in the member's language
+        assert {k: len(v) for k, v in fields.items()} == {k: len(v) for k, v in expected.items()}, body
