@@ -50,10 +50,10 @@ def statements_of(fn, monkeypatch) -> tuple[list[str], list[str]]:
 
 def test_a_redemption_costs_a_fixed_number_of_statements(mini, monkeypatch):
     """Nothing goes through SQLAlchemy's execute: the session (with identity, member and tier, as
-    plain values), the item + flash offer + resend check (one SELECT), the order INSERT, the
-    ledger's lock and spend, the stock UPDATE with the voucher INSERT (one statement) and the CRM
-    outbox's one statement (numbering and row together, one member's one row) go through the
-    driver connection: 7 in all. The consent is not read again within a session (cached)."""
+    plain values, and the member's accepted policy version: no consent read of its own), the item +
+    flash offer + resend check (one SELECT), the order INSERT, the ledger's lock and spend, the stock
+    UPDATE with the voucher INSERT (one statement) and the CRM outbox's one statement (numbering and
+    row together, one member's one row) go through the driver connection: 7 in all."""
     item("coupon", points=100, stock=100, code="hotpath")
     first = mini.post("/api/v1/me/redemptions", json={"item": "hotpath", "quantity": 1, "request_id": "warm-00001"})
     assert first.status_code == 201, first.json
@@ -68,7 +68,8 @@ def test_a_redemption_costs_a_fixed_number_of_statements(mini, monkeypatch):
     savepoints = ("SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK TO SAVEPOINT")
     work = [s for s in seen if not s.startswith(savepoints)]
     assert work == [], work
-    assert not any("FROM consents" in s for s in work + raw)  # the session's acceptance is remembered
+    # the member's accepted policy version is a column of the session's statement: no read of its own
+    assert [s for s in raw if "FROM consents" in s] == [s for s in raw if "FROM miniapp_sessions" in s]
     direct = [s for s in raw if not s.startswith(savepoints)]
     assert len(direct) == 7, direct
     assert sum("INSERT INTO crm_outbox" in s for s in direct) == 1  # the outbox row, numbered in it
@@ -137,3 +138,83 @@ def test_the_rate_limit_costs_one_redis_call_and_its_headers_still_count_down(mi
     assert first.headers["X-RateLimit-Limit"] == second.headers["X-RateLimit-Limit"] == "30"
     assert int(second.headers["X-RateLimit-Remaining"]) == int(first.headers["X-RateLimit-Remaining"]) - 1
     assert int(second.headers["X-RateLimit-Reset"]) - int(first.headers["X-RateLimit-Reset"]) in (-1, 0, 1)
+
+
+def test_the_limit_counted_by_the_route_answers_as_flask_limiters_did(mini, client):
+    """``ratelimit.counted`` (the per-user limit without flask-limiter's bookkeeping): flask-limiter's
+    counter key, the same 429 body and the same headers as a route flask-limiter still limits."""
+    from app.core.ratelimit import limiter
+
+    item("coupon", points=100, stock=100, code="hotpath")
+    body = {"item": "hotpath", "quantity": 1}
+    answers = [mini.post("/api/v1/me/redemptions", json=body | {"request_id": f"lim-{i:05d}"}) for i in range(31)]
+    assert [a.status_code for a in answers] == [201] * 30 + [429]
+    assert [int(a.headers["X-RateLimit-Remaining"]) for a in answers] == [*range(29, -1, -1), 0]
+    refused = answers[-1]
+    assert refused.json["error"]["code"] == "rate_limited" and refused.json["error"]["message"]
+    assert refused.headers["X-RateLimit-Limit"] == "30"
+    assert 0 <= int(refused.headers["Retry-After"]) <= 61
+    assert abs(int(refused.headers["X-RateLimit-Reset"]) - int(answers[0].headers["X-RateLimit-Reset"])) <= 1
+    # flask-limiter's own limit on another route: the same headers, the same error body
+    ip_limited = [client.post("/api/v1/sessions", json={"code": f"x{i}"}) for i in range(21)]
+    assert ip_limited[-1].status_code == 429
+    names = {"X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "Retry-After"}
+    assert names <= set(ip_limited[-1].headers.keys()) and names <= set(refused.headers.keys())
+    assert ip_limited[-1].json["error"] | {"message": ""} == refused.json["error"] | {"message": ""}
+    if limiter._storage is not None and hasattr(limiter._storage, "get_connection"):
+        keys = [k.decode() for k in limiter._storage.get_connection().keys("*LIMITER/ratelimit/identity:*")]
+        assert any(k.endswith("/mall.redeem/30/1/minute") for k in keys), keys
+
+
+REDEMPTION_BODIES = [
+    {"item": "hotpath", "quantity": 1, "request_id": "body-00001"},
+    {"item": "hotpath", "request_id": "body-00002"},
+    {"item": "hotpath", "quantity": 3, "request_id": "body-00003", "address": None},
+    {"item": "hotpath", "quantity": 1, "request_id": "body-00004", "address": "上海市 1 号"},
+    {"item": "hotpath", "quantity": "2", "request_id": "body-00005"},
+    {"item": "hotpath", "quantity": 1.0, "request_id": "body-00006"},
+    {"item": "hotpath", "quantity": True, "request_id": "body-00007"},
+    {"item": "hotpath", "quantity": 0, "request_id": "body-00008"},
+    {"item": "hotpath", "quantity": 101, "request_id": "body-00009"},
+    {"item": "hot path", "quantity": 1, "request_id": "body-00010"},
+    {"item": "", "quantity": 1, "request_id": "body-00011"},
+    {"item": "hotpath", "quantity": 1, "request_id": "short"},
+    {"item": "hotpath", "quantity": 1},
+    {"quantity": 1, "request_id": "body-00012"},
+    {"item": "hotpath", "quantity": 1, "request_id": "body-00013", "extra": 1},
+    {"item": 5, "quantity": 1, "request_id": "body-00014"},
+    {"item": "hotpath", "quantity": 1, "request_id": "body-00015", "address": "x" * 301},
+    {"item": "hotpath", "quantity": None, "request_id": "body-00016"},
+]
+
+
+@pytest.mark.parametrize("body", REDEMPTION_BODIES)
+def test_the_quick_load_of_a_redemption_is_marshmallows_or_none(body):
+    """``RedemptionArgs.QUICK_LOAD``: what the quick check loads is what marshmallow loads; what
+    marshmallow refuses, it leaves to marshmallow (so every 422 keeps marshmallow's messages)."""
+    import marshmallow as ma
+
+    from app.core.schemas import quick_load
+    from app.mall.schemas import RedemptionArgs
+
+    schema = RedemptionArgs()
+    quick = quick_load(schema, body)
+    try:
+        loaded = schema.load(body)
+    except ma.ValidationError:
+        assert quick is None
+    else:
+        assert quick is None or quick == loaded
+
+
+def test_a_refused_redemption_body_has_marshmallows_messages(mini):
+    from app.mall.schemas import RedemptionArgs
+
+    for body in REDEMPTION_BODIES:
+        expected = RedemptionArgs().validate(body)
+        if not expected:
+            continue
+        answer = mini.post("/api/v1/me/redemptions", json=body)
+        assert answer.status_code == 422, (body, answer.json)
+        fields = answer.json["error"]["fields"]  # marshmallow's messages, in the member's language
+        assert {k: len(v) for k, v in fields.items()} == {k: len(v) for k, v in expected.items()}, body

@@ -10,7 +10,7 @@ from flask import g, request
 
 from app.core.errors import Forbidden, Unauthenticated
 from app.core.i18n import _l, use_member_locale
-from app.core.ratelimit import limiter, wechat_user
+from app.core.ratelimit import counted, wechat_user
 from app.members import registration, sessions
 from app.members.staff_mode import staff_of
 
@@ -93,14 +93,15 @@ def consented_member_ref_required(view: Callable) -> Callable:
     """``consented_member_required`` for a hot path that needs only who the member is: the same
     rule and refusals, but ``g.mini_session``, ``g.identity`` and ``g.member`` are plain values
     (``sessions.SessionRef``, ``IdentityRef``, ``MemberRef``: ids, openid, status, locale), read
-    without building ORM rows; the member's row is loaded only when the consent must be read."""
+    without building ORM rows; the member's last accepted policy version comes with them (the
+    same statement), so the consent needs no read and no cache."""
 
     @functools.wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         g.mini_session, g.identity, g.member = sessions.resolve_refs(bearer_token())
         member = g.member
         admit_member(None if member is None else member.status, None if member is None else member.locale)
-        registration.require_current_consent(member, (g.mini_session.id, g.mini_session.created_at))
+        registration.require_accepted_policy(None if member is None else member.accepted_policy)
         return view(*args, **kwargs)
 
     return wrapper
@@ -123,5 +124,6 @@ def staff_required(view: Callable) -> Callable:
 def per_user_limit(limit: str) -> Callable:
     """A rate limit per signed-in WeChat user. Put it *below* the auth decorator: limits are checked
     when the decorated function is called, and only then is the user known (above it, every user
-    behind one IP — a dealership's Wi-Fi, a proxy — would share one counter)."""
-    return limiter.limit(limit, key_func=wechat_user)
+    behind one IP — a dealership's Wi-Fi, a proxy — would share one counter). Counted by the route
+    itself (``ratelimit.counted``: flask-limiter's key, window, 429 and headers, less bookkeeping)."""
+    return counted(limit, wechat_user)

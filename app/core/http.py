@@ -26,6 +26,7 @@ from app.config import settings_of
 from app.core.db import db
 from app.core.errors import AppError, PartnerFailure, ServiceUnavailable, UpstreamUnavailable, ValidationFailed
 from app.core.i18n import _l, gettext
+from app.core.schemas import quick_load
 from app.core.security import verify_timestamped_signature
 
 log = logging.getLogger(__name__)
@@ -159,6 +160,32 @@ class TextSafeParser(FlaskParser):
         if bad:
             raise ma.ValidationError(bad)
         return data
+
+    def _process_location_data(  # noqa: PLR0917 - webargs' own signature
+        self,
+        location_data: Any,
+        schema: ma.Schema,
+        req: Any,
+        location: str,
+        unknown: str | None,
+        validators: Any,
+    ) -> Any:
+        """A JSON body of a schema that asks for it (``QUICK_LOAD``, the mall's redemption) is
+        loaded by ``schemas.quick_load`` when it can vouch for it (the same fields, validators and
+        values, without marshmallow's machinery around them); anything it cannot vouch for, and
+        every other schema, is loaded by marshmallow as before (its messages for every 422)."""
+        if (
+            getattr(schema, "QUICK_LOAD", False)
+            and location == "json"
+            and unknown in (None, webargs_core._UNKNOWN_DEFAULT_PARAM)
+            and self.unknown == webargs_core._UNKNOWN_DEFAULT_PARAM
+            and not validators
+            and isinstance(location_data, dict)
+        ):
+            quick = quick_load(schema, location_data)
+            if quick is not None:
+                return quick
+        return super()._process_location_data(location_data, schema, req, location, unknown, validators)
 
 
 class Blueprint(flask_smorest.Blueprint):

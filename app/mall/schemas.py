@@ -66,6 +66,9 @@ class MallOfferSchema(ma.Schema):
 
 
 class RedemptionArgs(BaseSchema):
+    #: the redemption's hot path: a well-formed body is loaded by ``schemas.quick_load``
+    QUICK_LOAD = True
+
     item = ma.fields.String(required=True, validate=identifier(32), metadata={"description": "Item code"})
     quantity = ma.fields.Integer(load_default=1, validate=Range(min=1, max=100))
     address = ma.fields.String(

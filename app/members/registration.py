@@ -91,6 +91,14 @@ def require_current_consent(member: Member | MemberRef, session_key: tuple[objec
         _accepted[key] = (current, time.monotonic() + CONSENT_CACHE_SECONDS)
 
 
+def require_accepted_policy(accepted_policy: str | None) -> None:
+    """``require_current_consent`` for a member whose last accepted policy version was read with
+    the session (``sessions.resolve_refs``): no read, no cache, the same refusal."""
+    current = POLICY_VERSION.value()
+    if accepted_policy != current:
+        raise ConsentRequired(details={"current_policy_version": current})
+
+
 @events.within_transaction(ConsentChanged)
 def _forget_acceptance(event: ConsentChanged) -> None:
     for key in [k for k in list(_accepted) if k[-1] == event.member_id]:

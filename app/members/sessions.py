@@ -26,7 +26,7 @@ from app.core.db import db
 from app.core.errors import ServiceUnavailable, Unauthenticated
 from app.core.i18n import _l
 from app.members import identities
-from app.members.models import Member, MiniappSession, WechatIdentity
+from app.members.models import Consent, Member, MiniappSession, WechatIdentity
 from app.points import queries as points
 from app.points.models import PointAccount
 from app.points.queries import Balance
@@ -178,7 +178,21 @@ class MemberRef:
     id: int
     status: str
     locale: str
+    #: The privacy policy version of the member's last acceptance (None: never accepted), read
+    #: with the session (``resolve_refs``): the consent rule needs no read of its own.
+    accepted_policy: str | None = None
 
+
+#: The policy version the member last accepted (``services.consent_state``'s ``policy_version``:
+#: the last granted ``privacy_policy`` decision recorded), as a column of the session's statement.
+_ACCEPTED_POLICY = (
+    sa.select(Consent.policy_version)
+    .where(Consent.member_id == Member.id, Consent.purpose == sa.literal_column("'privacy_policy'"), Consent.granted)
+    .order_by(Consent.id.desc())
+    .limit(sa.literal_column("1"))  # constants in the text: the driver's statement binds only the session id
+    .correlate(Member)
+    .scalar_subquery()
+)
 
 #: ``resolve``'s statement as columns only (no ORM rows, nothing decrypted); built once.
 _SESSION_REFS = (
@@ -194,6 +208,7 @@ _SESSION_REFS = (
         Member.status,
         Member.locale,
         TierState.tier,
+        _ACCEPTED_POLICY,
     )
     .join(WechatIdentity, WechatIdentity.id == MiniappSession.identity_id)
     .outerjoin(Member, Member.id == WechatIdentity.member_id)
@@ -208,11 +223,12 @@ def resolve_refs(token: str) -> tuple[SessionRef, IdentityRef, MemberRef | None]
     row = _session_refs_row(_session_id_of(token))
     if row is None:
         raise Unauthenticated()
-    sid, created_at, revoked_at, expires_at, signed_in_at, identity_id, openid, member_id, status, locale, tier = row
+    sid, created_at, revoked_at, expires_at, signed_in_at, identity_id, openid, member_id, status, locale = row[:10]
+    tier, accepted = row[10:]
     _ensure_live(revoked_at, expires_at, signed_in_at)
     member = None
     if member_id is not None:
-        member = MemberRef(member_id, status, locale)
+        member = MemberRef(member_id, status, locale, accepted)
         remember_current_tier(member_id, tier)
     return SessionRef(sid, created_at.astimezone(dt.UTC)), IdentityRef(identity_id, openid), member
 
