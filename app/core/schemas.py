@@ -193,11 +193,10 @@ def _quick_field(field: ma.fields.Field, key: str, data: dict[str, Any]) -> Any:
 
 
 def _check(field: ma.fields.Field, value: Any) -> None:
-    """The field's validators, as ``Field._validate`` runs them (a plain function returning False
-    fails too)."""
+    """The field's validators, as ``Field._validate`` runs them (marshmallow 4 ignores what they
+    return: only a ``ValidationError`` refuses)."""
     for validator in field.validators:
-        if validator(value) is False:
-            raise _Unsure
+        validator(value)
 
 
 def _run_validator_hooks(schema: ma.Schema, loaded: dict[str, Any]) -> None:
