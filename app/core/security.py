@@ -239,8 +239,21 @@ def sha256_hex(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
 
+#: HMACs already keyed with each signing secret in use (a partner's, WeChat's): a copy per message
+#: skips OpenSSL's set-up of a new HMAC, which inside a request costs more than the hashing itself.
+_keyed_hmacs: dict[str, Any] = {}
+
+
 def hmac_sha256_hex(secret: str, message: bytes) -> str:
-    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+    keyed = _keyed_hmacs.get(secret)
+    if keyed is None:
+        keyed = hmac.new(secret.encode(), digestmod=hashlib.sha256)
+        if len(_keyed_hmacs) >= 16:  # a handful of secrets in practice; never grows unbounded
+            _keyed_hmacs.clear()
+        _keyed_hmacs[secret] = keyed
+    mac = keyed.copy()  # the shared object is never updated: copies are independent
+    mac.update(message)
+    return mac.hexdigest()
 
 
 def verify_timestamped_signature(
