@@ -303,3 +303,18 @@ def test_a_known_dealer_code_is_read_once_per_ttl(app_ctx, monkeypatch):
     assert not dealers.dealer_code_exists("D0778") and len(reads) == 1
     dealers._known_codes["D0777"] -= dealers.DEALER_CODE_SECONDS  # read a TTL ago
     assert dealers.dealer_code_exists("D0777") and len(reads) == 2
+
+
+def test_the_webhook_opens_no_cookie_session_and_other_paths_still_do(app, shop, post_dms):
+    """The signed webhook skips Flask's cookie session (``http.without_session``): it answers the
+    same, sets no cookie, and every other path keeps its session."""
+    from flask import session
+    from flask.sessions import NullSession
+
+    response = post_dms(delivery(), headers={"Cookie": "session=whatever"})
+    assert response.status_code == 202
+    assert "Set-Cookie" not in response.headers and "Vary" not in response.headers
+    with app.test_request_context("/api/v1/dms/events", method="POST"):
+        assert isinstance(session._get_current_object(), NullSession)
+    with app.test_request_context("/console/login"):
+        assert not isinstance(session._get_current_object(), NullSession)

@@ -155,3 +155,74 @@ def test_a_schema_with_a_hook_it_does_not_run_is_never_vouched_for():
 
     assert quick_load(Trimmed(), {"name": " x "}) is None
     assert Trimmed().load({"name": " x "}) == {"name": "x"}
+
+
+class _Shapes(BaseSchema):
+    """The field kinds the quick check reads itself, next to marshmallow's own reading of them."""
+
+    day = ma.fields.Date()
+    at = ma.fields.AwareDateTime()
+    at_default_zone = ma.fields.AwareDateTime(default_timezone=dt.UTC)
+    blob = ma.fields.Dict()
+    keyed = ma.fields.Dict(keys=ma.fields.String(validate=ma.validate.Length(max=2)))
+    tags = ma.fields.List(ma.fields.String(validate=ma.validate.OneOf(["a", "b"])))
+    counts = ma.fields.List(ma.fields.Integer(strict=True))
+    falsy = ma.fields.String(validate=lambda value: value != "no")  # marshmallow 4: what it returns is ignored
+
+
+SHAPES: list[tuple[str, Any]] = [
+    ("day", "2026-12-04"),
+    ("day", "20261204"),  # ISO basic: fromisoformat reads it in Python 3.11
+    ("day", "2026-02-30"),
+    ("day", "2026-12-04T10:00:00"),
+    ("day", " 2026-12-04"),
+    ("day", ""),
+    ("day", 20261204),
+    ("day", None),
+    ("at", "2026-12-04T10:00:00+08:00"),
+    ("at", "2026-12-04T10:00:00Z"),
+    ("at", "2026-12-04 10:00:00.123456-05:30"),
+    ("at", "2026-12-04T10:00:00"),  # naive
+    ("at", "2026-12-04"),
+    ("at", "2026-12-04T25:00:00+00:00"),
+    ("at", "not a time"),
+    ("at", 1733300000),
+    ("at_default_zone", "2026-12-04T10:00:00"),
+    ("at_default_zone", "2026-12-04T10:00:00+08:00"),
+    ("blob", {"a": [1, {"b": None}]}),
+    ("blob", {}),
+    ("blob", []),
+    ("blob", "x"),
+    ("keyed", {"ab": 1}),
+    ("keyed", {"abc": 1}),
+    ("tags", ["a", "b", "a"]),
+    ("tags", []),
+    ("tags", ["c"]),
+    ("tags", ["a", 1]),
+    ("tags", "a"),
+    ("tags", {"a": 1}),
+    ("counts", [1, 2]),
+    ("counts", [1, True]),
+    ("counts", [1.0]),
+    ("falsy", "yes"),
+    ("falsy", "no"),
+]
+
+
+@pytest.mark.parametrize(("name", "value"), SHAPES)
+def test_each_field_kind_is_vouched_for_exactly_when_marshmallow_accepts_it_and_loads_the_same(name, value):
+    document = {name: copy.deepcopy(value)}
+    quick = quick_load(_Shapes(), copy.deepcopy(document))
+    try:
+        full = _Shapes().load(copy.deepcopy(document))
+    except ma.ValidationError:
+        assert quick is None
+        return
+    if quick is not None:
+        assert quick == full
+        assert [type(v) for v in quick.values()] == [type(v) for v in full.values()]
+        for key, loaded in quick.items():
+            if isinstance(loaded, dt.datetime):
+                assert loaded.utcoffset() == full[key].utcoffset()
+    else:  # only what the quick check cannot read itself may be left to marshmallow
+        assert name in ("keyed", "counts")

@@ -166,6 +166,36 @@ def _quick(schema: ma.Schema, data: Any) -> dict[str, Any]:
     return loaded
 
 
+#: ISO dates and times as marshmallow reads them (``Date`` / ``DateTime`` with format "iso").
+_ISO_FORMATS = ("iso", "iso8601")
+
+
+def _quick_value(field: ma.fields.Field, value: Any) -> Any:
+    """What ``field._deserialize`` returns for the plainest JSON shapes, without marshmallow's
+    calls around it; ``_Unsure`` for anything else (then the field deserializes it itself)."""
+    kind = type(field)
+    if kind is ma.fields.Date and type(value) is str and field.format in _ISO_FORMATS:
+        return dt.date.fromisoformat(value)  # Date's "iso" function; ValueError: marshmallow words it
+    if kind is ma.fields.AwareDateTime and type(value) is str and field.format in _ISO_FORMATS:
+        loaded = dt.datetime.fromisoformat(value)  # DateTime's "iso" function
+        if loaded.tzinfo is None or loaded.tzinfo.utcoffset(loaded) is None:
+            raise _Unsure  # naive: refused, or given the field's default zone, by marshmallow
+        return loaded
+    if kind is ma.fields.Dict and type(value) is dict and field.key_field is None and field.value_field is None:
+        return dict(value)  # Mapping._deserialize without key or value fields: a copy
+    if kind is ma.fields.List and type(value) is list:
+        inner = field.inner
+        plain = _PLAIN.get(type(inner))
+        if plain is None or inner.pre_load or inner.post_load:
+            raise _Unsure
+        for each in value:
+            if type(each) is not plain:
+                raise _Unsure
+            _check(inner, each)
+        return list(value)
+    raise _Unsure
+
+
 def _quick_field(field: ma.fields.Field, key: str, data: dict[str, Any]) -> Any:
     value = data[key]
     if type(field) is ma.fields.Nested and not field.many and not field.validators and value is not None:
@@ -174,13 +204,26 @@ def _quick_field(field: ma.fields.Field, key: str, data: dict[str, Any]) -> Any:
             raise _Unsure
         return _quick(nested, value)
     try:
+        if field.pre_load or field.post_load:
+            return field.deserialize(value, key, data)
         if type(value) is _PLAIN.get(type(field)):  # what marshmallow would return unchanged
-            for validator in field.validators:
-                validator(value)
+            _check(field, value)
             return value
-        return field.deserialize(value, key, data)
+        try:
+            loaded = _quick_value(field, value)
+        except (_Unsure, ValueError):
+            return field.deserialize(value, key, data)
+        _check(field, loaded)
+        return loaded
     except ma.ValidationError:
         raise _Unsure from None
+
+
+def _check(field: ma.fields.Field, value: Any) -> None:
+    """The field's validators, as ``Field._validate`` runs them (marshmallow 4 ignores what they
+    return: only a ``ValidationError`` refuses)."""
+    for validator in field.validators:
+        validator(value)
 
 
 def _run_validator_hooks(schema: ma.Schema, loaded: dict[str, Any]) -> None:
