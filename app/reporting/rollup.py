@@ -335,11 +335,13 @@ for _dialect, _SQL in _DIALECTS.items():  # the helpers above read _SQL
     _SPELLED[_dialect] = (_spell_statements(), _spell_months())
 STATEMENTS = _SPELLED["postgresql"][0]
 METRICS: tuple[str, ...] = tuple(metric for metrics, _sql in STATEMENTS for metric in metrics)
-#: Every metric's rows summed over the dealers, for HQ's charts.
+#: Every metric's rows summed over the dealers, for HQ's charts: the daily metrics just rolled only
+#: (the month rows, dated the 1st, get theirs from the daily totals in ``_roll_months``; summing last
+#: run's month rows here again made a duplicate of HQ's month row whenever a window held a 1st).
 _TOTALS = (
     _INSERT
     + f"""SELECT metric, day, {ALL_DEALERS}, key, sum(value) FROM daily_metrics
-WHERE day BETWEEN :d0 AND :d1 AND dealer_id <> {ALL_DEALERS} GROUP BY metric, day, key"""
+WHERE day BETWEEN :d0 AND :d1 AND dealer_id <> {ALL_DEALERS} AND metric IN :metrics GROUP BY metric, day, key"""
 )
 
 
@@ -374,7 +376,8 @@ def roll(first: dt.date, last: dt.date) -> RollupRun:
     for _metrics, sql in _SPELLED[db.dialect][0]:
         for statement in sql.split(";\n"):
             db.session.execute(sa.text(statement), params)
-    db.session.execute(sa.text(_TOTALS), params)
+    totals = sa.text(_TOTALS).bindparams(sa.bindparam("metrics", expanding=True))
+    db.session.execute(totals, {**params, "metrics": list(METRICS)})
     _roll_months(first, last)
     rows = db.session.scalar(
         sa.select(sa.func.count())
