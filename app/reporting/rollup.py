@@ -98,21 +98,20 @@ def _plus(day: str, days: int) -> str:
 def _stock(metric: str, *, source: str, ts: str, dealer: str, value: str, where: str) -> str:
     """A stock at the end of each day: everything before the window plus the window's running sum.
 
-    No join: the opening balance (dated the day before the window), the window's daily flows and a
-    zero for every day and dealer are summed per day and dealer, then summed up running per dealer.
+    No join: one pass over the source up to the window's end gives the opening balance (the rows
+    before the window, dated the day before it) and the window's daily flows; those and a zero for
+    every day and dealer are summed per day and dealer, then summed up running per dealer.
     """
     return (
         _INSERT
         + f"""
-WITH flow AS (SELECT {_day(ts)} AS day, {dealer} AS dealer, {value} AS n FROM {source}
-              WHERE {where} AND {ts} >= :t0 AND {ts} < :t1 GROUP BY 1, 2),
-base AS (SELECT {_SQL["day_before_window"]} AS day, {dealer} AS dealer, {value} AS n FROM {source}
-         WHERE {where} AND {ts} < :t0 GROUP BY 2),
-dealers AS (SELECT dealer FROM base UNION SELECT dealer FROM flow),
+WITH flow AS (SELECT CASE WHEN {ts} < :t0 THEN {_SQL["day_before_window"]} ELSE {_day(ts)} END AS day,
+                     {dealer} AS dealer, {value} AS n FROM {source}
+              WHERE {where} AND {ts} < :t1 GROUP BY 1, 2),
+dealers AS (SELECT DISTINCT dealer FROM flow),
 daily AS (
   SELECT day, dealer, sum(n) AS n FROM (
-    SELECT day, dealer, n FROM base
-    UNION ALL SELECT day, dealer, n FROM flow
+    SELECT day, dealer, n FROM flow
     UNION ALL SELECT days.day, dealers.dealer, 0 FROM ({_SQL["days"]}) days CROSS JOIN dealers) x
   GROUP BY day, dealer),
 running AS (SELECT day, dealer, sum(n) OVER (PARTITION BY dealer ORDER BY day) AS n FROM daily)
