@@ -157,3 +157,31 @@ def test_the_joined_sql_due_date_is_due_on(one_car, bought, serviced, km, months
         .where(Vehicle.id == one_car.id)
     )
     assert in_sql == expected
+
+
+def test_tiers_at_risk_are_planned_in_sql_for_the_states_would_drop_judges_at_risk(app_ctx):
+    from app.tiers import policy
+    from app.tiers.models import TierState
+
+    today = dt.date(2026, 11, 20)
+    review_on = today + dt.timedelta(days=policy.AT_RISK_DAYS.value())
+    since = policy._inactive_since(review_on)
+    long_ago = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
+    lasts = [None, since - dt.timedelta(microseconds=1), since, since + dt.timedelta(hours=1), long_ago]
+    states = []
+    for n in range(30):
+        member = factories.member(status="closed" if n % 7 == 0 else "active")
+        review = [review_on, review_on, review_on - dt.timedelta(days=1), review_on + dt.timedelta(days=1), None][n % 5]
+        state = TierState(member_id=member.id, tier="gold", review_on=review, last_qualifying_at=lasts[(n // 5) % 5])
+        states.append(db.session.merge(state))
+    db.session.flush()
+    expected = sorted(state.member_id for state in states if state.review_on == review_on and policy.would_drop(state))
+    assert planning.plan_tiers_at_risk(today, dry_run=True) == len(expected) > 3
+    assert planning.plan_tiers_at_risk(today) == len(expected)
+    planned = db.session.execute(
+        sa.select(Notification.member_id, Notification.period, Notification.due_at).where(
+            Notification.kind == "tier_at_risk"
+        )
+    ).all()
+    assert sorted(row.member_id for row in planned) == expected
+    assert {(row.period, row.due_at) for row in planned} == {(review_on.isoformat(), planning._due_at(today))}

@@ -173,24 +173,12 @@ def plan_anniversaries(today: dt.date, *, dry_run: bool = False) -> int:
 def plan_tiers_at_risk(today: dt.date, *, dry_run: bool = False) -> int:
     """Members whose tier review is 30 days away and who would drop if nothing happens."""
     review_on = today + dt.timedelta(days=policy.AT_RISK_DAYS.value())
-    planned, after = 0, 0
-    while True:  # keyset pages: would_drop is decided in Python
-        states = list(
-            db.session.scalars(
-                sa.select(TierState)
-                .where(TierState.review_on == review_on, TierState.member_id > after)
-                .order_by(TierState.member_id)
-                .limit(1000)
-            )
-        )
-        if not states:
-            return planned
-        after = states[-1].member_id
-        at_risk = [state.member_id for state in states if policy.would_drop(state)]
-        if not at_risk:
-            continue
-        select = _members_due("tier_at_risk", review_on.isoformat(), today).where(Member.id.in_(at_risk))
-        planned += _insert_planned("tier_at_risk", select, dry_run=dry_run)
+    select = (
+        _members_due("tier_at_risk", review_on.isoformat(), today)
+        .join(TierState, TierState.member_id == Member.id)
+        .where(policy.would_drop_on(review_on))
+    )
+    return _insert_planned("tier_at_risk", select, dry_run=dry_run)
 
 
 def plan_birthdays(today: dt.date, *, dry_run: bool = False) -> int:
