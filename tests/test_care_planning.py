@@ -483,6 +483,24 @@ def test_a_dry_run_counts_stages_and_writes_nothing(app_ctx):
     assert reminders() == []
 
 
+def test_every_member_is_counted_once_by_stage_whatever_the_page_size(app_ctx):
+    # PostgreSQL counts the unchanged members per stage in SQL and pages on the counts' last id
+    for days_ago, idle in ((5, 1), (200, 10), (200, 120), (500, 400), (900, 20), (40, 39), (300, 95)):
+        member = follower(enrolled_at=NOW - dt.timedelta(days=days_ago))
+        sign_in(member, NOW - dt.timedelta(days=idle))
+    lifecycle.judge(NOW - dt.timedelta(days=100), page=2)  # some stages on record, some to change
+    whole = lifecycle.judge(NOW, dry_run=True)
+    assert whole.judged == 7 and sum(whole.by_stage.values()) == 7
+    for page in (1, 2, 3):
+        paged = lifecycle.judge(NOW, dry_run=True, page=page)
+        assert (paged.judged, paged.by_stage, paged.changed, paged.entered_churn_risk) == (
+            whole.judged,
+            whole.by_stage,
+            whole.changed,
+            whole.entered_churn_risk,
+        )
+
+
 def test_the_lifecycle_history_is_append_only(app_ctx):
     follower(enrolled_at=NOW - dt.timedelta(days=10))  # joined before the judged moment, whatever today is
     lifecycle.judge(NOW)

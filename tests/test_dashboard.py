@@ -354,6 +354,20 @@ def test_rolling_twice_gives_the_same_rows_and_a_late_event_re_rolls_the_day(app
     assert values("members_total")[(NEXT, ours.id, "")] == 1
 
 
+def test_a_window_holding_a_first_of_the_month_rolls_twice_like_the_nightly_re_roll(app_ctx, two_dealers):
+    # The month rows are dated the 1st: a second roll over them summed last run's month rows again
+    # into HQ's totals (a duplicate key: every nightly re-roll after the first failed).
+    ours, *_ = two_dealers
+    factories.member(enrolling_dealer_id=ours.id, enrolled_at=at(dt.date(2026, 11, 30), 10))
+    factories.member(enrolling_dealer_id=ours.id, enrolled_at=at(dt.date(2026, 12, 1), 10))
+    first, last = dt.date(2026, 10, 28), dt.date(2026, 12, 1)
+    rollup.roll(first, last)
+    once = rows()
+    rollup.roll(first, last)
+    assert rows() == once
+    assert totals("new_members@month") == {(dt.date(2026, 11, 1), ""): 1, (dt.date(2026, 12, 1), ""): 1}
+
+
 def test_a_long_range_reads_whole_months_from_the_month_rows_and_the_ends_from_the_days(app_ctx, two_dealers):
     ours, _theirs, advisor, _ = two_dealers
     for day in (

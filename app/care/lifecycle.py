@@ -124,18 +124,37 @@ def _judged_page_query(after: int, limit: int, now: dt.datetime, rules: dict[str
     )  # greatest() skips NULLs, like last_interaction
     stage = stage_sql(now, page.c.enrolled_at, last, page.c.vehicles, rules)
     changed = stage.is_distinct_from(MemberLifecycle.stage)
-    return (
-        sa.select(  # the rest only for the members whose stage changed: the others are just counted
+    judged = (
+        sa.select(
             page.c.id,
             stage.label("stage"),
             changed.label("changed"),
-            sa.case((changed, page.c.status)).label("status"),
-            sa.case((changed, last)).label("last_interaction_at"),
+            page.c.status,
+            last.label("last_interaction_at"),
         )
         .select_from(page)
         .outerjoin(MemberLifecycle, MemberLifecycle.member_id == page.c.id)
-        .order_by(page.c.id)
+        .cte("judged")
     )
+    # Only the members whose stage changed come back one by one, with their data; the others are
+    # counted per stage (``id`` NULL), so that a page is a few rows to Python, not 2,000.
+    changes = sa.select(
+        judged.c.id,
+        judged.c.stage,
+        judged.c.status,
+        judged.c.last_interaction_at,
+        sa.literal(0).label("members"),
+        judged.c.id.label("last_id"),
+    ).where(judged.c.changed)
+    counts = sa.select(
+        sa.literal(None, judged.c.id.type),
+        judged.c.stage,
+        sa.literal(None, judged.c.status.type),
+        sa.literal(None, judged.c.last_interaction_at.type),
+        sa.func.count(),
+        sa.func.max(judged.c.id),
+    ).group_by(judged.c.stage)
+    return sa.union_all(changes, counts)  # type: ignore[return-value]
 
 
 def _page_query(after: int, limit: int, now: dt.datetime) -> sa.Select:
@@ -255,6 +274,32 @@ def _apply(changes: list[Change], fresh: set[int], now: dt.datetime) -> None:
     )
 
 
+def _read_page(
+    rows: Sequence[Any], run: LifecycleRun, after: int, now: dt.datetime, thresholds: dict[str, int], *, in_sql: bool
+) -> tuple[int, set[int], dict[int, tuple[str, dt.datetime]]]:
+    """Count a page's stages into ``run``; returns the keyset bound, the active members among those
+    that may change, and those members' (stage, last interaction), in id order."""
+    judged: dict[int, tuple[str, dt.datetime]] = {}
+    if in_sql:  # the changed members one by one, the rest counted per stage
+        active = {row.id for row in rows if row.id is not None and row.status == "active"}
+        for row in sorted(rows, key=lambda row: row.last_id):
+            if row.id is None:
+                run.by_stage[row.stage] = run.by_stage.get(row.stage, 0) + row.members
+                run.judged += row.members
+                after = max(after, row.last_id)
+            else:
+                judged[row.id] = (row.stage, row.last_interaction_at)
+        return after, active, judged
+    active = {row.id for row in rows if row.status == "active"}
+    for row in rows:
+        last = last_interaction(row)
+        stage = stage_for(now, row.enrolled_at, last, row.vehicles, thresholds)
+        judged[row.id] = (stage, last)
+        run.by_stage[stage] = run.by_stage.get(stage, 0) + 1
+    run.judged += len(rows)
+    return rows[-1].id, active, judged
+
+
 def judge(
     now: dt.datetime | None = None, *, dry_run: bool = False, page: int = PAGE, commit_each_page: bool = False
 ) -> LifecycleRun:
@@ -271,20 +316,7 @@ def judge(
         rows = db.session.execute(query).all()
         if not rows:
             return run
-        after = rows[-1].id
-        active = {row.id for row in rows if row.status == "active"}
-        judged: dict[int, tuple[str, dt.datetime]] = {}  # the members whose stage may change
-        for row in rows:
-            if in_sql:
-                stage = row.stage
-                if row.changed:
-                    judged[row.id] = (stage, row.last_interaction_at)
-            else:
-                last = last_interaction(row)
-                stage = stage_for(now, row.enrolled_at, last, row.vehicles, thresholds)
-                judged[row.id] = (stage, last)
-            run.by_stage[stage] = run.by_stage.get(stage, 0) + 1
-        run.judged += len(rows)
+        after, active, judged = _read_page(rows, run, after, now, thresholds, in_sql=in_sql)
         current = _current_stages(list(judged), lock=not dry_run)
         fresh: set[int] = set()
         if not dry_run:

@@ -69,5 +69,34 @@ def due_sql() -> sa.ColumnElement[dt.date]:
     )
 
 
+#: The car's own model interval and the ``default`` one, outer-joined by the set-based planner.
+MODEL_INTERVAL = sa.alias(MaintenanceInterval.__table__, "model_interval")
+DEFAULT_INTERVAL = sa.alias(MaintenanceInterval.__table__, "default_interval")
+
+
+def due_sql_joined() -> sa.ColumnElement[dt.date]:
+    """``due_on`` in PostgreSQL's SQL for a query joining ``vehicles`` to ``MODEL_INTERVAL`` (on its
+    model code) and ``DEFAULT_INTERVAL`` (on ``'default'``), both outer: the model's interval, else
+    ``default`` (months and km are NOT NULL, so a missing row is the only NULL); NULL when neither
+    exists or the car has no date. ``date + interval 'N months'`` clamps to the month's end, as
+    ``_add_months``; the km date is ``ceil`` of the exact quotient, as ``due_on``'s floor division."""
+    months = sa.func.coalesce(MODEL_INTERVAL.c.months, DEFAULT_INTERVAL.c.months)
+    km = sa.func.coalesce(MODEL_INTERVAL.c.km, DEFAULT_INTERVAL.c.km)
+    by_months = sa.cast(
+        sa.func.coalesce(Vehicle.last_service_on, Vehicle.purchase_date)
+        + months * sa.literal_column("interval '1 month'"),
+        sa.Date,
+    )
+    days_driven = Vehicle.last_service_on - Vehicle.purchase_date
+    km_days = sa.cast(sa.func.ceil(sa.cast(km, sa.Numeric) * days_driven / Vehicle.last_service_km), sa.Integer)
+    by_km = sa.case(
+        (
+            sa.and_(Vehicle.last_service_on > Vehicle.purchase_date, Vehicle.last_service_km != 0),
+            Vehicle.last_service_on + km_days,
+        ),
+    )
+    return sa.type_coerce(sa.func.least(by_months, by_km), sa.Date)
+
+
 def interval_for(model_code: str) -> MaintenanceInterval | None:
     return db.session.get(MaintenanceInterval, model_code) or db.session.get(MaintenanceInterval, "default")

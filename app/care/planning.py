@@ -43,8 +43,10 @@ INSURANCE_REMINDER_DAYS = tunables.define(
 MAINTENANCE_LEAD_DAYS = tunables.define(
     "care.maintenance_lead_days", 14, "Days before a car's maintenance is due when its owner is reminded"
 )
-#: Vehicles read per page by the maintenance planner.
+#: Vehicles read per page by the maintenance planner in Python (SQLite).
 PAGE = 2000
+#: Range of vehicle ids planned per statement by the set-based maintenance planner (PostgreSQL).
+SET_CHUNK = 100_000
 
 
 @dataclass(frozen=True)
@@ -171,24 +173,12 @@ def plan_anniversaries(today: dt.date, *, dry_run: bool = False) -> int:
 def plan_tiers_at_risk(today: dt.date, *, dry_run: bool = False) -> int:
     """Members whose tier review is 30 days away and who would drop if nothing happens."""
     review_on = today + dt.timedelta(days=policy.AT_RISK_DAYS.value())
-    planned, after = 0, 0
-    while True:  # keyset pages: would_drop is decided in Python
-        states = list(
-            db.session.scalars(
-                sa.select(TierState)
-                .where(TierState.review_on == review_on, TierState.member_id > after)
-                .order_by(TierState.member_id)
-                .limit(1000)
-            )
-        )
-        if not states:
-            return planned
-        after = states[-1].member_id
-        at_risk = [state.member_id for state in states if policy.would_drop(state)]
-        if not at_risk:
-            continue
-        select = _members_due("tier_at_risk", review_on.isoformat(), today).where(Member.id.in_(at_risk))
-        planned += _insert_planned("tier_at_risk", select, dry_run=dry_run)
+    select = (
+        _members_due("tier_at_risk", review_on.isoformat(), today)
+        .join(TierState, TierState.member_id == Member.id)
+        .where(policy.would_drop_on(review_on))
+    )
+    return _insert_planned("tier_at_risk", select, dry_run=dry_run)
 
 
 def plan_birthdays(today: dt.date, *, dry_run: bool = False) -> int:
@@ -224,19 +214,57 @@ def plan_insurance_renewals(today: dt.date, *, dry_run: bool = False) -> int:
 
 def plan_maintenance(today: dt.date, *, dry_run: bool = False) -> int:
     """Current owners of cars due for maintenance within ``care.maintenance_lead_days``: one
-    reminder per car and due date (a later service makes a new due date; a resale, a new owner)."""
+    reminder per car and due date (a later service makes a new due date; a resale, a new owner).
+
+    PostgreSQL: set-based, one ``INSERT … SELECT`` per range of car ids with the due date computed
+    in SQL (``maintenance.due_sql_joined``, the rule of ``due_on``). SQLite (``make run``): cars
+    page by page through ``due_on`` in Python (its date arithmetic has no month clamping)."""
+    if db.dialect == "postgresql":
+        return _plan_maintenance_in_sql(today, dry_run=dry_run)
+    return _plan_maintenance_in_python(today, dry_run=dry_run)
+
+
+def _plan_maintenance_in_sql(today: dt.date, *, dry_run: bool) -> int:
+    lead = dt.timedelta(days=MAINTENANCE_LEAD_DAYS.value())
+    low, high = db.session.execute(sa.select(sa.func.min(Vehicle.id), sa.func.max(Vehicle.id))).one()
+    if low is None:
+        return 0
+    planned, after = 0, low - 1
+    while after < high:  # id ranges, not keyset pages: each statement is bounded on both sides of the join
+        upto = after + SET_CHUNK
+        due = maintenance.due_sql_joined()
+        cars = (
+            _current_owner_join(
+                sa.select(Ownership.member_id.label("member_id"), Vehicle.id.label("vehicle_id"), due.label("due"))
+                .select_from(Vehicle)
+                .outerjoin(maintenance.MODEL_INTERVAL, maintenance.MODEL_INTERVAL.c.model_code == Vehicle.model_code)
+                .outerjoin(maintenance.DEFAULT_INTERVAL, maintenance.DEFAULT_INTERVAL.c.model_code == "default")
+            )
+            .where(Vehicle.id > after, Vehicle.id <= upto, Ownership.vehicle_id > after, Ownership.vehicle_id <= upto)
+            .subquery("cars")
+        )
+        period = sa.cast(cars.c.vehicle_id, sa.String) + sa.literal(":") + sa.func.to_char(cars.c.due, "YYYY-MM-DD")
+        select = sa.select(
+            cars.c.member_id,
+            _key("maintenance_due", cars.c.member_id, period).label("dedupe_key"),
+            period.label("period"),
+            sa.literal(_due_at(today), Notification.__table__.c.due_at.type).label("due_at"),
+        ).where(cars.c.due.between(today, today + lead))
+        planned += _insert_planned("maintenance_due", select, dry_run=dry_run)
+        after = upto
+    return planned
+
+
+def _plan_maintenance_in_python(today: dt.date, *, dry_run: bool) -> int:
     by_model, lead = maintenance.intervals(), dt.timedelta(days=MAINTENANCE_LEAD_DAYS.value())
     default = by_model.get("default")
     planned, after = 0, 0
-    near_due = sa.true()
-    if db.dialect == "postgresql":  # only cars whose due date (the same rule in SQL) is in the window
-        near_due = maintenance.due_sql().between(today, today + lead)
     while True:  # keyset pages over owned cars: the due date is decided in Python
         page = db.session.execute(
             _current_owner_join(sa.select(*maintenance.SERVICE_COLUMNS, Ownership.member_id))
             # Both sides of the join bounded: with only the cars' bound, the planner merge-joins by
             # walking the owners' index from its start on every page (quadratic over the base).
-            .where(Vehicle.id > after, Ownership.vehicle_id > after, near_due)
+            .where(Vehicle.id > after, Ownership.vehicle_id > after)
             .order_by(Vehicle.id)
             .limit(PAGE)
         ).all()

@@ -98,21 +98,20 @@ def _plus(day: str, days: int) -> str:
 def _stock(metric: str, *, source: str, ts: str, dealer: str, value: str, where: str) -> str:
     """A stock at the end of each day: everything before the window plus the window's running sum.
 
-    No join: the opening balance (dated the day before the window), the window's daily flows and a
-    zero for every day and dealer are summed per day and dealer, then summed up running per dealer.
+    No join: one pass over the source up to the window's end gives the opening balance (the rows
+    before the window, dated the day before it) and the window's daily flows; those and a zero for
+    every day and dealer are summed per day and dealer, then summed up running per dealer.
     """
     return (
         _INSERT
         + f"""
-WITH flow AS (SELECT {_day(ts)} AS day, {dealer} AS dealer, {value} AS n FROM {source}
-              WHERE {where} AND {ts} >= :t0 AND {ts} < :t1 GROUP BY 1, 2),
-base AS (SELECT {_SQL["day_before_window"]} AS day, {dealer} AS dealer, {value} AS n FROM {source}
-         WHERE {where} AND {ts} < :t0 GROUP BY 2),
-dealers AS (SELECT dealer FROM base UNION SELECT dealer FROM flow),
+WITH flow AS (SELECT CASE WHEN {ts} < :t0 THEN {_SQL["day_before_window"]} ELSE {_day(ts)} END AS day,
+                     {dealer} AS dealer, {value} AS n FROM {source}
+              WHERE {where} AND {ts} < :t1 GROUP BY 1, 2),
+dealers AS (SELECT DISTINCT dealer FROM flow),
 daily AS (
   SELECT day, dealer, sum(n) AS n FROM (
-    SELECT day, dealer, n FROM base
-    UNION ALL SELECT day, dealer, n FROM flow
+    SELECT day, dealer, n FROM flow
     UNION ALL SELECT days.day, dealers.dealer, 0 FROM ({_SQL["days"]}) days CROSS JOIN dealers) x
   GROUP BY day, dealer),
 running AS (SELECT day, dealer, sum(n) OVER (PARTITION BY dealer ORDER BY day) AS n FROM daily)
@@ -335,11 +334,13 @@ for _dialect, _SQL in _DIALECTS.items():  # the helpers above read _SQL
     _SPELLED[_dialect] = (_spell_statements(), _spell_months())
 STATEMENTS = _SPELLED["postgresql"][0]
 METRICS: tuple[str, ...] = tuple(metric for metrics, _sql in STATEMENTS for metric in metrics)
-#: Every metric's rows summed over the dealers, for HQ's charts.
+#: Every metric's rows summed over the dealers, for HQ's charts: the daily metrics just rolled only
+#: (the month rows, dated the 1st, get theirs from the daily totals in ``_roll_months``; summing last
+#: run's month rows here again made a duplicate of HQ's month row whenever a window held a 1st).
 _TOTALS = (
     _INSERT
     + f"""SELECT metric, day, {ALL_DEALERS}, key, sum(value) FROM daily_metrics
-WHERE day BETWEEN :d0 AND :d1 AND dealer_id <> {ALL_DEALERS} GROUP BY metric, day, key"""
+WHERE day BETWEEN :d0 AND :d1 AND dealer_id <> {ALL_DEALERS} AND metric IN :metrics GROUP BY metric, day, key"""
 )
 
 
@@ -374,7 +375,8 @@ def roll(first: dt.date, last: dt.date) -> RollupRun:
     for _metrics, sql in _SPELLED[db.dialect][0]:
         for statement in sql.split(";\n"):
             db.session.execute(sa.text(statement), params)
-    db.session.execute(sa.text(_TOTALS), params)
+    totals = sa.text(_TOTALS).bindparams(sa.bindparam("metrics", expanding=True))
+    db.session.execute(totals, {**params, "metrics": list(METRICS)})
     _roll_months(first, last)
     rows = db.session.scalar(
         sa.select(sa.func.count())

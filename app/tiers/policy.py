@@ -170,6 +170,15 @@ def would_drop(state: TierState) -> bool:
     return state.last_qualifying_at is None or state.last_qualifying_at < _inactive_since(state.review_on)
 
 
+def would_drop_on(review_on: dt.date) -> sa.ColumnElement[bool]:
+    """``would_drop`` in SQL for the tier states reviewed on ``review_on`` (one activity window)."""
+    since = _inactive_since(review_on)
+    return sa.and_(
+        TierState.review_on == review_on,
+        sa.or_(TierState.last_qualifying_at.is_(None), TierState.last_qualifying_at < since),
+    )
+
+
 def due_for_review(today: dt.date, limit: int) -> list[int]:
     return list(
         db.session.scalars(
