@@ -185,3 +185,24 @@ def test_tiers_at_risk_are_planned_in_sql_for_the_states_would_drop_judges_at_ri
     ).all()
     assert sorted(row.member_id for row in planned) == expected
     assert {(row.period, row.due_at) for row in planned} == {(review_on.isoformat(), planning._due_at(today))}
+
+
+def test_an_absurd_odometer_reading_cannot_abort_the_night(one_car):
+    """1 km in ten years with a 2,000,000 km interval: the km date is millions of days away (beyond
+    an integer cast or PostgreSQL's dates in the worst case); the months' date is the answer."""
+    interval = db.session.get(MaintenanceInterval, "HYPO")
+    interval.months, interval.km = 12, 2_000_000_000
+    one_car.purchase_date, one_car.last_service_on, one_car.last_service_km = (
+        dt.date(2016, 1, 1),
+        dt.date(2026, 1, 1),
+        1,
+    )
+    db.session.flush()
+    in_sql = db.session.scalar(
+        sa.select(maintenance.due_sql_joined())
+        .select_from(Vehicle)
+        .outerjoin(maintenance.MODEL_INTERVAL, maintenance.MODEL_INTERVAL.c.model_code == Vehicle.model_code)
+        .outerjoin(maintenance.DEFAULT_INTERVAL, maintenance.DEFAULT_INTERVAL.c.model_code == "default")
+        .where(Vehicle.id == one_car.id)
+    )
+    assert in_sql == dt.date(2027, 1, 1)

@@ -74,6 +74,9 @@ MODEL_INTERVAL = sa.alias(MaintenanceInterval.__table__, "model_interval")
 DEFAULT_INTERVAL = sa.alias(MaintenanceInterval.__table__, "default_interval")
 
 
+KM_DAYS_CAP = 36_525  # days
+
+
 def due_sql_joined() -> sa.ColumnElement[dt.date]:
     """``due_on`` in PostgreSQL's SQL for a query joining ``vehicles`` to ``MODEL_INTERVAL`` (on its
     model code) and ``DEFAULT_INTERVAL`` (on ``'default'``), both outer: the model's interval, else
@@ -88,7 +91,10 @@ def due_sql_joined() -> sa.ColumnElement[dt.date]:
         sa.Date,
     )
     days_driven = Vehicle.last_service_on - Vehicle.purchase_date
-    km_days = sa.cast(sa.func.ceil(sa.cast(km, sa.Numeric) * days_driven / Vehicle.last_service_km), sa.Integer)
+    # capped at a century: an absurd reading (1 km in years) must not overflow the cast or the date and
+    # abort the whole night; the months' date is the earlier one long before (same result as due_on)
+    exact_days = sa.func.ceil(sa.cast(km, sa.Numeric) * days_driven / Vehicle.last_service_km)
+    km_days = sa.cast(sa.func.least(exact_days, KM_DAYS_CAP), sa.Integer)
     by_km = sa.case(
         (
             sa.and_(Vehicle.last_service_on > Vehicle.purchase_date, Vehicle.last_service_km != 0),
