@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import json
+import time
 from typing import Any
 
 import pytest
@@ -98,6 +100,14 @@ def test_bad_signatures_get_401_and_nothing_is_stored(shop, post_dms, change, re
     assert response.status_code == 401
     assert response.json["error"]["code"] == "bad_signature"
     assert response.json["error"]["details"] == {"reason": reason}
+    assert count(inbox.InboundEvent) == 0
+
+
+def test_a_signature_with_non_ascii_characters_is_refused_not_a_500(shop, client):
+    document = json.dumps(delivery()).encode()
+    headers = {"X-Timestamp": str(int(time.time())), "X-Signature": "sha256=éé", "Content-Type": "application/json"}
+    response = client.post("/api/v1/dms/events", data=document, headers=headers)
+    assert response.status_code == 401 and response.json["error"]["details"] == {"reason": "signature_mismatch"}
     assert count(inbox.InboundEvent) == 0
 
 

@@ -205,4 +205,14 @@ def test_an_absurd_odometer_reading_cannot_abort_the_night(one_car):
         .outerjoin(maintenance.DEFAULT_INTERVAL, maintenance.DEFAULT_INTERVAL.c.model_code == "default")
         .where(Vehicle.id == one_car.id)
     )
-    assert in_sql == dt.date(2027, 1, 1)
+    assert in_sql == dt.date(2027, 1, 1) == maintenance.due_on(one_car, interval)  # the sender's date too
+    one_car.last_service_km = -1  # not from the DMS (it refuses negatives), but not a night's end either
+    db.session.flush()
+    in_sql = db.session.scalar(
+        sa.select(maintenance.due_sql_joined())
+        .select_from(Vehicle)
+        .outerjoin(maintenance.MODEL_INTERVAL, maintenance.MODEL_INTERVAL.c.model_code == Vehicle.model_code)
+        .outerjoin(maintenance.DEFAULT_INTERVAL, maintenance.DEFAULT_INTERVAL.c.model_code == "default")
+        .where(Vehicle.id == one_car.id)
+    )
+    assert in_sql == maintenance.due_on(one_car, interval) == dt.date(2026, 1, 1) - dt.timedelta(days=36_525)

@@ -166,6 +166,26 @@ def test_the_limit_counted_by_the_route_answers_as_flask_limiters_did(mini, clie
         assert any(k.endswith("/mall.redeem/30/1/minute") for k in keys), keys
 
 
+def test_a_refusal_stands_when_the_window_for_the_headers_cannot_be_read(mini, monkeypatch):
+    """The limit's decision is made by the hit; failing to read the window afterwards (for the
+    headers) loses only the headers, it does not serve a request that was over the limit."""
+    from app.core.ratelimit import limiter
+
+    item("coupon", points=100, stock=100, code="hotpath")
+    body = {"item": "hotpath", "quantity": 1}
+    assert all(
+        mini.post("/api/v1/me/redemptions", json=body | {"request_id": f"win-{i:05d}"}).status_code == 201
+        for i in range(30)
+    )
+
+    def unreadable(*_args, **_kwargs):
+        raise ConnectionError("the window cannot be read")
+
+    monkeypatch.setattr(type(limiter.limiter), "get_window_stats", unreadable)
+    over = mini.post("/api/v1/me/redemptions", json=body | {"request_id": "win-00030"})
+    assert over.status_code == 429, over.json
+
+
 REDEMPTION_BODIES = [
     {"item": "hotpath", "quantity": 1, "request_id": "body-00001"},
     {"item": "hotpath", "request_id": "body-00002"},

@@ -37,6 +37,11 @@ SERVICE_COLUMNS = (
 )
 
 
+#: The km-extrapolated due date lies within a century of the last service either way: an absurd
+#: odometer reading (1 km in years) must not overflow a date, in Python or in SQL, and abort a night.
+KM_DAYS_CAP = 36_525  # days
+
+
 def due_on(vehicle: Any, interval: MaintenanceInterval) -> dt.date | None:
     """When a car next needs maintenance: ``months`` after the last service (or the purchase), or
     earlier when the odometer, extrapolated at the car's average km per day, reaches ``km`` more."""
@@ -48,6 +53,7 @@ def due_on(vehicle: Any, interval: MaintenanceInterval) -> dt.date | None:
         days_driven = (vehicle.last_service_on - vehicle.purchase_date).days
         if days_driven > 0:  # interval.km at last_service_km / days_driven km a day, in whole days
             days = -(-interval.km * days_driven // vehicle.last_service_km)
+            days = max(-KM_DAYS_CAP, min(days, KM_DAYS_CAP))  # an absurd reading: as in the SQL
             due = min(due, vehicle.last_service_on + dt.timedelta(days=days))
     return due
 
@@ -74,9 +80,6 @@ MODEL_INTERVAL = sa.alias(MaintenanceInterval.__table__, "model_interval")
 DEFAULT_INTERVAL = sa.alias(MaintenanceInterval.__table__, "default_interval")
 
 
-KM_DAYS_CAP = 36_525  # days
-
-
 def due_sql_joined() -> sa.ColumnElement[dt.date]:
     """``due_on`` in PostgreSQL's SQL for a query joining ``vehicles`` to ``MODEL_INTERVAL`` (on its
     model code) and ``DEFAULT_INTERVAL`` (on ``'default'``), both outer: the model's interval, else
@@ -94,7 +97,7 @@ def due_sql_joined() -> sa.ColumnElement[dt.date]:
     # capped at a century: an absurd reading (1 km in years) must not overflow the cast or the date and
     # abort the whole night; the months' date is the earlier one long before (same result as due_on)
     exact_days = sa.func.ceil(sa.cast(km, sa.Numeric) * days_driven / Vehicle.last_service_km)
-    km_days = sa.cast(sa.func.least(exact_days, KM_DAYS_CAP), sa.Integer)
+    km_days = sa.cast(sa.func.greatest(sa.func.least(exact_days, KM_DAYS_CAP), -KM_DAYS_CAP), sa.Integer)
     by_km = sa.case(
         (
             sa.and_(Vehicle.last_service_on > Vehicle.purchase_date, Vehicle.last_service_km != 0),

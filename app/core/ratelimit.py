@@ -365,14 +365,16 @@ _COUNTED = "loyalty.ratelimit.counted"
 def _hit(item: RateLimitItem, key: str, scope: str) -> None:
     prefix = limiter._key_prefix
     identifiers = (prefix, key, scope) if prefix else (key, scope)
+    strategy = limiter.limiter
     try:
-        strategy = limiter.limiter
         allowed = strategy.hit(item, *identifiers)
-        stats = strategy.get_window_stats(item, *identifiers)
-    except Exception:
+    except Exception:  # the storage is down: serve (fail open), as flask-limiter does
         log.exception("Failed to rate limit. Swallowing error")
         return
-    request.environ[_COUNTED] = (item.amount, stats)  # this request's (``g`` can outlive it)
+    try:
+        request.environ[_COUNTED] = (item.amount, strategy.get_window_stats(item, *identifiers))  # for the headers
+    except Exception:  # only the headers are lost: a decision already made still stands
+        log.exception("Failed to read the rate limit's window for the headers")
     if not allowed:
         log.info("ratelimit %s (%s) exceeded at endpoint: %s", item, key, scope)
         raise TooManyRequests(description=str(item))
@@ -405,7 +407,9 @@ def _retry_after_epoch(value: str) -> int:
     """A ``Retry-After`` (seconds or an HTTP date) as the epoch second it points at, read as
     flask-limiter reads it."""
     when = parse_date(value)
-    return int(time.time() + int(value)) if when is None else int(time.mktime(when.timetuple()))
+    if when is not None:
+        return int(time.mktime(when.timetuple()))
+    return int(time.time() + int(value)) if value.strip().isdigit() else int(time.time())
 
 
 def init_app(app: Flask) -> None:

@@ -281,7 +281,8 @@ def verify_timestamped_signature(
         raise BadSignature(details={"reason": "stale_timestamp"})
     scheme, _, digest = signature.partition("=")
     expected = hmac_sha256_hex(secret, timestamp.encode() + b"." + body)
-    if scheme != "sha256" or not hmac.compare_digest(digest.lower(), expected):
+    # bytes: compare_digest refuses a str with non-ASCII characters (a TypeError, which was a 500)
+    if scheme != "sha256" or not hmac.compare_digest(digest.lower().encode("utf-8", "replace"), expected.encode()):
         raise BadSignature(details={"reason": "signature_mismatch"})
     return sent_at
 
