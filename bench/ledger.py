@@ -39,13 +39,28 @@ MEMBERS_FOR_THROUGHPUT = 10_000
 # --- 1. award + spend vs pgbench ------------------------------------------------------------
 
 
+def award_and_spend(member_id: int, key: str) -> None:
+    """One pair as the bench counts it: award 100 through ``ledger.earn`` and commit, then spend 50
+    through ``ledger.spend`` and commit (an app context is open)."""
+    from app.core.db import db
+    from app.points import ledger
+
+    ledger.earn(
+        ledger.Earning(
+            member_id=member_id, currency="reward", points=100, idempotency_key=f"award:{key}", source_type="bench"
+        )
+    )
+    db.session.commit()
+    ledger.spend(member_id, 50, idempotency_key=f"spend:{key}", source_type="bench")
+    db.session.commit()
+
+
 def _ledger_worker(seconds: float, seed: int, queue: multiprocessing.Queue) -> None:
     os.environ.update(bench_environment())
     import sqlalchemy as sa
 
     from app import create_app
     from app.core.db import db
-    from app.points import ledger
     from app.points.models import PointAccount
 
     app = create_app()
@@ -56,20 +71,7 @@ def _ledger_worker(seconds: float, seed: int, queue: multiprocessing.Queue) -> N
         db.session.commit()
         deadline = time.perf_counter() + seconds
         while time.perf_counter() < deadline:
-            member_id = rng.choice(member_ids)
-            key = f"{seed}-{done}"
-            ledger.earn(
-                ledger.Earning(
-                    member_id=member_id,
-                    currency="reward",
-                    points=100,
-                    idempotency_key=f"award:{key}",
-                    source_type="bench",
-                )
-            )
-            db.session.commit()
-            ledger.spend(member_id, 50, idempotency_key=f"spend:{key}", source_type="bench")
-            db.session.commit()
+            award_and_spend(rng.choice(member_ids), f"{seed}-{done}")
             done += 2
     queue.put(done)
 

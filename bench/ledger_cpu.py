@@ -19,6 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+# the pair the bench counts, from this checkout's harness; with --tree, the app it runs is that tree's
+from bench.ledger import award_and_spend
+
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -62,7 +65,6 @@ def main() -> None:
 
     from app import create_app
     from app.core.db import db
-    from app.points import ledger
     from app.points.models import PointAccount
 
     app = create_app()
@@ -75,20 +77,7 @@ def main() -> None:
 
         def pairs(count: int) -> None:
             for n in range(count):
-                member_id = rng.choice(member_ids)
-                key = f"{tag}-{n}-{rng.random()}"
-                ledger.earn(
-                    ledger.Earning(
-                        member_id=member_id,
-                        currency="reward",
-                        points=100,
-                        idempotency_key=f"award:{key}",
-                        source_type="bench",
-                    )
-                )
-                db.session.commit()
-                ledger.spend(member_id, 50, idempotency_key=f"spend:{key}", source_type="bench")
-                db.session.commit()
+                award_and_spend(rng.choice(member_ids), f"{tag}-{n}-{rng.random()}")
 
         pairs(args.warmup)
         if args.ab_outbox:

@@ -120,3 +120,21 @@ def test_read_once_after_the_server_ended_its_connection_gets_another(app):
     pid = _read(engine, sa.select(sa.func.pg_backend_pid().label("pid")))[0].pid
     _wait_until_gone(pid, terminate=True)
     assert _read(engine, sa.select(sa.func.pg_backend_pid().label("pid")))[0].pid != pid
+
+
+def test_a_driver_statement_on_a_lost_connection_is_sqlalchemys_error_and_the_connection_is_dropped(app):
+    """``driver_execute`` (the hot paths' statements on the session's connection: ledger, session,
+    redemption, CRM outbox): the server gone mid-transaction is SQLAlchemy's ``OperationalError``
+    (a 503 at the edge, as through ``session.execute``), not the driver's own error (a 500), and the
+    connection is invalidated, never handed out again."""
+    from app.core.db import driver_execute
+
+    with app.app_context():
+        pid = driver_execute("SELECT pg_backend_pid()", ()).fetchone()[0]
+        _wait_until_gone(pid, terminate=True)
+        with pytest.raises(sa.exc.OperationalError) as lost:
+            driver_execute("SELECT 1", ())
+        assert lost.value.connection_invalidated
+        db.session.rollback()
+        assert driver_execute("SELECT pg_backend_pid()", ()).fetchone()[0] != pid
+        db.session.rollback()

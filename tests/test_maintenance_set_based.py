@@ -120,6 +120,12 @@ def test_without_a_default_interval_unknown_models_are_skipped_alike(app_ctx):
 dates = st.one_of(st.none(), st.dates(dt.date(2015, 1, 1), dt.date(2030, 12, 31)))
 
 
+def due_in_sql(car: Vehicle) -> dt.date | None:
+    """``maintenance.due_sql_joined`` for one car, as the set-based planner joins it."""
+    statement = maintenance.with_intervals(sa.select(maintenance.due_sql_joined())).where(Vehicle.id == car.id)
+    return db.session.scalar(statement)
+
+
 @pytest.fixture
 def one_car(app_ctx):
     car = factories.vehicle(owner=factories.member(), model_code="HYPO")
@@ -149,13 +155,7 @@ def test_the_joined_sql_due_date_is_due_on(one_car, bought, serviced, km, months
         expected = maintenance.due_on(one_car, interval)
     except OverflowError:  # beyond year 9999 in Python; PostgreSQL's dates reach further
         return
-    in_sql = db.session.scalar(
-        sa.select(maintenance.due_sql_joined())
-        .select_from(Vehicle)
-        .outerjoin(maintenance.MODEL_INTERVAL, maintenance.MODEL_INTERVAL.c.model_code == Vehicle.model_code)
-        .outerjoin(maintenance.DEFAULT_INTERVAL, maintenance.DEFAULT_INTERVAL.c.model_code == "default")
-        .where(Vehicle.id == one_car.id)
-    )
+    in_sql = due_in_sql(one_car)
     assert in_sql == expected
 
 
@@ -198,21 +198,9 @@ def test_an_absurd_odometer_reading_cannot_abort_the_night(one_car):
         1,
     )
     db.session.flush()
-    in_sql = db.session.scalar(
-        sa.select(maintenance.due_sql_joined())
-        .select_from(Vehicle)
-        .outerjoin(maintenance.MODEL_INTERVAL, maintenance.MODEL_INTERVAL.c.model_code == Vehicle.model_code)
-        .outerjoin(maintenance.DEFAULT_INTERVAL, maintenance.DEFAULT_INTERVAL.c.model_code == "default")
-        .where(Vehicle.id == one_car.id)
-    )
+    in_sql = due_in_sql(one_car)
     assert in_sql == dt.date(2027, 1, 1) == maintenance.due_on(one_car, interval)  # the sender's date too
     one_car.last_service_km = -1  # not from the DMS (it refuses negatives), but not a night's end either
     db.session.flush()
-    in_sql = db.session.scalar(
-        sa.select(maintenance.due_sql_joined())
-        .select_from(Vehicle)
-        .outerjoin(maintenance.MODEL_INTERVAL, maintenance.MODEL_INTERVAL.c.model_code == Vehicle.model_code)
-        .outerjoin(maintenance.DEFAULT_INTERVAL, maintenance.DEFAULT_INTERVAL.c.model_code == "default")
-        .where(Vehicle.id == one_car.id)
-    )
+    in_sql = due_in_sql(one_car)
     assert in_sql == maintenance.due_on(one_car, interval) == dt.date(2026, 1, 1) - dt.timedelta(days=36_525)

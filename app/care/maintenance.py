@@ -58,31 +58,24 @@ def due_on(vehicle: Any, interval: MaintenanceInterval) -> dt.date | None:
     return due
 
 
-def due_sql() -> sa.ColumnElement[dt.date]:
-    """``due_on`` in PostgreSQL's SQL for the ``vehicles`` row of the query (its model's interval,
-    else ``default``; NULL when neither exists or the car has no date): the planner's filter, so
-    that only cars near their due date come to Python, which decides as before."""
-    return sa.literal_column(
-        """(SELECT least(
-                (coalesce(vehicles.last_service_on, vehicles.purchase_date) + i.months * interval '1 month')::date,
-                CASE WHEN vehicles.last_service_on > vehicles.purchase_date AND vehicles.last_service_km <> 0
-                     THEN vehicles.last_service_on + ceil(i.km::numeric * (vehicles.last_service_on
-                          - vehicles.purchase_date) / vehicles.last_service_km)::int END)
-            FROM (SELECT months, km FROM maintenance_intervals
-                  WHERE model_code IN (vehicles.model_code, 'default')
-                  ORDER BY model_code = 'default' LIMIT 1) i)""",
-        sa.Date,
-    )
-
-
 #: The car's own model interval and the ``default`` one, outer-joined by the set-based planner.
 MODEL_INTERVAL = sa.alias(MaintenanceInterval.__table__, "model_interval")
 DEFAULT_INTERVAL = sa.alias(MaintenanceInterval.__table__, "default_interval")
 
 
+def with_intervals(select: sa.Select) -> sa.Select:
+    """``select`` from ``vehicles`` outer-joined to its model's interval and the ``default`` one, the
+    join ``due_sql_joined`` reads."""
+    return (
+        select.select_from(Vehicle)
+        .outerjoin(MODEL_INTERVAL, MODEL_INTERVAL.c.model_code == Vehicle.model_code)
+        .outerjoin(DEFAULT_INTERVAL, DEFAULT_INTERVAL.c.model_code == "default")
+    )
+
+
 def due_sql_joined() -> sa.ColumnElement[dt.date]:
     """``due_on`` in PostgreSQL's SQL for a query joining ``vehicles`` to ``MODEL_INTERVAL`` (on its
-    model code) and ``DEFAULT_INTERVAL`` (on ``'default'``), both outer: the model's interval, else
+    model code) and ``DEFAULT_INTERVAL`` (on ``'default'``), both outer (``with_intervals``): the model's interval, else
     ``default`` (months and km are NOT NULL, so a missing row is the only NULL); NULL when neither
     exists or the car has no date. ``date + interval 'N months'`` clamps to the month's end, as
     ``_add_months``; the km date is ``ceil`` of the exact quotient, as ``due_on``'s floor division."""
@@ -94,8 +87,7 @@ def due_sql_joined() -> sa.ColumnElement[dt.date]:
         sa.Date,
     )
     days_driven = Vehicle.last_service_on - Vehicle.purchase_date
-    # capped at a century: an absurd reading (1 km in years) must not overflow the cast or the date and
-    # abort the whole night; the months' date is the earlier one long before (same result as due_on)
+    # within KM_DAYS_CAP, as in due_on: an absurd reading must not overflow the cast or the date
     exact_days = sa.func.ceil(sa.cast(km, sa.Numeric) * days_driven / Vehicle.last_service_km)
     km_days = sa.cast(sa.func.greatest(sa.func.least(exact_days, KM_DAYS_CAP), -KM_DAYS_CAP), sa.Integer)
     by_km = sa.case(

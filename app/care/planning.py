@@ -235,10 +235,9 @@ def _plan_maintenance_in_sql(today: dt.date, *, dry_run: bool) -> int:
         due = maintenance.due_sql_joined()
         cars = (
             _current_owner_join(
-                sa.select(Ownership.member_id.label("member_id"), Vehicle.id.label("vehicle_id"), due.label("due"))
-                .select_from(Vehicle)
-                .outerjoin(maintenance.MODEL_INTERVAL, maintenance.MODEL_INTERVAL.c.model_code == Vehicle.model_code)
-                .outerjoin(maintenance.DEFAULT_INTERVAL, maintenance.DEFAULT_INTERVAL.c.model_code == "default")
+                maintenance.with_intervals(
+                    sa.select(Ownership.member_id.label("member_id"), Vehicle.id.label("vehicle_id"), due.label("due"))
+                )
             )
             .where(Vehicle.id > after, Vehicle.id <= upto, Ownership.vehicle_id > after, Ownership.vehicle_id <= upto)
             .subquery("cars")

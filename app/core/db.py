@@ -584,3 +584,27 @@ def forget_memo(key: Any) -> None:
     memo = db.session().info.get(_MEMO_KEY)
     if memo is not None:
         memo[2].pop(key, None)
+
+
+def driver_execute(sql: str, params: Any, session: Session | None = None) -> Any:
+    """Run ``sql`` (psycopg's ``%s`` / ``%(name)s`` placeholders) on the session's own connection and
+    transaction, straight through the driver: a hot path's statement without SQLAlchemy's execution
+    machinery, which costs more client CPU than the statement. Returns the driver's cursor.
+
+    What SQLAlchemy would do on an error is done here: a driver error is raised as SQLAlchemy's
+    (``OperationalError`` for a lost server or a statement timeout: a 503 at the HTTP edge, not a
+    500), and a connection lost on the way is invalidated rather than used again. Statement events
+    do not see the statement. Flush first if ORM changes must reach the database before it runs.
+    ``session``: another session than ``db.session`` (a commit hook's own)."""
+    connection = (session or db.session).connection()
+    driver = connection.connection.driver_connection
+    dbapi_error = connection.dialect.loaded_dbapi.Error
+    try:
+        return driver.execute(sql, params)  # type: ignore[union-attr]
+    except dbapi_error as exc:
+        lost = driver.closed or driver.broken  # type: ignore[union-attr]
+        if lost:
+            connection.invalidate(exc)
+        raise sa.exc.DBAPIError.instance(
+            sql, params, exc, dbapi_error, connection_invalidated=lost, dialect=connection.dialect
+        ) from exc

@@ -38,7 +38,7 @@ from sqlalchemy.orm import Session, aliased, sessionmaker
 from app import gateways
 from app.core import audit, tunables
 from app.core.clock import utcnow
-from app.core.db import db
+from app.core.db import db, driver_execute
 from app.core.errors import Conflict, NotFound
 from app.core.held_back import HeldBack
 from app.core.i18n import _l
@@ -174,19 +174,8 @@ FROM reserved
 
 
 def _number_and_insert_one(session: Session, member_id: int, kind: str, refs: dict[str, Any], now: dt.datetime) -> None:
-    connection = session.connection()
-    driver = connection.connection.driver_connection
     values = (member_id, kind, json.dumps(refs) if refs else "{}", now, now)
-    error = connection.dialect.loaded_dbapi.Error
-    try:
-        driver.execute(_NUMBER_AND_INSERT_ONE, values)
-    except error as exc:  # raised as SQLAlchemy's, as its execute would (a lost server: a 503)
-        lost = driver.closed or driver.broken
-        if lost:
-            connection.invalidate(exc)
-        raise sa.exc.DBAPIError.instance(
-            _NUMBER_AND_INSERT_ONE, values, exc, error, connection_invalidated=lost, dialect=connection.dialect
-        ) from exc
+    driver_execute(_NUMBER_AND_INSERT_ONE, values, session)
 
 
 def _insert_rows(session: Session, columns: dict[str, list[Any]], now: dt.datetime) -> None:

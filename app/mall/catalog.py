@@ -14,7 +14,7 @@ from sqlalchemy.dialects import postgresql
 
 from app.core import audit
 from app.core.clock import business_day_start, to_business, utcnow
-from app.core.db import adopt_loaded, db
+from app.core.db import adopt_loaded, db, driver_execute
 from app.core.errors import Conflict, NotFound, ValidationFailed
 from app.core.i18n import _l
 from app.mall.models import FlashOffer, MallItem, RedemptionOrder
@@ -178,8 +178,7 @@ def redemption_context(
         return None if row is None else (row[0], row[1], row[2])
     # straight to the session's psycopg connection (SQLAlchemy's ORM execution and loading were
     # most of this step's CPU); the rows are adopted as the ORM would have loaded them
-    driver = db.session.connection().connection.driver_connection
-    raw = driver.execute(_redemption_context_sql(), params).fetchone()  # type: ignore[union-attr]
+    raw = driver_execute(_redemption_context_sql(), params).fetchone()
     if raw is None:
         return None
     found: list[Any] = []

@@ -25,7 +25,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from app.core import audit
 from app.core.clock import utcnow
-from app.core.db import db, insert_if_absent
+from app.core.db import db, driver_execute, insert_if_absent
 from app.core.errors import Conflict, NotFound, ValidationFailed
 from app.core.i18n import _l
 from app.core.security import cipher
@@ -266,8 +266,7 @@ def _insert_order(values: dict[str, object]) -> int | None:
     if params["address"] is not None:  # the column is ``EncryptedText``: what its type would write
         params["address"] = cipher().encrypt(str(params["address"]))
     db.session.flush()  # ORM changes must reach the database before raw statements run
-    driver = db.session.connection().connection.driver_connection
-    row = driver.execute(_INSERT_ORDER, params).fetchone()  # type: ignore[union-attr]
+    row = driver_execute(_INSERT_ORDER, params).fetchone()
     return None if row is None else row[0]
 
 

@@ -22,7 +22,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from app.core import audit
 from app.core.clock import business_day_start, to_business, utcnow
-from app.core.db import adopt_inserted, db
+from app.core.db import adopt_inserted, db, driver_execute
 from app.core.errors import Conflict, NotFound
 from app.core.i18n import _l
 from app.core.qr import qr_png
@@ -104,8 +104,7 @@ def take_stock_and_issue(order: RedemptionOrder, item: MallItem, now: dt.datetim
     expires_at = expiry_for(item, now)
     encrypt = cipher().encrypt
     db.session.flush()  # ORM changes must reach the database before raw statements run
-    driver = db.session.connection().connection.driver_connection
-    rows = driver.execute(  # type: ignore[union-attr]
+    rows = driver_execute(
         _TAKE_STOCK_AND_ISSUE,
         {
             "quantity": order.quantity,

@@ -22,7 +22,7 @@ from app import gateways
 from app.config import current_settings
 from app.core import tunables
 from app.core.clock import utcnow
-from app.core.db import db
+from app.core.db import db, driver_execute
 from app.core.errors import ServiceUnavailable, Unauthenticated
 from app.core.i18n import _l
 from app.members import identities
@@ -239,8 +239,7 @@ def _session_refs_row(session_id: int) -> tuple | None:
     The timestamps come back aware (``timestamptz``); ``_ensure_live`` compares them as they are."""
     if db.dialect != "postgresql":
         return db.session.execute(_SESSION_REFS, {"session_id": session_id}).first()
-    driver = db.session.connection().connection.driver_connection
-    return driver.execute(_session_refs_sql(), {"session_id": session_id}).fetchone()  # type: ignore[union-attr]
+    return driver_execute(_session_refs_sql(), {"session_id": session_id}).fetchone()
 
 
 @functools.cache

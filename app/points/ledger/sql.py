@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from app.core.db import db
+from app.core.db import driver_execute
 
 _LOCK = "SELECT reward_available FROM point_accounts WHERE member_id = %(member_id)s FOR UPDATE"
 
@@ -138,8 +138,7 @@ _ENTRY_DEFAULTS = {
 
 def _execute(sql: str, params: dict[str, Any]) -> tuple | None:
     """Run on the session's own connection and transaction, returning the first row."""
-    driver = db.session.connection().connection.driver_connection
-    return driver.execute(sql, params).fetchone()  # type: ignore[union-attr]
+    return driver_execute(sql, params).fetchone()
 
 
 def lock(member_id: int) -> int | None:
