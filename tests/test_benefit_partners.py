@@ -258,6 +258,33 @@ def test_the_real_partner_client_signs_its_calls_and_reads_the_answers(http_mock
 
 
 @pytest.mark.parametrize(
+    ("expire_time", "expected"),
+    [
+        ("2027-12-02 23:59:59", dt.datetime(2027, 12, 2, 15, 59, 59, tzinfo=dt.UTC)),  # no offset: Beijing time
+        ("2027-12-02T15:59:59Z", dt.datetime(2027, 12, 2, 15, 59, 59, tzinfo=dt.UTC)),
+        ("0001-01-01T00:00:00+08:00", Unavailable),  # converting it to UTC would overflow
+        ("9999-12-31T23:59:59-08:00", Unavailable),
+        ("next tuesday", Unavailable),
+    ],
+)
+def test_the_real_partner_client_reads_expiry_times_in_beijing_time_and_within_the_calendar(
+    http_mock, expire_time, expected
+):
+    http_mock.add(
+        responses.POST,
+        f"{BASE}/open/v1/service-orders",
+        json={"code": 0, "data": {"order_no": "RS1", "service_code": "58213907", "expire_time": expire_time}},
+    )
+    client = HttpBenefitPartner(BASE, "loyalty-oem", "s3cret")
+    order = ServiceOrder("LB1", "lounge", "M1", None, None)
+    if expected is Unavailable:
+        with pytest.raises(Unavailable):
+            client.issue(order)
+    else:
+        assert client.issue(order).expires_at == expected
+
+
+@pytest.mark.parametrize(
     ("status", "answer", "error", "code"),
     [
         (200, {"code": 40010, "msg": "area not covered"}, Refused, 40010),

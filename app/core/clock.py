@@ -49,6 +49,17 @@ def parse_day(text: str) -> dt.date:
     return day
 
 
+def parse_partner_moment(text: str) -> dt.datetime:
+    """An ISO 8601 instant from a partner's answer → aware UTC; ValueError if unreadable or outside
+    the calendar. Without an offset it means Beijing time (never this machine's local time)."""
+    moment = dt.datetime.fromisoformat(text)
+    if not within_calendar(moment):
+        raise ValueError(f"{text} is outside {EARLIEST_DAY}..{LATEST_DAY}")
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=BUSINESS_TZ)
+    return moment.astimezone(dt.UTC)
+
+
 def parse_local_moment(text: str) -> dt.datetime:
     """A naive ``YYYY-MM-DDTHH:MM[:SS]`` in Beijing time within the calendar → aware UTC; ValueError otherwise
     (an offset given is refused: the form means Beijing time)."""

@@ -19,7 +19,6 @@ network error or an unreadable answer are ``Unavailable``. Tested with ``respons
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import secrets
 import time
@@ -27,6 +26,7 @@ from typing import Any
 
 import requests
 
+from app.core.clock import parse_partner_moment
 from app.core.security import hmac_sha256_hex
 from app.gateways import IssuedService, Refused, ServiceOrder, Unavailable
 
@@ -65,7 +65,7 @@ class HttpBenefitPartner:
             return IssuedService(
                 partner_order_no=str(data["order_no"]),
                 service_code=str(data["service_code"]),
-                expires_at=dt.datetime.fromisoformat(expires).astimezone(dt.UTC) if expires else None,
+                expires_at=parse_partner_moment(expires) if expires else None,
             )
         except (AttributeError, KeyError, TypeError, ValueError) as exc:
             raise Unavailable(f"unreadable service order: {type(exc).__name__}") from exc
