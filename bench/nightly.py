@@ -329,7 +329,7 @@ def _app():
     # The jobs run in worker / cron processes, deployed with a longer statement timeout than the
     # web's 30 s (app/config.py); at 10M the rollup's tier-mix statement needs it.
     os.environ.setdefault("LOYALTY_DB_STATEMENT_TIMEOUT_MS", "600000")
-    os.environ.update(bench_environment())
+    os.environ.update(bench_environment(LOYALTY_DATABASE_URL=database_url(DB)))  # the night's working copy
     from app import create_app
 
     return create_app()
