@@ -4,7 +4,9 @@
    ``ledger.spend``, one transaction and commit each) against random members, for a fixed time.
    Floor: ``pgbench -b tpcb-like`` with the same client count against the same PostgreSQL.
    Alternating rounds (ours, floor, ours, floor …): the VM's speed drifts within a minute.
-   Target: ratio ≥ 0.5.
+   Target: ratio ≥ 0.5. Also, as a third side of each round, the ledger's own statements (earn,
+   lock, spend, the CRM outbox row) through pgbench (``same_sql_script``): how much of the gap is
+   the SQL a change must do, and how much is Python, SQLAlchemy and the app around it.
 2. nightly expiry of 1,000,000 due lots (100,000 members × 10 lots) through
    ``expiry.expire_due`` (locks, one expire entry per member, balances) vs ONE raw
    ``UPDATE point_lots … WHERE expires_at <= now()`` over the same rows, alternating rounds on
@@ -22,6 +24,7 @@ import random
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -29,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import psycopg
 
-from bench.common import bench_environment, fresh_database
+from bench.common import BENCH_DB, bench_environment, fresh_database
 from bench.seeding import PG, run_sql, seed_members
 
 PGBENCH_DB = "loyalty_pgbench"
@@ -109,6 +112,101 @@ def pgbench_tps(clients: int, seconds: int) -> float:
     return float(re.search(r"tps = ([\d.]+)", result.stdout).group(1))  # type: ignore[union-attr]
 
 
+def same_sql_script() -> str:
+    """A pgbench script running the ledger's own statements for one award + spend pair, as our code
+    sends them (``app/points/ledger/sql.py`` and the CRM outbox's one-row statement, each change's
+    outbox row before its COMMIT): BEGIN, earn, outbox, COMMIT; BEGIN, lock, spend, outbox, COMMIT.
+    The parameters our code binds become pgbench variables or SQL (``now()`` for the clock)."""
+    from app.crm.outbox import _NUMBER_AND_INSERT_ONE
+    from app.points.ledger import sql
+
+    earn = {
+        "member_id": ":member",
+        "currency": "'reward'",
+        "kind": "'earn'",
+        "signed_points": "100",
+        "points": "100",
+        "idempotency_key": "'award:' || :client_id || ':' || :key",
+        "source_type": "'bench'",
+        "funder": "'oem'",
+        "occurred_at": "now()",
+        "now": "now()",
+        "pays_debt": "true",
+        "lot_status": "'available'",
+        "available_at": "now()",
+        "expires_at": "now() + interval '2 years'",
+        "to_available": "100",
+        "to_pending": "0",
+        "to_tier": "0",
+        "to_lifetime": "100",
+    }
+    spend = earn | {
+        "kind": "'spend'",
+        "signed_points": "-50",
+        "points": "50",
+        "idempotency_key": "'spend:' || :client_id || ':' || :key",
+    }
+
+    def spelled(statement: str, values: dict[str, str]) -> str:
+        text = re.sub(r"%\((\w+)\)s", lambda m: values.get(m.group(1), "NULL"), statement)
+        return " ".join(text.split()) + ";"  # pgbench reads one statement per line
+
+    def outbox(kind: str) -> str:
+        values = iter([":member", f"'{kind}'", "'{}'", "now()", "now()"])
+        return " ".join(re.sub(r"%s", lambda _m: next(values), _NUMBER_AND_INSERT_ONE).split()) + ";"
+
+    return "\n".join(
+        [
+            "\\set member random(1, :members)",
+            "\\set key random(1, 1000000000000000)",
+            "BEGIN;",
+            spelled(sql._EARN, earn),
+            outbox("balance"),
+            "COMMIT;",
+            "BEGIN;",
+            spelled(sql._LOCK, spend),
+            spelled(sql._SPEND, spend),
+            outbox("balance"),
+            "COMMIT;",
+            "",
+        ]
+    )
+
+
+def same_sql_tps(clients: int, seconds: int, members: int, database: str) -> float:
+    """Transactions/s (2 per script run) of ``same_sql_script`` through pgbench, prepared statements
+    like psycopg's after its threshold, against the ledger's own bench database."""
+    with tempfile.NamedTemporaryFile("w", suffix=".pgbench", delete=False) as script:
+        script.write(same_sql_script())
+    try:
+        result = subprocess.run(
+            [
+                "pgbench",
+                *_PGBENCH,
+                "-n",
+                "-M",
+                "prepared",
+                "-f",
+                script.name,
+                "-D",
+                f"members={members}",
+                "-c",
+                str(clients),
+                "-j",
+                "2",
+                "-T",
+                str(seconds),
+                database,
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+    finally:
+        os.unlink(script.name)
+    return 2 * float(re.search(r"tps = ([\d.]+)", result.stdout).group(1))  # type: ignore[union-attr]
+
+
 # --- 2. expiry vs raw UPDATE ----------------------------------------------------------------
 
 #: Every round starts from the same due lots (the expire entries of an earlier round removed, so
@@ -164,21 +262,29 @@ def main() -> None:
         fresh_database(env)
         seed_members(MEMBERS_FOR_THROUGHPUT, lots_each=1)
         pgbench_init()
-        ours_rates, floor_rates = [], []
+        ours_rates, floor_rates, same_rates = [], [], []
         for number in range(1, args.rounds + 1):
             ours_rates.append(ledger_tps(args.clients, args.seconds, number))
             floor_rates.append(pgbench_tps(args.clients, args.seconds))
+            same_rates.append(same_sql_tps(args.clients, args.seconds, MEMBERS_FOR_THROUGHPUT, BENCH_DB))
             print(
                 f"  round {number}: ledger {ours_rates[-1]:7.1f} tx/s, pgbench {floor_rates[-1]:7.1f} tx/s,"
-                f" ratio {ours_rates[-1] / floor_rates[-1]:.2f}",
+                f" ratio {ours_rates[-1] / floor_rates[-1]:.2f}; the same SQL through pgbench {same_rates[-1]:7.1f}"
+                f" tx/s, ratio {ours_rates[-1] / same_rates[-1]:.2f}",
                 flush=True,
             )
-        ours, floor = sum(ours_rates) / args.rounds, sum(floor_rates) / args.rounds
+        ours, floor, same = (sum(rates) / args.rounds for rates in (ours_rates, floor_rates, same_rates))
         print(f"  ledger award+spend: {ours:8.1f} tx/s")
         print(f"  pgbench tpcb-like:  {floor:8.1f} tx/s")
+        print(f"  the same SQL through pgbench: {same:8.1f} tx/s")
         print(f"ledger / pgbench tpcb-like throughput ratio: {ours / floor:.2f}   (target >= 0.5)", flush=True)
         rounds = " ".join(f"{o / f:.2f}" for o, f in zip(ours_rates, floor_rates, strict=True))
         print(f"per round: {rounds}", flush=True)
+        print(
+            f"ledger / the same SQL through pgbench: {ours / same:.2f} (what Python, SQLAlchemy and the app add;"
+            f" the same SQL / tpcb-like: {same / floor:.2f})",
+            flush=True,
+        )
 
     if args.skip_expiry:
         return
