@@ -48,6 +48,15 @@ def database_url(name: str) -> str:
     return f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) a process has used, from /proc; 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
 def fresh_database(env: dict[str, str], name: str = BENCH_DB) -> None:
     """Drop and recreate a bench database (``env`` must point at it), then migrate it."""
     import psycopg

@@ -18,16 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import psycopg
 
-from bench.common import BENCH_DB, bench_environment, gunicorn, run_load
+from bench.common import BENCH_DB, bench_environment, cpu_seconds, gunicorn, run_load
 from bench.dms_intake import DMS_SECRET, seeded_database, signed_event
-
-
-def cpu_ticks(pid: int) -> int:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0
-    return int(fields[11]) + int(fields[12])  # utime, stime
 
 
 def children_of(parent: int) -> list[int]:
@@ -64,7 +56,6 @@ def main() -> None:
     n = args.requests
     events = [signed_event(args.start + i) for i in range(200 + n * args.rounds)]
     bare = [("POST", "/bench/bare", body, headers) for _, _, body, headers in events[:n]]
-    hertz = os.sysconf("SC_CLK_TCK")
     floors, ours, ratios = [], [], []
     with gunicorn("bench.dms_app:app", env, args.port) as master:
         run_load("warm-up", args.port, events[:200] + bare[:200], args.concurrency)
@@ -74,11 +65,11 @@ def main() -> None:
             sides = (("floor", bare), ("ours", events[200 + round_no * n : 200 + (round_no + 1) * n]))
             for name, requests in sides:
                 backends = postgres_backends()
-                before = {pid: cpu_ticks(pid) for pid in workers + backends}
+                before = {pid: cpu_seconds(pid) for pid in workers + backends}
                 result = run_load(name, args.port, requests, args.concurrency)
                 assert set(result.statuses) == {202}, result.statuses
-                total = sum(cpu_ticks(pid) - before[pid] for pid in before) / hertz / n * 1e6
-                in_postgres = sum(cpu_ticks(pid) - before[pid] for pid in backends) / hertz / n * 1e6
+                total = sum(cpu_seconds(pid) - before[pid] for pid in before) / n * 1e6
+                in_postgres = sum(cpu_seconds(pid) - before[pid] for pid in backends) / n * 1e6
                 measured[name] = total
                 print(
                     f"  {name}: {total:.0f} µs CPU per request ({in_postgres:.0f} in PostgreSQL), {result.rate:.0f}/s"

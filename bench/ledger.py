@@ -101,15 +101,20 @@ def pgbench_init() -> None:
     subprocess.run(["pgbench", *_PGBENCH, "-i", "-s", "10", "-q", PGBENCH_DB], check=True, capture_output=True)
 
 
-def pgbench_tps(clients: int, seconds: int) -> float:
-    base = _PGBENCH
+def _pgbench_tps(*arguments: str, clients: int, seconds: int, database: str) -> float:
+    """Run pgbench with ``arguments`` (a built-in or a script), ``clients`` clients on 2 threads for
+    ``seconds``; its transactions per second."""
     result = subprocess.run(
-        ["pgbench", *base, "-b", "tpcb-like", "-c", str(clients), "-j", "2", "-T", str(seconds), PGBENCH_DB],
+        ["pgbench", *_PGBENCH, *arguments, "-c", str(clients), "-j", "2", "-T", str(seconds), database],
         check=True,
         capture_output=True,
         text=True,
     )
     return float(re.search(r"tps = ([\d.]+)", result.stdout).group(1))  # type: ignore[union-attr]
+
+
+def pgbench_tps(clients: int, seconds: int) -> float:
+    return _pgbench_tps("-b", "tpcb-like", clients=clients, seconds=seconds, database=PGBENCH_DB)
 
 
 def same_sql_script() -> str:
@@ -179,32 +184,10 @@ def same_sql_tps(clients: int, seconds: int, members: int, database: str) -> flo
     with tempfile.NamedTemporaryFile("w", suffix=".pgbench", delete=False) as script:
         script.write(same_sql_script())
     try:
-        result = subprocess.run(
-            [
-                "pgbench",
-                *_PGBENCH,
-                "-n",
-                "-M",
-                "prepared",
-                "-f",
-                script.name,
-                "-D",
-                f"members={members}",
-                "-c",
-                str(clients),
-                "-j",
-                "2",
-                "-T",
-                str(seconds),
-                database,
-            ],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
+        arguments = ("-n", "-M", "prepared", "-f", script.name, "-D", f"members={members}")
+        return 2 * _pgbench_tps(*arguments, clients=clients, seconds=seconds, database=database)
     finally:
         os.unlink(script.name)
-    return 2 * float(re.search(r"tps = ([\d.]+)", result.stdout).group(1))  # type: ignore[union-attr]
 
 
 # --- 2. expiry vs raw UPDATE ----------------------------------------------------------------

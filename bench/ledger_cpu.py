@@ -20,14 +20,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 # the pair the bench counts, from this checkout's harness; with --tree, the app it runs is that tree's
+from bench.common import cpu_seconds
 from bench.ledger import award_and_spend
-
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _proc_cpu(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK  # utime + stime
 
 
 def main() -> None:
@@ -83,10 +77,10 @@ def main() -> None:
         if args.ab_outbox:
             _ab_outbox(pairs, backend, args.pairs, args.ab_outbox)
             return
-        client0, backend0, wall0 = time.process_time(), _proc_cpu(backend), time.perf_counter()
+        client0, backend0, wall0 = time.process_time(), cpu_seconds(backend), time.perf_counter()
         pairs(args.pairs)
         client = (time.process_time() - client0) / args.pairs * 1e6
-        server = (_proc_cpu(backend) - backend0) / args.pairs * 1e6
+        server = (cpu_seconds(backend) - backend0) / args.pairs * 1e6
         wall = (time.perf_counter() - wall0) / args.pairs * 1e6
     load = os.getloadavg()[0]
     print(
@@ -111,10 +105,10 @@ def _ab_outbox(pairs, backend: int, per_block: int, blocks: int) -> None:
     for block in range(blocks):
         for name in list(paths)[:: 1 if block % 2 else -1]:
             outbox._number_and_insert_one = paths[name]
-            client0, backend0 = time.process_time(), _proc_cpu(backend)
+            client0, backend0 = time.process_time(), cpu_seconds(backend)
             pairs(per_block)
             spent[name][0] += time.process_time() - client0
-            spent[name][1] += _proc_cpu(backend) - backend0
+            spent[name][1] += cpu_seconds(backend) - backend0
     outbox._number_and_insert_one = one_row
     count = per_block * blocks
     for name, (client, server) in spent.items():

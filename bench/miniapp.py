@@ -39,6 +39,7 @@ from bench.common import (
     Request,
     bench_environment,
     combined,
+    cpu_seconds,
     flush_redis,
     fresh_database,
     gunicorn,
@@ -123,14 +124,7 @@ def postgres_cpu() -> float:
                 "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", (BENCH_DB,)
             )
         ]
-    ticks = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        ticks += int(fields[11]) + int(fields[12])  # utime, stime
-    return ticks / os.sysconf("SC_CLK_TCK")
+    return sum(cpu_seconds(pid) for pid in pids)
 
 
 def in_process(env: dict[str, str], tokens: list[str], session_ids: list[int], reads: int) -> dict[str, float]:

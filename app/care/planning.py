@@ -230,9 +230,9 @@ def _plan_maintenance_in_sql(today: dt.date, *, dry_run: bool) -> int:
     if low is None:
         return 0
     planned, after = 0, low - 1
+    due = maintenance.due_sql_joined()
     while after < high:  # id ranges, not keyset pages: each statement is bounded on both sides of the join
         upto = after + SET_CHUNK
-        due = maintenance.due_sql_joined()
         cars = (
             _current_owner_join(
                 maintenance.with_intervals(

@@ -41,29 +41,27 @@ def within_calendar(value: dt.date) -> bool:
     return EARLIEST_DAY <= day <= LATEST_DAY
 
 
+def _in_calendar(value: dt.date, text: str) -> dt.date:
+    if not within_calendar(value):
+        raise ValueError(f"{text} is outside {EARLIEST_DAY}..{LATEST_DAY}")
+    return value
+
+
 def parse_day(text: str) -> dt.date:
     """``YYYY-MM-DD`` within the program's calendar; ValueError otherwise."""
-    day = dt.date.fromisoformat(text)
-    if not within_calendar(day):
-        raise ValueError(f"{text} is outside {EARLIEST_DAY}..{LATEST_DAY}")
-    return day
+    return _in_calendar(dt.date.fromisoformat(text), text)
 
 
 def parse_partner_moment(text: str) -> dt.datetime:
     """An ISO 8601 instant from a partner's answer → aware UTC; ValueError if unreadable or outside
     the calendar. Without an offset it means Beijing time (never this machine's local time)."""
-    moment = dt.datetime.fromisoformat(text)
-    if not within_calendar(moment):
-        raise ValueError(f"{text} is outside {EARLIEST_DAY}..{LATEST_DAY}")
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=BUSINESS_TZ)
-    return moment.astimezone(dt.UTC)
+    moment = _in_calendar(dt.datetime.fromisoformat(text), text)
+    return (moment if moment.tzinfo is not None else moment.replace(tzinfo=BUSINESS_TZ)).astimezone(dt.UTC)
 
 
 def parse_local_moment(text: str) -> dt.datetime:
     """A naive ``YYYY-MM-DDTHH:MM[:SS]`` in Beijing time within the calendar → aware UTC; ValueError otherwise
     (an offset given is refused: the form means Beijing time)."""
-    local = dt.datetime.fromisoformat(text)
-    if local.tzinfo is not None or not within_calendar(local):
-        raise ValueError(f"{text} is not a Beijing time within {EARLIEST_DAY}..{LATEST_DAY}")
-    return local.replace(tzinfo=BUSINESS_TZ).astimezone(dt.UTC)
+    if dt.datetime.fromisoformat(text).tzinfo is not None:
+        raise ValueError(f"{text} is not a Beijing time: it has an offset")
+    return parse_partner_moment(text)

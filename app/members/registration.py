@@ -83,8 +83,8 @@ def require_current_consent(member: Member | MemberRef, session_key: tuple[objec
         seen = _accepted.get(key)
         if seen is not None and seen[0] == current and seen[1] > time.monotonic():
             return
-    if needs_consent(member if isinstance(member, Member) else db.session.get(Member, member.id)):
-        raise ConsentRequired(details={"current_policy_version": current})
+    loaded = member if isinstance(member, Member) else db.session.get(Member, member.id)
+    require_accepted_policy(None if loaded is None else services.consent_state(loaded).policy_version)
     if key is not None:
         if len(_accepted) >= _CONSENT_CACHE_SIZE:
             _accepted.clear()
